@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs whatever a fresh Debian 12 machine lacks to build, run and test Pulse.
+# Idempotent: every step checks first, so running it again costs seconds.
+# Versions come from ../shared/TOOLCHAIN.md (rustc 1.95 is the limit here).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null; then SUDO="sudo"; fi
+
+# Debian packages: Chromium for the Playwright tests (never Playwright's own
+# download, which cannot work here), Node/npm for Playwright and binaryen.
+apt_missing=()
+command -v chromium >/dev/null || apt_missing+=(chromium)
+command -v node >/dev/null || apt_missing+=(nodejs)
+command -v npm >/dev/null || apt_missing+=(npm)
+command -v cc >/dev/null || apt_missing+=(build-essential)
+command -v pkg-config >/dev/null || apt_missing+=(pkg-config)
+if [ ${#apt_missing[@]} -gt 0 ]; then
+  log "apt-get install ${apt_missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${apt_missing[@]}"
+fi
+
+# The wasm target for the hydrate build.
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  log "rustup target add wasm32-unknown-unknown"
+  rustup target add wasm32-unknown-unknown
+fi
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+
+# cargo-leptos 0.3.10: 0.3.11 needs rustc 1.96. `no_downloads` makes a missing
+# tool a clear error instead of a failed download. Building it without LTO
+# roughly halves the time and the disk it takes.
+if [ "$(cargo leptos --version 2>/dev/null || true)" != "cargo-leptos 0.3.10" ]; then
+  log "cargo install cargo-leptos 0.3.10 (about 13 minutes on 2 cores)"
+  CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+    cargo install cargo-leptos --version 0.3.10 --locked --features no_downloads
+fi
+
+# wasm-opt from npm's binaryen 132 (Debian's 108 silently breaks hydration),
+# and Playwright for the end-to-end tests. Both are pinned by lock files.
+if [ ! -x tools/node_modules/.bin/wasm-opt ]; then
+  log "npm ci in tools/ (binaryen 132)"
+  (cd tools && npm ci --no-audit --no-fund --loglevel=error)
+fi
+if [ ! -d end2end/node_modules/@playwright/test ]; then
+  log "npm ci in end2end/ (Playwright, no browser download)"
+  (cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+fi
+log "tools ready"

@@ -1,0 +1,36 @@
+//! The header: product name and the `Connection` status.
+
+use leptos::prelude::*;
+
+use crate::client::{ConnectionStatus, LiveConnection};
+
+#[component]
+pub fn Header() -> impl IntoView {
+    view! {
+        <header class="topbar">
+            <h1 class="brand"><span class="brand-mark" aria-hidden="true">"◆"</span>" Pulse"</h1>
+            <ConnectionBadge/>
+        </header>
+    }
+}
+
+/// `role="status"` named `Connection`: a coloured dot and a text that starts
+/// with `Connected`, `Reconnecting` or `Offline` (the dot is never the only signal).
+#[component]
+fn ConnectionBadge() -> impl IntoView {
+    let live = expect_context::<LiveConnection>();
+    let status = live.status;
+    let class = move || {
+        format!(
+            "connection connection-{}",
+            status.with(ConnectionStatus::css_class)
+        )
+    };
+    let text = move || status.with(ConnectionStatus::label);
+    view! {
+        <div role="status" aria-label="Connection" class=class>
+            <span class="dot" aria-hidden="true"></span>
+            <span class="connection-text">{text}</span>
+        </div>
+    }
+}

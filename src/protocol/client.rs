@@ -1,0 +1,97 @@
+//! Owns the messages a client sends (PROTOCOL.md "Client → server").
+
+use serde::{Deserialize, Serialize};
+
+use super::envelope::Empty;
+
+/// One client message: the envelope's `type` and `data`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data", rename_all = "snake_case")]
+pub enum ClientMessage {
+    Hello(Hello),
+    Subscribe(Subscribe),
+    Unsubscribe(Unsubscribe),
+    ChatSend(ChatSend),
+    Status(StatusUpdate),
+    DocUpdate(DocUpdateRequest),
+    Ping(Empty),
+}
+
+impl ClientMessage {
+    /// The `type` this message has on the wire.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientMessage::Hello(_) => "hello",
+            ClientMessage::Subscribe(_) => "subscribe",
+            ClientMessage::Unsubscribe(_) => "unsubscribe",
+            ClientMessage::ChatSend(_) => "chat_send",
+            ClientMessage::Status(_) => "status",
+            ClientMessage::DocUpdate(_) => "doc_update",
+            ClientMessage::Ping(_) => "ping",
+        }
+    }
+}
+
+/// `hello`: `{"token": "<JWT>"}`, or `{}` for an anonymous connection.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Hello {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+/// `subscribe`: several channels at once, each with an optional resume point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Subscribe {
+    pub channels: Vec<SubscribeChannel>,
+}
+
+/// One channel of a `subscribe`. The name stays a string here so that a bad
+/// name is answered with an `error` for that channel alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubscribeChannel {
+    pub channel: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Since>,
+}
+
+/// The last `{offset, epoch}` a client saw on a channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Since {
+    pub offset: u64,
+    pub epoch: String,
+}
+
+/// `unsubscribe`: channel names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Unsubscribe {
+    pub channels: Vec<String>,
+}
+
+/// `chat_send`: a message for a room (sent with an envelope `id`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatSend {
+    pub room: String,
+    pub text: String,
+}
+
+/// `status`: the user's presence status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusUpdate {
+    pub status: UserStatus,
+}
+
+/// A user's presence status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserStatus {
+    #[default]
+    Online,
+    Away,
+}
+
+/// `doc_update` from a client: a base64 Yjs v1 update for a document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DocUpdateRequest {
+    pub doc: String,
+    pub update: String,
+}

@@ -1,0 +1,223 @@
+//! Owns the envelope (`type`, `data`, `timestamp`, `id`) and the decoding of
+//! client frames into messages or protocol errors.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use super::client::ClientMessage;
+use super::codes::ErrorCode;
+use super::server::{ErrorBody, ServerMessage};
+use super::time::Timestamp;
+use super::MAX_ID_CHARS;
+
+/// The `data` of messages that carry nothing: `{}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Empty {}
+
+/// A client frame: a message, an optional timestamp and an optional `id`
+/// that the server echoes in the `ack` or `error` answering it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientEnvelope {
+    #[serde(flatten)]
+    pub message: ClientMessage,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+impl ClientEnvelope {
+    pub fn new(message: ClientMessage) -> Self {
+        ClientEnvelope {
+            message,
+            timestamp: None,
+            id: None,
+        }
+    }
+
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// The frame text.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("client messages always serialise")
+    }
+}
+
+/// A server frame: a message and the moment the server created it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerEnvelope {
+    #[serde(flatten)]
+    pub message: ServerMessage,
+    pub timestamp: Timestamp,
+}
+
+impl ServerEnvelope {
+    pub fn new(message: ServerMessage, timestamp: Timestamp) -> Self {
+        ServerEnvelope { message, timestamp }
+    }
+
+    /// The frame text.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("server messages always serialise")
+    }
+
+    /// Parses a server frame, as a client does.
+    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
+    /// The messages this frame holds, with batches unpacked in order.
+    pub fn unpack(self) -> Vec<ServerEnvelope> {
+        match self.message {
+            ServerMessage::Batch(batch) => batch
+                .messages
+                .into_iter()
+                .flat_map(ServerEnvelope::unpack)
+                .collect(),
+            _ => vec![self],
+        }
+    }
+}
+
+/// Why a client frame could not be decoded, as the `error` to answer with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct DecodeError {
+    pub code: ErrorCode,
+    pub message: String,
+    /// The envelope id, when it could be read, so the error can echo it.
+    pub id: Option<String>,
+}
+
+impl DecodeError {
+    fn new(code: ErrorCode, message: impl Into<String>, id: Option<String>) -> Self {
+        DecodeError {
+            code,
+            message: message.into(),
+            id,
+        }
+    }
+
+    /// The `error` message body answering the frame.
+    pub fn to_body(&self) -> ErrorBody {
+        ErrorBody::new(self.code, self.message.clone()).with_id(self.id.clone())
+    }
+}
+
+/// The envelope read loosely, so each field's fault gets its own error.
+#[derive(Deserialize)]
+struct RawEnvelope<'a> {
+    #[serde(rename = "type", default)]
+    kind: Option<Value>,
+    #[serde(borrow, default)]
+    data: Option<&'a RawValue>,
+    #[serde(default)]
+    timestamp: Option<Value>,
+    #[serde(default)]
+    id: Option<Value>,
+}
+
+/// Decodes one client text frame.
+///
+/// Not JSON or not an object: `bad_json`. A missing or malformed `type`,
+/// `data`, `id` or `timestamp`, or a bad field inside `data`: `invalid`, with
+/// the field's path in the message. A `type` clients may not send:
+/// `unknown_type`. Unknown extra fields are ignored (forward compatibility).
+pub fn decode_client(text: &str) -> Result<ClientEnvelope, DecodeError> {
+    // serde reads a JSON array into a struct too; the protocol wants objects.
+    if !text.trim_start().starts_with('{') {
+        let message = match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            Ok(_) => "a frame must be one JSON object".to_owned(),
+            Err(err) => format!("not valid JSON: {err}"),
+        };
+        return Err(DecodeError::new(ErrorCode::BadJson, message, None));
+    }
+    let raw: RawEnvelope = serde_json::from_str(text).map_err(|err| {
+        let message = if err.is_data() {
+            "a frame must be one JSON object".to_owned()
+        } else {
+            format!("not valid JSON: {err}")
+        };
+        DecodeError::new(ErrorCode::BadJson, message, None)
+    })?;
+
+    let id = match raw.id {
+        None | Some(Value::Null) => None,
+        Some(Value::String(id)) if id.chars().count() <= MAX_ID_CHARS => Some(id),
+        Some(Value::String(_)) => {
+            return Err(DecodeError::new(
+                ErrorCode::Invalid,
+                format!("id: at most {MAX_ID_CHARS} characters"),
+                None,
+            ))
+        }
+        Some(_) => {
+            return Err(DecodeError::new(
+                ErrorCode::Invalid,
+                "id: must be a string",
+                None,
+            ))
+        }
+    };
+    let invalid = |message: String| DecodeError::new(ErrorCode::Invalid, message, id.clone());
+
+    let kind = match raw.kind {
+        Some(Value::String(kind)) => kind,
+        None | Some(Value::Null) => return Err(invalid("type: missing".into())),
+        Some(_) => return Err(invalid("type: must be a string".into())),
+    };
+    let timestamp =
+        match raw.timestamp {
+            None | Some(Value::Null) => None,
+            Some(Value::String(text)) => Some(Timestamp::parse(&text).ok_or_else(|| {
+                invalid(format!("timestamp: `{text}` is not an RFC 3339 timestamp"))
+            })?),
+            Some(_) => return Err(invalid("timestamp: must be a string".into())),
+        };
+    let Some(data) = raw.data else {
+        return Err(invalid("data: missing (send {} when empty)".into()));
+    };
+    if !data.get().starts_with('{') {
+        return Err(invalid("data: must be a JSON object".into()));
+    }
+
+    let message = match kind.as_str() {
+        "hello" => ClientMessage::Hello(data_of(data).map_err(invalid)?),
+        "subscribe" => ClientMessage::Subscribe(data_of(data).map_err(invalid)?),
+        "unsubscribe" => ClientMessage::Unsubscribe(data_of(data).map_err(invalid)?),
+        "chat_send" => ClientMessage::ChatSend(data_of(data).map_err(invalid)?),
+        "status" => ClientMessage::Status(data_of(data).map_err(invalid)?),
+        "doc_update" => ClientMessage::DocUpdate(data_of(data).map_err(invalid)?),
+        "ping" => ClientMessage::Ping(data_of(data).map_err(invalid)?),
+        other => {
+            return Err(DecodeError::new(
+                ErrorCode::UnknownType,
+                format!("unknown message type `{other}`"),
+                id,
+            ))
+        }
+    };
+    Ok(ClientEnvelope {
+        message,
+        timestamp,
+        id,
+    })
+}
+
+/// Deserialises `data`, naming the failing field (`data.channels[0].since.offset: ...`).
+fn data_of<T: serde::de::DeserializeOwned>(data: &RawValue) -> Result<T, String> {
+    let mut de = serde_json::Deserializer::from_str(data.get());
+    serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        if path == "." {
+            format!("data: {inner}")
+        } else {
+            format!("data.{path}: {inner}")
+        }
+    })
+}

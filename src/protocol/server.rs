@@ -1,0 +1,217 @@
+//! Owns the messages the server sends (PROTOCOL.md "Server → client").
+
+use serde::{Deserialize, Serialize};
+
+use super::client::UserStatus;
+use super::codes::ErrorCode;
+use super::envelope::{Empty, ServerEnvelope};
+use super::time::Timestamp;
+
+/// One server message: the envelope's `type` and `data`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data", rename_all = "snake_case")]
+pub enum ServerMessage {
+    Welcome(Welcome),
+    Subscribed(Subscribed),
+    Unsubscribed(Unsubscribed),
+    Tick(Tick),
+    PresenceDiff(PresenceDiff),
+    Chat(ChatMessage),
+    Notification(Notification),
+    DocUpdate(DocUpdateEvent),
+    Ack(Ack),
+    Pong(Empty),
+    Error(ErrorBody),
+    Batch(Batch),
+}
+
+/// A user as other users see them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct UserRef {
+    pub id: String,
+    pub name: String,
+}
+
+/// `welcome`: the answer to `hello`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Welcome {
+    pub connection_id: String,
+    /// `null` for an anonymous connection.
+    pub user: Option<UserRef>,
+    pub heartbeat_ms: u64,
+    pub max_message_bytes: usize,
+}
+
+/// `subscribed`: a channel was subscribed, resumed or not.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Subscribed {
+    pub channel: String,
+    pub epoch: String,
+    /// The channel's latest offset.
+    pub offset: u64,
+    pub recovered: bool,
+    /// The kind-specific snapshot; `null` when nothing is to be shown yet or
+    /// when the subscription was recovered by replay.
+    pub snapshot: Option<Snapshot>,
+}
+
+/// The snapshot of a `subscribed`, one shape per channel kind. Each shape has
+/// its own required field, which is how a reader tells them apart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Snapshot {
+    Ticker(TickerSnapshot),
+    Presence(PresenceSnapshot),
+    Chat(ChatSnapshot),
+    Unread(UnreadSnapshot),
+    Doc(DocSnapshot),
+}
+
+/// Ticker snapshot: the latest tick and up to 60 recent prices, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TickerSnapshot {
+    pub quote: Tick,
+    pub recent: Vec<f64>,
+}
+
+/// Presence snapshot: everyone online.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PresenceSnapshot {
+    pub users: Vec<PresenceUser>,
+}
+
+/// Chat snapshot: the last 50 messages, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatSnapshot {
+    pub messages: Vec<ChatMessage>,
+}
+
+/// `user:` snapshot: the unread notifications.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnreadSnapshot {
+    pub unread: Vec<Notification>,
+}
+
+/// Document snapshot: the whole Yjs state as a base64 v1 update.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DocSnapshot {
+    pub state: String,
+}
+
+/// `unsubscribed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Unsubscribed {
+    pub channel: String,
+}
+
+/// `tick`: a price change of one symbol.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tick {
+    pub channel: String,
+    pub offset: u64,
+    pub symbol: String,
+    pub price: f64,
+    pub change: f64,
+    pub change_pct: f64,
+    pub volume: u64,
+}
+
+/// `presence_diff`: who joined, left or changed since the previous offset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PresenceDiff {
+    pub channel: String,
+    pub offset: u64,
+    pub joins: Vec<PresenceUser>,
+    pub leaves: Vec<PresenceUser>,
+    pub updates: Vec<PresenceUser>,
+}
+
+/// A user on the presence list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceUser {
+    pub id: String,
+    pub name: String,
+    pub status: UserStatus,
+    /// How many live connections (tabs) the user has.
+    pub connections: u32,
+}
+
+/// `chat`: one chat message in a room.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub channel: String,
+    pub offset: u64,
+    pub room: String,
+    pub msg_id: String,
+    pub user: UserRef,
+    pub text: String,
+    pub sent_at: Timestamp,
+}
+
+/// `notification`: a message for one user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    pub channel: String,
+    pub offset: u64,
+    pub notification_id: String,
+    pub title: String,
+    pub body: String,
+    pub created_at: Timestamp,
+}
+
+/// `doc_update` from the server: an update another user made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DocUpdateEvent {
+    pub channel: String,
+    pub offset: u64,
+    pub doc: String,
+    pub update: String,
+    pub user: UserRef,
+}
+
+/// `ack`: a `chat_send` or `doc_update` was accepted (and is on disk).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ack {
+    pub id: String,
+    pub channel: String,
+    pub offset: u64,
+}
+
+/// `error`: never closes the connection by itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    pub message: String,
+    /// The envelope id of the client message this answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+}
+
+impl ErrorBody {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ErrorBody {
+            code,
+            message: message.into(),
+            id: None,
+            channel: None,
+        }
+    }
+
+    pub fn with_id(mut self, id: Option<String>) -> Self {
+        self.id = id;
+        self
+    }
+
+    pub fn with_channel(mut self, channel: impl Into<String>) -> Self {
+        self.channel = Some(channel.into());
+        self
+    }
+}
+
+/// `batch`: several server messages in one frame, to be unpacked in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Batch {
+    pub messages: Vec<ServerEnvelope>,
+}

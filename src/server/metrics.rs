@@ -1,0 +1,61 @@
+//! Owns the server's counters and their Prometheus text rendering at `/metrics`.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Counters updated by connections; read by `/metrics`.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub connections_open: AtomicU64,
+    pub connections_total: AtomicU64,
+    pub messages_in: AtomicU64,
+    pub messages_out: AtomicU64,
+    pub protocol_errors: AtomicU64,
+}
+
+impl Metrics {
+    /// The Prometheus text exposition of every counter.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let rows = [
+            (
+                "pulse_connections_open",
+                "gauge",
+                "WebSocket connections open now",
+                &self.connections_open,
+            ),
+            (
+                "pulse_connections_total",
+                "counter",
+                "WebSocket connections accepted",
+                &self.connections_total,
+            ),
+            (
+                "pulse_messages_in_total",
+                "counter",
+                "client messages received",
+                &self.messages_in,
+            ),
+            (
+                "pulse_messages_out_total",
+                "counter",
+                "server messages sent",
+                &self.messages_out,
+            ),
+            (
+                "pulse_protocol_errors_total",
+                "counter",
+                "error messages sent to clients",
+                &self.protocol_errors,
+            ),
+        ];
+        for (name, kind, help, value) in rows {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
+                value.load(Relaxed)
+            );
+        }
+        out
+    }
+}

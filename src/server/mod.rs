@@ -1,0 +1,137 @@
+//! The server: everything that runs only in the `pulse` binary (axum, tokio).
+//!
+//! [`run`] binds the listener and serves until `shutdown` completes; [`router`]
+//! builds the whole application, so tests can serve it on port 0.
+
+pub mod config;
+mod metrics;
+pub mod shutdown;
+mod state;
+mod ws;
+
+use axum::routing::get;
+use axum::Router;
+use leptos::config::get_configuration;
+use leptos::prelude::LeptosOptions;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::app::{shell, App};
+pub use config::Config;
+use metrics::Metrics;
+pub use state::AppState;
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("leptos configuration: {0}")]
+    Leptos(String),
+    #[error("serving: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+/// Binds `config.addr` and serves until `shutdown` completes.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let listener = TcpListener::bind(config.addr)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: config.addr,
+            source,
+        })?;
+    serve(listener, config, shutdown).await
+}
+
+/// Serves on an already bound listener (tests bind port 0) until `shutdown`
+/// completes; then every socket is closed with 1001 and the call returns
+/// once each connection has said goodbye or the grace period is over.
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let addr = listener.local_addr()?;
+    let state = AppState {
+        leptos_options: leptos_options(addr)?,
+        config: Arc::new(config),
+        shutdown: CancellationToken::new(),
+        connections: TaskTracker::new(),
+        metrics: Arc::new(Metrics::default()),
+    };
+    let app = router(state.clone());
+    tracing::info!("listening on http://{addr}");
+
+    let token = state.shutdown.clone();
+    axum::serve(listener, app.into_make_service())
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            token.cancel();
+        })
+        .await?;
+
+    state.connections.close();
+    let open = state.connections.len();
+    if tokio::time::timeout(state.config.shutdown_grace(), state.connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open,
+            "shutdown grace period over with connections still open"
+        );
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The whole application: `/ws`, the API, health and metrics first, then the
+/// Leptos pages, then static files (the wasm bundle, CSS) from the site root.
+pub fn router(state: AppState) -> Router {
+    let routes = generate_route_list(App);
+    let options = state.leptos_options.clone();
+    Router::new()
+        .route("/ws", get(ws::handler))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics_handler))
+        .leptos_routes(&state, routes, move || shell(options.clone()))
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .with_state(state)
+}
+
+async fn metrics_handler(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        state.metrics.render(),
+    )
+}
+
+/// Leptos' settings: cargo-leptos' environment when it runs us, otherwise
+/// the defaults of `[package.metadata.leptos]` (site root `target/site`), so
+/// `target/release/pulse` started from the repository root serves the site.
+fn leptos_options(addr: SocketAddr) -> Result<LeptosOptions, ServerError> {
+    let mut options = get_configuration(None)
+        .map_err(|err| ServerError::Leptos(err.to_string()))?
+        .leptos_options;
+    if options.output_name.is_empty() {
+        options.output_name = "pulse".into();
+    }
+    options.site_addr = addr;
+    Ok(options)
+}

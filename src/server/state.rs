@@ -1,0 +1,29 @@
+//! Owns [`AppState`]: what every request handler shares.
+
+use axum::extract::FromRef;
+use leptos::config::LeptosOptions;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::config::Config;
+use super::metrics::Metrics;
+
+/// Shared by every handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub leptos_options: LeptosOptions,
+    /// Cancelled once when the server shuts down; every connection watches it.
+    pub shutdown: CancellationToken,
+    /// Tracks every WebSocket connection task, so shutdown can wait for each
+    /// one to say goodbye.
+    pub connections: TaskTracker,
+    pub metrics: Arc<Metrics>,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos_options.clone()
+    }
+}

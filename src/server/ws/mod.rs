@@ -1,0 +1,54 @@
+//! Owns `GET /ws`: the Origin check, the upgrade with its size limits, and
+//! handing each socket to a tracked [`connection`] task.
+
+mod connection;
+mod frames;
+mod origin;
+mod writer;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::{header, HeaderMap};
+use axum::response::Response;
+
+use super::state::AppState;
+use crate::protocol::CloseCode;
+
+pub use connection::{serve_connection, ConnectionContext};
+
+/// Upgrades to a WebSocket. A forbidden `Origin` still gets a socket, closed
+/// at once with 1008, because a browser shows scripts the close code but never
+/// an HTTP status; clients then know not to retry.
+pub async fn handler(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let allowed = origin::is_allowed(origin, host, &state.config.allowed_origins);
+    let limit = state.config.max_message_bytes();
+    let upgrade = upgrade
+        .max_message_size(limit)
+        .max_frame_size(limit)
+        // A small write buffer keeps idle sockets cheap; frames are flushed one by one.
+        .write_buffer_size(0);
+    if !allowed {
+        tracing::info!(
+            origin = origin.unwrap_or_default(),
+            "refused WebSocket from a foreign origin"
+        );
+        return upgrade.on_upgrade(refuse_origin);
+    }
+    let tracker = state.connections.clone();
+    let context = ConnectionContext::from_state(&state);
+    upgrade.on_upgrade(move |socket| tracker.track_future(serve_connection(socket, context)))
+}
+
+async fn refuse_origin(mut socket: WebSocket) {
+    let frame = CloseFrame {
+        code: CloseCode::PolicyViolation.code(),
+        reason: "origin not allowed".into(),
+    };
+    let _ = socket.send(Message::Close(Some(frame))).await;
+}

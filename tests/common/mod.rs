@@ -1,0 +1,186 @@
+//! Shared by the integration tests: a real Pulse server on port 0 and a
+//! tokio-tungstenite client that speaks the protocol.
+#![allow(dead_code)]
+
+use clap::Parser;
+use futures::{SinkExt, StreamExt};
+use pulse::protocol::{ServerEnvelope, ServerMessage, Welcome};
+use pulse::server::{serve, Config, ServerError};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long a test waits for something the server should do promptly.
+pub const PATIENCE: Duration = Duration::from_secs(5);
+
+/// A server serving on 127.0.0.1 with a random port, stopped on drop.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<Result<(), ServerError>>>,
+}
+
+impl TestServer {
+    /// Starts a server with these flags (as on the command line).
+    pub async fn start(flags: &[&str]) -> Self {
+        let config = Config::try_parse_from(std::iter::once("pulse").chain(flags.iter().copied()))
+            .expect("test flags parse");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (shutdown, signal) = oneshot::channel::<()>();
+        let handle = tokio::spawn(serve(listener, config, async move {
+            let _ = signal.await;
+        }));
+        TestServer {
+            addr,
+            shutdown: Some(shutdown),
+            handle: Some(handle),
+        }
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// Starts a graceful shutdown and waits until `serve` returned.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.take().unwrap().send(());
+        let handle = self.handle.take().unwrap();
+        tokio::time::timeout(Duration::from_secs(10), handle)
+            .await
+            .expect("server stops in time")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(handle) = &self.handle {
+            handle.abort();
+        }
+    }
+}
+
+/// One WebSocket client.
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pending: VecDeque<ServerEnvelope>,
+}
+
+impl Client {
+    pub async fn connect(server: &TestServer) -> Self {
+        Self::connect_with(server, None).await
+    }
+
+    /// Connects, sending `Origin: origin` when given (as a browser does).
+    pub async fn connect_with(server: &TestServer, origin: Option<&str>) -> Self {
+        let mut request = server.ws_url().into_client_request().unwrap();
+        if let Some(origin) = origin {
+            request
+                .headers_mut()
+                .insert("origin", origin.parse().unwrap());
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("connects");
+        Client {
+            ws,
+            pending: VecDeque::new(),
+        }
+    }
+
+    /// Connects and completes the anonymous `hello`.
+    pub async fn connected(server: &TestServer) -> Self {
+        let mut client = Self::connect(server).await;
+        client.hello().await;
+        client
+    }
+
+    pub async fn send(&mut self, json: &str) {
+        self.ws.send(Message::text(json)).await.expect("send");
+    }
+
+    /// The next server message (batches unpacked), skipping Ping/Pong frames.
+    pub async fn recv(&mut self) -> ServerEnvelope {
+        if let Some(next) = self.pending.pop_front() {
+            return next;
+        }
+        loop {
+            let frame = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("a message in time")
+                .expect("socket open")
+                .expect("socket healthy");
+            match frame {
+                Message::Text(text) => {
+                    let envelope = ServerEnvelope::from_json(&text)
+                        .unwrap_or_else(|e| panic!("server sent {text}: {e}"));
+                    self.pending.extend(envelope.unpack());
+                    return self.pending.pop_front().unwrap();
+                }
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("expected a message, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next message's `data` as JSON, with its `type`.
+    pub async fn recv_json(&mut self) -> serde_json::Value {
+        serde_json::to_value(self.recv().await).unwrap()
+    }
+
+    pub async fn hello(&mut self) -> Welcome {
+        self.send(r#"{"type":"hello","data":{}}"#).await;
+        match self.recv().await.message {
+            ServerMessage::Welcome(welcome) => welcome,
+            other => panic!("expected welcome, got {other:?}"),
+        }
+    }
+
+    /// Reads until the server's close frame and returns it (None: the TCP
+    /// connection ended without one).
+    pub async fn closed(&mut self) -> Option<CloseFrame> {
+        loop {
+            let frame = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("the server closes in time");
+            match frame {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+}
+
+/// `GET path` over plain HTTP/1.1; returns the status code and the raw body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut response))
+        .await
+        .expect("response in time")
+        .unwrap();
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .expect("a status line");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
