@@ -4,6 +4,7 @@
 # Versions come from ../shared/TOOLCHAIN.md (rustc 1.95 is the limit here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
 
 log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
 
@@ -39,6 +40,14 @@ if [ "$(cargo leptos --version 2>/dev/null || true)" != "cargo-leptos 0.3.10" ];
   log "cargo install cargo-leptos 0.3.10 (about 13 minutes on 2 cores)"
   CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
     cargo install cargo-leptos --version 0.3.10 --locked --features no_downloads
+fi
+
+# wasm-bindgen CLI, equal to the wasm-bindgen crate pinned in Cargo.toml:
+# cargo-leptos runs it to generate the JS glue. Not --locked: one locked
+# dependency of 0.2.130 is missing from the registry.
+if [ "$(wasm-bindgen --version 2>/dev/null || true)" != "wasm-bindgen 0.2.130" ]; then
+  log "cargo install wasm-bindgen-cli 0.2.130 (a few minutes)"
+  cargo install wasm-bindgen-cli --version 0.2.130 --force
 fi
 
 # wasm-opt from npm's binaryen 132 (Debian's 108 silently breaks hydration),

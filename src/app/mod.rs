@@ -4,7 +4,7 @@
 mod header;
 
 use leptos::prelude::*;
-use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_meta::{provide_meta_context, MetaTags, Title};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::StaticSegment;
 
@@ -21,6 +21,8 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <meta name="color-scheme" content="light dark"/>
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
+                // id="leptos" lets `cargo leptos watch` hot-reload the CSS.
+                <link rel="stylesheet" id="leptos" href="/pkg/pulse.css"/>
                 <AutoReload options=options.clone()/>
                 <HydrationScripts options/>
                 <MetaTags/>
@@ -38,7 +40,6 @@ pub fn App() -> impl IntoView {
     provide_meta_context();
     client::provide_live_connection();
     view! {
-        <Stylesheet id="leptos" href="/pkg/pulse.css"/>
         <Title text="Pulse"/>
         <Router>
             <Routes fallback=NotFound>

@@ -1,0 +1,63 @@
+/**
+ * The fixtures every spec uses: a fresh `pulse` server per test, and a page
+ * that fails the test on any console error, warning or uncaught exception
+ * (hydration mismatches and panics show up there).
+ */
+import { test as base, expect, Page } from "@playwright/test";
+import { PulseServer } from "./server";
+
+type Fixtures = {
+  server: PulseServer;
+  /** Console messages matching one of these are expected in this test. */
+  allowedConsole: RegExp[];
+  /** Opens the dashboard in a fresh page, watched for console errors. */
+  openDashboard: () => Promise<Page>;
+};
+
+/** Chromium logs a refused WebSocket as an error; tests that stop the server expect it. */
+export const SERVER_DOWN: RegExp[] = [
+  /WebSocket connection to .* failed/,
+  /Failed to load resource: net::ERR_CONNECTION_REFUSED/,
+];
+
+export const test = base.extend<Fixtures>({
+  allowedConsole: [[], { option: true }],
+
+  server: async ({}, use, testInfo) => {
+    const server = await PulseServer.start();
+    await use(server);
+    await server.stop();
+    if (testInfo.status !== testInfo.expectedStatus) {
+      await testInfo.attach("server-log", { body: server.logs.join("") });
+    }
+  },
+
+  openDashboard: async ({ browser, server, allowedConsole }, use) => {
+    const problems: string[] = [];
+    const contexts: Awaited<ReturnType<typeof browser.newContext>>[] = [];
+    await use(async () => {
+      const context = await browser.newContext({ baseURL: server.url });
+      contexts.push(context);
+      const page = await context.newPage();
+      page.on("console", (message) => {
+        if (!["error", "warning"].includes(message.type())) return;
+        const text = message.text();
+        if (!allowedConsole.some((pattern) => pattern.test(text))) {
+          problems.push(`console.${message.type()}: ${text}`);
+        }
+      });
+      page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
+      await page.goto("/");
+      return page;
+    });
+    for (const context of contexts) await context.close();
+    expect(problems, "no console errors or warnings").toEqual([]);
+  },
+});
+
+export { expect };
+
+/** The `Connection` status of the header. */
+export function connectionStatus(page: Page) {
+  return page.getByRole("status", { name: "Connection" });
+}

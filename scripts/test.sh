@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs whatever is missing, then runs every check and test Pulse has:
+# formatting, clippy on both builds (server and wasm), the Rust unit and
+# integration tests, the release build, and the Playwright tests in Chromium.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+export PATH="$PWD/tools/node_modules/.bin:$HOME/.cargo/bin:$PATH"
+
+step() { printf '\n\033[1;34m[test]\033[0m %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "clippy: server build (ssr)"
+cargo clippy --locked --features ssr --all-targets -- -D warnings
+
+step "clippy: browser build (wasm32, hydrate)"
+cargo clippy --locked --lib --target wasm32-unknown-unknown --no-default-features --features hydrate -- -D warnings
+
+step "Rust unit and integration tests"
+cargo test --locked --features ssr
+
+step "release build (server + wasm bundle)"
+cargo leptos build --release
+
+step "end-to-end tests (Playwright, Debian's Chromium)"
+(cd end2end && npx playwright test)
