@@ -4,8 +4,12 @@
 
 pub mod backoff;
 mod context;
+mod initial;
 
 pub use context::{provide_live_connection, ConnectionStatus, LiveConnection};
+pub use initial::{
+    watchlist_cookie, watchlist_from_cookies, InitialState, MAX_WATCHLIST, WATCHLIST_COOKIE,
+};
 
 #[cfg(feature = "browser")]
 mod socket;

@@ -32,9 +32,74 @@ pub struct Config {
     #[arg(long, env = "PULSE_HELLO_TIMEOUT_MS", default_value_t = HELLO_TIMEOUT_MS, hide = true)]
     pub hello_timeout_ms: u64,
 
+    /// Symbols of the built-in market simulator: a comma-separated list, or a
+    /// number N for SYM0..SYM{N-1}.
+    #[arg(long, env = "PULSE_SYMBOLS", default_value = DEFAULT_SYMBOLS)]
+    pub symbols: SymbolList,
+
+    /// Price changes per second per symbol in the simulator (0 turns it off).
+    #[arg(long, env = "PULSE_TICK_RATE", default_value_t = 2.0,
+          value_parser = parse_rate)]
+    pub tick_rate: f64,
+
+    /// Seed of the simulator's random walk, for a repeatable run (random when unset).
+    #[arg(long, env = "PULSE_SEED")]
+    pub seed: Option<u64>,
+
+    /// Bearer key for /api/notify and /api/publish; the admin API is off without it.
+    #[arg(long, env = "PULSE_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<String>,
+
+    /// Bytes of undelivered messages (other than conflated ticks) a connection may
+    /// queue before it is closed with 4008 as a slow consumer.
+    #[arg(long, env = "PULSE_MAX_OUTBOX_BYTES", default_value_t = 1 << 20)]
+    pub max_outbox_bytes: usize,
+
     /// Milliseconds the server waits, on shutdown, for connections to say goodbye.
     #[arg(long, env = "PULSE_SHUTDOWN_GRACE_MS", default_value_t = 5_000)]
     pub shutdown_grace_ms: u64,
+}
+
+/// The simulator's default symbols: a dozen well-known tickers.
+pub const DEFAULT_SYMBOLS: &str = "AAPL,MSFT,GOOGL,AMZN,NVDA,META,TSLA,BRK.B,JPM,V,NFLX,AMD";
+
+/// The symbols of `--symbols`, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SymbolList(pub Vec<String>);
+
+impl std::str::FromStr for SymbolList {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if let Ok(count) = text.trim().parse::<usize>() {
+            if count > 100_000 {
+                return Err("at most 100000 generated symbols".into());
+            }
+            return Ok(SymbolList((0..count).map(|n| format!("SYM{n}")).collect()));
+        }
+        let mut symbols = Vec::new();
+        for symbol in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let symbol = symbol.to_ascii_uppercase();
+            if !crate::protocol::Channel::is_symbol(&symbol) {
+                return Err(format!(
+                    "`{symbol}` is not a symbol (1 to 12 of A-Z, 0-9 and '.')"
+                ));
+            }
+            if !symbols.contains(&symbol) {
+                symbols.push(symbol);
+            }
+        }
+        Ok(SymbolList(symbols))
+    }
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && (0.0..=1000.0).contains(&rate) => Ok(rate),
+        _ => Err(format!(
+            "`{text}` is not a rate between 0 and 1000 per second"
+        )),
+    }
 }
 
 impl Config {
@@ -89,5 +154,21 @@ mod tests {
     fn bad_values_are_refused_with_a_message() {
         assert!(Config::try_parse_from(["pulse", "--addr", "nowhere"]).is_err());
         assert!(Config::try_parse_from(["pulse", "--heartbeat-ms", "0"]).is_err());
+        assert!(Config::try_parse_from(["pulse", "--symbols", "AAPL,not a symbol"]).is_err());
+        assert!(Config::try_parse_from(["pulse", "--tick-rate", "-1"]).is_err());
+        assert!(Config::try_parse_from(["pulse", "--tick-rate", "NaN"]).is_err());
+    }
+
+    #[test]
+    fn symbols_are_a_list_or_a_count() {
+        let config = Config::try_parse_from(["pulse"]).unwrap();
+        assert_eq!(config.symbols.0.len(), 12);
+        assert!(config.symbols.0.contains(&"BRK.B".to_owned()));
+        let config =
+            Config::try_parse_from(["pulse", "--symbols", "3", "--tick-rate", "0"]).unwrap();
+        assert_eq!(config.symbols.0, ["SYM0", "SYM1", "SYM2"]);
+        assert_eq!(config.tick_rate, 0.0);
+        let config = Config::try_parse_from(["pulse", "--symbols", "aapl, msft,AAPL"]).unwrap();
+        assert_eq!(config.symbols.0, ["AAPL", "MSFT"]);
     }
 }

@@ -11,6 +11,11 @@ pub struct Metrics {
     pub messages_in: AtomicU64,
     pub messages_out: AtomicU64,
     pub protocol_errors: AtomicU64,
+    pub ticks_published: AtomicU64,
+    /// Ticks replaced by a newer one before a slow reader got them.
+    pub ticks_conflated: AtomicU64,
+    /// Connections closed with 4008 (slow consumer).
+    pub slow_consumers: AtomicU64,
 }
 
 impl Metrics {
@@ -47,6 +52,24 @@ impl Metrics {
                 "counter",
                 "error messages sent to clients",
                 &self.protocol_errors,
+            ),
+            (
+                "pulse_ticks_published_total",
+                "counter",
+                "ticks published on ticker channels",
+                &self.ticks_published,
+            ),
+            (
+                "pulse_ticks_conflated_total",
+                "counter",
+                "ticks dropped for a slow reader because a newer one replaced them",
+                &self.ticks_conflated,
+            ),
+            (
+                "pulse_slow_consumers_total",
+                "counter",
+                "connections closed with 4008 (slow consumer)",
+                &self.slow_consumers,
             ),
         ];
         for (name, kind, help, value) in rows {

@@ -3,8 +3,13 @@
 //! [`run`] binds the listener and serves until `shutdown` completes; [`router`]
 //! builds the whole application, so tests can serve it on port 0.
 
+mod api;
 pub mod config;
+mod feeds;
+mod frames;
+pub mod hub;
 mod metrics;
+mod pages;
 pub mod shutdown;
 mod state;
 mod ws;
@@ -23,6 +28,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::app::{shell, App};
 pub use config::Config;
+use feeds::{Feeds, Market};
+use hub::Hub;
 use metrics::Metrics;
 pub use state::AppState;
 
@@ -63,15 +70,28 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let addr = listener.local_addr()?;
+    let metrics = Arc::new(Metrics::default());
+    let hub = Hub::new(metrics.clone());
+    let seed = config.seed.unwrap_or_else(rand::random);
+    let feeds = Feeds::new(Market::new(&config.symbols.0, seed), hub.clone());
     let state = AppState {
         leptos_options: leptos_options(addr)?,
         config: Arc::new(config),
         shutdown: CancellationToken::new(),
         connections: TaskTracker::new(),
-        metrics: Arc::new(Metrics::default()),
+        metrics,
+        hub,
+        feeds: feeds.clone(),
     };
     let app = router(state.clone());
     tracing::info!("listening on http://{addr}");
+    tracing::info!(
+        symbols = state.config.symbols.0.len(),
+        rate = state.config.tick_rate,
+        seed,
+        "market simulator"
+    );
+    let simulator = tokio::spawn(feeds.simulate(state.config.tick_rate, state.shutdown.clone()));
 
     let token = state.shutdown.clone();
     axum::serve(listener, app.into_make_service())
@@ -81,6 +101,7 @@ pub async fn serve(
         })
         .await?;
 
+    let _ = simulator.await;
     state.connections.close();
     let open = state.connections.len();
     if tokio::time::timeout(state.config.shutdown_grace(), state.connections.wait())
@@ -101,11 +122,17 @@ pub async fn serve(
 pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(App);
     let options = state.leptos_options.clone();
+    let hub = state.hub.clone();
+    let watchlist: Vec<String> = state.config.symbols.0.iter().take(12).cloned().collect();
+    let initial_state = move || pages::provide_initial_state(&hub, &watchlist);
     Router::new()
         .route("/ws", get(ws::handler))
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics_handler))
-        .leptos_routes(&state, routes, move || shell(options.clone()))
+        .merge(api::routes())
+        .leptos_routes_with_context(&state, routes, initial_state, move || {
+            shell(options.clone())
+        })
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .with_state(state)
 }

@@ -7,6 +7,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::config::Config;
+use super::feeds::Feeds;
+use super::hub::Hub;
 use super::metrics::Metrics;
 
 /// Shared by every handler; cheap to clone.
@@ -20,6 +22,10 @@ pub struct AppState {
     /// one to say goodbye.
     pub connections: TaskTracker,
     pub metrics: Arc<Metrics>,
+    /// The owner of channels; connections, feeds and the API publish through it.
+    pub hub: Hub,
+    /// The market prices the simulator and `/api/publish` move.
+    pub feeds: Feeds,
 }
 
 impl FromRef<AppState> for LeptosOptions {

@@ -1,26 +1,34 @@
 //! Owns one WebSocket connection: the `select!` loop over inbound frames, the
-//! heartbeat, the hello deadline and shutdown, and the answers to each
-//! client message. Generic over `Sink + Stream` so tests need no network.
+//! heartbeat, the hello deadline, slow-consumer overflow and shutdown, and the
+//! answers to each client message. Generic over `Sink + Stream` so tests need
+//! no network.
 
 use axum::extract::ws::{Message, Utf8Bytes};
 use futures_util::{Sink, Stream, StreamExt};
+use std::collections::BTreeSet;
 use std::pin::pin;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use tokio::sync::mpsc;
 use tokio::time::{sleep, Instant};
 use tokio_util::sync::CancellationToken;
 
-use super::{frames, writer};
+use super::outbox::Outbox;
+use super::writer;
 use crate::protocol::{
-    decode_client, ClientMessage, CloseCode, Empty, ErrorBody, ErrorCode, ServerMessage, Welcome,
+    decode_client, Channel, ClientMessage, CloseCode, Empty, ErrorBody, ErrorCode, ServerMessage,
+    Subscribe, Unsubscribe, Unsubscribed, Welcome,
 };
 use crate::server::config::Config;
+use crate::server::frames;
+use crate::server::hub::{Hub, SubscribeError, SubscriberId};
 use crate::server::metrics::Metrics;
 use crate::server::state::AppState;
 
-/// Frames queued for the writer before the connection counts as a slow consumer.
-const OUTBOUND_CAPACITY: usize = 256;
+/// The most channels one connection may subscribe to.
+pub const MAX_SUBSCRIPTIONS: usize = 256;
+
+/// Numbers connections within this process (the hub's subscriber ids).
+static NEXT_SUBSCRIBER: AtomicU64 = AtomicU64::new(1);
 
 /// What a connection needs from the server, cloned per connection.
 #[derive(Clone)]
@@ -29,6 +37,7 @@ pub struct ConnectionContext {
     /// Cancelled when the server shuts down: the connection closes with 1001.
     pub shutdown: CancellationToken,
     pub metrics: Arc<Metrics>,
+    pub hub: Hub,
 }
 
 impl ConnectionContext {
@@ -37,6 +46,7 @@ impl ConnectionContext {
             config: state.config.clone(),
             shutdown: state.shutdown.clone(),
             metrics: state.metrics.clone(),
+            hub: state.hub.clone(),
         }
     }
 }
@@ -51,13 +61,15 @@ enum Phase {
 
 /// Why the loop ended; decides the close frame, if any.
 enum Ending {
-    /// The server closes with this code and reason.
+    /// Close with this code after the frames already queued.
     Close(CloseCode, &'static str),
+    /// Close with this code at once, dropping what is queued.
+    CloseNow(CloseCode, &'static str),
     /// The peer closed or vanished: nothing left to say.
     PeerGone,
 }
 
-/// Serves one socket until it closes; returns once the writer has flushed.
+/// Serves one socket until it closes; returns once the writer has finished.
 pub async fn serve_connection<S>(socket: S, context: ConnectionContext)
 where
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message> + Send + 'static,
@@ -67,38 +79,49 @@ where
     metrics.connections_total.fetch_add(1, Relaxed);
 
     let (sink, stream) = socket.split();
-    let (queue, queue_rx) = mpsc::channel(OUTBOUND_CAPACITY);
-    let writer = tokio::spawn(writer::run(sink, queue_rx));
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    let span = tracing::debug_span!("conn", id = %id);
-    let _enter = span.enter();
-    drop(_enter);
-
+    let outbox = Outbox::new(context.config.max_outbox_bytes);
+    let writer = tokio::spawn(writer::run(sink, outbox.clone(), metrics.clone()));
     let mut connection = Connection {
-        id,
+        id: uuid::Uuid::new_v4().simple().to_string(),
+        subscriber: NEXT_SUBSCRIBER.fetch_add(1, Relaxed),
         context,
-        queue,
+        outbox: outbox.clone(),
         phase: Phase::AwaitingHello,
+        subscriptions: BTreeSet::new(),
     };
     let ending = connection.run(stream).await;
-    if let Ending::Close(code, reason) = ending {
-        tracing::debug!(code = code.code(), reason, "closing connection");
-        let _ = connection.queue.send(frames::close(code, reason)).await;
+    connection.leave_channels();
+    match ending {
+        Ending::Close(code, reason) => {
+            tracing::debug!(code = code.code(), reason, "closing connection");
+            outbox.close_after_queued(code.code(), reason);
+        }
+        Ending::CloseNow(code, reason) => {
+            tracing::debug!(code = code.code(), reason, "closing connection at once");
+            outbox.close_now(code.code(), reason);
+        }
+        Ending::PeerGone => outbox.close_now(CloseCode::Normal.code(), ""),
     }
+    // The writer ends after the close frame; a peer that never reads cannot
+    // hold the task past the grace period.
     let grace = connection.context.config.shutdown_grace();
-    drop(connection);
-    // The writer ends after the close frame or when the queue closes; a peer
-    // that never reads cannot hold the task past the grace period.
-    let _ = tokio::time::timeout(grace, writer).await;
+    let abort = writer.abort_handle();
+    if tokio::time::timeout(grace, writer).await.is_err() {
+        abort.abort();
+    }
     metrics.connections_open.fetch_sub(1, Relaxed);
 }
 
 struct Connection {
+    /// The public connection id (`welcome.connection_id`).
     id: String,
+    /// This connection's id within the hub.
+    subscriber: SubscriberId,
     context: ConnectionContext,
-    /// To the writer task, the only owner of the socket's write half.
-    queue: mpsc::Sender<Message>,
+    /// To the writer task, the only writer of the socket; the hub pushes here too.
+    outbox: Arc<Outbox>,
     phase: Phase,
+    subscriptions: BTreeSet<Channel>,
 }
 
 impl Connection {
@@ -111,35 +134,31 @@ impl Connection {
         let mut ping_timer = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
         ping_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut silence = pin!(sleep(heartbeat * 2));
-        let hello_deadline = pin!(sleep(self.context.config.hello_timeout()));
-        let mut hello_deadline = hello_deadline;
+        let mut hello_deadline = pin!(sleep(self.context.config.hello_timeout()));
         let shutdown = self.context.shutdown.clone();
+        let outbox = self.outbox.clone();
 
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return Ending::Close(CloseCode::GoingAway, "server shutting down"),
+                _ = outbox.overflowed() => {
+                    self.context.metrics.slow_consumers.fetch_add(1, Relaxed);
+                    return Ending::CloseNow(CloseCode::SlowConsumer, "slow consumer: resume from your offsets");
+                }
                 _ = &mut hello_deadline, if matches!(self.phase, Phase::AwaitingHello) => {
                     return Ending::Close(CloseCode::Unauthorized, "no hello within the time allowed");
                 }
-                _ = &mut silence => return Ending::Close(CloseCode::GoingAway, "heartbeat timeout"),
-                _ = ping_timer.tick() => {
-                    if self.queue.send(Message::Ping(Default::default())).await.is_err() {
-                        return Ending::PeerGone;
-                    }
-                }
+                _ = &mut silence => return Ending::CloseNow(CloseCode::GoingAway, "heartbeat timeout"),
+                _ = ping_timer.tick() => self.outbox.ping(),
                 frame = stream.next() => {
                     let Some(frame) = frame else { return Ending::PeerGone };
                     silence.as_mut().reset(Instant::now() + heartbeat * 2);
                     match frame {
-                        Ok(Message::Text(text)) => {
-                            if let Some(ending) = self.on_text(&text).await {
-                                return ending;
-                            }
-                        }
-                        Ok(Message::Binary(_)) => {
-                            let body = ErrorBody::new(ErrorCode::BadFrame, "binary frames are not accepted: send JSON in text frames");
-                            self.send_error(body).await;
-                        }
+                        Ok(Message::Text(text)) => self.on_text(&text),
+                        Ok(Message::Binary(_)) => self.send_error(ErrorBody::new(
+                            ErrorCode::BadFrame,
+                            "binary frames are not accepted: send JSON in text frames",
+                        )),
                         Ok(Message::Ping(_) | Message::Pong(_)) => {}
                         Ok(Message::Close(_)) => return Ending::PeerGone,
                         Err(err) => return read_error(err),
@@ -149,67 +168,127 @@ impl Connection {
         }
     }
 
-    /// Answers one text frame; `Some` ends the connection.
-    async fn on_text(&mut self, text: &Utf8Bytes) -> Option<Ending> {
+    /// Answers one text frame.
+    fn on_text(&mut self, text: &Utf8Bytes) {
         self.context.metrics.messages_in.fetch_add(1, Relaxed);
         let envelope = match decode_client(text.as_str()) {
             Ok(envelope) => envelope,
-            Err(err) => {
-                self.send_error(err.to_body()).await;
-                return None;
-            }
+            Err(err) => return self.send_error(err.to_body()),
         };
         let id = envelope.id;
         match (&self.phase, envelope.message) {
             (Phase::AwaitingHello, ClientMessage::Hello(hello)) => {
                 if hello.token.is_some() {
                     let body = ErrorBody::new(ErrorCode::Unauthorized, "token login is not available on this server yet; send hello with {} for an anonymous connection");
-                    self.send_error(body.with_id(id)).await;
-                    return None;
+                    return self.send_error(body.with_id(id));
                 }
                 self.phase = Phase::Ready;
-                let welcome = Welcome {
+                self.send(ServerMessage::Welcome(Welcome {
                     connection_id: self.id.clone(),
                     user: None,
                     heartbeat_ms: self.context.config.heartbeat_ms,
                     max_message_bytes: self.context.config.max_message_bytes(),
-                };
-                self.send(ServerMessage::Welcome(welcome)).await;
+                }));
             }
             (Phase::AwaitingHello, _) => {
                 let body = ErrorBody::new(ErrorCode::HelloRequired, "send hello first");
-                self.send_error(body.with_id(id)).await;
+                self.send_error(body.with_id(id));
             }
             (Phase::Ready, ClientMessage::Hello(_)) => {
                 let body = ErrorBody::new(
                     ErrorCode::Invalid,
                     "hello: already received on this connection",
                 );
-                self.send_error(body.with_id(id)).await;
+                self.send_error(body.with_id(id));
             }
             (Phase::Ready, ClientMessage::Ping(Empty {})) => {
-                self.send(ServerMessage::Pong(Empty {})).await;
+                self.send(ServerMessage::Pong(Empty {}))
+            }
+            (Phase::Ready, ClientMessage::Subscribe(subscribe)) => self.subscribe(subscribe, id),
+            (Phase::Ready, ClientMessage::Unsubscribe(unsubscribe)) => {
+                self.unsubscribe(unsubscribe, id)
             }
             (Phase::Ready, other) => {
                 let message = format!("`{}` is not available on this server yet", other.kind());
-                self.send_error(ErrorBody::new(ErrorCode::NotFound, message).with_id(id))
-                    .await;
+                self.send_error(ErrorBody::new(ErrorCode::NotFound, message).with_id(id));
             }
         }
-        None
     }
 
-    async fn send(&self, message: ServerMessage) {
-        self.context.metrics.messages_out.fetch_add(1, Relaxed);
-        let _ = self
-            .queue
-            .send(Message::Text(frames::encode(message)))
-            .await;
+    /// One `subscribed` or `error` per channel, in order.
+    fn subscribe(&mut self, subscribe: Subscribe, id: Option<String>) {
+        for entry in subscribe.channels {
+            let error = |code, message: String| {
+                ErrorBody::new(code, message)
+                    .with_id(id.clone())
+                    .with_channel(entry.channel.clone())
+            };
+            let channel: Channel = match entry.channel.parse() {
+                Ok(channel) => channel,
+                Err(err) => {
+                    self.send_error(error(ErrorCode::Invalid, format!("channel: {err}")));
+                    continue;
+                }
+            };
+            if !self.subscriptions.contains(&channel)
+                && self.subscriptions.len() >= MAX_SUBSCRIPTIONS
+            {
+                let message = format!("at most {MAX_SUBSCRIPTIONS} subscriptions per connection");
+                self.send_error(error(ErrorCode::TooLarge, message));
+                continue;
+            }
+            let hub = &self.context.hub;
+            match hub.subscribe(
+                self.subscriber,
+                &self.outbox,
+                &channel,
+                entry.since.as_ref(),
+            ) {
+                Ok(()) => {
+                    self.subscriptions.insert(channel);
+                }
+                Err(SubscribeError::NotAvailable) => {
+                    let message = format!("{channel}: {}", SubscribeError::NotAvailable);
+                    self.send_error(error(ErrorCode::NotFound, message));
+                }
+                // The outbox overflowed: the select loop closes with 4008.
+                Err(SubscribeError::Closing) => return,
+            }
+        }
     }
 
-    async fn send_error(&self, body: ErrorBody) {
+    /// One `unsubscribed` per channel; unsubscribing twice is harmless.
+    fn unsubscribe(&mut self, unsubscribe: Unsubscribe, id: Option<String>) {
+        for name in unsubscribe.channels {
+            match name.parse::<Channel>() {
+                Ok(channel) => {
+                    self.context.hub.unsubscribe(self.subscriber, &channel);
+                    self.outbox.forget_channel(&name);
+                    self.subscriptions.remove(&channel);
+                    self.send(ServerMessage::Unsubscribed(Unsubscribed { channel: name }));
+                }
+                Err(err) => {
+                    let body = ErrorBody::new(ErrorCode::Invalid, format!("channel: {err}"));
+                    self.send_error(body.with_id(id.clone()).with_channel(name));
+                }
+            }
+        }
+    }
+
+    fn leave_channels(&mut self) {
+        for channel in std::mem::take(&mut self.subscriptions) {
+            self.context.hub.unsubscribe(self.subscriber, &channel);
+        }
+    }
+
+    /// Queues a message; an overflow is noticed by the select loop.
+    fn send(&self, message: ServerMessage) {
+        let _ = self.outbox.push(frames::encode(message));
+    }
+
+    fn send_error(&self, body: ErrorBody) {
         self.context.metrics.protocol_errors.fetch_add(1, Relaxed);
-        self.send(ServerMessage::Error(body)).await;
+        self.send(ServerMessage::Error(body));
     }
 }
 
@@ -218,7 +297,7 @@ impl Connection {
 fn read_error(err: axum::Error) -> Ending {
     match err.into_inner().downcast::<tungstenite::Error>() {
         Ok(err) if matches!(*err, tungstenite::Error::Capacity(_)) => {
-            Ending::Close(CloseCode::TooBig, "message larger than max_message_bytes")
+            Ending::CloseNow(CloseCode::TooBig, "message larger than max_message_bytes")
         }
         Ok(err) => {
             tracing::debug!(%err, "read error");
@@ -228,5 +307,217 @@ fn read_error(err: axum::Error) -> Ending {
             tracing::debug!(%err, "read error");
             Ending::PeerGone
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Connections driven through in-memory sockets: no network, exact control
+    //! over how fast the "client" reads.
+
+    use super::*;
+    use crate::protocol::{ServerEnvelope, ServerMessage};
+    use crate::server::hub::Quote;
+    use clap::Parser;
+    use futures::channel::mpsc;
+    use futures::{SinkExt, StreamExt};
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// A socket whose inbound frames come from the test and whose outbound
+    /// frames go into a channel of `capacity`: when the test stops reading,
+    /// the server's writer blocks, as on a client that stopped reading.
+    struct TestSocket {
+        inbound: mpsc::UnboundedReceiver<Result<Message, axum::Error>>,
+        outbound: mpsc::Sender<Message>,
+    }
+
+    impl Stream for TestSocket {
+        type Item = Result<Message, axum::Error>;
+        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            self.inbound.poll_next_unpin(cx)
+        }
+    }
+
+    impl Sink<Message> for TestSocket {
+        type Error = mpsc::SendError;
+        fn poll_ready(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Result<(), Self::Error>> {
+            self.outbound.poll_ready_unpin(cx)
+        }
+        fn start_send(mut self: Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
+            self.outbound.start_send_unpin(item)
+        }
+        fn poll_flush(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Result<(), Self::Error>> {
+            self.outbound.poll_flush_unpin(cx)
+        }
+        fn poll_close(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Result<(), Self::Error>> {
+            self.outbound.poll_close_unpin(cx)
+        }
+    }
+
+    struct TestClient {
+        to_server: mpsc::UnboundedSender<Result<Message, axum::Error>>,
+        from_server: mpsc::Receiver<Message>,
+    }
+
+    impl TestClient {
+        fn send(&self, json: &str) {
+            self.to_server
+                .unbounded_send(Ok(Message::Text(json.into())))
+                .unwrap();
+        }
+
+        /// The next server messages of one frame (batches unpacked).
+        async fn recv(&mut self) -> Vec<ServerMessage> {
+            loop {
+                match self.from_server.next().await.expect("socket open") {
+                    Message::Text(text) => {
+                        let envelope = ServerEnvelope::from_json(&text).unwrap();
+                        return envelope.unpack().into_iter().map(|e| e.message).collect();
+                    }
+                    Message::Ping(_) => continue,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+    }
+
+    fn context() -> ConnectionContext {
+        let metrics = Arc::new(Metrics::default());
+        ConnectionContext {
+            config: Arc::new(Config::parse_from(["pulse", "--tick-rate", "0"])),
+            shutdown: CancellationToken::new(),
+            hub: Hub::new(metrics.clone()),
+            metrics,
+        }
+    }
+
+    fn connect(context: &ConnectionContext, capacity: usize) -> TestClient {
+        let (to_server, inbound) = mpsc::unbounded();
+        let (outbound, from_server) = mpsc::channel(capacity);
+        tokio::spawn(serve_connection(
+            TestSocket { inbound, outbound },
+            context.clone(),
+        ));
+        TestClient {
+            to_server,
+            from_server,
+        }
+    }
+
+    fn quote(symbol: &str, n: u64) -> Quote {
+        Quote {
+            symbol: symbol.into(),
+            price: n as f64,
+            change: 0.0,
+            change_pct: 0.0,
+            volume: n,
+        }
+    }
+
+    const SUBSCRIBE: &str = r#"{"type":"subscribe","data":{"channels":[{"channel":"ticker:AAA"},{"channel":"ticker:BBB"}]}}"#;
+
+    /// A client that stops reading holds at most one queued tick per symbol,
+    /// while a client that reads gets every tick, gap-free, and the publisher
+    /// never waits for either.
+    #[tokio::test]
+    async fn a_stalled_reader_is_conflated_while_a_reader_gets_every_tick() {
+        let context = context();
+        let mut stalled = connect(&context, 1);
+        let mut reader = connect(&context, 1024);
+        for client in [&stalled, &reader] {
+            client.send(r#"{"type":"hello","data":{}}"#);
+            client.send(SUBSCRIBE);
+        }
+        let mut answers = Vec::new();
+        while answers.len() < 3 {
+            answers.extend(reader.recv().await);
+        }
+        // The stalled client reads its answers, then stops reading.
+        let mut stalled_answers = Vec::new();
+        while stalled_answers.len() < 3 {
+            stalled_answers.extend(stalled.recv().await);
+        }
+
+        let rounds = 5_000;
+        let mut next = [1u64, 1u64];
+        for n in 1..=rounds {
+            context.hub.publish_tick(quote("AAA", n));
+            context.hub.publish_tick(quote("BBB", n));
+            // Read as we go so the reader is never behind by more than a round.
+            while next.iter().any(|&offset| offset <= n) {
+                for message in reader.recv().await {
+                    let ServerMessage::Tick(tick) = message else {
+                        panic!("{message:?}")
+                    };
+                    let slot = usize::from(tick.symbol == "BBB");
+                    assert_eq!(tick.offset, next[slot], "gap-free and in order");
+                    next[slot] += 1;
+                }
+            }
+        }
+        let conflated = context.metrics.ticks_conflated.load(Relaxed);
+        assert!(
+            conflated >= 2 * rounds - 10,
+            "only {conflated} ticks conflated"
+        );
+
+        // What the stalled client finally reads is a handful of frames ending
+        // with the latest tick of each symbol, not 10,000 ticks.
+        let mut late = Vec::new();
+        while let Ok(Some(frame)) = tokio::time::timeout(
+            std::time::Duration::from_millis(200),
+            stalled.from_server.next(),
+        )
+        .await
+        {
+            if let Message::Text(text) = frame {
+                late.extend(ServerEnvelope::from_json(&text).unwrap().unpack());
+            }
+        }
+        assert!(late.len() <= 6, "{} messages were queued", late.len());
+        let last_offsets: Vec<u64> = late
+            .iter()
+            .filter_map(|e| match &e.message {
+                ServerMessage::Tick(tick) => Some(tick.offset),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            last_offsets.iter().filter(|&&o| o == rounds).count() == 2,
+            "{last_offsets:?}"
+        );
+    }
+
+    /// A message other than a tick is never dropped: a client that falls
+    /// more than the outbox budget behind is closed with 4008 instead.
+    #[tokio::test]
+    async fn a_reader_too_far_behind_on_replies_is_closed_with_4008() {
+        let context = context();
+        let mut client = connect(&context, 1);
+        client.send(r#"{"type":"hello","data":{}}"#);
+        client.recv().await;
+        // About 40 bytes per pong: 1 MiB of budget is some 26,000 of them.
+        for _ in 0..40_000 {
+            client.send(r#"{"type":"ping","data":{}}"#);
+        }
+        let mut close = None;
+        while let Some(frame) = client.from_server.next().await {
+            if let Message::Close(frame) = frame {
+                close = frame;
+                break;
+            }
+        }
+        assert_eq!(close.map(|f| f.code), Some(4008));
+        assert_eq!(context.metrics.slow_consumers.load(Relaxed), 1);
     }
 }

@@ -2,8 +2,8 @@
 //! handing each socket to a tracked [`connection`] task.
 
 mod connection;
-mod frames;
 mod origin;
+pub mod outbox;
 mod writer;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};

@@ -1,38 +1,43 @@
-//! Owns the write half of one socket: the only task that writes to it, fed by
-//! the connection's bounded queue.
+//! Owns the write half of one socket: the only task that writes to it. It
+//! drains the connection's [`Outbox`], packing several queued messages into
+//! one `batch` frame, and stops after the close frame.
 
 use axum::extract::ws::Message;
 use futures_util::{Sink, SinkExt};
-use tokio::sync::mpsc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 
-/// How many frames the writer drains from its queue before one flush: a burst
-/// goes out in as few system calls as possible.
-const FLUSH_EVERY: usize = 64;
+use super::outbox::{Next, Outbox};
+use crate::server::frames;
+use crate::server::metrics::Metrics;
 
-/// Writes every queued frame in order until the queue closes or a close frame
-/// was written, then closes the sink. A write error (peer gone) ends it.
-/// The sender side is the connection task, which owns the only `Sender`.
-pub async fn run<S>(mut sink: S, mut queue: mpsc::Receiver<Message>)
+/// The most message bytes packed into one `batch` frame.
+const MAX_BATCH_BYTES: usize = 32 * 1024;
+
+/// Writes until the close frame went out or the peer is gone.
+pub async fn run<S>(mut sink: S, outbox: Arc<Outbox>, metrics: Arc<Metrics>)
 where
     S: Sink<Message> + Unpin,
 {
-    'outer: while let Some(first) = queue.recv().await {
-        let mut next = Some(first);
-        let mut fed = 0;
-        while let Some(frame) = next.take() {
-            let closing = matches!(frame, Message::Close(_));
-            if sink.feed(frame).await.is_err() {
-                return;
+    loop {
+        let message = match outbox.next(MAX_BATCH_BYTES).await {
+            Next::Ping => Message::Ping(Default::default()),
+            Next::Frames(messages) => {
+                metrics
+                    .messages_out
+                    .fetch_add(messages.len() as u64, Relaxed);
+                if let [single] = messages.as_slice() {
+                    Message::Text(single.clone())
+                } else {
+                    Message::Text(frames::batch(&messages))
+                }
             }
-            fed += 1;
-            if closing {
-                break 'outer;
+            Next::Close(code, reason) => {
+                let _ = sink.send(frames::close_code(code, reason)).await;
+                break;
             }
-            if fed < FLUSH_EVERY {
-                next = queue.try_recv().ok();
-            }
-        }
-        if sink.flush().await.is_err() {
+        };
+        if sink.send(message).await.is_err() {
             return;
         }
     }

@@ -1,0 +1,82 @@
+//! Owns [`InitialState`]: what the server rendered the page with, handed to
+//! the browser inside the HTML, so the page continues from exactly those
+//! offsets; and the watchlist cookie both sides read.
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::{Channel, Subscribed};
+
+/// The cookie holding the watchlist, so the server can render it.
+pub const WATCHLIST_COOKIE: &str = "pulse_watchlist";
+/// The most symbols a watchlist holds.
+pub const MAX_WATCHLIST: usize = 50;
+
+/// The page's starting point: the watchlist and, per symbol, what a
+/// `subscribed` would have said at render time (epoch, offset, snapshot).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InitialState {
+    pub watchlist: Vec<String>,
+    pub tickers: Vec<Subscribed>,
+}
+
+/// The watchlist in a `Cookie` header, if the cookie is there. Invalid
+/// symbols are dropped; duplicates are kept once; at most [`MAX_WATCHLIST`].
+pub fn watchlist_from_cookies(header: &str) -> Option<Vec<String>> {
+    let value = header.split(';').find_map(|pair| {
+        let (name, value) = pair.trim().split_once('=')?;
+        (name == WATCHLIST_COOKIE).then_some(value)
+    })?;
+    let mut symbols: Vec<String> = Vec::new();
+    for symbol in value.split('-').filter(|s| Channel::is_symbol(s)) {
+        if !symbols.iter().any(|s| s == symbol) && symbols.len() < MAX_WATCHLIST {
+            symbols.push(symbol.to_owned());
+        }
+    }
+    Some(symbols)
+}
+
+/// The `Set-Cookie`-style string that stores `watchlist` for a year.
+/// Symbols never contain `-`, so it separates them (commas are not allowed
+/// in cookie values).
+pub fn watchlist_cookie(watchlist: &[String]) -> String {
+    format!(
+        "{WATCHLIST_COOKIE}={}; path=/; max-age=31536000; samesite=lax",
+        watchlist.join("-")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cookie_round_trips_a_watchlist() {
+        let list = vec!["AAPL".to_owned(), "BRK.B".to_owned()];
+        let cookie = watchlist_cookie(&list);
+        let header = cookie.split(';').next().unwrap();
+        assert_eq!(
+            watchlist_from_cookies(&format!("a=1; {header}; b=2")),
+            Some(list)
+        );
+    }
+
+    #[test]
+    fn bad_or_missing_cookies_are_handled() {
+        assert_eq!(watchlist_from_cookies("other=1"), None);
+        assert_eq!(watchlist_from_cookies("pulse_watchlist="), Some(vec![]));
+        assert_eq!(
+            watchlist_from_cookies("pulse_watchlist=AAPL-<script>-aapl-AAPL-MSFT"),
+            Some(vec!["AAPL".to_owned(), "MSFT".to_owned()])
+        );
+        let many = (0..80)
+            .map(|n| format!("S{n}"))
+            .collect::<Vec<_>>()
+            .join("-");
+        assert_eq!(
+            watchlist_from_cookies(&format!("pulse_watchlist={many}"))
+                .unwrap()
+                .len(),
+            MAX_WATCHLIST
+        );
+    }
+}

@@ -1,0 +1,122 @@
+//! Owns the HTTP API under `/api`: the admin key check and `POST /api/publish`.
+//! Errors are JSON `{"error": {"code", "message"}}` with the protocol's codes.
+
+mod error;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use super::state::AppState;
+use crate::protocol::{Channel, ErrorCode};
+pub use error::ApiError;
+
+/// The `/api` routes.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/api/publish", post(publish))
+}
+
+/// Checks `Authorization: Bearer <admin key>`: 404 when no key is configured
+/// (the admin API is off), 401 when the header is missing or wrong.
+fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(key) = state.config.admin_key.as_deref() else {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            "the admin API is off: start the server with --admin-key",
+        ));
+    };
+    let presented = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::Unauthorized,
+                "send Authorization: Bearer <admin key>",
+            )
+        })?;
+    if bool::from(presented.as_bytes().ct_eq(key.as_bytes())) {
+        Ok(())
+    } else {
+        Err(ApiError::new(ErrorCode::Unauthorized, "wrong admin key"))
+    }
+}
+
+/// Parses a JSON body, naming the failing field in the error.
+fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        let message = if inner.is_syntax() || inner.is_eof() {
+            format!("the body is not valid JSON: {inner}")
+        } else if path == "." {
+            format!("body: {inner}")
+        } else {
+            format!("{path}: {inner}")
+        };
+        let code = if inner.is_syntax() || inner.is_eof() {
+            ErrorCode::BadJson
+        } else {
+            ErrorCode::Invalid
+        };
+        ApiError::new(code, message)
+    })
+}
+
+#[derive(Deserialize)]
+struct PublishRequest {
+    channel: String,
+    data: PublishData,
+}
+
+#[derive(Deserialize)]
+struct PublishData {
+    price: f64,
+    #[serde(default)]
+    volume: Option<u64>,
+}
+
+#[derive(serde::Serialize)]
+struct PublishResponse {
+    channel: String,
+    offset: u64,
+}
+
+/// `POST /api/publish {"channel": "ticker:XYZ", "data": {"price", "volume"?}}`.
+async fn publish(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<PublishResponse>, ApiError> {
+    require_admin(&state, &headers)?;
+    let request: PublishRequest = parse_body(&body)?;
+    let symbol = match request.channel.parse::<Channel>() {
+        Ok(Channel::Ticker(symbol)) => symbol,
+        Ok(_) => {
+            return Err(ApiError::new(
+                ErrorCode::Invalid,
+                "channel: only ticker: channels take published ticks",
+            ))
+        }
+        Err(err) => return Err(ApiError::new(ErrorCode::Invalid, format!("channel: {err}"))),
+    };
+    let price = request.data.price;
+    if !(0.01..=1e12).contains(&price) {
+        return Err(ApiError::new(
+            ErrorCode::Invalid,
+            "data.price: must be a number from 0.01 to 1e12",
+        ));
+    }
+    let offset = state
+        .feeds
+        .publish_external(&symbol, price, request.data.volume);
+    Ok(Json(PublishResponse {
+        channel: request.channel,
+        offset,
+    }))
+}

@@ -1,0 +1,342 @@
+//! Owns [`Outbox`]: one connection's queue of frames waiting for its writer.
+//!
+//! Publishers (the hub, on any task) push without ever waiting: a slow reader
+//! cannot delay them. Live ticks are conflated in place (a newer tick of a
+//! symbol replaces the one still queued, so offsets jump); every other frame
+//! counts against a byte budget, and a connection over budget is a slow
+//! consumer, closed with 4008 so it resumes from its offsets.
+
+use axum::extract::ws::Utf8Bytes;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+
+/// Why a push was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushError {
+    /// The connection is closing; the frame is dropped.
+    Closed,
+    /// This push took the queue over its budget: the connection is now a
+    /// slow consumer and must be closed with 4008.
+    SlowConsumer,
+}
+
+/// What the writer does next.
+#[derive(Debug, PartialEq)]
+pub enum Next {
+    /// Frames to write, in order.
+    Frames(Vec<Utf8Bytes>),
+    /// A WebSocket Ping.
+    Ping,
+    /// Write the close frame and stop.
+    Close(u16, &'static str),
+}
+
+/// A connection's outbound queue; shared by the connection task, the hub and
+/// the writer task (the only consumer).
+#[derive(Debug)]
+pub struct Outbox {
+    state: Mutex<State>,
+    /// Wakes the writer when something was queued.
+    ready: Notify,
+    /// Wakes the connection task when the queue overflowed.
+    overflowed: Notify,
+    budget: usize,
+}
+
+/// A queued frame; `counted` frames count against the budget (ticks do not:
+/// conflation already bounds them to one per channel).
+#[derive(Debug)]
+struct Queued {
+    frame: Utf8Bytes,
+    counted: bool,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    frames: VecDeque<Queued>,
+    /// How many frames were ever taken from the front, so a queued frame's
+    /// position is `sequence - taken`.
+    taken: u64,
+    /// The sequence number of the live tick still queued per channel.
+    queued_ticks: HashMap<Arc<str>, u64>,
+    /// Bytes of queued frames that count against the budget (not ticks).
+    bytes: usize,
+    ping: bool,
+    close: Option<(u16, &'static str)>,
+    /// Nothing more is accepted (closing or over budget).
+    sealed: bool,
+    slow: bool,
+}
+
+impl Outbox {
+    /// An outbox holding at most `budget` bytes of non-tick frames.
+    pub fn new(budget: usize) -> Arc<Self> {
+        Arc::new(Outbox {
+            state: Mutex::new(State::default()),
+            ready: Notify::new(),
+            overflowed: Notify::new(),
+            budget,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the queue inconsistent
+        // (every update is a single push or pop), so a poisoned lock is used as is.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues a frame that must arrive (replies, replays, non-ticker messages).
+    pub fn push(&self, frame: Utf8Bytes) -> Result<(), PushError> {
+        let mut state = self.lock();
+        if state.sealed {
+            return Err(PushError::Closed);
+        }
+        state.bytes += frame.len();
+        if state.bytes > self.budget {
+            state.sealed = true;
+            state.slow = true;
+            drop(state);
+            self.overflowed.notify_one();
+            return Err(PushError::SlowConsumer);
+        }
+        state.frames.push_back(Queued {
+            frame,
+            counted: true,
+        });
+        drop(state);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// Queues a live tick of `channel`, replacing the one still queued for the
+    /// same channel if any (conflation). Returns whether one was replaced.
+    pub fn push_tick(&self, channel: &Arc<str>, frame: Utf8Bytes) -> Result<bool, PushError> {
+        let mut state = self.lock();
+        if state.sealed {
+            return Err(PushError::Closed);
+        }
+        let taken = state.taken;
+        if let Some(&sequence) = state.queued_ticks.get(channel) {
+            if sequence >= taken {
+                let index = (sequence - taken) as usize;
+                state.frames[index].frame = frame;
+                return Ok(true);
+            }
+        }
+        let sequence = taken + state.frames.len() as u64;
+        state.frames.push_back(Queued {
+            frame,
+            counted: false,
+        });
+        state.queued_ticks.insert(channel.clone(), sequence);
+        drop(state);
+        self.ready.notify_one();
+        Ok(false)
+    }
+
+    /// Forgets the queued live tick of `channel` (after an unsubscribe) so it
+    /// can no longer be replaced; frames already queued still go out in order.
+    pub fn forget_channel(&self, channel: &str) {
+        self.lock().queued_ticks.remove(channel);
+    }
+
+    /// Asks the writer to send a WebSocket Ping.
+    pub fn ping(&self) {
+        self.lock().ping = true;
+        self.ready.notify_one();
+    }
+
+    /// Closes after the frames already queued (graceful: 1000, 1001, ...).
+    pub fn close_after_queued(&self, code: u16, reason: &'static str) {
+        let mut state = self.lock();
+        state.sealed = true;
+        state.close.get_or_insert((code, reason));
+        drop(state);
+        self.ready.notify_one();
+    }
+
+    /// Drops everything queued and closes at once (4008, 1009, ...).
+    pub fn close_now(&self, code: u16, reason: &'static str) {
+        let mut state = self.lock();
+        state.sealed = true;
+        state.frames.clear();
+        state.queued_ticks.clear();
+        state.bytes = 0;
+        state.close = Some((code, reason));
+        drop(state);
+        self.ready.notify_one();
+    }
+
+    /// Completes once a push took the queue over budget.
+    pub async fn overflowed(&self) {
+        loop {
+            let notified = self.overflowed.notified();
+            if self.lock().slow {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Waits for the writer's next job: a Ping, then queued frames (up to
+    /// `max_bytes` in one go, at least one frame), then the close.
+    pub async fn next(&self, max_bytes: usize) -> Next {
+        loop {
+            let notified = self.ready.notified();
+            if let Some(next) = self.take(max_bytes) {
+                return next;
+            }
+            notified.await;
+        }
+    }
+
+    fn take(&self, max_bytes: usize) -> Option<Next> {
+        let mut state = self.lock();
+        if std::mem::take(&mut state.ping) {
+            return Some(Next::Ping);
+        }
+        if !state.frames.is_empty() {
+            let mut frames = Vec::new();
+            let mut size = 0;
+            let mut counted = 0;
+            while let Some(front) = state.frames.front() {
+                if !frames.is_empty() && size + front.frame.len() > max_bytes {
+                    break;
+                }
+                size += front.frame.len();
+                let queued = state.frames.pop_front().expect("front exists");
+                if queued.counted {
+                    counted += queued.frame.len();
+                }
+                frames.push(queued.frame);
+            }
+            state.taken += frames.len() as u64;
+            state.bytes -= counted;
+            let taken = state.taken;
+            state.queued_ticks.retain(|_, sequence| *sequence >= taken);
+            return Some(Next::Frames(frames));
+        }
+        state.close.map(|(code, reason)| Next::Close(code, reason))
+    }
+
+    /// Bytes and frames queued now (for tests and metrics).
+    pub fn queued(&self) -> (usize, usize) {
+        let state = self.lock();
+        (state.frames.len(), state.bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(s: &str) -> Utf8Bytes {
+        Utf8Bytes::from(s.to_owned())
+    }
+
+    async fn frames(outbox: &Outbox) -> Vec<String> {
+        match outbox.next(usize::MAX).await {
+            Next::Frames(frames) => frames.iter().map(|f| f.as_str().to_owned()).collect(),
+            other => panic!("expected frames, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn frames_come_out_in_order() {
+        let outbox = Outbox::new(1024);
+        outbox.push(text("a")).unwrap();
+        outbox.push(text("b")).unwrap();
+        assert_eq!(frames(&outbox).await, ["a", "b"]);
+    }
+
+    #[tokio::test]
+    async fn a_queued_tick_is_replaced_in_place_by_a_newer_one() {
+        let outbox = Outbox::new(1024);
+        let aapl: Arc<str> = "ticker:AAPL".into();
+        let msft: Arc<str> = "ticker:MSFT".into();
+        assert!(!outbox.push_tick(&aapl, text("aapl-1")).unwrap());
+        outbox.push(text("chat")).unwrap();
+        outbox.push_tick(&msft, text("msft-1")).unwrap();
+        assert!(outbox.push_tick(&aapl, text("aapl-2")).unwrap());
+        assert!(outbox.push_tick(&aapl, text("aapl-3")).unwrap());
+        assert_eq!(frames(&outbox).await, ["aapl-3", "chat", "msft-1"]);
+        // Once written, a tick is no longer replaceable: the next one queues.
+        assert!(!outbox.push_tick(&aapl, text("aapl-4")).unwrap());
+        assert_eq!(frames(&outbox).await, ["aapl-4"]);
+    }
+
+    #[tokio::test]
+    async fn ticks_stay_bounded_however_many_arrive() {
+        let outbox = Outbox::new(64);
+        let channels: Vec<Arc<str>> = (0..10).map(|n| format!("ticker:S{n}").into()).collect();
+        for round in 0..10_000 {
+            for channel in &channels {
+                outbox
+                    .push_tick(channel, text(&format!("{channel}-{round}")))
+                    .unwrap();
+            }
+        }
+        assert_eq!(outbox.queued().0, 10, "one queued tick per channel");
+    }
+
+    #[tokio::test]
+    async fn going_over_budget_makes_a_slow_consumer() {
+        let outbox = Outbox::new(10);
+        outbox.push(text("12345")).unwrap();
+        outbox.push(text("12345")).unwrap();
+        assert_eq!(outbox.push(text("x")), Err(PushError::SlowConsumer));
+        outbox.overflowed().await;
+        assert_eq!(outbox.push(text("y")), Err(PushError::Closed));
+    }
+
+    #[tokio::test]
+    async fn ticks_do_not_use_the_budget_of_other_frames() {
+        let outbox = Outbox::new(10);
+        let aapl: Arc<str> = "ticker:AAPL".into();
+        outbox.push_tick(&aapl, text("a long tick frame")).unwrap();
+        outbox.push(text("1234567890")).unwrap();
+        assert_eq!(outbox.queued(), (2, 10));
+        frames(&outbox).await;
+        assert_eq!(outbox.queued(), (0, 0));
+        outbox.push(text("1234567890")).unwrap();
+    }
+
+    #[tokio::test]
+    async fn written_frames_free_their_budget() {
+        let outbox = Outbox::new(10);
+        for _ in 0..100 {
+            outbox.push(text("12345678")).unwrap();
+            frames(&outbox).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn graceful_close_comes_after_queued_frames_and_close_now_drops_them() {
+        let outbox = Outbox::new(1024);
+        outbox.push(text("last words")).unwrap();
+        outbox.close_after_queued(1001, "bye");
+        assert_eq!(outbox.push(text("late")), Err(PushError::Closed));
+        assert_eq!(frames(&outbox).await, ["last words"]);
+        assert_eq!(outbox.next(1024).await, Next::Close(1001, "bye"));
+
+        let outbox = Outbox::new(1024);
+        outbox.push(text("never sent")).unwrap();
+        outbox.close_now(4008, "slow");
+        assert_eq!(outbox.next(1024).await, Next::Close(4008, "slow"));
+    }
+
+    #[tokio::test]
+    async fn a_batch_respects_its_byte_limit() {
+        let outbox = Outbox::new(1024);
+        for n in 0..5 {
+            outbox.push(text(&format!("{n}{n}{n}"))).unwrap();
+        }
+        match outbox.next(7).await {
+            Next::Frames(frames) => assert_eq!(frames.len(), 2),
+            other => panic!("{other:?}"),
+        }
+    }
+}
