@@ -7,11 +7,12 @@ use crate::client::{ConnectionStatus, LiveConnection};
 #[component]
 pub fn Header() -> impl IntoView {
     view! {
-        <header class="topbar">
-            <h1 class="brand"><span class="brand-mark" aria-hidden="true">"◆"</span>" Pulse"</h1>
-            <ConnectionBadge/>
-        </header>
+       <header class="topbar">
+           <h1 class="brand"><span class="brand-mark" aria-hidden="true">"◆"</span>" Pulse"</h1>
+           <ConnectionBadge/>
+       </header>
     }
+    .into_any()
 }
 
 /// `role="status"` named `Connection`: a coloured dot and a text that starts

@@ -2,6 +2,7 @@
 //! of [`crate::client`] and do no IO of their own.
 
 mod header;
+mod ticker;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Title};
@@ -10,6 +11,7 @@ use leptos_router::StaticSegment;
 
 use crate::client;
 use header::Header;
+use ticker::Watchlist;
 
 /// The HTML document around the app, rendered by the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -53,18 +55,16 @@ pub fn App() -> impl IntoView {
 #[component]
 fn Dashboard() -> impl IntoView {
     view! {
-        <Header/>
-        <main class="layout">
-            <section class="panel main-column" aria-labelledby="prices-heading">
-                <h2 id="prices-heading">"Watchlist"</h2>
-                <p class="empty">"Live prices arrive here once the market feed is connected."</p>
-            </section>
-            <aside class="panel side-column" aria-label="People and chat">
-                <h2>"Online"</h2>
-                <p class="empty">"Nobody else is here yet — open a second window."</p>
-            </aside>
-        </main>
+       <Header/>
+       <main class="layout">
+           <Watchlist/>
+           <aside class="panel side-column" aria-label="People and chat">
+               <h2>"Online"</h2>
+               <p class="empty">"Nobody else is here yet — open a second window."</p>
+           </aside>
+       </main>
     }
+    .into_any()
 }
 
 #[component]

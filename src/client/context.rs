@@ -1,6 +1,14 @@
-//! Owns the live connection's signals, provided as context to every view.
+//! Owns the live connection's signals, provided as context to every view:
+//! the connection status, the watchlist and one signal per watched symbol
+//! (so a tick re-renders its own row only). Server messages reach them
+//! through [`LiveConnection::apply`], which runs the pure reducer.
 
 use leptos::prelude::*;
+use std::collections::HashMap;
+
+use super::initial::{InitialState, MAX_WATCHLIST};
+use super::store::{Cursors, QuoteView, Renewal};
+use crate::protocol::{Channel, ServerMessage, Since};
 
 /// What the `Connection` badge says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,18 +41,128 @@ impl ConnectionStatus {
     }
 }
 
-/// The signals of the one live connection. Written only by the socket driver.
+/// Why a symbol could not be added to the watchlist.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WatchlistError {
+    #[error("“{0}” is not a symbol: use 1 to 12 letters, digits or dots")]
+    NotASymbol(String),
+    #[error("{0} is already on the watchlist")]
+    AlreadyWatched(String),
+    #[error("the watchlist holds at most {MAX_WATCHLIST} symbols")]
+    Full,
+}
+
+/// The signals of the one live connection; cheap to copy.
 #[derive(Debug, Clone, Copy)]
 pub struct LiveConnection {
     pub status: RwSignal<ConnectionStatus>,
+    pub watchlist: RwSignal<Vec<String>>,
+    /// One signal per symbol ever watched on this page.
+    quotes: StoredValue<HashMap<String, RwSignal<Option<QuoteView>>>>,
+    cursors: StoredValue<Cursors>,
+    /// The owner the per-symbol signals belong to (the app's), so signals
+    /// made from the socket task are disposed with the app.
+    owner: StoredValue<Owner>,
 }
 
-/// Creates the signals, provides them as context and, once the page is
-/// running in a browser, starts the socket driver.
+impl LiveConnection {
+    /// Signals seeded with what the server rendered.
+    pub fn new(initial: InitialState) -> Self {
+        let live = LiveConnection {
+            status: RwSignal::new(ConnectionStatus::Offline { connecting: true }),
+            watchlist: RwSignal::new(initial.watchlist),
+            quotes: StoredValue::new(HashMap::new()),
+            cursors: StoredValue::new(Cursors::default()),
+            owner: StoredValue::new(Owner::current().unwrap_or_default()),
+        };
+        for answer in initial.tickers {
+            live.apply(ServerMessage::Subscribed(answer));
+        }
+        live
+    }
+
+    /// The signal of `symbol`'s quote (`None` until its first tick).
+    pub fn quote(&self, symbol: &str) -> RwSignal<Option<QuoteView>> {
+        if let Some(signal) = self.quotes.with_value(|quotes| quotes.get(symbol).copied()) {
+            return signal;
+        }
+        let signal = self
+            .owner
+            .with_value(|owner| owner.with(|| RwSignal::new(None)));
+        self.quotes.update_value(|quotes| {
+            quotes.insert(symbol.to_owned(), signal);
+        });
+        signal
+    }
+
+    /// Adds a symbol (any case; trimmed) to the end of the watchlist.
+    pub fn add_symbol(&self, input: &str) -> Result<String, WatchlistError> {
+        let symbol = input.trim().to_ascii_uppercase();
+        if !Channel::is_symbol(&symbol) {
+            return Err(WatchlistError::NotASymbol(input.trim().to_owned()));
+        }
+        let list = self.watchlist.get_untracked();
+        if list.contains(&symbol) {
+            return Err(WatchlistError::AlreadyWatched(symbol));
+        }
+        if list.len() >= MAX_WATCHLIST {
+            return Err(WatchlistError::Full);
+        }
+        self.watchlist.update(|list| list.push(symbol.clone()));
+        Ok(symbol)
+    }
+
+    pub fn remove_symbol(&self, symbol: &str) {
+        self.watchlist.update(|list| list.retain(|s| s != symbol));
+        let channel = Channel::Ticker(symbol.to_owned()).to_string();
+        self.cursors
+            .update_value(|cursors| cursors.forget(&channel));
+    }
+
+    /// Where to resume `channel` from, if it was ever subscribed.
+    pub fn since(&self, channel: &str) -> Option<Since> {
+        self.cursors.with_value(|cursors| cursors.since(channel))
+    }
+
+    /// Applies one server message to the signals.
+    pub fn apply(&self, message: ServerMessage) {
+        match message {
+            ServerMessage::Subscribed(answer) => {
+                let Ok(Channel::Ticker(symbol)) = answer.channel.parse() else {
+                    return;
+                };
+                let renewal = self.cursors.try_update_value(|c| c.subscribed(&answer));
+                if let Some(Renewal::Replace(view)) = renewal {
+                    self.quote(&symbol).set(view);
+                }
+            }
+            ServerMessage::Tick(tick) => {
+                let fresh = self
+                    .cursors
+                    .try_update_value(|c| c.accept(&tick.channel, tick.offset));
+                if fresh != Some(true) {
+                    return;
+                }
+                self.quote(&tick.symbol).update(|view| match view {
+                    Some(view) => view.apply(&tick),
+                    None => *view = Some(QuoteView::from_tick(&tick)),
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Creates the signals from what the server rendered, provides them as
+/// context and, once the page runs in a browser, starts the socket driver
+/// and the watchlist cookie.
 pub fn provide_live_connection() -> LiveConnection {
-    let live = LiveConnection {
-        status: RwSignal::new(ConnectionStatus::Offline { connecting: true }),
-    };
+    // Serialised into the page by the server, read back while hydrating.
+    let initial = SharedValue::new(|| {
+        use_context::<InitialState>().unwrap_or_else(super::browser::initial_state)
+    })
+    .into_inner();
+    let live = LiveConnection::new(initial);
     provide_context(live);
     // Effects run only in the browser, after hydration: the server renders
     // the initial state and opens no socket.
@@ -53,12 +171,15 @@ pub fn provide_live_connection() -> LiveConnection {
             super::socket::start(live);
         }
     });
+    Effect::new(move |_| super::browser::store_watchlist(&live.watchlist.get()));
     live
 }
 
 #[cfg(test)]
 mod tests {
     use super::ConnectionStatus::*;
+    use super::*;
+    use crate::protocol::{Snapshot, Subscribed, Tick, TickerSnapshot};
 
     #[test]
     fn labels_start_with_the_words_tests_and_people_look_for() {
@@ -69,5 +190,69 @@ mod tests {
         assert!(Reconnecting { in_secs: 0 }
             .label()
             .starts_with("Reconnecting"));
+    }
+
+    fn tick(offset: u64, price: f64) -> Tick {
+        Tick {
+            channel: "ticker:AAPL".into(),
+            offset,
+            symbol: "AAPL".into(),
+            price,
+            change: 0.0,
+            change_pct: 0.0,
+            volume: 1,
+        }
+    }
+
+    #[test]
+    fn the_rendered_state_seeds_the_signals_and_ticks_continue_from_its_offset() {
+        let owner = Owner::new();
+        owner.set();
+        let snapshot = Snapshot::Ticker(TickerSnapshot {
+            quote: tick(5, 10.0),
+            recent: vec![10.0],
+        });
+        let live = LiveConnection::new(InitialState {
+            watchlist: vec!["AAPL".into()],
+            tickers: vec![Subscribed {
+                channel: "ticker:AAPL".into(),
+                epoch: "e".into(),
+                offset: 5,
+                recovered: false,
+                snapshot: Some(snapshot),
+            }],
+        });
+        assert_eq!(live.quote("AAPL").get_untracked().unwrap().price, 10.0);
+        assert_eq!(live.since("ticker:AAPL").unwrap().offset, 5);
+        live.apply(ServerMessage::Tick(tick(5, 99.0)));
+        assert_eq!(
+            live.quote("AAPL").get_untracked().unwrap().price,
+            10.0,
+            "offset 5 was rendered"
+        );
+        live.apply(ServerMessage::Tick(tick(6, 11.0)));
+        assert_eq!(live.quote("AAPL").get_untracked().unwrap().price, 11.0);
+    }
+
+    #[test]
+    fn the_watchlist_refuses_bad_duplicate_and_excess_symbols() {
+        let owner = Owner::new();
+        owner.set();
+        let live = LiveConnection::new(InitialState::default());
+        assert_eq!(live.add_symbol(" nvda "), Ok("NVDA".into()));
+        assert_eq!(
+            live.add_symbol("NVDA"),
+            Err(WatchlistError::AlreadyWatched("NVDA".into()))
+        );
+        assert!(matches!(
+            live.add_symbol("not a symbol"),
+            Err(WatchlistError::NotASymbol(_))
+        ));
+        for n in 1..MAX_WATCHLIST {
+            live.add_symbol(&format!("S{n}")).unwrap();
+        }
+        assert_eq!(live.add_symbol("ONEMORE"), Err(WatchlistError::Full));
+        live.remove_symbol("NVDA");
+        assert!(!live.watchlist.get_untracked().contains(&"NVDA".to_owned()));
     }
 }

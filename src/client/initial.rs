@@ -8,6 +8,11 @@ use crate::protocol::{Channel, Subscribed};
 
 /// The cookie holding the watchlist, so the server can render it.
 pub const WATCHLIST_COOKIE: &str = "pulse_watchlist";
+/// The watchlist of a first visit when no server says otherwise (the
+/// simulator's default symbols).
+pub const DEFAULT_WATCHLIST: [&str; 12] = [
+    "AAPL", "MSFT", "GOOGL", "AMZN", "NVDA", "META", "TSLA", "BRK.B", "JPM", "V", "NFLX", "AMD",
+];
 /// The most symbols a watchlist holds.
 pub const MAX_WATCHLIST: usize = 50;
 

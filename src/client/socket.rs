@@ -1,7 +1,10 @@
 //! The socket driver (browser builds only): one task owns the WebSocket,
-//! sends `hello` and heartbeat `ping`s, reads server messages into the
-//! [`LiveConnection`] signals, and reconnects on the backoff schedule.
+//! sends `hello` and heartbeat `ping`s, subscribes the watchlist (resuming
+//! from the offsets the page already shows), follows watchlist edits, reads
+//! server messages into the [`LiveConnection`] signals, and reconnects on the
+//! backoff schedule.
 
+use futures::channel::mpsc;
 use futures::{FutureExt, SinkExt, StreamExt};
 use gloo_net::websocket::{futures::WebSocket, Message, WebSocketError};
 use gloo_timers::future::TimeoutFuture;
@@ -10,20 +13,66 @@ use leptos::prelude::*;
 use super::backoff::Backoff;
 use super::{ConnectionStatus, LiveConnection};
 use crate::protocol::{
-    ClientEnvelope, ClientMessage, CloseCode, Empty, Hello, ServerEnvelope, ServerMessage,
-    DEFAULT_HEARTBEAT_MS,
+    Channel, ClientEnvelope, ClientMessage, CloseCode, Empty, Hello, ServerEnvelope, ServerMessage,
+    Subscribe, SubscribeChannel, Unsubscribe, DEFAULT_HEARTBEAT_MS,
 };
 
 /// Starts the driver on the browser's event loop.
 pub fn start(live: LiveConnection) {
-    leptos::task::spawn_local(drive(live));
+    let (commands, inbox) = mpsc::unbounded();
+    // Watchlist edits become subscribe/unsubscribe messages for the socket.
+    Effect::watch(
+        move || live.watchlist.get(),
+        move |now: &Vec<String>, before: Option<&Vec<String>>, _| {
+            let before = before.cloned().unwrap_or_default();
+            let added: Vec<String> = now
+                .iter()
+                .filter(|s| !before.contains(s))
+                .cloned()
+                .collect();
+            let removed: Vec<String> = before
+                .iter()
+                .filter(|s| !now.contains(s))
+                .cloned()
+                .collect();
+            if !added.is_empty() {
+                let _ = commands.unbounded_send(subscribe(live, &added));
+            }
+            if !removed.is_empty() {
+                let channels = removed.iter().map(|s| ticker(s)).collect();
+                let _ =
+                    commands.unbounded_send(ClientMessage::Unsubscribe(Unsubscribe { channels }));
+            }
+        },
+        false,
+    );
+    leptos::task::spawn_local(drive(live, inbox));
 }
 
-async fn drive(live: LiveConnection) {
+fn ticker(symbol: &str) -> String {
+    Channel::Ticker(symbol.to_owned()).to_string()
+}
+
+/// `subscribe` for these symbols, each resuming from what the page shows.
+fn subscribe(live: LiveConnection, symbols: &[String]) -> ClientMessage {
+    let channels = symbols
+        .iter()
+        .map(|symbol| {
+            let channel = ticker(symbol);
+            SubscribeChannel {
+                since: live.since(&channel),
+                channel,
+            }
+        })
+        .collect();
+    ClientMessage::Subscribe(Subscribe { channels })
+}
+
+async fn drive(live: LiveConnection, mut commands: mpsc::UnboundedReceiver<ClientMessage>) {
     let mut backoff = Backoff::default();
     loop {
         let opened_at = now_ms();
-        let closed_with = session(live).await;
+        let closed_with = session(live, &mut commands).await;
         backoff.connection_lasted(now_ms() - opened_at);
         if !closed_with.reconnects() {
             live.status
@@ -41,7 +90,10 @@ async fn drive(live: LiveConnection) {
 }
 
 /// One connection, from opening to close; returns how it closed.
-async fn session(live: LiveConnection) -> CloseCode {
+async fn session(
+    live: LiveConnection,
+    commands: &mut mpsc::UnboundedReceiver<ClientMessage>,
+) -> CloseCode {
     let Some(url) = socket_url() else {
         return CloseCode::Normal;
     };
@@ -62,6 +114,9 @@ async fn session(live: LiveConnection) -> CloseCode {
         return CloseCode::Abnormal;
     }
 
+    // Edits made while disconnected are covered by the full subscribe below.
+    while commands.try_recv().is_ok() {}
+
     let mut heartbeat_ms = DEFAULT_HEARTBEAT_MS as f64;
     let mut last_heard = now_ms();
     let mut next_ping = last_heard + heartbeat_ms;
@@ -75,6 +130,10 @@ async fn session(live: LiveConnection) -> CloseCode {
                     if let Some(ms) = on_frame(live, &frame) {
                         heartbeat_ms = ms as f64;
                         next_ping = last_heard + heartbeat_ms;
+                        let symbols = live.watchlist.get_untracked();
+                        if !symbols.is_empty() && outbound.send(text(subscribe(live, &symbols))).await.is_err() {
+                            return CloseCode::Abnormal;
+                        }
                     }
                 }
                 Some(Ok(Message::Bytes(_))) => last_heard = now_ms(),
@@ -83,6 +142,13 @@ async fn session(live: LiveConnection) -> CloseCode {
                 Some(Err(_)) => {}
                 None => return CloseCode::Abnormal,
             },
+            command = commands.next() => {
+                if let Some(command) = command {
+                    if outbound.send(text(command)).await.is_err() {
+                        return CloseCode::Abnormal;
+                    }
+                }
+            }
             _ = timer => {
                 if now_ms() - last_heard >= 2.0 * heartbeat_ms {
                     // Dropping both halves closes the dead socket.
@@ -112,7 +178,7 @@ fn on_frame(live: LiveConnection, frame: &str) -> Option<u64> {
             ServerMessage::Error(error) => {
                 leptos::logging::log!("server error {}: {}", error.code, error.message);
             }
-            _ => {}
+            other => live.apply(other),
         }
     }
     heartbeat

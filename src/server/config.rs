@@ -160,6 +160,12 @@ mod tests {
     }
 
     #[test]
+    fn the_default_symbols_are_the_default_watchlist() {
+        let config = Config::try_parse_from(["pulse"]).unwrap();
+        assert_eq!(config.symbols.0, crate::client::DEFAULT_WATCHLIST);
+    }
+
+    #[test]
     fn symbols_are_a_list_or_a_count() {
         let config = Config::try_parse_from(["pulse"]).unwrap();
         assert_eq!(config.symbols.0.len(), 12);

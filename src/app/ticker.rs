@@ -1,0 +1,186 @@
+//! The watchlist: the `Live prices` table (one row per symbol, each row
+//! reading only its own quote signal), a sparkline per row, and the controls
+//! to add and remove symbols.
+
+use leptos::ev::SubmitEvent;
+use leptos::prelude::*;
+
+use crate::client::store::{Direction, QuoteView};
+use crate::client::LiveConnection;
+
+#[component]
+pub fn Watchlist() -> impl IntoView {
+    let live = expect_context::<LiveConnection>();
+    let draft = RwSignal::new(String::new());
+    let problem = RwSignal::new(None::<String>);
+    let on_submit = move |event: SubmitEvent| {
+        event.prevent_default();
+        match live.add_symbol(&draft.get_untracked()) {
+            Ok(_) => {
+                draft.set(String::new());
+                problem.set(None);
+            }
+            Err(err) => problem.set(Some(err.to_string())),
+        }
+    };
+    let empty = move || live.watchlist.with(Vec::is_empty);
+
+    view! {
+        <section class="panel main-column" aria-labelledby="prices-heading">
+            <div class="panel-head">
+                <h2 id="prices-heading">"Watchlist"</h2>
+                <form class="add-symbol" on:submit=on_submit>
+                    <label class="visually-hidden" for="symbol-input">"Symbol"</label>
+                    <input
+                        id="symbol-input"
+                        type="text"
+                        placeholder="Add a symbol, e.g. NVDA"
+                        autocomplete="off"
+                        spellcheck="false"
+                        maxlength="12"
+                        aria-describedby="symbol-problem"
+                        prop:value=move || draft.get()
+                        on:input=move |event| draft.set(event_target_value(&event))
+                    />
+                    <button type="submit">"Add"</button>
+                </form>
+            </div>
+            <p id="symbol-problem" class="form-problem" role="alert">{move || problem.get()}</p>
+            <Show when=move || !empty() fallback=|| view! { <p class="empty">"Add a symbol to watch."</p> }>
+                <table class="prices" aria-label="Live prices">
+                    <colgroup>
+                        <col class="col-symbol"/>
+                        <col class="col-price"/>
+                        <col class="col-change abs"/>
+                        <col class="col-pct"/>
+                        <col class="col-spark"/>
+                        <col class="col-remove"/>
+                    </colgroup>
+                    <thead>
+                        <tr>
+                            <th scope="col">"Symbol"</th>
+                            <th scope="col" class="num">"Last"</th>
+                            <th scope="col" class="num abs">"Change"</th>
+                            <th scope="col" class="num">"Change %"</th>
+                            <th scope="col">"Trend"</th>
+                            <th scope="col"><span class="visually-hidden">"Remove"</span></th>
+                        </tr>
+                    </thead>
+                    <tbody>
+                        <For each=move || live.watchlist.get() key=|symbol| symbol.clone() let:symbol>
+                            <QuoteRow symbol/>
+                        </For>
+                    </tbody>
+                </table>
+            </Show>
+        </section>
+     }
+    .into_any()
+}
+
+/// One symbol. Every cell reads the row's own signal, so a tick touches
+/// this row's text and one SVG path, nothing else.
+#[component]
+fn QuoteRow(symbol: String) -> impl IntoView {
+    let live = expect_context::<LiveConnection>();
+    let quote = live.quote(&symbol);
+    let cell = move |format: fn(&QuoteView) -> String| {
+        move || quote.with(|q| q.as_ref().map(format).unwrap_or_else(|| "—".to_owned()))
+    };
+    let trend = move || quote.with(|q| q.as_ref().map(|q| trend_class(q.change)).unwrap_or("flat"));
+    // Two animation names, alternated, so each tick restarts the flash.
+    let flash = move || {
+        quote.with(|q| match q {
+            Some(q) if q.direction != Direction::Flat => {
+                let way = if q.direction == Direction::Up {
+                    "up"
+                } else {
+                    "down"
+                };
+                format!("num price flash-{way}-{}", q.ticks_seen % 2)
+            }
+            _ => "num price".to_owned(),
+        })
+    };
+    let path = move || quote.with(|q| q.as_ref().map(|q| sparkline(&q.recent)).unwrap_or_default());
+    let remove_label = format!("Remove {symbol}");
+    let remove = {
+        let symbol = symbol.clone();
+        move |_| live.remove_symbol(&symbol)
+    };
+    view! {
+        <tr class=move || format!("quote {}", trend())>
+            <th scope="row" class="symbol">{symbol}</th>
+            <td class=flash>{cell(|q| format!("{:.2}", q.price))}</td>
+            <td class="num change abs">{cell(|q| signed(q.change, ""))}</td>
+            <td class="num change">{cell(|q| signed(q.change_pct, "%"))}</td>
+            <td class="spark">
+                <svg viewBox="0 0 100 24" preserveAspectRatio="none" aria-hidden="true">
+                    <path d=path/>
+                </svg>
+            </td>
+            <td class="remove">
+                <button type="button" class="icon" aria-label=remove_label on:click=remove>"×"</button>
+            </td>
+        </tr>
+     }
+    .into_any()
+}
+
+fn trend_class(change: f64) -> &'static str {
+    if change > 0.0 {
+        "up"
+    } else if change < 0.0 {
+        "down"
+    } else {
+        "flat"
+    }
+}
+
+/// `▲ +1.25`, `▼ −0.50`, `0.00`: the sign is shown, not only the colour.
+fn signed(value: f64, unit: &str) -> String {
+    if value > 0.0 {
+        format!("▲ +{value:.2}{unit}")
+    } else if value < 0.0 {
+        format!("▼ −{:.2}{unit}", -value)
+    } else {
+        format!("{value:.2}{unit}")
+    }
+}
+
+/// An SVG path through `prices`, scaled to a 100 × 24 box.
+fn sparkline(prices: &[f64]) -> String {
+    let (low, high) = prices
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &p| {
+            (lo.min(p), hi.max(p))
+        });
+    let span = (high - low).max(f64::EPSILON);
+    let step = 100.0 / (prices.len().max(2) - 1) as f64;
+    let mut path = String::with_capacity(prices.len() * 12);
+    for (n, price) in prices.iter().enumerate() {
+        let x = n as f64 * step;
+        let y = 22.0 - (price - low) / span * 20.0;
+        path.push_str(&format!("{}{x:.1},{y:.1}", if n == 0 { 'M' } else { 'L' }));
+    }
+    path
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_carry_a_sign_and_an_arrow() {
+        assert_eq!(signed(1.25, ""), "▲ +1.25");
+        assert_eq!(signed(-0.5, "%"), "▼ −0.50%");
+        assert_eq!(signed(0.0, ""), "0.00");
+    }
+
+    #[test]
+    fn the_sparkline_spans_the_box() {
+        assert_eq!(sparkline(&[1.0, 2.0, 3.0]), "M0.0,22.0L50.0,12.0L100.0,2.0");
+        assert_eq!(sparkline(&[5.0]), "M0.0,22.0");
+        assert_eq!(sparkline(&[]), "");
+    }
+}
