@@ -31,8 +31,14 @@ test("prices change within a few seconds", async ({ openDashboard }) => {
   await expect(table).toBeVisible();
   const price = row(page, "MSFT").getByRole("cell").first();
   await expect(price).toHaveText(/^\d+\.\d{2}$/);
+  // Tag the row's element: a tick must update its cells in place, not
+  // re-create the row (or the table).
+  await row(page, "MSFT").evaluate((el) => ((el as any).__pulseMarker = "kept"));
+  await table.evaluate((el) => ((el as any).__pulseMarker = "kept"));
   const before = await price.textContent();
   await expect(price).not.toHaveText(before ?? "", { timeout: 10_000 });
+  expect(await row(page, "MSFT").evaluate((el) => (el as any).__pulseMarker)).toBe("kept");
+  expect(await table.evaluate((el) => (el as any).__pulseMarker)).toBe("kept");
 });
 
 test("removing a symbol stops its row, and a reload keeps the watchlist", async ({ openDashboard }) => {

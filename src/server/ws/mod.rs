@@ -16,6 +16,9 @@ use crate::protocol::CloseCode;
 
 pub use connection::{serve_connection, ConnectionContext};
 
+/// Bytes each socket reserves for reading.
+const READ_BUFFER_BYTES: usize = 2 * 1024;
+
 /// Upgrades to a WebSocket. A forbidden `Origin` still gets a socket, closed
 /// at once with 1008, because a browser shows scripts the close code but never
 /// an HTTP status; clients then know not to retry.
@@ -31,7 +34,11 @@ pub async fn handler(
     let upgrade = upgrade
         .max_message_size(limit)
         .max_frame_size(limit)
-        // A small write buffer keeps idle sockets cheap; frames are flushed one by one.
+        // tungstenite reserves 128 KiB per socket for reading by default;
+        // 4 KiB keeps an idle socket small (see README, "How many connections").
+        .read_buffer_size(READ_BUFFER_BYTES)
+        // The writer sends one (batch) frame at a time and flushes it, so
+        // tungstenite need not gather frames in a buffer of its own.
         .write_buffer_size(0);
     if !allowed {
         tracing::info!(
