@@ -122,23 +122,6 @@ async fn bad_input_gets_a_clear_error_and_the_connection_lives_on() {
     ));
 }
 
-/// Until identity lands, a `hello` with a token is refused with `unauthorized`
-/// and an anonymous `hello` still works afterwards.
-#[tokio::test]
-async fn hello_with_a_token_is_unauthorized_for_now() {
-    let server = TestServer::start(&[]).await;
-    let mut client = Client::connect(&server).await;
-    client
-        .send(r#"{"type":"hello","data":{"token":"x.y.z"},"id":"h"}"#)
-        .await;
-    let error = error_of(client.recv().await.message);
-    assert_eq!(
-        (error.code, error.id.as_deref()),
-        (ErrorCode::Unauthorized, Some("h"))
-    );
-    client.hello().await;
-}
-
 /// A connection that sends no `hello` in time is closed with 4001.
 #[tokio::test]
 async fn no_hello_in_time_closes_with_4001() {

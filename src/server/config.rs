@@ -50,6 +50,24 @@ pub struct Config {
     #[arg(long, env = "PULSE_ADMIN_KEY", hide_env_values = true)]
     pub admin_key: Option<String>,
 
+    /// HS256 secret for tokens; when unset, a random one per start (tokens then
+    /// do not survive a restart) and a warning in the log.
+    #[arg(long, env = "PULSE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// Enables `POST /api/login` (guest login: anyone may claim any name).
+    /// Production turns it off and mints tokens in its own backend.
+    #[arg(long, env = "PULSE_GUEST_LOGIN", default_value_t = true, action = clap::ArgAction::Set)]
+    pub guest_login: bool,
+
+    /// Seconds a guest token stays valid.
+    #[arg(long, env = "PULSE_TOKEN_TTL_SECS", default_value_t = 7 * 24 * 3600)]
+    pub token_ttl_secs: u64,
+
+    /// Milliseconds between a user's last connection closing and their `leave`.
+    #[arg(long, env = "PULSE_PRESENCE_GRACE_MS", default_value_t = 5_000)]
+    pub presence_grace_ms: u64,
+
     /// Bytes of undelivered messages (other than conflated ticks) a connection may
     /// queue before it is closed with 4008 as a slow consumer.
     #[arg(long, env = "PULSE_MAX_OUTBOX_BYTES", default_value_t = 1 << 20)]
@@ -116,6 +134,14 @@ impl Config {
         Duration::from_millis(self.hello_timeout_ms)
     }
 
+    pub fn presence_grace(&self) -> Duration {
+        Duration::from_millis(self.presence_grace_ms)
+    }
+
+    pub fn token_ttl(&self) -> Duration {
+        Duration::from_secs(self.token_ttl_secs)
+    }
+
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)
     }
@@ -157,6 +183,19 @@ mod tests {
         assert!(Config::try_parse_from(["pulse", "--symbols", "AAPL,not a symbol"]).is_err());
         assert!(Config::try_parse_from(["pulse", "--tick-rate", "-1"]).is_err());
         assert!(Config::try_parse_from(["pulse", "--tick-rate", "NaN"]).is_err());
+    }
+
+    #[test]
+    fn identity_flags_have_the_documented_defaults() {
+        let config = Config::try_parse_from(["pulse"]).unwrap();
+        assert!(config.guest_login);
+        assert_eq!(config.presence_grace_ms, 5_000);
+        assert!(config.jwt_secret.is_none());
+        let config =
+            Config::try_parse_from(["pulse", "--guest-login", "false", "--jwt-secret", "s"])
+                .unwrap();
+        assert!(!config.guest_login);
+        assert_eq!(config.jwt_secret.as_deref(), Some("s"));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! builds the whole application, so tests can serve it on port 0.
 
 mod api;
+pub mod auth;
 pub mod config;
 mod feeds;
 mod frames;
@@ -27,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::app::{shell, App};
+use auth::Auth;
 pub use config::Config;
 use feeds::{Feeds, Market};
 use hub::Hub;
@@ -71,7 +73,8 @@ pub async fn serve(
 ) -> Result<(), ServerError> {
     let addr = listener.local_addr()?;
     let metrics = Arc::new(Metrics::default());
-    let hub = Hub::new(metrics.clone());
+    let hub = Hub::new(metrics.clone(), config.presence_grace());
+    let auth = Arc::new(Auth::new(&jwt_secret(&config), config.token_ttl()));
     let seed = config.seed.unwrap_or_else(rand::random);
     let feeds = Feeds::new(Market::new(&config.symbols.0, seed), hub.clone());
     let state = AppState {
@@ -82,6 +85,7 @@ pub async fn serve(
         metrics,
         hub,
         feeds: feeds.clone(),
+        auth,
     };
     let app = router(state.clone());
     tracing::info!("listening on http://{addr}");
@@ -147,6 +151,19 @@ async fn metrics_handler(
         )],
         state.metrics.render(),
     )
+}
+
+/// The token secret: the configured one, or a random one for this run.
+fn jwt_secret(config: &Config) -> Vec<u8> {
+    match &config.jwt_secret {
+        Some(secret) => secret.as_bytes().to_vec(),
+        None => {
+            tracing::warn!(
+                "no --jwt-secret: using a random secret, so tokens will not survive a restart"
+            );
+            rand::random::<[u8; 32]>().to_vec()
+        }
+    }
 }
 
 /// Leptos' settings: cargo-leptos' environment when it runs us, otherwise

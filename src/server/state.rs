@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::auth::Auth;
 use super::config::Config;
 use super::feeds::Feeds;
 use super::hub::Hub;
@@ -26,6 +27,8 @@ pub struct AppState {
     pub hub: Hub,
     /// The market prices the simulator and `/api/publish` move.
     pub feeds: Feeds,
+    /// Signs and checks tokens.
+    pub auth: Arc<Auth>,
 }
 
 impl FromRef<AppState> for LeptosOptions {

@@ -1,4 +1,5 @@
-//! Owns the HTTP API under `/api`: the admin key check and `POST /api/publish`.
+//! Owns the HTTP API under `/api`: guest login, who is online, and the admin
+//! routes (`POST /api/publish`) behind the admin key.
 //! Errors are JSON `{"error": {"code", "message"}}` with the protocol's codes.
 
 mod error;
@@ -6,18 +7,22 @@ mod error;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::state::AppState;
-use crate::protocol::{Channel, ErrorCode};
+use crate::protocol::{Channel, ErrorCode, PresenceUser, UserRef};
+use crate::server::auth;
 pub use error::ApiError;
 
 /// The `/api` routes.
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/publish", post(publish))
+    Router::new()
+        .route("/api/login", post(login))
+        .route("/api/presence", get(presence))
+        .route("/api/publish", post(publish))
 }
 
 /// Checks `Authorization: Bearer <admin key>`: 404 when no key is configured
@@ -119,4 +124,46 @@ async fn publish(
         channel: request.channel,
         offset,
     }))
+}
+
+#[derive(Deserialize)]
+struct LoginRequest {
+    name: String,
+}
+
+#[derive(serde::Serialize)]
+struct LoginResponse {
+    token: String,
+    user: UserRef,
+}
+
+/// `POST /api/login {"name"}`: a guest token (404 when guest login is off).
+async fn login(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Json<LoginResponse>, ApiError> {
+    if !state.config.guest_login {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            "guest login is off on this server",
+        ));
+    }
+    let request: LoginRequest = parse_body(&body)?;
+    let user = auth::guest(&request.name)
+        .map_err(|err| ApiError::new(ErrorCode::Invalid, err.to_string()))?;
+    let token = state.auth.mint(&user);
+    tracing::info!(user = %user.id, "guest login");
+    Ok(Json(LoginResponse { token, user }))
+}
+
+#[derive(serde::Serialize)]
+struct PresenceResponse {
+    users: Vec<PresenceUser>,
+}
+
+/// `GET /api/presence`: everyone online now.
+async fn presence(State(state): State<AppState>) -> Json<PresenceResponse> {
+    Json(PresenceResponse {
+        users: state.hub.presence_users(),
+    })
 }

@@ -6,6 +6,7 @@
 //! registers under that lock, so no live message can slip between the replay
 //! and the first live one: a recovered subscription has no gap and no double.
 
+mod presence;
 mod ring;
 mod ticker;
 
@@ -13,13 +14,22 @@ use axum::extract::ws::Utf8Bytes;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use super::frames;
 use super::metrics::Metrics;
 use super::ws::outbox::{Outbox, PushError};
-use crate::protocol::{Channel, ServerMessage, Since, Subscribed, Tick};
+use crate::protocol::{
+    Channel, PresenceDiff, PresenceSnapshot, PresenceUser, ServerMessage, Since, Snapshot,
+    Subscribed, Tick, UserRef, UserStatus,
+};
+use presence::{Change, Presence};
+use ring::Ring;
 use ticker::{TickEntry, TickerHistory};
 pub use ticker::{HISTORY as TICKER_HISTORY, RECENT as TICKER_RECENT};
+
+/// Presence diffs kept for resume, so a short blip recovers without a snapshot.
+pub const PRESENCE_HISTORY: usize = 256;
 
 /// Identifies one subscriber (a connection) within the hub.
 pub type SubscriberId = u64;
@@ -55,6 +65,8 @@ struct Inner {
     /// because that is when their history is lost.
     epoch: String,
     metrics: Arc<Metrics>,
+    /// How long a user whose last connection closed stays listed.
+    presence_grace: Duration,
 }
 
 struct ChannelState {
@@ -68,6 +80,50 @@ struct ChannelState {
 /// Each channel kind keeps its own history.
 enum History {
     Ticker(TickerHistory),
+    Presence(PresenceHistory),
+}
+
+/// The presence channel: who is online, and the last diffs for resume.
+struct PresenceHistory {
+    presence: Presence,
+    diffs: Ring<Utf8Bytes>,
+}
+
+impl History {
+    fn latest(&self) -> u64 {
+        match self {
+            History::Ticker(history) => history.ring.latest(),
+            History::Presence(history) => history.diffs.latest(),
+        }
+    }
+
+    /// Every message after `offset`, if all are still held.
+    fn after(&self, offset: u64) -> Option<Vec<Utf8Bytes>> {
+        match self {
+            History::Ticker(history) => history
+                .ring
+                .after(offset)
+                .map(|e| e.map(|e| e.frame.clone()).collect()),
+            History::Presence(history) => history.diffs.after(offset).map(|e| e.cloned().collect()),
+        }
+    }
+
+    fn snapshot(&self) -> Option<Snapshot> {
+        match self {
+            History::Ticker(history) => history.snapshot(),
+            History::Presence(history) => Some(Snapshot::Presence(PresenceSnapshot {
+                users: history.presence.users(),
+            })),
+        }
+    }
+
+    /// Whether the channel holds nothing worth keeping without subscribers.
+    fn is_empty(&self) -> bool {
+        match self {
+            History::Ticker(history) => history.ring.latest() == 0,
+            History::Presence(_) => false,
+        }
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -79,13 +135,14 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Hub {
-    pub fn new(metrics: Arc<Metrics>) -> Self {
+    pub fn new(metrics: Arc<Metrics>, presence_grace: Duration) -> Self {
         let epoch = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         Hub {
             inner: Arc::new(Inner {
                 channels: Mutex::new(HashMap::new()),
                 epoch,
                 metrics,
+                presence_grace,
             }),
         }
     }
@@ -98,6 +155,10 @@ impl Hub {
         }
         let history = match channel {
             Channel::Ticker(_) => History::Ticker(TickerHistory::default()),
+            Channel::Presence => History::Presence(PresenceHistory {
+                presence: Presence::default(),
+                diffs: Ring::new(PRESENCE_HISTORY),
+            }),
             _ => return Err(SubscribeError::NotAvailable),
         };
         let state = Arc::new(Mutex::new(ChannelState {
@@ -121,20 +182,16 @@ impl Hub {
         let state = self.channel(channel)?;
         let mut state = lock(&state);
         let epoch = self.inner.epoch.clone();
-        let (latest, replay, snapshot) = match &state.history {
-            History::Ticker(history) => {
-                let replay = since
-                    .filter(|since| since.epoch == epoch)
-                    .and_then(|since| history.ring.after(since.offset))
-                    .map(|entries| entries.map(|e| e.frame.clone()).collect::<Vec<_>>());
-                let snapshot = if replay.is_some() {
-                    None
-                } else {
-                    history.snapshot()
-                };
-                (history.ring.latest(), replay, snapshot)
-            }
+        let history = &state.history;
+        let replay = since
+            .filter(|since| since.epoch == epoch)
+            .and_then(|since| history.after(since.offset));
+        let snapshot = if replay.is_some() {
+            None
+        } else {
+            history.snapshot()
         };
+        let latest = history.latest();
         let recovered = replay.is_some();
         let answer = frames::encode(ServerMessage::Subscribed(Subscribed {
             channel: state.name.to_string(),
@@ -162,10 +219,7 @@ impl Hub {
         };
         let mut guard = lock(state);
         guard.subscribers.remove(&id);
-        let forgettable = guard.subscribers.is_empty()
-            && match &guard.history {
-                History::Ticker(history) => history.ring.latest() == 0,
-            };
+        let forgettable = guard.subscribers.is_empty() && guard.history.is_empty();
         drop(guard);
         if forgettable {
             channels.remove(channel);
@@ -181,7 +235,9 @@ impl Hub {
             .expect("ticker channels are always served");
         let mut state = lock(&state);
         let state = &mut *state;
-        let History::Ticker(history) = &mut state.history;
+        let History::Ticker(history) = &mut state.history else {
+            unreachable!("a ticker: channel always holds a ticker history")
+        };
         let tick = Tick {
             channel: state.name.to_string(),
             offset: history.ring.latest() + 1,
@@ -214,9 +270,7 @@ impl Hub {
     pub fn peek(&self, channel: &Channel) -> Subscribed {
         let state = lock(&self.inner.channels).get(channel).cloned();
         let (offset, snapshot) = match state.as_deref().map(lock) {
-            Some(state) => match &state.history {
-                History::Ticker(history) => (history.ring.latest(), history.snapshot()),
-            },
+            Some(state) => (state.history.latest(), state.history.snapshot()),
             None => (0, None),
         };
         Subscribed {
@@ -226,6 +280,70 @@ impl Hub {
             recovered: false,
             snapshot,
         }
+    }
+
+    /// Runs `update` on the presence state and publishes the diff it makes.
+    fn presence<R>(&self, update: impl FnOnce(&mut Presence) -> (Change, R)) -> R {
+        let state = self
+            .channel(&Channel::Presence)
+            .expect("presence is always served");
+        let mut state = lock(&state);
+        let state = &mut *state;
+        let History::Presence(history) = &mut state.history else {
+            unreachable!("the presence channel always holds presence")
+        };
+        let (change, result) = update(&mut history.presence);
+        if change.is_empty() {
+            return result;
+        }
+        let frame = frames::encode(ServerMessage::PresenceDiff(PresenceDiff {
+            channel: state.name.to_string(),
+            offset: history.diffs.latest() + 1,
+            joins: change.joins,
+            leaves: change.leaves,
+            updates: change.updates,
+        }));
+        history.diffs.push(frame.clone());
+        for outbox in state.subscribers.values() {
+            // An overflowing subscriber is closed with 4008 by its connection.
+            let _ = outbox.push(frame.clone());
+        }
+        result
+    }
+
+    /// An identified connection opened.
+    pub fn presence_connect(&self, user: &UserRef, connection: SubscriberId) {
+        self.presence(|p| (p.connect(user, connection), ()));
+    }
+
+    /// An identified connection closed; if it was the user's last, they leave
+    /// after the grace period unless they come back.
+    pub fn presence_disconnect(&self, user_id: &str, connection: SubscriberId) {
+        let now = tokio::time::Instant::now().into_std();
+        self.presence(|p| (p.disconnect(user_id, connection, now), ()));
+        let hub = self.clone();
+        let grace = self.inner.presence_grace;
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            hub.presence_expire();
+        });
+    }
+
+    /// A connection's status changed (`online`, or `away` for a hidden page).
+    pub fn presence_status(&self, user_id: &str, connection: SubscriberId, status: UserStatus) {
+        self.presence(|p| (p.set_status(user_id, connection, status), ()));
+    }
+
+    /// Sends the leaves whose grace has run out.
+    pub fn presence_expire(&self) {
+        let now = tokio::time::Instant::now().into_std();
+        let grace = self.inner.presence_grace;
+        self.presence(|p| (p.expire(now, grace), ()));
+    }
+
+    /// Everyone online now.
+    pub fn presence_users(&self) -> Vec<PresenceUser> {
+        self.presence(|p| (Change::default(), p.users()))
     }
 
     /// How many subscribers `channel` has (for tests and metrics).

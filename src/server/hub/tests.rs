@@ -1,11 +1,11 @@
 //! The hub without a network: subscribers are bare outboxes.
 
 use super::*;
-use crate::protocol::{ServerEnvelope, Snapshot};
+use crate::protocol::ServerEnvelope;
 use crate::server::ws::outbox::Next;
 
 fn hub() -> Hub {
-    Hub::new(Arc::new(Metrics::default()))
+    Hub::new(Arc::new(Metrics::default()), Duration::from_millis(50))
 }
 
 fn aapl() -> Channel {

@@ -15,9 +15,10 @@ use tokio_util::sync::CancellationToken;
 use super::outbox::Outbox;
 use super::writer;
 use crate::protocol::{
-    decode_client, Channel, ClientMessage, CloseCode, Empty, ErrorBody, ErrorCode, ServerMessage,
-    Subscribe, Unsubscribe, Unsubscribed, Welcome,
+    decode_client, Channel, ClientMessage, CloseCode, Empty, ErrorBody, ErrorCode, Hello,
+    ServerMessage, StatusUpdate, Subscribe, Unsubscribe, Unsubscribed, UserRef, Welcome,
 };
+use crate::server::auth::{Auth, AuthError};
 use crate::server::config::Config;
 use crate::server::frames;
 use crate::server::hub::{Hub, SubscribeError, SubscriberId};
@@ -38,6 +39,7 @@ pub struct ConnectionContext {
     pub shutdown: CancellationToken,
     pub metrics: Arc<Metrics>,
     pub hub: Hub,
+    pub auth: Arc<Auth>,
 }
 
 impl ConnectionContext {
@@ -47,6 +49,7 @@ impl ConnectionContext {
             shutdown: state.shutdown.clone(),
             metrics: state.metrics.clone(),
             hub: state.hub.clone(),
+            auth: state.auth.clone(),
         }
     }
 }
@@ -87,10 +90,17 @@ where
         context,
         outbox: outbox.clone(),
         phase: Phase::AwaitingHello,
+        user: None,
         subscriptions: BTreeSet::new(),
     };
     let ending = connection.run(stream).await;
     connection.leave_channels();
+    if let Some(user) = &connection.user {
+        connection
+            .context
+            .hub
+            .presence_disconnect(&user.id, connection.subscriber);
+    }
     match ending {
         Ending::Close(code, reason) => {
             tracing::debug!(code = code.code(), reason, "closing connection");
@@ -121,6 +131,8 @@ struct Connection {
     /// To the writer task, the only writer of the socket; the hub pushes here too.
     outbox: Arc<Outbox>,
     phase: Phase,
+    /// Who this connection speaks for; `None` for an anonymous connection.
+    user: Option<UserRef>,
     subscriptions: BTreeSet<Channel>,
 }
 
@@ -154,7 +166,11 @@ impl Connection {
                     let Some(frame) = frame else { return Ending::PeerGone };
                     silence.as_mut().reset(Instant::now() + heartbeat * 2);
                     match frame {
-                        Ok(Message::Text(text)) => self.on_text(&text),
+                        Ok(Message::Text(text)) => {
+                            if let Some(ending) = self.on_text(&text) {
+                                return ending;
+                            }
+                        }
                         Ok(Message::Binary(_)) => self.send_error(ErrorBody::new(
                             ErrorCode::BadFrame,
                             "binary frames are not accepted: send JSON in text frames",
@@ -168,28 +184,19 @@ impl Connection {
         }
     }
 
-    /// Answers one text frame.
-    fn on_text(&mut self, text: &Utf8Bytes) {
+    /// Answers one text frame; `Some` ends the connection.
+    fn on_text(&mut self, text: &Utf8Bytes) -> Option<Ending> {
         self.context.metrics.messages_in.fetch_add(1, Relaxed);
         let envelope = match decode_client(text.as_str()) {
             Ok(envelope) => envelope,
-            Err(err) => return self.send_error(err.to_body()),
+            Err(err) => {
+                self.send_error(err.to_body());
+                return None;
+            }
         };
         let id = envelope.id;
         match (&self.phase, envelope.message) {
-            (Phase::AwaitingHello, ClientMessage::Hello(hello)) => {
-                if hello.token.is_some() {
-                    let body = ErrorBody::new(ErrorCode::Unauthorized, "token login is not available on this server yet; send hello with {} for an anonymous connection");
-                    return self.send_error(body.with_id(id));
-                }
-                self.phase = Phase::Ready;
-                self.send(ServerMessage::Welcome(Welcome {
-                    connection_id: self.id.clone(),
-                    user: None,
-                    heartbeat_ms: self.context.config.heartbeat_ms,
-                    max_message_bytes: self.context.config.max_message_bytes(),
-                }));
-            }
+            (Phase::AwaitingHello, ClientMessage::Hello(hello)) => return self.hello(hello),
             (Phase::AwaitingHello, _) => {
                 let body = ErrorBody::new(ErrorCode::HelloRequired, "send hello first");
                 self.send_error(body.with_id(id));
@@ -208,10 +215,64 @@ impl Connection {
             (Phase::Ready, ClientMessage::Unsubscribe(unsubscribe)) => {
                 self.unsubscribe(unsubscribe, id)
             }
+            (Phase::Ready, ClientMessage::Status(StatusUpdate { status })) => match &self.user {
+                Some(user) => self
+                    .context
+                    .hub
+                    .presence_status(&user.id, self.subscriber, status),
+                None => self.send_error(
+                    ErrorBody::new(
+                        ErrorCode::Unauthorized,
+                        "status: anonymous connections have no presence; send hello with a token",
+                    )
+                    .with_id(id),
+                ),
+            },
             (Phase::Ready, other) => {
                 let message = format!("`{}` is not available on this server yet", other.kind());
                 self.send_error(ErrorBody::new(ErrorCode::NotFound, message).with_id(id));
             }
+        }
+        None
+    }
+
+    /// `hello`: anonymous, or identified by a token (a bad one closes with 4001).
+    fn hello(&mut self, hello: Hello) -> Option<Ending> {
+        if let Some(token) = hello.token {
+            match self.context.auth.verify(&token) {
+                Ok(user) => {
+                    self.context.hub.presence_connect(&user, self.subscriber);
+                    self.user = Some(user);
+                }
+                Err(err) => {
+                    tracing::debug!(%err, "refused token");
+                    let reason = match err {
+                        AuthError::Expired => "token expired",
+                        _ => "invalid token",
+                    };
+                    return Some(Ending::Close(CloseCode::Unauthorized, reason));
+                }
+            }
+        }
+        self.phase = Phase::Ready;
+        self.send(ServerMessage::Welcome(Welcome {
+            connection_id: self.id.clone(),
+            user: self.user.clone(),
+            heartbeat_ms: self.context.config.heartbeat_ms,
+            max_message_bytes: self.context.config.max_message_bytes(),
+        }));
+        None
+    }
+
+    /// Who may subscribe to what: tickers are public, presence needs an
+    /// identified connection.
+    fn may_subscribe(&self, channel: &Channel) -> Result<(), ErrorBody> {
+        match channel {
+            Channel::Presence if self.user.is_none() => Err(ErrorBody::new(
+                ErrorCode::Unauthorized,
+                "presence: only identified users may subscribe; send hello with a token",
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -230,6 +291,10 @@ impl Connection {
                     continue;
                 }
             };
+            if let Err(body) = self.may_subscribe(&channel) {
+                self.send_error(body.with_id(id.clone()).with_channel(entry.channel.clone()));
+                continue;
+            }
             if !self.subscriptions.contains(&channel)
                 && self.subscriptions.len() >= MAX_SUBSCRIPTIONS
             {
@@ -396,7 +461,8 @@ mod tests {
         ConnectionContext {
             config: Arc::new(Config::parse_from(["pulse", "--tick-rate", "0"])),
             shutdown: CancellationToken::new(),
-            hub: Hub::new(metrics.clone()),
+            hub: Hub::new(metrics.clone(), std::time::Duration::from_secs(5)),
+            auth: Arc::new(Auth::new(b"test", std::time::Duration::from_secs(60))),
             metrics,
         }
     }
