@@ -25,6 +25,9 @@ use crate::server::hub::{Hub, SubscribeError, SubscriberId};
 use crate::server::metrics::Metrics;
 use crate::server::state::AppState;
 
+/// How long the server waits for a peer to answer its close frame.
+const CLOSE_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The most channels one connection may subscribe to.
 pub const MAX_SUBSCRIPTIONS: usize = 256;
 
@@ -81,7 +84,7 @@ where
     metrics.connections_open.fetch_add(1, Relaxed);
     metrics.connections_total.fetch_add(1, Relaxed);
 
-    let (sink, stream) = socket.split();
+    let (sink, mut stream) = socket.split();
     let outbox = Outbox::new(context.config.max_outbox_bytes);
     let writer = tokio::spawn(writer::run(sink, outbox.clone(), metrics.clone()));
     let mut connection = Connection {
@@ -93,7 +96,7 @@ where
         user: None,
         subscriptions: BTreeSet::new(),
     };
-    let ending = connection.run(stream).await;
+    let ending = connection.run(&mut stream).await;
     connection.leave_channels();
     if let Some(user) = &connection.user {
         connection
@@ -116,6 +119,20 @@ where
     // hold the task past the grace period.
     let grace = connection.context.config.shutdown_grace();
     let abort = writer.abort_handle();
+    let closing_handshake = async {
+        // When the server closed, read on until the peer's Close (RFC 6455
+        // closing handshake): dropping the socket while the peer still sends
+        // (a Pong, a message) makes the kernel reset the connection, and a
+        // reset discards the close frame the peer has not read yet.
+        if !matches!(ending, Ending::PeerGone) {
+            while let Some(Ok(message)) = stream.next().await {
+                if matches!(message, Message::Close(_)) {
+                    break;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(grace.min(CLOSE_HANDSHAKE), closing_handshake).await;
     if tokio::time::timeout(grace, writer).await.is_err() {
         abort.abort();
     }
@@ -137,11 +154,10 @@ struct Connection {
 }
 
 impl Connection {
-    async fn run<R>(&mut self, stream: R) -> Ending
+    async fn run<R>(&mut self, stream: &mut R) -> Ending
     where
-        R: Stream<Item = Result<Message, axum::Error>>,
+        R: Stream<Item = Result<Message, axum::Error>> + Unpin,
     {
-        let mut stream = pin!(stream);
         let heartbeat = self.context.config.heartbeat();
         let mut ping_timer = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
         ping_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
