@@ -3,15 +3,20 @@
  * that fails the test on any console error, warning or uncaught exception
  * (hydration mismatches and panics show up there).
  */
-import { test as base, expect, Page } from "@playwright/test";
+import { test as base, expect, BrowserContext, Page } from "@playwright/test";
 import { PulseServer } from "./server";
 
 type Fixtures = {
   server: PulseServer;
+  /** Extra flags for this test's server. */
+  serverFlags: string[];
   /** Console messages matching one of these are expected in this test. */
   allowedConsole: RegExp[];
-  /** Opens the dashboard in a fresh page, watched for console errors. */
-  openDashboard: () => Promise<Page>;
+  /**
+   * Opens the dashboard in a page watched for console errors: in a fresh
+   * browser context (another person), or as another tab of `context`.
+   */
+  openDashboard: (context?: BrowserContext) => Promise<Page>;
 };
 
 /** Chromium logs a refused WebSocket as an error; tests that stop the server expect it. */
@@ -22,9 +27,10 @@ export const SERVER_DOWN: RegExp[] = [
 
 export const test = base.extend<Fixtures>({
   allowedConsole: [[], { option: true }],
+  serverFlags: [[], { option: true }],
 
-  server: async ({}, use, testInfo) => {
-    const server = await PulseServer.start();
+  server: async ({ serverFlags }, use, testInfo) => {
+    const server = await PulseServer.start(serverFlags);
     await use(server);
     await server.stop();
     if (testInfo.status !== testInfo.expectedStatus) {
@@ -35,9 +41,12 @@ export const test = base.extend<Fixtures>({
   openDashboard: async ({ browser, server, allowedConsole }, use) => {
     const problems: string[] = [];
     const contexts: Awaited<ReturnType<typeof browser.newContext>>[] = [];
-    await use(async () => {
-      const context = await browser.newContext({ baseURL: server.url });
-      contexts.push(context);
+    await use(async (existing?: BrowserContext) => {
+      let context = existing;
+      if (!context) {
+        context = await browser.newContext({ baseURL: server.url });
+        contexts.push(context);
+      }
       const page = await context.newPage();
       page.on("console", (message) => {
         if (!["error", "warning"].includes(message.type())) return;

@@ -2,6 +2,7 @@
 
 use leptos::prelude::*;
 
+use super::identity::Identity;
 use crate::client::{ConnectionStatus, LiveConnection};
 
 #[component]
@@ -10,6 +11,7 @@ pub fn Header() -> impl IntoView {
        <header class="topbar">
            <h1 class="brand"><span class="brand-mark" aria-hidden="true">"◆"</span>" Pulse"</h1>
            <ConnectionBadge/>
+       <Identity/>
        </header>
     }
     .into_any()

@@ -2,6 +2,8 @@
 //! of [`crate::client`] and do no IO of their own.
 
 mod header;
+mod identity;
+mod presence;
 mod ticker;
 
 use leptos::prelude::*;
@@ -11,6 +13,7 @@ use leptos_router::StaticSegment;
 
 use crate::client;
 use header::Header;
+use presence::Online;
 use ticker::Watchlist;
 
 /// The HTML document around the app, rendered by the server.
@@ -58,9 +61,8 @@ fn Dashboard() -> impl IntoView {
        <Header/>
        <main class="layout">
            <Watchlist/>
-           <aside class="panel side-column" aria-label="People and chat">
-               <h2>"Online"</h2>
-               <p class="empty">"Nobody else is here yet — open a second window."</p>
+           <aside class="side-column" aria-label="People">
+               <Online/>
            </aside>
        </main>
     }

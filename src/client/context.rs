@@ -7,8 +7,10 @@ use leptos::prelude::*;
 use std::collections::HashMap;
 
 use super::initial::{InitialState, MAX_WATCHLIST};
-use super::store::{Cursors, QuoteView, Renewal};
-use crate::protocol::{Channel, ServerMessage, Since};
+use super::store::{apply_presence, sort_people, Cursors, QuoteView, Renewal};
+use crate::protocol::{
+    check_guest_name, Channel, PresenceUser, ServerMessage, Since, Snapshot, UserRef,
+};
 
 /// What the `Connection` badge says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +59,14 @@ pub enum WatchlistError {
 pub struct LiveConnection {
     pub status: RwSignal<ConnectionStatus>,
     pub watchlist: RwSignal<Vec<String>>,
+    /// The signed-in user (`None`: anonymous), as the server's `welcome` said.
+    pub user: RwSignal<Option<UserRef>>,
+    /// Who is online, in name order (signed-in users only).
+    pub people: RwSignal<Vec<PresenceUser>>,
+    /// Why the last attempt to join failed, for the form.
+    pub join_problem: RwSignal<Option<String>>,
+    /// Bumped to make the socket driver reconnect now (after join or leave).
+    pub generation: RwSignal<u64>,
     /// One signal per symbol ever watched on this page.
     quotes: StoredValue<HashMap<String, RwSignal<Option<QuoteView>>>>,
     cursors: StoredValue<Cursors>,
@@ -71,14 +81,57 @@ impl LiveConnection {
         let live = LiveConnection {
             status: RwSignal::new(ConnectionStatus::Offline { connecting: true }),
             watchlist: RwSignal::new(initial.watchlist),
+            user: RwSignal::new(initial.user),
+            people: RwSignal::new(Vec::new()),
+            join_problem: RwSignal::new(None),
+            generation: RwSignal::new(0),
             quotes: StoredValue::new(HashMap::new()),
             cursors: StoredValue::new(Cursors::default()),
             owner: StoredValue::new(Owner::current().unwrap_or_default()),
         };
-        for answer in initial.tickers {
+        for answer in initial.tickers.into_iter().chain(initial.presence) {
             live.apply(ServerMessage::Subscribed(answer));
         }
         live
+    }
+
+    /// Signs in as a guest named `name`, then reconnects with the new token.
+    pub fn join(&self, name: String) {
+        let live = *self;
+        if let Err(problem) = check_guest_name(&name) {
+            live.join_problem.set(Some(format!("name: {problem}")));
+            return;
+        }
+        leptos::task::spawn_local(async move {
+            match super::browser::login(&name).await {
+                Ok(answer) => {
+                    super::browser::store_token(Some(&answer.token));
+                    live.join_problem.set(None);
+                    live.user.set(Some(answer.user));
+                    live.restart();
+                }
+                Err(problem) => live.join_problem.set(Some(problem)),
+            }
+        });
+    }
+
+    /// Signs out: forgets the token and reconnects anonymously.
+    pub fn leave(&self) {
+        super::browser::store_token(None);
+        self.signed_out();
+        self.restart();
+    }
+
+    /// Forgets the user and what only users see (after leave, or a 4001).
+    pub fn signed_out(&self) {
+        self.user.set(None);
+        self.people.set(Vec::new());
+        self.cursors
+            .update_value(|cursors| cursors.forget("presence"));
+    }
+
+    fn restart(&self) {
+        self.generation.update(|generation| *generation += 1);
     }
 
     /// The signal of `symbol`'s quote (`None` until its first tick).
@@ -128,12 +181,29 @@ impl LiveConnection {
     pub fn apply(&self, message: ServerMessage) {
         match message {
             ServerMessage::Subscribed(answer) => {
-                let Ok(Channel::Ticker(symbol)) = answer.channel.parse() else {
-                    return;
-                };
+                let channel = answer.channel.parse();
                 let renewal = self.cursors.try_update_value(|c| c.subscribed(&answer));
-                if let Some(Renewal::Replace(view)) = renewal {
-                    self.quote(&symbol).set(view);
+                match (channel, renewal) {
+                    (Ok(Channel::Ticker(symbol)), Some(Renewal::Replace(view))) => {
+                        self.quote(&symbol).set(view);
+                    }
+                    (Ok(Channel::Presence), Some(Renewal::Replace(_))) => {
+                        let mut users = match answer.snapshot {
+                            Some(Snapshot::Presence(snapshot)) => snapshot.users,
+                            _ => Vec::new(),
+                        };
+                        sort_people(&mut users);
+                        self.people.set(users);
+                    }
+                    _ => {}
+                }
+            }
+            ServerMessage::PresenceDiff(diff) => {
+                let fresh = self
+                    .cursors
+                    .try_update_value(|c| c.accept(&diff.channel, diff.offset));
+                if fresh == Some(true) {
+                    self.people.update(|users| apply_presence(users, &diff));
                 }
             }
             ServerMessage::Tick(tick) => {
@@ -221,6 +291,7 @@ mod tests {
                 recovered: false,
                 snapshot: Some(snapshot),
             }],
+            ..InitialState::default()
         });
         assert_eq!(live.quote("AAPL").get_untracked().unwrap().price, 10.0);
         assert_eq!(live.since("ticker:AAPL").unwrap().offset, 5);

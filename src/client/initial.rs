@@ -4,10 +4,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::{Channel, Subscribed};
+use crate::protocol::{Channel, Subscribed, UserRef};
 
 /// The cookie holding the watchlist, so the server can render it.
 pub const WATCHLIST_COOKIE: &str = "pulse_watchlist";
+/// The cookie holding the user's token: the socket's `hello` sends it, and
+/// the server renders the page for that user.
+pub const TOKEN_COOKIE: &str = "pulse_token";
 /// The watchlist of a first visit when no server says otherwise (the
 /// simulator's default symbols).
 pub const DEFAULT_WATCHLIST: [&str; 12] = [
@@ -22,15 +25,34 @@ pub const MAX_WATCHLIST: usize = 50;
 pub struct InitialState {
     pub watchlist: Vec<String>,
     pub tickers: Vec<Subscribed>,
+    /// The signed-in user, when the token cookie held a valid token.
+    pub user: Option<UserRef>,
+    /// The presence channel at render time (signed-in users only).
+    pub presence: Option<Subscribed>,
+}
+
+/// The value of cookie `name` in a `Cookie` header.
+pub fn cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+    header.split(';').find_map(|pair| {
+        let (key, value) = pair.trim().split_once('=')?;
+        (key == name).then_some(value)
+    })
+}
+
+/// The `Set-Cookie`-style string storing (or, with `None`, deleting) the token.
+pub fn token_cookie(token: Option<&str>, max_age_secs: u64) -> String {
+    match token {
+        Some(token) => {
+            format!("{TOKEN_COOKIE}={token}; path=/; max-age={max_age_secs}; samesite=lax")
+        }
+        None => format!("{TOKEN_COOKIE}=; path=/; max-age=0; samesite=lax"),
+    }
 }
 
 /// The watchlist in a `Cookie` header, if the cookie is there. Invalid
 /// symbols are dropped; duplicates are kept once; at most [`MAX_WATCHLIST`].
 pub fn watchlist_from_cookies(header: &str) -> Option<Vec<String>> {
-    let value = header.split(';').find_map(|pair| {
-        let (name, value) = pair.trim().split_once('=')?;
-        (name == WATCHLIST_COOKIE).then_some(value)
-    })?;
+    let value = cookie(header, WATCHLIST_COOKIE)?;
     let mut symbols: Vec<String> = Vec::new();
     for symbol in value.split('-').filter(|s| Channel::is_symbol(s)) {
         if !symbols.iter().any(|s| s == symbol) && symbols.len() < MAX_WATCHLIST {

@@ -9,8 +9,8 @@ pub mod store;
 
 pub use context::{provide_live_connection, ConnectionStatus, LiveConnection, WatchlistError};
 pub use initial::{
-    watchlist_cookie, watchlist_from_cookies, InitialState, DEFAULT_WATCHLIST, MAX_WATCHLIST,
-    WATCHLIST_COOKIE,
+    cookie, token_cookie, watchlist_cookie, watchlist_from_cookies, InitialState,
+    DEFAULT_WATCHLIST, MAX_WATCHLIST, TOKEN_COOKIE, WATCHLIST_COOKIE,
 };
 
 #[cfg(feature = "browser")]
@@ -27,9 +27,17 @@ mod socket {
 
 #[cfg(not(feature = "browser"))]
 mod browser {
+    use crate::protocol::LoginResponse;
+
     pub fn initial_state() -> super::InitialState {
         super::InitialState::default()
     }
 
     pub fn store_watchlist(_watchlist: &[String]) {}
+
+    pub fn store_token(_token: Option<&str>) {}
+
+    pub async fn login(_name: &str) -> Result<LoginResponse, String> {
+        Err("signing in needs a browser".into())
+    }
 }

@@ -1,8 +1,9 @@
 //! The socket driver (browser builds only): one task owns the WebSocket,
-//! sends `hello` and heartbeat `ping`s, subscribes the watchlist (resuming
-//! from the offsets the page already shows), follows watchlist edits, reads
-//! server messages into the [`LiveConnection`] signals, and reconnects on the
-//! backoff schedule.
+//! sends `hello` (with the stored token, if any) and heartbeat `ping`s,
+//! subscribes the watchlist and presence (resuming from the offsets the page
+//! already shows), follows watchlist edits and page visibility, reads server
+//! messages into the [`LiveConnection`] signals, and reconnects on the
+//! backoff schedule (at once after a sign-in or sign-out).
 
 use futures::channel::mpsc;
 use futures::{FutureExt, SinkExt, StreamExt};
@@ -11,16 +12,32 @@ use gloo_timers::future::TimeoutFuture;
 use leptos::prelude::*;
 
 use super::backoff::Backoff;
+use super::browser;
 use super::{ConnectionStatus, LiveConnection};
 use crate::protocol::{
     Channel, ClientEnvelope, ClientMessage, CloseCode, Empty, Hello, ServerEnvelope, ServerMessage,
-    Subscribe, SubscribeChannel, Unsubscribe, DEFAULT_HEARTBEAT_MS,
+    StatusUpdate, Subscribe, SubscribeChannel, Unsubscribe, UserStatus, DEFAULT_HEARTBEAT_MS,
 };
+
+/// What the page asks of the socket task.
+enum Command {
+    /// Send this now if connected (a full subscribe follows every reconnect).
+    Send(ClientMessage),
+    /// Reconnect now: the token changed.
+    Restart,
+}
+
+/// How a session ended.
+enum Ended {
+    Closed(CloseCode),
+    Restart,
+}
 
 /// Starts the driver on the browser's event loop.
 pub fn start(live: LiveConnection) {
     let (commands, inbox) = mpsc::unbounded();
     // Watchlist edits become subscribe/unsubscribe messages for the socket.
+    let to_socket = commands.clone();
     Effect::watch(
         move || live.watchlist.get(),
         move |now: &Vec<String>, before: Option<&Vec<String>>, _| {
@@ -36,16 +53,33 @@ pub fn start(live: LiveConnection) {
                 .cloned()
                 .collect();
             if !added.is_empty() {
-                let _ = commands.unbounded_send(subscribe(live, &added));
+                let channels = added.iter().map(|s| ticker(s)).collect::<Vec<_>>();
+                let _ = to_socket.unbounded_send(Command::Send(subscribe(live, channels)));
             }
             if !removed.is_empty() {
                 let channels = removed.iter().map(|s| ticker(s)).collect();
-                let _ =
-                    commands.unbounded_send(ClientMessage::Unsubscribe(Unsubscribe { channels }));
+                let _ = to_socket.unbounded_send(Command::Send(ClientMessage::Unsubscribe(
+                    Unsubscribe { channels },
+                )));
             }
         },
         false,
     );
+    let to_socket = commands.clone();
+    Effect::watch(
+        move || live.generation.get(),
+        move |_, _, _| {
+            let _ = to_socket.unbounded_send(Command::Restart);
+        },
+        false,
+    );
+    // A hidden page makes its user `away`.
+    let handle = window_event_listener(leptos::ev::visibilitychange, move |_| {
+        if live.user.get_untracked().is_some() {
+            let _ = commands.unbounded_send(Command::Send(status_now()));
+        }
+    });
+    on_cleanup(move || handle.remove());
     leptos::task::spawn_local(drive(live, inbox));
 }
 
@@ -53,27 +87,42 @@ fn ticker(symbol: &str) -> String {
     Channel::Ticker(symbol.to_owned()).to_string()
 }
 
-/// `subscribe` for these symbols, each resuming from what the page shows.
-fn subscribe(live: LiveConnection, symbols: &[String]) -> ClientMessage {
-    let channels = symbols
-        .iter()
-        .map(|symbol| {
-            let channel = ticker(symbol);
-            SubscribeChannel {
-                since: live.since(&channel),
-                channel,
-            }
+fn status_now() -> ClientMessage {
+    let status = if browser::page_hidden() {
+        UserStatus::Away
+    } else {
+        UserStatus::Online
+    };
+    ClientMessage::Status(StatusUpdate { status })
+}
+
+/// `subscribe` for these channels, each resuming from what the page shows.
+fn subscribe(live: LiveConnection, channels: Vec<String>) -> ClientMessage {
+    let channels = channels
+        .into_iter()
+        .map(|channel| SubscribeChannel {
+            since: live.since(&channel),
+            channel,
         })
         .collect();
     ClientMessage::Subscribe(Subscribe { channels })
 }
 
-async fn drive(live: LiveConnection, mut commands: mpsc::UnboundedReceiver<ClientMessage>) {
+async fn drive(live: LiveConnection, mut commands: mpsc::UnboundedReceiver<Command>) {
     let mut backoff = Backoff::default();
     loop {
         let opened_at = now_ms();
-        let closed_with = session(live, &mut commands).await;
+        let closed_with = match session(live, &mut commands).await {
+            Ended::Restart => continue,
+            Ended::Closed(code) => code,
+        };
         backoff.connection_lasted(now_ms() - opened_at);
+        if closed_with == CloseCode::Unauthorized && browser::token().is_some() {
+            // The token expired or is not valid here: carry on signed out.
+            browser::store_token(None);
+            live.signed_out();
+            continue;
+        }
         if !closed_with.reconnects() {
             live.status
                 .set(ConnectionStatus::Offline { connecting: false });
@@ -83,39 +132,48 @@ async fn drive(live: LiveConnection, mut commands: mpsc::UnboundedReceiver<Clien
         live.status.set(ConnectionStatus::Reconnecting {
             in_secs: delay.div_ceil(1000),
         });
-        TimeoutFuture::new(delay).await;
+        let mut wait = TimeoutFuture::new(delay).fuse();
+        loop {
+            futures::select! {
+                _ = wait => break,
+                command = commands.next() => match command {
+                    Some(Command::Restart) => break,
+                    Some(Command::Send(_)) => {}
+                    None => return,
+                },
+            }
+        }
         live.status
             .set(ConnectionStatus::Reconnecting { in_secs: 0 });
     }
 }
 
-/// One connection, from opening to close; returns how it closed.
-async fn session(
-    live: LiveConnection,
-    commands: &mut mpsc::UnboundedReceiver<ClientMessage>,
-) -> CloseCode {
+/// One connection, from opening to close.
+async fn session(live: LiveConnection, commands: &mut mpsc::UnboundedReceiver<Command>) -> Ended {
     let Some(url) = socket_url() else {
-        return CloseCode::Normal;
+        return Ended::Closed(CloseCode::Normal);
     };
     let socket = match WebSocket::open(&url) {
         Ok(socket) => socket,
         Err(err) => {
             leptos::logging::log!("cannot open {url}: {err:?}");
-            return CloseCode::Abnormal;
+            return Ended::Closed(CloseCode::Abnormal);
         }
     };
     let (mut outbound, inbound) = socket.split();
     let mut inbound = inbound.fuse();
-    if outbound
-        .send(text(ClientMessage::Hello(Hello::default())))
-        .await
-        .is_err()
-    {
-        return CloseCode::Abnormal;
+    let hello = ClientMessage::Hello(Hello {
+        token: browser::token(),
+    });
+    if outbound.send(text(hello)).await.is_err() {
+        return Ended::Closed(CloseCode::Abnormal);
     }
-
     // Edits made while disconnected are covered by the full subscribe below.
-    while commands.try_recv().is_ok() {}
+    while let Ok(command) = commands.try_recv() {
+        if let Command::Restart = command {
+            return Ended::Restart;
+        }
+    }
 
     let mut heartbeat_ms = DEFAULT_HEARTBEAT_MS as f64;
     let mut last_heard = now_ms();
@@ -123,6 +181,7 @@ async fn session(
     loop {
         let wait = (next_ping - now_ms()).max(0.0) as u32;
         let mut timer = TimeoutFuture::new(wait).fuse();
+        let mut to_send = Vec::new();
         futures::select! {
             frame = inbound.next() => match frame {
                 Some(Ok(Message::Text(frame))) => {
@@ -130,37 +189,57 @@ async fn session(
                     if let Some(ms) = on_frame(live, &frame) {
                         heartbeat_ms = ms as f64;
                         next_ping = last_heard + heartbeat_ms;
-                        let symbols = live.watchlist.get_untracked();
-                        if !symbols.is_empty() && outbound.send(text(subscribe(live, &symbols))).await.is_err() {
-                            return CloseCode::Abnormal;
-                        }
+                        to_send = after_welcome(live);
                     }
                 }
                 Some(Ok(Message::Bytes(_))) => last_heard = now_ms(),
-                Some(Err(WebSocketError::ConnectionClose(event))) => return CloseCode::from(event.code),
+                Some(Err(WebSocketError::ConnectionClose(event))) => return Ended::Closed(CloseCode::from(event.code)),
                 // An `error` event is always followed by `close`.
                 Some(Err(_)) => {}
-                None => return CloseCode::Abnormal,
+                None => return Ended::Closed(CloseCode::Abnormal),
             },
-            command = commands.next() => {
-                if let Some(command) = command {
-                    if outbound.send(text(command)).await.is_err() {
-                        return CloseCode::Abnormal;
-                    }
-                }
-            }
+            command = commands.next() => match command {
+                Some(Command::Send(message)) => to_send.push(message),
+                Some(Command::Restart) | None => return Ended::Restart,
+            },
             _ = timer => {
                 if now_ms() - last_heard >= 2.0 * heartbeat_ms {
                     // Dropping both halves closes the dead socket.
-                    return CloseCode::Abnormal;
+                    return Ended::Closed(CloseCode::Abnormal);
                 }
-                if outbound.send(text(ClientMessage::Ping(Empty {}))).await.is_err() {
-                    return CloseCode::Abnormal;
-                }
+                to_send.push(ClientMessage::Ping(Empty {}));
                 next_ping += heartbeat_ms;
             }
         }
+        for message in to_send {
+            if outbound.send(text(message)).await.is_err() {
+                return Ended::Closed(CloseCode::Abnormal);
+            }
+        }
     }
+}
+
+/// What to send once `welcome` arrived: one subscribe for the watchlist (and
+/// presence when signed in), and the page's visibility.
+fn after_welcome(live: LiveConnection) -> Vec<ClientMessage> {
+    let mut channels: Vec<String> = live
+        .watchlist
+        .get_untracked()
+        .iter()
+        .map(|s| ticker(s))
+        .collect();
+    let signed_in = live.user.get_untracked().is_some();
+    if signed_in {
+        channels.push(Channel::Presence.to_string());
+    }
+    let mut messages = Vec::new();
+    if !channels.is_empty() {
+        messages.push(subscribe(live, channels));
+    }
+    if signed_in && browser::page_hidden() {
+        messages.push(status_now());
+    }
+    messages
 }
 
 /// Applies one server frame to the signals; returns the heartbeat interval
@@ -173,6 +252,11 @@ fn on_frame(live: LiveConnection, frame: &str) -> Option<u64> {
         match envelope.message {
             ServerMessage::Welcome(welcome) => {
                 heartbeat = Some(welcome.heartbeat_ms);
+                if welcome.user.is_none() {
+                    live.signed_out();
+                } else {
+                    live.user.set(welcome.user);
+                }
                 live.status.set(ConnectionStatus::Connected);
             }
             ServerMessage::Error(error) => {

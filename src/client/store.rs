@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 
-use crate::protocol::{Since, Snapshot, Subscribed, Tick, TickerSnapshot};
+use crate::protocol::{
+    PresenceDiff, PresenceUser, Since, Snapshot, Subscribed, Tick, TickerSnapshot,
+};
 
 /// Prices a row's sparkline shows (the server's snapshot holds as many).
 pub const SPARKLINE_POINTS: usize = 60;
@@ -76,6 +78,23 @@ impl QuoteView {
         self.recent.push(tick.price);
         self.ticks_seen += 1;
     }
+}
+
+/// Applies a `presence_diff` to the list of who is online (kept in name order).
+pub fn apply_presence(users: &mut Vec<PresenceUser>, diff: &PresenceDiff) {
+    users.retain(|u| !diff.leaves.iter().any(|gone| gone.id == u.id));
+    for user in diff.joins.iter().chain(&diff.updates) {
+        match users.iter_mut().find(|u| u.id == user.id) {
+            Some(known) => *known = user.clone(),
+            None => users.push(user.clone()),
+        }
+    }
+    sort_people(users);
+}
+
+/// Orders people by name (case-insensitively), then id.
+pub fn sort_people(users: &mut [PresenceUser]) {
+    users.sort_by(|a, b| (a.name.to_lowercase(), &a.id).cmp(&(b.name.to_lowercase(), &b.id)));
 }
 
 /// What a `subscribed` means for the view of its channel.
@@ -214,6 +233,37 @@ mod tests {
         assert!(!cursors.accept("ticker:MSFT", 1), "not subscribed");
         cursors.forget("ticker:AAPL");
         assert!(!cursors.accept("ticker:AAPL", 11));
+    }
+
+    fn person(id: &str, name: &str, connections: u32) -> PresenceUser {
+        PresenceUser {
+            id: id.into(),
+            name: name.into(),
+            status: crate::protocol::UserStatus::Online,
+            connections,
+        }
+    }
+
+    #[test]
+    fn presence_diffs_join_update_and_leave_in_name_order() {
+        let mut users = vec![person("bob", "Bob", 1)];
+        let diff = PresenceDiff {
+            channel: "presence".into(),
+            offset: 2,
+            joins: vec![person("ann", "ann", 1)],
+            leaves: vec![],
+            updates: vec![person("bob", "Bob", 2)],
+        };
+        apply_presence(&mut users, &diff);
+        assert_eq!(users, [person("ann", "ann", 1), person("bob", "Bob", 2)]);
+        let diff = PresenceDiff {
+            leaves: vec![person("ann", "ann", 1)],
+            joins: vec![],
+            updates: vec![],
+            ..diff
+        };
+        apply_presence(&mut users, &diff);
+        assert_eq!(users, [person("bob", "Bob", 2)]);
     }
 
     #[test]

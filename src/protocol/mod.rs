@@ -11,6 +11,7 @@ mod channel;
 mod client;
 mod codes;
 mod envelope;
+mod http;
 mod server;
 mod time;
 
@@ -21,6 +22,10 @@ pub use client::{
 };
 pub use codes::{CloseCode, ErrorCode};
 pub use envelope::{decode_client, ClientEnvelope, DecodeError, Empty, ServerEnvelope};
+pub use http::{
+    check_guest_name, ApiErrorBody, ApiErrorResponse, LoginRequest, LoginResponse,
+    PresenceResponse, PublishResponse,
+};
 pub use server::{
     Ack, Batch, ChatMessage, ChatSnapshot, DocSnapshot, DocUpdateEvent, ErrorBody, Notification,
     PresenceDiff, PresenceSnapshot, PresenceUser, ServerMessage, Snapshot, Subscribed, Tick,

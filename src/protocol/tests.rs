@@ -294,3 +294,16 @@ fn unknown_fields_are_ignored_for_forward_compatibility() {
     let env = decode_client(r#"{"type":"ping","data":{"extra":1},"trace":"t"}"#).unwrap();
     assert_eq!(env.message, ClientMessage::Ping(Empty {}));
 }
+
+#[test]
+fn http_api_bodies() {
+    check::<LoginRequest>(r#"{"name":"Alice"}"#);
+    check::<LoginResponse>(r#"{"token":"a.b.c","user":{"id":"alice","name":"Alice"}}"#);
+    check::<PresenceResponse>(
+        r#"{"users":[{"id":"alice","name":"Alice","status":"away","connections":2}]}"#,
+    );
+    check::<PublishResponse>(r#"{"channel":"ticker:XYZ","offset":1}"#);
+    check::<ApiErrorResponse>(
+        r#"{"error":{"code":"invalid","message":"name: must not be empty"}}"#,
+    );
+}

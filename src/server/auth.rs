@@ -6,10 +6,8 @@ use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, 
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::protocol::{Channel, UserRef};
+use crate::protocol::{check_guest_name, Channel, UserRef};
 
-/// The longest guest name, in characters (after trimming).
-pub const MAX_NAME_CHARS: usize = 32;
 /// The longest `name` accepted in a token minted elsewhere.
 pub const MAX_TOKEN_NAME_CHARS: usize = 64;
 
@@ -102,26 +100,11 @@ impl Auth {
 /// Checks a guest name and returns the user it logs in as: the name trimmed,
 /// the id the name case-folded.
 pub fn guest(name: &str) -> Result<UserRef, AuthError> {
-    let name = name.trim();
-    if name.is_empty() {
-        return Err(AuthError::Name("must not be empty"));
-    }
-    if name.chars().count() > MAX_NAME_CHARS {
-        return Err(AuthError::Name("at most 32 characters"));
-    }
-    if name.chars().any(|c| c.is_control() || is_invisible(c)) {
-        return Err(AuthError::Name("only visible characters"));
-    }
+    let name = check_guest_name(name).map_err(AuthError::Name)?;
     Ok(UserRef {
         id: name.to_lowercase(),
         name: name.to_owned(),
     })
-}
-
-/// Format characters that render as nothing (zero-width spaces, joiners,
-/// direction marks, the byte-order mark): a name made of them looks empty.
-fn is_invisible(c: char) -> bool {
-    matches!(c, '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}' | '\u{00AD}')
 }
 
 #[cfg(test)]

@@ -127,8 +127,9 @@ pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(App);
     let options = state.leptos_options.clone();
     let hub = state.hub.clone();
+    let auth = state.auth.clone();
     let watchlist: Vec<String> = state.config.symbols.0.iter().take(12).cloned().collect();
-    let initial_state = move || pages::provide_initial_state(&hub, &watchlist);
+    let initial_state = move || pages::provide_initial_state(&hub, &auth, &watchlist);
     Router::new()
         .route("/ws", get(ws::handler))
         .route("/healthz", get(|| async { "ok" }))

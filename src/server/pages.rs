@@ -1,28 +1,43 @@
-//! Owns what the server-rendered page starts from: the visitor's watchlist
-//! (cookie, or the simulator's symbols) with each symbol's current quote and
-//! offset, provided to the views as [`InitialState`].
+//! Owns what the server-rendered page starts from: the visitor (token
+//! cookie), their watchlist (cookie, or the simulator's symbols) with each
+//! symbol's current quote and offset, and who is online, provided to the
+//! views as [`InitialState`].
 
 use axum::http::request::Parts;
 use leptos::prelude::{provide_context, use_context};
 
+use super::auth::Auth;
 use super::hub::Hub;
-use crate::client::{watchlist_from_cookies, InitialState};
+use crate::client::{cookie, watchlist_from_cookies, InitialState, TOKEN_COOKIE};
 use crate::protocol::Channel;
 
 /// Provides the [`InitialState`] of the page being rendered.
-pub fn provide_initial_state(hub: &Hub, default_watchlist: &[String]) {
-    let from_cookie = use_context::<Parts>().and_then(|parts| {
-        let header = parts
-            .headers
-            .get(axum::http::header::COOKIE)?
-            .to_str()
-            .ok()?;
-        watchlist_from_cookies(header)
-    });
-    let watchlist = from_cookie.unwrap_or_else(|| default_watchlist.to_vec());
+pub fn provide_initial_state(hub: &Hub, auth: &Auth, default_watchlist: &[String]) {
+    let cookies = use_context::<Parts>()
+        .and_then(|parts| {
+            parts
+                .headers
+                .get(axum::http::header::COOKIE)?
+                .to_str()
+                .ok()
+                .map(str::to_owned)
+        })
+        .unwrap_or_default();
+    let watchlist = watchlist_from_cookies(&cookies).unwrap_or_else(|| default_watchlist.to_vec());
     let tickers = watchlist
         .iter()
         .map(|symbol| hub.peek(&Channel::Ticker(symbol.clone())))
         .collect();
-    provide_context(InitialState { watchlist, tickers });
+    // An invalid or expired token renders the page signed out; the socket's
+    // hello then gets 4001 and the page drops the token.
+    let user = cookie(&cookies, TOKEN_COOKIE)
+        .filter(|token| !token.is_empty())
+        .and_then(|token| auth.verify(token).ok());
+    let presence = user.as_ref().map(|_| hub.peek(&Channel::Presence));
+    provide_context(InitialState {
+        watchlist,
+        tickers,
+        user,
+        presence,
+    });
 }

@@ -4,7 +4,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use crate::protocol::ErrorCode;
+use crate::protocol::{ApiErrorBody, ApiErrorResponse, ErrorCode};
 
 /// An API failure: the protocol's `code` and a message saying what to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,9 +42,16 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
-        let mut response = (self.status(), Json(body)).into_response();
-        if self.code == ErrorCode::Unauthorized {
+        let status = self.status();
+        let body = ApiErrorResponse {
+            error: ApiErrorBody {
+                code: self.code,
+                message: self.message,
+            },
+        };
+        let unauthorized = body.error.code == ErrorCode::Unauthorized;
+        let mut response = (status, Json(body)).into_response();
+        if unauthorized {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
                 axum::http::HeaderValue::from_static("Bearer"),

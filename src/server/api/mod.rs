@@ -13,7 +13,9 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::state::AppState;
-use crate::protocol::{Channel, ErrorCode, PresenceUser, UserRef};
+use crate::protocol::{
+    Channel, ErrorCode, LoginRequest, LoginResponse, PresenceResponse, PublishResponse,
+};
 use crate::server::auth;
 pub use error::ApiError;
 
@@ -86,12 +88,6 @@ struct PublishData {
     volume: Option<u64>,
 }
 
-#[derive(serde::Serialize)]
-struct PublishResponse {
-    channel: String,
-    offset: u64,
-}
-
 /// `POST /api/publish {"channel": "ticker:XYZ", "data": {"price", "volume"?}}`.
 async fn publish(
     State(state): State<AppState>,
@@ -126,17 +122,6 @@ async fn publish(
     }))
 }
 
-#[derive(Deserialize)]
-struct LoginRequest {
-    name: String,
-}
-
-#[derive(serde::Serialize)]
-struct LoginResponse {
-    token: String,
-    user: UserRef,
-}
-
 /// `POST /api/login {"name"}`: a guest token (404 when guest login is off).
 async fn login(
     State(state): State<AppState>,
@@ -154,11 +139,6 @@ async fn login(
     let token = state.auth.mint(&user);
     tracing::info!(user = %user.id, "guest login");
     Ok(Json(LoginResponse { token, user }))
-}
-
-#[derive(serde::Serialize)]
-struct PresenceResponse {
-    users: Vec<PresenceUser>,
 }
 
 /// `GET /api/presence`: everyone online now.

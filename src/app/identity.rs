@@ -1,0 +1,76 @@
+//! The header's identity area: the `Name` + `Join` form when signed out, the
+//! user's initials avatar, name and `Leave` when signed in.
+
+use leptos::ev::SubmitEvent;
+use leptos::prelude::*;
+
+use crate::client::LiveConnection;
+
+/// Up to two initials of a name, for the avatar.
+pub fn initials(name: &str) -> String {
+    let mut words = name.split_whitespace();
+    let first = words.next().and_then(|w| w.chars().next());
+    let last = words.last().and_then(|w| w.chars().next());
+    first
+        .into_iter()
+        .chain(last)
+        .flat_map(char::to_uppercase)
+        .collect()
+}
+
+#[component]
+pub fn Identity() -> impl IntoView {
+    let live = expect_context::<LiveConnection>();
+    let name = RwSignal::new(String::new());
+    let on_submit = move |event: SubmitEvent| {
+        event.prevent_default();
+        live.join(name.get_untracked());
+    };
+    view! {
+        <div class="identity">
+            {move || match live.user.get() {
+                Some(user) => view! {
+                    <span class="avatar" aria-hidden="true">{initials(&user.name)}</span>
+                    <span class="user-name">{user.name.clone()}</span>
+                    <button type="button" on:click=move |_| live.leave()>"Leave"</button>
+                }
+                .into_any(),
+                None => view! {
+                    <form class="join" on:submit=on_submit>
+                        <label class="visually-hidden" for="name-input">"Name"</label>
+                        <input
+                            id="name-input"
+                            type="text"
+                            placeholder="Your name"
+                            autocomplete="nickname"
+                            maxlength="32"
+                            aria-describedby="join-problem"
+                            prop:value=move || name.get()
+                            on:input=move |event| name.set(event_target_value(&event))
+                        />
+                        <button type="submit">"Join"</button>
+                        <span id="join-problem" class="form-problem" role="alert">
+                            {move || live.join_problem.get()}
+                        </span>
+                    </form>
+                }
+                .into_any(),
+            }}
+        </div>
+    }
+    .into_any()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::initials;
+
+    #[test]
+    fn initials_take_the_first_and_last_word() {
+        assert_eq!(initials("Ada Lovelace"), "AL");
+        assert_eq!(initials("bob"), "B");
+        assert_eq!(initials("Jean Paul Sartre"), "JS");
+        assert_eq!(initials("  "), "");
+        assert_eq!(initials("émile zola"), "ÉZ");
+    }
+}

@@ -1,0 +1,71 @@
+//! Owns the JSON bodies of the HTTP API (PROTOCOL.md "HTTP API"), shared by
+//! the server's handlers and the browser's calls.
+
+use serde::{Deserialize, Serialize};
+
+use super::codes::ErrorCode;
+use super::server::{PresenceUser, UserRef};
+
+/// `POST /api/login` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoginRequest {
+    pub name: String,
+}
+
+/// The longest guest name, in characters (after trimming).
+pub const MAX_NAME_CHARS: usize = 32;
+
+/// Checks a guest name (1 to 32 visible characters once trimmed) and returns
+/// it trimmed; the error completes the sentence "name: …". Shared so the page
+/// can explain a bad name before asking the server, which checks it again.
+pub fn check_guest_name(name: &str) -> Result<&str, &'static str> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err("must not be empty");
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err("at most 32 characters");
+    }
+    if name.chars().any(|c| c.is_control() || is_invisible(c)) {
+        return Err("only visible characters");
+    }
+    Ok(name)
+}
+
+/// Format characters that render as nothing (zero-width spaces, joiners,
+/// direction marks, the byte-order mark, the soft hyphen).
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}' | '\u{00AD}')
+}
+
+/// `POST /api/login` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoginResponse {
+    pub token: String,
+    pub user: UserRef,
+}
+
+/// `GET /api/presence` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PresenceResponse {
+    pub users: Vec<PresenceUser>,
+}
+
+/// `POST /api/publish` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublishResponse {
+    pub channel: String,
+    pub offset: u64,
+}
+
+/// Any API error: `{"error": {"code", "message"}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiErrorResponse {
+    pub error: ApiErrorBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiErrorBody {
+    pub code: ErrorCode,
+    pub message: String,
+}
