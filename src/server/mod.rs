@@ -167,16 +167,26 @@ fn jwt_secret(config: &Config) -> Vec<u8> {
     }
 }
 
-/// Leptos' settings: cargo-leptos' environment when it runs us, otherwise
-/// the defaults of `[package.metadata.leptos]` (site root `target/site`), so
-/// `target/release/pulse` started from the repository root serves the site.
+/// Leptos' settings: cargo-leptos' environment when it built or runs us,
+/// otherwise the defaults of `[package.metadata.leptos]` (site root
+/// `target/site`), so `target/release/pulse` started from the repository root
+/// serves the site, and a plain `cargo run` needs no environment either.
 fn leptos_options(addr: SocketAddr) -> Result<LeptosOptions, ServerError> {
-    let mut options = get_configuration(None)
-        .map_err(|err| ServerError::Leptos(err.to_string()))?
-        .leptos_options;
-    if options.output_name.is_empty() {
-        options.output_name = "pulse".into();
-    }
+    let built_by_cargo_leptos = option_env!("LEPTOS_OUTPUT_NAME").is_some()
+        || std::env::var_os("LEPTOS_OUTPUT_NAME").is_some();
+    let mut options = if built_by_cargo_leptos {
+        get_configuration(None)
+            .map_err(|err| ServerError::Leptos(err.to_string()))?
+            .leptos_options
+    } else {
+        // get_configuration(None) would complain about the missing name.
+        let site_root = std::env::var("LEPTOS_SITE_ROOT").unwrap_or_else(|_| "target/site".into());
+        LeptosOptions::builder()
+            .output_name("pulse")
+            .site_root(site_root)
+            .site_pkg_dir("pkg")
+            .build()
+    };
     options.site_addr = addr;
     Ok(options)
 }
