@@ -15,6 +15,15 @@ pub struct Config {
     #[arg(long, env = "LEPTOS_SITE_ADDR", default_value = "127.0.0.1:3000")]
     pub addr: SocketAddr,
 
+    /// SQLite file for chat, notifications and documents (created on first start).
+    #[arg(long, env = "PULSE_DB", default_value = "data/pulse.db")]
+    pub db: std::path::PathBuf,
+
+    /// Chat messages a connection may send per second, sustained (bursts of
+    /// up to 10 pass); more are answered `rate_limited`.
+    #[arg(long, env = "PULSE_CHAT_RATE", default_value_t = 5.0, value_parser = parse_rate)]
+    pub chat_rate: f64,
+
     /// Comma-separated `Origin`s allowed to open /ws; unset means the server's
     /// own origin (the request's Host), `*` allows any. Clients that send no
     /// `Origin` (non-browser clients) are always allowed.

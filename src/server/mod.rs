@@ -13,6 +13,7 @@ mod metrics;
 mod pages;
 pub mod shutdown;
 mod state;
+mod store;
 mod ws;
 
 use axum::routing::get;
@@ -43,6 +44,8 @@ pub enum ServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Store(#[from] store::StoreError),
     #[error("leptos configuration: {0}")]
     Leptos(String),
     #[error("serving: {0}")]
@@ -75,6 +78,8 @@ pub async fn serve(
     let metrics = Arc::new(Metrics::default());
     let hub = Hub::new(metrics.clone(), config.presence_grace());
     let auth = Arc::new(Auth::new(&jwt_secret(&config), config.token_ttl()));
+    let store = store::Store::open(&config.db)?;
+    tracing::info!(db = %config.db.display(), "database open");
     let seed = config.seed.unwrap_or_else(rand::random);
     let feeds = Feeds::new(Market::new(&config.symbols.0, seed), hub.clone());
     let state = AppState {
@@ -86,6 +91,7 @@ pub async fn serve(
         hub,
         feeds: feeds.clone(),
         auth,
+        store,
     };
     let app = router(state.clone());
     tracing::info!("listening on http://{addr}");

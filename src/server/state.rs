@@ -11,6 +11,7 @@ use super::config::Config;
 use super::feeds::Feeds;
 use super::hub::Hub;
 use super::metrics::Metrics;
+use super::store::Store;
 
 /// Shared by every handler; cheap to clone.
 #[derive(Clone)]
@@ -29,6 +30,8 @@ pub struct AppState {
     pub feeds: Feeds,
     /// Signs and checks tokens.
     pub auth: Arc<Auth>,
+    /// The SQLite file.
+    pub store: Store,
 }
 
 impl FromRef<AppState> for LeptosOptions {

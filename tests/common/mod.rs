@@ -29,10 +29,16 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Starts a server with these flags (as on the command line).
+    /// Starts a server with these flags (as on the command line), on a
+    /// database file of its own unless the flags name one.
     pub async fn start(flags: &[&str]) -> Self {
-        let config = Config::try_parse_from(std::iter::once("pulse").chain(flags.iter().copied()))
-            .expect("test flags parse");
+        let db = temp_db();
+        let mut args = vec!["pulse"];
+        if !flags.contains(&"--db") {
+            args.extend(["--db", db.as_str()]);
+        }
+        args.extend_from_slice(flags);
+        let config = Config::try_parse_from(args).expect("test flags parse");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (shutdown, signal) = oneshot::channel::<()>();
@@ -68,6 +74,30 @@ impl Drop for TestServer {
             handle.abort();
         }
     }
+}
+
+/// A fresh SQLite path in the temporary folder.
+pub fn temp_db() -> String {
+    std::env::temp_dir()
+        .join(format!("pulse-test-{}", uuid_like()))
+        .join("pulse.db")
+        .display()
+        .to_string()
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{}-{}-{}",
+        std::process::id(),
+        nanos,
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// One WebSocket client.

@@ -18,10 +18,11 @@ use std::time::Duration;
 
 use super::frames;
 use super::metrics::Metrics;
+use super::store::StoredChat;
 use super::ws::outbox::{Outbox, PushError};
 use crate::protocol::{
-    Channel, PresenceDiff, PresenceSnapshot, PresenceUser, ServerMessage, Since, Snapshot,
-    Subscribed, Tick, UserRef, UserStatus,
+    Channel, ChatMessage, ChatSnapshot, PresenceDiff, PresenceSnapshot, PresenceUser,
+    ServerMessage, Since, Snapshot, Subscribed, Tick, UserRef, UserStatus,
 };
 use presence::{Change, Presence};
 use ring::Ring;
@@ -30,6 +31,10 @@ pub use ticker::{HISTORY as TICKER_HISTORY, RECENT as TICKER_RECENT};
 
 /// Presence diffs kept for resume, so a short blip recovers without a snapshot.
 pub const PRESENCE_HISTORY: usize = 256;
+/// Chat messages a room keeps in memory for resume (older ones are on disk).
+pub const CHAT_HISTORY: usize = 1000;
+/// Chat messages in a room's subscribe snapshot.
+pub const CHAT_SNAPSHOT: usize = 50;
 
 /// Identifies one subscriber (a connection) within the hub.
 pub type SubscriberId = u64;
@@ -81,6 +86,14 @@ struct ChannelState {
 enum History {
     Ticker(TickerHistory),
     Presence(PresenceHistory),
+    Chat(ChatHistory),
+}
+
+/// A chat room: persisted, so its epoch comes from the database and only
+/// the newest messages are kept here.
+struct ChatHistory {
+    epoch: String,
+    ring: Ring<(ChatMessage, Utf8Bytes)>,
 }
 
 /// The presence channel: who is online, and the last diffs for resume.
@@ -94,6 +107,15 @@ impl History {
         match self {
             History::Ticker(history) => history.ring.latest(),
             History::Presence(history) => history.diffs.latest(),
+            History::Chat(history) => history.ring.latest(),
+        }
+    }
+
+    /// The channel's own epoch when it outlives the process (persisted).
+    fn epoch(&self) -> Option<&str> {
+        match self {
+            History::Chat(history) => Some(&history.epoch),
+            _ => None,
         }
     }
 
@@ -105,6 +127,10 @@ impl History {
                 .after(offset)
                 .map(|e| e.map(|e| e.frame.clone()).collect()),
             History::Presence(history) => history.diffs.after(offset).map(|e| e.cloned().collect()),
+            History::Chat(history) => history
+                .ring
+                .after(offset)
+                .map(|e| e.map(|(_, frame)| frame.clone()).collect()),
         }
     }
 
@@ -114,6 +140,13 @@ impl History {
             History::Presence(history) => Some(Snapshot::Presence(PresenceSnapshot {
                 users: history.presence.users(),
             })),
+            History::Chat(history) => Some(Snapshot::Chat(ChatSnapshot {
+                messages: history
+                    .ring
+                    .recent(CHAT_SNAPSHOT)
+                    .map(|(message, _)| message.clone())
+                    .collect(),
+            })),
         }
     }
 
@@ -121,7 +154,7 @@ impl History {
     fn is_empty(&self) -> bool {
         match self {
             History::Ticker(history) => history.ring.latest() == 0,
-            History::Presence(_) => false,
+            History::Presence(_) | History::Chat(_) => false,
         }
     }
 }
@@ -183,6 +216,7 @@ impl Hub {
         let mut state = lock(&state);
         let epoch = self.inner.epoch.clone();
         let history = &state.history;
+        let epoch = history.epoch().map_or(epoch, str::to_owned);
         let replay = since
             .filter(|since| since.epoch == epoch)
             .and_then(|since| history.after(since.offset));
@@ -269,16 +303,77 @@ impl Hub {
     /// A channel never published to peeks as offset 0 and no snapshot.
     pub fn peek(&self, channel: &Channel) -> Subscribed {
         let state = lock(&self.inner.channels).get(channel).cloned();
-        let (offset, snapshot) = match state.as_deref().map(lock) {
-            Some(state) => (state.history.latest(), state.history.snapshot()),
-            None => (0, None),
+        let (offset, snapshot, epoch) = match state.as_deref().map(lock) {
+            Some(state) => (
+                state.history.latest(),
+                state.history.snapshot(),
+                state.history.epoch().map(str::to_owned),
+            ),
+            None => (0, None, None),
         };
         Subscribed {
             channel: channel.to_string(),
-            epoch: self.inner.epoch.clone(),
+            epoch: epoch.unwrap_or_else(|| self.inner.epoch.clone()),
             offset,
             recovered: false,
             snapshot,
+        }
+    }
+
+    /// Whether `channel` is in memory (a chat room must be installed from the
+    /// store before it can be subscribed or published to).
+    pub fn has(&self, channel: &Channel) -> bool {
+        lock(&self.inner.channels).contains_key(channel)
+    }
+
+    /// Installs a chat room loaded from the store, unless another task
+    /// installed it meanwhile (then the one in memory is newer).
+    pub fn install_chat(&self, channel: &Channel, stored: StoredChat) {
+        let mut channels = lock(&self.inner.channels);
+        if channels.contains_key(channel) {
+            return;
+        }
+        let base = stored.latest - stored.recent.len() as u64;
+        let mut ring = Ring::after_offset(CHAT_HISTORY, base);
+        for message in stored.recent {
+            let frame = frames::encode(ServerMessage::Chat(message.clone()));
+            ring.push((message, frame));
+        }
+        let state = ChannelState {
+            name: channel.to_string().into(),
+            history: History::Chat(ChatHistory {
+                epoch: stored.epoch,
+                ring,
+            }),
+            subscribers: HashMap::new(),
+        };
+        channels.insert(channel.clone(), Arc::new(Mutex::new(state)));
+    }
+
+    /// Publishes a chat message just committed to the store (called in commit
+    /// order, so offsets arrive in order): kept in memory and queued for every
+    /// subscriber. Never dropped: a subscriber too far behind gets 4008.
+    pub fn publish_chat(&self, message: &ChatMessage) {
+        let Ok(channel) = Channel::chat(&message.room) else {
+            return;
+        };
+        let Some(state) = lock(&self.inner.channels).get(&channel).cloned() else {
+            // Not installed: nobody subscribed yet; the store has the message.
+            return;
+        };
+        let mut state = lock(&state);
+        let state = &mut *state;
+        let History::Chat(history) = &mut state.history else {
+            return;
+        };
+        if message.offset != history.ring.latest() + 1 {
+            tracing::error!(channel = %state.name, offset = message.offset, "chat offset out of order");
+            return;
+        }
+        let frame = frames::encode(ServerMessage::Chat(message.clone()));
+        history.ring.push((message.clone(), frame.clone()));
+        for outbox in state.subscribers.values() {
+            let _ = outbox.push(frame.clone());
         }
     }
 

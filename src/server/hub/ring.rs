@@ -25,6 +25,15 @@ impl<T> Ring<T> {
         }
     }
 
+    /// An empty ring whose next push gets offset `latest + 1`: a persisted
+    /// channel reloaded with its newest messages pushed back in order.
+    pub fn after_offset(capacity: usize, latest: u64) -> Self {
+        let mut ring = Ring::new(capacity);
+        ring.latest = latest;
+        ring.first_offset = latest + 1;
+        ring
+    }
+
     /// The offset of the newest message (0 before the first).
     pub fn latest(&self) -> u64 {
         self.latest
@@ -120,6 +129,19 @@ mod tests {
         assert_eq!(after(&ring, 6), None, "message 7 is gone");
         assert_eq!(after(&ring, 0), None);
         assert_eq!(after(&ring, 11), None, "an offset from the future");
+    }
+
+    #[test]
+    fn a_reloaded_ring_continues_the_offsets_and_refuses_what_it_never_held() {
+        let mut ring = Ring::after_offset(5, 40);
+        assert_eq!(ring.latest(), 40);
+        assert_eq!(ring.after(40).map(|it| it.count()), Some(0));
+        assert!(ring.after(39).is_none(), "39 is on disk only");
+        assert_eq!(ring.push(7), 41);
+        assert_eq!(
+            ring.after(40).map(|it| it.copied().collect::<Vec<_>>()),
+            Some(vec![7])
+        );
     }
 
     #[test]

@@ -13,20 +13,27 @@ use tokio::time::{sleep, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::outbox::Outbox;
+use super::rate::TokenBucket;
 use super::writer;
 use crate::protocol::{
-    decode_client, Channel, ClientMessage, CloseCode, Empty, ErrorBody, ErrorCode, Hello,
-    ServerMessage, StatusUpdate, Subscribe, Unsubscribe, Unsubscribed, UserRef, Welcome,
+    decode_client, Ack, Channel, ChatSend, ClientMessage, CloseCode, Empty, ErrorBody, ErrorCode,
+    Hello, ServerMessage, StatusUpdate, Subscribe, Unsubscribe, Unsubscribed, UserRef, Welcome,
 };
 use crate::server::auth::{Auth, AuthError};
 use crate::server::config::Config;
 use crate::server::frames;
-use crate::server::hub::{Hub, SubscribeError, SubscriberId};
+use crate::server::hub::{Hub, SubscribeError, SubscriberId, CHAT_HISTORY};
 use crate::server::metrics::Metrics;
 use crate::server::state::AppState;
+use crate::server::store::{Appended, Store};
 
 /// How long the server waits for a peer to answer its close frame.
 const CLOSE_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Chat messages a connection may send in a burst.
+const CHAT_BURST: f64 = 10.0;
+/// The longest chat message, in characters after trimming.
+pub const MAX_CHAT_CHARS: usize = 2000;
 
 /// The most channels one connection may subscribe to.
 pub const MAX_SUBSCRIPTIONS: usize = 256;
@@ -43,6 +50,7 @@ pub struct ConnectionContext {
     pub metrics: Arc<Metrics>,
     pub hub: Hub,
     pub auth: Arc<Auth>,
+    pub store: Store,
 }
 
 impl ConnectionContext {
@@ -53,6 +61,7 @@ impl ConnectionContext {
             metrics: state.metrics.clone(),
             hub: state.hub.clone(),
             auth: state.auth.clone(),
+            store: state.store.clone(),
         }
     }
 }
@@ -87,6 +96,7 @@ where
     let (sink, mut stream) = socket.split();
     let outbox = Outbox::new(context.config.max_outbox_bytes);
     let writer = tokio::spawn(writer::run(sink, outbox.clone(), metrics.clone()));
+    let context_chat_rate = context.config.chat_rate;
     let mut connection = Connection {
         id: uuid::Uuid::new_v4().simple().to_string(),
         subscriber: NEXT_SUBSCRIBER.fetch_add(1, Relaxed),
@@ -95,6 +105,7 @@ where
         phase: Phase::AwaitingHello,
         user: None,
         subscriptions: BTreeSet::new(),
+        chat_bucket: TokenBucket::new(context_chat_rate, CHAT_BURST, Instant::now().into_std()),
     };
     let ending = connection.run(&mut stream).await;
     connection.leave_channels();
@@ -151,6 +162,8 @@ struct Connection {
     /// Who this connection speaks for; `None` for an anonymous connection.
     user: Option<UserRef>,
     subscriptions: BTreeSet<Channel>,
+    /// Limits how fast this connection may send chat messages.
+    chat_bucket: TokenBucket,
 }
 
 impl Connection {
@@ -183,7 +196,7 @@ impl Connection {
                     silence.as_mut().reset(Instant::now() + heartbeat * 2);
                     match frame {
                         Ok(Message::Text(text)) => {
-                            if let Some(ending) = self.on_text(&text) {
+                            if let Some(ending) = self.on_text(&text).await {
                                 return ending;
                             }
                         }
@@ -201,7 +214,7 @@ impl Connection {
     }
 
     /// Answers one text frame; `Some` ends the connection.
-    fn on_text(&mut self, text: &Utf8Bytes) -> Option<Ending> {
+    async fn on_text(&mut self, text: &Utf8Bytes) -> Option<Ending> {
         self.context.metrics.messages_in.fetch_add(1, Relaxed);
         let envelope = match decode_client(text.as_str()) {
             Ok(envelope) => envelope,
@@ -227,7 +240,10 @@ impl Connection {
             (Phase::Ready, ClientMessage::Ping(Empty {})) => {
                 self.send(ServerMessage::Pong(Empty {}))
             }
-            (Phase::Ready, ClientMessage::Subscribe(subscribe)) => self.subscribe(subscribe, id),
+            (Phase::Ready, ClientMessage::Subscribe(subscribe)) => {
+                self.subscribe(subscribe, id).await
+            }
+            (Phase::Ready, ClientMessage::ChatSend(send)) => self.chat_send(send, id).await,
             (Phase::Ready, ClientMessage::Unsubscribe(unsubscribe)) => {
                 self.unsubscribe(unsubscribe, id)
             }
@@ -284,16 +300,16 @@ impl Connection {
     /// identified connection.
     fn may_subscribe(&self, channel: &Channel) -> Result<(), ErrorBody> {
         match channel {
-            Channel::Presence if self.user.is_none() => Err(ErrorBody::new(
+            Channel::Presence | Channel::Chat(_) if self.user.is_none() => Err(ErrorBody::new(
                 ErrorCode::Unauthorized,
-                "presence: only identified users may subscribe; send hello with a token",
+                format!("{channel}: only identified users may subscribe; send hello with a token"),
             )),
             _ => Ok(()),
         }
     }
 
     /// One `subscribed` or `error` per channel, in order.
-    fn subscribe(&mut self, subscribe: Subscribe, id: Option<String>) {
+    async fn subscribe(&mut self, subscribe: Subscribe, id: Option<String>) {
         for entry in subscribe.channels {
             let error = |code, message: String| {
                 ErrorBody::new(code, message)
@@ -318,6 +334,12 @@ impl Connection {
                 self.send_error(error(ErrorCode::TooLarge, message));
                 continue;
             }
+            if let Err(err) = self.install(&channel).await {
+                tracing::error!(%err, %channel, "cannot load a channel");
+                let message = format!("{channel}: its history could not be loaded; try again");
+                self.send_error(error(ErrorCode::Internal, message));
+                continue;
+            }
             let hub = &self.context.hub;
             match hub.subscribe(
                 self.subscriber,
@@ -334,6 +356,93 @@ impl Connection {
                 }
                 // The outbox overflowed: the select loop closes with 4008.
                 Err(SubscribeError::Closing) => return,
+            }
+        }
+    }
+
+    /// Loads a persisted channel into the hub on first use.
+    async fn install(&self, channel: &Channel) -> Result<(), crate::server::store::StoreError> {
+        let Channel::Chat(_) = channel else {
+            return Ok(());
+        };
+        if self.context.hub.has(channel) {
+            return Ok(());
+        }
+        let hub = self.context.hub.clone();
+        let installed = channel.clone();
+        self.context
+            .store
+            .load_chat(channel.to_string(), CHAT_HISTORY, move |stored| {
+                hub.install_chat(&installed, stored)
+            })
+            .await
+    }
+
+    /// `chat_send`: validated, stored (exactly once per envelope id), published
+    /// to the room in commit order, then acknowledged.
+    async fn chat_send(&mut self, send: ChatSend, id: Option<String>) {
+        let fail = |code, message: &str| ErrorBody::new(code, message).with_id(id.clone());
+        let Some(user) = self.user.clone() else {
+            return self.send_error(fail(
+                ErrorCode::Unauthorized,
+                "chat_send: only identified users may chat; send hello with a token",
+            ));
+        };
+        let Some(client_id) = id.clone() else {
+            return self.send_error(fail(
+                ErrorCode::Invalid,
+                "id: chat_send needs an envelope id (its idempotency key)",
+            ));
+        };
+        if let Err(err) = Channel::chat(&send.room) {
+            return self.send_error(fail(ErrorCode::Invalid, &format!("room: {err}")));
+        }
+        let text = send.text.trim();
+        if text.is_empty() {
+            return self.send_error(fail(ErrorCode::Invalid, "text: must not be empty"));
+        }
+        if text.chars().count() > MAX_CHAT_CHARS {
+            return self.send_error(fail(ErrorCode::TooLarge, "text: at most 2000 characters"));
+        }
+        if !self.chat_bucket.try_take(Instant::now().into_std()) {
+            let message = format!(
+                "chat_send: at most {} messages per second; wait a moment",
+                self.context.config.chat_rate
+            );
+            return self.send_error(fail(ErrorCode::RateLimited, &message));
+        }
+        let hub = self.context.hub.clone();
+        let stored = self
+            .context
+            .store
+            .append_chat(
+                send.room,
+                user,
+                client_id.clone(),
+                text.to_owned(),
+                frames::now(),
+                move |appended| {
+                    if let Appended::New(message) = appended {
+                        hub.publish_chat(message);
+                    }
+                },
+            )
+            .await;
+        match stored {
+            Ok(appended) => {
+                let (channel, offset) = appended.channel_offset();
+                self.send(ServerMessage::Ack(Ack {
+                    id: client_id,
+                    channel: channel.to_owned(),
+                    offset,
+                }));
+            }
+            Err(err) => {
+                tracing::error!(%err, "cannot store a chat message");
+                self.send_error(fail(
+                    ErrorCode::Internal,
+                    "chat_send: the message could not be stored; send it again",
+                ));
             }
         }
     }
@@ -479,6 +588,11 @@ mod tests {
             shutdown: CancellationToken::new(),
             hub: Hub::new(metrics.clone(), std::time::Duration::from_secs(5)),
             auth: Arc::new(Auth::new(b"test", std::time::Duration::from_secs(60))),
+            store: Store::open(
+                &std::env::temp_dir()
+                    .join(format!("pulse-conn-{}.db", uuid::Uuid::new_v4().simple())),
+            )
+            .unwrap(),
             metrics,
         }
     }

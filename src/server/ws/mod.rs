@@ -4,6 +4,7 @@
 mod connection;
 mod origin;
 pub mod outbox;
+mod rate;
 mod writer;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};

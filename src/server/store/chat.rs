@@ -1,0 +1,196 @@
+//! Owns chat rooms on disk: a persisted channel's epoch and latest offset,
+//! appending a message exactly once per (user, envelope id), and reading the
+//! recent history back.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{Store, StoreError};
+use crate::protocol::{ChatMessage, Timestamp, UserRef};
+
+/// What `append_chat` did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Appended {
+    /// A new message, now on disk.
+    New(ChatMessage),
+    /// This user already sent this envelope id: the original's place.
+    Duplicate { channel: String, offset: u64 },
+}
+
+impl Appended {
+    pub fn channel_offset(&self) -> (&str, u64) {
+        match self {
+            Appended::New(message) => (&message.channel, message.offset),
+            Appended::Duplicate { channel, offset } => (channel, *offset),
+        }
+    }
+}
+
+/// A persisted channel as loaded at start: its epoch, latest offset and the
+/// newest messages (oldest first).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredChat {
+    pub epoch: String,
+    pub latest: u64,
+    pub recent: Vec<ChatMessage>,
+}
+
+/// The epoch and latest offset of `channel`, creating the row on first use.
+fn channel_row(db: &Connection, channel: &str) -> Result<(String, u64), rusqlite::Error> {
+    let found = db
+        .query_row(
+            "SELECT epoch, latest FROM channels WHERE name = ?1",
+            [channel],
+            |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64)),
+        )
+        .optional()?;
+    if let Some(found) = found {
+        return Ok(found);
+    }
+    let epoch = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    db.execute(
+        "INSERT INTO channels (name, epoch, latest) VALUES (?1, ?2, 0)",
+        params![channel, epoch],
+    )?;
+    Ok((epoch, 0))
+}
+
+fn message_from_row(row: &rusqlite::Row<'_>) -> Result<ChatMessage, rusqlite::Error> {
+    let channel: String = row.get(0)?;
+    let sent_at: String = row.get(6)?;
+    Ok(ChatMessage {
+        room: channel.strip_prefix("chat:").unwrap_or(&channel).to_owned(),
+        channel,
+        offset: row.get::<_, i64>(1)? as u64,
+        msg_id: row.get(2)?,
+        user: UserRef {
+            id: row.get(3)?,
+            name: row.get(4)?,
+        },
+        text: row.get(5)?,
+        sent_at: Timestamp::parse(&sent_at).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                6,
+                rusqlite::types::Type::Text,
+                "bad sent_at".into(),
+            )
+        })?,
+    })
+}
+
+const COLUMNS: &str = "channel, offset, msg_id, user_id, user_name, text, sent_at";
+
+impl Store {
+    /// A chat channel's epoch, latest offset and newest `keep` messages,
+    /// handed to `then` while the store is still locked: no message can be
+    /// committed between the read and what `then` does with it.
+    pub async fn load_chat<R, F>(
+        &self,
+        channel: String,
+        keep: usize,
+        then: F,
+    ) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(StoredChat) -> R + Send + 'static,
+    {
+        self.with(move |db| {
+            let (epoch, latest) = channel_row(db, &channel)?;
+            let mut statement = db.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM chat_messages WHERE channel = ?1 ORDER BY offset DESC LIMIT ?2"
+            ))?;
+            let mut recent = statement
+                .query_map(params![channel, keep as i64], message_from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            recent.reverse();
+            Ok(then(StoredChat { epoch, latest, recent }))
+        })
+        .await
+    }
+
+    /// Up to `limit` messages of `channel` before `offset`, oldest first
+    /// (for loading older history).
+    pub async fn chat_before(
+        &self,
+        channel: String,
+        offset: u64,
+        limit: usize,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        self.with(move |db| {
+            let mut statement = db.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM chat_messages WHERE channel = ?1 AND offset < ?2 ORDER BY offset DESC LIMIT ?3"
+            ))?;
+            let mut messages = statement
+                .query_map(params![channel, offset as i64, limit as i64], message_from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            messages.reverse();
+            Ok(messages)
+        })
+        .await
+    }
+
+    /// Appends `text` from `user` to `room` with the next offset, unless this
+    /// user already sent `client_id`. `on_commit` runs after the commit while
+    /// the store is still locked, so what it publishes keeps commit order.
+    pub async fn append_chat<F>(
+        &self,
+        room: String,
+        user: UserRef,
+        client_id: String,
+        text: String,
+        sent_at: Timestamp,
+        on_commit: F,
+    ) -> Result<Appended, StoreError>
+    where
+        F: FnOnce(&Appended) + Send + 'static,
+    {
+        self.with(move |db| {
+            let channel = format!("chat:{room}");
+            let transaction = db.transaction()?;
+            let earlier = transaction
+                .query_row(
+                    "SELECT channel, offset FROM sent_ids WHERE user_id = ?1 AND client_id = ?2",
+                    params![user.id, client_id],
+                    |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64)),
+                )
+                .optional()?;
+            if let Some((channel, offset)) = earlier {
+                let appended = Appended::Duplicate { channel, offset };
+                on_commit(&appended);
+                return Ok(appended);
+            }
+            let (_, latest) = channel_row(&transaction, &channel)?;
+            let offset = latest + 1;
+            let message = ChatMessage {
+                channel: channel.clone(),
+                offset,
+                room,
+                msg_id: uuid::Uuid::new_v4().simple().to_string(),
+                user,
+                text,
+                sent_at,
+            };
+            transaction.execute(
+                &format!("INSERT INTO chat_messages ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+                params![
+                    channel,
+                    offset as i64,
+                    message.msg_id,
+                    message.user.id,
+                    message.user.name,
+                    message.text,
+                    message.sent_at.to_string()
+                ],
+            )?;
+            transaction.execute("UPDATE channels SET latest = ?2 WHERE name = ?1", params![channel, offset as i64])?;
+            transaction.execute(
+                "INSERT INTO sent_ids (user_id, client_id, channel, offset) VALUES (?1, ?2, ?3, ?4)",
+                params![message.user.id, client_id, channel, offset as i64],
+            )?;
+            transaction.commit()?;
+            let appended = Appended::New(message);
+            on_commit(&appended);
+            Ok(appended)
+        })
+        .await
+    }
+}

@@ -1,0 +1,146 @@
+//! The store against real SQLite files in a temporary folder.
+
+use super::*;
+use crate::protocol::{Timestamp, UserRef};
+
+fn temp_db() -> (std::path::PathBuf, Store) {
+    let dir = std::env::temp_dir().join(format!("pulse-store-{}", uuid::Uuid::new_v4().simple()));
+    let path = dir.join("nested").join("pulse.db");
+    let store = Store::open(&path).expect("opens");
+    (path, store)
+}
+
+fn ann() -> UserRef {
+    UserRef {
+        id: "ann".into(),
+        name: "Ann".into(),
+    }
+}
+
+fn now() -> Timestamp {
+    Timestamp::parse("2026-11-25T17:30:00.123456Z").unwrap()
+}
+
+async fn send(store: &Store, user: UserRef, id: &str, text: &str) -> Appended {
+    store
+        .append_chat(
+            "general".into(),
+            user,
+            id.into(),
+            text.into(),
+            now(),
+            |_| {},
+        )
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_new_file_and_its_folder_are_created_and_migrated() {
+    let (path, store) = temp_db();
+    assert!(path.exists());
+    let version: usize = store
+        .with(|db| Ok(db.pragma_query_value(None, "user_version", |r| r.get(0))?))
+        .await
+        .unwrap();
+    assert_eq!(version, migrations::latest_version());
+}
+
+#[tokio::test]
+async fn messages_get_consecutive_offsets_and_survive_a_reopen() {
+    let (path, store) = temp_db();
+    for (n, text) in ["one", "two", "three"].iter().enumerate() {
+        let Appended::New(message) = send(&store, ann(), &format!("c-{n}"), text).await else {
+            panic!()
+        };
+        assert_eq!(message.offset, n as u64 + 1);
+        assert_eq!(message.channel, "chat:general");
+    }
+    let epoch = store
+        .load_chat("chat:general".into(), 50, |s| s)
+        .await
+        .unwrap()
+        .epoch;
+    drop(store);
+
+    let reopened = Store::open(&path).unwrap();
+    let loaded = reopened
+        .load_chat("chat:general".into(), 2, |s| s)
+        .await
+        .unwrap();
+    assert_eq!(loaded.epoch, epoch, "the epoch is stable across restarts");
+    assert_eq!(loaded.latest, 3);
+    let texts: Vec<_> = loaded.recent.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["two", "three"]);
+    assert_eq!(loaded.recent[1].sent_at, now());
+    let Appended::New(next) = send(&reopened, ann(), "c-9", "four").await else {
+        panic!()
+    };
+    assert_eq!(next.offset, 4);
+}
+
+#[tokio::test]
+async fn the_same_id_from_the_same_user_is_stored_once() {
+    let (_, store) = temp_db();
+    send(&store, ann(), "c-1", "hello").await;
+    let again = send(&store, ann(), "c-1", "hello").await;
+    assert_eq!(
+        again,
+        Appended::Duplicate {
+            channel: "chat:general".into(),
+            offset: 1
+        }
+    );
+    let bob = UserRef {
+        id: "bob".into(),
+        name: "Bob".into(),
+    };
+    assert!(matches!(send(&store, bob, "c-1", "hi").await, Appended::New(m) if m.offset == 2));
+    assert_eq!(
+        store
+            .load_chat("chat:general".into(), 10, |s| s)
+            .await
+            .unwrap()
+            .recent
+            .len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn older_history_comes_in_pages_oldest_first() {
+    let (_, store) = temp_db();
+    for n in 1..=10 {
+        send(&store, ann(), &format!("c-{n}"), &format!("m{n}")).await;
+    }
+    let page = store
+        .chat_before("chat:general".into(), 6, 3)
+        .await
+        .unwrap();
+    assert_eq!(page.iter().map(|m| m.offset).collect::<Vec<_>>(), [3, 4, 5]);
+    assert!(store
+        .chat_before("chat:general".into(), 1, 3)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn on_commit_sees_what_was_stored() {
+    let (_, store) = temp_db();
+    let (tx, rx) = std::sync::mpsc::channel();
+    store
+        .append_chat(
+            "general".into(),
+            ann(),
+            "c-1".into(),
+            "x".into(),
+            now(),
+            move |a| {
+                tx.send(a.channel_offset().1).unwrap();
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(rx.recv().unwrap(), 1);
+}
