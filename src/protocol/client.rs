@@ -15,6 +15,8 @@ pub enum ClientMessage {
     Status(StatusUpdate),
     DocUpdate(DocUpdateRequest),
     Ping(Empty),
+    /// Extension: marks notifications read (see docs/EXTENSIONS.md).
+    MarkRead(MarkRead),
 }
 
 impl ClientMessage {
@@ -28,6 +30,7 @@ impl ClientMessage {
             ClientMessage::Status(_) => "status",
             ClientMessage::DocUpdate(_) => "doc_update",
             ClientMessage::Ping(_) => "ping",
+            ClientMessage::MarkRead(_) => "mark_read",
         }
     }
 }
@@ -94,4 +97,11 @@ pub enum UserStatus {
 pub struct DocUpdateRequest {
     pub doc: String,
     pub update: String,
+}
+
+/// `mark_read` (extension): notifications of the user's own `user:` channel
+/// to mark read; answered by `ack` with the channel's latest offset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MarkRead {
+    pub notification_ids: Vec<String>,
 }

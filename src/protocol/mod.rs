@@ -17,7 +17,7 @@ mod time;
 
 pub use channel::{Channel, ChannelError};
 pub use client::{
-    ChatSend, ClientMessage, DocUpdateRequest, Hello, Since, StatusUpdate, Subscribe,
+    ChatSend, ClientMessage, DocUpdateRequest, Hello, MarkRead, Since, StatusUpdate, Subscribe,
     SubscribeChannel, Unsubscribe, UserStatus,
 };
 pub use codes::{CloseCode, ErrorCode};

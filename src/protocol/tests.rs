@@ -73,6 +73,11 @@ fn client_ping() {
 }
 
 #[test]
+fn client_mark_read_extension() {
+    check_client(r#"{"type":"mark_read","data":{"notification_ids":["n1","n2"]},"id":"r-1"}"#);
+}
+
+#[test]
 fn server_welcome() {
     check::<ServerEnvelope>(&format!(
         r#"{{"type":"welcome","data":{{"connection_id":"k1","user":{{"id":"alice","name":"Alice"}},"heartbeat_ms":15000,"max_message_bytes":65536}},{T}}}"#

@@ -25,6 +25,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/login", post(login))
         .route("/api/presence", get(presence))
         .route("/api/publish", post(publish))
+        .route("/api/notify", post(notify))
 }
 
 /// Checks `Authorization: Bearer <admin key>`: 404 when no key is configured
@@ -146,4 +147,67 @@ async fn presence(State(state): State<AppState>) -> Json<PresenceResponse> {
     Json(PresenceResponse {
         users: state.hub.presence_users(),
     })
+}
+
+#[derive(Deserialize)]
+struct NotifyRequest {
+    user: String,
+    title: String,
+    #[serde(default)]
+    body: String,
+}
+
+#[derive(serde::Serialize)]
+struct NotifyResponse {
+    notification_id: String,
+    offset: u64,
+}
+
+/// `POST /api/notify {"user", "title", "body"}` with the admin key: stores
+/// the notification and delivers it to every tab of that user.
+async fn notify(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<NotifyResponse>, ApiError> {
+    require_admin(&state, &headers)?;
+    let request: NotifyRequest = parse_body(&body)?;
+    if !Channel::is_user_id(&request.user) {
+        return Err(ApiError::new(
+            ErrorCode::Invalid,
+            "user: a user id of 1 to 64 characters",
+        ));
+    }
+    let title = request.title.trim().to_owned();
+    if title.is_empty() || title.chars().count() > 200 {
+        return Err(ApiError::new(
+            ErrorCode::Invalid,
+            "title: 1 to 200 characters",
+        ));
+    }
+    if request.body.chars().count() > 4000 {
+        return Err(ApiError::new(
+            ErrorCode::TooLarge,
+            "body: at most 4000 characters",
+        ));
+    }
+    let hub = state.hub.clone();
+    let stored = state
+        .store
+        .append_notification(
+            request.user,
+            title,
+            request.body,
+            crate::server::frames::now(),
+            move |n| hub.publish_notification(n),
+        )
+        .await
+        .map_err(|err| {
+            tracing::error!(%err, "cannot store a notification");
+            ApiError::new(ErrorCode::Internal, "the notification could not be stored")
+        })?;
+    Ok(Json(NotifyResponse {
+        notification_id: stored.notification_id,
+        offset: stored.offset,
+    }))
 }

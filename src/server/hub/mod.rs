@@ -18,11 +18,11 @@ use std::time::Duration;
 
 use super::frames;
 use super::metrics::Metrics;
-use super::store::StoredChat;
+use super::store::{StoredChat, StoredInbox};
 use super::ws::outbox::{Outbox, PushError};
 use crate::protocol::{
-    Channel, ChatMessage, ChatSnapshot, PresenceDiff, PresenceSnapshot, PresenceUser,
-    ServerMessage, Since, Snapshot, Subscribed, Tick, UserRef, UserStatus,
+    Channel, ChatMessage, ChatSnapshot, Notification, PresenceDiff, PresenceSnapshot, PresenceUser,
+    ServerMessage, Since, Snapshot, Subscribed, Tick, UnreadSnapshot, UserRef, UserStatus,
 };
 use presence::{Change, Presence};
 use ring::Ring;
@@ -35,6 +35,8 @@ pub const PRESENCE_HISTORY: usize = 256;
 pub const CHAT_HISTORY: usize = 1000;
 /// Chat messages in a room's subscribe snapshot.
 pub const CHAT_SNAPSHOT: usize = 50;
+/// Notifications a user's channel keeps in memory for resume.
+pub const INBOX_HISTORY: usize = 200;
 
 /// Identifies one subscriber (a connection) within the hub.
 pub type SubscriberId = u64;
@@ -87,6 +89,15 @@ enum History {
     Ticker(TickerHistory),
     Presence(PresenceHistory),
     Chat(ChatHistory),
+    Inbox(InboxHistory),
+}
+
+/// A user's `user:{id}` channel: persisted notifications, the newest kept
+/// for resume, and the unread ones (the snapshot).
+struct InboxHistory {
+    epoch: String,
+    ring: Ring<Utf8Bytes>,
+    unread: Vec<Notification>,
 }
 
 /// A chat room: persisted, so its epoch comes from the database and only
@@ -108,6 +119,7 @@ impl History {
             History::Ticker(history) => history.ring.latest(),
             History::Presence(history) => history.diffs.latest(),
             History::Chat(history) => history.ring.latest(),
+            History::Inbox(history) => history.ring.latest(),
         }
     }
 
@@ -115,6 +127,7 @@ impl History {
     fn epoch(&self) -> Option<&str> {
         match self {
             History::Chat(history) => Some(&history.epoch),
+            History::Inbox(history) => Some(&history.epoch),
             _ => None,
         }
     }
@@ -131,6 +144,7 @@ impl History {
                 .ring
                 .after(offset)
                 .map(|e| e.map(|(_, frame)| frame.clone()).collect()),
+            History::Inbox(history) => history.ring.after(offset).map(|e| e.cloned().collect()),
         }
     }
 
@@ -147,6 +161,9 @@ impl History {
                     .map(|(message, _)| message.clone())
                     .collect(),
             })),
+            History::Inbox(history) => Some(Snapshot::Unread(UnreadSnapshot {
+                unread: history.unread.clone(),
+            })),
         }
     }
 
@@ -154,7 +171,7 @@ impl History {
     fn is_empty(&self) -> bool {
         match self {
             History::Ticker(history) => history.ring.latest() == 0,
-            History::Presence(_) | History::Chat(_) => false,
+            History::Presence(_) | History::Chat(_) | History::Inbox(_) => false,
         }
     }
 }
@@ -375,6 +392,80 @@ impl Hub {
         for outbox in state.subscribers.values() {
             let _ = outbox.push(frame.clone());
         }
+    }
+
+    /// Installs a user's channel loaded from the store (unless present).
+    pub fn install_inbox(&self, channel: &Channel, stored: StoredInbox) {
+        let mut channels = lock(&self.inner.channels);
+        if channels.contains_key(channel) {
+            return;
+        }
+        let base = stored.latest - stored.recent.len() as u64;
+        let mut ring = Ring::after_offset(INBOX_HISTORY, base);
+        for notification in stored.recent {
+            ring.push(frames::encode(ServerMessage::Notification(notification)));
+        }
+        let state = ChannelState {
+            name: channel.to_string().into(),
+            history: History::Inbox(InboxHistory {
+                epoch: stored.epoch,
+                ring,
+                unread: stored.unread,
+            }),
+            subscribers: HashMap::new(),
+        };
+        channels.insert(channel.clone(), Arc::new(Mutex::new(state)));
+    }
+
+    /// Runs `change` on an installed inbox (a user with no subscriber yet has
+    /// none in memory: the store alone holds their notifications).
+    fn with_inbox(
+        &self,
+        channel: &str,
+        change: impl FnOnce(&Arc<str>, &mut InboxHistory, &HashMap<SubscriberId, Arc<Outbox>>),
+    ) {
+        let Ok(channel) = channel.parse::<Channel>() else {
+            return;
+        };
+        let Some(state) = lock(&self.inner.channels).get(&channel).cloned() else {
+            return;
+        };
+        let mut state = lock(&state);
+        let state = &mut *state;
+        if let History::Inbox(history) = &mut state.history {
+            change(&state.name, history, &state.subscribers);
+        }
+    }
+
+    /// Publishes a notification just committed to the store, to every tab of
+    /// its user.
+    pub fn publish_notification(&self, notification: &Notification) {
+        self.with_inbox(&notification.channel, |name, history, subscribers| {
+            if notification.offset != history.ring.latest() + 1 {
+                tracing::error!(channel = %name, offset = notification.offset, "notification offset out of order");
+                return;
+            }
+            let frame = frames::encode(ServerMessage::Notification(notification.clone()));
+            history.ring.push(frame.clone());
+            history.unread.push(notification.clone());
+            for outbox in subscribers.values() {
+                let _ = outbox.push(frame.clone());
+            }
+        });
+    }
+
+    /// Forgets read notifications from the unread snapshot of `channel`.
+    pub fn inbox_read(&self, channel: &str, ids: &[String]) {
+        self.with_inbox(channel, |_, history, _| {
+            history.unread.retain(|n| !ids.contains(&n.notification_id));
+        });
+    }
+
+    /// The latest offset of a channel in memory (0 when not installed).
+    pub fn latest(&self, channel: &Channel) -> u64 {
+        lock(&self.inner.channels)
+            .get(channel)
+            .map_or(0, |state| lock(state).history.latest())
     }
 
     /// Runs `update` on the presence state and publishes the diff it makes.

@@ -35,7 +35,10 @@ pub struct StoredChat {
 }
 
 /// The epoch and latest offset of `channel`, creating the row on first use.
-fn channel_row(db: &Connection, channel: &str) -> Result<(String, u64), rusqlite::Error> {
+pub(super) fn channel_row(
+    db: &Connection,
+    channel: &str,
+) -> Result<(String, u64), rusqlite::Error> {
     let found = db
         .query_row(
             "SELECT epoch, latest FROM channels WHERE name = ?1",

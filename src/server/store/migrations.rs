@@ -31,6 +31,25 @@ const MIGRATIONS: &[&str] = &[
         offset    INTEGER NOT NULL,
         PRIMARY KEY (user_id, client_id)
     );",
+    // 2: notifications (one persisted `user:{id}` channel per user) and the
+    // users ever identified, which `@name` mentions resolve against.
+    "CREATE TABLE notifications (
+        channel         TEXT NOT NULL REFERENCES channels(name),
+        offset          INTEGER NOT NULL,
+        notification_id TEXT NOT NULL UNIQUE,
+        user_id         TEXT NOT NULL,
+        title           TEXT NOT NULL,
+        body            TEXT NOT NULL,
+        created_at      TEXT NOT NULL,
+        read            INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (channel, offset)
+    );
+    CREATE INDEX notifications_unread ON notifications (user_id, read);
+    CREATE TABLE users (
+        id         TEXT PRIMARY KEY,
+        name       TEXT NOT NULL,
+        first_seen TEXT NOT NULL
+    );",
 ];
 
 /// Applies every migration the file has not had yet, each in a transaction.

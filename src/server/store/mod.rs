@@ -6,12 +6,14 @@
 
 mod chat;
 mod migrations;
+mod notifications;
 
 use rusqlite::Connection;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 pub use chat::{Appended, StoredChat};
+pub use notifications::StoredInbox;
 
 /// Why the store failed; shown to operators, mapped to `internal` for clients.
 #[derive(Debug, thiserror::Error)]

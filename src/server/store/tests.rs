@@ -144,3 +144,71 @@ async fn on_commit_sees_what_was_stored() {
         .unwrap();
     assert_eq!(rx.recv().unwrap(), 1);
 }
+
+#[tokio::test]
+async fn notifications_are_kept_per_user_until_read() {
+    let (path, store) = temp_db();
+    for title in ["one", "two", "three"] {
+        store
+            .append_notification("ann".into(), title.into(), "body".into(), now(), |_| {})
+            .await
+            .unwrap();
+    }
+    store
+        .append_notification("bob".into(), "bob's".into(), "b".into(), now(), |_| {})
+        .await
+        .unwrap();
+    let inbox = store.load_inbox("ann".into(), 10, |i| i).await.unwrap();
+    assert_eq!(inbox.latest, 3);
+    assert_eq!(
+        inbox.unread.iter().map(|n| n.offset).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    let second = inbox.unread[1].notification_id.clone();
+    let changed = store
+        .mark_read("ann".into(), vec![second.clone(), "nope".into()], |_| {})
+        .await
+        .unwrap();
+    assert_eq!(changed, std::slice::from_ref(&second));
+    assert!(
+        store
+            .mark_read("bob".into(), vec![second], |_| {})
+            .await
+            .unwrap()
+            .is_empty(),
+        "only one's own"
+    );
+    drop(store);
+    let reopened = Store::open(&path).unwrap();
+    let inbox = reopened.load_inbox("ann".into(), 10, |i| i).await.unwrap();
+    assert_eq!(
+        inbox
+            .unread
+            .iter()
+            .map(|n| n.title.as_str())
+            .collect::<Vec<_>>(),
+        ["one", "three"]
+    );
+    assert_eq!(inbox.recent.len(), 3);
+}
+
+#[tokio::test]
+async fn mentions_resolve_only_to_users_ever_seen() {
+    let (_, store) = temp_db();
+    store.remember_user(ann(), now()).await.unwrap();
+    store
+        .remember_user(
+            UserRef {
+                id: "ann".into(),
+                name: "Annie".into(),
+            },
+            now(),
+        )
+        .await
+        .unwrap();
+    let known = store
+        .known_users(vec!["ann".into(), "ghost".into()])
+        .await
+        .unwrap();
+    assert_eq!(known, ["ann"]);
+}

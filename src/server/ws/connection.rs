@@ -17,12 +17,13 @@ use super::rate::TokenBucket;
 use super::writer;
 use crate::protocol::{
     decode_client, Ack, Channel, ChatSend, ClientMessage, CloseCode, Empty, ErrorBody, ErrorCode,
-    Hello, ServerMessage, StatusUpdate, Subscribe, Unsubscribe, Unsubscribed, UserRef, Welcome,
+    Hello, MarkRead, ServerMessage, StatusUpdate, Subscribe, Unsubscribe, Unsubscribed, UserRef,
+    Welcome,
 };
 use crate::server::auth::{Auth, AuthError};
 use crate::server::config::Config;
 use crate::server::frames;
-use crate::server::hub::{Hub, SubscribeError, SubscriberId, CHAT_HISTORY};
+use crate::server::hub::{Hub, SubscribeError, SubscriberId, CHAT_HISTORY, INBOX_HISTORY};
 use crate::server::metrics::Metrics;
 use crate::server::state::AppState;
 use crate::server::store::{Appended, Store};
@@ -225,7 +226,7 @@ impl Connection {
         };
         let id = envelope.id;
         match (&self.phase, envelope.message) {
-            (Phase::AwaitingHello, ClientMessage::Hello(hello)) => return self.hello(hello),
+            (Phase::AwaitingHello, ClientMessage::Hello(hello)) => return self.hello(hello).await,
             (Phase::AwaitingHello, _) => {
                 let body = ErrorBody::new(ErrorCode::HelloRequired, "send hello first");
                 self.send_error(body.with_id(id));
@@ -244,6 +245,7 @@ impl Connection {
                 self.subscribe(subscribe, id).await
             }
             (Phase::Ready, ClientMessage::ChatSend(send)) => self.chat_send(send, id).await,
+            (Phase::Ready, ClientMessage::MarkRead(read)) => self.mark_read(read, id).await,
             (Phase::Ready, ClientMessage::Unsubscribe(unsubscribe)) => {
                 self.unsubscribe(unsubscribe, id)
             }
@@ -269,11 +271,21 @@ impl Connection {
     }
 
     /// `hello`: anonymous, or identified by a token (a bad one closes with 4001).
-    fn hello(&mut self, hello: Hello) -> Option<Ending> {
+    async fn hello(&mut self, hello: Hello) -> Option<Ending> {
         if let Some(token) = hello.token {
             match self.context.auth.verify(&token) {
                 Ok(user) => {
                     self.context.hub.presence_connect(&user, self.subscriber);
+                    // Remembered so that `@name` mentions can reach this user
+                    // later; a failure here costs only that.
+                    let remembered = self
+                        .context
+                        .store
+                        .remember_user(user.clone(), frames::now())
+                        .await;
+                    if let Err(err) = remembered {
+                        tracing::error!(%err, "cannot remember a user");
+                    }
                     self.user = Some(user);
                 }
                 Err(err) => {
@@ -300,10 +312,20 @@ impl Connection {
     /// identified connection.
     fn may_subscribe(&self, channel: &Channel) -> Result<(), ErrorBody> {
         match channel {
-            Channel::Presence | Channel::Chat(_) if self.user.is_none() => Err(ErrorBody::new(
-                ErrorCode::Unauthorized,
-                format!("{channel}: only identified users may subscribe; send hello with a token"),
-            )),
+            Channel::Presence | Channel::Chat(_) | Channel::User(_) if self.user.is_none() => {
+                Err(ErrorBody::new(
+                    ErrorCode::Unauthorized,
+                    format!(
+                        "{channel}: only identified users may subscribe; send hello with a token"
+                    ),
+                ))
+            }
+            Channel::User(id) if self.user.as_ref().is_some_and(|u| &u.id != id) => {
+                Err(ErrorBody::new(
+                    ErrorCode::Forbidden,
+                    format!("{channel}: only that user may subscribe"),
+                ))
+            }
             _ => Ok(()),
         }
     }
@@ -362,20 +384,96 @@ impl Connection {
 
     /// Loads a persisted channel into the hub on first use.
     async fn install(&self, channel: &Channel) -> Result<(), crate::server::store::StoreError> {
-        let Channel::Chat(_) = channel else {
-            return Ok(());
-        };
         if self.context.hub.has(channel) {
             return Ok(());
         }
         let hub = self.context.hub.clone();
         let installed = channel.clone();
-        self.context
+        let store = &self.context.store;
+        match channel {
+            Channel::Chat(_) => {
+                store
+                    .load_chat(channel.to_string(), CHAT_HISTORY, move |stored| {
+                        hub.install_chat(&installed, stored)
+                    })
+                    .await
+            }
+            Channel::User(id) => {
+                store
+                    .load_inbox(id.clone(), INBOX_HISTORY, move |stored| {
+                        hub.install_inbox(&installed, stored)
+                    })
+                    .await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// `mark_read` (extension): marks notifications of one's own channel read;
+    /// answered by `ack` with the channel's latest offset.
+    async fn mark_read(&mut self, read: MarkRead, id: Option<String>) {
+        let Some(user) = self.user.clone() else {
+            let body = ErrorBody::new(
+                ErrorCode::Unauthorized,
+                "mark_read: only identified users have notifications",
+            );
+            return self.send_error(body.with_id(id));
+        };
+        let channel = Channel::User(user.id.clone());
+        let name = channel.to_string();
+        let hub = self.context.hub.clone();
+        let in_memory = name.clone();
+        let done = self
+            .context
             .store
-            .load_chat(channel.to_string(), CHAT_HISTORY, move |stored| {
-                hub.install_chat(&installed, stored)
+            .mark_read(user.id, read.notification_ids, move |changed| {
+                hub.inbox_read(&in_memory, changed)
             })
-            .await
+            .await;
+        match done {
+            Ok(_) => {
+                let offset = self.context.hub.latest(&channel);
+                self.send(ServerMessage::Ack(Ack {
+                    id: id.unwrap_or_default(),
+                    channel: name,
+                    offset,
+                }));
+            }
+            Err(err) => {
+                tracing::error!(%err, "cannot mark notifications read");
+                let body = ErrorBody::new(ErrorCode::Internal, "mark_read: not saved; try again");
+                self.send_error(body.with_id(id));
+            }
+        }
+    }
+
+    /// Notifies every known user `@mentioned` in a chat message (not the author).
+    async fn notify_mentions(&self, message: &crate::protocol::ChatMessage) {
+        let mentioned: Vec<String> = mentions(&message.text)
+            .into_iter()
+            .filter(|id| *id != message.user.id)
+            .collect();
+        if mentioned.is_empty() {
+            return;
+        }
+        let store = &self.context.store;
+        let known = match store.known_users(mentioned).await {
+            Ok(known) => known,
+            Err(err) => return tracing::error!(%err, "cannot resolve mentions"),
+        };
+        for user_id in known {
+            let title = format!("{} mentioned you in #{}", message.user.name, message.room);
+            let body: String = message.text.chars().take(200).collect();
+            let hub = self.context.hub.clone();
+            let stored = store
+                .append_notification(user_id, title, body, frames::now(), move |n| {
+                    hub.publish_notification(n)
+                })
+                .await;
+            if let Err(err) = stored {
+                tracing::error!(%err, "cannot store a mention");
+            }
+        }
     }
 
     /// `chat_send`: validated, stored (exactly once per envelope id), published
@@ -436,6 +534,9 @@ impl Connection {
                     channel: channel.to_owned(),
                     offset,
                 }));
+                if let Appended::New(message) = &appended {
+                    self.notify_mentions(message).await;
+                }
             }
             Err(err) => {
                 tracing::error!(%err, "cannot store a chat message");
@@ -480,6 +581,27 @@ impl Connection {
         self.context.metrics.protocol_errors.fetch_add(1, Relaxed);
         self.send(ServerMessage::Error(body));
     }
+}
+
+/// The user ids `@mentioned` in a chat text: `@` then letters, digits, `.`,
+/// `_` or `-`, case-folded (guest ids are case-folded names), each once.
+pub fn mentions(text: &str) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    for (index, _) in text.match_indices('@') {
+        let before = text[..index].chars().next_back();
+        if before.is_some_and(|c| c.is_alphanumeric()) {
+            continue; // an e-mail address, not a mention
+        }
+        let name: String = text[index + 1..]
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            .collect();
+        let id = name.trim_end_matches(['.', '-']).to_lowercase();
+        if !id.is_empty() && !found.contains(&id) {
+            found.push(id);
+        }
+    }
+    found
 }
 
 /// A read error: a message over the size limit gets 1009, anything else
@@ -692,6 +814,15 @@ mod tests {
             last_offsets.iter().filter(|&&o| o == rounds).count() == 2,
             "{last_offsets:?}"
         );
+    }
+
+    #[test]
+    fn mentions_are_case_folded_names_after_an_at_sign() {
+        assert_eq!(mentions("hi @Bob and @alice."), ["bob", "alice"]);
+        assert_eq!(mentions("@bob @BOB"), ["bob"]);
+        assert!(mentions("mail me at ann@example.com").is_empty());
+        assert!(mentions("just @ nothing").is_empty());
+        assert_eq!(mentions("@Zoë!"), ["zoë"]);
     }
 
     /// A message other than a tick is never dropped: a client that falls

@@ -1,0 +1,204 @@
+//! Targeted notifications against a real server and SQLite file: the admin
+//! API, delivery to every tab of one user only, offline delivery, refusal for
+//! anyone else, marking read (persisted), and `@mentions` from chat.
+
+mod common;
+
+use common::{http_post, temp_db, Client, TestServer};
+use pulse::protocol::{Notification, ServerMessage, Snapshot};
+use serde_json::json;
+
+const KEY: &str = "notify-key";
+
+async fn server_on(db: &str) -> TestServer {
+    TestServer::start(&[
+        "--tick-rate",
+        "0",
+        "--jwt-secret",
+        "n-secret",
+        "--admin-key",
+        KEY,
+        "--db",
+        db,
+    ])
+    .await
+}
+
+async fn signed_in(server: &TestServer, name: &str) -> Client {
+    let (_, answer) = http_post(
+        server.addr,
+        "/api/login",
+        None,
+        &json!({ "name": name }).to_string(),
+    )
+    .await;
+    let mut client = Client::connect(server).await;
+    let token = answer["token"].as_str().unwrap();
+    client
+        .send(&json!({"type": "hello", "data": {"token": token}}).to_string())
+        .await;
+    client.recv().await;
+    client
+}
+
+async fn notify(server: &TestServer, user: &str, title: &str) -> (u16, serde_json::Value) {
+    let body = json!({"user": user, "title": title, "body": "details"});
+    http_post(server.addr, "/api/notify", Some(KEY), &body.to_string()).await
+}
+
+impl Client {
+    /// Subscribes to `user:{id}`; returns the unread snapshot.
+    async fn inbox(&mut self, id: &str) -> Vec<Notification> {
+        let frame =
+            json!({"type": "subscribe", "data": {"channels": [{"channel": format!("user:{id}")}]}});
+        self.send(&frame.to_string()).await;
+        loop {
+            match self.recv().await.message {
+                ServerMessage::Subscribed(s) => match s.snapshot {
+                    Some(Snapshot::Unread(u)) => return u.unread,
+                    other => panic!("expected an unread snapshot, got {other:?}"),
+                },
+                ServerMessage::PresenceDiff(_) | ServerMessage::Chat(_) | ServerMessage::Ack(_) => {
+                    continue
+                }
+                other => panic!("expected subscribed, got {other:?}"),
+            }
+        }
+    }
+
+    async fn notification(&mut self) -> Notification {
+        loop {
+            match self.recv().await.message {
+                ServerMessage::Notification(n) => return n,
+                ServerMessage::PresenceDiff(_) | ServerMessage::Chat(_) | ServerMessage::Ack(_) => {
+                    continue
+                }
+                other => panic!("expected notification, got {other:?}"),
+            }
+        }
+    }
+}
+
+/// The API needs the admin key and a sane body, and answers the id and offset.
+#[tokio::test]
+async fn the_notify_api_checks_the_key_and_the_body() {
+    let server = server_on(&temp_db()).await;
+    let body = r#"{"user":"alice","title":"Hi","body":"x"}"#;
+    assert_eq!(
+        http_post(server.addr, "/api/notify", None, body).await.0,
+        401
+    );
+    assert_eq!(
+        http_post(server.addr, "/api/notify", Some("wrong"), body)
+            .await
+            .0,
+        401
+    );
+    for bad in [
+        r#"{"user":"","title":"x"}"#,
+        r#"{"user":"alice","title":"  "}"#,
+        r#"{"title":"x"}"#,
+    ] {
+        assert_eq!(
+            http_post(server.addr, "/api/notify", Some(KEY), bad)
+                .await
+                .0,
+            400,
+            "{bad}"
+        );
+    }
+    let (status, answer) = notify(&server, "alice", "Build green").await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["offset"], 1);
+    assert!(answer["notification_id"]
+        .as_str()
+        .is_some_and(|id| !id.is_empty()));
+}
+
+/// Every tab of the user gets it; nobody else does.
+#[tokio::test]
+async fn a_notification_reaches_every_tab_of_its_user_only() {
+    let server = server_on(&temp_db()).await;
+    let mut tab1 = signed_in(&server, "Alice").await;
+    let mut tab2 = signed_in(&server, "Alice").await;
+    let mut bob = signed_in(&server, "Bob").await;
+    tab1.inbox("alice").await;
+    tab2.inbox("alice").await;
+    bob.inbox("bob").await;
+    notify(&server, "alice", "For Alice").await;
+    assert_eq!(tab1.notification().await.title, "For Alice");
+    assert_eq!(tab2.notification().await.title, "For Alice");
+    bob.send(r#"{"type":"ping","data":{}}"#).await;
+    assert!(
+        matches!(bob.recv().await.message, ServerMessage::Pong(_)),
+        "nothing for Bob"
+    );
+}
+
+/// Someone else's channel is `forbidden`; anonymous connections are `unauthorized`.
+#[tokio::test]
+async fn only_the_user_may_subscribe_to_their_channel() {
+    let server = server_on(&temp_db()).await;
+    let mut bob = signed_in(&server, "Bob").await;
+    bob.send(r#"{"type":"subscribe","data":{"channels":[{"channel":"user:alice"}]}}"#)
+        .await;
+    assert_eq!(bob.recv_json().await["data"]["code"], "forbidden");
+    let mut anonymous = Client::connected(&server).await;
+    anonymous
+        .send(r#"{"type":"subscribe","data":{"channels":[{"channel":"user:alice"}]}}"#)
+        .await;
+    assert_eq!(anonymous.recv_json().await["data"]["code"], "unauthorized");
+}
+
+/// A user who was offline finds their notifications unread on the next
+/// connect; read ones stay read, across a server restart too.
+#[tokio::test]
+async fn offline_notifications_wait_unread_and_read_ones_stay_read() {
+    let db = temp_db();
+    let server = server_on(&db).await;
+    notify(&server, "alice", "first").await;
+    notify(&server, "alice", "second").await;
+    let mut alice = signed_in(&server, "Alice").await;
+    let unread = alice.inbox("alice").await;
+    assert_eq!(
+        unread.iter().map(|n| n.title.as_str()).collect::<Vec<_>>(),
+        ["first", "second"]
+    );
+    let first = unread[0].notification_id.clone();
+    alice
+        .send(
+            &json!({"type":"mark_read","data":{"notification_ids":[first]},"id":"r-1"}).to_string(),
+        )
+        .await;
+    match alice.recv().await.message {
+        ServerMessage::Ack(ack) => assert_eq!(
+            (ack.id.as_str(), ack.channel.as_str(), ack.offset),
+            ("r-1", "user:alice", 2)
+        ),
+        other => panic!("expected ack, got {other:?}"),
+    }
+    server.shutdown().await;
+
+    let server = server_on(&db).await;
+    let mut alice = signed_in(&server, "Alice").await;
+    let unread = alice.inbox("alice").await;
+    assert_eq!(
+        unread.iter().map(|n| n.title.as_str()).collect::<Vec<_>>(),
+        ["second"]
+    );
+}
+
+/// `@alice` in a chat message notifies Alice (a user the server has seen);
+/// a mention of nobody known notifies nobody.
+#[tokio::test]
+async fn a_mention_in_chat_notifies_that_user() {
+    let server = server_on(&temp_db()).await;
+    let mut alice = signed_in(&server, "Alice").await;
+    alice.inbox("alice").await;
+    let mut bob = signed_in(&server, "Bob").await;
+    let frame = json!({"type":"chat_send","data":{"room":"general","text":"hey @alice and @nobody"},"id":"b-1"});
+    bob.send(&frame.to_string()).await;
+    let mention = alice.notification().await;
+    assert_eq!(mention.title, "Bob mentioned you in #general");
+    assert_eq!(mention.body, "hey @alice and @nobody");
+}
