@@ -295,3 +295,29 @@ async fn a_flood_is_rate_limited_without_closing() {
         "still connected"
     );
 }
+
+/// Older messages load in pages before a given offset (the view's scroll-back).
+#[tokio::test]
+async fn older_history_loads_in_pages() {
+    let server = server_on(&temp_db(), &["--chat-rate", "1000"]).await;
+    let mut alice = user(&server, "Alice").await;
+    for n in 1..=8 {
+        alice
+            .say_acked("general", &format!("a-{n}"), &format!("m{n}"))
+            .await;
+    }
+    alice
+        .send(r#"{"type":"history","data":{"channel":"chat:general","before":6,"limit":3}}"#)
+        .await;
+    match alice.next().await {
+        ServerMessage::History(page) => {
+            let offsets: Vec<u64> = page.messages.iter().map(|m| m.offset).collect();
+            assert_eq!(offsets, [3, 4, 5]);
+        }
+        other => panic!("expected history, got {other:?}"),
+    }
+    alice
+        .send(r#"{"type":"history","data":{"channel":"ticker:AAPL","before":6}}"#)
+        .await;
+    assert!(matches!(alice.next().await, ServerMessage::Error(e) if e.code.as_str() == "invalid"));
+}

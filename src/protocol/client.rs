@@ -17,6 +17,8 @@ pub enum ClientMessage {
     Ping(Empty),
     /// Extension: marks notifications read (see docs/EXTENSIONS.md).
     MarkRead(MarkRead),
+    /// Extension: asks for older chat messages (see docs/EXTENSIONS.md).
+    History(HistoryRequest),
 }
 
 impl ClientMessage {
@@ -31,6 +33,7 @@ impl ClientMessage {
             ClientMessage::DocUpdate(_) => "doc_update",
             ClientMessage::Ping(_) => "ping",
             ClientMessage::MarkRead(_) => "mark_read",
+            ClientMessage::History(_) => "history",
         }
     }
 }
@@ -104,4 +107,14 @@ pub struct DocUpdateRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MarkRead {
     pub notification_ids: Vec<String>,
+}
+
+/// `history` (extension): up to `limit` (default 50, at most 100) messages of
+/// a chat channel before offset `before`; answered by a server `history`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryRequest {
+    pub channel: String,
+    pub before: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
 }

@@ -194,6 +194,7 @@ pub fn decode_client(text: &str) -> Result<ClientEnvelope, DecodeError> {
         "doc_update" => ClientMessage::DocUpdate(data_of(data).map_err(invalid)?),
         "ping" => ClientMessage::Ping(data_of(data).map_err(invalid)?),
         "mark_read" => ClientMessage::MarkRead(data_of(data).map_err(invalid)?),
+        "history" => ClientMessage::History(data_of(data).map_err(invalid)?),
         other => {
             return Err(DecodeError::new(
                 ErrorCode::UnknownType,

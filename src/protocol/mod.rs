@@ -17,8 +17,8 @@ mod time;
 
 pub use channel::{Channel, ChannelError};
 pub use client::{
-    ChatSend, ClientMessage, DocUpdateRequest, Hello, MarkRead, Since, StatusUpdate, Subscribe,
-    SubscribeChannel, Unsubscribe, UserStatus,
+    ChatSend, ClientMessage, DocUpdateRequest, Hello, HistoryRequest, MarkRead, Since,
+    StatusUpdate, Subscribe, SubscribeChannel, Unsubscribe, UserStatus,
 };
 pub use codes::{CloseCode, ErrorCode};
 pub use envelope::{decode_client, ClientEnvelope, DecodeError, Empty, ServerEnvelope};
@@ -27,9 +27,9 @@ pub use http::{
     PresenceResponse, PublishResponse,
 };
 pub use server::{
-    Ack, Batch, ChatMessage, ChatSnapshot, DocSnapshot, DocUpdateEvent, ErrorBody, Notification,
-    PresenceDiff, PresenceSnapshot, PresenceUser, ServerMessage, Snapshot, Subscribed, Tick,
-    TickerSnapshot, UnreadSnapshot, Unsubscribed, UserRef, Welcome,
+    Ack, Batch, ChatMessage, ChatSnapshot, DocSnapshot, DocUpdateEvent, ErrorBody, HistoryPage,
+    Notification, PresenceDiff, PresenceSnapshot, PresenceUser, ServerMessage, Snapshot,
+    Subscribed, Tick, TickerSnapshot, UnreadSnapshot, Unsubscribed, UserRef, Welcome,
 };
 pub use time::Timestamp;
 

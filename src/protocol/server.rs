@@ -23,6 +23,8 @@ pub enum ServerMessage {
     Pong(Empty),
     Error(ErrorBody),
     Batch(Batch),
+    /// Extension: the answer to a client `history`.
+    History(HistoryPage),
 }
 
 /// A user as other users see them.
@@ -214,4 +216,12 @@ impl ErrorBody {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Batch {
     pub messages: Vec<ServerEnvelope>,
+}
+
+/// `history` (extension): older chat messages, oldest first; empty when
+/// there are no more.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryPage {
+    pub channel: String,
+    pub messages: Vec<ChatMessage>,
 }

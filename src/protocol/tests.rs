@@ -78,6 +78,17 @@ fn client_mark_read_extension() {
 }
 
 #[test]
+fn history_extension() {
+    check_client(
+        r#"{"type":"history","data":{"channel":"chat:general","before":51,"limit":20},"id":"h-1"}"#,
+    );
+    check_client(r#"{"type":"history","data":{"channel":"chat:general","before":51}}"#);
+    check::<ServerEnvelope>(&format!(
+        r#"{{"type":"history","data":{{"channel":"chat:general","messages":[]}},{T}}}"#
+    ));
+}
+
+#[test]
 fn server_welcome() {
     check::<ServerEnvelope>(&format!(
         r#"{{"type":"welcome","data":{{"connection_id":"k1","user":{{"id":"alice","name":"Alice"}},"heartbeat_ms":15000,"max_message_bytes":65536}},{T}}}"#

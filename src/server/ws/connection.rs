@@ -20,6 +20,7 @@ use crate::protocol::{
     Hello, MarkRead, ServerMessage, StatusUpdate, Subscribe, Unsubscribe, Unsubscribed, UserRef,
     Welcome,
 };
+use crate::protocol::{HistoryPage, HistoryRequest};
 use crate::server::auth::{Auth, AuthError};
 use crate::server::config::Config;
 use crate::server::frames;
@@ -246,6 +247,7 @@ impl Connection {
             }
             (Phase::Ready, ClientMessage::ChatSend(send)) => self.chat_send(send, id).await,
             (Phase::Ready, ClientMessage::MarkRead(read)) => self.mark_read(read, id).await,
+            (Phase::Ready, ClientMessage::History(request)) => self.history(request, id).await,
             (Phase::Ready, ClientMessage::Unsubscribe(unsubscribe)) => {
                 self.unsubscribe(unsubscribe, id)
             }
@@ -442,6 +444,41 @@ impl Connection {
             Err(err) => {
                 tracing::error!(%err, "cannot mark notifications read");
                 let body = ErrorBody::new(ErrorCode::Internal, "mark_read: not saved; try again");
+                self.send_error(body.with_id(id));
+            }
+        }
+    }
+
+    /// `history` (extension): older messages of a chat channel, from disk.
+    async fn history(&mut self, request: HistoryRequest, id: Option<String>) {
+        let channel = match request.channel.parse::<Channel>() {
+            Ok(channel @ Channel::Chat(_)) => channel,
+            _ => {
+                let body = ErrorBody::new(
+                    ErrorCode::Invalid,
+                    "channel: history is kept for chat: channels",
+                );
+                return self.send_error(body.with_id(id).with_channel(request.channel));
+            }
+        };
+        if let Err(body) = self.may_subscribe(&channel) {
+            return self.send_error(body.with_id(id).with_channel(request.channel));
+        }
+        let limit = request.limit.unwrap_or(50).clamp(1, 100) as usize;
+        match self
+            .context
+            .store
+            .chat_before(request.channel.clone(), request.before, limit)
+            .await
+        {
+            Ok(messages) => self.send(ServerMessage::History(HistoryPage {
+                channel: request.channel,
+                messages,
+            })),
+            Err(err) => {
+                tracing::error!(%err, "cannot read chat history");
+                let body =
+                    ErrorBody::new(ErrorCode::Internal, "history: could not be read; try again");
                 self.send_error(body.with_id(id));
             }
         }
