@@ -3,6 +3,7 @@
 use leptos::prelude::*;
 
 use super::identity::Identity;
+use super::notifications::NotificationsButton;
 use crate::client::{ConnectionStatus, LiveConnection};
 
 #[component]
@@ -11,6 +12,7 @@ pub fn Header() -> impl IntoView {
        <header class="topbar">
            <h1 class="brand"><span class="brand-mark" aria-hidden="true">"◆"</span>" Pulse"</h1>
            <ConnectionBadge/>
+       <NotificationsButton/>
        <Identity/>
        </header>
     }

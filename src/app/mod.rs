@@ -1,8 +1,10 @@
 //! The Leptos views: the HTML shell and the dashboard. Views read the signals
 //! of [`crate::client`] and do no IO of their own.
 
+mod chat;
 mod header;
 mod identity;
+mod notifications;
 mod presence;
 mod ticker;
 
@@ -12,7 +14,9 @@ use leptos_router::components::{Route, Router, Routes};
 use leptos_router::StaticSegment;
 
 use crate::client;
+use chat::ChatPanel;
 use header::Header;
+use notifications::Toast;
 use presence::Online;
 use ticker::Watchlist;
 
@@ -63,7 +67,9 @@ fn Dashboard() -> impl IntoView {
            <Watchlist/>
            <aside class="side-column" aria-label="People">
                <Online/>
+               <ChatPanel/>
            </aside>
+           <Toast/>
        </main>
     }
     .into_any()

@@ -83,3 +83,8 @@ pub async fn login(name: &str) -> Result<LoginResponse, String> {
         Err(_) => Err(format!("the server answered {}", response.status())),
     }
 }
+
+/// A random number in [0, 1).
+pub fn random() -> f64 {
+    js_sys::Math::random()
+}

@@ -6,11 +6,19 @@
 use leptos::prelude::*;
 use std::collections::HashMap;
 
+use super::chat::{self, ChatLine};
 use super::initial::{InitialState, MAX_WATCHLIST};
 use super::store::{apply_presence, sort_people, Cursors, QuoteView, Renewal};
 use crate::protocol::{
-    check_guest_name, Channel, PresenceUser, ServerMessage, Since, Snapshot, UserRef,
+    check_guest_name, Channel, ChatSend, ClientEnvelope, ClientMessage, HistoryRequest, MarkRead,
+    Notification, PresenceUser, ServerMessage, Since, Snapshot, UserRef,
 };
+
+/// The room every page starts in.
+pub const DEFAULT_ROOM: &str = "general";
+
+/// Hands an envelope to the socket driver; `false` when it could not.
+pub type Sender = std::sync::Arc<dyn Fn(ClientEnvelope) -> bool + Send + Sync>;
 
 /// What the `Connection` badge says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +75,17 @@ pub struct LiveConnection {
     pub join_problem: RwSignal<Option<String>>,
     /// Bumped to make the socket driver reconnect now (after join or leave).
     pub generation: RwSignal<u64>,
+    /// Chat rooms joined on this page, and the one shown.
+    pub rooms: RwSignal<Vec<String>>,
+    pub room: RwSignal<String>,
+    /// Unread notifications, oldest first, and the one the toast shows.
+    pub unread: RwSignal<Vec<Notification>>,
+    pub toast: RwSignal<Option<Notification>>,
+    /// One signal per room's log.
+    lines: StoredValue<HashMap<String, RwSignal<Vec<ChatLine>>>>,
+    /// Hands a message to the socket driver (installed by it; `None` on the
+    /// server); `false` when it cannot be sent now.
+    sender: StoredValue<Option<Sender>>,
     /// One signal per symbol ever watched on this page.
     quotes: StoredValue<HashMap<String, RwSignal<Option<QuoteView>>>>,
     cursors: StoredValue<Cursors>,
@@ -85,11 +104,23 @@ impl LiveConnection {
             people: RwSignal::new(Vec::new()),
             join_problem: RwSignal::new(None),
             generation: RwSignal::new(0),
+            rooms: RwSignal::new(vec![DEFAULT_ROOM.to_owned()]),
+            room: RwSignal::new(DEFAULT_ROOM.to_owned()),
+            unread: RwSignal::new(Vec::new()),
+            toast: RwSignal::new(None),
+            lines: StoredValue::new(HashMap::new()),
+            sender: StoredValue::new(None),
             quotes: StoredValue::new(HashMap::new()),
             cursors: StoredValue::new(Cursors::default()),
             owner: StoredValue::new(Owner::current().unwrap_or_default()),
         };
-        for answer in initial.tickers.into_iter().chain(initial.presence) {
+        let rendered = initial
+            .tickers
+            .into_iter()
+            .chain(initial.presence)
+            .chain(initial.chat)
+            .chain(initial.inbox);
+        for answer in rendered {
             live.apply(ServerMessage::Subscribed(answer));
         }
         live
@@ -126,8 +157,131 @@ impl LiveConnection {
     pub fn signed_out(&self) {
         self.user.set(None);
         self.people.set(Vec::new());
-        self.cursors
-            .update_value(|cursors| cursors.forget("presence"));
+        self.unread.set(Vec::new());
+        self.cursors.update_value(|cursors| {
+            cursors.forget("presence");
+            for room in self.rooms.get_untracked() {
+                cursors.forget(&format!("chat:{room}"));
+            }
+        });
+    }
+
+    /// The signal of a room's log.
+    pub fn lines(&self, room: &str) -> RwSignal<Vec<ChatLine>> {
+        if let Some(signal) = self.lines.with_value(|lines| lines.get(room).copied()) {
+            return signal;
+        }
+        let signal = self
+            .owner
+            .with_value(|owner| owner.with(|| RwSignal::new(Vec::new())));
+        self.lines.update_value(|lines| {
+            lines.insert(room.to_owned(), signal);
+        });
+        signal
+    }
+
+    /// Lets the socket driver take messages from the views.
+    pub fn install_sender(&self, sender: Sender) {
+        self.sender.set_value(Some(sender));
+    }
+
+    /// Sends `message` with envelope `id` if the socket is up.
+    fn send(&self, message: ClientMessage, id: Option<String>) -> bool {
+        if self.status.get_untracked() != ConnectionStatus::Connected {
+            return false;
+        }
+        let envelope = ClientEnvelope {
+            message,
+            timestamp: None,
+            id,
+        };
+        self.sender
+            .with_value(|sender| sender.as_ref().is_some_and(|send| send(envelope)))
+    }
+
+    /// Sends a chat message to the shown room; it shows as pending until
+    /// acknowledged, or failed (with a retry) if it cannot be sent.
+    pub fn say(&self, text: &str, id: String) {
+        let Some(user) = self.user.get_untracked() else {
+            return;
+        };
+        let room = self.room.get_untracked();
+        let text = text.trim().to_owned();
+        if text.is_empty() {
+            return;
+        }
+        self.lines(&room)
+            .update(|lines| chat::pending(lines, &id, &user, &text));
+        let sent = self.send(
+            ClientMessage::ChatSend(ChatSend {
+                room: room.clone(),
+                text,
+            }),
+            Some(id.clone()),
+        );
+        if !sent {
+            self.lines(&room).update(|lines| {
+                chat::failed(lines, &id, "not sent: offline");
+            });
+        }
+    }
+
+    /// Sends a failed line again under its own id (exactly once on the server).
+    pub fn retry(&self, room: &str, line: &ChatLine) {
+        let previous = self.room.get_untracked();
+        self.room.set(room.to_owned());
+        self.say(&line.text, line.key.clone());
+        self.room.set(previous);
+    }
+
+    /// Joins (or creates) a room by name and shows it.
+    pub fn join_room(&self, name: &str) -> Result<(), String> {
+        let room = name.trim().trim_start_matches('#').to_lowercase();
+        Channel::chat(&room).map_err(|err| err.to_string())?;
+        if !self.rooms.get_untracked().contains(&room) {
+            self.rooms.update(|rooms| rooms.push(room.clone()));
+        }
+        self.room.set(room);
+        Ok(())
+    }
+
+    /// Asks for the messages before the oldest one shown.
+    pub fn load_older(&self, room: &str) {
+        let Some(before) = self.lines(room).with_untracked(|lines| chat::oldest(lines)) else {
+            return;
+        };
+        if before > 1 {
+            let request = HistoryRequest {
+                channel: format!("chat:{room}"),
+                before,
+                limit: Some(50),
+            };
+            self.send(ClientMessage::History(request), None);
+        }
+    }
+
+    /// Marks these notifications read (on the server too).
+    pub fn mark_read(&self, ids: Vec<String>) {
+        self.unread
+            .update(|unread| unread.retain(|n| !ids.contains(&n.notification_id)));
+        self.send(
+            ClientMessage::MarkRead(MarkRead {
+                notification_ids: ids,
+            }),
+            Some(format!("r-{}", self.generation.get_untracked())),
+        );
+    }
+
+    /// An `error` answering envelope `id`: a chat line of ours fails.
+    pub fn refused(&self, id: &str, reason: &str) {
+        for room in self.rooms.get_untracked() {
+            let mut hit = false;
+            self.lines(&room)
+                .update(|lines| hit = chat::failed(lines, id, reason));
+            if hit {
+                return;
+            }
+        }
     }
 
     fn restart(&self) {
@@ -187,6 +341,17 @@ impl LiveConnection {
                     (Ok(Channel::Ticker(symbol)), Some(Renewal::Replace(view))) => {
                         self.quote(&symbol).set(view);
                     }
+                    (Ok(Channel::Chat(room)), Some(Renewal::Replace(_))) => {
+                        if let Some(Snapshot::Chat(snapshot)) = &answer.snapshot {
+                            self.lines(&room)
+                                .update(|lines| chat::replace(lines, &snapshot.messages));
+                        }
+                    }
+                    (Ok(Channel::User(_)), Some(Renewal::Replace(_))) => {
+                        if let Some(Snapshot::Unread(snapshot)) = answer.snapshot {
+                            self.unread.set(snapshot.unread);
+                        }
+                    }
                     (Ok(Channel::Presence), Some(Renewal::Replace(_))) => {
                         let mut users = match answer.snapshot {
                             Some(Snapshot::Presence(snapshot)) => snapshot.users,
@@ -217,6 +382,43 @@ impl LiveConnection {
                     Some(view) => view.apply(&tick),
                     None => *view = Some(QuoteView::from_tick(&tick)),
                 });
+            }
+            ServerMessage::Chat(message) => {
+                let fresh = self
+                    .cursors
+                    .try_update_value(|c| c.accept(&message.channel, message.offset));
+                if fresh == Some(true) {
+                    self.lines(&message.room)
+                        .update(|lines| chat::received(lines, &message));
+                }
+            }
+            ServerMessage::Ack(ack) => {
+                if let Some(room) = ack.channel.strip_prefix("chat:") {
+                    self.lines(room)
+                        .update(|lines| chat::acked(lines, &ack.id, ack.offset));
+                }
+            }
+            ServerMessage::History(page) => {
+                if let Some(room) = page.channel.strip_prefix("chat:") {
+                    self.lines(room)
+                        .update(|lines| chat::older(lines, &page.messages));
+                }
+            }
+            ServerMessage::Notification(notification) => {
+                let fresh = self
+                    .cursors
+                    .try_update_value(|c| c.accept(&notification.channel, notification.offset));
+                if fresh == Some(true) {
+                    self.unread.update(|unread| {
+                        if !unread
+                            .iter()
+                            .any(|n| n.notification_id == notification.notification_id)
+                        {
+                            unread.push(notification.clone());
+                        }
+                    });
+                    self.toast.set(Some(notification));
+                }
             }
             _ => {}
         }

@@ -29,6 +29,10 @@ pub struct InitialState {
     pub user: Option<UserRef>,
     /// The presence channel at render time (signed-in users only).
     pub presence: Option<Subscribed>,
+    /// The chat rooms rendered (signed-in users only).
+    pub chat: Vec<Subscribed>,
+    /// The user's notifications, when the server had them in memory.
+    pub inbox: Option<Subscribed>,
 }
 
 /// The value of cookie `name` in a `Cookie` header.

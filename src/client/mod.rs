@@ -3,11 +3,14 @@
 //! WebSocket and writes those signals.
 
 pub mod backoff;
+pub mod chat;
 mod context;
 mod initial;
 pub mod store;
 
-pub use context::{provide_live_connection, ConnectionStatus, LiveConnection, WatchlistError};
+pub use context::{
+    provide_live_connection, ConnectionStatus, LiveConnection, WatchlistError, DEFAULT_ROOM,
+};
 pub use initial::{
     cookie, token_cookie, watchlist_cookie, watchlist_from_cookies, InitialState,
     DEFAULT_WATCHLIST, MAX_WATCHLIST, TOKEN_COOKIE, WATCHLIST_COOKIE,
@@ -37,7 +40,20 @@ mod browser {
 
     pub fn store_token(_token: Option<&str>) {}
 
+    pub fn random() -> f64 {
+        0.5
+    }
+
     pub async fn login(_name: &str) -> Result<LoginResponse, String> {
         Err("signing in needs a browser".into())
     }
+}
+
+/// A fresh envelope id for a chat message (the server's idempotency key:
+/// unique per user, so a page's ids must not repeat across reloads).
+pub fn new_message_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let random = (browser::random() * 1e15) as u64;
+    format!("c-{random:x}-{}", COUNT.fetch_add(1, Ordering::Relaxed))
 }

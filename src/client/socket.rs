@@ -22,7 +22,7 @@ use crate::protocol::{
 /// What the page asks of the socket task.
 enum Command {
     /// Send this now if connected (a full subscribe follows every reconnect).
-    Send(ClientMessage),
+    Send(ClientEnvelope),
     /// Reconnect now: the token changed.
     Restart,
 }
@@ -54,17 +54,38 @@ pub fn start(live: LiveConnection) {
                 .collect();
             if !added.is_empty() {
                 let channels = added.iter().map(|s| ticker(s)).collect::<Vec<_>>();
-                let _ = to_socket.unbounded_send(Command::Send(subscribe(live, channels)));
+                let _ = to_socket.unbounded_send(send(subscribe(live, channels)));
             }
             if !removed.is_empty() {
                 let channels = removed.iter().map(|s| ticker(s)).collect();
-                let _ = to_socket.unbounded_send(Command::Send(ClientMessage::Unsubscribe(
-                    Unsubscribe { channels },
-                )));
+                let _ = to_socket
+                    .unbounded_send(send(ClientMessage::Unsubscribe(Unsubscribe { channels })));
             }
         },
         false,
     );
+    // Rooms joined while signed in are subscribed at once.
+    let to_socket = commands.clone();
+    Effect::watch(
+        move || live.rooms.get(),
+        move |now: &Vec<String>, before: Option<&Vec<String>>, _| {
+            let before = before.cloned().unwrap_or_default();
+            let added: Vec<String> = now
+                .iter()
+                .filter(|r| !before.contains(r))
+                .map(|r| format!("chat:{r}"))
+                .collect();
+            if !added.is_empty() && live.user.get_untracked().is_some() {
+                let _ = to_socket.unbounded_send(send(subscribe(live, added)));
+            }
+        },
+        false,
+    );
+    // The views send chat messages, history requests and read marks here.
+    let to_socket = commands.clone();
+    live.install_sender(std::sync::Arc::new(move |envelope| {
+        to_socket.unbounded_send(Command::Send(envelope)).is_ok()
+    }));
     let to_socket = commands.clone();
     Effect::watch(
         move || live.generation.get(),
@@ -76,7 +97,7 @@ pub fn start(live: LiveConnection) {
     // A hidden page makes its user `away`.
     let handle = window_event_listener(leptos::ev::visibilitychange, move |_| {
         if live.user.get_untracked().is_some() {
-            let _ = commands.unbounded_send(Command::Send(status_now()));
+            let _ = commands.unbounded_send(send(status_now()));
         }
     });
     on_cleanup(move || handle.remove());
@@ -85,6 +106,10 @@ pub fn start(live: LiveConnection) {
 
 fn ticker(symbol: &str) -> String {
     Channel::Ticker(symbol.to_owned()).to_string()
+}
+
+fn send(message: ClientMessage) -> Command {
+    Command::Send(ClientEnvelope::new(message))
 }
 
 fn status_now() -> ClientMessage {
@@ -181,7 +206,7 @@ async fn session(live: LiveConnection, commands: &mut mpsc::UnboundedReceiver<Co
     loop {
         let wait = (next_ping - now_ms()).max(0.0) as u32;
         let mut timer = TimeoutFuture::new(wait).fuse();
-        let mut to_send = Vec::new();
+        let mut to_send: Vec<ClientEnvelope> = Vec::new();
         futures::select! {
             frame = inbound.next() => match frame {
                 Some(Ok(Message::Text(frame))) => {
@@ -189,7 +214,7 @@ async fn session(live: LiveConnection, commands: &mut mpsc::UnboundedReceiver<Co
                     if let Some(ms) = on_frame(live, &frame) {
                         heartbeat_ms = ms as f64;
                         next_ping = last_heard + heartbeat_ms;
-                        to_send = after_welcome(live);
+                        to_send = after_welcome(live).into_iter().map(ClientEnvelope::new).collect();
                     }
                 }
                 Some(Ok(Message::Bytes(_))) => last_heard = now_ms(),
@@ -199,7 +224,7 @@ async fn session(live: LiveConnection, commands: &mut mpsc::UnboundedReceiver<Co
                 None => return Ended::Closed(CloseCode::Abnormal),
             },
             command = commands.next() => match command {
-                Some(Command::Send(message)) => to_send.push(message),
+                Some(Command::Send(envelope)) => to_send.push(envelope),
                 Some(Command::Restart) | None => return Ended::Restart,
             },
             _ = timer => {
@@ -207,12 +232,16 @@ async fn session(live: LiveConnection, commands: &mut mpsc::UnboundedReceiver<Co
                     // Dropping both halves closes the dead socket.
                     return Ended::Closed(CloseCode::Abnormal);
                 }
-                to_send.push(ClientMessage::Ping(Empty {}));
+                to_send.push(ClientEnvelope::new(ClientMessage::Ping(Empty {})));
                 next_ping += heartbeat_ms;
             }
         }
-        for message in to_send {
-            if outbound.send(text(message)).await.is_err() {
+        for envelope in to_send {
+            if outbound
+                .send(Message::Text(envelope.to_json()))
+                .await
+                .is_err()
+            {
                 return Ended::Closed(CloseCode::Abnormal);
             }
         }
@@ -228,9 +257,17 @@ fn after_welcome(live: LiveConnection) -> Vec<ClientMessage> {
         .iter()
         .map(|s| ticker(s))
         .collect();
-    let signed_in = live.user.get_untracked().is_some();
-    if signed_in {
+    let user = live.user.get_untracked();
+    let signed_in = user.is_some();
+    if let Some(user) = user {
         channels.push(Channel::Presence.to_string());
+        channels.push(Channel::User(user.id).to_string());
+        channels.extend(
+            live.rooms
+                .get_untracked()
+                .iter()
+                .map(|room| format!("chat:{room}")),
+        );
     }
     let mut messages = Vec::new();
     if !channels.is_empty() {
@@ -261,6 +298,9 @@ fn on_frame(live: LiveConnection, frame: &str) -> Option<u64> {
             }
             ServerMessage::Error(error) => {
                 leptos::logging::log!("server error {}: {}", error.code, error.message);
+                if let Some(id) = &error.id {
+                    live.refused(id, &error.message);
+                }
             }
             other => live.apply(other),
         }

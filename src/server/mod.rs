@@ -80,6 +80,14 @@ pub async fn serve(
     let auth = Arc::new(Auth::new(&jwt_secret(&config), config.token_ttl()));
     let store = store::Store::open(&config.db)?;
     tracing::info!(db = %config.db.display(), "database open");
+    // The default room is in memory from the start, so pages render its history.
+    let general = crate::protocol::Channel::Chat(crate::client::DEFAULT_ROOM.to_owned());
+    let installer = hub.clone();
+    store
+        .load_chat(general.to_string(), hub::CHAT_HISTORY, move |stored| {
+            installer.install_chat(&general, stored)
+        })
+        .await?;
     let seed = config.seed.unwrap_or_else(rand::random);
     let feeds = Feeds::new(Market::new(&config.symbols.0, seed), hub.clone());
     let state = AppState {

@@ -34,10 +34,24 @@ pub fn provide_initial_state(hub: &Hub, auth: &Auth, default_watchlist: &[String
         .filter(|token| !token.is_empty())
         .and_then(|token| auth.verify(token).ok());
     let presence = user.as_ref().map(|_| hub.peek(&Channel::Presence));
+    // Rooms and inboxes are on disk; what the hub has in memory renders now
+    // (the default room always is), the rest arrives with the socket.
+    let general = Channel::Chat(crate::client::DEFAULT_ROOM.to_owned());
+    let chat = match &user {
+        Some(_) if hub.has(&general) => vec![hub.peek(&general)],
+        _ => Vec::new(),
+    };
+    let inbox = user
+        .as_ref()
+        .map(|user| Channel::User(user.id.clone()))
+        .filter(|channel| hub.has(channel))
+        .map(|channel| hub.peek(&channel));
     provide_context(InitialState {
         watchlist,
         tickers,
         user,
         presence,
+        chat,
+        inbox,
     });
 }

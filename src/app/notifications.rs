@@ -1,0 +1,100 @@
+//! Notifications: the header button (its name starts with `Notifications`
+//! and says how many are unread), the list to read them, and a toast when
+//! one arrives (announced politely).
+
+use leptos::prelude::*;
+
+use crate::client::LiveConnection;
+
+#[component]
+pub fn NotificationsButton() -> impl IntoView {
+    let live = expect_context::<LiveConnection>();
+    let open = RwSignal::new(false);
+    let count = move || live.unread.with(Vec::len);
+    let label = move || match count() {
+        0 => "Notifications, none unread".to_owned(),
+        1 => "Notifications, 1 unread".to_owned(),
+        n => format!("Notifications, {n} unread"),
+    };
+    view! {
+        <Show when=move || live.user.with(Option::is_some)>
+            <div class="notifications">
+                <button
+                    type="button"
+                    class="bell"
+                    aria-label=label
+                    aria-expanded=move || open.get().to_string()
+                    aria-controls="notification-list"
+                    on:click=move |_| open.update(|o| *o = !*o)
+                >
+                    <span aria-hidden="true">"🔔"</span>
+                    <Show when=move || { count() > 0 }>
+                        <span class="badge" aria-hidden="true">{count}</span>
+                    </Show>
+                </button>
+                <Show when=move || open.get()>
+                    <NotificationList/>
+                </Show>
+            </div>
+        </Show>
+    }
+    .into_any()
+}
+
+/// The unread notifications, each with "Mark read".
+#[component]
+fn NotificationList() -> impl IntoView {
+    let live = expect_context::<LiveConnection>();
+    let count = move || live.unread.with(Vec::len);
+    let all_read = move |_| {
+        live.mark_read(
+            live.unread
+                .with_untracked(|u| u.iter().map(|n| n.notification_id.clone()).collect()),
+        )
+    };
+    view! {
+        <div id="notification-list" class="notification-list" role="region" aria-label="Notifications">
+            <Show when=move || { count() > 0 } fallback=|| view! { <p class="empty">"Nothing new."</p> }>
+                <ul>
+                    <For each=move || live.unread.get() key=|n| n.notification_id.clone() let:note>
+                        <Unread note/>
+                    </For>
+                </ul>
+                <button type="button" on:click=all_read>"Mark all read"</button>
+            </Show>
+        </div>
+    }
+    .into_any()
+}
+
+#[component]
+fn Unread(note: crate::protocol::Notification) -> impl IntoView {
+    let live = expect_context::<LiveConnection>();
+    let id = note.notification_id.clone();
+    view! {
+        <li>
+            <strong>{note.title.clone()}</strong>
+            <p>{note.body.clone()}</p>
+            <button type="button" class="link" on:click=move |_| live.mark_read(vec![id.clone()])>"Mark read"</button>
+        </li>
+    }
+    .into_any()
+}
+
+/// The toast of the newest notification, dismissed by a click.
+#[component]
+pub fn Toast() -> impl IntoView {
+    let live = expect_context::<LiveConnection>();
+    view! {
+        <div class="toast-area" role="status" aria-live="polite" aria-label="New notification">
+            {move || live.toast.get().map(|note| view! {
+                <div class="toast">
+                    <strong>{note.title.clone()}</strong>
+                    <p>{note.body.clone()}</p>
+                    <button type="button" class="link" on:click=move |_| live.toast.set(None)>"Dismiss"</button>
+                </div>
+            })}
+        </div>
+    }
+    .into_any()
+}
