@@ -82,6 +82,11 @@ pub struct Config {
     #[arg(long, env = "PULSE_MAX_OUTBOX_BYTES", default_value_t = 1 << 20)]
     pub max_outbox_bytes: usize,
 
+    /// The most WebSocket connections served at once; past it new ones are
+    /// closed with 1013 (try again later). Unlimited when unset.
+    #[arg(long, env = "PULSE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
     /// Milliseconds the server waits, on shutdown, for connections to say goodbye.
     #[arg(long, env = "PULSE_SHUTDOWN_GRACE_MS", default_value_t = 5_000)]
     pub shutdown_grace_ms: u64,

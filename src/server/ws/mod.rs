@@ -22,7 +22,8 @@ const READ_BUFFER_BYTES: usize = 2 * 1024;
 
 /// Upgrades to a WebSocket. A forbidden `Origin` still gets a socket, closed
 /// at once with 1008, because a browser shows scripts the close code but never
-/// an HTTP status; clients then know not to retry.
+/// an HTTP status; clients then know not to retry. Past `--max-connections`,
+/// a socket is closed at once with 1013 (try again later, with backoff).
 pub async fn handler(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -36,7 +37,7 @@ pub async fn handler(
         .max_message_size(limit)
         .max_frame_size(limit)
         // tungstenite reserves 128 KiB per socket for reading by default;
-        // 4 KiB keeps an idle socket small (see README, "How many connections").
+        // 2 KiB keeps an idle socket small (see docs/BENCHMARKS.md).
         .read_buffer_size(READ_BUFFER_BYTES)
         // The writer sends one (batch) frame at a time and flushes it, so
         // tungstenite need not gather frames in a buffer of its own.
@@ -46,17 +47,40 @@ pub async fn handler(
             origin = origin.unwrap_or_default(),
             "refused WebSocket from a foreign origin"
         );
-        return upgrade.on_upgrade(refuse_origin);
+        return upgrade
+            .on_upgrade(|socket| refuse(socket, CloseCode::PolicyViolation, "origin not allowed"));
+    }
+    let open = state
+        .metrics
+        .connections_open
+        .load(std::sync::atomic::Ordering::Relaxed);
+    if state
+        .config
+        .max_connections
+        .is_some_and(|cap| open >= cap as u64)
+    {
+        tracing::warn!(open, "connection limit reached; refusing with 1013");
+        return upgrade.on_upgrade(|socket| {
+            refuse(
+                socket,
+                CloseCode::TryAgainLater,
+                "server full: try again later",
+            )
+        });
     }
     let tracker = state.connections.clone();
     let context = ConnectionContext::from_state(&state);
     upgrade.on_upgrade(move |socket| tracker.track_future(serve_connection(socket, context)))
 }
 
-async fn refuse_origin(mut socket: WebSocket) {
+/// Closes a socket at once with `code`, then waits (briefly) for the peer's
+/// close so the frame is not lost to a reset.
+async fn refuse(mut socket: WebSocket, code: CloseCode, reason: &'static str) {
     let frame = CloseFrame {
-        code: CloseCode::PolicyViolation.code(),
-        reason: "origin not allowed".into(),
+        code: code.code(),
+        reason: reason.into(),
     };
-    let _ = socket.send(Message::Close(Some(frame))).await;
+    if socket.send(Message::Close(Some(frame))).await.is_ok() {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), socket.recv()).await;
+    }
 }
