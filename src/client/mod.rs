@@ -6,6 +6,7 @@ pub mod backoff;
 pub mod chat;
 mod context;
 mod initial;
+pub mod reconnect;
 pub mod store;
 
 pub use context::{
