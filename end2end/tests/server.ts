@@ -43,7 +43,8 @@ export class PulseServer {
   ) {}
 
   static async start(flags: string[] = []): Promise<PulseServer> {
-    const server = new PulseServer(await freePort(), flags);
+    // A fixed secret, as in production: tokens survive a restart.
+    const server = new PulseServer(await freePort(), ["--jwt-secret", "pulse-e2e-secret", ...flags]);
     await server.start();
     return server;
   }
@@ -91,5 +92,10 @@ export class PulseServer {
   /** Kills the process without a goodbye (SIGKILL), as a crash would. */
   async kill(): Promise<void> {
     await this.stop("SIGKILL");
+  }
+
+  /** Whether the process is running. */
+  get running(): boolean {
+    return !!this.child && this.child.exitCode === null && this.child.signalCode === null;
   }
 }

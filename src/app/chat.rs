@@ -21,6 +21,7 @@ pub fn ChatPanel() -> impl IntoView {
             >
                 <Rooms/>
                 <Log/>
+                <p class="form-problem" role="alert">{move || live.outbox_warning.get()}</p>
                 <Composer/>
             </Show>
         </section>

@@ -20,7 +20,8 @@ pub fn Header() -> impl IntoView {
 }
 
 /// `role="status"` named `Connection`: a coloured dot and a text that starts
-/// with `Connected`, `Reconnecting` or `Offline` (the dot is never the only signal).
+/// with `Connected`, `Reconnecting` or `Offline` (the dot is never the only
+/// signal), counting down to the next attempt, with "Retry now" while waiting.
 #[component]
 fn ConnectionBadge() -> impl IntoView {
     let live = expect_context::<LiveConnection>();
@@ -32,10 +33,25 @@ fn ConnectionBadge() -> impl IntoView {
         )
     };
     let text = move || status.with(ConnectionStatus::label);
+    let waiting = move || {
+        status.with(|s| {
+            matches!(
+                s,
+                ConnectionStatus::Reconnecting { in_secs: 1.. }
+                    | ConnectionStatus::Offline { connecting: false }
+            )
+        })
+    };
     view! {
-        <div role="status" aria-label="Connection" class=class>
-            <span class="dot" aria-hidden="true"></span>
-            <span class="connection-text">{text}</span>
+        <div class="connection-area">
+            <div role="status" aria-label="Connection" class=class>
+                <span class="dot" aria-hidden="true"></span>
+                <span class="connection-text">{text}</span>
+            </div>
+            <Show when=waiting>
+                <button type="button" class="link" on:click=move |_| live.retry.update(|n| *n += 1)>"Retry now"</button>
+            </Show>
         </div>
     }
+    .into_any()
 }

@@ -7,7 +7,11 @@ use super::initial::{
     cookie, token_cookie, watchlist_cookie, watchlist_from_cookies, InitialState,
     DEFAULT_WATCHLIST, TOKEN_COOKIE,
 };
+use super::outbox::Outbox;
 use crate::protocol::{ApiErrorResponse, LoginRequest, LoginResponse};
+
+/// Where the outbox waits across reloads.
+const OUTBOX_KEY: &str = "pulse_outbox";
 
 /// How long the browser keeps the token cookie (the server's tokens last a
 /// week by default; an expired one is answered 4001 and dropped).
@@ -87,4 +91,31 @@ pub async fn login(name: &str) -> Result<LoginResponse, String> {
 /// A random number in [0, 1).
 pub fn random() -> f64 {
     js_sys::Math::random()
+}
+
+fn local_storage() -> Option<web_sys::Storage> {
+    web_sys::window()?.local_storage().ok().flatten()
+}
+
+/// Keeps the outbox across reloads (an empty one is removed).
+pub fn store_outbox(outbox: &Outbox) {
+    let Some(storage) = local_storage() else {
+        return;
+    };
+    if outbox.is_empty() {
+        let _ = storage.remove_item(OUTBOX_KEY);
+    } else if let Ok(json) = serde_json::to_string(outbox) {
+        let _ = storage.set_item(OUTBOX_KEY, &json);
+    }
+}
+
+/// What an earlier visit left unsent.
+pub fn load_outbox() -> Option<Outbox> {
+    let json = local_storage()?.get_item(OUTBOX_KEY).ok().flatten()?;
+    serde_json::from_str(&json).ok()
+}
+
+/// Whether the browser says it is online.
+pub fn online() -> bool {
+    web_sys::window().is_none_or(|w| w.navigator().on_line())
 }

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use super::chat::{self, ChatLine};
 use super::initial::{InitialState, MAX_WATCHLIST};
+use super::outbox::{Outbox, OUTBOX_CAPACITY};
 use super::store::{apply_presence, sort_people, Cursors, QuoteView, Renewal};
 use crate::protocol::{
     check_guest_name, Channel, ChatSend, ClientEnvelope, ClientMessage, HistoryRequest, MarkRead,
@@ -86,6 +87,12 @@ pub struct LiveConnection {
     /// Hands a message to the socket driver (installed by it; `None` on the
     /// server); `false` when it cannot be sent now.
     sender: StoredValue<Option<Sender>>,
+    /// Messages not acknowledged yet, replayed after every reconnect.
+    outbox: StoredValue<Outbox>,
+    /// Set when the outbox overflowed and dropped a message.
+    pub outbox_warning: RwSignal<Option<String>>,
+    /// Bumped by "retry now".
+    pub retry: RwSignal<u64>,
     /// One signal per symbol ever watched on this page.
     quotes: StoredValue<HashMap<String, RwSignal<Option<QuoteView>>>>,
     cursors: StoredValue<Cursors>,
@@ -110,6 +117,9 @@ impl LiveConnection {
             toast: RwSignal::new(None),
             lines: StoredValue::new(HashMap::new()),
             sender: StoredValue::new(None),
+            outbox: StoredValue::new(Outbox::default()),
+            outbox_warning: RwSignal::new(None),
+            retry: RwSignal::new(0),
             quotes: StoredValue::new(HashMap::new()),
             cursors: StoredValue::new(Cursors::default()),
             owner: StoredValue::new(Owner::current().unwrap_or_default()),
@@ -199,8 +209,9 @@ impl LiveConnection {
             .with_value(|sender| sender.as_ref().is_some_and(|send| send(envelope)))
     }
 
-    /// Sends a chat message to the shown room; it shows as pending until
-    /// acknowledged, or failed (with a retry) if it cannot be sent.
+    /// Sends a chat message to the shown room. It shows as pending until
+    /// acknowledged; while disconnected it waits in the outbox (which survives
+    /// a reload) and goes out with the same id after the reconnect.
     pub fn say(&self, text: &str, id: String) {
         let Some(user) = self.user.get_untracked() else {
             return;
@@ -212,18 +223,61 @@ impl LiveConnection {
         }
         self.lines(&room)
             .update(|lines| chat::pending(lines, &id, &user, &text));
-        let sent = self.send(
-            ClientMessage::ChatSend(ChatSend {
-                room: room.clone(),
-                text,
-            }),
-            Some(id.clone()),
-        );
-        if !sent {
-            self.lines(&room).update(|lines| {
-                chat::failed(lines, &id, "not sent: offline");
-            });
+        let message = ClientMessage::ChatSend(ChatSend { room, text });
+        self.enqueue(ClientEnvelope::new(message).with_id(id));
+    }
+
+    /// Puts a message in the outbox and sends it now if connected.
+    pub fn enqueue(&self, envelope: ClientEnvelope) {
+        let dropped = self
+            .outbox
+            .try_update_value(|outbox| outbox.push(envelope.clone()))
+            .flatten();
+        if let Some(dropped) = dropped {
+            self.outbox_warning.set(Some(format!(
+                "More than {OUTBOX_CAPACITY} messages were waiting for the connection; the oldest was dropped."
+            )));
+            if let Some(id) = &dropped.id {
+                self.refused(id, "dropped: too many messages waiting");
+            }
         }
+        self.store_outbox();
+        self.send(envelope.message, envelope.id);
+    }
+
+    /// Everything waiting, to send after a (re)connect.
+    pub fn replay_outbox(&self) -> Vec<ClientEnvelope> {
+        let replay = self
+            .outbox
+            .try_update_value(Outbox::replay)
+            .unwrap_or_default();
+        self.store_outbox();
+        replay
+    }
+
+    /// Puts back what a previous visit of this page left unsent.
+    pub fn restore_outbox(&self, outbox: Outbox) {
+        for envelope in outbox.iter() {
+            if let (ClientMessage::ChatSend(send), Some(id), Some(user)) =
+                (&envelope.message, &envelope.id, self.user.get_untracked())
+            {
+                if !self.rooms.get_untracked().contains(&send.room) {
+                    self.rooms.update(|rooms| rooms.push(send.room.clone()));
+                }
+                self.lines(&send.room)
+                    .update(|lines| chat::pending(lines, id, &user, &send.text));
+            }
+        }
+        self.outbox.set_value(outbox);
+    }
+
+    fn settle(&self, id: &str) {
+        self.outbox.update_value(|outbox| outbox.settle(id));
+        self.store_outbox();
+    }
+
+    fn store_outbox(&self) {
+        self.outbox.with_value(super::browser::store_outbox);
     }
 
     /// Sends a failed line again under its own id (exactly once on the server).
@@ -272,8 +326,10 @@ impl LiveConnection {
         );
     }
 
-    /// An `error` answering envelope `id`: a chat line of ours fails.
+    /// An `error` answering envelope `id`: it is settled, and a chat line of
+    /// ours fails.
     pub fn refused(&self, id: &str, reason: &str) {
+        self.settle(id);
         for room in self.rooms.get_untracked() {
             let mut hit = false;
             self.lines(&room)
@@ -393,6 +449,7 @@ impl LiveConnection {
                 }
             }
             ServerMessage::Ack(ack) => {
+                self.settle(&ack.id);
                 if let Some(room) = ack.channel.strip_prefix("chat:") {
                     self.lines(room)
                         .update(|lines| chat::acked(lines, &ack.id, ack.offset));

@@ -6,6 +6,7 @@ pub mod backoff;
 pub mod chat;
 mod context;
 mod initial;
+pub mod outbox;
 pub mod reconnect;
 pub mod store;
 
@@ -44,6 +45,8 @@ mod browser {
     pub fn random() -> f64 {
         0.5
     }
+
+    pub fn store_outbox(_outbox: &super::outbox::Outbox) {}
 
     pub async fn login(_name: &str) -> Result<LoginResponse, String> {
         Err("signing in needs a browser".into())

@@ -246,7 +246,8 @@ impl Reconnect {
     fn connect(&mut self) -> Vec<Command> {
         self.session += 1;
         self.state = State::Connecting;
-        let status = match self.online {
+        // The first attempt of a page is not a *re*connection.
+        let status = match self.online && self.session > 1 {
             true => ConnectionStatus::Reconnecting { in_secs: 0 },
             false => ConnectionStatus::Offline { connecting: true },
         };

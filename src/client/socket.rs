@@ -1,43 +1,61 @@
-//! The socket driver (browser builds only): one task owns the WebSocket,
-//! sends `hello` (with the stored token, if any) and heartbeat `ping`s,
-//! subscribes the watchlist and presence (resuming from the offsets the page
-//! already shows), follows watchlist edits and page visibility, reads server
-//! messages into the [`LiveConnection`] signals, and reconnects on the
-//! backoff schedule (at once after a sign-in or sign-out).
+//! The socket driver (browser builds only): a thin IO shell around the
+//! [`Reconnect`] machine. One task owns the WebSocket; it turns socket
+//! frames, timers, browser events (online/offline, visibility) and the
+//! views' requests into machine events, and carries out the commands:
+//! connect (with `hello` and the stored token), ping, schedule timers, show
+//! the status, and on `welcome` subscribe everything the page shows
+//! (resuming from its offsets) and replay the outbox.
 
 use futures::channel::mpsc;
+use futures::stream::FuturesUnordered;
 use futures::{FutureExt, SinkExt, StreamExt};
 use gloo_net::websocket::{futures::WebSocket, Message, WebSocketError};
 use gloo_timers::future::TimeoutFuture;
 use leptos::prelude::*;
+use std::future::Future;
+use std::pin::Pin;
 
-use super::backoff::Backoff;
 use super::browser;
-use super::{ConnectionStatus, LiveConnection};
+use super::reconnect::{Command, Event, Reconnect, Timer};
+use super::LiveConnection;
 use crate::protocol::{
-    Channel, ClientEnvelope, ClientMessage, CloseCode, Empty, Hello, ServerEnvelope, ServerMessage,
-    StatusUpdate, Subscribe, SubscribeChannel, Unsubscribe, UserStatus, DEFAULT_HEARTBEAT_MS,
+    Channel, ClientEnvelope, ClientMessage, Empty, Hello, ServerEnvelope, ServerMessage,
+    StatusUpdate, Subscribe, SubscribeChannel, Unsubscribe, UserStatus,
 };
 
-/// What the page asks of the socket task.
-enum Command {
-    /// Send this now if connected (a full subscribe follows every reconnect).
+/// What reaches the socket task from the page.
+enum Input {
+    /// Something the machine must hear about.
+    Event(Event),
+    /// A message to send now if the connection is up (the outbox and the
+    /// subscribe after `welcome` cover the time it is not).
     Send(ClientEnvelope),
-    /// Reconnect now: the token changed.
-    Restart,
 }
 
-/// How a session ended.
-enum Ended {
-    Closed(CloseCode),
-    Restart,
-}
+type Socket = (
+    futures::stream::SplitSink<WebSocket, Message>,
+    futures::stream::Fuse<futures::stream::SplitStream<WebSocket>>,
+);
+type TimerFuture = Pin<Box<dyn Future<Output = (Timer, u32)>>>;
 
 /// Starts the driver on the browser's event loop.
 pub fn start(live: LiveConnection) {
-    let (commands, inbox) = mpsc::unbounded();
-    // Watchlist edits become subscribe/unsubscribe messages for the socket.
-    let to_socket = commands.clone();
+    let (inputs, inbox) = mpsc::unbounded::<Input>();
+    let send = {
+        let inputs = inputs.clone();
+        move |message: ClientMessage| {
+            let _ = inputs.unbounded_send(Input::Send(ClientEnvelope::new(message)));
+        }
+    };
+    let event = {
+        let inputs = inputs.clone();
+        move |event: Event| {
+            let _ = inputs.unbounded_send(Input::Event(event));
+        }
+    };
+
+    // Watchlist edits and new rooms become subscribe/unsubscribe messages.
+    let to_socket = send.clone();
     Effect::watch(
         move || live.watchlist.get(),
         move |now: &Vec<String>, before: Option<&Vec<String>>, _| {
@@ -45,27 +63,25 @@ pub fn start(live: LiveConnection) {
             let added: Vec<String> = now
                 .iter()
                 .filter(|s| !before.contains(s))
-                .cloned()
+                .map(|s| ticker(s))
                 .collect();
             let removed: Vec<String> = before
                 .iter()
                 .filter(|s| !now.contains(s))
-                .cloned()
+                .map(|s| ticker(s))
                 .collect();
             if !added.is_empty() {
-                let channels = added.iter().map(|s| ticker(s)).collect::<Vec<_>>();
-                let _ = to_socket.unbounded_send(send(subscribe(live, channels)));
+                to_socket(subscribe(live, added));
             }
             if !removed.is_empty() {
-                let channels = removed.iter().map(|s| ticker(s)).collect();
-                let _ = to_socket
-                    .unbounded_send(send(ClientMessage::Unsubscribe(Unsubscribe { channels })));
+                to_socket(ClientMessage::Unsubscribe(Unsubscribe {
+                    channels: removed,
+                }));
             }
         },
         false,
     );
-    // Rooms joined while signed in are subscribed at once.
-    let to_socket = commands.clone();
+    let to_socket = send.clone();
     Effect::watch(
         move || live.rooms.get(),
         move |now: &Vec<String>, before: Option<&Vec<String>>, _| {
@@ -76,40 +92,56 @@ pub fn start(live: LiveConnection) {
                 .map(|r| format!("chat:{r}"))
                 .collect();
             if !added.is_empty() && live.user.get_untracked().is_some() {
-                let _ = to_socket.unbounded_send(send(subscribe(live, added)));
+                to_socket(subscribe(live, added));
             }
         },
         false,
     );
-    // The views send chat messages, history requests and read marks here.
-    let to_socket = commands.clone();
-    live.install_sender(std::sync::Arc::new(move |envelope| {
-        to_socket.unbounded_send(Command::Send(envelope)).is_ok()
-    }));
-    let to_socket = commands.clone();
+    // Sign-in and sign-out reconnect at once; so does "retry now".
+    let to_machine = event.clone();
     Effect::watch(
         move || live.generation.get(),
-        move |_, _, _| {
-            let _ = to_socket.unbounded_send(Command::Restart);
-        },
+        move |_, _, _| to_machine(Event::Restart),
         false,
     );
-    // A hidden page makes its user `away`.
-    let handle = window_event_listener(leptos::ev::visibilitychange, move |_| {
+    let to_machine = event.clone();
+    Effect::watch(
+        move || live.retry.get(),
+        move |_, _, _| to_machine(Event::RetryNow),
+        false,
+    );
+
+    // The views hand messages over here (they are in the outbox already).
+    let to_socket = inputs.clone();
+    live.install_sender(std::sync::Arc::new(move |envelope| {
+        to_socket.unbounded_send(Input::Send(envelope)).is_ok()
+    }));
+
+    // A hidden page makes its user `away` (queued while disconnected).
+    let visibility = window_event_listener(leptos::ev::visibilitychange, move |_| {
         if live.user.get_untracked().is_some() {
-            let _ = commands.unbounded_send(send(status_now()));
+            live.enqueue(ClientEnvelope::new(status_now()));
         }
     });
-    on_cleanup(move || handle.remove());
+    let to_machine = event.clone();
+    let online = window_event_listener(leptos::ev::online, move |_| to_machine(Event::Online));
+    let to_machine = event;
+    let offline = window_event_listener(leptos::ev::offline, move |_| to_machine(Event::Offline));
+    on_cleanup(move || {
+        visibility.remove();
+        online.remove();
+        offline.remove();
+    });
+
+    // What an earlier visit left unsent goes out after the first welcome.
+    if let Some(outbox) = browser::load_outbox() {
+        live.restore_outbox(outbox);
+    }
     leptos::task::spawn_local(drive(live, inbox));
 }
 
 fn ticker(symbol: &str) -> String {
     Channel::Ticker(symbol.to_owned()).to_string()
-}
-
-fn send(message: ClientMessage) -> Command {
-    Command::Send(ClientEnvelope::new(message))
 }
 
 fn status_now() -> ClientMessage {
@@ -133,123 +165,187 @@ fn subscribe(live: LiveConnection, channels: Vec<String>) -> ClientMessage {
     ClientMessage::Subscribe(Subscribe { channels })
 }
 
-async fn drive(live: LiveConnection, mut commands: mpsc::UnboundedReceiver<Command>) {
-    let mut backoff = Backoff::default();
+/// The socket task.
+struct Driver {
+    live: LiveConnection,
+    machine: Reconnect,
+    socket: Option<Socket>,
+    /// Welcomed on the current socket: messages may go out.
+    ready: bool,
+    timers: FuturesUnordered<TimerFuture>,
+}
+
+async fn drive(live: LiveConnection, mut inbox: mpsc::UnboundedReceiver<Input>) {
+    let mut driver = Driver {
+        live,
+        machine: Reconnect::default(),
+        socket: None,
+        ready: false,
+        timers: FuturesUnordered::new(),
+    };
+    if !browser::online() {
+        driver.handle(Event::Offline).await;
+    }
+    driver.handle(Event::Start).await;
     loop {
-        let opened_at = now_ms();
-        let closed_with = match session(live, &mut commands).await {
-            Ended::Restart => continue,
-            Ended::Closed(code) => code,
+        let frame = async {
+            match driver.socket.as_mut() {
+                Some((_, inbound)) => inbound.next().await,
+                None => std::future::pending().await,
+            }
         };
-        backoff.connection_lasted(now_ms() - opened_at);
-        if closed_with == CloseCode::Unauthorized && browser::token().is_some() {
-            // The token expired or is not valid here: carry on signed out.
-            browser::store_token(None);
-            live.signed_out();
-            continue;
-        }
-        if !closed_with.reconnects() {
-            live.status
-                .set(ConnectionStatus::Offline { connecting: false });
-            return;
-        }
-        let delay = backoff.next_delay_ms(js_sys::Math::random());
-        live.status.set(ConnectionStatus::Reconnecting {
-            in_secs: delay.div_ceil(1000),
-        });
-        let mut wait = TimeoutFuture::new(delay).fuse();
-        loop {
-            futures::select! {
-                _ = wait => break,
-                command = commands.next() => match command {
-                    Some(Command::Restart) => break,
-                    Some(Command::Send(_)) => {}
-                    None => return,
-                },
+        let timer = async {
+            if driver.timers.is_empty() {
+                std::future::pending().await
+            } else {
+                driver.timers.next().await
+            }
+        };
+        let step = futures::select! {
+            frame = frame.fuse() => Step::Frame(frame),
+            input = inbox.next() => match input {
+                Some(input) => Step::Input(input),
+                None => return,
+            },
+            fired = timer.fuse() => match fired {
+                Some((timer, session)) => Step::Input(Input::Event(Event::Timer { timer, session })),
+                None => continue,
+            },
+        };
+        match step {
+            Step::Frame(frame) => driver.on_frame(frame).await,
+            Step::Input(Input::Event(event)) => driver.handle(event).await,
+            Step::Input(Input::Send(envelope)) => {
+                if driver.ready {
+                    driver.send(envelope).await;
+                }
             }
         }
-        live.status
-            .set(ConnectionStatus::Reconnecting { in_secs: 0 });
     }
 }
 
-/// One connection, from opening to close.
-async fn session(live: LiveConnection, commands: &mut mpsc::UnboundedReceiver<Command>) -> Ended {
-    let Some(url) = socket_url() else {
-        return Ended::Closed(CloseCode::Normal);
-    };
-    let socket = match WebSocket::open(&url) {
-        Ok(socket) => socket,
-        Err(err) => {
-            leptos::logging::log!("cannot open {url}: {err:?}");
-            return Ended::Closed(CloseCode::Abnormal);
-        }
-    };
-    let (mut outbound, inbound) = socket.split();
-    let mut inbound = inbound.fuse();
-    let hello = ClientMessage::Hello(Hello {
-        token: browser::token(),
-    });
-    if outbound.send(text(hello)).await.is_err() {
-        return Ended::Closed(CloseCode::Abnormal);
-    }
-    // Edits made while disconnected are covered by the full subscribe below.
-    while let Ok(command) = commands.try_recv() {
-        if let Command::Restart = command {
-            return Ended::Restart;
+enum Step {
+    Frame(Option<Result<Message, WebSocketError>>),
+    Input(Input),
+}
+
+impl Driver {
+    /// Runs one event through the machine and carries out what it says.
+    async fn handle(&mut self, event: Event) {
+        let mut pending = vec![event];
+        while let Some(event) = pending.pop() {
+            let commands = self.machine.handle(event, now_ms(), js_sys::Math::random());
+            for command in commands {
+                if let Some(follow) = self.run(command).await {
+                    pending.push(follow);
+                }
+            }
         }
     }
 
-    let mut heartbeat_ms = DEFAULT_HEARTBEAT_MS as f64;
-    let mut last_heard = now_ms();
-    let mut next_ping = last_heard + heartbeat_ms;
-    loop {
-        let wait = (next_ping - now_ms()).max(0.0) as u32;
-        let mut timer = TimeoutFuture::new(wait).fuse();
-        let mut to_send: Vec<ClientEnvelope> = Vec::new();
-        futures::select! {
-            frame = inbound.next() => match frame {
-                Some(Ok(Message::Text(frame))) => {
-                    last_heard = now_ms();
-                    if let Some(ms) = on_frame(live, &frame) {
-                        heartbeat_ms = ms as f64;
-                        next_ping = last_heard + heartbeat_ms;
-                        to_send = after_welcome(live).into_iter().map(ClientEnvelope::new).collect();
-                    }
+    /// Carries out one command; a failed connect comes back as an event.
+    async fn run(&mut self, command: Command) -> Option<Event> {
+        match command {
+            Command::Connect => return self.connect().await,
+            Command::Disconnect => {
+                self.socket = None;
+                self.ready = false;
+            }
+            Command::Ping => {
+                self.send(ClientEnvelope::new(ClientMessage::Ping(Empty {})))
+                    .await
+            }
+            Command::Schedule {
+                timer,
+                at_ms,
+                session,
+            } => {
+                let wait = (at_ms - now_ms()).max(0.0) as u32;
+                self.timers.push(Box::pin(
+                    TimeoutFuture::new(wait).map(move |_| (timer, session)),
+                ));
+            }
+            Command::Status(status) => self.live.status.set(status),
+            Command::Flush => {
+                self.ready = true;
+                for message in after_welcome(self.live) {
+                    self.send(ClientEnvelope::new(message)).await;
                 }
-                Some(Ok(Message::Bytes(_))) => last_heard = now_ms(),
-                Some(Err(WebSocketError::ConnectionClose(event))) => return Ended::Closed(CloseCode::from(event.code)),
-                // An `error` event is always followed by `close`.
-                Some(Err(_)) => {}
-                None => return Ended::Closed(CloseCode::Abnormal),
-            },
-            command = commands.next() => match command {
-                Some(Command::Send(envelope)) => to_send.push(envelope),
-                Some(Command::Restart) | None => return Ended::Restart,
-            },
-            _ = timer => {
-                if now_ms() - last_heard >= 2.0 * heartbeat_ms {
-                    // Dropping both halves closes the dead socket.
-                    return Ended::Closed(CloseCode::Abnormal);
+                for envelope in self.live.replay_outbox() {
+                    self.send(envelope).await;
                 }
-                to_send.push(ClientEnvelope::new(ClientMessage::Ping(Empty {})));
-                next_ping += heartbeat_ms;
+            }
+            Command::SignOut => {
+                browser::store_token(None);
+                self.live.signed_out();
             }
         }
-        for envelope in to_send {
+        None
+    }
+
+    /// Opens a socket and sends `hello`; `Opened` or, on failure, `Closed`.
+    async fn connect(&mut self) -> Option<Event> {
+        self.socket = None;
+        self.ready = false;
+        let Some(url) = socket_url() else {
+            return Some(Event::Closed { code: 1000 });
+        };
+        let Ok(socket) = WebSocket::open(&url) else {
+            return Some(Event::Closed { code: 1006 });
+        };
+        let (mut outbound, inbound) = socket.split();
+        let hello = ClientEnvelope::new(ClientMessage::Hello(Hello {
+            token: browser::token(),
+        }));
+        // The first send waits for the socket to open.
+        if outbound.send(Message::Text(hello.to_json())).await.is_err() {
+            return Some(Event::Closed { code: 1006 });
+        }
+        self.socket = Some((outbound, inbound.fuse()));
+        Some(Event::Opened)
+    }
+
+    async fn send(&mut self, envelope: ClientEnvelope) {
+        if let Some((outbound, _)) = self.socket.as_mut() {
             if outbound
                 .send(Message::Text(envelope.to_json()))
                 .await
                 .is_err()
             {
-                return Ended::Closed(CloseCode::Abnormal);
+                self.socket = None;
+                self.ready = false;
+                Box::pin(self.handle(Event::Closed { code: 1006 })).await;
+            }
+        }
+    }
+
+    async fn on_frame(&mut self, frame: Option<Result<Message, WebSocketError>>) {
+        match frame {
+            Some(Ok(Message::Text(text))) => {
+                self.handle(Event::Heard).await;
+                if let Some(heartbeat_ms) = on_text(self.live, &text) {
+                    self.handle(Event::Welcome { heartbeat_ms }).await;
+                }
+            }
+            Some(Ok(Message::Bytes(_))) => self.handle(Event::Heard).await,
+            Some(Err(WebSocketError::ConnectionClose(event))) => {
+                self.socket = None;
+                self.ready = false;
+                self.handle(Event::Closed { code: event.code }).await;
+            }
+            // An `error` event is always followed by `close`.
+            Some(Err(_)) => {}
+            None => {
+                self.socket = None;
+                self.ready = false;
+                self.handle(Event::Closed { code: 1006 }).await;
             }
         }
     }
 }
 
-/// What to send once `welcome` arrived: one subscribe for the watchlist (and
-/// presence when signed in), and the page's visibility.
+/// What to send once `welcome` arrived: one subscribe for everything the
+/// page shows, and the page's visibility.
 fn after_welcome(live: LiveConnection) -> Vec<ClientMessage> {
     let mut channels: Vec<String> = live
         .watchlist
@@ -281,7 +377,7 @@ fn after_welcome(live: LiveConnection) -> Vec<ClientMessage> {
 
 /// Applies one server frame to the signals; returns the heartbeat interval
 /// when the frame held a `welcome`.
-fn on_frame(live: LiveConnection, frame: &str) -> Option<u64> {
+fn on_text(live: LiveConnection, frame: &str) -> Option<u64> {
     // Unknown kinds from a newer server are skipped, not fatal.
     let envelope = ServerEnvelope::from_json(frame).ok()?;
     let mut heartbeat = None;
@@ -294,7 +390,6 @@ fn on_frame(live: LiveConnection, frame: &str) -> Option<u64> {
                 } else {
                     live.user.set(welcome.user);
                 }
-                live.status.set(ConnectionStatus::Connected);
             }
             ServerMessage::Error(error) => {
                 leptos::logging::log!("server error {}: {}", error.code, error.message);
@@ -306,10 +401,6 @@ fn on_frame(live: LiveConnection, frame: &str) -> Option<u64> {
         }
     }
     heartbeat
-}
-
-fn text(message: ClientMessage) -> Message {
-    Message::Text(ClientEnvelope::new(message).to_json())
 }
 
 /// `ws://` or `wss://` on the page's own host, path `/ws`.

@@ -64,7 +64,7 @@ fn start_connects_and_welcome_flushes_and_starts_the_heartbeat() {
     assert_eq!(
         machine.handle(Event::Start, 0.0, 0.5),
         [
-            Command::Status(Reconnecting { in_secs: 0 }),
+            Command::Status(Offline { connecting: true }),
             Command::Connect
         ]
     );
