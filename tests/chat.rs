@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{http_post, temp_db, Client, TestServer};
+use common::{temp_db, Client, TestServer};
 use pulse::protocol::{ChatMessage, ServerMessage, Snapshot, Subscribed};
 use serde_json::json;
 
@@ -19,23 +19,6 @@ async fn server_on(db: &str, extra: &[&str]) -> TestServer {
     ];
     flags.extend_from_slice(extra);
     TestServer::start(&flags).await
-}
-
-async fn user(server: &TestServer, name: &str) -> Client {
-    let (_, answer) = http_post(
-        server.addr,
-        "/api/login",
-        None,
-        &json!({ "name": name }).to_string(),
-    )
-    .await;
-    let token = answer["token"].as_str().unwrap();
-    let mut client = Client::connect(server).await;
-    client
-        .send(&json!({"type": "hello", "data": {"token": token}}).to_string())
-        .await;
-    client.recv().await;
-    client
 }
 
 impl Client {
@@ -105,8 +88,8 @@ fn messages(subscribed: &Subscribed) -> Vec<ChatMessage> {
 #[tokio::test]
 async fn a_message_is_acked_and_reaches_every_subscriber() {
     let server = server_on(&temp_db(), &[]).await;
-    let mut alice = user(&server, "Alice").await;
-    let mut bob = user(&server, "Bob").await;
+    let mut alice = Client::signed_in(&server, "Alice").await;
+    let mut bob = Client::signed_in(&server, "Bob").await;
     assert_eq!(alice.join_room("general", None).await.offset, 0);
     bob.join_room("general", None).await;
 
@@ -147,15 +130,15 @@ async fn a_message_is_acked_and_reaches_every_subscriber() {
 #[tokio::test]
 async fn a_replayed_send_is_acked_again_and_delivered_once() {
     let server = server_on(&temp_db(), &[]).await;
-    let mut alice = user(&server, "Alice").await;
-    let mut bob = user(&server, "Bob").await;
+    let mut alice = Client::signed_in(&server, "Alice").await;
+    let mut bob = Client::signed_in(&server, "Bob").await;
     bob.join_room("general", None).await;
     alice.say("general", "a-1", "once").await;
     assert!(matches!(alice.next().await, ServerMessage::Ack(ack) if ack.offset == 1));
     drop(alice);
 
     // Reconnected, replaying the outbox.
-    let mut alice = user(&server, "Alice").await;
+    let mut alice = Client::signed_in(&server, "Alice").await;
     alice.say("general", "a-1", "once").await;
     assert!(
         matches!(alice.next().await, ServerMessage::Ack(ack) if ack.offset == 1 && ack.id == "a-1")
@@ -170,13 +153,13 @@ async fn a_replayed_send_is_acked_again_and_delivered_once() {
 #[tokio::test]
 async fn the_snapshot_is_the_last_fifty_messages() {
     let server = server_on(&temp_db(), &["--chat-rate", "1000"]).await;
-    let mut alice = user(&server, "Alice").await;
+    let mut alice = Client::signed_in(&server, "Alice").await;
     for n in 1..=60 {
         alice
             .say_acked("general", &format!("a-{n}"), &format!("m{n}"))
             .await;
     }
-    let mut bob = user(&server, "Bob").await;
+    let mut bob = Client::signed_in(&server, "Bob").await;
     let answer = bob.join_room("general", None).await;
     assert_eq!(answer.offset, 60);
     let texts: Vec<String> = messages(&answer).into_iter().map(|m| m.text).collect();
@@ -190,7 +173,7 @@ async fn the_snapshot_is_the_last_fifty_messages() {
 async fn history_and_resume_survive_a_restart() {
     let db = temp_db();
     let server = server_on(&db, &[]).await;
-    let mut alice = user(&server, "Alice").await;
+    let mut alice = Client::signed_in(&server, "Alice").await;
     let epoch = alice.join_room("general", None).await.epoch;
     for n in 1..=3 {
         alice
@@ -206,14 +189,14 @@ async fn history_and_resume_survive_a_restart() {
     server.shutdown().await;
 
     let server = server_on(&db, &[]).await;
-    let mut bob = user(&server, "Bob").await;
+    let mut bob = Client::signed_in(&server, "Bob").await;
     let answer = bob
         .join_room("general", Some(json!({"offset": 1, "epoch": epoch})))
         .await;
     assert!(answer.recovered, "{answer:?}");
     assert_eq!((answer.epoch.as_str(), answer.offset), (epoch.as_str(), 3));
     assert_eq!([bob.chat().await.text, bob.chat().await.text], ["m2", "m3"]);
-    let mut carol = user(&server, "Carol").await;
+    let mut carol = Client::signed_in(&server, "Carol").await;
     let fresh = carol.join_room("general", None).await;
     assert_eq!(messages(&fresh).len(), 3, "history survived the restart");
 }
@@ -222,7 +205,7 @@ async fn history_and_resume_survive_a_restart() {
 #[tokio::test]
 async fn bad_sends_are_refused_with_clear_errors() {
     let server = server_on(&temp_db(), &[]).await;
-    let mut alice = user(&server, "Alice").await;
+    let mut alice = Client::signed_in(&server, "Alice").await;
     let long = "x".repeat(2001);
     for (frame, code, says) in [
         (
@@ -279,7 +262,7 @@ async fn anonymous_connections_cannot_chat() {
 #[tokio::test]
 async fn a_flood_is_rate_limited_without_closing() {
     let server = server_on(&temp_db(), &["--chat-rate", "1"]).await;
-    let mut alice = user(&server, "Alice").await;
+    let mut alice = Client::signed_in(&server, "Alice").await;
     let mut limited = 0;
     for n in 0..15 {
         alice.say("general", &format!("f-{n}"), "spam").await;
@@ -300,7 +283,7 @@ async fn a_flood_is_rate_limited_without_closing() {
 #[tokio::test]
 async fn older_history_loads_in_pages() {
     let server = server_on(&temp_db(), &["--chat-rate", "1000"]).await;
-    let mut alice = user(&server, "Alice").await;
+    let mut alice = Client::signed_in(&server, "Alice").await;
     for n in 1..=8 {
         alice
             .say_acked("general", &format!("a-{n}"), &format!("m{n}"))

@@ -24,23 +24,6 @@ async fn server_on(db: &str) -> TestServer {
     .await
 }
 
-async fn signed_in(server: &TestServer, name: &str) -> Client {
-    let (_, answer) = http_post(
-        server.addr,
-        "/api/login",
-        None,
-        &json!({ "name": name }).to_string(),
-    )
-    .await;
-    let mut client = Client::connect(server).await;
-    let token = answer["token"].as_str().unwrap();
-    client
-        .send(&json!({"type": "hello", "data": {"token": token}}).to_string())
-        .await;
-    client.recv().await;
-    client
-}
-
 async fn notify(server: &TestServer, user: &str, title: &str) -> (u16, serde_json::Value) {
     let body = json!({"user": user, "title": title, "body": "details"});
     http_post(server.addr, "/api/notify", Some(KEY), &body.to_string()).await
@@ -119,9 +102,9 @@ async fn the_notify_api_checks_the_key_and_the_body() {
 #[tokio::test]
 async fn a_notification_reaches_every_tab_of_its_user_only() {
     let server = server_on(&temp_db()).await;
-    let mut tab1 = signed_in(&server, "Alice").await;
-    let mut tab2 = signed_in(&server, "Alice").await;
-    let mut bob = signed_in(&server, "Bob").await;
+    let mut tab1 = Client::signed_in(&server, "Alice").await;
+    let mut tab2 = Client::signed_in(&server, "Alice").await;
+    let mut bob = Client::signed_in(&server, "Bob").await;
     tab1.inbox("alice").await;
     tab2.inbox("alice").await;
     bob.inbox("bob").await;
@@ -139,7 +122,7 @@ async fn a_notification_reaches_every_tab_of_its_user_only() {
 #[tokio::test]
 async fn only_the_user_may_subscribe_to_their_channel() {
     let server = server_on(&temp_db()).await;
-    let mut bob = signed_in(&server, "Bob").await;
+    let mut bob = Client::signed_in(&server, "Bob").await;
     bob.send(r#"{"type":"subscribe","data":{"channels":[{"channel":"user:alice"}]}}"#)
         .await;
     assert_eq!(bob.recv_json().await["data"]["code"], "forbidden");
@@ -158,7 +141,7 @@ async fn offline_notifications_wait_unread_and_read_ones_stay_read() {
     let server = server_on(&db).await;
     notify(&server, "alice", "first").await;
     notify(&server, "alice", "second").await;
-    let mut alice = signed_in(&server, "Alice").await;
+    let mut alice = Client::signed_in(&server, "Alice").await;
     let unread = alice.inbox("alice").await;
     assert_eq!(
         unread.iter().map(|n| n.title.as_str()).collect::<Vec<_>>(),
@@ -180,7 +163,7 @@ async fn offline_notifications_wait_unread_and_read_ones_stay_read() {
     server.shutdown().await;
 
     let server = server_on(&db).await;
-    let mut alice = signed_in(&server, "Alice").await;
+    let mut alice = Client::signed_in(&server, "Alice").await;
     let unread = alice.inbox("alice").await;
     assert_eq!(
         unread.iter().map(|n| n.title.as_str()).collect::<Vec<_>>(),
@@ -193,9 +176,9 @@ async fn offline_notifications_wait_unread_and_read_ones_stay_read() {
 #[tokio::test]
 async fn a_mention_in_chat_notifies_that_user() {
     let server = server_on(&temp_db()).await;
-    let mut alice = signed_in(&server, "Alice").await;
+    let mut alice = Client::signed_in(&server, "Alice").await;
     alice.inbox("alice").await;
-    let mut bob = signed_in(&server, "Bob").await;
+    let mut bob = Client::signed_in(&server, "Bob").await;
     let frame = json!({"type":"chat_send","data":{"room":"general","text":"hey @alice and @nobody"},"id":"b-1"});
     bob.send(&frame.to_string()).await;
     let mention = alice.notification().await;

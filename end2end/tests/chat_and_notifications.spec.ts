@@ -1,25 +1,11 @@
-import { test, expect, connectionStatus } from "./fixtures";
+import { test, expect, connectionStatus, join, say } from "./fixtures";
 import type { Page } from "@playwright/test";
 
 const ADMIN_KEY = "e2e-admin-key";
 test.use({ serverFlags: ["--admin-key", ADMIN_KEY] });
 
-async function join(page: Page, name: string) {
-  await expect(connectionStatus(page)).toHaveText(/^Connected/);
-  await page.getByRole("textbox", { name: "Name" }).fill(name);
-  await page.getByRole("button", { name: "Join" }).click();
-  await expect(page.getByRole("button", { name: "Leave" })).toBeVisible();
-  await expect(page.getByRole("log", { name: "Chat" })).toBeVisible();
-}
 
-async function say(page: Page, text: string) {
-  await page.getByRole("textbox", { name: "Message" }).fill(text);
-  await page.getByRole("textbox", { name: "Message" }).press("Enter");
-}
 
-function log(page: Page) {
-  return page.getByRole("log", { name: "Chat" });
-}
 
 test("two people chat, and HTML in a message is shown as text", async ({ openDashboard }) => {
   const alice = await openDashboard();
@@ -28,25 +14,25 @@ test("two people chat, and HTML in a message is shown as text", async ({ openDas
   await join(bob, "Bob");
 
   await say(alice, "hello Bob");
-  await expect(log(bob).getByRole("listitem").filter({ hasText: "hello Bob" })).toContainText("Alice");
-  await expect(log(alice).getByRole("listitem").filter({ hasText: "hello Bob" })).not.toContainText("sending");
+  await expect(bob.getByRole("log", { name: "Chat" }).getByRole("listitem").filter({ hasText: "hello Bob" })).toContainText("Alice");
+  await expect(alice.getByRole("log", { name: "Chat" }).getByRole("listitem").filter({ hasText: "hello Bob" })).not.toContainText("sending");
   await expect(alice.getByRole("textbox", { name: "Message" })).toHaveValue("");
 
   await bob.getByRole("textbox", { name: "Message" }).fill("hi Alice");
   await bob.getByRole("button", { name: "Send" }).click();
-  await expect(log(alice).getByRole("listitem").filter({ hasText: "hi Alice" })).toContainText("Bob");
+  await expect(alice.getByRole("log", { name: "Chat" }).getByRole("listitem").filter({ hasText: "hi Alice" })).toContainText("Bob");
 
   const html = '<b id="injected">bold</b><img src=x onerror="window.__pwned=1">';
   await say(bob, html);
-  await expect(log(alice).getByRole("listitem").filter({ hasText: html })).toBeVisible();
+  await expect(alice.getByRole("log", { name: "Chat" }).getByRole("listitem").filter({ hasText: html })).toBeVisible();
   await expect(alice.locator("#injected")).toHaveCount(0);
   expect(await alice.evaluate(() => (window as any).__pwned)).toBeUndefined();
 
   // A reload shows the room's history, rendered by the server.
   await alice.reload();
-  await expect(log(alice).getByRole("listitem").filter({ hasText: "hi Alice" })).toBeVisible();
+  await expect(alice.getByRole("log", { name: "Chat" }).getByRole("listitem").filter({ hasText: "hi Alice" })).toBeVisible();
   await expect(connectionStatus(alice)).toHaveText(/^Connected/);
-  await expect(log(alice).getByRole("listitem").filter({ hasText: "hello Bob" })).toHaveCount(1);
+  await expect(alice.getByRole("log", { name: "Chat" }).getByRole("listitem").filter({ hasText: "hello Bob" })).toHaveCount(1);
 });
 
 test("a notification sent through the API appears as a toast and in the count", async ({ openDashboard, server, request }) => {

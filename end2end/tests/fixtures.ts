@@ -10,8 +10,8 @@ type Fixtures = {
   server: PulseServer;
   /** Extra flags for this test's server. */
   serverFlags: string[];
-  /** Console messages matching one of these are expected in this test. */
-  allowedConsole: RegExp[];
+  /** Console messages matching this are expected in this test. */
+  allowedConsole: RegExp | null;
   /**
    * Opens the dashboard in a page watched for console errors: in a fresh
    * browser context (another person), or as another tab of `context`.
@@ -19,14 +19,14 @@ type Fixtures = {
   openDashboard: (context?: BrowserContext) => Promise<Page>;
 };
 
-/** Chromium logs a refused WebSocket as an error; tests that stop the server expect it. */
-export const SERVER_DOWN: RegExp[] = [
-  /WebSocket connection to .* failed/,
-  /Failed to load resource: net::ERR_CONNECTION_REFUSED/,
-];
+/**
+ * Chromium logs a refused WebSocket as an error; tests that stop the server
+ * expect it. (One RegExp: Playwright reads an array option as [value, options].)
+ */
+export const SERVER_DOWN = /WebSocket connection to .* failed|Failed to load resource: net::ERR_CONNECTION_REFUSED/;
 
 export const test = base.extend<Fixtures>({
-  allowedConsole: [[], { option: true }],
+  allowedConsole: [null, { option: true }],
   serverFlags: [[], { option: true }],
 
   server: async ({ serverFlags }, use, testInfo) => {
@@ -51,7 +51,7 @@ export const test = base.extend<Fixtures>({
       page.on("console", (message) => {
         if (!["error", "warning"].includes(message.type())) return;
         const text = message.text();
-        if (!allowedConsole.some((pattern) => pattern.test(text))) {
+        if (!allowedConsole?.test(text)) {
           problems.push(`console.${message.type()}: ${text}`);
         }
       });
@@ -69,4 +69,24 @@ export { expect };
 /** The `Connection` status of the header. */
 export function connectionStatus(page: Page) {
   return page.getByRole("status", { name: "Connection" });
+}
+
+/** Signs in as a guest through the header's form and waits for the chat. */
+export async function join(page: Page, name: string) {
+  await expect(connectionStatus(page)).toHaveText(/^Connected/);
+  await page.getByRole("textbox", { name: "Name" }).fill(name);
+  await page.getByRole("button", { name: "Join" }).click();
+  await expect(page.getByRole("button", { name: "Leave" })).toBeVisible();
+  await expect(page.getByRole("log", { name: "Chat" })).toBeVisible();
+}
+
+/** Types a chat message and presses Enter. */
+export async function say(page: Page, text: string) {
+  await page.getByRole("textbox", { name: "Message" }).fill(text);
+  await page.getByRole("textbox", { name: "Message" }).press("Enter");
+}
+
+/** The `Chat` log's lines holding `text`. */
+export function chatLines(page: Page, text: string) {
+  return page.getByRole("log", { name: "Chat" }).getByRole("listitem").filter({ hasText: text });
 }

@@ -1,24 +1,10 @@
-import { test, expect, connectionStatus, SERVER_DOWN } from "./fixtures";
+import { test, expect, connectionStatus, SERVER_DOWN, join, say, chatLines as lines } from "./fixtures";
 import type { Page } from "@playwright/test";
 
 test.use({ allowedConsole: SERVER_DOWN });
 
-async function join(page: Page, name: string) {
-  await expect(connectionStatus(page)).toHaveText(/^Connected/);
-  await page.getByRole("textbox", { name: "Name" }).fill(name);
-  await page.getByRole("button", { name: "Join" }).click();
-  await expect(page.getByRole("button", { name: "Leave" })).toBeVisible();
-  await expect(page.getByRole("log", { name: "Chat" })).toBeVisible();
-}
 
-async function say(page: Page, text: string) {
-  await page.getByRole("textbox", { name: "Message" }).fill(text);
-  await page.getByRole("textbox", { name: "Message" }).press("Enter");
-}
 
-function lines(page: Page, text: string) {
-  return page.getByRole("log", { name: "Chat" }).getByRole("listitem").filter({ hasText: text });
-}
 
 test("after a crash both pages come back by themselves and nothing is lost or doubled", async ({ server, openDashboard }) => {
   const alice = await openDashboard();

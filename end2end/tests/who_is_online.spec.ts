@@ -1,4 +1,4 @@
-import { test, expect, connectionStatus } from "./fixtures";
+import { test, expect, connectionStatus, join } from "./fixtures";
 import type { Page } from "@playwright/test";
 
 test.use({ serverFlags: ["--presence-grace-ms", "1000"] });
@@ -11,13 +11,6 @@ function person(page: Page, name: string) {
   return online(page).getByRole("listitem").filter({ hasText: name });
 }
 
-async function join(page: Page, name: string) {
-  await expect(connectionStatus(page)).toHaveText(/^Connected/);
-  await page.getByRole("textbox", { name: "Name" }).fill(name);
-  await page.getByRole("button", { name: "Join" }).click();
-  await expect(page.getByRole("button", { name: "Leave" })).toBeVisible();
-  await expect(connectionStatus(page)).toHaveText(/^Connected/);
-}
 
 test("two people see each other join, each marked as you", async ({ openDashboard }) => {
   const alice = await openDashboard();

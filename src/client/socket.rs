@@ -9,7 +9,7 @@
 use futures::channel::mpsc;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, SinkExt, StreamExt};
-use gloo_net::websocket::{futures::WebSocket, Message, WebSocketError};
+use gloo_net::websocket::{futures::WebSocket, Message, State, WebSocketError};
 use gloo_timers::future::TimeoutFuture;
 use leptos::prelude::*;
 use std::future::Future;
@@ -32,10 +32,7 @@ enum Input {
     Send(ClientEnvelope),
 }
 
-type Socket = (
-    futures::stream::SplitSink<WebSocket, Message>,
-    futures::stream::Fuse<futures::stream::SplitStream<WebSocket>>,
-);
+type Socket = WebSocket;
 type TimerFuture = Pin<Box<dyn Future<Output = (Timer, u32)>>>;
 
 /// Starts the driver on the browser's event loop.
@@ -190,7 +187,7 @@ async fn drive(live: LiveConnection, mut inbox: mpsc::UnboundedReceiver<Input>) 
     loop {
         let frame = async {
             match driver.socket.as_mut() {
-                Some((_, inbound)) => inbound.next().await,
+                Some(socket) => socket.next().await,
                 None => std::future::pending().await,
             }
         };
@@ -290,32 +287,41 @@ impl Driver {
         let Some(url) = socket_url() else {
             return Some(Event::Closed { code: 1000 });
         };
-        let Ok(socket) = WebSocket::open(&url) else {
+        let Ok(mut socket) = WebSocket::open(&url) else {
             return Some(Event::Closed { code: 1006 });
         };
-        let (mut outbound, inbound) = socket.split();
+        // gloo offers no "opened" future, and sending on a socket that failed
+        // to open makes the browser log an error: watch the ready state.
+        if !opened(&socket).await {
+            return Some(Event::Closed { code: 1006 });
+        }
         let hello = ClientEnvelope::new(ClientMessage::Hello(Hello {
             token: browser::token(),
         }));
-        // The first send waits for the socket to open.
-        if outbound.send(Message::Text(hello.to_json())).await.is_err() {
+        if socket.send(Message::Text(hello.to_json())).await.is_err() {
             return Some(Event::Closed { code: 1006 });
         }
-        self.socket = Some((outbound, inbound.fuse()));
+        self.socket = Some(socket);
         Some(Event::Opened)
     }
 
     async fn send(&mut self, envelope: ClientEnvelope) {
-        if let Some((outbound, _)) = self.socket.as_mut() {
-            if outbound
-                .send(Message::Text(envelope.to_json()))
-                .await
-                .is_err()
-            {
-                self.socket = None;
-                self.ready = false;
-                Box::pin(self.handle(Event::Closed { code: 1006 })).await;
-            }
+        let Some(socket) = self.socket.as_mut() else {
+            return;
+        };
+        // A socket the server already closed must not be written to (the
+        // browser would log an error); its close event is on its way.
+        if !matches!(socket.state(), State::Open) {
+            return;
+        }
+        if socket
+            .send(Message::Text(envelope.to_json()))
+            .await
+            .is_err()
+        {
+            self.socket = None;
+            self.ready = false;
+            Box::pin(self.handle(Event::Closed { code: 1006 })).await;
         }
     }
 
@@ -340,6 +346,17 @@ impl Driver {
                 self.ready = false;
                 self.handle(Event::Closed { code: 1006 }).await;
             }
+        }
+    }
+}
+
+/// Waits until `socket` is open (true) or failed to open (false).
+async fn opened(socket: &WebSocket) -> bool {
+    loop {
+        match socket.state() {
+            State::Connecting => TimeoutFuture::new(20).await,
+            State::Open => return true,
+            State::Closing | State::Closed => return false,
         }
     }
 }

@@ -116,6 +116,12 @@ pub struct Cursors {
 impl Cursors {
     /// Records a `subscribed` and says what happens to the view.
     pub fn subscribed(&mut self, answer: &Subscribed) -> Renewal {
+        if answer.recovered && self.seen.contains_key(&answer.channel) {
+            // The replay of everything after our last offset follows; the
+            // cursor stays there so each replayed message is applied.
+            return Renewal::Keep;
+        }
+        // A snapshot covers everything up to the channel's latest offset.
         self.seen.insert(
             answer.channel.clone(),
             Since {
@@ -218,6 +224,22 @@ mod tests {
             cursors.subscribed(&subscribed(7, true, None)),
             Renewal::Keep
         );
+    }
+
+    #[test]
+    fn the_replay_after_a_recovered_subscription_is_applied() {
+        let mut cursors = Cursors::default();
+        cursors.subscribed(&subscribed(3, false, None));
+        // Reconnected: two messages were missed; `subscribed` says latest 5.
+        assert_eq!(
+            cursors.subscribed(&subscribed(5, true, None)),
+            Renewal::Keep
+        );
+        let applied: Vec<u64> = [4, 5, 5, 6]
+            .into_iter()
+            .filter(|&offset| cursors.accept("ticker:AAPL", offset))
+            .collect();
+        assert_eq!(applied, [4, 5, 6], "the replay, then live, each once");
     }
 
     #[test]

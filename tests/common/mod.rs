@@ -128,6 +128,22 @@ impl Client {
         }
     }
 
+    /// Logs in as a guest named `name` and says `hello` with the token.
+    pub async fn signed_in(server: &TestServer, name: &str) -> Self {
+        let body = serde_json::json!({ "name": name }).to_string();
+        let (status, answer) = http_post(server.addr, "/api/login", None, &body).await;
+        assert_eq!(status, 200, "{answer}");
+        let token = answer["token"].as_str().unwrap();
+        let mut client = Self::connect(server).await;
+        let hello = serde_json::json!({"type": "hello", "data": {"token": token}});
+        client.send(&hello.to_string()).await;
+        match client.recv().await.message {
+            ServerMessage::Welcome(welcome) => assert!(welcome.user.is_some()),
+            other => panic!("expected welcome, got {other:?}"),
+        }
+        client
+    }
+
     /// Connects and completes the anonymous `hello`.
     pub async fn connected(server: &TestServer) -> Self {
         let mut client = Self::connect(server).await;
