@@ -1,8 +1,8 @@
-import { test, expect, connectionStatus, join, say } from "./fixtures";
+import { test, expect, connectionStatus, join, say, SERVER_DOWN } from "./fixtures";
 import type { Page } from "@playwright/test";
 
 const ADMIN_KEY = "e2e-admin-key";
-test.use({ serverFlags: ["--admin-key", ADMIN_KEY] });
+test.use({ serverFlags: ["--admin-key", ADMIN_KEY], allowedConsole: SERVER_DOWN });
 
 
 
@@ -70,4 +70,17 @@ test("a user who was offline finds the notification on the next visit", async ({
   const page = await openDashboard();
   await join(page, "Carol");
   await expect(page.getByRole("button", { name: /^Notifications/ })).toHaveAccessibleName("Notifications, 1 unread");
+
+  // The count is in the server's HTML too: after a restart, with JavaScript off.
+  await server.stop();
+  await server.start();
+  const html = await page.context().browser()!.newContext({
+    javaScriptEnabled: false,
+    baseURL: server.url,
+    storageState: await page.context().storageState(),
+  });
+  const rendered = await html.newPage();
+  await rendered.goto("/");
+  await expect(rendered.getByRole("button", { name: /^Notifications/ })).toHaveAccessibleName("Notifications, 1 unread");
+  await html.close();
 });

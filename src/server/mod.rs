@@ -142,8 +142,9 @@ pub fn router(state: AppState) -> Router {
     let options = state.leptos_options.clone();
     let hub = state.hub.clone();
     let auth = state.auth.clone();
+    let store = state.store.clone();
     let watchlist: Vec<String> = state.config.symbols.0.iter().take(12).cloned().collect();
-    let initial_state = move || pages::provide_initial_state(&hub, &auth, &watchlist);
+    let initial_state = move || pages::provide_initial_state(&hub, &auth, &store, &watchlist);
     Router::new()
         .route("/ws", get(ws::handler))
         .route("/healthz", get(|| async { "ok" }))

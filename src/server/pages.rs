@@ -7,12 +7,13 @@ use axum::http::request::Parts;
 use leptos::prelude::{provide_context, use_context};
 
 use super::auth::Auth;
-use super::hub::Hub;
+use super::hub::{Hub, INBOX_HISTORY};
+use super::store::Store;
 use crate::client::{cookie, watchlist_from_cookies, InitialState, TOKEN_COOKIE};
 use crate::protocol::Channel;
 
 /// Provides the [`InitialState`] of the page being rendered.
-pub fn provide_initial_state(hub: &Hub, auth: &Auth, default_watchlist: &[String]) {
+pub fn provide_initial_state(hub: &Hub, auth: &Auth, store: &Store, default_watchlist: &[String]) {
     let cookies = use_context::<Parts>()
         .and_then(|parts| {
             parts
@@ -44,8 +45,12 @@ pub fn provide_initial_state(hub: &Hub, auth: &Auth, default_watchlist: &[String
     let inbox = user
         .as_ref()
         .map(|user| Channel::User(user.id.clone()))
-        .filter(|channel| hub.has(channel))
-        .map(|channel| hub.peek(&channel));
+        .and_then(|channel| {
+            if !hub.has(&channel) {
+                load_inbox_now(hub, store, &channel);
+            }
+            hub.has(&channel).then(|| hub.peek(&channel))
+        });
     provide_context(InitialState {
         watchlist,
         tickers,
@@ -54,4 +59,24 @@ pub fn provide_initial_state(hub: &Hub, auth: &Auth, default_watchlist: &[String
         chat,
         inbox,
     });
+}
+
+/// Loads a user's notifications into the hub while the page renders (the
+/// render is synchronous; this is one small indexed read). Only on the
+/// multi-threaded runtime, where blocking one worker is allowed.
+fn load_inbox_now(hub: &Hub, store: &Store, channel: &Channel) {
+    let Channel::User(id) = channel else { return };
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    if runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+        return;
+    }
+    let (hub, installed) = (hub.clone(), channel.clone());
+    let load = store.load_inbox(id.clone(), INBOX_HISTORY, move |stored| {
+        hub.install_inbox(&installed, stored)
+    });
+    if let Err(err) = tokio::task::block_in_place(|| runtime.block_on(load)) {
+        tracing::error!(%err, "cannot load notifications for a page");
+    }
 }
