@@ -14,17 +14,34 @@ test("older chat history loads when the log is scrolled to the top", async ({ op
     const token = document.cookie.split("; ").find((c) => c.startsWith("pulse_token="))!.split("=")[1];
     const ws = new WebSocket(`ws://${location.host}/ws`);
     await new Promise((resolve) => ws.addEventListener("open", resolve));
+    const answers: any[] = [];
+    let wake: (() => void) | null = null;
+    ws.addEventListener("message", (event) => {
+      const message = JSON.parse(event.data);
+      if (message.type === "ack" || message.type === "error") {
+        answers.push(message);
+        wake?.();
+      }
+    });
+    const answer = () =>
+      new Promise<any>((resolve) => {
+        const take = () => (answers.length > 0 ? resolve(answers.shift()) : (wake = take));
+        take();
+      });
     ws.send(JSON.stringify({ type: "hello", data: { token } }));
     let acks = 0;
-    const done = new Promise<void>((resolve) =>
-      ws.addEventListener("message", (event) => {
-        if (JSON.parse(event.data).type === "ack" && ++acks === 55) resolve();
-      }),
-    );
+    // One at a time; a `rate_limited` answer is waited out and the same id resent.
     for (let n = 1; n <= 55; n++) {
-      ws.send(JSON.stringify({ type: "chat_send", data: { room: "general", text: `old message ${n}` }, id: `h-${n}` }));
+      for (let attempt = 0; attempt < 100; attempt++) {
+        ws.send(JSON.stringify({ type: "chat_send", data: { room: "general", text: `old message ${n}` }, id: `h-${n}` }));
+        const reply = await answer();
+        if (reply.type === "ack") {
+          acks++;
+          break;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
     }
-    await done;
     ws.close();
     return acks;
   });
