@@ -73,11 +73,6 @@ impl Channel {
             Err(ChannelError::Room(room.to_owned()))
         }
     }
-
-    /// Whether this is a `ticker:` channel (conflated under flow control).
-    pub fn is_ticker(&self) -> bool {
-        matches!(self, Channel::Ticker(_))
-    }
 }
 
 impl FromStr for Channel {

@@ -135,11 +135,6 @@ fn parse_rate(text: &str) -> Result<f64, String> {
 }
 
 impl Config {
-    /// The settings a newcomer gets with no flags and no environment.
-    pub fn defaults() -> Self {
-        Config::parse_from(["pulse"])
-    }
-
     pub fn heartbeat(&self) -> Duration {
         Duration::from_millis(self.heartbeat_ms)
     }
