@@ -13,7 +13,7 @@ async fn server_on(db: &str, extra: &[&str]) -> TestServer {
         "--tick-rate",
         "0",
         "--jwt-secret",
-        "chat-secret",
+        "chat-test-secret-0123456789abcdef",
         "--db",
         db,
     ];
@@ -105,8 +105,8 @@ async fn a_message_is_acked_and_reaches_every_subscriber() {
     }
     let ack = acked.expect("an ack");
     assert_eq!(
-        (ack.id.as_str(), ack.channel.as_str(), ack.offset),
-        ("a-1", "chat:general", 1)
+        (ack.id.as_str(), ack.channel.as_deref(), ack.offset),
+        ("a-1", Some("chat:general"), Some(1))
     );
     let message = bob.chat().await;
     assert_eq!(
@@ -121,7 +121,7 @@ async fn a_message_is_acked_and_reaches_every_subscriber() {
     );
     assert_eq!(
         (message.user.id.as_str(), message.user.name.as_str()),
-        ("alice", "Alice")
+        ("guest:alice", "Alice")
     );
 }
 
@@ -134,14 +134,14 @@ async fn a_replayed_send_is_acked_again_and_delivered_once() {
     let mut bob = Client::signed_in(&server, "Bob").await;
     bob.join_room("general", None).await;
     alice.say("general", "a-1", "once").await;
-    assert!(matches!(alice.next().await, ServerMessage::Ack(ack) if ack.offset == 1));
+    assert!(matches!(alice.next().await, ServerMessage::Ack(ack) if ack.offset == Some(1)));
     drop(alice);
 
     // Reconnected, replaying the outbox.
     let mut alice = Client::signed_in(&server, "Alice").await;
     alice.say("general", "a-1", "once").await;
     assert!(
-        matches!(alice.next().await, ServerMessage::Ack(ack) if ack.offset == 1 && ack.id == "a-1")
+        matches!(alice.next().await, ServerMessage::Ack(ack) if ack.offset == Some(1) && ack.id == "a-1")
     );
     alice.say("general", "a-2", "twice?").await;
     alice.next().await;
@@ -303,4 +303,41 @@ async fn older_history_loads_in_pages() {
         .send(r#"{"type":"history","data":{"channel":"ticker:AAPL","before":6}}"#)
         .await;
     assert!(matches!(alice.next().await, ServerMessage::Error(e) if e.code.as_str() == "invalid"));
+}
+
+/// A resend of a message the server already stored is acked with its
+/// original offset even when the sender is over the rate limit (PROTOCOL 1.1
+/// Limits), so a client replaying its outbox never sees a stored message fail.
+#[tokio::test]
+async fn a_resend_over_the_rate_limit_is_acked_with_its_original_offset() {
+    let server = server_on(&temp_db(), &["--chat-rate", "1"]).await;
+    let mut alice = Client::signed_in(&server, "Alice").await;
+    // The burst of 10 passes; the 11th new message is rate limited.
+    for n in 1..=10 {
+        let frame = json!({"type":"chat_send","data":{"room":"general","text":format!("m{n}")},"id":format!("a-{n}")});
+        alice.send(&frame.to_string()).await;
+    }
+    let mut acks = 0;
+    while acks < 10 {
+        if let ServerMessage::Ack(_) = alice.recv().await.message {
+            acks += 1;
+        }
+    }
+    let new = json!({"type":"chat_send","data":{"room":"general","text":"m11"},"id":"a-11"});
+    alice.send(&new.to_string()).await;
+    let answer = alice.recv_json().await;
+    assert_eq!(
+        (&answer["data"]["code"], &answer["id"]),
+        (&json!("rate_limited"), &json!("a-11"))
+    );
+    // Still over the limit, the resend of message 3 is acked as stored.
+    let resend = json!({"type":"chat_send","data":{"room":"general","text":"m3"},"id":"a-3"});
+    alice.send(&resend.to_string()).await;
+    match alice.recv().await.message {
+        ServerMessage::Ack(ack) => assert_eq!(
+            (ack.id.as_str(), ack.channel.as_deref(), ack.offset),
+            ("a-3", Some("chat:general"), Some(3))
+        ),
+        other => panic!("expected the original ack, got {other:?}"),
+    }
 }

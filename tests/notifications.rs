@@ -8,14 +8,14 @@ use common::{http_post, temp_db, Client, TestServer};
 use pulse::protocol::{Notification, ServerMessage, Snapshot};
 use serde_json::json;
 
-const KEY: &str = "notify-key";
+const KEY: &str = "notify-admin-key-0123";
 
 async fn server_on(db: &str) -> TestServer {
     TestServer::start(&[
         "--tick-rate",
         "0",
         "--jwt-secret",
-        "n-secret",
+        "notifications-test-secret-0123456789",
         "--admin-key",
         KEY,
         "--db",
@@ -90,7 +90,7 @@ async fn the_notify_api_checks_the_key_and_the_body() {
             "{bad}"
         );
     }
-    let (status, answer) = notify(&server, "alice", "Build green").await;
+    let (status, answer) = notify(&server, "guest:alice", "Build green").await;
     assert_eq!(status, 200);
     assert_eq!(answer["offset"], 1);
     assert!(answer["notification_id"]
@@ -105,10 +105,10 @@ async fn a_notification_reaches_every_tab_of_its_user_only() {
     let mut tab1 = Client::signed_in(&server, "Alice").await;
     let mut tab2 = Client::signed_in(&server, "Alice").await;
     let mut bob = Client::signed_in(&server, "Bob").await;
-    tab1.inbox("alice").await;
-    tab2.inbox("alice").await;
-    bob.inbox("bob").await;
-    notify(&server, "alice", "For Alice").await;
+    tab1.inbox("guest:alice").await;
+    tab2.inbox("guest:alice").await;
+    bob.inbox("guest:bob").await;
+    notify(&server, "guest:alice", "For Alice").await;
     assert_eq!(tab1.notification().await.title, "For Alice");
     assert_eq!(tab2.notification().await.title, "For Alice");
     bob.send(r#"{"type":"ping","data":{}}"#).await;
@@ -123,12 +123,12 @@ async fn a_notification_reaches_every_tab_of_its_user_only() {
 async fn only_the_user_may_subscribe_to_their_channel() {
     let server = server_on(&temp_db()).await;
     let mut bob = Client::signed_in(&server, "Bob").await;
-    bob.send(r#"{"type":"subscribe","data":{"channels":[{"channel":"user:alice"}]}}"#)
+    bob.send(r#"{"type":"subscribe","data":{"channels":[{"channel":"user:guest:alice"}]}}"#)
         .await;
     assert_eq!(bob.recv_json().await["data"]["code"], "forbidden");
     let mut anonymous = Client::connected(&server).await;
     anonymous
-        .send(r#"{"type":"subscribe","data":{"channels":[{"channel":"user:alice"}]}}"#)
+        .send(r#"{"type":"subscribe","data":{"channels":[{"channel":"user:guest:alice"}]}}"#)
         .await;
     assert_eq!(anonymous.recv_json().await["data"]["code"], "unauthorized");
 }
@@ -139,10 +139,10 @@ async fn only_the_user_may_subscribe_to_their_channel() {
 async fn offline_notifications_wait_unread_and_read_ones_stay_read() {
     let db = temp_db();
     let server = server_on(&db).await;
-    notify(&server, "alice", "first").await;
-    notify(&server, "alice", "second").await;
+    notify(&server, "guest:alice", "first").await;
+    notify(&server, "guest:alice", "second").await;
     let mut alice = Client::signed_in(&server, "Alice").await;
-    let unread = alice.inbox("alice").await;
+    let unread = alice.inbox("guest:alice").await;
     assert_eq!(
         unread.iter().map(|n| n.title.as_str()).collect::<Vec<_>>(),
         ["first", "second"]
@@ -155,8 +155,8 @@ async fn offline_notifications_wait_unread_and_read_ones_stay_read() {
         .await;
     match alice.recv().await.message {
         ServerMessage::Ack(ack) => assert_eq!(
-            (ack.id.as_str(), ack.channel.as_str(), ack.offset),
-            ("r-1", "user:alice", 2)
+            (ack.id.as_str(), ack.channel.as_deref(), ack.offset),
+            ("r-1", Some("user:guest:alice"), Some(2))
         ),
         other => panic!("expected ack, got {other:?}"),
     }
@@ -164,7 +164,7 @@ async fn offline_notifications_wait_unread_and_read_ones_stay_read() {
 
     let server = server_on(&db).await;
     let mut alice = Client::signed_in(&server, "Alice").await;
-    let unread = alice.inbox("alice").await;
+    let unread = alice.inbox("guest:alice").await;
     assert_eq!(
         unread.iter().map(|n| n.title.as_str()).collect::<Vec<_>>(),
         ["second"]
@@ -177,7 +177,7 @@ async fn offline_notifications_wait_unread_and_read_ones_stay_read() {
 async fn a_mention_in_chat_notifies_that_user() {
     let server = server_on(&temp_db()).await;
     let mut alice = Client::signed_in(&server, "Alice").await;
-    alice.inbox("alice").await;
+    alice.inbox("guest:alice").await;
     let mut bob = Client::signed_in(&server, "Bob").await;
     let frame = json!({"type":"chat_send","data":{"room":"general","text":"hey @alice and @nobody"},"id":"b-1"});
     bob.send(&frame.to_string()).await;

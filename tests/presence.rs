@@ -10,7 +10,7 @@ use pulse::protocol::{PresenceDiff, PresenceUser, ServerMessage, Snapshot, UserS
 use serde_json::json;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-const SECRET: &str = "presence-test-secret";
+const SECRET: &str = "presence-test-secret-0123456789ab";
 
 async fn server(extra: &[&str]) -> TestServer {
     let mut flags = vec![
@@ -108,7 +108,10 @@ async fn guest_login_gives_a_token_that_identifies_the_connection() {
     let (status, answer) =
         http_post(server.addr, "/api/login", None, r#"{"name":"  Alice "}"#).await;
     assert_eq!(status, 200);
-    assert_eq!(answer["user"], json!({"id": "alice", "name": "Alice"}));
+    assert_eq!(
+        answer["user"],
+        json!({"id": "guest:alice", "name": "Alice"})
+    );
     let token = answer["token"].as_str().unwrap();
     let mut client = Client::connect(&server).await;
     client
@@ -117,7 +120,7 @@ async fn guest_login_gives_a_token_that_identifies_the_connection() {
     let welcome = client.recv_json().await;
     assert_eq!(
         welcome["data"]["user"],
-        json!({"id": "alice", "name": "Alice"})
+        json!({"id": "guest:alice", "name": "Alice"})
     );
 }
 
@@ -217,14 +220,14 @@ async fn tabs_collapse_and_the_last_one_leaves_after_the_grace() {
     let users = watcher.watch_presence().await;
     assert_eq!(
         users.iter().map(|u| u.id.as_str()).collect::<Vec<_>>(),
-        ["alice"]
+        ["guest:alice"]
     );
 
     let bob_tab_1 = Client::identified(&server, &bob).await;
     let diff = watcher.diff().await;
     assert_eq!(
         (diff.joins[0].id.as_str(), diff.joins[0].connections),
-        ("bob", 1)
+        ("guest:bob", 1)
     );
     let bob_tab_2 = Client::identified(&server, &bob).await;
     assert_eq!(watcher.diff().await.updates[0].connections, 2);
@@ -232,13 +235,13 @@ async fn tabs_collapse_and_the_last_one_leaves_after_the_grace() {
     drop(bob_tab_1);
     assert_eq!(watcher.diff().await.updates[0].connections, 1);
     let (_, listed) = http_get(server.addr, "/api/presence").await;
-    assert!(listed.contains("\"bob\""), "{listed}");
+    assert!(listed.contains("\"guest:bob\""), "{listed}");
 
     drop(bob_tab_2);
     let diff = watcher.diff().await;
-    assert_eq!(diff.leaves[0].id, "bob", "{diff:?}");
+    assert_eq!(diff.leaves[0].id, "guest:bob", "{diff:?}");
     let (_, listed) = http_get(server.addr, "/api/presence").await;
-    assert!(!listed.contains("\"bob\""), "{listed}");
+    assert!(!listed.contains("\"guest:bob\""), "{listed}");
 }
 
 /// A reload (close and reconnect within the grace) does not flap the list.
@@ -271,7 +274,7 @@ async fn a_hidden_page_shows_away() {
     let update = &watcher.diff().await.updates[0];
     assert_eq!(
         (update.id.as_str(), update.status),
-        ("bob", UserStatus::Away)
+        ("guest:bob", UserStatus::Away)
     );
     bob_tab
         .send(r#"{"type":"status","data":{"status":"online"}}"#)
@@ -299,7 +302,7 @@ async fn an_abrupt_drop_leaves_after_the_heartbeat_and_the_grace() {
             break diff;
         }
     };
-    assert_eq!(diff.leaves[0].id, "bob");
+    assert_eq!(diff.leaves[0].id, "guest:bob");
     // 2 × 100 ms heartbeat + 300 ms grace; generous bound for a loaded machine.
     assert!(
         started.elapsed() < Duration::from_secs(4),

@@ -7,7 +7,7 @@ use common::{http_get, http_post, Client, TestServer};
 use pulse::protocol::{ServerMessage, Snapshot, Subscribed, Tick};
 use serde_json::json;
 
-const KEY: &str = "test-admin-key";
+const KEY: &str = "test-admin-key-0123";
 
 /// A server whose prices move only through `/api/publish`.
 async fn quiet_server() -> TestServer {

@@ -1,7 +1,7 @@
 import { test, expect, connectionStatus, join, say, SERVER_DOWN } from "./fixtures";
 import type { Page } from "@playwright/test";
 
-const ADMIN_KEY = "e2e-admin-key";
+const ADMIN_KEY = "e2e-admin-key-0123456";
 test.use({ serverFlags: ["--admin-key", ADMIN_KEY], allowedConsole: SERVER_DOWN });
 
 
@@ -42,7 +42,7 @@ test("a notification sent through the API appears as a toast and in the count", 
 
   const response = await request.post(`${server.url}/api/notify`, {
     headers: { Authorization: `Bearer ${ADMIN_KEY}` },
-    data: { user: "alice", title: "Deploy finished", body: "v1.2.3 is live" },
+    data: { user: "guest:alice", title: "Deploy finished", body: "v1.2.3 is live" },
   });
   expect(response.status()).toBe(200);
 
@@ -64,7 +64,7 @@ test("a notification sent through the API appears as a toast and in the count", 
 test("a user who was offline finds the notification on the next visit", async ({ openDashboard, server, request }) => {
   const response = await request.post(`${server.url}/api/notify`, {
     headers: { Authorization: `Bearer ${ADMIN_KEY}` },
-    data: { user: "carol", title: "While you were away", body: "" },
+    data: { user: "guest:carol", title: "While you were away", body: "" },
   });
   expect(response.status()).toBe(200);
   const page = await openDashboard();

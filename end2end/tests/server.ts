@@ -44,7 +44,7 @@ export class PulseServer {
 
   static async start(flags: string[] = []): Promise<PulseServer> {
     // A fixed secret, as in production: tokens survive a restart.
-    const server = new PulseServer(await freePort(), ["--jwt-secret", "pulse-e2e-secret", ...flags]);
+    const server = new PulseServer(await freePort(), ["--jwt-secret", "pulse-e2e-secret-0123456789abcdef", ...flags]);
     await server.start();
     return server;
   }

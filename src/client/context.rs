@@ -450,9 +450,10 @@ impl LiveConnection {
             }
             ServerMessage::Ack(ack) => {
                 self.settle(&ack.id);
-                if let Some(room) = ack.channel.strip_prefix("chat:") {
-                    self.lines(room)
-                        .update(|lines| chat::acked(lines, &ack.id, ack.offset));
+                let channel = ack.channel.as_deref().map(str::parse::<Channel>);
+                if let (Some(Ok(Channel::Chat(room))), Some(offset)) = (channel, ack.offset) {
+                    self.lines(&room)
+                        .update(|lines| chat::acked(lines, &ack.id, offset));
                 }
             }
             ServerMessage::History(page) => {

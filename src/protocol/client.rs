@@ -19,6 +19,10 @@ pub enum ClientMessage {
     MarkRead(MarkRead),
     /// Extension: asks for older chat messages (see docs/EXTENSIONS.md).
     History(HistoryRequest),
+    /// A fresh token for the same user, before the current one expires (1.1).
+    Refresh(Refresh),
+    /// Who is editing a document and where (1.1).
+    DocAwareness(DocAwarenessRequest),
 }
 
 impl ClientMessage {
@@ -34,6 +38,8 @@ impl ClientMessage {
             ClientMessage::Ping(_) => "ping",
             ClientMessage::MarkRead(_) => "mark_read",
             ClientMessage::History(_) => "history",
+            ClientMessage::Refresh(_) => "refresh",
+            ClientMessage::DocAwareness(_) => "doc_awareness",
         }
     }
 }
@@ -117,4 +123,18 @@ pub struct HistoryRequest {
     pub before: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
+}
+
+/// `refresh`: a new token for the connection's own user (same `sub`), so an
+/// open connection outlives its first token; answered `ack` when it has an id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Refresh {
+    pub token: String,
+}
+
+/// `doc_awareness` from a client: a base64 y-protocols awareness update.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DocAwarenessRequest {
+    pub doc: String,
+    pub update: String,
 }

@@ -47,17 +47,33 @@ impl ClientEnvelope {
     }
 }
 
-/// A server frame: a message and the moment the server created it.
+/// A server frame: a message, the moment the server created it and, on an
+/// `ack` or `error` answering a client message with an `id`, that `id`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServerEnvelope {
     #[serde(flatten)]
     pub message: ServerMessage,
     pub timestamp: Timestamp,
+    /// The envelope id of the client message this answers (PROTOCOL 1.1:
+    /// echoed on the envelope as well as in `data.id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }
 
 impl ServerEnvelope {
+    /// An envelope for `message`; an `ack` or `error` carries its `data.id`
+    /// on the envelope too, so the echo can never disagree with the data.
     pub fn new(message: ServerMessage, timestamp: Timestamp) -> Self {
-        ServerEnvelope { message, timestamp }
+        let id = match &message {
+            ServerMessage::Ack(ack) => Some(ack.id.clone()),
+            ServerMessage::Error(error) => error.id.clone(),
+            _ => None,
+        };
+        ServerEnvelope {
+            message,
+            timestamp,
+            id,
+        }
     }
 
     /// The frame text.
@@ -195,6 +211,8 @@ pub fn decode_client(text: &str) -> Result<ClientEnvelope, DecodeError> {
         "ping" => ClientMessage::Ping(data_of(data).map_err(invalid)?),
         "mark_read" => ClientMessage::MarkRead(data_of(data).map_err(invalid)?),
         "history" => ClientMessage::History(data_of(data).map_err(invalid)?),
+        "refresh" => ClientMessage::Refresh(data_of(data).map_err(invalid)?),
+        "doc_awareness" => ClientMessage::DocAwareness(data_of(data).map_err(invalid)?),
         other => {
             return Err(DecodeError::new(
                 ErrorCode::UnknownType,

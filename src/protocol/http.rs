@@ -15,6 +15,10 @@ pub struct LoginRequest {
 /// The longest guest name, in characters (after trimming).
 pub const MAX_NAME_CHARS: usize = 32;
 
+/// What a guest's user id starts with (PROTOCOL 1.1): `Ada` logs in as
+/// `guest:ada`, so no guest can ever hold an id another backend's tokens use.
+pub const GUEST_ID_PREFIX: &str = "guest:";
+
 /// Checks a guest name (1 to 32 visible characters once trimmed) and returns
 /// it trimmed; the error completes the sentence "name: …". Shared so the page
 /// can explain a bad name before asking the server, which checks it again.

@@ -17,14 +17,14 @@ mod time;
 
 pub use channel::{Channel, ChannelError};
 pub use client::{
-    ChatSend, ClientMessage, DocUpdateRequest, Hello, HistoryRequest, MarkRead, Since,
-    StatusUpdate, Subscribe, SubscribeChannel, Unsubscribe, UserStatus,
+    ChatSend, ClientMessage, DocAwarenessRequest, DocUpdateRequest, Hello, HistoryRequest,
+    MarkRead, Refresh, Since, StatusUpdate, Subscribe, SubscribeChannel, Unsubscribe, UserStatus,
 };
 pub use codes::{CloseCode, ErrorCode};
 pub use envelope::{decode_client, ClientEnvelope, DecodeError, Empty, ServerEnvelope};
 pub use http::{
     check_guest_name, ApiErrorBody, ApiErrorResponse, LoginRequest, LoginResponse,
-    PresenceResponse, PublishResponse,
+    PresenceResponse, PublishResponse, GUEST_ID_PREFIX,
 };
 pub use server::{
     Ack, Batch, ChatMessage, ChatSnapshot, DocSnapshot, DocUpdateEvent, ErrorBody, HistoryPage,

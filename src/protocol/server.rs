@@ -42,6 +42,10 @@ pub struct Welcome {
     pub user: Option<UserRef>,
     pub heartbeat_ms: u64,
     pub max_message_bytes: usize,
+    /// Identifies the server's build (1.1), so a page can tell that the
+    /// server was upgraded under it. Empty from a 1.0 server.
+    #[serde(default)]
+    pub build: String,
 }
 
 /// `subscribed`: a channel was subscribed, resumed or not.
@@ -171,12 +175,35 @@ pub struct DocUpdateEvent {
     pub user: UserRef,
 }
 
-/// `ack`: a `chat_send` or `doc_update` was accepted (and is on disk).
+/// `ack`: a `chat_send` or `doc_update` was accepted (and is on disk), with
+/// the channel and offset it got; a `refresh` is acked with its `id` alone.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ack {
     pub id: String,
-    pub channel: String,
-    pub offset: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+}
+
+impl Ack {
+    /// The ack of a message stored on `channel` at `offset`.
+    pub fn stored(id: String, channel: String, offset: u64) -> Self {
+        Ack {
+            id,
+            channel: Some(channel),
+            offset: Some(offset),
+        }
+    }
+
+    /// The ack of a message that stored nothing (`refresh`).
+    pub fn bare(id: String) -> Self {
+        Ack {
+            id,
+            channel: None,
+            offset: None,
+        }
+    }
 }
 
 /// `error`: never closes the connection by itself.

@@ -91,11 +91,26 @@ fn history_extension() {
 #[test]
 fn server_welcome() {
     check::<ServerEnvelope>(&format!(
-        r#"{{"type":"welcome","data":{{"connection_id":"k1","user":{{"id":"alice","name":"Alice"}},"heartbeat_ms":15000,"max_message_bytes":65536}},{T}}}"#
+        r#"{{"type":"welcome","data":{{"connection_id":"k1","user":{{"id":"alice","name":"Alice"}},"heartbeat_ms":15000,"max_message_bytes":65536,"build":"0.1.0"}},{T}}}"#
     ));
     check::<ServerEnvelope>(&format!(
-        r#"{{"type":"welcome","data":{{"connection_id":"k1","user":null,"heartbeat_ms":15000,"max_message_bytes":65536}},{T}}}"#
+        r#"{{"type":"welcome","data":{{"connection_id":"k1","user":null,"heartbeat_ms":15000,"max_message_bytes":65536,"build":"0.1.0"}},{T}}}"#
     ));
+}
+
+#[test]
+fn a_welcome_from_a_1_0_server_without_build_still_parses() {
+    let env = ServerEnvelope::from_json(&format!(
+        r#"{{"type":"welcome","data":{{"connection_id":"k1","user":null,"heartbeat_ms":15000,"max_message_bytes":65536}},{T}}}"#
+    ))
+    .unwrap();
+    assert!(matches!(env.message, ServerMessage::Welcome(w) if w.build.is_empty()));
+}
+
+#[test]
+fn client_refresh_and_doc_awareness() {
+    check_client(r#"{"type":"refresh","data":{"token":"eyJ.x.y"},"id":"r-1"}"#);
+    check_client(r#"{"type":"doc_awareness","data":{"doc":"notes","update":"AQID"}}"#);
 }
 
 #[test]
@@ -170,8 +185,37 @@ fn server_doc_update() {
 #[test]
 fn server_ack() {
     check::<ServerEnvelope>(&format!(
-        r#"{{"type":"ack","data":{{"id":"c-42","channel":"chat:general","offset":3}},{T}}}"#
+        r#"{{"type":"ack","data":{{"id":"c-42","channel":"chat:general","offset":3}},{T},"id":"c-42"}}"#
     ));
+    check::<ServerEnvelope>(&format!(
+        r#"{{"type":"ack","data":{{"id":"r-1"}},{T},"id":"r-1"}}"#
+    ));
+}
+
+/// PROTOCOL 1.1: the answer to a client message with an `id` carries it on
+/// the envelope as well as in `data.id`.
+#[test]
+fn acks_and_errors_echo_the_id_on_the_envelope() {
+    let ts = Timestamp::parse("2026-11-25T17:30:00.123456Z").unwrap();
+    let ack = ServerEnvelope::new(
+        ServerMessage::Ack(Ack::stored("c-42".into(), "chat:general".into(), 3)),
+        ts,
+    );
+    let json: Value = serde_json::from_str(&ack.to_json()).unwrap();
+    assert_eq!(json["id"], "c-42");
+    assert_eq!(json["data"]["id"], "c-42");
+    let error = ServerEnvelope::new(
+        ServerMessage::Error(ErrorBody::new(ErrorCode::Invalid, "m").with_id(Some("c-7".into()))),
+        ts,
+    );
+    let json: Value = serde_json::from_str(&error.to_json()).unwrap();
+    assert_eq!(json["id"], "c-7");
+    let anonymous = ServerEnvelope::new(
+        ServerMessage::Error(ErrorBody::new(ErrorCode::Invalid, "m")),
+        ts,
+    );
+    let json: Value = serde_json::from_str(&anonymous.to_json()).unwrap();
+    assert!(json.get("id").is_none());
 }
 
 #[test]
@@ -203,7 +247,7 @@ fn server_error_with_and_without_optional_fields() {
         assert_eq!(body.code.as_str(), code);
     }
     check::<ServerEnvelope>(&format!(
-        r#"{{"type":"error","data":{{"code":"forbidden","message":"m","id":"c-1","channel":"user:bob"}},{T}}}"#
+        r#"{{"type":"error","data":{{"code":"forbidden","message":"m","id":"c-1","channel":"user:bob"}},{T},"id":"c-1"}}"#
     ));
 }
 

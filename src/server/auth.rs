@@ -6,10 +6,17 @@ use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, 
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::protocol::{check_guest_name, Channel, UserRef};
+use crate::protocol::{check_guest_name, Channel, UserRef, GUEST_ID_PREFIX};
 
 /// The longest `name` accepted in a token minted elsewhere.
 pub const MAX_TOKEN_NAME_CHARS: usize = 64;
+
+/// The shortest HS256 secret accepted (RFC 7518 §3.2: a key at least as long
+/// as the hash output); the server refuses to start with a shorter one.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Seconds of clock difference allowed between a token's issuer and us.
+pub const LEEWAY_SECS: u64 = 5;
 
 /// The claims of a Pulse token.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,6 +39,14 @@ pub enum AuthError {
     Name(&'static str),
 }
 
+/// A verified token: whom it names and until when it may be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub user: UserRef,
+    /// The moment the token stops being accepted (its `exp` plus the leeway).
+    pub valid_until: SystemTime,
+}
+
 /// Signs and checks tokens with one secret.
 pub struct Auth {
     encoding: EncodingKey,
@@ -43,7 +58,7 @@ pub struct Auth {
 impl Auth {
     pub fn new(secret: &[u8], lifetime: Duration) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 5;
+        validation.leeway = LEEWAY_SECS;
         validation.set_required_spec_claims(&["exp", "sub"]);
         Auth {
             encoding: EncodingKey::from_secret(secret),
@@ -71,13 +86,19 @@ impl Auth {
 
     /// The user a token names, if its signature, expiry and claims hold.
     pub fn verify(&self, token: &str) -> Result<UserRef, AuthError> {
+        self.verify_until(token).map(|verified| verified.user)
+    }
+
+    /// Like [`Auth::verify`], with the moment the token expires, so an open
+    /// connection can be closed then (PROTOCOL 1.1: 4001 at expiry).
+    pub fn verify_until(&self, token: &str) -> Result<Verified, AuthError> {
         let data = decode::<Claims>(token, &self.decoding, &self.validation).map_err(|err| {
             match err.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
                 _ => AuthError::Invalid(err.to_string()),
             }
         })?;
-        let Claims { sub, name, .. } = data.claims;
+        let Claims { sub, name, exp } = data.claims;
         if !Channel::is_user_id(&sub) {
             return Err(AuthError::Invalid("sub must be 1 to 64 characters".into()));
         }
@@ -90,19 +111,25 @@ impl Auth {
                 "name must be 1 to 64 visible characters".into(),
             ));
         }
-        Ok(UserRef {
-            id: sub,
-            name: name.to_owned(),
+        Ok(Verified {
+            user: UserRef {
+                id: sub,
+                name: name.to_owned(),
+            },
+            // A far-future `exp` from another backend must not overflow.
+            valid_until: UNIX_EPOCH
+                .checked_add(Duration::from_secs(exp.saturating_add(LEEWAY_SECS)))
+                .unwrap_or(UNIX_EPOCH + Duration::from_secs(u32::MAX.into())),
         })
     }
 }
 
 /// Checks a guest name and returns the user it logs in as: the name trimmed,
-/// the id the name case-folded.
+/// the id `guest:` and the name case-folded.
 pub fn guest(name: &str) -> Result<UserRef, AuthError> {
     let name = check_guest_name(name).map_err(AuthError::Name)?;
     Ok(UserRef {
-        id: name.to_lowercase(),
+        id: format!("{GUEST_ID_PREFIX}{}", name.to_lowercase()),
         name: name.to_owned(),
     })
 }
@@ -111,8 +138,10 @@ pub fn guest(name: &str) -> Result<UserRef, AuthError> {
 mod tests {
     use super::*;
 
+    const SECRET: &[u8] = b"a test secret of at least 32 bytes!!";
+
     fn auth() -> Auth {
-        Auth::new(b"secret", Duration::from_secs(3600))
+        Auth::new(SECRET, Duration::from_secs(3600))
     }
 
     #[test]
@@ -121,7 +150,7 @@ mod tests {
         assert_eq!(
             user,
             UserRef {
-                id: "alice".into(),
+                id: "guest:alice".into(),
                 name: "Alice".into()
             }
         );
@@ -144,7 +173,7 @@ mod tests {
                 name: "Bob".into(),
                 exp: 1_000,
             },
-            &EncodingKey::from_secret(b"secret"),
+            &EncodingKey::from_secret(SECRET),
         )
         .unwrap();
         assert_eq!(auth().verify(&expired), Err(AuthError::Expired));
@@ -170,7 +199,7 @@ mod tests {
                     name: name.into(),
                     exp,
                 },
-                &EncodingKey::from_secret(b"secret"),
+                &EncodingKey::from_secret(SECRET),
             )
             .unwrap();
             assert!(auth().verify(&token).is_err(), "{sub:?} {name:?}");
@@ -194,6 +223,30 @@ mod tests {
             guest("\u{200B}"),
             Err(AuthError::Name("only visible characters"))
         );
-        assert_eq!(guest("ÅSA").unwrap().id, "åsa");
+        assert_eq!(guest("ÅSA").unwrap().id, "guest:åsa");
+    }
+
+    /// A guest can never take the id of a user another backend mints tokens
+    /// for: whatever the name, the id is in the `guest:` namespace.
+    #[test]
+    fn guest_ids_never_collide_with_backend_ids() {
+        for name in ["1042", "admin", "Alice", "guest:bob"] {
+            let user = guest(name).unwrap();
+            assert!(user.id.starts_with("guest:"), "{}", user.id);
+            assert_ne!(user.id, name.to_lowercase());
+        }
+    }
+
+    #[test]
+    fn a_verified_token_says_until_when_it_is_valid() {
+        let user = guest("ann").unwrap();
+        let verified = auth().verify_until(&auth().mint(&user)).unwrap();
+        let left = verified
+            .valid_until
+            .duration_since(SystemTime::now())
+            .unwrap();
+        assert!(
+            left > Duration::from_secs(3600) && left <= Duration::from_secs(3600 + LEEWAY_SECS)
+        );
     }
 }

@@ -6,6 +6,29 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::protocol::{DEFAULT_HEARTBEAT_MS, HELLO_TIMEOUT_MS, MAX_MESSAGE_BYTES};
+use crate::server::auth::MIN_SECRET_BYTES;
+
+/// The shortest admin key accepted (PROTOCOL 1.1).
+pub const MIN_ADMIN_KEY_CHARS: usize = 16;
+
+/// The longest heartbeat interval: ten minutes. Longer would leave dead
+/// sockets around for half an hour, and much longer overflows `Instant`.
+pub const MAX_HEARTBEAT_MS: u64 = 600_000;
+
+/// Why the settings cannot be served with; the server refuses to start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "--jwt-secret (PULSE_JWT_SECRET) is {0} bytes: it must be at least {MIN_SECRET_BYTES} \
+         (RFC 7518 §3.2), or unset for a random one"
+    )]
+    ShortSecret(usize),
+    #[error(
+        "--admin-key (PULSE_ADMIN_KEY) is {0} characters: it must be at least \
+         {MIN_ADMIN_KEY_CHARS}, or unset to turn the admin API off"
+    )]
+    ShortAdminKey(usize),
+}
 
 /// `pulse`: a real-time dashboard and WebSocket server.
 #[derive(Debug, Clone, Parser)]
@@ -33,7 +56,7 @@ pub struct Config {
     /// Milliseconds between server Pings; a connection silent for twice this
     /// long is closed.
     #[arg(long, env = "PULSE_HEARTBEAT_MS", default_value_t = DEFAULT_HEARTBEAT_MS,
-          value_parser = clap::value_parser!(u64).range(10..))]
+          value_parser = clap::value_parser!(u64).range(10..=MAX_HEARTBEAT_MS))]
     pub heartbeat_ms: u64,
 
     /// Milliseconds a connection may wait before its `hello` (protocol: 10 s;
@@ -90,6 +113,19 @@ pub struct Config {
     /// Milliseconds the server waits, on shutdown, for connections to say goodbye.
     #[arg(long, env = "PULSE_SHUTDOWN_GRACE_MS", default_value_t = 5_000)]
     pub shutdown_grace_ms: u64,
+
+    /// WebSocket upgrades per second allowed from one client address (bursts
+    /// of twice that); past it new sockets are closed with 1013. Off when
+    /// unset, since behind a proxy every client shares one address.
+    #[arg(long, env = "PULSE_MAX_UPGRADES_PER_IP", value_parser = parse_positive_rate)]
+    pub max_upgrades_per_ip: Option<f64>,
+
+    /// WebSocket upgrades per second the whole server accepts (bursts of
+    /// twice that); past it new sockets are closed with 1013, so a reconnect
+    /// storm cannot starve the connections already open.
+    #[arg(long, env = "PULSE_MAX_UPGRADES_PER_SEC", default_value_t = 1000.0,
+          value_parser = parse_positive_rate)]
+    pub max_upgrades_per_sec: f64,
 }
 
 /// The simulator's default symbols: a dozen well-known tickers.
@@ -134,7 +170,32 @@ fn parse_rate(text: &str) -> Result<f64, String> {
     }
 }
 
+fn parse_positive_rate(text: &str) -> Result<f64, String> {
+    match parse_rate(text) {
+        Ok(rate) if rate > 0.0 => Ok(rate),
+        _ => Err(format!(
+            "`{text}` is not a rate above 0 and at most 1000 per second"
+        )),
+    }
+}
+
 impl Config {
+    /// Checks what clap cannot: secrets long enough to be secrets.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(secret) = &self.jwt_secret {
+            if secret.len() < MIN_SECRET_BYTES {
+                return Err(ConfigError::ShortSecret(secret.len()));
+            }
+        }
+        if let Some(key) = &self.admin_key {
+            let chars = key.chars().count();
+            if chars < MIN_ADMIN_KEY_CHARS {
+                return Err(ConfigError::ShortAdminKey(chars));
+            }
+        }
+        Ok(())
+    }
+
     pub fn heartbeat(&self) -> Duration {
         Duration::from_millis(self.heartbeat_ms)
     }
@@ -192,6 +253,47 @@ mod tests {
         assert!(Config::try_parse_from(["pulse", "--symbols", "AAPL,not a symbol"]).is_err());
         assert!(Config::try_parse_from(["pulse", "--tick-rate", "-1"]).is_err());
         assert!(Config::try_parse_from(["pulse", "--tick-rate", "NaN"]).is_err());
+        assert!(Config::try_parse_from(["pulse", "--max-upgrades-per-ip", "0"]).is_err());
+    }
+
+    #[test]
+    fn the_heartbeat_is_bounded_at_ten_minutes() {
+        let at = MAX_HEARTBEAT_MS.to_string();
+        assert!(Config::try_parse_from(["pulse", "--heartbeat-ms", &at]).is_ok());
+        let past = (MAX_HEARTBEAT_MS + 1).to_string();
+        assert!(Config::try_parse_from(["pulse", "--heartbeat-ms", &past]).is_err());
+        assert!(
+            Config::try_parse_from(["pulse", "--heartbeat-ms", &u64::MAX.to_string()]).is_err()
+        );
+    }
+
+    #[test]
+    fn empty_or_short_secrets_and_admin_keys_are_refused() {
+        let check = |flags: &[&str]| {
+            let mut args = vec!["pulse"];
+            args.extend_from_slice(flags);
+            Config::try_parse_from(args).unwrap().validate()
+        };
+        assert_eq!(check(&[]), Ok(()));
+        assert_eq!(
+            check(&["--jwt-secret", ""]),
+            Err(ConfigError::ShortSecret(0))
+        );
+        let short = "s".repeat(MIN_SECRET_BYTES - 1);
+        assert_eq!(
+            check(&["--jwt-secret", &short]),
+            Err(ConfigError::ShortSecret(MIN_SECRET_BYTES - 1))
+        );
+        let enough = "s".repeat(MIN_SECRET_BYTES);
+        assert_eq!(check(&["--jwt-secret", &enough]), Ok(()));
+        assert_eq!(
+            check(&["--admin-key", ""]),
+            Err(ConfigError::ShortAdminKey(0))
+        );
+        let short = "k".repeat(MIN_ADMIN_KEY_CHARS - 1);
+        assert!(check(&["--admin-key", &short]).is_err());
+        let enough = "k".repeat(MIN_ADMIN_KEY_CHARS);
+        assert_eq!(check(&["--admin-key", &enough]), Ok(()));
     }
 
     #[test]
@@ -205,6 +307,8 @@ mod tests {
                 .unwrap();
         assert!(!config.guest_login);
         assert_eq!(config.jwt_secret.as_deref(), Some("s"));
+        assert_eq!(config.max_upgrades_per_ip, None);
+        assert_eq!(config.max_upgrades_per_sec, 1000.0);
     }
 
     #[test]

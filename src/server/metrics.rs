@@ -16,6 +16,10 @@ pub struct Metrics {
     pub ticks_conflated: AtomicU64,
     /// Connections closed with 4008 (slow consumer).
     pub slow_consumers: AtomicU64,
+    /// Upgrades answered 1013 (the cap or an upgrade rate).
+    pub upgrades_refused: AtomicU64,
+    /// Client messages answered `rate_limited`.
+    pub rate_limited: AtomicU64,
 }
 
 impl Metrics {
@@ -70,6 +74,18 @@ impl Metrics {
                 "counter",
                 "connections closed with 4008 (slow consumer)",
                 &self.slow_consumers,
+            ),
+            (
+                "pulse_upgrades_refused_total",
+                "counter",
+                "WebSocket upgrades closed with 1013 (connection cap or upgrade rate)",
+                &self.upgrades_refused,
+            ),
+            (
+                "pulse_rate_limited_total",
+                "counter",
+                "client messages answered rate_limited",
+                &self.rate_limited,
             ),
         ];
         for (name, kind, help, value) in rows {

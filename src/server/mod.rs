@@ -45,6 +45,8 @@ pub enum ServerError {
         source: std::io::Error,
     },
     #[error("{0}")]
+    Config(#[from] config::ConfigError),
+    #[error("{0}")]
     Store(#[from] store::StoreError),
     #[error("leptos configuration: {0}")]
     Leptos(String),
@@ -74,6 +76,7 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    config.validate()?;
     let addr = listener.local_addr()?;
     let metrics = Arc::new(Metrics::default());
     let hub = Hub::new(metrics.clone(), config.presence_grace());
@@ -90,6 +93,7 @@ pub async fn serve(
         .await?;
     let seed = config.seed.unwrap_or_else(rand::random);
     let feeds = Feeds::new(Market::new(&config.symbols.0, seed), hub.clone());
+    let config_for_admission = config.clone();
     let state = AppState {
         leptos_options: leptos_options(addr)?,
         config: Arc::new(config),
@@ -100,6 +104,10 @@ pub async fn serve(
         feeds: feeds.clone(),
         auth,
         store,
+        admission: Arc::new(ws::admission::Admission::new(
+            &config_for_admission,
+            std::time::Instant::now(),
+        )),
     };
     let app = router(state.clone());
     tracing::info!("listening on http://{addr}");
@@ -112,12 +120,15 @@ pub async fn serve(
     let simulator = tokio::spawn(feeds.simulate(state.config.tick_rate, state.shutdown.clone()));
 
     let token = state.shutdown.clone();
-    axum::serve(listener, app.into_make_service())
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            token.cancel();
-        })
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        token.cancel();
+    })
+    .await?;
 
     let _ = simulator.await;
     state.connections.close();

@@ -12,6 +12,7 @@ use super::feeds::Feeds;
 use super::hub::Hub;
 use super::metrics::Metrics;
 use super::store::Store;
+use super::ws::admission::Admission;
 
 /// Shared by every handler; cheap to clone.
 #[derive(Clone)]
@@ -32,6 +33,8 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     /// The SQLite file.
     pub store: Store,
+    /// Who may open a WebSocket now: the connection cap and upgrade rates.
+    pub admission: Arc<Admission>,
 }
 
 impl FromRef<AppState> for LeptosOptions {

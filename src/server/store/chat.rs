@@ -131,6 +131,26 @@ impl Store {
         .await
     }
 
+    /// Where `user_id`'s message with envelope id `client_id` was stored, if
+    /// it was: a resend is acked with this, even over the rate limit.
+    pub async fn sent(
+        &self,
+        user_id: String,
+        client_id: String,
+    ) -> Result<Option<(String, u64)>, StoreError> {
+        self.with(move |db| {
+            Ok(db
+                .prepare_cached(
+                    "SELECT channel, offset FROM sent_ids WHERE user_id = ?1 AND client_id = ?2",
+                )?
+                .query_row(params![user_id, client_id], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
+                })
+                .optional()?)
+        })
+        .await
+    }
+
     /// Appends `text` from `user` to `room` with the next offset, unless this
     /// user already sent `client_id`. `on_commit` runs after the commit while
     /// the store is still locked, so what it publishes keeps commit order.

@@ -5,7 +5,6 @@
 
 use axum::extract::ws::{Message, Utf8Bytes};
 use futures_util::{Sink, Stream, StreamExt};
-use std::collections::BTreeSet;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -14,11 +13,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::outbox::Outbox;
 use super::rate::TokenBucket;
+use super::registration::Registration;
 use super::writer;
 use crate::protocol::{
     decode_client, Ack, Channel, ChatSend, ClientMessage, CloseCode, Empty, ErrorBody, ErrorCode,
-    Hello, MarkRead, ServerMessage, StatusUpdate, Subscribe, Unsubscribe, Unsubscribed, UserRef,
-    Welcome,
+    Hello, MarkRead, Refresh, ServerMessage, StatusUpdate, Subscribe, Unsubscribe, Unsubscribed,
+    UserRef, Welcome,
 };
 use crate::protocol::{HistoryPage, HistoryRequest};
 use crate::server::auth::{Auth, AuthError};
@@ -42,6 +42,9 @@ pub const MAX_SUBSCRIPTIONS: usize = 256;
 
 /// Numbers connections within this process (the hub's subscriber ids).
 static NEXT_SUBSCRIBER: AtomicU64 = AtomicU64::new(1);
+
+/// The build this server reports in `welcome.build`.
+pub const BUILD: &str = env!("CARGO_PKG_VERSION");
 
 /// What a connection needs from the server, cloned per connection.
 #[derive(Clone)]
@@ -92,31 +95,29 @@ where
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message> + Send + 'static,
 {
     let metrics = context.metrics.clone();
-    metrics.connections_open.fetch_add(1, Relaxed);
-    metrics.connections_total.fetch_add(1, Relaxed);
-
     let (sink, mut stream) = socket.split();
     let outbox = Outbox::new(context.config.max_outbox_bytes);
     let writer = tokio::spawn(writer::run(sink, outbox.clone(), metrics.clone()));
     let context_chat_rate = context.config.chat_rate;
+    let subscriber = NEXT_SUBSCRIBER.fetch_add(1, Relaxed);
     let mut connection = Connection {
         id: uuid::Uuid::new_v4().simple().to_string(),
-        subscriber: NEXT_SUBSCRIBER.fetch_add(1, Relaxed),
+        registration: Registration::new(
+            context.hub.clone(),
+            metrics.clone(),
+            outbox.clone(),
+            subscriber,
+        ),
+        subscriber,
         context,
         outbox: outbox.clone(),
         phase: Phase::AwaitingHello,
         user: None,
-        subscriptions: BTreeSet::new(),
+        valid_until: None,
         chat_bucket: TokenBucket::new(context_chat_rate, CHAT_BURST, Instant::now().into_std()),
     };
     let ending = connection.run(&mut stream).await;
-    connection.leave_channels();
-    if let Some(user) = &connection.user {
-        connection
-            .context
-            .hub
-            .presence_disconnect(&user.id, connection.subscriber);
-    }
+    connection.registration.release();
     match ending {
         Ending::Close(code, reason) => {
             tracing::debug!(code = code.code(), reason, "closing connection");
@@ -149,7 +150,7 @@ where
     if tokio::time::timeout(grace, writer).await.is_err() {
         abort.abort();
     }
-    metrics.connections_open.fetch_sub(1, Relaxed);
+    // Dropping `connection` drops its registration: the gauge goes down.
 }
 
 struct Connection {
@@ -161,9 +162,13 @@ struct Connection {
     /// To the writer task, the only writer of the socket; the hub pushes here too.
     outbox: Arc<Outbox>,
     phase: Phase,
+    /// What this connection registered in the hub; released however it ends.
+    registration: Registration,
     /// Who this connection speaks for; `None` for an anonymous connection.
     user: Option<UserRef>,
-    subscriptions: BTreeSet<Channel>,
+    /// When the connection's token expires (closed with 4001 then, unless a
+    /// `refresh` moved it); `None` for an anonymous connection.
+    valid_until: Option<std::time::SystemTime>,
     /// Limits how fast this connection may send chat messages.
     chat_bucket: TokenBucket,
 }
@@ -178,6 +183,9 @@ impl Connection {
         ping_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut silence = pin!(sleep(heartbeat * 2));
         let mut hello_deadline = pin!(sleep(self.context.config.hello_timeout()));
+        // Re-armed whenever `valid_until` changes (hello, refresh).
+        let mut expiry = pin!(sleep(heartbeat));
+        let mut armed_for = None;
         let shutdown = self.context.shutdown.clone();
         let outbox = self.outbox.clone();
 
@@ -192,6 +200,9 @@ impl Connection {
                     return Ending::Close(CloseCode::Unauthorized, "no hello within the time allowed");
                 }
                 _ = &mut silence => return Ending::CloseNow(CloseCode::GoingAway, "heartbeat timeout"),
+                _ = &mut expiry, if armed_for.is_some() => {
+                    return Ending::Close(CloseCode::Unauthorized, "token expired");
+                }
                 _ = ping_timer.tick() => self.outbox.ping(),
                 frame = stream.next() => {
                     let Some(frame) = frame else { return Ending::PeerGone };
@@ -200,6 +211,12 @@ impl Connection {
                         Ok(Message::Text(text)) => {
                             if let Some(ending) = self.on_text(&text).await {
                                 return ending;
+                            }
+                            if armed_for != self.valid_until {
+                                armed_for = self.valid_until;
+                                if let Some(until) = armed_for {
+                                    expiry.as_mut().reset(deadline(until));
+                                }
                             }
                         }
                         Ok(Message::Binary(_)) => self.send_error(ErrorBody::new(
@@ -247,6 +264,7 @@ impl Connection {
             }
             (Phase::Ready, ClientMessage::ChatSend(send)) => self.chat_send(send, id).await,
             (Phase::Ready, ClientMessage::MarkRead(read)) => self.mark_read(read, id).await,
+            (Phase::Ready, ClientMessage::Refresh(refresh)) => self.refresh(refresh, id),
             (Phase::Ready, ClientMessage::History(request)) => self.history(request, id).await,
             (Phase::Ready, ClientMessage::Unsubscribe(unsubscribe)) => {
                 self.unsubscribe(unsubscribe, id)
@@ -275,9 +293,11 @@ impl Connection {
     /// `hello`: anonymous, or identified by a token (a bad one closes with 4001).
     async fn hello(&mut self, hello: Hello) -> Option<Ending> {
         if let Some(token) = hello.token {
-            match self.context.auth.verify(&token) {
-                Ok(user) => {
-                    self.context.hub.presence_connect(&user, self.subscriber);
+            match self.context.auth.verify_until(&token) {
+                Ok(verified) => {
+                    let user = verified.user;
+                    self.valid_until = Some(verified.valid_until);
+                    self.registration.join_presence(&user);
                     // Remembered so that `@name` mentions can reach this user
                     // later; a failure here costs only that.
                     let remembered = self
@@ -306,8 +326,35 @@ impl Connection {
             user: self.user.clone(),
             heartbeat_ms: self.context.config.heartbeat_ms,
             max_message_bytes: self.context.config.max_message_bytes(),
+            build: BUILD.to_owned(),
         }));
         None
+    }
+
+    /// `refresh`: a new token for the same user moves the connection's
+    /// expiry; a bad one changes nothing (the connection keeps its old token).
+    fn refresh(&mut self, refresh: Refresh, id: Option<String>) {
+        let refused =
+            |message: String| ErrorBody::new(ErrorCode::Unauthorized, message).with_id(id.clone());
+        let Some(user) = &self.user else {
+            return self.send_error(refused(
+                "refresh: an anonymous connection has no token to refresh".into(),
+            ));
+        };
+        match self.context.auth.verify_until(&refresh.token) {
+            Ok(verified) if verified.user.id == user.id => {
+                self.valid_until = Some(verified.valid_until);
+                if let Some(id) = id {
+                    self.send(ServerMessage::Ack(Ack::bare(id)));
+                }
+            }
+            Ok(_) => self.send_error(refused(
+                "refresh: the token is for another user; the connection keeps its own".into(),
+            )),
+            Err(err) => self.send_error(refused(format!(
+                "refresh: {err}; the connection keeps its old token"
+            ))),
+        }
     }
 
     /// Who may subscribe to what: tickers are public, presence needs an
@@ -351,9 +398,8 @@ impl Connection {
                 self.send_error(body.with_id(id.clone()).with_channel(entry.channel.clone()));
                 continue;
             }
-            if !self.subscriptions.contains(&channel)
-                && self.subscriptions.len() >= MAX_SUBSCRIPTIONS
-            {
+            let subscriptions = &self.registration.subscriptions;
+            if !subscriptions.contains(&channel) && subscriptions.len() >= MAX_SUBSCRIPTIONS {
                 let message = format!("at most {MAX_SUBSCRIPTIONS} subscriptions per connection");
                 self.send_error(error(ErrorCode::TooLarge, message));
                 continue;
@@ -372,7 +418,7 @@ impl Connection {
                 entry.since.as_ref(),
             ) {
                 Ok(()) => {
-                    self.subscriptions.insert(channel);
+                    self.registration.subscriptions.insert(channel);
                 }
                 Err(SubscribeError::NotAvailable) => {
                     let message = format!("{channel}: {}", SubscribeError::NotAvailable);
@@ -435,11 +481,11 @@ impl Connection {
         match done {
             Ok(_) => {
                 let offset = self.context.hub.latest(&channel);
-                self.send(ServerMessage::Ack(Ack {
-                    id: id.unwrap_or_default(),
-                    channel: name,
+                self.send(ServerMessage::Ack(Ack::stored(
+                    id.unwrap_or_default(),
+                    name,
                     offset,
-                }));
+                )));
             }
             Err(err) => {
                 tracing::error!(%err, "cannot mark notifications read");
@@ -486,8 +532,10 @@ impl Connection {
 
     /// Notifies every known user `@mentioned` in a chat message (not the author).
     async fn notify_mentions(&self, message: &crate::protocol::ChatMessage) {
+        // `@ada` names the guest `guest:ada` or a backend's user `ada`.
         let mentioned: Vec<String> = mentions(&message.text)
             .into_iter()
+            .flat_map(|name| [format!("{}{name}", crate::protocol::GUEST_ID_PREFIX), name])
             .filter(|id| *id != message.user.id)
             .collect();
         if mentioned.is_empty() {
@@ -540,6 +588,17 @@ impl Connection {
             return self.send_error(fail(ErrorCode::TooLarge, "text: at most 2000 characters"));
         }
         if !self.chat_bucket.try_take(Instant::now().into_std()) {
+            // A resend of a message already stored is acked again, whatever
+            // the rate (PROTOCOL 1.1 Limits): only new messages are limited.
+            let stored = self
+                .context
+                .store
+                .sent(user.id.clone(), client_id.clone())
+                .await;
+            if let Ok(Some((channel, offset))) = stored {
+                return self.send(ServerMessage::Ack(Ack::stored(client_id, channel, offset)));
+            }
+            self.context.metrics.rate_limited.fetch_add(1, Relaxed);
             let message = format!(
                 "chat_send: at most {} messages per second; wait a moment",
                 self.context.config.chat_rate
@@ -566,11 +625,11 @@ impl Connection {
         match stored {
             Ok(appended) => {
                 let (channel, offset) = appended.channel_offset();
-                self.send(ServerMessage::Ack(Ack {
-                    id: client_id,
-                    channel: channel.to_owned(),
+                self.send(ServerMessage::Ack(Ack::stored(
+                    client_id,
+                    channel.to_owned(),
                     offset,
-                }));
+                )));
                 if let Appended::New(message) = &appended {
                     self.notify_mentions(message).await;
                 }
@@ -592,7 +651,7 @@ impl Connection {
                 Ok(channel) => {
                     self.context.hub.unsubscribe(self.subscriber, &channel);
                     self.outbox.forget_channel(&name);
-                    self.subscriptions.remove(&channel);
+                    self.registration.subscriptions.remove(&channel);
                     self.send(ServerMessage::Unsubscribed(Unsubscribed { channel: name }));
                 }
                 Err(err) => {
@@ -600,12 +659,6 @@ impl Connection {
                     self.send_error(body.with_id(id.clone()).with_channel(name));
                 }
             }
-        }
-    }
-
-    fn leave_channels(&mut self) {
-        for channel in std::mem::take(&mut self.subscriptions) {
-            self.context.hub.unsubscribe(self.subscriber, &channel);
         }
     }
 
@@ -639,6 +692,18 @@ pub fn mentions(text: &str) -> Vec<String> {
         }
     }
     found
+}
+
+/// The tokio instant at which the wall-clock moment `until` arrives (now, if
+/// it has passed; a century on if it is further than `Instant` can count).
+fn deadline(until: std::time::SystemTime) -> Instant {
+    let left = until
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    let now = Instant::now();
+    now.checked_add(left)
+        .or_else(|| now.checked_add(std::time::Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(now)
 }
 
 /// A read error: a message over the size limit gets 1009, anything else
@@ -681,10 +746,18 @@ mod tests {
         outbound: mpsc::Sender<Message>,
     }
 
+    /// A frame that makes the test socket panic when the connection reads
+    /// it, as a bug anywhere in the connection's task would.
+    const PANIC: &str = "panic in the connection task";
+
     impl Stream for TestSocket {
         type Item = Result<Message, axum::Error>;
         fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-            self.inbound.poll_next_unpin(cx)
+            let next = self.inbound.poll_next_unpin(cx);
+            if let Poll::Ready(Some(Ok(Message::Text(text)))) = &next {
+                assert_ne!(text.as_str(), PANIC, "the test asked for a panic");
+            }
+            next
         }
     }
 
@@ -741,9 +814,17 @@ mod tests {
     }
 
     fn context() -> ConnectionContext {
+        context_with(&[])
+    }
+
+    /// A context whose config has these flags besides `--tick-rate 0`; its
+    /// tokens live 60 s.
+    fn context_with(flags: &[&str]) -> ConnectionContext {
         let metrics = Arc::new(Metrics::default());
+        let mut args = vec!["pulse", "--tick-rate", "0"];
+        args.extend_from_slice(flags);
         ConnectionContext {
-            config: Arc::new(Config::parse_from(["pulse", "--tick-rate", "0"])),
+            config: Arc::new(Config::parse_from(args)),
             shutdown: CancellationToken::new(),
             hub: Hub::new(metrics.clone(), std::time::Duration::from_secs(5)),
             auth: Arc::new(Auth::new(b"test", std::time::Duration::from_secs(60))),
@@ -851,6 +932,118 @@ mod tests {
             last_offsets.iter().filter(|&&o| o == rounds).count() == 2,
             "{last_offsets:?}"
         );
+    }
+
+    fn user(name: &str) -> UserRef {
+        UserRef {
+            id: format!("guest:{}", name.to_lowercase()),
+            name: name.into(),
+        }
+    }
+
+    fn hello_with(token: &str) -> String {
+        format!(r#"{{"type":"hello","data":{{"token":"{token}"}}}}"#)
+    }
+
+    /// Reads until the server's close frame; returns its code and reason.
+    async fn close_of(client: &mut TestClient) -> (u16, String) {
+        while let Some(frame) = client.from_server.next().await {
+            if let Message::Close(frame) = frame {
+                let frame = frame.expect("a close frame with a code");
+                return (frame.code, frame.reason.to_string());
+            }
+        }
+        panic!("the socket ended without a close frame");
+    }
+
+    /// PROTOCOL 1.1: an open connection whose token expires is closed with
+    /// 4001 (here 60 s plus the 5 s leeway), on paused time.
+    #[tokio::test(start_paused = true)]
+    async fn an_open_connection_is_closed_with_4001_when_its_token_expires() {
+        let context = context_with(&["--heartbeat-ms", "300000"]);
+        let token = context.auth.mint(&user("Exp"));
+        let mut client = connect(&context, 64);
+        client.send(&hello_with(&token));
+        assert!(matches!(client.recv().await[0], ServerMessage::Welcome(_)));
+        let opened = Instant::now();
+        assert_eq!(close_of(&mut client).await, (4001, "token expired".into()));
+        let lived = opened.elapsed();
+        assert!(
+            lived >= std::time::Duration::from_secs(59)
+                && lived <= std::time::Duration::from_secs(66),
+            "{lived:?}"
+        );
+    }
+
+    /// `refresh` with a new token of the same user moves the expiry and is
+    /// acked; one for another user or a forged one is refused and changes
+    /// nothing.
+    #[tokio::test(start_paused = true)]
+    async fn refresh_extends_an_open_connection_and_bad_tokens_change_nothing() {
+        let context = context_with(&["--heartbeat-ms", "300000"]);
+        let me = user("Ref");
+        let mut client = connect(&context, 64);
+        client.send(&hello_with(&context.auth.mint(&me)));
+        client.recv().await;
+
+        let someone_else = context.auth.mint(&user("Other"));
+        client.send(&format!(
+            r#"{{"type":"refresh","data":{{"token":"{someone_else}"}},"id":"r-0"}}"#
+        ));
+        let [ServerMessage::Error(error)] = &client.recv().await[..] else {
+            panic!("expected an error")
+        };
+        assert_eq!(
+            (error.code, error.id.as_deref()),
+            (ErrorCode::Unauthorized, Some("r-0"))
+        );
+        client.send(r#"{"type":"refresh","data":{"token":"not.a.token"}}"#);
+        let [ServerMessage::Error(error)] = &client.recv().await[..] else {
+            panic!("expected an error")
+        };
+        assert_eq!(error.code, ErrorCode::Unauthorized);
+
+        let longer = Auth::new(b"test", std::time::Duration::from_secs(600)).mint(&me);
+        client.send(&format!(
+            r#"{{"type":"refresh","data":{{"token":"{longer}"}},"id":"r-1"}}"#
+        ));
+        assert_eq!(
+            client.recv().await,
+            [ServerMessage::Ack(Ack::bare("r-1".into()))]
+        );
+        // Long past the first token's expiry, the connection still answers.
+        tokio::time::sleep(std::time::Duration::from_secs(120)).await;
+        client.send(r#"{"type":"ping","data":{}}"#);
+        assert_eq!(client.recv().await, [ServerMessage::Pong(Empty {})]);
+        // And the new token's expiry closes it in the end.
+        assert_eq!(close_of(&mut client).await, (4001, "token expired".into()));
+    }
+
+    /// However a connection's task ends, a panic included, it leaves nothing
+    /// behind: no subscription in the hub, no place in the connection count,
+    /// and its user leaves presence after the grace.
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_task_that_panics_leaves_nothing_behind() {
+        let context = context_with(&["--heartbeat-ms", "300000"]);
+        let mut client = connect(&context, 64);
+        client.send(&hello_with(&context.auth.mint(&user("Pat"))));
+        client.recv().await;
+        client.send(SUBSCRIBE);
+        let mut answers = Vec::new();
+        while answers.len() < 2 {
+            answers.extend(client.recv().await);
+        }
+        let aaa = Channel::Ticker("AAA".into());
+        assert_eq!(context.hub.subscriber_count(&aaa), 1);
+        assert_eq!(context.metrics.connections_open.load(Relaxed), 1);
+        assert_eq!(context.hub.presence_users().len(), 1);
+
+        client.send(PANIC);
+        assert_eq!(close_of(&mut client).await.0, 1011);
+        assert_eq!(context.hub.subscriber_count(&aaa), 0);
+        assert_eq!(context.metrics.connections_open.load(Relaxed), 0);
+        tokio::time::sleep(context.config.presence_grace() * 2).await;
+        assert!(context.hub.presence_users().is_empty());
     }
 
     #[test]

@@ -1,16 +1,20 @@
-//! Owns `GET /ws`: the Origin check, the upgrade with its size limits, and
-//! handing each socket to a tracked [`connection`] task.
+//! Owns `GET /ws`: the Origin check, admission (cap and upgrade rates), the
+//! upgrade with its size limits, and handing each socket to a tracked
+//! [`connection`] task.
 
+pub mod admission;
 mod connection;
 mod origin;
 pub mod outbox;
 mod rate;
+mod registration;
 mod writer;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
-use axum::http::{header, HeaderMap};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, Extensions, HeaderMap};
 use axum::response::Response;
+use std::net::SocketAddr;
 
 use super::state::AppState;
 use crate::protocol::CloseCode;
@@ -22,11 +26,13 @@ const READ_BUFFER_BYTES: usize = 2 * 1024;
 
 /// Upgrades to a WebSocket. A forbidden `Origin` still gets a socket, closed
 /// at once with 1008, because a browser shows scripts the close code but never
-/// an HTTP status; clients then know not to retry. Past `--max-connections`,
-/// a socket is closed at once with 1013 (try again later, with backoff).
+/// an HTTP status; clients then know not to retry. Past `--max-connections`
+/// or an upgrade rate, a socket is closed at once with 1013 (try again later,
+/// with backoff).
 pub async fn handler(
     State(state): State<AppState>,
     headers: HeaderMap,
+    extensions: Extensions,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
@@ -50,27 +56,36 @@ pub async fn handler(
         return upgrade
             .on_upgrade(|socket| refuse(socket, CloseCode::PolicyViolation, "origin not allowed"));
     }
-    let open = state
-        .metrics
-        .connections_open
-        .load(std::sync::atomic::Ordering::Relaxed);
-    if state
-        .config
-        .max_connections
-        .is_some_and(|cap| open >= cap as u64)
-    {
-        tracing::warn!(open, "connection limit reached; refusing with 1013");
-        return upgrade.on_upgrade(|socket| {
-            refuse(
-                socket,
-                CloseCode::TryAgainLater,
-                "server full: try again later",
-            )
-        });
-    }
+    let address = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.ip());
+    let slot = match state.admission.admit(address, std::time::Instant::now()) {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            tracing::warn!(?address, %refusal, "refusing a WebSocket with 1013");
+            state
+                .metrics
+                .upgrades_refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let reason = match refusal {
+                admission::Refusal::Full => "server full: try again later",
+                admission::Refusal::TooFast => "too many new connections: try again later",
+            };
+            return upgrade
+                .on_upgrade(move |socket| refuse(socket, CloseCode::TryAgainLater, reason));
+        }
+    };
     let tracker = state.connections.clone();
     let context = ConnectionContext::from_state(&state);
-    upgrade.on_upgrade(move |socket| tracker.track_future(serve_connection(socket, context)))
+    // The slot travels with the connection's future: whether the upgrade
+    // never completes, the connection ends or its task panics, dropping the
+    // future frees the place.
+    upgrade.on_upgrade(move |socket| {
+        tracker.track_future(async move {
+            serve_connection(socket, context).await;
+            drop(slot);
+        })
+    })
 }
 
 /// Closes a socket at once with `code`, then waits (briefly) for the peer's

@@ -1,5 +1,5 @@
-//! Owns [`TokenBucket`]: the per-connection limit on chat messages. Pure:
-//! time is an argument.
+//! Owns [`TokenBucket`]: the rate limits (chat and status per connection,
+//! upgrades per address and per server). Pure: time is an argument.
 
 use std::time::Instant;
 
@@ -25,17 +25,28 @@ impl TokenBucket {
 
     /// Takes one token if there is one at `now`.
     pub fn try_take(&mut self, now: Instant) -> bool {
-        let elapsed = now
-            .saturating_duration_since(self.refilled_at)
-            .as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.per_second).min(self.burst);
-        self.refilled_at = now;
+        self.refill(now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
         } else {
             false
         }
+    }
+
+    /// Whether the bucket would be full at `now` (its owner has been idle).
+    pub fn is_full(&self, now: Instant) -> bool {
+        let mut bucket = self.clone();
+        bucket.refill(now);
+        bucket.tokens >= bucket.burst
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now
+            .saturating_duration_since(self.refilled_at)
+            .as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.burst);
+        self.refilled_at = now;
     }
 }
 
