@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config;
 mod feeds;
 mod frames;
+mod http;
 pub mod hub;
 mod metrics;
 mod pages;
@@ -111,18 +112,23 @@ pub async fn serve(
     );
     let simulator = tokio::spawn(feeds.simulate(state.config.tick_rate, state.shutdown.clone()));
 
-    let token = state.shutdown.clone();
-    axum::serve(listener, app.into_make_service())
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            token.cancel();
-        })
-        .await?;
+    let settings = http::HttpSettings {
+        header_timeout: state.config.http_timeout(),
+        grace: state.config.shutdown_grace(),
+    };
+    let accepting = http::accept(listener, app, settings, state.shutdown.clone());
+    let (http_connections, ()) = tokio::join!(accepting, async {
+        shutdown.await;
+        state.shutdown.cancel();
+    });
 
+    // One deadline for everything still open: HTTP requests in flight end
+    // by themselves at the grace; WebSockets were told 1001 and get as long.
     let _ = simulator.await;
     state.connections.close();
     let open = state.connections.len();
-    if tokio::time::timeout(state.config.shutdown_grace(), state.connections.wait())
+    let everyone = async { tokio::join!(http_connections.wait(), state.connections.wait()) };
+    if tokio::time::timeout(state.config.shutdown_grace(), everyone)
         .await
         .is_err()
     {
