@@ -124,6 +124,46 @@ async fn a_request_head_that_never_ends_is_cut_off() {
     );
 }
 
+/// An API body that trickles in a byte at a time is answered 408 with a
+/// JSON error once the deadline passes, and the connection is closed.
+#[tokio::test]
+async fn an_api_body_that_trickles_is_cut_off() {
+    let pulse = Pulse::start(&[], &[("PULSE_HTTP_TIMEOUT_MS", HTTP_TIMEOUT_MS)]);
+    let mut stream = TcpStream::connect(pulse.addr).await.unwrap();
+    let head = format!(
+        "POST /api/login HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+         Content-Length: 10000\r\n\r\n{{\"name\": \"Ada\"",
+        pulse.addr
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let trickle = tokio::spawn(async move {
+        // One space every 50 ms, well within any per-byte timeout, until the
+        // server stops listening.
+        while writer.write_all(b" ").await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut buffer = [0; 4096];
+        loop {
+            match reader.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+            }
+        }
+    })
+    .await;
+    trickle.abort();
+    assert!(read.is_ok(), "the connection is still open after 5 s");
+    let response = common::parse_response(&String::from_utf8_lossy(&received));
+    assert_eq!(response.status, 408, "{response:?}");
+    let body: serde_json::Value = serde_json::from_str(&response.body).unwrap();
+    assert!(body["error"]["code"].is_string(), "{body}");
+    assert!(body["error"]["message"].is_string(), "{body}");
+}
+
 /// On SIGTERM the process exits within the grace period (plus a margin)
 /// although a request head never ends, a body has stalled halfway and a
 /// WebSocket client reads nothing.

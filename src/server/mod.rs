@@ -155,7 +155,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ws", get(ws::handler))
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics_handler))
-        .merge(api::routes())
+        .merge(api::routes(&state))
         .leptos_routes_with_context(&state, routes, initial_state, move || {
             shell(options.clone())
         })
