@@ -1,5 +1,6 @@
 //! The HTTP side against a real server: the server-rendered page, health,
-//! metrics, unknown paths, who may read presence, and the API's body limit.
+//! metrics, unknown paths, the security headers, who may read presence, and
+//! the API's body limit.
 
 mod common;
 
@@ -60,6 +61,84 @@ const ADMIN_KEY: &str = "http-test-admin-key";
 
 async fn get(server: &TestServer, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
     http_response(server.addr, "GET", path, headers, "").await
+}
+
+/// The nonce of `script-src 'nonce-…'` in a CSP.
+fn csp_nonce(policy: &str) -> &str {
+    let start = policy.find("'nonce-").expect("a nonce in the CSP") + "'nonce-".len();
+    let end = start + policy[start..].find('\'').unwrap();
+    &policy[start..end]
+}
+
+/// The page's CSP allows only the site's own scripts plus those carrying this
+/// response's nonce, which every inline script of the page carries; the
+/// nonce is new for every response; the socket's origin is named; nothing
+/// may frame the page.
+#[tokio::test]
+async fn pages_carry_a_csp_whose_nonce_is_on_every_script() {
+    let server = TestServer::start(&["--tick-rate", "0"]).await;
+    let first = get(&server, "/", &[]).await;
+    assert_eq!(first.status, 200);
+    let policy = first
+        .header("content-security-policy")
+        .unwrap_or_else(|| panic!("no CSP on /: {:?}", first.headers));
+    let nonce = csp_nonce(policy);
+    assert!(nonce.len() >= 16, "{policy}");
+    let host = server.addr.to_string();
+    for directive in [
+        "default-src 'self'".to_owned(),
+        format!("script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'"),
+        "style-src 'self'".to_owned(),
+        format!("connect-src 'self' ws://{host} wss://{host}"),
+        "frame-ancestors 'none'".to_owned(),
+        "base-uri 'none'".to_owned(),
+        "object-src 'none'".to_owned(),
+    ] {
+        assert!(policy.contains(&directive), "{directive} missing: {policy}");
+    }
+    assert!(!policy.contains("unsafe-inline"), "{policy}");
+    let scripts: Vec<&str> = first.body.split("<script").skip(1).collect();
+    assert!(!scripts.is_empty(), "the page has its hydration script");
+    for script in scripts {
+        let tag = &script[..script.find('>').unwrap()];
+        assert!(
+            tag.contains(&format!("nonce=\"{nonce}\"")),
+            "a script without this response's nonce: <script{tag}>"
+        );
+    }
+
+    let second = get(&server, "/", &[]).await;
+    let other = csp_nonce(second.header("content-security-policy").unwrap());
+    assert_ne!(nonce, other, "every response has a nonce of its own");
+    assert!(second.body.contains(&format!("nonce=\"{other}\"")));
+
+    let missing = get(&server, "/no/such/page", &[]).await;
+    assert_eq!(missing.status, 404);
+    let policy = missing
+        .header("content-security-policy")
+        .expect("CSP on 404");
+    assert!(missing
+        .body
+        .contains(&format!("nonce=\"{}\"", csp_nonce(policy))));
+}
+
+/// Every response, page or API, says `nosniff` and `same-origin`.
+#[tokio::test]
+async fn every_response_has_nosniff_and_a_same_origin_referrer_policy() {
+    let server = TestServer::start(&["--tick-rate", "0"]).await;
+    for path in ["/", "/healthz", "/api/presence", "/no/such/page"] {
+        let response = get(&server, path, &[]).await;
+        assert_eq!(
+            response.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
+        assert_eq!(
+            response.header("referrer-policy"),
+            Some("same-origin"),
+            "{path}"
+        );
+    }
 }
 
 /// `GET /api/presence` answers 401 with `WWW-Authenticate: Bearer` without a

@@ -12,6 +12,7 @@ mod http;
 pub mod hub;
 mod metrics;
 mod pages;
+mod security;
 pub mod shutdown;
 mod state;
 mod store;
@@ -143,6 +144,8 @@ pub async fn serve(
 
 /// The whole application: `/ws`, the API, health and metrics first, then the
 /// Leptos pages, then static files (the wasm bundle, CSS) from the site root.
+/// Pages carry their Content-Security-Policy; every response the common
+/// security headers.
 pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(App);
     let options = state.leptos_options.clone();
@@ -150,17 +153,29 @@ pub fn router(state: AppState) -> Router {
     let auth = state.auth.clone();
     let store = state.store.clone();
     let watchlist: Vec<String> = state.config.symbols.0.iter().take(12).cloned().collect();
-    let initial_state = move || pages::provide_initial_state(&hub, &auth, &store, &watchlist);
+    let reload_port = std::env::var_os("LEPTOS_WATCH")
+        .is_some()
+        .then(|| options.reload_external_port.unwrap_or(options.reload_port));
+    let page_headers = security::page_headers(reload_port);
+    let page_context = {
+        let page_headers = page_headers.clone();
+        move || {
+            page_headers();
+            pages::provide_initial_state(&hub, &auth, &store, &watchlist);
+        }
+    };
     Router::new()
         .route("/ws", get(ws::handler))
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics_handler))
         .merge(api::routes(&state))
-        .leptos_routes_with_context(&state, routes, initial_state, move || {
-            shell(options.clone())
-        })
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .leptos_routes_with_context(&state, routes, page_context, move || shell(options.clone()))
+        .fallback(leptos_axum::file_and_error_handler_with_context::<
+            AppState,
+            _,
+        >(page_headers, shell))
         .with_state(state)
+        .layer(axum::middleware::map_response(security::common_headers))
 }
 
 async fn metrics_handler(
