@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{http_get, http_post, Client, TestServer};
+use common::{http_get_bearer, http_post, Client, TestServer};
 use jsonwebtoken::{encode, EncodingKey, Header};
 use pulse::protocol::{PresenceDiff, PresenceUser, ServerMessage, Snapshot, UserStatus};
 use serde_json::json;
@@ -203,7 +203,8 @@ async fn anonymous_connections_have_no_presence() {
         .send(r#"{"type":"status","data":{"status":"away"}}"#)
         .await;
     assert_eq!(client.recv_json().await["data"]["code"], "unauthorized");
-    let (_, presence) = http_get(server.addr, "/api/presence").await;
+    let observer = token(SECRET, "observer", "Observer", 60);
+    let (_, presence) = http_get_bearer(server.addr, "/api/presence", &observer).await;
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&presence).unwrap(),
         json!({"users": []})
@@ -234,13 +235,13 @@ async fn tabs_collapse_and_the_last_one_leaves_after_the_grace() {
 
     drop(bob_tab_1);
     assert_eq!(watcher.diff().await.updates[0].connections, 1);
-    let (_, listed) = http_get(server.addr, "/api/presence").await;
+    let (_, listed) = http_get_bearer(server.addr, "/api/presence", &alice).await;
     assert!(listed.contains("\"guest:bob\""), "{listed}");
 
     drop(bob_tab_2);
     let diff = watcher.diff().await;
     assert_eq!(diff.leaves[0].id, "guest:bob", "{diff:?}");
-    let (_, listed) = http_get(server.addr, "/api/presence").await;
+    let (_, listed) = http_get_bearer(server.addr, "/api/presence", &alice).await;
     assert!(!listed.contains("\"guest:bob\""), "{listed}");
 }
 

@@ -64,6 +64,12 @@ pub struct Config {
     #[arg(long, env = "PULSE_HELLO_TIMEOUT_MS", default_value_t = HELLO_TIMEOUT_MS, hide = true)]
     pub hello_timeout_ms: u64,
 
+    /// Milliseconds a client has to send a request's head, and then an API
+    /// request's body (protocol: 10 s each; shorter only for tests).
+    #[arg(long, env = "PULSE_HTTP_TIMEOUT_MS", default_value_t = super::http::HTTP_READ_TIMEOUT_MS,
+          value_parser = clap::value_parser!(u64).range(1..), hide = true)]
+    pub http_timeout_ms: u64,
+
     /// Symbols of the built-in market simulator: a comma-separated list, or a
     /// number N for SYM0..SYM{N-1}.
     #[arg(long, env = "PULSE_SYMBOLS", default_value = DEFAULT_SYMBOLS)]
@@ -202,6 +208,10 @@ impl Config {
 
     pub fn hello_timeout(&self) -> Duration {
         Duration::from_millis(self.hello_timeout_ms)
+    }
+
+    pub fn http_timeout(&self) -> Duration {
+        Duration::from_millis(self.http_timeout_ms)
     }
 
     pub fn presence_grace(&self) -> Duration {

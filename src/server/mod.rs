@@ -8,9 +8,11 @@ pub mod auth;
 pub mod config;
 mod feeds;
 mod frames;
+mod http;
 pub mod hub;
 mod metrics;
 mod pages;
+mod security;
 pub mod shutdown;
 mod state;
 mod store;
@@ -119,21 +121,23 @@ pub async fn serve(
     );
     let simulator = tokio::spawn(feeds.simulate(state.config.tick_rate, state.shutdown.clone()));
 
-    let token = state.shutdown.clone();
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    let settings = http::HttpSettings {
+        header_timeout: state.config.http_timeout(),
+        grace: state.config.shutdown_grace(),
+    };
+    let accepting = http::accept(listener, app, settings, state.shutdown.clone());
+    let (http_connections, ()) = tokio::join!(accepting, async {
         shutdown.await;
-        token.cancel();
-    })
-    .await?;
+        state.shutdown.cancel();
+    });
 
+    // One deadline for everything still open: HTTP requests in flight end
+    // by themselves at the grace; WebSockets were told 1001 and get as long.
     let _ = simulator.await;
     state.connections.close();
     let open = state.connections.len();
-    if tokio::time::timeout(state.config.shutdown_grace(), state.connections.wait())
+    let everyone = async { tokio::join!(http_connections.wait(), state.connections.wait()) };
+    if tokio::time::timeout(state.config.shutdown_grace(), everyone)
         .await
         .is_err()
     {
@@ -148,6 +152,8 @@ pub async fn serve(
 
 /// The whole application: `/ws`, the API, health and metrics first, then the
 /// Leptos pages, then static files (the wasm bundle, CSS) from the site root.
+/// Pages carry their Content-Security-Policy; every response the common
+/// security headers.
 pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(App);
     let options = state.leptos_options.clone();
@@ -155,17 +161,29 @@ pub fn router(state: AppState) -> Router {
     let auth = state.auth.clone();
     let store = state.store.clone();
     let watchlist: Vec<String> = state.config.symbols.0.iter().take(12).cloned().collect();
-    let initial_state = move || pages::provide_initial_state(&hub, &auth, &store, &watchlist);
+    let reload_port = std::env::var_os("LEPTOS_WATCH")
+        .is_some()
+        .then(|| options.reload_external_port.unwrap_or(options.reload_port));
+    let page_headers = security::page_headers(reload_port);
+    let page_context = {
+        let page_headers = page_headers.clone();
+        move || {
+            page_headers();
+            pages::provide_initial_state(&hub, &auth, &store, &watchlist);
+        }
+    };
     Router::new()
         .route("/ws", get(ws::handler))
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics_handler))
-        .merge(api::routes())
-        .leptos_routes_with_context(&state, routes, initial_state, move || {
-            shell(options.clone())
-        })
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .merge(api::routes(&state))
+        .leptos_routes_with_context(&state, routes, page_context, move || shell(options.clone()))
+        .fallback(leptos_axum::file_and_error_handler_with_context::<
+            AppState,
+            _,
+        >(page_headers, shell))
         .with_state(state)
+        .layer(axum::middleware::map_response(security::common_headers))
 }
 
 async fn metrics_handler(

@@ -213,6 +213,12 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     http(addr, "GET", path, &[], "").await
 }
 
+/// `GET path` with `Authorization: Bearer <bearer>`.
+pub async fn http_get_bearer(addr: SocketAddr, path: &str, bearer: &str) -> (u16, String) {
+    let auth = format!("Bearer {bearer}");
+    http(addr, "GET", path, &[("Authorization", &auth)], "").await
+}
+
 /// `POST path` with a JSON body and an optional bearer token.
 pub async fn http_post(
     addr: SocketAddr,
@@ -238,6 +244,38 @@ pub async fn http(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, String) {
+    let response = http_response(addr, method, path, headers, body).await;
+    (response.status, response.body)
+}
+
+/// An HTTP response as the tests read it.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// Header names in lower case, in the order received.
+    pub headers: Vec<(String, String)>,
+    /// The body, de-chunked.
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// The first value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close`; returns the whole response.
+pub async fn http_response(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> HttpResponse {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let mut request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
@@ -254,15 +292,48 @@ pub async fn http(
         .await
         .expect("response in time")
         .unwrap();
-    let response = String::from_utf8_lossy(&response).into_owned();
+    parse_response(&String::from_utf8_lossy(&response))
+}
+
+/// Splits a raw HTTP/1.1 response into status, headers and (de-chunked) body.
+pub fn parse_response(response: &str) -> HttpResponse {
     let status = response
         .split_whitespace()
         .nth(1)
         .and_then(|code| code.parse().ok())
         .expect("a status line");
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((response, ""));
+    let headers: Vec<(String, String)> = head
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(name, value)| name == "transfer-encoding" && value.contains("chunked"));
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    HttpResponse {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// The payload of a `Transfer-Encoding: chunked` body.
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
 }

@@ -1,7 +1,9 @@
-//! Owns the HTTP API under `/api`: guest login, who is online, and the admin
-//! routes (`POST /api/publish`) behind the admin key.
+//! Owns the HTTP API under `/api`: guest login, who is online (for a user or
+//! the admin), and the admin routes (`POST /api/publish`, `/api/notify`)
+//! behind the admin key. Bodies are bounded by [`body`].
 //! Errors are JSON `{"error": {"code", "message"}}` with the protocol's codes.
 
+mod body;
 mod error;
 
 use axum::body::Bytes;
@@ -19,38 +21,74 @@ use crate::protocol::{
 use crate::server::auth;
 pub use error::ApiError;
 
-/// The `/api` routes.
-pub fn routes() -> Router<AppState> {
+/// The `/api` routes, each behind the body bounds.
+pub fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/api/login", post(login))
         .route("/api/presence", get(presence))
         .route("/api/publish", post(publish))
         .route("/api/notify", post(notify))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            body::bounded,
+        ))
+}
+
+/// The credential of `Authorization: Bearer <credential>`, if any.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+}
+
+/// Whether `presented` is the configured admin key (compared in constant time).
+fn is_admin_key(state: &AppState, presented: &str) -> bool {
+    state
+        .config
+        .admin_key
+        .as_deref()
+        .is_some_and(|key| bool::from(presented.as_bytes().ct_eq(key.as_bytes())))
 }
 
 /// Checks `Authorization: Bearer <admin key>`: 404 when no key is configured
 /// (the admin API is off), 401 when the header is missing or wrong.
 fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(key) = state.config.admin_key.as_deref() else {
+    if state.config.admin_key.is_none() {
         return Err(ApiError::new(
             ErrorCode::NotFound,
             "the admin API is off: start the server with --admin-key",
         ));
-    };
-    let presented = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::Unauthorized,
-                "send Authorization: Bearer <admin key>",
-            )
-        })?;
-    if bool::from(presented.as_bytes().ct_eq(key.as_bytes())) {
+    }
+    let presented = bearer(headers).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::Unauthorized,
+            "send Authorization: Bearer <admin key>",
+        )
+    })?;
+    if is_admin_key(state, presented) {
         Ok(())
     } else {
         Err(ApiError::new(ErrorCode::Unauthorized, "wrong admin key"))
+    }
+}
+
+/// Checks `Authorization: Bearer <a valid user token or the admin key>`;
+/// 401 otherwise.
+fn require_user_or_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let presented = bearer(headers).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::Unauthorized,
+            "send Authorization: Bearer <token or admin key>",
+        )
+    })?;
+    if is_admin_key(state, presented) || state.auth.verify(presented).is_ok() {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::Unauthorized,
+            "the token is invalid or expired",
+        ))
     }
 }
 
@@ -142,11 +180,15 @@ async fn login(
     Ok(Json(LoginResponse { token, user }))
 }
 
-/// `GET /api/presence`: everyone online now.
-async fn presence(State(state): State<AppState>) -> Json<PresenceResponse> {
-    Json(PresenceResponse {
+/// `GET /api/presence` with a user's token or the admin key: everyone online now.
+async fn presence(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<PresenceResponse>, ApiError> {
+    require_user_or_admin(&state, &headers)?;
+    Ok(Json(PresenceResponse {
         users: state.hub.presence_users(),
-    })
+    }))
 }
 
 #[derive(Deserialize)]

@@ -1,0 +1,127 @@
+//! Owns the HTTP connections: the accept loop, HTTP/1.1 with upgrades (the
+//! WebSocket handshake), the deadline for a request's head, and a shutdown
+//! that ends every HTTP connection within the grace period, however slowly
+//! its client sends.
+//!
+//! `axum::serve` offers neither a header timeout nor a bound on its graceful
+//! shutdown (it waits for every in-flight request, forever for a client that
+//! trickles its body), so the server drives hyper itself. Upgraded sockets
+//! leave this loop at the upgrade: `/ws` tracks them in `state.connections`.
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower_service::Service;
+
+/// How long a client may take to send a request's head, and then an API
+/// request's body (PROTOCOL.md "Limits": 10 s each). `--http-timeout-ms`
+/// (hidden) shortens it for tests.
+pub const HTTP_READ_TIMEOUT_MS: u64 = 10_000;
+
+/// How long the accept loop rests after an error that is not about one
+/// connection (out of file descriptors, say), so it does not spin.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// What the HTTP side of the server needs to know.
+pub struct HttpSettings {
+    /// Deadline for a request's head (from the connection's start or the end
+    /// of its previous request).
+    pub header_timeout: Duration,
+    /// How long, after `shutdown`, a connection may finish its request.
+    pub grace: Duration,
+}
+
+/// Accepts connections until `shutdown` is cancelled and serves each on a
+/// task of its own. Returns the tracker of the connections still open: each
+/// of them ends by itself within `settings.grace` of the cancellation.
+pub async fn accept(
+    listener: TcpListener,
+    app: Router,
+    settings: HttpSettings,
+    shutdown: CancellationToken,
+) -> TaskTracker {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_timeout);
+    let open = TaskTracker::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) if is_connection_error(&err) => continue,
+                Err(err) => {
+                    tracing::warn!(%err, "cannot accept a connection");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        open.spawn(serve_one(
+            stream,
+            peer,
+            app.clone(),
+            builder.clone(),
+            settings.grace,
+            shutdown.clone(),
+        ));
+    }
+    open.close();
+    open
+}
+
+/// Serves one TCP connection until it ends, is upgraded, or shutdown's
+/// grace period is over.
+async fn serve_one(
+    stream: TcpStream,
+    peer: SocketAddr,
+    app: Router,
+    builder: hyper::server::conn::http1::Builder,
+    grace: Duration,
+    shutdown: CancellationToken,
+) {
+    // Handlers may ask for the client's address, as with axum's
+    // `into_make_service_with_connect_info`.
+    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        let mut request = request.map(Body::new);
+        request.extensions_mut().insert(ConnectInfo(peer));
+        app.clone().call(request)
+    });
+    let connection = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    let mut connection = pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(err) = result {
+                tracing::debug!(%peer, %err, "HTTP connection ended with an error");
+            }
+            return;
+        }
+        () = shutdown.cancelled() => {}
+    }
+    // Finish the request in flight (an idle connection closes at once), but
+    // not for longer than the grace period: then the connection is dropped.
+    connection.as_mut().graceful_shutdown();
+    if tokio::time::timeout(grace, connection).await.is_err() {
+        tracing::info!(%peer, "closed an HTTP connection still busy after the grace period");
+    }
+}
+
+/// Errors about one connection that went away before it was accepted.
+fn is_connection_error(err: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        err.kind(),
+        ErrorKind::ConnectionRefused | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
+    )
+}
