@@ -161,7 +161,11 @@ impl Store {
     /// already sent this `client_id` (then nothing is written, and nobody is
     /// notified again). `on_commit` gets what was stored after the commit, in
     /// commit order, so what it publishes keeps that order.
-    pub async fn append_chat<F>(&self, draft: ChatDraft, on_commit: F) -> Result<Appended, StoreError>
+    pub async fn append_chat<F>(
+        &self,
+        draft: ChatDraft,
+        on_commit: F,
+    ) -> Result<Appended, StoreError>
     where
         F: FnOnce(&Appended, &[Notification]) + Send + 'static,
     {

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 pub use chat::{Appended, ChatDraft, StoredChat};
-pub use mentions::{mentions, MAX_MENTIONED_USERS};
+pub use mentions::mentions;
 pub use notifications::StoredInbox;
 
 use readers::Readers;

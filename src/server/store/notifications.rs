@@ -169,7 +169,9 @@ pub(super) fn insert(
         created_at: *created_at,
     };
     db.execute(
-        &format!("INSERT INTO notifications ({COLUMNS}, user_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+        &format!(
+            "INSERT INTO notifications ({COLUMNS}, user_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+        ),
         params![
             channel,
             notification.offset as i64,

@@ -193,4 +193,3 @@ async fn notifications_are_kept_per_user_until_read() {
     );
     assert_eq!(inbox.recent.len(), 3);
 }
-

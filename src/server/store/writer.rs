@@ -171,8 +171,8 @@ fn run_group(
 /// only it) when it fails or panics.
 fn run_job(transaction: &mut Transaction<'_>, job: &mut dyn Job) -> Result<(), StoreError> {
     let savepoint = transaction.savepoint()?;
-    let ran = catch_unwind(AssertUnwindSafe(|| job.run(&savepoint)))
-        .unwrap_or(Err(StoreError::Panicked));
+    let ran =
+        catch_unwind(AssertUnwindSafe(|| job.run(&savepoint))).unwrap_or(Err(StoreError::Panicked));
     if ran.is_ok() {
         savepoint.commit()?;
     }

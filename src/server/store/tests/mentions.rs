@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::protocol::Notification;
+use crate::server::store::mentions::MAX_MENTIONED_USERS;
 
 fn named(id: &str, name: &str) -> UserRef {
     UserRef {
@@ -64,7 +65,10 @@ async fn forty_known_names_notify_ten_users_in_the_message_transaction() {
     drop(store);
 
     let store = Store::open(&path).unwrap();
-    let chat = store.load_chat("chat:general".into(), 10, |s| s).await.unwrap();
+    let chat = store
+        .load_chat("chat:general".into(), 10, |s| s)
+        .await
+        .unwrap();
     assert_eq!(chat.recent.len(), 1);
     let mut expected = vec![1; 10];
     expected.extend([0; 30]);
@@ -96,7 +100,12 @@ async fn the_cap_is_ten_users() {
 #[tokio::test]
 async fn a_name_reaches_its_plain_and_guest_ids_but_not_the_author() {
     let (_, store) = temp_db();
-    for (id, name) in [("ada", "Ada"), ("guest:ada", "ada"), ("Bob", "Bob"), ("ann", "Ann")] {
+    for (id, name) in [
+        ("ada", "Ada"),
+        ("guest:ada", "ada"),
+        ("Bob", "Bob"),
+        ("ann", "Ann"),
+    ] {
         store.remember_user(named(id, name), now()).await.unwrap();
     }
     let (_, notified) = mention(&store, "c-1", "@ADA @bob @ann @nobody").await;

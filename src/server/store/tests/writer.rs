@@ -84,7 +84,10 @@ async fn concurrent_appends_share_one_commit_and_get_gap_free_offsets() {
         2,
         "the held job's commit, then one for all fifty appends"
     );
-    let stored = store.load_chat("chat:general".into(), 100, |s| s).await.unwrap();
+    let stored = store
+        .load_chat("chat:general".into(), 100, |s| s)
+        .await
+        .unwrap();
     assert_eq!(stored.latest, 50);
     assert_eq!(stored.recent.len(), 50);
 }
@@ -109,7 +112,8 @@ async fn a_failing_job_in_a_group_loses_only_itself() {
             store
                 .write(
                     |db| {
-                        let insert = "INSERT INTO users (id, name, first_seen) VALUES ('x', 'X', 't')";
+                        let insert =
+                            "INSERT INTO users (id, name, first_seen) VALUES ('x', 'X', 't')";
                         db.execute(insert, [])?;
                         db.execute(insert, [])?; // the primary key is taken
                         Ok(())
@@ -124,7 +128,10 @@ async fn a_failing_job_in_a_group_loses_only_itself() {
         let store = store.clone();
         async move {
             store
-                .write(|_| -> Result<(), StoreError> { panic!("a bug in a job") }, |()| ())
+                .write(
+                    |_| -> Result<(), StoreError> { panic!("a bug in a job") },
+                    |()| (),
+                )
                 .await
         }
     });
@@ -138,15 +145,27 @@ async fn a_failing_job_in_a_group_loses_only_itself() {
 
     assert!(matches!(first.await.unwrap(), Appended::New(m) if m.offset == 1));
     assert!(matches!(failing.await.unwrap(), Err(StoreError::Sqlite(_))));
-    assert!(matches!(panicking.await.unwrap(), Err(StoreError::Panicked)));
+    assert!(matches!(
+        panicking.await.unwrap(),
+        Err(StoreError::Panicked)
+    ));
     assert!(matches!(second.await.unwrap(), Appended::New(m) if m.offset == 2));
     assert_eq!(store.commits() - before, 2, "the held job, then the group");
     let leaked: i64 = store
-        .read(|db| Ok(db.query_row("SELECT count(*) FROM users WHERE id = 'x'", [], |r| r.get(0))?))
+        .read(|db| {
+            Ok(
+                db.query_row("SELECT count(*) FROM users WHERE id = 'x'", [], |r| {
+                    r.get(0)
+                })?,
+            )
+        })
         .await
         .unwrap();
     assert_eq!(leaked, 0, "the failed job's first insert was rolled back");
-    let stored = store.load_chat("chat:general".into(), 10, |s| s).await.unwrap();
+    let stored = store
+        .load_chat("chat:general".into(), 10, |s| s)
+        .await
+        .unwrap();
     let texts: Vec<_> = stored.recent.iter().map(|m| m.text.as_str()).collect();
     assert_eq!(texts, ["first", "second"]);
 }
@@ -166,7 +185,10 @@ async fn reads_are_answered_while_the_writer_is_held() {
     });
     until_queued(&store, 1).await;
 
-    let page = store.chat_before("chat:general".into(), 10, 10).await.unwrap();
+    let page = store
+        .chat_before("chat:general".into(), 10, 10)
+        .await
+        .unwrap();
     assert_eq!(page.iter().map(|m| m.offset).collect::<Vec<_>>(), [1, 2, 3]);
     assert!(!queued.is_finished(), "the write behind the held job waits");
 
@@ -198,5 +220,8 @@ async fn callbacks_run_in_commit_order() {
         append.await.unwrap().unwrap();
     }
     drop(tx);
-    assert_eq!(rx.iter().collect::<Vec<_>>(), (1..=20).collect::<Vec<u64>>());
+    assert_eq!(
+        rx.iter().collect::<Vec<_>>(),
+        (1..=20).collect::<Vec<u64>>()
+    );
 }
