@@ -118,7 +118,17 @@ impl Store {
             .send(job)
             .await
             .map_err(|_| StoreError::WriterGone)?;
-        answered.await.map_err(|_| StoreError::WriterGone)?
+        // Unit tests run on a paused clock (`start_paused`), and a
+        // current-thread runtime that sees nothing to do jumps that clock to
+        // its next timer: it cannot see the writer thread working, so every
+        // write would fire heartbeat and hello deadlines early. A blocking
+        // task is something tokio's test clock waits for. Production awaits
+        // the answer directly and holds no thread.
+        #[cfg(test)]
+        let answered = tokio::task::spawn_blocking(move || answered.blocking_recv()).await?;
+        #[cfg(not(test))]
+        let answered = answered.await;
+        answered.map_err(|_| StoreError::WriterGone)?
     }
 
     /// Runs `work` on a read-only connection on the blocking pool.

@@ -225,3 +225,16 @@ async fn callbacks_run_in_commit_order() {
         (1..=20).collect::<Vec<u64>>()
     );
 }
+
+/// On a paused test clock, waiting for the writer does not let time jump to
+/// the next timer (which would fire deadlines early in connection tests).
+#[tokio::test(start_paused = true)]
+async fn a_write_on_a_paused_clock_takes_no_time() {
+    let (_, store) = temp_db();
+    let deadline = tokio::spawn(tokio::time::sleep(std::time::Duration::from_secs(60)));
+    let start = tokio::time::Instant::now();
+    send(&store, ann(), "c-1", "hello").await;
+    store.remember_user(ann(), now()).await.unwrap();
+    assert_eq!(tokio::time::Instant::now(), start);
+    assert!(!deadline.is_finished());
+}
