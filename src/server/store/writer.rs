@@ -90,6 +90,9 @@ where
     }
 }
 
+/// A job of the group being committed, and how its own part went.
+type Outcome = (Box<dyn Job>, Result<(), StoreError>);
+
 /// Starts the writer thread on `db`; the queue it returns is its only input.
 pub(super) fn spawn(
     db: Connection,
@@ -115,8 +118,7 @@ fn run(mut db: Connection, mut queue: mpsc::Receiver<Box<dyn Job>>, commits: &At
 
 /// Runs `group` in one transaction and answers every job of it.
 fn commit_group(db: &mut Connection, group: Vec<Box<dyn Job>>, commits: &AtomicU64) {
-    let mut outcomes: Vec<(Box<dyn Job>, Result<(), StoreError>)> =
-        group.into_iter().map(|job| (job, Ok(()))).collect();
+    let mut outcomes: Vec<Outcome> = group.into_iter().map(|job| (job, Ok(()))).collect();
     let committed = run_group(db, &mut outcomes);
     match committed {
         Ok(()) => {
@@ -149,10 +151,7 @@ fn commit_group(db: &mut Connection, group: Vec<Box<dyn Job>>, commits: &AtomicU
 
 /// The transaction of one group: every job in its savepoint, then the
 /// commit. An `Err` means nothing of the group is on disk.
-fn run_group(
-    db: &mut Connection,
-    outcomes: &mut [(Box<dyn Job>, Result<(), StoreError>)],
-) -> Result<(), String> {
+fn run_group(db: &mut Connection, outcomes: &mut [Outcome]) -> Result<(), String> {
     let mut transaction = db
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|err| err.to_string())?;
