@@ -185,3 +185,55 @@ async fn a_mention_in_chat_notifies_that_user() {
     assert_eq!(mention.title, "Bob mentioned you in #general");
     assert_eq!(mention.body, "hey @alice and @nobody");
 }
+
+/// A secret long enough for the 32-byte rule of PROTOCOL.md 1.1.
+const LONG_SECRET: &str = "mentions-test-secret-of-at-least-32-bytes";
+
+/// Logs `name` in as a guest and says `hello`; returns the client and the
+/// user id the server gave it (whatever form guest ids take).
+async fn member(server: &TestServer, name: &str) -> (Client, String) {
+    let body = json!({ "name": name }).to_string();
+    let (status, answer) = http_post(server.addr, "/api/login", None, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    let id = answer["user"]["id"].as_str().expect("a user id").to_owned();
+    let mut client = Client::connect(server).await;
+    let hello = json!({"type": "hello", "data": {"token": answer["token"]}});
+    client.send(&hello.to_string()).await;
+    match client.recv().await.message {
+        ServerMessage::Welcome(welcome) => assert!(welcome.user.is_some()),
+        other => panic!("expected welcome, got {other:?}"),
+    }
+    (client, id)
+}
+
+/// One chat message naming 40 known users notifies exactly 10 of them
+/// (PROTOCOL.md 1.1, Limits), the first ten named, each once.
+#[tokio::test]
+async fn a_message_mentioning_forty_users_notifies_ten() {
+    let db = temp_db();
+    let server =
+        TestServer::start(&["--tick-rate", "0", "--jwt-secret", LONG_SECRET, "--db", &db]).await;
+    let mut members = Vec::new();
+    for n in 0..40 {
+        members.push(member(&server, &format!("member{n:02}")).await);
+    }
+    let (mut author, _) = member(&server, "Author").await;
+    let text: String = (0..40).map(|n| format!("@member{n:02} ")).collect();
+    let frame = json!({"type":"chat_send","data":{"room":"general","text":text},"id":"a-1"});
+    author.send(&frame.to_string()).await;
+    loop {
+        match author.recv().await.message {
+            ServerMessage::Ack(ack) => break assert_eq!(ack.id, "a-1"),
+            ServerMessage::PresenceDiff(_) => continue,
+            other => panic!("expected ack, got {other:?}"),
+        }
+    }
+    // The ack comes after the commit: every notification is stored by now.
+    let mut unread = Vec::new();
+    for (client, id) in &mut members {
+        unread.push(client.inbox(id).await.len());
+    }
+    let mut expected = vec![1; 10];
+    expected.extend([0; 30]);
+    assert_eq!(unread, expected);
+}

@@ -89,12 +89,22 @@ impl Metrics {
             ),
         ];
         for (name, kind, help, value) in rows {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
-                value.load(Relaxed)
-            );
+            row(&mut out, name, kind, help, value.load(Relaxed));
         }
         out
     }
+}
+
+/// Appends the store's commit counter, which the store's writer thread
+/// keeps itself: writes minus commits is what group commit saved in fsyncs.
+pub fn render_store_commits(out: &mut String, commits: u64) {
+    let help = "transactions the store's writer committed (one fsync each)";
+    row(out, "pulse_store_commits_total", "counter", help, commits);
+}
+
+fn row(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+    );
 }

@@ -189,12 +189,14 @@ pub fn router(state: AppState) -> Router {
 async fn metrics_handler(
     axum::extract::State(state): axum::extract::State<AppState>,
 ) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    let mut text = state.metrics.render();
+    metrics::render_store_commits(&mut text, state.store.commits());
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        state.metrics.render(),
+        text,
     )
 }
 

@@ -1,11 +1,24 @@
 //! Owns chat rooms on disk: a persisted channel's epoch and latest offset,
-//! appending a message exactly once per (user, envelope id), and reading the
-//! recent history back.
+//! appending a message (and its mentions' notifications) exactly once per
+//! (user, envelope id), and reading the recent history back.
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{Store, StoreError};
-use crate::protocol::{ChatMessage, Timestamp, UserRef};
+use super::{mentions, Store, StoreError};
+use crate::protocol::{ChatMessage, Notification, Timestamp, UserRef};
+
+/// A chat message to store, as the connection validated it.
+#[derive(Debug, Clone)]
+pub struct ChatDraft {
+    pub room: String,
+    pub user: UserRef,
+    /// The envelope id: the idempotency key, per user.
+    pub client_id: String,
+    pub text: String,
+    pub sent_at: Timestamp,
+    /// The case-folded names the text `@mentions` (`mentions::mentions`).
+    pub mentioned: Vec<String>,
+}
 
 /// What `append_chat` did.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,8 +97,16 @@ const COLUMNS: &str = "channel, offset, msg_id, user_id, user_name, text, sent_a
 
 impl Store {
     /// A chat channel's epoch, latest offset and newest `keep` messages,
-    /// handed to `then` while the store is still locked: no message can be
-    /// committed between the read and what `then` does with it.
+    /// handed to `then` on the writer thread after its group is committed.
+    ///
+    /// This is a writer job, not a read, on purpose: the writer is the only
+    /// thing that commits messages, and it runs `then` (which installs the
+    /// channel in the hub) in queue order with every other job's callback. A
+    /// message queued before this load is in what it reads; one queued after
+    /// is published after the install. So nothing committed between the read
+    /// and the install is missed or doubled. (It also creates the channel's
+    /// row on first use, which is a write.) It runs once per channel the hub
+    /// loads, so it costs the writer little.
     pub async fn load_chat<R, F>(
         &self,
         channel: String,
@@ -96,29 +117,32 @@ impl Store {
         R: Send + 'static,
         F: FnOnce(StoredChat) -> R + Send + 'static,
     {
-        self.with(move |db| {
-            let (epoch, latest) = channel_row(db, &channel)?;
-            let mut statement = db.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM chat_messages WHERE channel = ?1 ORDER BY offset DESC LIMIT ?2"
-            ))?;
-            let mut recent = statement
-                .query_map(params![channel, keep as i64], message_from_row)?
-                .collect::<Result<Vec<_>, _>>()?;
-            recent.reverse();
-            Ok(then(StoredChat { epoch, latest, recent }))
-        })
+        self.write(
+            move |db| {
+                let (epoch, latest) = channel_row(db, &channel)?;
+                let mut statement = db.prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM chat_messages WHERE channel = ?1 ORDER BY offset DESC LIMIT ?2"
+                ))?;
+                let mut recent = statement
+                    .query_map(params![channel, keep as i64], message_from_row)?
+                    .collect::<Result<Vec<_>, _>>()?;
+                recent.reverse();
+                Ok(StoredChat { epoch, latest, recent })
+            },
+            then,
+        )
         .await
     }
 
     /// Up to `limit` messages of `channel` before `offset`, oldest first
-    /// (for loading older history).
+    /// (for loading older history). A read: it never waits for the writer.
     pub async fn chat_before(
         &self,
         channel: String,
         offset: u64,
         limit: usize,
     ) -> Result<Vec<ChatMessage>, StoreError> {
-        self.with(move |db| {
+        self.read(move |db| {
             let mut statement = db.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM chat_messages WHERE channel = ?1 AND offset < ?2 ORDER BY offset DESC LIMIT ?3"
             ))?;
@@ -138,7 +162,7 @@ impl Store {
         user_id: String,
         client_id: String,
     ) -> Result<Option<(String, u64)>, StoreError> {
-        self.with(move |db| {
+        self.read(move |db| {
             Ok(db
                 .prepare_cached(
                     "SELECT channel, offset FROM sent_ids WHERE user_id = ?1 AND client_id = ?2",
@@ -151,69 +175,83 @@ impl Store {
         .await
     }
 
-    /// Appends `text` from `user` to `room` with the next offset, unless this
-    /// user already sent `client_id`. `on_commit` runs after the commit while
-    /// the store is still locked, so what it publishes keeps commit order.
+    /// Appends the draft to its room with the next offset, together with the
+    /// notifications of the users it `@mentions` (at most
+    /// `MAX_MENTIONED_USERS`), all in one transaction, unless this user
+    /// already sent this `client_id` (then nothing is written, and nobody is
+    /// notified again). `on_commit` gets what was stored after the commit, in
+    /// commit order, so what it publishes keeps that order.
     pub async fn append_chat<F>(
         &self,
-        room: String,
-        user: UserRef,
-        client_id: String,
-        text: String,
-        sent_at: Timestamp,
+        draft: ChatDraft,
         on_commit: F,
     ) -> Result<Appended, StoreError>
     where
-        F: FnOnce(&Appended) + Send + 'static,
+        F: FnOnce(&Appended, &[Notification]) + Send + 'static,
     {
-        self.with(move |db| {
-            let channel = format!("chat:{room}");
-            let transaction = db.transaction()?;
-            let earlier = transaction
-                .query_row(
-                    "SELECT channel, offset FROM sent_ids WHERE user_id = ?1 AND client_id = ?2",
-                    params![user.id, client_id],
-                    |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64)),
-                )
-                .optional()?;
-            if let Some((channel, offset)) = earlier {
-                let appended = Appended::Duplicate { channel, offset };
-                on_commit(&appended);
-                return Ok(appended);
-            }
-            let (_, latest) = channel_row(&transaction, &channel)?;
-            let offset = latest + 1;
-            let message = ChatMessage {
-                channel: channel.clone(),
-                offset,
-                room,
-                msg_id: uuid::Uuid::new_v4().simple().to_string(),
-                user,
-                text,
-                sent_at,
-            };
-            transaction.execute(
-                &format!("INSERT INTO chat_messages ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
-                params![
-                    channel,
-                    offset as i64,
-                    message.msg_id,
-                    message.user.id,
-                    message.user.name,
-                    message.text,
-                    message.sent_at.to_string()
-                ],
-            )?;
-            transaction.execute("UPDATE channels SET latest = ?2 WHERE name = ?1", params![channel, offset as i64])?;
-            transaction.execute(
-                "INSERT INTO sent_ids (user_id, client_id, channel, offset) VALUES (?1, ?2, ?3, ?4)",
-                params![message.user.id, client_id, channel, offset as i64],
-            )?;
-            transaction.commit()?;
-            let appended = Appended::New(message);
-            on_commit(&appended);
-            Ok(appended)
-        })
+        self.write(
+            move |db| append(db, draft),
+            move |(appended, notified)| {
+                on_commit(&appended, &notified);
+                appended
+            },
+        )
         .await
     }
+}
+
+/// The transaction body of `append_chat`.
+fn append(db: &Connection, draft: ChatDraft) -> Result<(Appended, Vec<Notification>), StoreError> {
+    let ChatDraft {
+        room,
+        user,
+        client_id,
+        text,
+        sent_at,
+        mentioned,
+    } = draft;
+    let channel = format!("chat:{room}");
+    let earlier = db
+        .query_row(
+            "SELECT channel, offset FROM sent_ids WHERE user_id = ?1 AND client_id = ?2",
+            params![user.id, client_id],
+            |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64)),
+        )
+        .optional()?;
+    if let Some((channel, offset)) = earlier {
+        return Ok((Appended::Duplicate { channel, offset }, Vec::new()));
+    }
+    let (_, latest) = channel_row(db, &channel)?;
+    let offset = latest + 1;
+    let message = ChatMessage {
+        channel: channel.clone(),
+        offset,
+        room,
+        msg_id: uuid::Uuid::new_v4().simple().to_string(),
+        user,
+        text,
+        sent_at,
+    };
+    db.execute(
+        &format!("INSERT INTO chat_messages ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+        params![
+            channel,
+            offset as i64,
+            message.msg_id,
+            message.user.id,
+            message.user.name,
+            message.text,
+            message.sent_at.to_string()
+        ],
+    )?;
+    db.execute(
+        "UPDATE channels SET latest = ?2 WHERE name = ?1",
+        params![channel, offset as i64],
+    )?;
+    db.execute(
+        "INSERT INTO sent_ids (user_id, client_id, channel, offset) VALUES (?1, ?2, ?3, ?4)",
+        params![message.user.id, client_id, channel, offset as i64],
+    )?;
+    let notified = mentions::notify(db, &message, &mentioned)?;
+    Ok((Appended::New(message), notified))
 }

@@ -50,6 +50,9 @@ const MIGRATIONS: &[&str] = &[
         name       TEXT NOT NULL,
         first_seen TEXT NOT NULL
     );",
+    // 3: `@ada` notifies the user `ada` or `guest:ada`, compared case-folded;
+    // this index keeps each lookup one probe however many users there are.
+    "CREATE INDEX users_folded_id ON users (lower(id));",
 ];
 
 /// Applies every migration the file has not had yet, each in a transaction.

@@ -1,19 +1,37 @@
 //! Owns the SQLite file (`--db`): versioned migrations, and every read and
-//! write of persisted channels (chat rooms). One connection behind a mutex;
-//! every call runs on tokio's blocking pool, never on the async workers.
-//! A write is committed (WAL, `synchronous=FULL`) before the call returns,
-//! so whoever sends an `ack` after it knows the message is on disk.
+//! write of persisted channels (chat rooms, users' notification channels).
+//!
+//! Writes go to one writer thread (`writer.rs`) through a bounded queue; it
+//! commits them in groups, one transaction and one fsync per group, and runs
+//! each write's callback (the hub's publication) only after that commit, in
+//! queue order. Reads go to a small pool of read-only connections
+//! (`readers.rs`) on tokio's blocking pool: in WAL mode they run beside the
+//! writer, so a read never waits behind a write. No async task ever blocks
+//! on the database: it awaits a queue slot, an answer or a blocking task.
 
 mod chat;
+mod mentions;
 mod migrations;
 mod notifications;
+mod readers;
+mod writer;
 
 use rusqlite::Connection;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
 
-pub use chat::{Appended, StoredChat};
+pub use chat::{Appended, ChatDraft, StoredChat};
+pub use mentions::mentions;
 pub use notifications::StoredInbox;
+
+use readers::Readers;
+use writer::{Job, Queued};
+
+/// How many read-only connections serve reads at once; more readers wait
+/// (asynchronously) for one to be free.
+const READ_CONNECTIONS: usize = 4;
 
 /// Why the store failed; shown to operators, mapped to `internal` for clients.
 #[derive(Debug, thiserror::Error)]
@@ -27,16 +45,38 @@ pub enum StoreError {
     },
     #[error("the database task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error("cannot start the database writer thread: {0}")]
+    Thread(std::io::Error),
+    /// The writer thread stopped, or dropped this job without an answer (its
+    /// after-commit callback panicked).
+    #[error("the database writer is gone")]
+    WriterGone,
+    /// The job panicked inside the writer; only its own savepoint was undone.
+    #[error("a database job panicked")]
+    Panicked,
+    /// The job ran, but the group it was committed with was not: nothing of
+    /// it is on disk.
+    #[error("the group of writes was not committed: {0}")]
+    NotCommitted(Arc<str>),
 }
 
-/// A handle to the database; cheap to clone.
+/// A handle to the database; cheap to clone. The writer thread ends when the
+/// last handle is dropped, after the jobs already queued.
 #[derive(Clone)]
 pub struct Store {
-    connection: Arc<Mutex<Connection>>,
+    /// Into the writer thread (`writer::run`), the only user of the
+    /// read-write connection.
+    jobs: mpsc::Sender<Box<dyn Job>>,
+    /// Read-only connections, used from the blocking pool.
+    readers: Arc<Readers>,
+    /// Transactions the writer committed (each one fsync), for tests and
+    /// operators: fewer than writes means group commit is at work.
+    commits: Arc<AtomicU64>,
 }
 
 impl Store {
-    /// Opens (creating it and its folder if needed) and migrates the file.
+    /// Opens (creating it and its folder if needed) and migrates the file,
+    /// then starts the writer thread and opens the read connections.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(folder).map_err(|source| StoreError::Folder {
@@ -50,23 +90,59 @@ impl Store {
         connection.pragma_update(None, "foreign_keys", "ON")?;
         connection.busy_timeout(std::time::Duration::from_secs(5))?;
         migrations::migrate(&mut connection)?;
+        // Readers open after the migrations, so they never see an old schema.
+        let readers = Arc::new(Readers::open(path, READ_CONNECTIONS)?);
+        let commits = Arc::new(AtomicU64::new(0));
+        let jobs = writer::spawn(connection, commits.clone())?;
         Ok(Store {
-            connection: Arc::new(Mutex::new(connection)),
+            jobs,
+            readers,
+            commits,
         })
     }
 
-    /// Runs `work` with the connection on the blocking pool.
-    async fn with<T, F>(&self, work: F) -> Result<T, StoreError>
+    /// Queues `work` for the writer and waits for its answer: `work` runs in
+    /// the writer's transaction (in its own savepoint), and `then` turns its
+    /// result into the answer after the commit, in queue order, still on the
+    /// writer thread. A full queue waits here, asynchronously.
+    async fn write<T, R, W, C>(&self, work: W, then: C) -> Result<R, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+        R: Send + 'static,
+        W: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        C: FnOnce(T) -> R + Send + 'static,
     {
-        let connection = self.connection.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut connection = connection.lock().unwrap_or_else(|p| p.into_inner());
-            work(&mut connection)
-        })
-        .await?
+        let (answer, answered) = oneshot::channel();
+        let job: Box<dyn Job> = Box::new(Queued::new(work, then, answer));
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        // Unit tests run on a paused clock (`start_paused`), and a
+        // current-thread runtime that sees nothing to do jumps that clock to
+        // its next timer: it cannot see the writer thread working, so every
+        // write would fire heartbeat and hello deadlines early. A blocking
+        // task is something tokio's test clock waits for. Production awaits
+        // the answer directly and holds no thread.
+        #[cfg(test)]
+        let answered = tokio::task::spawn_blocking(move || answered.blocking_recv()).await?;
+        #[cfg(not(test))]
+        let answered = answered.await;
+        answered.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Runs `work` on a read-only connection on the blocking pool.
+    async fn read<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.readers.read(work).await
+    }
+
+    /// How many transactions the writer has committed since `open`.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Relaxed)
     }
 }
 

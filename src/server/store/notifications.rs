@@ -1,8 +1,8 @@
 //! Owns notifications on disk: each user's persisted `user:{id}` channel,
-//! storing and reading notifications, marking them read, and the users ever
-//! identified (what `@name` mentions resolve against).
+//! storing and reading notifications, marking them read, and remembering the
+//! users ever identified (what `@name` mentions resolve against).
 
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, Connection};
 
 use super::chat::channel_row;
 use super::{Store, StoreError};
@@ -41,37 +41,22 @@ fn from_row(row: &rusqlite::Row<'_>) -> Result<Notification, rusqlite::Error> {
 impl Store {
     /// Remembers an identified user (so mentions can find them).
     pub async fn remember_user(&self, user: UserRef, now: Timestamp) -> Result<(), StoreError> {
-        self.with(move |db| {
-            db.execute(
-                "INSERT INTO users (id, name, first_seen) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(id) DO UPDATE SET name = excluded.name",
-                params![user.id, user.name, now.to_string()],
-            )?;
-            Ok(())
-        })
-        .await
-    }
-
-    /// Which of these user ids belong to users ever seen.
-    pub async fn known_users(&self, ids: Vec<String>) -> Result<Vec<String>, StoreError> {
-        self.with(move |db| {
-            let mut known = Vec::new();
-            let mut statement = db.prepare_cached("SELECT id FROM users WHERE id = ?1")?;
-            for id in ids {
-                if let Some(id) = statement
-                    .query_row([&id], |row| row.get::<_, String>(0))
-                    .optional()?
-                {
-                    known.push(id);
-                }
-            }
-            Ok(known)
-        })
+        self.write(
+            move |db| {
+                db.execute(
+                    "INSERT INTO users (id, name, first_seen) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(id) DO UPDATE SET name = excluded.name",
+                    params![user.id, user.name, now.to_string()],
+                )?;
+                Ok(())
+            },
+            |()| (),
+        )
         .await
     }
 
     /// Stores a notification for `user_id` with the next offset of its
-    /// channel; `on_commit` runs after the commit, still under the lock.
+    /// channel; `on_commit` runs after the commit, in commit order.
     pub async fn append_notification<F>(
         &self,
         user_id: String,
@@ -83,42 +68,18 @@ impl Store {
     where
         F: FnOnce(&Notification) + Send + 'static,
     {
-        self.with(move |db| {
-            let channel = format!("user:{user_id}");
-            let transaction = db.transaction()?;
-            let (_, latest) = channel_row(&transaction, &channel)?;
-            let notification = Notification {
-                channel: channel.clone(),
-                offset: latest + 1,
-                notification_id: uuid::Uuid::new_v4().simple().to_string(),
-                title,
-                body,
-                created_at,
-            };
-            transaction.execute(
-                &format!("INSERT INTO notifications ({COLUMNS}, user_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
-                params![
-                    channel,
-                    notification.offset as i64,
-                    notification.notification_id,
-                    notification.title,
-                    notification.body,
-                    notification.created_at.to_string(),
-                    user_id
-                ],
-            )?;
-            transaction.execute(
-                "UPDATE channels SET latest = ?2 WHERE name = ?1",
-                params![channel, notification.offset as i64],
-            )?;
-            transaction.commit()?;
-            on_commit(&notification);
-            Ok(notification)
-        })
+        self.write(
+            move |db| Ok(insert(db, &user_id, &title, &body, &created_at)?),
+            move |notification| {
+                on_commit(&notification);
+                notification
+            },
+        )
         .await
     }
 
-    /// A user's channel, handed to `then` while the store is still locked.
+    /// A user's channel, handed to `then` on the writer thread after its
+    /// group is committed: a writer job for the reason `load_chat` gives.
     pub async fn load_inbox<R, F>(
         &self,
         user_id: String,
@@ -129,29 +90,32 @@ impl Store {
         R: Send + 'static,
         F: FnOnce(StoredInbox) -> R + Send + 'static,
     {
-        self.with(move |db| {
-            let channel = format!("user:{user_id}");
-            let (epoch, latest) = channel_row(db, &channel)?;
-            let mut recent = db
-                .prepare_cached(&format!(
-                    "SELECT {COLUMNS} FROM notifications WHERE channel = ?1 ORDER BY offset DESC LIMIT ?2"
-                ))?
-                .query_map(params![channel, keep as i64], from_row)?
-                .collect::<Result<Vec<_>, _>>()?;
-            recent.reverse();
-            let unread = db
-                .prepare_cached(&format!(
-                    "SELECT {COLUMNS} FROM notifications WHERE channel = ?1 AND read = 0 ORDER BY offset"
-                ))?
-                .query_map([&channel], from_row)?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(then(StoredInbox { epoch, latest, recent, unread }))
-        })
+        self.write(
+            move |db| {
+                let channel = format!("user:{user_id}");
+                let (epoch, latest) = channel_row(db, &channel)?;
+                let mut recent = db
+                    .prepare_cached(&format!(
+                        "SELECT {COLUMNS} FROM notifications WHERE channel = ?1 ORDER BY offset DESC LIMIT ?2"
+                    ))?
+                    .query_map(params![channel, keep as i64], from_row)?
+                    .collect::<Result<Vec<_>, _>>()?;
+                recent.reverse();
+                let unread = db
+                    .prepare_cached(&format!(
+                        "SELECT {COLUMNS} FROM notifications WHERE channel = ?1 AND read = 0 ORDER BY offset"
+                    ))?
+                    .query_map([&channel], from_row)?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(StoredInbox { epoch, latest, recent, unread })
+            },
+            then,
+        )
         .await
     }
 
     /// Marks these notifications of `user_id` read; `on_commit` gets the ids
-    /// that were unread, still under the lock.
+    /// that were unread, after the commit.
     pub async fn mark_read<F>(
         &self,
         user_id: String,
@@ -161,22 +125,66 @@ impl Store {
     where
         F: FnOnce(&[String]) + Send + 'static,
     {
-        self.with(move |db| {
-            let transaction = db.transaction()?;
-            let mut changed = Vec::new();
-            for id in ids {
-                let updated = transaction.execute(
-                    "UPDATE notifications SET read = 1 WHERE user_id = ?1 AND notification_id = ?2 AND read = 0",
-                    params![user_id, id],
-                )?;
-                if updated > 0 {
-                    changed.push(id);
+        self.write(
+            move |db| {
+                let mut changed = Vec::new();
+                for id in ids {
+                    let updated = db.execute(
+                        "UPDATE notifications SET read = 1 WHERE user_id = ?1 AND notification_id = ?2 AND read = 0",
+                        params![user_id, id],
+                    )?;
+                    if updated > 0 {
+                        changed.push(id);
+                    }
                 }
-            }
-            transaction.commit()?;
-            on_commit(&changed);
-            Ok(changed)
-        })
+                Ok(changed)
+            },
+            move |changed| {
+                on_commit(&changed);
+                changed
+            },
+        )
         .await
     }
+}
+
+/// Stores a notification for `user_id` with the next offset of its channel,
+/// in the caller's transaction (`append_notification`, or a chat message's
+/// mentions).
+pub(super) fn insert(
+    db: &Connection,
+    user_id: &str,
+    title: &str,
+    body: &str,
+    created_at: &Timestamp,
+) -> Result<Notification, rusqlite::Error> {
+    let channel = format!("user:{user_id}");
+    let (_, latest) = channel_row(db, &channel)?;
+    let notification = Notification {
+        channel: channel.clone(),
+        offset: latest + 1,
+        notification_id: uuid::Uuid::new_v4().simple().to_string(),
+        title: title.to_owned(),
+        body: body.to_owned(),
+        created_at: *created_at,
+    };
+    db.execute(
+        &format!(
+            "INSERT INTO notifications ({COLUMNS}, user_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+        ),
+        params![
+            channel,
+            notification.offset as i64,
+            notification.notification_id,
+            notification.title,
+            notification.body,
+            notification.created_at.to_string(),
+            user_id
+        ],
+    )?;
+    db.execute(
+        "UPDATE channels SET latest = ?2 WHERE name = ?1",
+        params![channel, notification.offset as i64],
+    )?;
+    Ok(notification)
 }

@@ -1,4 +1,9 @@
-//! The store against real SQLite files in a temporary folder.
+//! The store against real SQLite files in a temporary folder: what it keeps
+//! here; the writer's group commit and the read pool in `tests/writer.rs`;
+//! mentions in `tests/mentions.rs`.
+
+mod mentions;
+mod writer;
 
 use super::*;
 use crate::protocol::{Timestamp, UserRef};
@@ -21,16 +26,20 @@ fn now() -> Timestamp {
     Timestamp::parse("2026-11-25T17:30:00.123456Z").unwrap()
 }
 
+fn draft(user: UserRef, id: &str, text: &str) -> ChatDraft {
+    ChatDraft {
+        room: "general".into(),
+        user,
+        client_id: id.into(),
+        text: text.into(),
+        sent_at: now(),
+        mentioned: mentions(text),
+    }
+}
+
 async fn send(store: &Store, user: UserRef, id: &str, text: &str) -> Appended {
     store
-        .append_chat(
-            "general".into(),
-            user,
-            id.into(),
-            text.into(),
-            now(),
-            |_| {},
-        )
+        .append_chat(draft(user, id, text), |_, _| {})
         .await
         .unwrap()
 }
@@ -40,7 +49,7 @@ async fn a_new_file_and_its_folder_are_created_and_migrated() {
     let (path, store) = temp_db();
     assert!(path.exists());
     let version: usize = store
-        .with(|db| Ok(db.pragma_query_value(None, "user_version", |r| r.get(0))?))
+        .read(|db| Ok(db.pragma_query_value(None, "user_version", |r| r.get(0))?))
         .await
         .unwrap();
     assert_eq!(version, migrations::latest_version());
@@ -130,16 +139,9 @@ async fn on_commit_sees_what_was_stored() {
     let (_, store) = temp_db();
     let (tx, rx) = std::sync::mpsc::channel();
     store
-        .append_chat(
-            "general".into(),
-            ann(),
-            "c-1".into(),
-            "x".into(),
-            now(),
-            move |a| {
-                tx.send(a.channel_offset().1).unwrap();
-            },
-        )
+        .append_chat(draft(ann(), "c-1", "x"), move |a, _| {
+            tx.send(a.channel_offset().1).unwrap();
+        })
         .await
         .unwrap();
     assert_eq!(rx.recv().unwrap(), 1);
@@ -190,25 +192,4 @@ async fn notifications_are_kept_per_user_until_read() {
         ["one", "three"]
     );
     assert_eq!(inbox.recent.len(), 3);
-}
-
-#[tokio::test]
-async fn mentions_resolve_only_to_users_ever_seen() {
-    let (_, store) = temp_db();
-    store.remember_user(ann(), now()).await.unwrap();
-    store
-        .remember_user(
-            UserRef {
-                id: "ann".into(),
-                name: "Annie".into(),
-            },
-            now(),
-        )
-        .await
-        .unwrap();
-    let known = store
-        .known_users(vec!["ann".into(), "ghost".into()])
-        .await
-        .unwrap();
-    assert_eq!(known, ["ann"]);
 }

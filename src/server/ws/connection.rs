@@ -27,7 +27,7 @@ use crate::server::frames;
 use crate::server::hub::{Hub, SubscribeError, SubscriberId, CHAT_HISTORY, INBOX_HISTORY};
 use crate::server::metrics::Metrics;
 use crate::server::state::AppState;
-use crate::server::store::{Appended, Store};
+use crate::server::store::{mentions, Appended, ChatDraft, Store};
 
 /// How long the server waits for a peer to answer its close frame.
 const CLOSE_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(2);
@@ -530,37 +530,6 @@ impl Connection {
         }
     }
 
-    /// Notifies every known user `@mentioned` in a chat message (not the author).
-    async fn notify_mentions(&self, message: &crate::protocol::ChatMessage) {
-        // `@ada` names the guest `guest:ada` or a backend's user `ada`.
-        let mentioned: Vec<String> = mentions(&message.text)
-            .into_iter()
-            .flat_map(|name| [format!("{}{name}", crate::protocol::GUEST_ID_PREFIX), name])
-            .filter(|id| *id != message.user.id)
-            .collect();
-        if mentioned.is_empty() {
-            return;
-        }
-        let store = &self.context.store;
-        let known = match store.known_users(mentioned).await {
-            Ok(known) => known,
-            Err(err) => return tracing::error!(%err, "cannot resolve mentions"),
-        };
-        for user_id in known {
-            let title = format!("{} mentioned you in #{}", message.user.name, message.room);
-            let body: String = message.text.chars().take(200).collect();
-            let hub = self.context.hub.clone();
-            let stored = store
-                .append_notification(user_id, title, body, frames::now(), move |n| {
-                    hub.publish_notification(n)
-                })
-                .await;
-            if let Err(err) = stored {
-                tracing::error!(%err, "cannot store a mention");
-            }
-        }
-    }
-
     /// `chat_send`: validated, stored (exactly once per envelope id), published
     /// to the room in commit order, then acknowledged.
     async fn chat_send(&mut self, send: ChatSend, id: Option<String>) {
@@ -606,21 +575,26 @@ impl Connection {
             return self.send_error(fail(ErrorCode::RateLimited, &message));
         }
         let hub = self.context.hub.clone();
+        // The message and its mentions' notifications are one transaction.
+        let draft = ChatDraft {
+            room: send.room,
+            user,
+            client_id: client_id.clone(),
+            text: text.to_owned(),
+            sent_at: frames::now(),
+            mentioned: mentions(text),
+        };
         let stored = self
             .context
             .store
-            .append_chat(
-                send.room,
-                user,
-                client_id.clone(),
-                text.to_owned(),
-                frames::now(),
-                move |appended| {
-                    if let Appended::New(message) = appended {
-                        hub.publish_chat(message);
-                    }
-                },
-            )
+            .append_chat(draft, move |appended, notified| {
+                if let Appended::New(message) = appended {
+                    hub.publish_chat(message);
+                }
+                for notification in notified {
+                    hub.publish_notification(notification);
+                }
+            })
             .await;
         match stored {
             Ok(appended) => {
@@ -630,9 +604,6 @@ impl Connection {
                     channel.to_owned(),
                     offset,
                 )));
-                if let Appended::New(message) = &appended {
-                    self.notify_mentions(message).await;
-                }
             }
             Err(err) => {
                 tracing::error!(%err, "cannot store a chat message");
@@ -671,27 +642,6 @@ impl Connection {
         self.context.metrics.protocol_errors.fetch_add(1, Relaxed);
         self.send(ServerMessage::Error(body));
     }
-}
-
-/// The user ids `@mentioned` in a chat text: `@` then letters, digits, `.`,
-/// `_` or `-`, case-folded (guest ids are case-folded names), each once.
-pub fn mentions(text: &str) -> Vec<String> {
-    let mut found: Vec<String> = Vec::new();
-    for (index, _) in text.match_indices('@') {
-        let before = text[..index].chars().next_back();
-        if before.is_some_and(|c| c.is_alphanumeric()) {
-            continue; // an e-mail address, not a mention
-        }
-        let name: String = text[index + 1..]
-            .chars()
-            .take_while(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-'))
-            .collect();
-        let id = name.trim_end_matches(['.', '-']).to_lowercase();
-        if !id.is_empty() && !found.contains(&id) {
-            found.push(id);
-        }
-    }
-    found
 }
 
 /// The tokio instant at which the wall-clock moment `until` arrives (now, if
@@ -1044,15 +994,6 @@ mod tests {
         assert_eq!(context.metrics.connections_open.load(Relaxed), 0);
         tokio::time::sleep(context.config.presence_grace() * 2).await;
         assert!(context.hub.presence_users().is_empty());
-    }
-
-    #[test]
-    fn mentions_are_case_folded_names_after_an_at_sign() {
-        assert_eq!(mentions("hi @Bob and @alice."), ["bob", "alice"]);
-        assert_eq!(mentions("@bob @BOB"), ["bob"]);
-        assert!(mentions("mail me at ann@example.com").is_empty());
-        assert!(mentions("just @ nothing").is_empty());
-        assert_eq!(mentions("@Zoë!"), ["zoë"]);
     }
 
     /// A message other than a tick is never dropped: a client that falls
