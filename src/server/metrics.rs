@@ -16,6 +16,8 @@ pub struct Metrics {
     pub ticks_conflated: AtomicU64,
     /// Connections closed with 4008 (slow consumer).
     pub slow_consumers: AtomicU64,
+    /// Channels the hub holds in memory now (kept by the hub).
+    pub hub_channels: AtomicU64,
 }
 
 impl Metrics {
@@ -70,6 +72,12 @@ impl Metrics {
                 "counter",
                 "connections closed with 4008 (slow consumer)",
                 &self.slow_consumers,
+            ),
+            (
+                "pulse_hub_channels",
+                "gauge",
+                "channels held in memory by the hub",
+                &self.hub_channels,
             ),
         ];
         for (name, kind, help, value) in rows {

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 pub use chat::{Appended, StoredChat};
-pub use notifications::StoredInbox;
+pub use notifications::{StoredInbox, Unread, UNREAD_SNAPSHOT};
 
 /// Why the store failed; shown to operators, mapped to `internal` for clients.
 #[derive(Debug, thiserror::Error)]

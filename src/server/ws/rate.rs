@@ -1,7 +1,12 @@
-//! Owns [`TokenBucket`]: the per-connection limit on chat messages. Pure:
-//! time is an argument.
+//! Owns [`TokenBucket`]: the per-connection limits on chat messages and
+//! status changes. Pure: time is an argument.
 
 use std::time::Instant;
+
+/// `status` messages a connection may send per second (PROTOCOL.md).
+pub const STATUS_RATE: f64 = 2.0;
+/// `status` messages a connection may send in a burst (PROTOCOL.md).
+pub const STATUS_BURST: f64 = 5.0;
 
 /// Allows `per_second` actions on average and bursts of up to `burst`.
 #[derive(Debug, Clone)]
