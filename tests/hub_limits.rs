@@ -226,7 +226,13 @@ async fn a_status_flood_is_rate_limited_and_observers_see_few_diffs() {
     let (mut observer, _) = sign_in(&server, "Observer").await;
     subscribe(&mut observer, "presence", None).await;
     let (mut flooder, flooder_id) = sign_in(&server, "Flooder").await;
-    let status = |n: usize| if n % 2 == 0 { "away" } else { "online" };
+    let status = |n: usize| {
+        if n.is_multiple_of(2) {
+            "away"
+        } else {
+            "online"
+        }
+    };
     for n in 0..500 {
         let frame = json!({"type": "status", "id": format!("s{n}"), "data": {"status": status(n)}});
         flooder.send(&frame.to_string()).await;

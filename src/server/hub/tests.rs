@@ -452,7 +452,7 @@ async fn status_changes_coalesce_to_one_diff_per_window() {
     drain(&observer).await;
     let start = tokio::time::Instant::now();
     for n in 0..1000u32 {
-        let status = if n % 2 == 0 {
+        let status = if n.is_multiple_of(2) {
             UserStatus::Away
         } else {
             UserStatus::Online
