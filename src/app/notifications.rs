@@ -10,7 +10,8 @@ use crate::client::LiveConnection;
 pub fn NotificationsButton() -> impl IntoView {
     let live = expect_context::<LiveConnection>();
     let open = RwSignal::new(false);
-    let count = move || live.unread.with(Vec::len);
+    // The total, not the list: the list holds only the newest hundred.
+    let count = move || live.total_unread.get();
     let label = move || match count() {
         0 => "Notifications, none unread".to_owned(),
         1 => "Notifications, 1 unread".to_owned(),

@@ -79,8 +79,12 @@ pub struct LiveConnection {
     /// Chat rooms joined on this page, and the one shown.
     pub rooms: RwSignal<Vec<String>>,
     pub room: RwSignal<String>,
-    /// Unread notifications, oldest first, and the one the toast shows.
+    /// Unread notifications, oldest first (the newest 100 at most), and the
+    /// one the toast shows.
     pub unread: RwSignal<Vec<Notification>>,
+    /// How many notifications are unread in all (more than `unread` holds
+    /// when over a hundred wait).
+    pub total_unread: RwSignal<u64>,
     pub toast: RwSignal<Option<Notification>>,
     /// One signal per room's log.
     lines: StoredValue<HashMap<String, RwSignal<Vec<ChatLine>>>>,
@@ -114,6 +118,7 @@ impl LiveConnection {
             rooms: RwSignal::new(vec![DEFAULT_ROOM.to_owned()]),
             room: RwSignal::new(DEFAULT_ROOM.to_owned()),
             unread: RwSignal::new(Vec::new()),
+            total_unread: RwSignal::new(0),
             toast: RwSignal::new(None),
             lines: StoredValue::new(HashMap::new()),
             sender: StoredValue::new(None),
@@ -168,6 +173,7 @@ impl LiveConnection {
         self.user.set(None);
         self.people.set(Vec::new());
         self.unread.set(Vec::new());
+        self.total_unread.set(0);
         self.cursors.update_value(|cursors| {
             cursors.forget("presence");
             for room in self.rooms.get_untracked() {
@@ -316,8 +322,14 @@ impl LiveConnection {
 
     /// Marks these notifications read (on the server too).
     pub fn mark_read(&self, ids: Vec<String>) {
-        self.unread
-            .update(|unread| unread.retain(|n| !ids.contains(&n.notification_id)));
+        let mut marked = 0;
+        self.unread.update(|unread| {
+            let before = unread.len();
+            unread.retain(|n| !ids.contains(&n.notification_id));
+            marked = (before - unread.len()) as u64;
+        });
+        self.total_unread
+            .update(|total| *total = total.saturating_sub(marked));
         self.send(
             ClientMessage::MarkRead(MarkRead {
                 notification_ids: ids,
@@ -406,6 +418,7 @@ impl LiveConnection {
                     (Ok(Channel::User(_)), Some(Renewal::Replace(_))) => {
                         if let Some(Snapshot::Unread(snapshot)) = answer.snapshot {
                             self.unread.set(snapshot.unread);
+                            self.total_unread.set(snapshot.total_unread);
                         }
                     }
                     (Ok(Channel::Presence), Some(Renewal::Replace(_))) => {
@@ -467,14 +480,19 @@ impl LiveConnection {
                     .cursors
                     .try_update_value(|c| c.accept(&notification.channel, notification.offset));
                 if fresh == Some(true) {
+                    let mut added = false;
                     self.unread.update(|unread| {
                         if !unread
                             .iter()
                             .any(|n| n.notification_id == notification.notification_id)
                         {
                             unread.push(notification.clone());
+                            added = true;
                         }
                     });
+                    if added {
+                        self.total_unread.update(|total| *total += 1);
+                    }
                     self.toast.set(Some(notification));
                 }
             }

@@ -92,10 +92,12 @@ pub struct ChatSnapshot {
     pub messages: Vec<ChatMessage>,
 }
 
-/// `user:` snapshot: the unread notifications.
+/// `user:` snapshot: the newest unread notifications (at most 100, oldest
+/// first) and how many are unread in all.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UnreadSnapshot {
     pub unread: Vec<Notification>,
+    pub total_unread: u64,
 }
 
 /// Document snapshot: the whole Yjs state as a base64 v1 update.

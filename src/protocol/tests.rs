@@ -123,7 +123,7 @@ fn server_subscribed_with_every_snapshot_kind() {
         format!(r#"{{"quote":{tick},"recent":[186.0,187.42]}}"#),
         format!(r#"{{"users":[{user}]}}"#),
         format!(r#"{{"messages":[{chat}]}}"#),
-        format!(r#"{{"unread":[{note}]}}"#),
+        format!(r#"{{"unread":[{note}],"total_unread":300}}"#),
         r#"{"state":"AAA="}"#.to_owned(),
         "null".to_owned(),
     ] {

@@ -20,6 +20,8 @@ pub struct Metrics {
     pub upgrades_refused: AtomicU64,
     /// Client messages answered `rate_limited`.
     pub rate_limited: AtomicU64,
+    /// Channels the hub holds in memory now (kept by the hub).
+    pub hub_channels: AtomicU64,
 }
 
 impl Metrics {
@@ -86,6 +88,12 @@ impl Metrics {
                 "counter",
                 "client messages answered rate_limited",
                 &self.rate_limited,
+            ),
+            (
+                "pulse_hub_channels",
+                "gauge",
+                "channels held in memory by the hub",
+                &self.hub_channels,
             ),
         ];
         for (name, kind, help, value) in rows {

@@ -49,7 +49,11 @@ pub fn provide_initial_state(hub: &Hub, auth: &Auth, store: &Store, default_watc
             if !hub.has(&channel) {
                 load_inbox_now(hub, store, &channel);
             }
-            hub.has(&channel).then(|| hub.peek(&channel))
+            let peeked = hub.has(&channel).then(|| hub.peek(&channel));
+            // Loaded only to render: unless a socket of this user holds it,
+            // it leaves memory again (the page's socket reloads it).
+            hub.release(&channel);
+            peeked
         });
     provide_context(InitialState {
         watchlist,

@@ -5,7 +5,12 @@
 //! subscribe and never across an `.await`. Subscribing answers, replays and
 //! registers under that lock, so no live message can slip between the replay
 //! and the first live one: a recovered subscription has no gap and no double.
+//!
+//! A channel costs memory only while it is used: one nobody subscribes to is
+//! dropped (a persisted one is reloaded from the store when next needed), and
+//! a ticker nobody published to allocates no history.
 
+mod online;
 mod presence;
 mod ring;
 mod ticker;
@@ -15,16 +20,17 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+use tokio::sync::Notify;
 
 use super::frames;
 use super::metrics::Metrics;
-use super::store::{StoredChat, StoredInbox};
+use super::store::{StoredChat, StoredInbox, Unread, UNREAD_SNAPSHOT};
 use super::ws::outbox::{Outbox, PushError};
 use crate::protocol::{
-    Channel, ChatMessage, ChatSnapshot, Notification, PresenceDiff, PresenceSnapshot, PresenceUser,
-    ServerMessage, Since, Snapshot, Subscribed, Tick, UnreadSnapshot, UserRef, UserStatus,
+    Channel, ChatMessage, ChatSnapshot, Notification, PresenceSnapshot, ServerMessage, Since,
+    Snapshot, Subscribed, Tick, UnreadSnapshot,
 };
-use presence::{Change, Presence};
+use presence::Presence;
 use ring::Ring;
 use ticker::{TickEntry, TickerHistory};
 pub use ticker::{HISTORY as TICKER_HISTORY, RECENT as TICKER_RECENT};
@@ -37,6 +43,10 @@ pub const CHAT_HISTORY: usize = 1000;
 pub const CHAT_SNAPSHOT: usize = 50;
 /// Notifications a user's channel keeps in memory for resume.
 pub const INBOX_HISTORY: usize = 200;
+/// The most bytes a subscribe replays; a resume needing more is answered
+/// `recovered: false` with the (bounded) snapshot instead.
+pub const REPLAY_MAX_BYTES: usize = 256 * 1024;
+pub use presence::COALESCE as PRESENCE_COALESCE;
 
 /// Identifies one subscriber (a connection) within the hub.
 pub type SubscriberId = u64;
@@ -56,6 +66,10 @@ pub struct Quote {
 pub enum SubscribeError {
     #[error("channels of this kind are not available on this server yet")]
     NotAvailable,
+    /// A persisted channel that is not in memory (never loaded, or dropped
+    /// when its last subscriber left): load it from the store and retry.
+    #[error("the channel is not loaded")]
+    NotLoaded,
     #[error("the connection is closing")]
     Closing,
 }
@@ -74,6 +88,15 @@ struct Inner {
     metrics: Arc<Metrics>,
     /// How long a user whose last connection closed stays listed.
     presence_grace: Duration,
+    /// Wakes the presence task (`online::expire`) when presence got an
+    /// earlier deadline, or when the hub is dropped (so the task ends).
+    presence_wake: Arc<Notify>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.presence_wake.notify_one();
+    }
 }
 
 struct ChannelState {
@@ -82,6 +105,20 @@ struct ChannelState {
     history: History,
     /// Who gets this channel's live messages, by subscriber.
     subscribers: HashMap<SubscriberId, Arc<Outbox>>,
+    /// Set when the channel was dropped from the hub's map: whoever still
+    /// holds this state must look the channel up again.
+    dropped: bool,
+}
+
+impl ChannelState {
+    fn new(channel: &Channel, history: History) -> Self {
+        ChannelState {
+            name: channel.to_string().into(),
+            history,
+            subscribers: HashMap::new(),
+            dropped: false,
+        }
+    }
 }
 
 /// Each channel kind keeps its own history.
@@ -93,11 +130,11 @@ enum History {
 }
 
 /// A user's `user:{id}` channel: persisted notifications, the newest kept
-/// for resume, and the unread ones (the snapshot).
+/// for resume, and the newest unread ones with their total (the snapshot).
 struct InboxHistory {
     epoch: String,
     ring: Ring<Utf8Bytes>,
-    unread: Vec<Notification>,
+    unread: Unread,
 }
 
 /// A chat room: persisted, so its epoch comes from the database and only
@@ -162,18 +199,26 @@ impl History {
                     .collect(),
             })),
             History::Inbox(history) => Some(Snapshot::Unread(UnreadSnapshot {
-                unread: history.unread.clone(),
+                unread: history.unread.newest.clone(),
+                total_unread: history.unread.total,
             })),
         }
     }
 
-    /// Whether the channel holds nothing worth keeping without subscribers.
-    fn is_empty(&self) -> bool {
+    /// Whether the channel may be dropped once nobody subscribes: nothing
+    /// would be lost (a ticker never published to), or it is all on disk.
+    fn droppable(&self) -> bool {
         match self {
             History::Ticker(history) => history.ring.latest() == 0,
-            History::Presence(_) | History::Chat(_) | History::Inbox(_) => false,
+            History::Chat(_) | History::Inbox(_) => true,
+            History::Presence(_) => false,
         }
     }
+}
+
+/// The default room stays in memory: every page renders it.
+fn pinned(channel: &Channel) -> bool {
+    matches!(channel, Channel::Chat(room) if room == crate::client::DEFAULT_ROOM)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -185,39 +230,77 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Hub {
+    /// A hub with no channel yet. Inside a tokio runtime it also starts the
+    /// one task that expires presence (`online::expire`), which ends with the hub.
     pub fn new(metrics: Arc<Metrics>, presence_grace: Duration) -> Self {
         let epoch = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-        Hub {
+        let hub = Hub {
             inner: Arc::new(Inner {
                 channels: Mutex::new(HashMap::new()),
                 epoch,
                 metrics,
                 presence_grace,
+                presence_wake: Arc::new(Notify::new()),
             }),
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(online::expire(
+                Arc::downgrade(&hub.inner),
+                hub.inner.presence_wake.clone(),
+            ));
         }
+        hub
     }
 
-    /// The state of `channel`, created on first use when its kind is served.
-    fn channel(&self, channel: &Channel) -> Result<Arc<Mutex<ChannelState>>, SubscribeError> {
+    /// Inserts or removes a channel, keeping the gauge of channels in memory.
+    fn counted<R>(
+        &self,
+        change: impl FnOnce(&mut HashMap<Channel, Arc<Mutex<ChannelState>>>) -> R,
+    ) -> R {
         let mut channels = lock(&self.inner.channels);
-        if let Some(state) = channels.get(channel) {
-            return Ok(state.clone());
+        let result = change(&mut channels);
+        let count = channels.len() as u64;
+        self.inner.metrics.hub_channels.store(count, Relaxed);
+        result
+    }
+
+    /// The state of `channel`, created on first use when its kind lives in
+    /// memory only (persisted kinds are installed from the store).
+    fn channel(&self, channel: &Channel) -> Result<Arc<Mutex<ChannelState>>, SubscribeError> {
+        self.counted(|channels| {
+            if let Some(state) = channels.get(channel) {
+                return Ok(state.clone());
+            }
+            let history = match channel {
+                Channel::Ticker(_) => History::Ticker(TickerHistory::default()),
+                Channel::Presence => History::Presence(PresenceHistory {
+                    presence: Presence::new(self.inner.presence_grace),
+                    diffs: Ring::new(PRESENCE_HISTORY),
+                }),
+                Channel::Chat(_) | Channel::User(_) => return Err(SubscribeError::NotLoaded),
+                _ => return Err(SubscribeError::NotAvailable),
+            };
+            let state = Arc::new(Mutex::new(ChannelState::new(channel, history)));
+            channels.insert(channel.clone(), state.clone());
+            Ok(state)
+        })
+    }
+
+    /// Runs `work` on the live state of `channel` under its lock, looking the
+    /// channel up again if it was dropped meanwhile (so nothing is ever
+    /// registered on, or published to, a state the hub no longer holds).
+    fn with_channel<R>(
+        &self,
+        channel: &Channel,
+        work: impl FnOnce(&mut ChannelState) -> R,
+    ) -> Result<R, SubscribeError> {
+        loop {
+            let state = self.channel(channel)?;
+            let mut state = lock(&state);
+            if !state.dropped {
+                return Ok(work(&mut state));
+            }
         }
-        let history = match channel {
-            Channel::Ticker(_) => History::Ticker(TickerHistory::default()),
-            Channel::Presence => History::Presence(PresenceHistory {
-                presence: Presence::default(),
-                diffs: Ring::new(PRESENCE_HISTORY),
-            }),
-            _ => return Err(SubscribeError::NotAvailable),
-        };
-        let state = Arc::new(Mutex::new(ChannelState {
-            name: channel.to_string().into(),
-            history,
-            subscribers: HashMap::new(),
-        }));
-        channels.insert(channel.clone(), state.clone());
-        Ok(state)
     }
 
     /// Subscribes `outbox` to `channel`. The `subscribed` answer, then any
@@ -229,14 +312,30 @@ impl Hub {
         channel: &Channel,
         since: Option<&Since>,
     ) -> Result<(), SubscribeError> {
-        let state = self.channel(channel)?;
-        let mut state = lock(&state);
+        self.with_channel(channel, |state| {
+            self.subscribe_locked(id, outbox, state, since)
+        })?
+    }
+
+    fn subscribe_locked(
+        &self,
+        id: SubscriberId,
+        outbox: &Arc<Outbox>,
+        state: &mut ChannelState,
+        since: Option<&Since>,
+    ) -> Result<(), SubscribeError> {
         let epoch = self.inner.epoch.clone();
         let history = &state.history;
         let epoch = history.epoch().map_or(epoch, str::to_owned);
+        // A replay is an answer the client asked for, so it never counts as
+        // slow reading; instead it is bounded here, and a longer gap is
+        // answered with the (bounded) snapshot.
         let replay = since
             .filter(|since| since.epoch == epoch)
-            .and_then(|since| history.after(since.offset));
+            .and_then(|since| history.after(since.offset))
+            .filter(|frames| {
+                frames.iter().map(|frame| frame.len()).sum::<usize>() <= REPLAY_MAX_BYTES
+            });
         let snapshot = if replay.is_some() {
             None
         } else {
@@ -253,7 +352,7 @@ impl Hub {
         }));
         let queued = std::iter::once(answer)
             .chain(replay.into_iter().flatten())
-            .try_for_each(|frame| outbox.push(frame));
+            .try_for_each(|frame| outbox.push_answer(frame));
         if queued.is_err() {
             return Err(SubscribeError::Closing);
         }
@@ -261,31 +360,46 @@ impl Hub {
         Ok(())
     }
 
-    /// Stops delivering `channel` to subscriber `id`; an unused channel
-    /// without history is forgotten.
+    /// Stops delivering `channel` to subscriber `id`; a channel nobody
+    /// subscribes to any more is dropped unless that would lose something.
     pub fn unsubscribe(&self, id: SubscriberId, channel: &Channel) {
-        let mut channels = lock(&self.inner.channels);
-        let Some(state) = channels.get(channel) else {
-            return;
-        };
-        let mut guard = lock(state);
-        guard.subscribers.remove(&id);
-        let forgettable = guard.subscribers.is_empty() && guard.history.is_empty();
-        drop(guard);
-        if forgettable {
-            channels.remove(channel);
-        }
+        self.drop_unused(channel, Some(id));
+    }
+
+    /// Drops `channel` from memory if nobody subscribes to it and nothing
+    /// would be lost (for a page that loaded an inbox only to render it).
+    pub fn release(&self, channel: &Channel) {
+        self.drop_unused(channel, None);
+    }
+
+    fn drop_unused(&self, channel: &Channel, leaving: Option<SubscriberId>) {
+        self.counted(|channels| {
+            let Some(state) = channels.get(channel) else {
+                return;
+            };
+            let mut guard = lock(state);
+            if let Some(id) = leaving {
+                guard.subscribers.remove(&id);
+            }
+            let droppable =
+                guard.subscribers.is_empty() && guard.history.droppable() && !pinned(channel);
+            if droppable {
+                guard.dropped = true;
+                drop(guard);
+                channels.remove(channel);
+            }
+        });
     }
 
     /// Publishes a tick on `ticker:{symbol}`: serialised once, kept in the
     /// history, and queued (conflated) for every subscriber. Returns its offset.
     pub fn publish_tick(&self, quote: Quote) -> u64 {
         let channel = Channel::Ticker(quote.symbol.clone());
-        let state = self
-            .channel(&channel)
-            .expect("ticker channels are always served");
-        let mut state = lock(&state);
-        let state = &mut *state;
+        self.with_channel(&channel, |state| self.publish_tick_locked(state, quote))
+            .expect("ticker channels are always served")
+    }
+
+    fn publish_tick_locked(&self, state: &mut ChannelState, quote: Quote) -> u64 {
         let History::Ticker(history) = &mut state.history else {
             unreachable!("a ticker: channel always holds a ticker history")
         };
@@ -345,9 +459,14 @@ impl Hub {
 
     /// Installs a chat room loaded from the store, unless another task
     /// installed it meanwhile (then the one in memory is newer).
+    ///
+    /// A room with no message yet is not on disk, so it has no stored epoch;
+    /// it gets this process's, like any in-memory history. Its first message
+    /// reaches subscribers as offset 1 of that epoch; once the room is
+    /// dropped and reloaded it has its stored epoch, so a client resuming
+    /// with the old one gets `recovered: false` and the snapshot: never a gap.
     pub fn install_chat(&self, channel: &Channel, stored: StoredChat) {
-        let mut channels = lock(&self.inner.channels);
-        if channels.contains_key(channel) {
+        if self.has(channel) {
             return;
         }
         let base = stored.latest - stored.recent.len() as u64;
@@ -356,15 +475,20 @@ impl Hub {
             let frame = frames::encode(ServerMessage::Chat(message.clone()));
             ring.push((message, frame));
         }
-        let state = ChannelState {
-            name: channel.to_string().into(),
-            history: History::Chat(ChatHistory {
-                epoch: stored.epoch,
-                ring,
-            }),
-            subscribers: HashMap::new(),
-        };
-        channels.insert(channel.clone(), Arc::new(Mutex::new(state)));
+        let history = History::Chat(ChatHistory {
+            epoch: stored.epoch.unwrap_or_else(|| self.inner.epoch.clone()),
+            ring,
+        });
+        self.install(channel, history);
+    }
+
+    /// Puts a loaded channel in memory unless one is there already.
+    fn install(&self, channel: &Channel, history: History) {
+        self.counted(|channels| {
+            channels
+                .entry(channel.clone())
+                .or_insert_with(|| Arc::new(Mutex::new(ChannelState::new(channel, history))));
+        });
     }
 
     /// Publishes a chat message just committed to the store (called in commit
@@ -394,10 +518,10 @@ impl Hub {
         }
     }
 
-    /// Installs a user's channel loaded from the store (unless present).
+    /// Installs a user's channel loaded from the store (unless present); a
+    /// user without notifications gets this process's epoch, as a new room.
     pub fn install_inbox(&self, channel: &Channel, stored: StoredInbox) {
-        let mut channels = lock(&self.inner.channels);
-        if channels.contains_key(channel) {
+        if self.has(channel) {
             return;
         }
         let base = stored.latest - stored.recent.len() as u64;
@@ -405,16 +529,12 @@ impl Hub {
         for notification in stored.recent {
             ring.push(frames::encode(ServerMessage::Notification(notification)));
         }
-        let state = ChannelState {
-            name: channel.to_string().into(),
-            history: History::Inbox(InboxHistory {
-                epoch: stored.epoch,
-                ring,
-                unread: stored.unread,
-            }),
-            subscribers: HashMap::new(),
-        };
-        channels.insert(channel.clone(), Arc::new(Mutex::new(state)));
+        let history = History::Inbox(InboxHistory {
+            epoch: stored.epoch.unwrap_or_else(|| self.inner.epoch.clone()),
+            ring,
+            unread: stored.unread,
+        });
+        self.install(channel, history);
     }
 
     /// Runs `change` on an installed inbox (a user with no subscriber yet has
@@ -447,18 +567,23 @@ impl Hub {
             }
             let frame = frames::encode(ServerMessage::Notification(notification.clone()));
             history.ring.push(frame.clone());
-            history.unread.push(notification.clone());
+            let unread = &mut history.unread;
+            unread.newest.push(notification.clone());
+            unread.total += 1;
+            if unread.newest.len() > UNREAD_SNAPSHOT {
+                unread.newest.remove(0);
+            }
             for outbox in subscribers.values() {
                 let _ = outbox.push(frame.clone());
             }
         });
     }
 
-    /// Forgets read notifications from the unread snapshot of `channel`.
-    pub fn inbox_read(&self, channel: &str, ids: &[String]) {
-        self.with_inbox(channel, |_, history, _| {
-            history.unread.retain(|n| !ids.contains(&n.notification_id));
-        });
+    /// Replaces the unread snapshot of `channel` with the store's, read in
+    /// the transaction that marked some read (so it refills from older ones
+    /// and its total stays exact).
+    pub fn inbox_read(&self, channel: &str, unread: Unread) {
+        self.with_inbox(channel, |_, history, _| history.unread = unread);
     }
 
     /// The latest offset of a channel in memory (0 when not installed).
@@ -468,75 +593,16 @@ impl Hub {
             .map_or(0, |state| lock(state).history.latest())
     }
 
-    /// Runs `update` on the presence state and publishes the diff it makes.
-    fn presence<R>(&self, update: impl FnOnce(&mut Presence) -> (Change, R)) -> R {
-        let state = self
-            .channel(&Channel::Presence)
-            .expect("presence is always served");
-        let mut state = lock(&state);
-        let state = &mut *state;
-        let History::Presence(history) = &mut state.history else {
-            unreachable!("the presence channel always holds presence")
-        };
-        let (change, result) = update(&mut history.presence);
-        if change.is_empty() {
-            return result;
-        }
-        let frame = frames::encode(ServerMessage::PresenceDiff(PresenceDiff {
-            channel: state.name.to_string(),
-            offset: history.diffs.latest() + 1,
-            joins: change.joins,
-            leaves: change.leaves,
-            updates: change.updates,
-        }));
-        history.diffs.push(frame.clone());
-        for outbox in state.subscribers.values() {
-            // An overflowing subscriber is closed with 4008 by its connection.
-            let _ = outbox.push(frame.clone());
-        }
-        result
-    }
-
-    /// An identified connection opened.
-    pub fn presence_connect(&self, user: &UserRef, connection: SubscriberId) {
-        self.presence(|p| (p.connect(user, connection), ()));
-    }
-
-    /// An identified connection closed; if it was the user's last, they leave
-    /// after the grace period unless they come back.
-    pub fn presence_disconnect(&self, user_id: &str, connection: SubscriberId) {
-        let now = tokio::time::Instant::now().into_std();
-        self.presence(|p| (p.disconnect(user_id, connection, now), ()));
-        let hub = self.clone();
-        let grace = self.inner.presence_grace;
-        tokio::spawn(async move {
-            tokio::time::sleep(grace).await;
-            hub.presence_expire();
-        });
-    }
-
-    /// A connection's status changed (`online`, or `away` for a hidden page).
-    pub fn presence_status(&self, user_id: &str, connection: SubscriberId, status: UserStatus) {
-        self.presence(|p| (p.set_status(user_id, connection, status), ()));
-    }
-
-    /// Sends the leaves whose grace has run out.
-    pub fn presence_expire(&self) {
-        let now = tokio::time::Instant::now().into_std();
-        let grace = self.inner.presence_grace;
-        self.presence(|p| (p.expire(now, grace), ()));
-    }
-
-    /// Everyone online now.
-    pub fn presence_users(&self) -> Vec<PresenceUser> {
-        self.presence(|p| (Change::default(), p.users()))
-    }
-
     /// How many subscribers `channel` has (for tests and metrics).
     pub fn subscriber_count(&self, channel: &Channel) -> usize {
         lock(&self.inner.channels)
             .get(channel)
             .map_or(0, |state| lock(state).subscribers.len())
+    }
+
+    /// How many channels the hub holds in memory (for tests and metrics).
+    pub fn channel_count(&self) -> usize {
+        lock(&self.inner.channels).len()
     }
 }
 

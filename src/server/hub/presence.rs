@@ -2,11 +2,22 @@
 //! in. A user is online while at least one identified connection is alive;
 //! tabs collapse into `connections: N`; when the last one goes, the leave
 //! waits for a grace period so a reload or a blip does not flap the list.
+//!
+//! Others hear about one user at most once per [`COALESCE`]: a change inside
+//! that window is held back, and what the user looks like when the window
+//! closes goes out as one update (nothing, if they changed back). Everything
+//! held back or waiting for its grace has a deadline in one ordered queue, so
+//! a single task can sleep until [`Presence::next_deadline`] and then call
+//! [`Presence::due`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use crate::protocol::{PresenceUser, UserRef, UserStatus};
+
+/// The shortest time between two diffs about the same user (PROTOCOL.md:
+/// at most one `presence_diff` per user per 250 ms).
+pub const COALESCE: Duration = Duration::from_millis(250);
 
 /// Identifies one connection of a user.
 pub type ConnectionId = u64;
@@ -32,8 +43,14 @@ struct Entry {
     connections: BTreeMap<ConnectionId, UserStatus>,
     /// What the other users were last told about this user.
     shown: PresenceUser,
+    /// When the last diff about this user went out (the join, at first).
+    told_at: Instant,
+    /// A change not told yet because the coalescing window was still open.
+    held: bool,
     /// When the last connection closed; the user leaves after the grace.
     gone_since: Option<Instant>,
+    /// This user's place in the deadline queue, if any.
+    due: Option<Instant>,
 }
 
 impl Entry {
@@ -54,17 +71,34 @@ impl Entry {
             connections: self.connections.len() as u32,
         }
     }
+
+    /// Whether a diff about this user may go out at `now`.
+    fn may_tell(&self, now: Instant) -> bool {
+        now >= self.told_at + COALESCE
+    }
 }
 
-/// Everyone online, by user id.
-#[derive(Debug, Default)]
+/// Everyone online, by user id, and when each held-back change is due.
+#[derive(Debug)]
 pub struct Presence {
     users: BTreeMap<String, Entry>,
+    /// (when, user id) for every user with a held change or a pending leave.
+    deadlines: BTreeSet<(Instant, String)>,
+    /// How long a user whose last connection closed stays listed.
+    grace: Duration,
 }
 
 impl Presence {
-    /// A connection of `user` opened (status `online`).
-    pub fn connect(&mut self, user: &UserRef, connection: ConnectionId) -> Change {
+    pub fn new(grace: Duration) -> Self {
+        Presence {
+            users: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
+            grace,
+        }
+    }
+
+    /// A connection of `user` opened at `now` (status `online`).
+    pub fn connect(&mut self, user: &UserRef, connection: ConnectionId, now: Instant) -> Change {
         let Some(entry) = self.users.get_mut(&user.id) else {
             let mut connections = BTreeMap::new();
             connections.insert(connection, UserStatus::Online);
@@ -77,7 +111,10 @@ impl Presence {
                     status: UserStatus::Online,
                     connections: 1,
                 },
+                told_at: now,
+                held: false,
                 gone_since: None,
+                due: None,
             };
             entry.shown = entry.current(&user.id);
             let joined = entry.shown.clone();
@@ -90,7 +127,7 @@ impl Presence {
         entry.name = user.name.clone();
         entry.gone_since = None;
         entry.connections.insert(connection, UserStatus::Online);
-        Self::updated(&user.id, entry)
+        self.changed(&user.id, now)
     }
 
     /// A connection closed at `now`. The last one starts the grace period.
@@ -103,17 +140,17 @@ impl Presence {
         }
         if entry.connections.is_empty() {
             entry.gone_since = Some(now);
-            return Change::default();
         }
-        Self::updated(user_id, entry)
+        self.changed(user_id, now)
     }
 
-    /// A connection said it is `online` or `away`.
+    /// A connection said at `now` that it is `online` or `away`.
     pub fn set_status(
         &mut self,
         user_id: &str,
         connection: ConnectionId,
         status: UserStatus,
+        now: Instant,
     ) -> Change {
         let Some(entry) = self.users.get_mut(user_id) else {
             return Change::default();
@@ -122,32 +159,52 @@ impl Presence {
             return Change::default();
         };
         *slot = status;
-        Self::updated(user_id, entry)
+        self.changed(user_id, now)
     }
 
-    /// Removes the users whose grace has run out by `now`.
-    pub fn expire(&mut self, now: Instant, grace: Duration) -> Change {
-        let gone: Vec<String> = self
-            .users
-            .iter()
-            .filter(|(_, e)| {
-                e.gone_since
-                    .is_some_and(|since| now.saturating_duration_since(since) >= grace)
-            })
-            .map(|(id, _)| id.clone())
-            .collect();
-        let leaves = gone
-            .iter()
-            .filter_map(|id| self.users.remove(id))
-            .map(|entry| entry.shown)
-            .collect();
-        Change {
-            leaves,
-            ..Change::default()
+    /// The earliest time [`Presence::due`] has something to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.first().map(|(at, _)| *at)
+    }
+
+    /// Everything due by `now`: the leaves whose grace has run out and the
+    /// held-back updates whose window has closed, as one change.
+    pub fn due(&mut self, now: Instant) -> Change {
+        let mut change = Change::default();
+        while let Some((at, id)) = self.deadlines.first().cloned() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            let Some(entry) = self.users.get_mut(&id) else {
+                continue;
+            };
+            entry.due = None;
+            let expired = entry
+                .gone_since
+                .is_some_and(|since| now >= since + self.grace);
+            if expired && entry.may_tell(now) {
+                if let Some(entry) = self.users.remove(&id) {
+                    change.leaves.push(entry.shown);
+                }
+                continue;
+            }
+            if entry.held && entry.may_tell(now) {
+                entry.held = false;
+                let current = entry.current(&id);
+                if current != entry.shown {
+                    entry.shown = current.clone();
+                    entry.told_at = now;
+                    change.updates.push(current);
+                }
+            }
+            schedule(&mut self.deadlines, self.grace, &id, entry);
         }
+        change
     }
 
-    /// Everyone online (users in their grace period included), by id.
+    /// Everyone online (users in their grace period included), by id, as
+    /// they are now (a held-back change included).
     pub fn users(&self) -> Vec<PresenceUser> {
         self.users
             .iter()
@@ -155,17 +212,53 @@ impl Presence {
             .collect()
     }
 
-    /// An `update` when what others see of the user changed.
-    fn updated(id: &str, entry: &mut Entry) -> Change {
-        let now = entry.current(id);
-        if now == entry.shown {
+    /// Tells what others see of user `id` now, unless they were told about
+    /// this user less than [`COALESCE`] ago: then the change is held back
+    /// until the window closes.
+    fn changed(&mut self, id: &str, now: Instant) -> Change {
+        let Some(entry) = self.users.get_mut(id) else {
             return Change::default();
+        };
+        let current = entry.current(id);
+        let mut change = Change::default();
+        if current == entry.shown {
+            entry.held = false;
+        } else if entry.may_tell(now) {
+            entry.held = false;
+            entry.shown = current.clone();
+            entry.told_at = now;
+            change.updates.push(current);
+        } else {
+            entry.held = true;
         }
-        entry.shown = now.clone();
-        Change {
-            updates: vec![now],
-            ..Change::default()
-        }
+        schedule(&mut self.deadlines, self.grace, id, entry);
+        change
+    }
+}
+
+/// Puts user `id` in the deadline queue at the time its next diff may be
+/// due (or takes it out when nothing is pending).
+fn schedule(
+    deadlines: &mut BTreeSet<(Instant, String)>,
+    grace: Duration,
+    id: &str,
+    entry: &mut Entry,
+) {
+    let window = entry.told_at + COALESCE;
+    let due = match entry.gone_since {
+        Some(since) => Some((since + grace).max(window)),
+        None if entry.held => Some(window),
+        None => None,
+    };
+    if entry.due == due {
+        return;
+    }
+    if let Some(old) = entry.due.take() {
+        deadlines.remove(&(old, id.to_owned()));
+    }
+    if let Some(due) = due {
+        deadlines.insert((due, id.to_owned()));
+        entry.due = Some(due);
     }
 }
 
@@ -174,6 +267,7 @@ mod tests {
     use super::*;
 
     const GRACE: Duration = Duration::from_secs(5);
+    const MS: Duration = Duration::from_millis(1);
 
     fn user(id: &str) -> UserRef {
         UserRef {
@@ -191,12 +285,17 @@ mod tests {
         }
     }
 
+    fn presence() -> Presence {
+        Presence::new(GRACE)
+    }
+
     #[test]
     fn the_first_connection_joins_and_more_tabs_update_the_count() {
-        let mut presence = Presence::default();
-        let change = presence.connect(&user("ann"), 1);
+        let mut presence = presence();
+        let t0 = Instant::now();
+        let change = presence.connect(&user("ann"), 1, t0);
         assert_eq!(change.joins, [shown("ann", UserStatus::Online, 1)]);
-        let change = presence.connect(&user("ann"), 2);
+        let change = presence.connect(&user("ann"), 2, t0 + COALESCE);
         assert_eq!(change.updates, [shown("ann", UserStatus::Online, 2)]);
         assert!(change.joins.is_empty());
         assert_eq!(presence.users(), [shown("ann", UserStatus::Online, 2)]);
@@ -204,78 +303,159 @@ mod tests {
 
     #[test]
     fn closing_one_tab_of_two_keeps_the_user() {
-        let mut presence = Presence::default();
+        let mut presence = presence();
         let t0 = Instant::now();
-        presence.connect(&user("ann"), 1);
-        presence.connect(&user("ann"), 2);
-        let change = presence.disconnect("ann", 1, t0);
+        presence.connect(&user("ann"), 1, t0);
+        presence.connect(&user("ann"), 2, t0 + COALESCE);
+        let t1 = t0 + COALESCE * 2;
+        let change = presence.disconnect("ann", 1, t1);
         assert_eq!(change.updates, [shown("ann", UserStatus::Online, 1)]);
-        assert!(presence.expire(t0 + GRACE * 10, GRACE).is_empty());
+        assert!(presence.due(t1 + GRACE * 10).is_empty());
+        assert_eq!(presence.next_deadline(), None);
     }
 
     #[test]
     fn the_last_tab_leaves_only_after_the_grace() {
-        let mut presence = Presence::default();
+        let mut presence = presence();
         let t0 = Instant::now();
-        presence.connect(&user("ann"), 1);
+        presence.connect(&user("ann"), 1, t0);
         assert!(
             presence.disconnect("ann", 1, t0).is_empty(),
             "no leave at once"
         );
         assert_eq!(presence.users().len(), 1, "still listed during the grace");
-        assert!(presence
-            .expire(t0 + GRACE - Duration::from_millis(1), GRACE)
-            .is_empty());
-        let change = presence.expire(t0 + GRACE, GRACE);
+        assert_eq!(presence.next_deadline(), Some(t0 + GRACE));
+        assert!(presence.due(t0 + GRACE - MS).is_empty());
+        let change = presence.due(t0 + GRACE);
         assert_eq!(change.leaves, [shown("ann", UserStatus::Online, 1)]);
         assert!(presence.users().is_empty());
+        assert_eq!(presence.next_deadline(), None);
     }
 
     #[test]
     fn a_reload_within_the_grace_does_not_flap() {
-        let mut presence = Presence::default();
+        let mut presence = presence();
         let t0 = Instant::now();
-        presence.connect(&user("ann"), 1);
+        presence.connect(&user("ann"), 1, t0);
         presence.disconnect("ann", 1, t0);
-        let change = presence.connect(&user("ann"), 2);
+        let change = presence.connect(&user("ann"), 2, t0 + MS);
         assert!(
             change.is_empty(),
             "no leave, no join, nothing changed: {change:?}"
         );
-        assert!(presence.expire(t0 + GRACE * 2, GRACE).is_empty());
+        assert_eq!(presence.next_deadline(), None, "the leave is cancelled");
+        assert!(presence.due(t0 + GRACE * 2).is_empty());
     }
 
     #[test]
     fn a_user_is_away_when_every_tab_is_away() {
-        let mut presence = Presence::default();
-        presence.connect(&user("ann"), 1);
-        presence.connect(&user("ann"), 2);
+        let mut presence = presence();
+        let t0 = Instant::now();
+        presence.connect(&user("ann"), 1, t0);
+        presence.connect(&user("ann"), 2, t0 + COALESCE);
+        let t1 = t0 + COALESCE * 2;
         assert!(
-            presence.set_status("ann", 1, UserStatus::Away).is_empty(),
+            presence
+                .set_status("ann", 1, UserStatus::Away, t1)
+                .is_empty(),
             "tab 2 is still online"
         );
-        let change = presence.set_status("ann", 2, UserStatus::Away);
+        let change = presence.set_status("ann", 2, UserStatus::Away, t1);
         assert_eq!(change.updates, [shown("ann", UserStatus::Away, 2)]);
-        let change = presence.set_status("ann", 1, UserStatus::Online);
+        let change = presence.set_status("ann", 1, UserStatus::Online, t1 + COALESCE);
         assert_eq!(change.updates, [shown("ann", UserStatus::Online, 2)]);
     }
 
     #[test]
-    fn unknown_users_and_connections_change_nothing() {
-        let mut presence = Presence::default();
-        assert!(presence.disconnect("nobody", 1, Instant::now()).is_empty());
+    fn changes_within_the_window_are_held_and_told_once_when_it_closes() {
+        let mut presence = presence();
+        let t0 = Instant::now();
+        presence.connect(&user("ann"), 1, t0);
+        // Joined at t0: nothing more about ann may go out before t0 + 250 ms.
+        for (n, status) in [UserStatus::Away, UserStatus::Online, UserStatus::Away]
+            .into_iter()
+            .enumerate()
+        {
+            let change = presence.set_status("ann", 1, status, t0 + MS * (n as u32 + 1));
+            assert!(change.is_empty(), "held back: {change:?}");
+        }
+        assert_eq!(
+            presence.users(),
+            [shown("ann", UserStatus::Away, 1)],
+            "a snapshot shows the user as they are"
+        );
+        assert_eq!(presence.next_deadline(), Some(t0 + COALESCE));
+        assert!(presence.due(t0 + COALESCE - MS).is_empty());
+        let change = presence.due(t0 + COALESCE);
+        assert_eq!(change.updates, [shown("ann", UserStatus::Away, 1)]);
+        assert_eq!(presence.next_deadline(), None);
+        // The next change waits for the next window.
+        let t1 = t0 + COALESCE;
         assert!(presence
-            .set_status("nobody", 1, UserStatus::Away)
+            .set_status("ann", 1, UserStatus::Online, t1 + MS)
             .is_empty());
-        presence.connect(&user("ann"), 1);
-        assert!(presence.disconnect("ann", 9, Instant::now()).is_empty());
+        assert_eq!(presence.next_deadline(), Some(t1 + COALESCE));
+    }
+
+    #[test]
+    fn a_change_undone_within_the_window_tells_nothing() {
+        let mut presence = presence();
+        let t0 = Instant::now();
+        presence.connect(&user("ann"), 1, t0);
+        presence.set_status("ann", 1, UserStatus::Away, t0 + MS);
+        presence.set_status("ann", 1, UserStatus::Online, t0 + MS * 2);
+        assert_eq!(presence.next_deadline(), None);
+        assert!(presence.due(t0 + COALESCE * 4).is_empty());
+    }
+
+    #[test]
+    fn a_leave_waits_for_both_the_grace_and_the_window() {
+        let mut presence = Presence::new(Duration::from_millis(50));
+        let t0 = Instant::now();
+        presence.connect(&user("ann"), 1, t0);
+        presence.disconnect("ann", 1, t0 + MS);
+        assert_eq!(presence.next_deadline(), Some(t0 + COALESCE));
+        assert!(presence.due(t0 + Duration::from_millis(100)).is_empty());
+        let change = presence.due(t0 + COALESCE);
+        assert_eq!(change.leaves, [shown("ann", UserStatus::Online, 1)]);
+    }
+
+    #[test]
+    fn users_due_together_go_out_in_one_change() {
+        let mut presence = presence();
+        let t0 = Instant::now();
+        for id in ["ann", "bob"] {
+            presence.connect(&user(id), 1, t0);
+            presence.set_status(id, 1, UserStatus::Away, t0 + MS);
+        }
+        let change = presence.due(t0 + COALESCE);
+        assert_eq!(
+            change.updates,
+            [
+                shown("ann", UserStatus::Away, 1),
+                shown("bob", UserStatus::Away, 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_users_and_connections_change_nothing() {
+        let mut presence = presence();
+        let now = Instant::now();
+        assert!(presence.disconnect("nobody", 1, now).is_empty());
+        assert!(presence
+            .set_status("nobody", 1, UserStatus::Away, now)
+            .is_empty());
+        presence.connect(&user("ann"), 1, now);
+        assert!(presence.disconnect("ann", 9, now).is_empty());
+        assert_eq!(presence.next_deadline(), None);
     }
 
     #[test]
     fn users_are_listed_by_id() {
-        let mut presence = Presence::default();
+        let mut presence = presence();
         for id in ["cid", "ann", "bob"] {
-            presence.connect(&user(id), 1);
+            presence.connect(&user(id), 1, Instant::now());
         }
         let ids: Vec<_> = presence.users().into_iter().map(|u| u.id).collect();
         assert_eq!(ids, ["ann", "bob", "cid"]);

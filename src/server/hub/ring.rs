@@ -18,7 +18,9 @@ impl<T> Ring<T> {
     pub fn new(capacity: usize) -> Self {
         assert!(capacity > 0, "a ring holds at least one message");
         Ring {
-            entries: VecDeque::with_capacity(capacity.min(64)),
+            // Grows on demand: a channel nobody publishes to (an unknown
+            // ticker a client merely subscribed to) allocates nothing.
+            entries: VecDeque::new(),
             capacity,
             first_offset: 1,
             latest: 0,
@@ -85,6 +87,12 @@ impl<T> Ring<T> {
     pub fn len(&self) -> usize {
         self.entries.len()
     }
+
+    /// How many entries the ring has room for without allocating.
+    #[cfg(test)]
+    pub fn allocated(&self) -> usize {
+        self.entries.capacity()
+    }
 }
 
 #[cfg(test)]
@@ -101,6 +109,12 @@ mod tests {
 
     fn after(ring: &Ring<u32>, offset: u64) -> Option<Vec<u32>> {
         ring.after(offset).map(|it| it.copied().collect())
+    }
+
+    #[test]
+    fn an_empty_ring_allocates_nothing() {
+        assert_eq!(Ring::<u32>::new(300).allocated(), 0);
+        assert_eq!(Ring::<u32>::after_offset(1000, 40).allocated(), 0);
     }
 
     #[test]

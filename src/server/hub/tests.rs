@@ -1,7 +1,8 @@
 //! The hub without a network: subscribers are bare outboxes.
 
 use super::*;
-use crate::protocol::ServerEnvelope;
+use crate::protocol::{PresenceDiff, ServerEnvelope, UserRef, UserStatus};
+use crate::server::store::UNREAD_SNAPSHOT;
 use crate::server::ws::outbox::Next;
 
 fn hub() -> Hub {
@@ -201,12 +202,274 @@ async fn a_stalled_subscriber_holds_one_tick_per_symbol_and_others_get_all() {
 }
 
 #[tokio::test]
-async fn only_ticker_channels_are_served_for_now() {
+async fn persisted_channels_must_be_loaded_and_documents_are_not_served() {
     let hub = hub();
     let outbox = Outbox::new(1 << 20);
     let chat = Channel::Chat("general".into());
     assert_eq!(
         hub.subscribe(1, &outbox, &chat, None),
+        Err(SubscribeError::NotLoaded)
+    );
+    let doc: Channel = "doc:notes".parse().unwrap();
+    assert_eq!(
+        hub.subscribe(1, &outbox, &doc, None),
         Err(SubscribeError::NotAvailable)
     );
+}
+
+fn chat_message(room: &str, offset: u64, text: &str) -> ChatMessage {
+    ChatMessage {
+        channel: format!("chat:{room}"),
+        offset,
+        room: room.into(),
+        msg_id: format!("m{offset}"),
+        user: UserRef {
+            id: "ann".into(),
+            name: "Ann".into(),
+        },
+        text: text.into(),
+        sent_at: crate::protocol::Timestamp::parse("2026-11-25T17:30:00.000000Z").unwrap(),
+    }
+}
+
+fn empty_room() -> StoredChat {
+    StoredChat {
+        epoch: None,
+        latest: 0,
+        recent: Vec::new(),
+    }
+}
+
+/// A resume whose replay would be larger than the replay limit gets the
+/// snapshot instead, and neither counts against the outbox budget.
+#[tokio::test]
+async fn a_replay_over_the_limit_is_answered_with_the_snapshot_outside_the_budget() {
+    let hub = hub();
+    let room = Channel::Chat("big".into());
+    hub.install_chat(&room, empty_room());
+    let epoch = hub.peek(&room).epoch;
+    let text = "x".repeat(8000);
+    for offset in 1..=160 {
+        hub.publish_chat(&chat_message("big", offset, &text));
+    }
+    // A budget far smaller than either answer: neither may close the client.
+    let outbox = Outbox::new(1024);
+    let since = Since {
+        offset: 0,
+        epoch: epoch.clone(),
+    };
+    hub.subscribe(1, &outbox, &room, Some(&since)).unwrap();
+    let messages = drain(&outbox).await;
+    let answer = subscribed(&messages[0]);
+    assert!(!answer.recovered, "1.3 MB is over the replay limit");
+    let Some(Snapshot::Chat(snapshot)) = &answer.snapshot else {
+        panic!("{:?}", answer.snapshot)
+    };
+    assert_eq!(snapshot.messages.len(), CHAT_SNAPSHOT);
+    assert_eq!(messages.len(), 1, "no replay after a snapshot");
+
+    // A gap within the limit is replayed, also outside the budget.
+    let outbox = Outbox::new(1024);
+    let since = Since { offset: 150, epoch };
+    hub.subscribe(2, &outbox, &room, Some(&since)).unwrap();
+    let messages = drain(&outbox).await;
+    assert!(subscribed(&messages[0]).recovered);
+    assert_eq!(messages.len(), 11);
+    // Live messages still count: one 8 KB message is over this budget.
+    hub.publish_chat(&chat_message("big", 161, &text));
+    assert_eq!(
+        outbox.push(Utf8Bytes::from_static("x")),
+        Err(PushError::Closed)
+    );
+}
+
+/// The user snapshot holds the newest 100 unread and the total.
+#[tokio::test]
+async fn the_unread_snapshot_is_bounded_and_counts_them_all() {
+    let hub = hub();
+    let channel = Channel::User("ann".into());
+    hub.install_inbox(
+        &channel,
+        StoredInbox {
+            epoch: None,
+            latest: 0,
+            recent: Vec::new(),
+            unread: Unread::default(),
+        },
+    );
+    for offset in 1..=300 {
+        hub.publish_notification(&Notification {
+            channel: "user:ann".into(),
+            offset,
+            notification_id: format!("n{offset}"),
+            title: "t".into(),
+            body: String::new(),
+            created_at: crate::protocol::Timestamp::parse("2026-11-25T17:30:00.000000Z").unwrap(),
+        });
+    }
+    let Some(Snapshot::Unread(snapshot)) = hub.peek(&channel).snapshot else {
+        panic!()
+    };
+    assert_eq!(snapshot.total_unread, 300);
+    assert_eq!(snapshot.unread.len(), UNREAD_SNAPSHOT);
+    assert_eq!(snapshot.unread[0].offset, 201, "the newest, oldest first");
+}
+
+/// Rooms and inboxes nobody subscribes to leave memory; the default room
+/// stays (pages render it).
+#[tokio::test]
+async fn unused_persisted_channels_are_dropped_except_the_default_room() {
+    let hub = hub();
+    let general = Channel::Chat(crate::client::DEFAULT_ROOM.into());
+    hub.install_chat(&general, empty_room());
+    let outbox = Outbox::new(1 << 20);
+    for n in 0..5000 {
+        let room = Channel::Chat(format!("room-{n}"));
+        hub.install_chat(&room, empty_room());
+        hub.subscribe(1, &outbox, &room, None).unwrap();
+        hub.unsubscribe(1, &room);
+        drain(&outbox).await;
+    }
+    hub.subscribe(1, &outbox, &general, None).unwrap();
+    hub.unsubscribe(1, &general);
+    assert_eq!(hub.channel_count(), 1, "only the default room");
+    assert!(hub.has(&general));
+}
+
+/// Subscribing to unknown tickers allocates no history, and leaving them
+/// leaves nothing in the hub.
+#[tokio::test]
+async fn unknown_tickers_cost_nothing() {
+    assert_eq!(TickerHistory::default().ring.allocated(), 0);
+    let hub = hub();
+    let outbox = Outbox::new(1 << 20);
+    let tickers: Vec<Channel> = (0..256).map(|n| Channel::Ticker(format!("X{n}"))).collect();
+    for ticker in &tickers {
+        hub.subscribe(1, &outbox, ticker, None).unwrap();
+    }
+    assert_eq!(hub.channel_count(), 256);
+    for ticker in &tickers {
+        let state = lock(&hub.inner.channels).get(ticker).cloned().unwrap();
+        let History::Ticker(history) = &lock(&state).history else {
+            panic!()
+        };
+        assert_eq!(history.ring.allocated(), 0, "{ticker}");
+    }
+    for ticker in &tickers {
+        hub.unsubscribe(1, ticker);
+    }
+    assert_eq!(hub.channel_count(), 0);
+    assert_eq!(hub.inner.metrics.hub_channels.load(Relaxed), 0);
+}
+
+fn diffs(messages: &[ServerMessage]) -> Vec<PresenceDiff> {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            ServerMessage::PresenceDiff(d) => Some(d.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn person(id: &str) -> UserRef {
+    UserRef {
+        id: id.into(),
+        name: id.to_uppercase(),
+    }
+}
+
+/// The leave after the last disconnect comes from the hub's one presence
+/// task once the grace is over, and disconnects start no task each.
+#[tokio::test(start_paused = true)]
+async fn leaves_come_from_one_task_after_the_grace() {
+    let hub = hub(); // grace 50 ms
+    let observer = Outbox::new(1 << 20);
+    hub.subscribe(1, &observer, &Channel::Presence, None)
+        .unwrap();
+    drain(&observer).await;
+    let tasks = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    for n in 0..100 {
+        hub.presence_connect(&person(&format!("u{n}")), n);
+    }
+    for n in 0..100 {
+        hub.presence_disconnect(&format!("u{n}"), n);
+    }
+    assert_eq!(
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks(),
+        tasks,
+        "no task per disconnect"
+    );
+    let joined = diffs(&drain(&observer).await);
+    assert_eq!(joined.len(), 100);
+    // The leaves wait for the grace and for the 250 ms since each join.
+    tokio::time::sleep(PRESENCE_COALESCE - Duration::from_millis(1)).await;
+    assert!(diffs(&drain(&observer).await).is_empty(), "nobody left yet");
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    let left = diffs(&drain(&observer).await);
+    let leaves: usize = left.iter().map(|d| d.leaves.len()).sum();
+    assert_eq!(leaves, 100);
+    let offsets: Vec<u64> = joined.iter().chain(&left).map(|d| d.offset).collect();
+    assert_eq!(
+        offsets,
+        (1..=offsets.len() as u64).collect::<Vec<_>>(),
+        "gap-free"
+    );
+    assert!(hub.presence_users().is_empty());
+}
+
+/// A reconnect within the grace cancels the leave: the task sends nothing.
+#[tokio::test(start_paused = true)]
+async fn a_reconnect_within_the_grace_sends_nothing_later() {
+    let hub = hub();
+    let observer = Outbox::new(1 << 20);
+    hub.subscribe(1, &observer, &Channel::Presence, None)
+        .unwrap();
+    hub.presence_connect(&person("ann"), 10);
+    tokio::time::sleep(PRESENCE_COALESCE).await;
+    drain(&observer).await;
+    hub.presence_disconnect("ann", 10);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    hub.presence_connect(&person("ann"), 11);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(diffs(&drain(&observer).await).is_empty());
+    assert_eq!(hub.presence_users().len(), 1);
+}
+
+/// A flood of status changes reaches observers as at most one diff per
+/// 250 ms, ending with the user's final status.
+#[tokio::test(start_paused = true)]
+async fn status_changes_coalesce_to_one_diff_per_window() {
+    let hub = hub();
+    let observer = Outbox::new(1 << 20);
+    hub.subscribe(1, &observer, &Channel::Presence, None)
+        .unwrap();
+    hub.presence_connect(&person("ann"), 10);
+    drain(&observer).await;
+    let start = tokio::time::Instant::now();
+    for n in 0..1000u32 {
+        let status = if n.is_multiple_of(2) {
+            UserStatus::Away
+        } else {
+            UserStatus::Online
+        };
+        hub.presence_status("ann", 10, status);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    hub.presence_status("ann", 10, UserStatus::Away);
+    tokio::time::sleep(PRESENCE_COALESCE).await;
+    let elapsed = start.elapsed();
+    let seen = diffs(&drain(&observer).await);
+    let windows = (elapsed.as_millis() / PRESENCE_COALESCE.as_millis()) as usize + 1;
+    assert!(
+        !seen.is_empty() && seen.len() <= windows,
+        "{} diffs in {elapsed:?}",
+        seen.len()
+    );
+    let last = seen.last().unwrap();
+    assert_eq!(last.updates[0].status, UserStatus::Away);
 }

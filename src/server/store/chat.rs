@@ -42,24 +42,33 @@ impl Appended {
 /// newest messages (oldest first).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredChat {
-    pub epoch: String,
+    /// `None` for a room with no message yet: it is not on disk at all.
+    pub epoch: Option<String>,
     pub latest: u64,
     pub recent: Vec<ChatMessage>,
 }
 
-/// The epoch and latest offset of `channel`, creating the row on first use.
+/// The epoch and latest offset of `channel`, if it exists: a channel gets
+/// its row with its first message, so reading one never writes.
+pub(super) fn existing_channel(
+    db: &Connection,
+    channel: &str,
+) -> Result<Option<(String, u64)>, rusqlite::Error> {
+    db.query_row(
+        "SELECT epoch, latest FROM channels WHERE name = ?1",
+        [channel],
+        |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64)),
+    )
+    .optional()
+}
+
+/// The epoch and latest offset of `channel`, creating the row on first use
+/// (only when a message is about to be stored in it).
 pub(super) fn channel_row(
     db: &Connection,
     channel: &str,
 ) -> Result<(String, u64), rusqlite::Error> {
-    let found = db
-        .query_row(
-            "SELECT epoch, latest FROM channels WHERE name = ?1",
-            [channel],
-            |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64)),
-        )
-        .optional()?;
-    if let Some(found) = found {
+    if let Some(found) = existing_channel(db, channel)? {
         return Ok(found);
     }
     let epoch = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
@@ -119,7 +128,8 @@ impl Store {
     {
         self.write(
             move |db| {
-                let (epoch, latest) = channel_row(db, &channel)?;
+                let (epoch, latest) = existing_channel(db, &channel)?
+                    .map_or((None, 0), |(epoch, latest)| (Some(epoch), latest));
                 let mut statement = db.prepare_cached(&format!(
                     "SELECT {COLUMNS} FROM chat_messages WHERE channel = ?1 ORDER BY offset DESC LIMIT ?2"
                 ))?;

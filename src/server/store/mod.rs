@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use chat::{Appended, ChatDraft, StoredChat};
 pub use mentions::mentions;
-pub use notifications::StoredInbox;
+pub use notifications::{StoredInbox, Unread, UNREAD_SNAPSHOT};
 
 use readers::Readers;
 use writer::{Job, Queued};

@@ -4,18 +4,46 @@
 
 use rusqlite::{params, Connection};
 
-use super::chat::channel_row;
+use super::chat::{channel_row, existing_channel};
 use super::{Store, StoreError};
 use crate::protocol::{Notification, Timestamp, UserRef};
+
+/// Unread notifications in a user's snapshot (PROTOCOL.md: the newest 100).
+pub const UNREAD_SNAPSHOT: usize = 100;
 
 /// A user's channel as loaded: epoch, latest offset, the newest
 /// notifications (for resume) and the unread ones (the snapshot).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredInbox {
-    pub epoch: String,
+    /// `None` for a user who never had a notification (no row on disk).
+    pub epoch: Option<String>,
     pub latest: u64,
     pub recent: Vec<Notification>,
-    pub unread: Vec<Notification>,
+    pub unread: Unread,
+}
+
+/// What a user's snapshot says about unread notifications: the newest
+/// [`UNREAD_SNAPSHOT`] of them, oldest first, and how many there are in all.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Unread {
+    pub newest: Vec<Notification>,
+    pub total: u64,
+}
+
+/// The [`Unread`] of `channel`: one bounded read and one count, however
+/// many notifications wait.
+fn unread(db: &rusqlite::Connection, channel: &str) -> Result<Unread, rusqlite::Error> {
+    let mut newest = db
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM notifications WHERE channel = ?1 AND read = 0 ORDER BY offset DESC LIMIT ?2"
+        ))?
+        .query_map(params![channel, UNREAD_SNAPSHOT as i64], from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    newest.reverse();
+    let total = db
+        .prepare_cached("SELECT COUNT(*) FROM notifications WHERE channel = ?1 AND read = 0")?
+        .query_row([channel], |row| row.get::<_, i64>(0))? as u64;
+    Ok(Unread { newest, total })
 }
 
 const COLUMNS: &str = "channel, offset, notification_id, title, body, created_at";
@@ -93,7 +121,8 @@ impl Store {
         self.write(
             move |db| {
                 let channel = format!("user:{user_id}");
-                let (epoch, latest) = channel_row(db, &channel)?;
+                let (epoch, latest) = existing_channel(db, &channel)?
+                    .map_or((None, 0), |(epoch, latest)| (Some(epoch), latest));
                 let mut recent = db
                     .prepare_cached(&format!(
                         "SELECT {COLUMNS} FROM notifications WHERE channel = ?1 ORDER BY offset DESC LIMIT ?2"
@@ -101,12 +130,7 @@ impl Store {
                     .query_map(params![channel, keep as i64], from_row)?
                     .collect::<Result<Vec<_>, _>>()?;
                 recent.reverse();
-                let unread = db
-                    .prepare_cached(&format!(
-                        "SELECT {COLUMNS} FROM notifications WHERE channel = ?1 AND read = 0 ORDER BY offset"
-                    ))?
-                    .query_map([&channel], from_row)?
-                    .collect::<Result<Vec<_>, _>>()?;
+                let unread = unread(db, &channel)?;
                 Ok(StoredInbox { epoch, latest, recent, unread })
             },
             then,
@@ -115,7 +139,8 @@ impl Store {
     }
 
     /// Marks these notifications of `user_id` read; `on_commit` gets the ids
-    /// that were unread, after the commit.
+    /// that were unread and the user's [`Unread`] after the change, after
+    /// the commit (so the hub's snapshot refills from older ones).
     pub async fn mark_read<F>(
         &self,
         user_id: String,
@@ -123,7 +148,7 @@ impl Store {
         on_commit: F,
     ) -> Result<Vec<String>, StoreError>
     where
-        F: FnOnce(&[String]) + Send + 'static,
+        F: FnOnce(&[String], Unread) + Send + 'static,
     {
         self.write(
             move |db| {
@@ -137,10 +162,11 @@ impl Store {
                         changed.push(id);
                     }
                 }
-                Ok(changed)
+                let unread = unread(db, &format!("user:{user_id}"))?;
+                Ok((changed, unread))
             },
-            move |changed| {
-                on_commit(&changed);
+            move |(changed, unread)| {
+                on_commit(&changed, unread);
                 changed
             },
         )

@@ -163,18 +163,24 @@ async fn notifications_are_kept_per_user_until_read() {
     let inbox = store.load_inbox("ann".into(), 10, |i| i).await.unwrap();
     assert_eq!(inbox.latest, 3);
     assert_eq!(
-        inbox.unread.iter().map(|n| n.offset).collect::<Vec<_>>(),
+        inbox
+            .unread
+            .newest
+            .iter()
+            .map(|n| n.offset)
+            .collect::<Vec<_>>(),
         [1, 2, 3]
     );
-    let second = inbox.unread[1].notification_id.clone();
+    assert_eq!(inbox.unread.total, 3);
+    let second = inbox.unread.newest[1].notification_id.clone();
     let changed = store
-        .mark_read("ann".into(), vec![second.clone(), "nope".into()], |_| {})
+        .mark_read("ann".into(), vec![second.clone(), "nope".into()], |_, _| {})
         .await
         .unwrap();
     assert_eq!(changed, std::slice::from_ref(&second));
     assert!(
         store
-            .mark_read("bob".into(), vec![second], |_| {})
+            .mark_read("bob".into(), vec![second], |_, _| {})
             .await
             .unwrap()
             .is_empty(),
@@ -186,10 +192,71 @@ async fn notifications_are_kept_per_user_until_read() {
     assert_eq!(
         inbox
             .unread
+            .newest
             .iter()
             .map(|n| n.title.as_str())
             .collect::<Vec<_>>(),
         ["one", "three"]
     );
     assert_eq!(inbox.recent.len(), 3);
+}
+
+fn channel_rows(path: &std::path::Path) -> i64 {
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM channels", [], |row| row.get(0))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn loading_a_room_or_inbox_that_never_had_a_message_writes_nothing() {
+    let (path, store) = temp_db();
+    let room = store
+        .load_chat("chat:empty".into(), 50, |s| s)
+        .await
+        .unwrap();
+    assert_eq!((room.epoch, room.latest, room.recent.len()), (None, 0, 0));
+    let inbox = store.load_inbox("ann".into(), 10, |i| i).await.unwrap();
+    assert_eq!((inbox.epoch, inbox.latest), (None, 0));
+    assert_eq!(channel_rows(&path), 0);
+    // The first message creates the room, from offset 1.
+    let Appended::New(first) = send(&store, ann(), "c-1", "hi").await else {
+        panic!()
+    };
+    assert_eq!(first.offset, 1);
+    assert_eq!(channel_rows(&path), 1);
+}
+
+#[tokio::test]
+async fn the_unread_window_is_the_newest_hundred_and_a_count() {
+    let (_, store) = temp_db();
+    for n in 0..(UNREAD_SNAPSHOT + 20) {
+        store
+            .append_notification("ann".into(), format!("n{n}"), "b".into(), now(), |_| {})
+            .await
+            .unwrap();
+    }
+    let inbox = store.load_inbox("ann".into(), 10, |i| i).await.unwrap();
+    assert_eq!(inbox.unread.total, 120);
+    assert_eq!(inbox.unread.newest.len(), UNREAD_SNAPSHOT);
+    assert_eq!(
+        inbox.unread.newest[0].offset, 21,
+        "oldest of the newest first"
+    );
+    let newest = inbox.unread.newest.last().unwrap().notification_id.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    store
+        .mark_read("ann".into(), vec![newest], move |_, unread| {
+            tx.send(unread).unwrap()
+        })
+        .await
+        .unwrap();
+    let unread = rx.recv().unwrap();
+    assert_eq!(unread.total, 119);
+    assert_eq!(
+        unread.newest.len(),
+        UNREAD_SNAPSHOT,
+        "refilled from older ones"
+    );
+    assert_eq!(unread.newest[0].offset, 20);
 }

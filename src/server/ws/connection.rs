@@ -12,7 +12,7 @@ use tokio::time::{sleep, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::outbox::Outbox;
-use super::rate::TokenBucket;
+use super::rate::{TokenBucket, STATUS_BURST, STATUS_RATE};
 use super::registration::Registration;
 use super::writer;
 use crate::protocol::{
@@ -115,6 +115,7 @@ where
         user: None,
         valid_until: None,
         chat_bucket: TokenBucket::new(context_chat_rate, CHAT_BURST, Instant::now().into_std()),
+        status_bucket: TokenBucket::new(STATUS_RATE, STATUS_BURST, Instant::now().into_std()),
     };
     let ending = connection.run(&mut stream).await;
     connection.registration.release();
@@ -171,6 +172,8 @@ struct Connection {
     valid_until: Option<std::time::SystemTime>,
     /// Limits how fast this connection may send chat messages.
     chat_bucket: TokenBucket,
+    /// Limits how fast this connection may change its presence status.
+    status_bucket: TokenBucket,
 }
 
 impl Connection {
@@ -270,6 +273,11 @@ impl Connection {
                 self.unsubscribe(unsubscribe, id)
             }
             (Phase::Ready, ClientMessage::Status(StatusUpdate { status })) => match &self.user {
+                Some(_) if !self.status_bucket.try_take(Instant::now().into_std()) => {
+                    let message =
+                        format!("status: at most {STATUS_RATE} per second; wait a moment");
+                    self.send_error(ErrorBody::new(ErrorCode::RateLimited, message).with_id(id));
+                }
                 Some(user) => self
                     .context
                     .hub
@@ -404,24 +412,40 @@ impl Connection {
                 self.send_error(error(ErrorCode::TooLarge, message));
                 continue;
             }
-            if let Err(err) = self.install(&channel).await {
-                tracing::error!(%err, %channel, "cannot load a channel");
-                let message = format!("{channel}: its history could not be loaded; try again");
-                self.send_error(error(ErrorCode::Internal, message));
-                continue;
-            }
-            let hub = &self.context.hub;
-            match hub.subscribe(
-                self.subscriber,
-                &self.outbox,
-                &channel,
-                entry.since.as_ref(),
-            ) {
+            // A persisted channel may be dropped from memory between its
+            // load and the subscribe (its last subscriber left): load again.
+            let mut attempts = 0;
+            let subscribed = loop {
+                attempts += 1;
+                if let Err(err) = self.install(&channel).await {
+                    break Err(err);
+                }
+                let hub = &self.context.hub;
+                match hub.subscribe(
+                    self.subscriber,
+                    &self.outbox,
+                    &channel,
+                    entry.since.as_ref(),
+                ) {
+                    Err(SubscribeError::NotLoaded) if attempts < 3 => continue,
+                    done => break Ok(done),
+                }
+            };
+            let subscribed = match subscribed {
+                Ok(subscribed) => subscribed,
+                Err(err) => {
+                    tracing::error!(%err, %channel, "cannot load a channel");
+                    let message = format!("{channel}: its history could not be loaded; try again");
+                    self.send_error(error(ErrorCode::Internal, message));
+                    continue;
+                }
+            };
+            match subscribed {
                 Ok(()) => {
                     self.registration.subscriptions.insert(channel);
                 }
-                Err(SubscribeError::NotAvailable) => {
-                    let message = format!("{channel}: {}", SubscribeError::NotAvailable);
+                Err(err @ (SubscribeError::NotAvailable | SubscribeError::NotLoaded)) => {
+                    let message = format!("{channel}: {err}");
                     self.send_error(error(ErrorCode::NotFound, message));
                 }
                 // The outbox overflowed: the select loop closes with 4008.
@@ -474,8 +498,8 @@ impl Connection {
         let done = self
             .context
             .store
-            .mark_read(user.id, read.notification_ids, move |changed| {
-                hub.inbox_read(&in_memory, changed)
+            .mark_read(user.id, read.notification_ids, move |_, unread| {
+                hub.inbox_read(&in_memory, unread)
             })
             .await;
         match done {

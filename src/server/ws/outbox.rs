@@ -4,7 +4,9 @@
 //! cannot delay them. Live ticks are conflated in place (a newer tick of a
 //! symbol replaces the one still queued, so offsets jump); every other frame
 //! counts against a byte budget, and a connection over budget is a slow
-//! consumer, closed with 4008 so it resumes from its offsets.
+//! consumer, closed with 4008 so it resumes from its offsets. The answer to a
+//! subscribe (the `subscribed` and its replay) is the one exception: it was
+//! asked for, is bounded by the hub, and never makes a slow consumer.
 
 use axum::extract::ws::Utf8Bytes;
 use std::collections::{HashMap, VecDeque};
@@ -105,6 +107,24 @@ impl Outbox {
         state.frames.push_back(Queued {
             frame,
             counted: true,
+        });
+        drop(state);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// Queues the answer to a subscribe (a `subscribed` or a replayed
+    /// message): delivered in order like any frame, but outside the byte
+    /// budget, because the hub bounds it (PROTOCOL.md: a subscribe answer
+    /// never closes the client) and live traffic must not be charged for it.
+    pub fn push_answer(&self, frame: Utf8Bytes) -> Result<(), PushError> {
+        let mut state = self.lock();
+        if state.sealed {
+            return Err(PushError::Closed);
+        }
+        state.frames.push_back(Queued {
+            frame,
+            counted: false,
         });
         drop(state);
         self.ready.notify_one();
@@ -302,6 +322,17 @@ mod tests {
         frames(&outbox).await;
         assert_eq!(outbox.queued(), (0, 0));
         outbox.push(text("1234567890")).unwrap();
+    }
+
+    #[tokio::test]
+    async fn subscribe_answers_do_not_use_the_budget() {
+        let outbox = Outbox::new(10);
+        for _ in 0..100 {
+            outbox.push_answer(text("a replayed message")).unwrap();
+        }
+        assert_eq!(outbox.queued(), (100, 0));
+        outbox.push(text("1234567890")).unwrap();
+        assert_eq!(outbox.push(text("x")), Err(PushError::SlowConsumer));
     }
 
     #[tokio::test]

@@ -3,6 +3,11 @@
 
 use std::time::Instant;
 
+/// `status` messages a connection may send per second (PROTOCOL.md).
+pub const STATUS_RATE: f64 = 2.0;
+/// `status` messages a connection may send in a burst (PROTOCOL.md).
+pub const STATUS_BURST: f64 = 5.0;
+
 /// Allows `per_second` actions on average and bursts of up to `burst`.
 #[derive(Debug, Clone)]
 pub struct TokenBucket {
