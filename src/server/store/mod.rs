@@ -147,4 +147,6 @@ impl Store {
 }
 
 #[cfg(test)]
+pub mod testing;
+#[cfg(test)]
 mod tests;

@@ -7,7 +7,7 @@ mod connection;
 mod origin;
 pub mod outbox;
 mod rate;
-mod registration;
+
 mod writer;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};

@@ -4,42 +4,7 @@
 //! queues behind it is known exactly, with no sleeps.
 
 use super::*;
-use tokio::task::JoinHandle;
-
-/// A job that occupies the writer until released (or dropped).
-struct Held {
-    release: std::sync::mpsc::Sender<()>,
-    done: JoinHandle<Result<(), StoreError>>,
-}
-
-impl Held {
-    async fn release(self) {
-        let _ = self.release.send(());
-        self.done.await.unwrap().unwrap();
-    }
-}
-
-/// Occupies the writer thread; returns once the job is running there.
-async fn hold_writer(store: &Store) -> Held {
-    let (entered, running) = tokio::sync::oneshot::channel();
-    let (release, released) = std::sync::mpsc::channel::<()>();
-    let store = store.clone();
-    let done = tokio::spawn(async move {
-        store
-            .write(
-                move |_| {
-                    let _ = entered.send(());
-                    // Returns on release, or when the test drops `Held`.
-                    let _ = released.recv();
-                    Ok(())
-                },
-                |()| (),
-            )
-            .await
-    });
-    running.await.unwrap();
-    Held { release, done }
-}
+use crate::server::store::testing::hold_writer;
 
 /// Yields until `count` jobs wait in the writer's queue.
 async fn until_queued(store: &Store, count: usize) {

@@ -7,10 +7,10 @@ use std::collections::BTreeSet;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use super::outbox::Outbox;
 use crate::protocol::{Channel, CloseCode, UserRef};
 use crate::server::hub::{Hub, SubscriberId};
 use crate::server::metrics::Metrics;
+use crate::server::ws::outbox::Outbox;
 
 /// A connection's footprint in the server; released on drop at the latest.
 pub struct Registration {

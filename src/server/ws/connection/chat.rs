@@ -1,0 +1,148 @@
+//! `chat_send` and `history` (extension): validating a message, the rate
+//! limit (after the resend check), storing it with its mentions in one
+//! transaction, the ack after the commit, and older pages from disk.
+
+use tokio::time::Instant;
+
+use super::Connection;
+use crate::protocol::{
+    Ack, Channel, ChatSend, ErrorBody, ErrorCode, HistoryPage, HistoryRequest, ServerMessage,
+};
+use crate::server::frames;
+use crate::server::store::{mentions, Appended, ChatDraft};
+
+/// The longest chat message, in characters after trimming.
+pub const MAX_CHAT_CHARS: usize = 2000;
+
+/// Messages in a `history` page unless the client asks for fewer or more.
+const HISTORY_PAGE: u32 = 50;
+/// The most messages one `history` page holds.
+const MAX_HISTORY_PAGE: u32 = 100;
+
+impl Connection {
+    /// Validated, stored (exactly once per envelope id), published to the
+    /// room in commit order, then acknowledged.
+    pub(super) async fn chat_send(&mut self, send: ChatSend, id: Option<String>) {
+        let fail = |code, message: &str| ErrorBody::new(code, message).with_id(id.clone());
+        let Some(user) = self.user.clone() else {
+            return self.send_error(fail(
+                ErrorCode::Unauthorized,
+                "chat_send: only identified users may chat; send hello with a token",
+            ));
+        };
+        let Some(client_id) = id.clone() else {
+            return self.send_error(fail(
+                ErrorCode::Invalid,
+                "id: chat_send needs an envelope id (its idempotency key)",
+            ));
+        };
+        if let Err(err) = Channel::chat(&send.room) {
+            return self.send_error(fail(ErrorCode::Invalid, &format!("room: {err}")));
+        }
+        let text = send.text.trim();
+        if text.is_empty() {
+            return self.send_error(fail(ErrorCode::Invalid, "text: must not be empty"));
+        }
+        if text.chars().count() > MAX_CHAT_CHARS {
+            return self.send_error(fail(ErrorCode::TooLarge, "text: at most 2000 characters"));
+        }
+        let store = self.context.store.clone();
+        if !self.chat_bucket.try_take(Instant::now().into_std()) {
+            // A resend of a message already stored is acked again, whatever
+            // the rate (PROTOCOL 1.1 Limits): only new messages are limited.
+            let (user_id, resent) = (user.id.clone(), client_id.clone());
+            let stored = self
+                .wait(async move { store.sent(user_id, resent).await })
+                .await;
+            if let Ok(Some((channel, offset))) = stored {
+                return self.send(ServerMessage::Ack(Ack::stored(client_id, channel, offset)));
+            }
+            self.context
+                .metrics
+                .rate_limited
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let message = format!(
+                "chat_send: at most {} messages per second; wait a moment",
+                self.context.config.chat_rate
+            );
+            return self.send_error(fail(ErrorCode::RateLimited, &message));
+        }
+        let hub = self.context.hub.clone();
+        // The message and its mentions' notifications are one transaction.
+        let draft = ChatDraft {
+            room: send.room,
+            user,
+            client_id: client_id.clone(),
+            text: text.to_owned(),
+            sent_at: frames::now(),
+            mentioned: mentions(text),
+        };
+        let stored = self
+            .wait(async move {
+                store
+                    .append_chat(draft, move |appended, notified| {
+                        if let Appended::New(message) = appended {
+                            hub.publish_chat(message);
+                        }
+                        for notification in notified {
+                            hub.publish_notification(notification);
+                        }
+                    })
+                    .await
+            })
+            .await;
+        match stored {
+            Ok(appended) => {
+                let (channel, offset) = appended.channel_offset();
+                let ack = Ack::stored(client_id, channel.to_owned(), offset);
+                self.send(ServerMessage::Ack(ack));
+            }
+            Err(err) => {
+                tracing::error!(%err, "cannot store a chat message");
+                self.send_error(fail(
+                    ErrorCode::Internal,
+                    "chat_send: the message could not be stored; send it again",
+                ));
+            }
+        }
+    }
+
+    /// Older messages of a chat channel, from disk (a read: it never waits
+    /// for the writer).
+    pub(super) async fn history(&mut self, request: HistoryRequest, id: Option<String>) {
+        let channel = match request.channel.parse::<Channel>() {
+            Ok(channel @ Channel::Chat(_)) => channel,
+            _ => {
+                let body = ErrorBody::new(
+                    ErrorCode::Invalid,
+                    "channel: history is kept for chat: channels",
+                );
+                return self.send_error(body.with_id(id).with_channel(request.channel));
+            }
+        };
+        if let Err(body) = self.may_subscribe(&channel) {
+            return self.send_error(body.with_id(id).with_channel(request.channel));
+        }
+        let limit = request
+            .limit
+            .unwrap_or(HISTORY_PAGE)
+            .clamp(1, MAX_HISTORY_PAGE) as usize;
+        let store = self.context.store.clone();
+        let (name, before) = (channel.to_string(), request.before);
+        let page = self
+            .wait(async move { store.chat_before(name, before, limit).await })
+            .await;
+        match page {
+            Ok(messages) => self.send(ServerMessage::History(HistoryPage {
+                channel: request.channel,
+                messages,
+            })),
+            Err(err) => {
+                tracing::error!(%err, "cannot read chat history");
+                let body =
+                    ErrorBody::new(ErrorCode::Internal, "history: could not be read; try again");
+                self.send_error(body.with_id(id));
+            }
+        }
+    }
+}

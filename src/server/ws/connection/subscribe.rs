@@ -1,0 +1,149 @@
+//! `subscribe` and `unsubscribe`: who may watch which channel, the per
+//! connection cap, loading a persisted channel from the store on first use,
+//! and registering with the hub (which answers and replays).
+
+use super::Connection;
+use crate::protocol::{
+    Channel, ErrorBody, ErrorCode, ServerMessage, Subscribe, Unsubscribe, Unsubscribed,
+};
+use crate::server::hub::{Hub, SubscribeError, CHAT_HISTORY, INBOX_HISTORY};
+use crate::server::store::{Store, StoreError};
+
+/// The most channels one connection may subscribe to.
+pub const MAX_SUBSCRIPTIONS: usize = 256;
+
+/// How often a subscribe loads a persisted channel that the hub dropped
+/// again before the subscription could register (its last subscriber left
+/// in between): a race, so a few tries always settle it.
+const LOAD_ATTEMPTS: usize = 3;
+
+impl Connection {
+    /// Who may subscribe to what: tickers are public; presence, rooms and
+    /// inboxes need an identified connection, and an inbox its own user.
+    pub(super) fn may_subscribe(&self, channel: &Channel) -> Result<(), ErrorBody> {
+        match channel {
+            Channel::Presence | Channel::Chat(_) | Channel::User(_) if self.user.is_none() => {
+                Err(ErrorBody::new(
+                    ErrorCode::Unauthorized,
+                    format!(
+                        "{channel}: only identified users may subscribe; send hello with a token"
+                    ),
+                ))
+            }
+            Channel::User(id) if self.user.as_ref().is_some_and(|u| &u.id != id) => {
+                Err(ErrorBody::new(
+                    ErrorCode::Forbidden,
+                    format!("{channel}: only that user may subscribe"),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// One `subscribed` or `error` per channel, in order.
+    pub(super) async fn subscribe(&mut self, subscribe: Subscribe, id: Option<String>) {
+        for entry in subscribe.channels {
+            let error = |code, message: String| {
+                ErrorBody::new(code, message)
+                    .with_id(id.clone())
+                    .with_channel(entry.channel.clone())
+            };
+            let channel: Channel = match entry.channel.parse() {
+                Ok(channel) => channel,
+                Err(err) => {
+                    self.send_error(error(ErrorCode::Invalid, format!("channel: {err}")));
+                    continue;
+                }
+            };
+            if let Err(body) = self.may_subscribe(&channel) {
+                self.send_error(body.with_id(id.clone()).with_channel(entry.channel.clone()));
+                continue;
+            }
+            let subscriptions = &self.registration.subscriptions;
+            if !subscriptions.contains(&channel) && subscriptions.len() >= MAX_SUBSCRIPTIONS {
+                let message = format!("at most {MAX_SUBSCRIPTIONS} subscriptions per connection");
+                self.send_error(error(ErrorCode::TooLarge, message));
+                continue;
+            }
+            let mut attempts = 0;
+            let subscribed = loop {
+                attempts += 1;
+                let (hub, store) = (self.context.hub.clone(), self.context.store.clone());
+                let loading = channel.clone();
+                if let Err(err) = self.wait(install(hub, store, loading)).await {
+                    break Err(err);
+                }
+                match self.context.hub.subscribe(
+                    self.subscriber,
+                    &self.outbox,
+                    &channel,
+                    entry.since.as_ref(),
+                ) {
+                    Err(SubscribeError::NotLoaded) if attempts < LOAD_ATTEMPTS => continue,
+                    done => break Ok(done),
+                }
+            };
+            match subscribed {
+                Ok(Ok(())) => {
+                    self.registration.subscriptions.insert(channel);
+                }
+                Ok(Err(err @ (SubscribeError::NotAvailable | SubscribeError::NotLoaded))) => {
+                    let message = format!("{channel}: {err}");
+                    self.send_error(error(ErrorCode::NotFound, message));
+                }
+                // The outbox was sealed: the select loop is about to close.
+                Ok(Err(SubscribeError::Closing)) => return,
+                Err(err) => {
+                    tracing::error!(%err, %channel, "cannot load a channel");
+                    let message = format!("{channel}: its history could not be loaded; try again");
+                    self.send_error(error(ErrorCode::Internal, message));
+                }
+            }
+        }
+    }
+
+    /// One `unsubscribed` per channel; unsubscribing twice is harmless.
+    pub(super) fn unsubscribe(&mut self, unsubscribe: Unsubscribe, id: Option<String>) {
+        for name in unsubscribe.channels {
+            match name.parse::<Channel>() {
+                Ok(channel) => {
+                    self.context.hub.unsubscribe(self.subscriber, &channel);
+                    self.outbox.forget_channel(&name);
+                    self.registration.subscriptions.remove(&channel);
+                    self.send(ServerMessage::Unsubscribed(Unsubscribed { channel: name }));
+                }
+                Err(err) => {
+                    let body = ErrorBody::new(ErrorCode::Invalid, format!("channel: {err}"));
+                    self.send_error(body.with_id(id.clone()).with_channel(name));
+                }
+            }
+        }
+    }
+}
+
+/// Loads a persisted channel into the hub on first use (the store installs
+/// it after its commit point, so nothing committed around the load is lost).
+async fn install(hub: Hub, store: Store, channel: Channel) -> Result<(), StoreError> {
+    if hub.has(&channel) {
+        return Ok(());
+    }
+    match &channel {
+        Channel::Chat(_) => {
+            let name = channel.to_string();
+            store
+                .load_chat(name, CHAT_HISTORY, move |stored| {
+                    hub.install_chat(&channel, stored)
+                })
+                .await
+        }
+        Channel::User(id) => {
+            let id = id.clone();
+            store
+                .load_inbox(id, INBOX_HISTORY, move |stored| {
+                    hub.install_inbox(&channel, stored)
+                })
+                .await
+        }
+        _ => Ok(()),
+    }
+}
