@@ -13,6 +13,7 @@
 mod online;
 mod presence;
 mod ring;
+mod subscriber;
 mod ticker;
 
 use axum::extract::ws::Utf8Bytes;
@@ -25,13 +26,13 @@ use tokio::sync::Notify;
 use super::frames;
 use super::metrics::Metrics;
 use super::store::{StoredChat, StoredInbox, Unread, UNREAD_SNAPSHOT};
-use super::ws::outbox::{Outbox, PushError};
 use crate::protocol::{
     Channel, ChatMessage, ChatSnapshot, Notification, PresenceSnapshot, ServerMessage, Since,
     Snapshot, Subscribed, Tick, UnreadSnapshot,
 };
 use presence::Presence;
 use ring::Ring;
+pub use subscriber::{Gone, Subscriber};
 use ticker::{TickEntry, TickerHistory};
 pub use ticker::{HISTORY as TICKER_HISTORY, RECENT as TICKER_RECENT};
 
@@ -104,7 +105,7 @@ struct ChannelState {
     name: Arc<str>,
     history: History,
     /// Who gets this channel's live messages, by subscriber.
-    subscribers: HashMap<SubscriberId, Arc<Outbox>>,
+    subscribers: HashMap<SubscriberId, Arc<dyn Subscriber>>,
     /// Set when the channel was dropped from the hub's map: whoever still
     /// holds this state must look the channel up again.
     dropped: bool,
@@ -303,24 +304,25 @@ impl Hub {
         }
     }
 
-    /// Subscribes `outbox` to `channel`. The `subscribed` answer, then any
-    /// replayed messages, are queued on the outbox before any live message.
-    pub fn subscribe(
+    /// Subscribes `subscriber` to `channel`. The `subscribed` answer, then
+    /// any replayed messages, are queued before any live message.
+    pub fn subscribe<S: Subscriber + 'static>(
         &self,
         id: SubscriberId,
-        outbox: &Arc<Outbox>,
+        subscriber: &Arc<S>,
         channel: &Channel,
         since: Option<&Since>,
     ) -> Result<(), SubscribeError> {
+        let subscriber: Arc<dyn Subscriber> = subscriber.clone();
         self.with_channel(channel, |state| {
-            self.subscribe_locked(id, outbox, state, since)
+            self.subscribe_locked(id, &subscriber, state, since)
         })?
     }
 
     fn subscribe_locked(
         &self,
         id: SubscriberId,
-        outbox: &Arc<Outbox>,
+        outbox: &Arc<dyn Subscriber>,
         state: &mut ChannelState,
         since: Option<&Since>,
     ) -> Result<(), SubscribeError> {
@@ -352,7 +354,7 @@ impl Hub {
         }));
         let queued = std::iter::once(answer)
             .chain(replay.into_iter().flatten())
-            .try_for_each(|frame| outbox.push_answer(frame));
+            .try_for_each(|frame| outbox.deliver_answer(frame));
         if queued.is_err() {
             return Err(SubscribeError::Closing);
         }
@@ -420,10 +422,10 @@ impl Hub {
         let metrics = &self.inner.metrics;
         metrics.ticks_published.fetch_add(1, Relaxed);
         for outbox in state.subscribers.values() {
-            match outbox.push_tick(&state.name, frame.clone()) {
+            match outbox.deliver_tick(&state.name, frame.clone()) {
                 Ok(true) => metrics.ticks_conflated.fetch_add(1, Relaxed),
                 Ok(false) => 0,
-                Err(PushError::Closed | PushError::SlowConsumer) => 0,
+                Err(Gone) => 0,
             };
         }
         offset
@@ -514,7 +516,7 @@ impl Hub {
         let frame = frames::encode(ServerMessage::Chat(message.clone()));
         history.ring.push((message.clone(), frame.clone()));
         for outbox in state.subscribers.values() {
-            let _ = outbox.push(frame.clone());
+            let _ = outbox.deliver(frame.clone());
         }
     }
 
@@ -542,7 +544,7 @@ impl Hub {
     fn with_inbox(
         &self,
         channel: &str,
-        change: impl FnOnce(&Arc<str>, &mut InboxHistory, &HashMap<SubscriberId, Arc<Outbox>>),
+        change: impl FnOnce(&Arc<str>, &mut InboxHistory, &HashMap<SubscriberId, Arc<dyn Subscriber>>),
     ) {
         let Ok(channel) = channel.parse::<Channel>() else {
             return;
@@ -574,7 +576,7 @@ impl Hub {
                 unread.newest.remove(0);
             }
             for outbox in subscribers.values() {
-                let _ = outbox.push(frame.clone());
+                let _ = outbox.deliver(frame.clone());
             }
         });
     }

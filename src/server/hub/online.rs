@@ -44,7 +44,7 @@ impl Hub {
                 history.diffs.push(frame.clone());
                 for outbox in state.subscribers.values() {
                     // An overflowing subscriber is closed with 4008 by its connection.
-                    let _ = outbox.push(frame.clone());
+                    let _ = outbox.deliver(frame.clone());
                 }
                 (result, earlier)
             })

@@ -3,7 +3,7 @@
 use super::*;
 use crate::protocol::{PresenceDiff, ServerEnvelope, UserRef, UserStatus};
 use crate::server::store::UNREAD_SNAPSHOT;
-use crate::server::ws::outbox::Next;
+use crate::server::ws::outbox::{Next, Outbox, PushError};
 
 fn hub() -> Hub {
     Hub::new(Arc::new(Metrics::default()), Duration::from_millis(50))

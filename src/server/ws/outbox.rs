@@ -13,6 +13,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
+use crate::server::hub::{Gone, Subscriber};
+
 /// Why a push was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PushError {
@@ -242,10 +244,26 @@ impl Outbox {
         state.close.map(|(code, reason)| Next::Close(code, reason))
     }
 
-    /// Bytes and frames queued now (for tests and metrics).
+    /// Frames and counted bytes queued now (for tests).
+    #[cfg(test)]
     pub fn queued(&self) -> (usize, usize) {
         let state = self.lock();
         (state.frames.len(), state.bytes)
+    }
+}
+
+/// The hub delivers through the outbox's three queues.
+impl Subscriber for Outbox {
+    fn deliver(&self, frame: Utf8Bytes) -> Result<(), Gone> {
+        self.push(frame).map_err(|_| Gone)
+    }
+
+    fn deliver_answer(&self, frame: Utf8Bytes) -> Result<(), Gone> {
+        self.push_answer(frame).map_err(|_| Gone)
+    }
+
+    fn deliver_tick(&self, channel: &Arc<str>, frame: Utf8Bytes) -> Result<bool, Gone> {
+        self.push_tick(channel, frame).map_err(|_| Gone)
     }
 }
 

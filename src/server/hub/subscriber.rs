@@ -1,0 +1,27 @@
+//! Owns [`Subscriber`]: what the hub needs from whoever receives a channel's
+//! messages, so the hub names no connection type (mini-redis' `Db` hands out
+//! a receiver; ours takes a sink). A connection's outbox implements it.
+
+use axum::extract::ws::Utf8Bytes;
+use std::sync::Arc;
+
+/// The subscriber is closing (or was closed as a slow consumer): the frame
+/// was not queued and never will be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gone;
+
+/// Receives a channel's messages. Every method queues and returns at once:
+/// the hub never waits for a subscriber.
+pub trait Subscriber: Send + Sync {
+    /// A live message that must arrive (chat, notification, presence diff);
+    /// one the subscriber cannot hold makes it a slow consumer.
+    fn deliver(&self, frame: Utf8Bytes) -> Result<(), Gone>;
+
+    /// A subscribe answer or its replay: in order with the rest, but outside
+    /// the slow-consumer budget, because the hub bounds it.
+    fn deliver_answer(&self, frame: Utf8Bytes) -> Result<(), Gone>;
+
+    /// A live tick of `channel`, replacing one of the same channel still
+    /// queued; `Ok(true)` when one was replaced (conflated).
+    fn deliver_tick(&self, channel: &Arc<str>, frame: Utf8Bytes) -> Result<bool, Gone>;
+}
