@@ -177,7 +177,7 @@ impl LiveConnection {
         self.cursors.update_value(|cursors| {
             cursors.forget("presence");
             for room in self.rooms.get_untracked() {
-                cursors.forget(&format!("chat:{room}"));
+                cursors.forget(&Channel::Chat(room).to_string());
             }
         });
     }
@@ -312,7 +312,7 @@ impl LiveConnection {
         };
         if before > 1 {
             let request = HistoryRequest {
-                channel: format!("chat:{room}"),
+                channel: Channel::Chat(room.to_owned()).to_string(),
                 before,
                 limit: Some(50),
             };
@@ -470,8 +470,8 @@ impl LiveConnection {
                 }
             }
             ServerMessage::History(page) => {
-                if let Some(room) = page.channel.strip_prefix("chat:") {
-                    self.lines(room)
+                if let Ok(Channel::Chat(room)) = page.channel.parse::<Channel>() {
+                    self.lines(&room)
                         .update(|lines| chat::older(lines, &page.messages));
                 }
             }

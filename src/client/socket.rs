@@ -86,7 +86,7 @@ pub fn start(live: LiveConnection) {
             let added: Vec<String> = now
                 .iter()
                 .filter(|r| !before.contains(r))
-                .map(|r| format!("chat:{r}"))
+                .map(|r| Channel::Chat(r.clone()).to_string())
                 .collect();
             if !added.is_empty() && live.user.get_untracked().is_some() {
                 to_socket(subscribe(live, added));
@@ -379,7 +379,7 @@ fn after_welcome(live: LiveConnection) -> Vec<ClientMessage> {
             live.rooms
                 .get_untracked()
                 .iter()
-                .map(|room| format!("chat:{room}")),
+                .map(|room| Channel::Chat(room.clone()).to_string()),
         );
     }
     let mut messages = Vec::new();

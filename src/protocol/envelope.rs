@@ -99,6 +99,29 @@ impl ServerEnvelope {
     }
 }
 
+/// A `batch` frame holding `messages` (each already a serialised server
+/// envelope), in order, written without parsing them again: the server
+/// serialises a message once and shares the text between every socket.
+pub fn batch_json<'a>(
+    messages: impl Iterator<Item = &'a str> + Clone,
+    timestamp: &Timestamp,
+) -> String {
+    const HEAD: &str = r#"{"type":"batch","data":{"messages":["#;
+    let size = messages.clone().map(|m| m.len() + 1).sum::<usize>();
+    let mut text = String::with_capacity(HEAD.len() + size + 64);
+    text.push_str(HEAD);
+    for (n, message) in messages.enumerate() {
+        if n > 0 {
+            text.push(',');
+        }
+        text.push_str(message);
+    }
+    text.push_str(r#"]},"timestamp":""#);
+    text.push_str(&timestamp.to_string());
+    text.push_str(r#""}"#);
+    text
+}
+
 /// Why a client frame could not be decoded, as the `error` to answer with.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {message}")]

@@ -21,7 +21,7 @@ pub use client::{
     MarkRead, Refresh, Since, StatusUpdate, Subscribe, SubscribeChannel, Unsubscribe, UserStatus,
 };
 pub use codes::{CloseCode, ErrorCode};
-pub use envelope::{decode_client, ClientEnvelope, DecodeError, Empty, ServerEnvelope};
+pub use envelope::{batch_json, decode_client, ClientEnvelope, DecodeError, Empty, ServerEnvelope};
 pub use http::{
     check_guest_name, ApiErrorBody, ApiErrorResponse, LoginRequest, LoginResponse,
     PresenceResponse, PublishResponse, GUEST_ID_PREFIX,

@@ -27,19 +27,7 @@ pub fn close_code(code: u16, reason: &'static str) -> Message {
 /// Packs already-serialised messages into one `batch` frame, in order,
 /// without parsing them again.
 pub fn batch(messages: &[Utf8Bytes]) -> Utf8Bytes {
-    let size = messages.iter().map(|m| m.len() + 1).sum::<usize>();
-    let mut text = String::with_capacity(size + 96);
-    text.push_str(r#"{"type":"batch","data":{"messages":["#);
-    for (n, message) in messages.iter().enumerate() {
-        if n > 0 {
-            text.push(',');
-        }
-        text.push_str(message.as_str());
-    }
-    text.push_str(r#"]},"timestamp":""#);
-    text.push_str(&now().to_string());
-    text.push_str(r#""}"#);
-    text.into()
+    crate::protocol::batch_json(messages.iter().map(Utf8Bytes::as_str), &now()).into()
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{mentions, Store, StoreError};
-use crate::protocol::{ChatMessage, Notification, Timestamp, UserRef};
+use crate::protocol::{Channel, ChatMessage, Notification, Timestamp, UserRef};
 
 /// A chat message to store, as the connection validated it.
 #[derive(Debug, Clone)]
@@ -82,8 +82,18 @@ pub(super) fn channel_row(
 fn message_from_row(row: &rusqlite::Row<'_>) -> Result<ChatMessage, rusqlite::Error> {
     let channel: String = row.get(0)?;
     let sent_at: String = row.get(6)?;
+    let room = match channel.parse::<Channel>() {
+        Ok(Channel::Chat(room)) => room,
+        _ => {
+            return Err(rusqlite::Error::FromSqlConversionFailure(
+                0,
+                rusqlite::types::Type::Text,
+                format!("`{channel}` is not a chat channel").into(),
+            ))
+        }
+    };
     Ok(ChatMessage {
-        room: channel.strip_prefix("chat:").unwrap_or(&channel).to_owned(),
+        room,
         channel,
         offset: row.get::<_, i64>(1)? as u64,
         msg_id: row.get(2)?,
@@ -220,7 +230,7 @@ fn append(db: &Connection, draft: ChatDraft) -> Result<(Appended, Vec<Notificati
         sent_at,
         mentioned,
     } = draft;
-    let channel = format!("chat:{room}");
+    let channel = Channel::Chat(room.clone()).to_string();
     let earlier = db
         .query_row(
             "SELECT channel, offset FROM sent_ids WHERE user_id = ?1 AND client_id = ?2",

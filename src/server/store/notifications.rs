@@ -6,7 +6,7 @@ use rusqlite::{params, Connection};
 
 use super::chat::{channel_row, existing_channel};
 use super::{Store, StoreError};
-use crate::protocol::{Notification, Timestamp, UserRef};
+use crate::protocol::{Channel, Notification, Timestamp, UserRef};
 
 /// Unread notifications in a user's snapshot (PROTOCOL.md: the newest 100).
 pub const UNREAD_SNAPSHOT: usize = 100;
@@ -120,7 +120,7 @@ impl Store {
     {
         self.write(
             move |db| {
-                let channel = format!("user:{user_id}");
+                let channel = Channel::User(user_id.clone()).to_string();
                 let (epoch, latest) = existing_channel(db, &channel)?
                     .map_or((None, 0), |(epoch, latest)| (Some(epoch), latest));
                 let mut recent = db
@@ -162,7 +162,7 @@ impl Store {
                         changed.push(id);
                     }
                 }
-                let unread = unread(db, &format!("user:{user_id}"))?;
+                let unread = unread(db, &Channel::User(user_id.clone()).to_string())?;
                 Ok((changed, unread))
             },
             move |(changed, unread)| {
@@ -184,7 +184,7 @@ pub(super) fn insert(
     body: &str,
     created_at: &Timestamp,
 ) -> Result<Notification, rusqlite::Error> {
-    let channel = format!("user:{user_id}");
+    let channel = Channel::User(user_id.to_owned()).to_string();
     let (_, latest) = channel_row(db, &channel)?;
     let notification = Notification {
         channel: channel.clone(),
