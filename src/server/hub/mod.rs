@@ -462,11 +462,9 @@ impl Hub {
     /// Installs a chat room loaded from the store, unless another task
     /// installed it meanwhile (then the one in memory is newer).
     ///
-    /// A room with no message yet is not on disk, so it has no stored epoch;
-    /// it gets this process's, like any in-memory history. Its first message
-    /// reaches subscribers as offset 1 of that epoch; once the room is
-    /// dropped and reloaded it has its stored epoch, so a client resuming
-    /// with the old one gets `recovered: false` and the snapshot: never a gap.
+    /// A room with no message yet is not on disk; the store hands out the
+    /// epoch its first message will store, so a client that joined it empty
+    /// resumes with a replay, in this process and after a restart.
     pub fn install_chat(&self, channel: &Channel, stored: StoredChat) {
         if self.has(channel) {
             return;
@@ -478,7 +476,7 @@ impl Hub {
             ring.push((message, frame));
         }
         let history = History::Chat(ChatHistory {
-            epoch: stored.epoch.unwrap_or_else(|| self.inner.epoch.clone()),
+            epoch: stored.epoch,
             ring,
         });
         self.install(channel, history);
@@ -532,7 +530,7 @@ impl Hub {
             ring.push(frames::encode(ServerMessage::Notification(notification)));
         }
         let history = History::Inbox(InboxHistory {
-            epoch: stored.epoch.unwrap_or_else(|| self.inner.epoch.clone()),
+            epoch: stored.epoch,
             ring,
             unread: stored.unread,
         });

@@ -234,7 +234,7 @@ fn chat_message(room: &str, offset: u64, text: &str) -> ChatMessage {
 
 fn empty_room() -> StoredChat {
     StoredChat {
-        epoch: None,
+        epoch: "stored".into(),
         latest: 0,
         recent: Vec::new(),
     }
@@ -291,7 +291,7 @@ async fn the_unread_snapshot_is_bounded_and_counts_them_all() {
     hub.install_inbox(
         &channel,
         StoredInbox {
-            epoch: None,
+            epoch: "stored".into(),
             latest: 0,
             recent: Vec::new(),
             unread: Unread::default(),

@@ -42,8 +42,9 @@ impl Appended {
 /// newest messages (oldest first).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredChat {
-    /// `None` for a room with no message yet: it is not on disk at all.
-    pub epoch: Option<String>,
+    /// The stored epoch, or for a room with no message yet (not on disk at
+    /// all) the one its first message will store.
+    pub epoch: String,
     pub latest: u64,
     pub recent: Vec<ChatMessage>,
 }
@@ -62,6 +63,23 @@ pub(super) fn existing_channel(
     .optional()
 }
 
+/// The epoch a channel gets when its first message creates its row: one per
+/// process, so a room loaded while still empty (this epoch, offset 0) and the
+/// same room after its first message agree, before and after a restart.
+pub(super) fn new_channel_epoch() -> &'static str {
+    static EPOCH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    EPOCH.get_or_init(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_owned())
+}
+
+/// The epoch and latest offset of `channel`, or those it will have: a
+/// channel nobody wrote to yet is read as empty, never created.
+pub(super) fn channel_or_new(
+    db: &Connection,
+    channel: &str,
+) -> Result<(String, u64), rusqlite::Error> {
+    Ok(existing_channel(db, channel)?.unwrap_or_else(|| (new_channel_epoch().to_owned(), 0)))
+}
+
 /// The epoch and latest offset of `channel`, creating the row on first use
 /// (only when a message is about to be stored in it).
 pub(super) fn channel_row(
@@ -71,7 +89,7 @@ pub(super) fn channel_row(
     if let Some(found) = existing_channel(db, channel)? {
         return Ok(found);
     }
-    let epoch = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let epoch = new_channel_epoch().to_owned();
     db.execute(
         "INSERT INTO channels (name, epoch, latest) VALUES (?1, ?2, 0)",
         params![channel, epoch],
@@ -138,8 +156,7 @@ impl Store {
     {
         self.write(
             move |db| {
-                let (epoch, latest) = existing_channel(db, &channel)?
-                    .map_or((None, 0), |(epoch, latest)| (Some(epoch), latest));
+                let (epoch, latest) = channel_or_new(db, &channel)?;
                 let mut statement = db.prepare_cached(&format!(
                     "SELECT {COLUMNS} FROM chat_messages WHERE channel = ?1 ORDER BY offset DESC LIMIT ?2"
                 ))?;

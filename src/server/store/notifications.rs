@@ -4,7 +4,7 @@
 
 use rusqlite::{params, Connection};
 
-use super::chat::{channel_row, existing_channel};
+use super::chat::{channel_or_new, channel_row};
 use super::{Store, StoreError};
 use crate::protocol::{Channel, Notification, Timestamp, UserRef};
 
@@ -15,8 +15,9 @@ pub const UNREAD_SNAPSHOT: usize = 100;
 /// notifications (for resume) and the unread ones (the snapshot).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredInbox {
-    /// `None` for a user who never had a notification (no row on disk).
-    pub epoch: Option<String>,
+    /// The stored epoch, or for a user who never had a notification (no row
+    /// on disk) the one their first notification will store.
+    pub epoch: String,
     pub latest: u64,
     pub recent: Vec<Notification>,
     pub unread: Unread,
@@ -121,8 +122,7 @@ impl Store {
         self.write(
             move |db| {
                 let channel = Channel::User(user_id.clone()).to_string();
-                let (epoch, latest) = existing_channel(db, &channel)?
-                    .map_or((None, 0), |(epoch, latest)| (Some(epoch), latest));
+                let (epoch, latest) = channel_or_new(db, &channel)?;
                 let mut recent = db
                     .prepare_cached(&format!(
                         "SELECT {COLUMNS} FROM notifications WHERE channel = ?1 ORDER BY offset DESC LIMIT ?2"
