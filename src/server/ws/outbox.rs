@@ -92,27 +92,10 @@ impl Outbox {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Queues a frame that must arrive (replies, replays, non-ticker messages).
+    /// Queues a frame that must arrive (replies, live non-ticker messages);
+    /// it counts against the budget.
     pub fn push(&self, frame: Utf8Bytes) -> Result<(), PushError> {
-        let mut state = self.lock();
-        if state.sealed {
-            return Err(PushError::Closed);
-        }
-        state.bytes += frame.len();
-        if state.bytes > self.budget {
-            state.sealed = true;
-            state.slow = true;
-            drop(state);
-            self.overflowed.notify_one();
-            return Err(PushError::SlowConsumer);
-        }
-        state.frames.push_back(Queued {
-            frame,
-            counted: true,
-        });
-        drop(state);
-        self.ready.notify_one();
-        Ok(())
+        self.enqueue(frame, true)
     }
 
     /// Queues the answer to a subscribe (a `subscribed` or a replayed
@@ -120,14 +103,25 @@ impl Outbox {
     /// budget, because the hub bounds it (PROTOCOL.md: a subscribe answer
     /// never closes the client) and live traffic must not be charged for it.
     pub fn push_answer(&self, frame: Utf8Bytes) -> Result<(), PushError> {
+        self.enqueue(frame, false)
+    }
+
+    fn enqueue(&self, frame: Utf8Bytes, counted: bool) -> Result<(), PushError> {
         let mut state = self.lock();
         if state.sealed {
             return Err(PushError::Closed);
         }
-        state.frames.push_back(Queued {
-            frame,
-            counted: false,
-        });
+        if counted {
+            state.bytes += frame.len();
+            if state.bytes > self.budget {
+                state.sealed = true;
+                state.slow = true;
+                drop(state);
+                self.overflowed.notify_one();
+                return Err(PushError::SlowConsumer);
+            }
+        }
+        state.frames.push_back(Queued { frame, counted });
         drop(state);
         self.ready.notify_one();
         Ok(())
