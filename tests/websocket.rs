@@ -122,28 +122,6 @@ async fn bad_input_gets_a_clear_error_and_the_connection_lives_on() {
     ));
 }
 
-/// A connection that sends no `hello` in time is closed with 4001.
-#[tokio::test]
-async fn no_hello_in_time_closes_with_4001() {
-    let server = TestServer::start(&["--hello-timeout-ms", "200"]).await;
-    let mut client = Client::connect(&server).await;
-    let frame = client.closed().await.expect("a close frame");
-    assert_eq!(u16::from(frame.code), 4001);
-}
-
-/// A connection that did say `hello` is not closed by the hello deadline.
-#[tokio::test]
-async fn hello_in_time_keeps_the_connection() {
-    let server = TestServer::start(&["--hello-timeout-ms", "200"]).await;
-    let mut client = Client::connected(&server).await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    client.send(r#"{"type":"ping","data":{}}"#).await;
-    assert!(matches!(
-        client.recv().await.message,
-        ServerMessage::Pong(_)
-    ));
-}
-
 /// A message of exactly `max_message_bytes` is accepted; one byte more
 /// closes the connection with 1009, and other connections are unaffected.
 #[tokio::test]
@@ -224,18 +202,6 @@ async fn a_responsive_client_is_pinged_and_kept() {
         client.recv().await.message,
         ServerMessage::Pong(_)
     ));
-}
-
-/// A client from which nothing arrives for 2 × heartbeat is closed.
-#[tokio::test]
-async fn a_silent_client_is_closed_after_two_heartbeats() {
-    let server = TestServer::start(&["--heartbeat-ms", "100"]).await;
-    let mut client = Client::connected(&server).await;
-    // Read nothing (so no Pong is sent) for well over 2 × heartbeat.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let frame = client.closed().await.expect("a close frame");
-    assert_eq!(u16::from(frame.code), 1001);
-    assert_eq!(frame.reason.as_str(), "heartbeat timeout");
 }
 
 /// Shutdown closes every socket with 1001 and `serve` returns.

@@ -363,3 +363,49 @@ async fn a_connection_waiting_on_the_store_still_reads_and_answers_pings() {
         "{after:?}"
     );
 }
+
+/// A connection that sends no `hello` within the protocol's 10 s is closed
+/// with 4001; one that did is not closed by that deadline (paused time).
+#[tokio::test(start_paused = true)]
+async fn the_hello_deadline_closes_only_connections_without_hello() {
+    let context = context();
+    let mut silent = connect(&context, 64);
+    let started = Instant::now();
+    assert_eq!(
+        close_of(&mut silent).await,
+        (4001, "no hello within the time allowed".into())
+    );
+    assert_eq!(started.elapsed(), context.config.hello_timeout());
+
+    let mut greeted = connect(&context, 64);
+    greeted.send(r#"{"type":"hello","data":{}}"#);
+    greeted.recv().await;
+    tokio::time::sleep(context.config.hello_timeout() * 2).await;
+    greeted.send(r#"{"type":"ping","data":{}}"#);
+    assert_eq!(greeted.recv().await, [ServerMessage::Pong(Empty {})]);
+}
+
+/// A client from which nothing arrives for two heartbeats is closed with
+/// 1001 `heartbeat timeout`, after the server pinged it (paused time).
+#[tokio::test(start_paused = true)]
+async fn a_silent_client_is_closed_after_two_heartbeats() {
+    let context = context();
+    let mut client = connect(&context, 64);
+    client.send(r#"{"type":"hello","data":{}}"#);
+    client.recv().await;
+    let started = Instant::now();
+    let mut pings = 0;
+    let close = loop {
+        match client.from_server.next().await.expect("socket open") {
+            Message::Ping(_) => pings += 1,
+            Message::Close(frame) => break frame.expect("a close frame"),
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(
+        (close.code, close.reason.as_str()),
+        (1001, "heartbeat timeout")
+    );
+    assert_eq!(started.elapsed(), context.config.heartbeat() * 2);
+    assert!(pings >= 1, "the server pinged before giving up");
+}
