@@ -126,7 +126,19 @@ fn Line(line: ChatLine) -> impl IntoView {
     let state = match &line.state {
         LineState::Sent => None,
         LineState::Pending => {
-            Some(view! { <span class="line-state">"🕓 sending…"</span> }.into_any())
+            // A clock drawn inline, not an emoji (no emoji font: a box).
+            Some(
+                view! {
+                    <span class="line-state">
+                        <svg class="clock-icon" viewBox="0 0 24 24" aria-hidden="true" focusable="false">
+                            <circle cx="12" cy="12" r="9"/>
+                            <path d="M12 7v5l3 2"/>
+                        </svg>
+                        " sending…"
+                    </span>
+                }
+                .into_any(),
+            )
         }
         LineState::Failed(reason) => {
             let retry = line.clone();

@@ -28,7 +28,11 @@ pub fn NotificationsButton() -> impl IntoView {
                     aria-controls="notification-list"
                     on:click=move |_| open.update(|o| *o = !*o)
                 >
-                    <span aria-hidden="true">"🔔"</span>
+                    // An inline SVG, not an emoji: a machine without an
+                    // emoji font would show a box (the label names it).
+                    <svg class="bell-icon" viewBox="0 0 24 24" aria-hidden="true" focusable="false">
+                        <path d="M6 16V11a6 6 0 0 1 12 0v5l2 2H4z M10 20a2 2 0 0 0 4 0"/>
+                    </svg>
                     <Show when=move || { count() > 0 }>
                         <span class="badge" aria-hidden="true">{count}</span>
                     </Show>
