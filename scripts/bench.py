@@ -45,10 +45,12 @@ def rss_bytes(pid):
 
 
 def machine_busy_seconds():
-    """Busy CPU time of the whole machine (every core), from /proc/stat."""
+    """Busy CPU time of the whole machine (every core), from /proc/stat:
+    (everything, processes' user+system, interrupts, stolen by the hypervisor)."""
     fields = [int(v) for v in open("/proc/stat").readline().split()[1:]]
     user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
-    return (user + nice + system + irq + softirq + steal) / TICK
+    return ((user + nice + system + irq + softirq + steal) / TICK, (user + nice + system) / TICK,
+            (irq + softirq) / TICK, steal / TICK)
 
 
 def rustc_running():
@@ -148,7 +150,13 @@ def main():
 
         cpu = at(window_end, 1) - at(window_start, 1)
         loadgen_cpu = at(window_end, 4) - at(window_start, 4)
-        machine = at(window_end, 3) - at(window_start, 3)
+        def machine_delta(part):
+            before = [s for s in samples if s[0] <= window_start]
+            after = [s for s in samples if s[0] <= window_end]
+            first = (before[-1] if before else samples[0])[3]
+            return (after[-1] if after else samples[-1])[3][part] - first[part]
+
+        machine = machine_delta(0)
         peak_rss = max(s[2] for s in samples)
         result = {
             "label": args.label,
@@ -181,6 +189,11 @@ def main():
             "peak_rss_mib": round(peak_rss / 2**20, 1),
             "loadgen_cpu_seconds": round(loadgen_cpu, 2),
             "other_cpu_seconds": round(max(0.0, machine - cpu - loadgen_cpu), 2),
+            # Of that: other processes, interrupt work (loopback TCP runs partly
+            # there, for our own traffic too) and time the hypervisor gave others.
+            "other_process_cpu_seconds": round(max(0.0, machine_delta(1) - cpu - loadgen_cpu), 2),
+            "irq_cpu_seconds": round(machine_delta(2), 2),
+            "steal_seconds": round(machine_delta(3), 2),
             "rustc_waited_secs": waited,
             "rustc_at_start": rustc_at_start,
             "rustc_seen_during_run": bool(rustc_seen),

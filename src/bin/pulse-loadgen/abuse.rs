@@ -5,6 +5,7 @@
 //! that it also sees how many presence diffs the flood turned into. Both are
 //! guests logged in with `POST /api/login`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +30,8 @@ const CHATTER_NAME: &str = "bench-chatter";
 const ROOM: &str = "bench-abuse";
 /// The most `status` messages the flooder sends, whatever the window.
 const MAX_STATUS_MESSAGES: u64 = 50_000_000;
+/// The most connections the flooder opens, whatever the window.
+const MAX_FLOOD_SESSIONS: u64 = 1_000;
 /// The most chat messages the chatter sends, whatever the window.
 const MAX_CHAT_MESSAGES: u64 = 100_000;
 /// Client indexes for the abusers' source addresses, past every subscriber's.
@@ -45,8 +48,12 @@ pub struct AbuserReport {
     /// Chat only: `presence_diff`s and `chat` messages received.
     pub presence_diffs: u64,
     pub chat_received: u64,
-    /// The close code when the server ended the socket first.
+    /// The close code when the server ended the socket first (the last
+    /// session's), and how many sessions the server closed, per code.
     pub closed_by_server: Option<u16>,
+    pub closed_by_server_by_code: BTreeMap<u16, u64>,
+    /// Connections opened (the flooder reconnects after each close).
+    pub sessions: u64,
     /// Why it could not start (login or connect), if it could not.
     pub failed: Option<String>,
 }
@@ -125,15 +132,25 @@ async fn identified(plan: &Plan, index: u64, name: &str) -> Result<Ws, String> {
 
 impl AbuserReport {
     fn from(sent: u64, answers: Answers) -> Self {
-        AbuserReport {
+        let mut report = AbuserReport {
             sent,
-            acked: answers.acked,
-            rate_limited: answers.rate_limited,
-            other_errors: answers.other_errors,
-            presence_diffs: answers.presence_diffs,
-            chat_received: answers.chat_received,
-            closed_by_server: answers.closed_by_server,
-            failed: None,
+            sessions: 1,
+            ..AbuserReport::default()
+        };
+        report.add(&answers);
+        report
+    }
+
+    /// Adds one session's answers.
+    fn add(&mut self, answers: &Answers) {
+        self.acked += answers.acked;
+        self.rate_limited += answers.rate_limited;
+        self.other_errors += answers.other_errors;
+        self.presence_diffs += answers.presence_diffs;
+        self.chat_received += answers.chat_received;
+        if let Some(code) = answers.closed_by_server {
+            self.closed_by_server = Some(code);
+            *self.closed_by_server_by_code.entry(code).or_default() += 1;
         }
     }
 
@@ -145,35 +162,64 @@ impl AbuserReport {
     }
 }
 
-/// Sends `status` away/online back to back until `stop`.
+/// Sends `status` away/online back to back until `stop`. A hostile client
+/// that the server closes (4008 once its unread `rate_limited` answers pass
+/// the outbox budget) reconnects at once and floods again, at most
+/// [`MAX_FLOOD_SESSIONS`] times.
 async fn flood_status(plan: Arc<Plan>, stop: CancellationToken) -> AbuserReport {
-    let ws = match identified(&plan, ABUSER_INDEX_BASE, FLOODER_NAME).await {
-        Ok(ws) => ws,
+    let token = match net::guest_login(plan.target, FLOODER_NAME).await {
+        Ok(token) => token,
         Err(why) => return AbuserReport::failed(why),
     };
-    let (mut sink, stream) = ws.split();
-    let reader = tokio::spawn(read_answers(stream, stop.clone()));
+    let mut report = AbuserReport::default();
     let mut sent = 0;
-    while sent < MAX_STATUS_MESSAGES {
-        let status = if sent % 2 == 0 {
-            UserStatus::Away
-        } else {
-            UserStatus::Online
+    while report.sessions < MAX_FLOOD_SESSIONS && !stop.is_cancelled() {
+        let mut ws = match net::connect(&plan, ABUSER_INDEX_BASE).await {
+            Ok(ws) => ws,
+            Err(why) => {
+                report.failed = Some(why);
+                break;
+            }
         };
-        let message = ClientMessage::Status(StatusUpdate { status });
-        let result = tokio::select! {
-            biased;
-            () = stop.cancelled() => break,
-            result = net::send_message(&mut sink, message) => result,
-        };
-        if result.is_err() {
+        report.sessions += 1;
+        let hello = ClientMessage::Hello(Hello {
+            token: Some(token.clone()),
+        });
+        if net::send_message(&mut ws, hello).await.is_err() {
+            continue;
+        }
+        let (mut sink, stream) = ws.split();
+        let session_stop = stop.child_token();
+        let reader = tokio::spawn(read_answers(stream, session_stop.clone()));
+        while sent < MAX_STATUS_MESSAGES && !reader.is_finished() {
+            let status = if sent % 2 == 0 {
+                UserStatus::Away
+            } else {
+                UserStatus::Online
+            };
+            let message = ClientMessage::Status(StatusUpdate { status });
+            let result = tokio::select! {
+                biased;
+                () = stop.cancelled() => break,
+                result = net::send_message(&mut sink, message) => result,
+            };
+            if result.is_err() {
+                break;
+            }
+            sent += 1;
+        }
+        // The reader ends on the server's close, or here.
+        if stop.is_cancelled() || sent >= MAX_STATUS_MESSAGES {
+            session_stop.cancel();
+        }
+        let answers = reader.await.unwrap_or_default();
+        report.add(&answers);
+        if sent >= MAX_STATUS_MESSAGES {
             break;
         }
-        sent += 1;
     }
-    stop.cancelled().await;
-    let answers = reader.await.unwrap_or_default();
-    AbuserReport::from(sent, answers)
+    report.sent = sent;
+    report
 }
 
 /// Posts `chat_send` at `rate` per second (each with its own envelope id)

@@ -85,6 +85,11 @@ struct ChannelView {
     gaps: u64,
     /// Offsets skipped in total after the resume.
     missing: u64,
+    /// Of those, skips inside the replay (offsets up to `resume_target`),
+    /// which the protocol forbids on a recovered channel; skips past it are
+    /// live ticks the server conflated for a slow reader, which it allows.
+    replay_gaps: u64,
+    replay_missing: u64,
     /// Ticks after the resume whose offset was not new.
     duplicates: u64,
     /// Offset jumps before the drop (conflation would show here).
@@ -101,6 +106,8 @@ impl ChannelView {
             recovered: None,
             gaps: 0,
             missing: 0,
+            replay_gaps: 0,
+            replay_missing: 0,
             duplicates: 0,
             gaps_before: 0,
         }
@@ -135,6 +142,10 @@ impl ChannelView {
             if resumed {
                 self.gaps += 1;
                 self.missing += tick.offset - last - 1;
+                if let Some(target) = self.resume_target.filter(|&target| last < target) {
+                    self.replay_gaps += 1;
+                    self.replay_missing += (tick.offset - 1).min(target) - last;
+                }
             } else {
                 self.gaps_before += 1;
             }
@@ -152,8 +163,15 @@ impl ChannelView {
     /// Recovered, no gap, no duplicate, and the replay reached the offset
     /// the server announced.
     fn resumed_without_gap(&self) -> bool {
+        self.replay_complete() && self.gaps == 0
+    }
+
+    /// Recovered, and the replay delivered every offset from `since` up to
+    /// the one the server announced, none twice; live ticks after it may
+    /// have been conflated.
+    fn replay_complete(&self) -> bool {
         self.recovered == Some(true)
-            && self.gaps == 0
+            && self.replay_gaps == 0
             && self.duplicates == 0
             && match (self.last, self.resume_target) {
                 (Some(last), Some(target)) => last >= target,
@@ -452,12 +470,19 @@ pub struct StormReport {
     /// Clients whose every channel recovered and whose offsets afterwards
     /// had no gap and no repeat, up to the announced offset at least.
     pub resumed_without_gap: u64,
+    /// Clients whose every channel recovered with a complete replay (no
+    /// skipped or repeated offset up to the announced one); live ticks
+    /// after it may have been conflated, as the protocol allows for tickers.
+    pub resumed_with_complete_replay: u64,
     pub clients_with_recovered_false: u64,
     pub channels_recovered_true: u64,
     pub channels_recovered_false: u64,
     /// Channels with a gap after a `recovered: true`, and offsets missed.
     pub channels_with_gap: u64,
     pub offsets_missing: u64,
+    /// Of those, gaps inside the replay (a broken resume), and offsets missed there.
+    pub channels_with_replay_gap: u64,
+    pub offsets_missing_in_replay: u64,
     pub duplicate_ticks: u64,
     /// Offset jumps seen before the drop (conflation), for comparison.
     pub gaps_before_drop: u64,
@@ -500,6 +525,9 @@ impl StormReport {
             if channels.iter().all(ChannelView::resumed_without_gap) {
                 self.resumed_without_gap += 1;
             }
+            if channels.iter().all(ChannelView::replay_complete) {
+                self.resumed_with_complete_replay += 1;
+            }
             if channels.iter().any(|c| c.recovered == Some(false)) {
                 self.clients_with_recovered_false += 1;
             }
@@ -512,12 +540,16 @@ impl StormReport {
                 if channel.recovered == Some(true) && channel.gaps > 0 {
                     self.channels_with_gap += 1;
                 }
+                if channel.recovered == Some(true) && channel.replay_gaps > 0 {
+                    self.channels_with_replay_gap += 1;
+                }
             }
         } else if outcome.subscribed_first {
             self.gave_up += 1;
         }
         for channel in &outcome.channels {
             self.offsets_missing += channel.missing;
+            self.offsets_missing_in_replay += channel.replay_missing;
             self.duplicate_ticks += channel.duplicates;
             self.gaps_before_drop += channel.gaps_before;
         }
@@ -694,7 +726,21 @@ mod tests {
         view.on_tick(&tick(11), true);
         view.on_tick(&tick(13), true);
         assert!(!view.resumed_without_gap());
+        assert!(!view.replay_complete());
         assert_eq!((view.gaps, view.missing), (1, 1));
+        assert_eq!((view.replay_gaps, view.replay_missing), (1, 1));
+    }
+
+    #[test]
+    fn a_live_tick_conflated_after_a_complete_replay_is_not_a_replay_gap() {
+        let mut view = view_at_ten();
+        view.on_subscribed(&subscribed(12, "e1", true), true);
+        for offset in [11, 12, 15] {
+            view.on_tick(&tick(offset), true);
+        }
+        assert!(view.replay_complete());
+        assert!(!view.resumed_without_gap());
+        assert_eq!((view.gaps, view.missing, view.replay_gaps), (1, 2, 0));
     }
 
     #[test]
