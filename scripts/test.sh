@@ -12,8 +12,8 @@ step() { printf '\n\033[1;34m[test]\033[0m %s\n' "$*"; }
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "clippy: server build (ssr)"
-cargo clippy --locked --features ssr --all-targets -- -D warnings
+step "clippy: server build (ssr) and the load generator (loadgen)"
+cargo clippy --locked --features ssr,loadgen --all-targets -- -D warnings
 
 step "clippy: browser build (wasm32, hydrate)"
 cargo clippy --locked --lib --target wasm32-unknown-unknown --no-default-features --features hydrate -- -D warnings

@@ -13,7 +13,7 @@
 //! (start the server with the same universe, `pulse --symbols 100`):
 //!
 //! ```text
-//! cargo run --release --features ssr --bin pulse-loadgen -- \
+//! cargo run --release --features loadgen --bin pulse-loadgen -- \
 //!     --url ws://127.0.0.1:3000/ws --clients 2000 --symbols 10 --universe 100 --duration 60
 //! ```
 //!
@@ -21,9 +21,23 @@
 //! for 2 minutes, with the report as one JSON line:
 //!
 //! ```text
-//! cargo run --release --features ssr --bin pulse-loadgen -- \
+//! cargo run --release --features loadgen --bin pulse-loadgen -- \
 //!     --mode idle --clients 19000 --source-ips 2 --duration 120 --json
 //! ```
+//!
+//! Storm mode: 10,000 clients on 2 symbols each; once all are subscribed and
+//! ticks have flowed for `--settle` seconds, the load generator closes every
+//! TCP connection at once; each client reconnects on PROTOCOL.md's jittered
+//! backoff (retrying 1013s the same way) and resumes with `since`; offsets
+//! are checked for `--verify` seconds after the last one is back:
+//!
+//! ```text
+//! cargo run --release --features loadgen --bin pulse-loadgen -- \
+//!     --mode storm --clients 10000 --symbols 2 --source-ips 4 --connect-rate 900 --json
+//! ```
+//!
+//! Abuse mode: stream mode's subscribers while one guest floods `status` and
+//! another posts chat at `--chat-rate` (see the `abuse` module).
 //!
 //! Every client needs one file descriptor: the open-file limit is raised to
 //! the hard limit at start, with a warning when that is still too low.
@@ -33,40 +47,32 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use hdrhistogram::Histogram;
 use pulse::protocol::{
-    Channel, ClientEnvelope, ClientMessage, Hello, ServerEnvelope, ServerMessage, Subscribe,
-    SubscribeChannel,
+    Channel, ClientMessage, Hello, ServerEnvelope, ServerMessage, Subscribe, SubscribeChannel,
 };
 use serde::Serialize;
-use tokio::net::{TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::http::Uri;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
-/// How long one client may take for the TCP connect plus the WebSocket handshake.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long one client waits for the server's answer to its closing handshake.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+use net::{Ws, CLOSE_TIMEOUT, CONNECT_TIMEOUT};
+
+mod abuse;
+mod net;
+mod storm;
+
 /// Time between two progress lines on stderr.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// Latencies a client collects before it takes the shared histogram's lock.
 const FLUSH_EVERY: usize = 256;
 /// The largest latency the histogram tells apart (one hour, in microseconds).
 const LATENCY_MAX_MICROS: u64 = 3_600_000_000;
-/// Descriptors the process needs besides its sockets.
-const FD_HEADROOM: u64 = 100;
-/// Read buffer per socket: tungstenite's default (128 KiB) times 20,000 clients
-/// would be 2.5 GiB for frames that are a few hundred bytes.
-const READ_BUFFER_BYTES: usize = 16 * 1024;
 /// The largest `--universe M` accepted (symbols are at most 12 characters).
 const MAX_UNIVERSE: usize = 1_000_000;
 /// The close code recorded when a socket ended without a close frame.
@@ -119,6 +125,20 @@ struct Args {
     #[arg(long, value_name = "R", default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..))]
     connect_rate: u32,
 
+    /// Storm mode: seconds ticks flow after every client subscribed, before
+    /// the drop.
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    settle: u64,
+
+    /// Storm mode: seconds offsets are checked after the last client is back.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    verify: u64,
+
+    /// Abuse mode: chat messages per second the chatting abuser posts (the
+    /// server's --chat-rate is 5 by default).
+    #[arg(long, value_name = "R", default_value_t = 5.0)]
+    chat_rate: f64,
+
     /// Print the final report as one JSON object on one line instead of text.
     #[arg(long)]
     json: bool,
@@ -134,6 +154,10 @@ enum Mode {
     /// Send `hello {}` only, then just answer the server's Pings; the report
     /// says how many sockets are still open at the end.
     Idle,
+    /// Drop every connection at once and reconnect with backoff and resume.
+    Storm,
+    /// Stream mode's subscribers next to a `status` flooder and a chatter.
+    Abuse,
 }
 
 impl Mode {
@@ -142,7 +166,14 @@ impl Mode {
         match self {
             Mode::Stream => "stream",
             Mode::Idle => "idle",
+            Mode::Storm => "storm",
+            Mode::Abuse => "abuse",
         }
+    }
+
+    /// Whether its clients subscribe to `ticker:` channels.
+    fn subscribes(self) -> bool {
+        self != Mode::Idle
     }
 }
 
@@ -174,7 +205,7 @@ impl Plan {
         }
         let channels = parse_universe(&args.universe)?;
         let per_client = usize::try_from(args.symbols).unwrap_or(usize::MAX);
-        if args.mode == Mode::Stream && per_client > channels.len() {
+        if args.mode.subscribes() && per_client > channels.len() {
             eprintln!(
                 "warning: --symbols {} is more than the {} symbols of --universe; using {}",
                 args.symbols,
@@ -391,73 +422,12 @@ impl Tally {
     }
 }
 
-/// Microseconds since the Unix epoch, by the system clock.
-fn unix_micros_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| {
-            i64::try_from(since.as_micros()).unwrap_or(i64::MAX)
-        })
-}
-
-/// Raises the open-file limit to the hard limit and warns when that is still
-/// too low for `clients` sockets.
-fn raise_fd_limit(clients: u64) {
-    match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) if clients + FD_HEADROOM > limit => eprintln!(
-            "warning: {clients} clients need about {} open files but this process may hold \
-             only {limit} (the hard limit); about {} connections will fail with \
-             'Too many open files'. Lower --clients or raise the hard limit (ulimit -Hn).",
-            clients + FD_HEADROOM,
-            clients + FD_HEADROOM - limit
-        ),
-        Ok(_) => {}
-        Err(err) => eprintln!(
-            "warning: could not raise the open-file limit ({err}); connections past the \
-             current limit will fail with 'Too many open files'"
-        ),
-    }
-}
-
-/// Opens the TCP connection from this client's source address and does the
-/// WebSocket handshake.
-async fn connect(plan: &Plan, index: u64) -> Result<WebSocketStream<TcpStream>, String> {
-    let socket = TcpSocket::new_v4().map_err(|err| format!("socket: {err}"))?;
-    if let Some(ip) = plan.source_ip(index) {
-        socket
-            .bind(SocketAddr::from((ip, 0)))
-            .map_err(|err| format!("bind {ip}: {err}"))?;
-    }
-    let stream = socket
-        .connect(plan.target)
-        .await
-        .map_err(|err| format!("connect: {err}"))?;
-    // Latency is the point of the exercise: no Nagle delay on our frames.
-    let _ = stream.set_nodelay(true);
-    let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER_BYTES);
-    let (ws, _response) =
-        tokio_tungstenite::client_async_with_config(plan.url.as_str(), stream, Some(config))
-            .await
-            .map_err(|err| format!("handshake: {err}"))?;
-    Ok(ws)
-}
-
-/// Sends one client message as a text frame.
-async fn send(ws: &mut WebSocketStream<TcpStream>, message: ClientMessage) -> Result<(), WsError> {
-    let text = ClientEnvelope::new(message).to_json();
-    ws.send(Message::text(text)).await
-}
-
 /// Sends `hello {}` and, in stream mode, one `subscribe` with this client's channels.
-async fn greet(
-    ws: &mut WebSocketStream<TcpStream>,
-    plan: &Plan,
-    index: u64,
-) -> Result<(), WsError> {
-    send(ws, ClientMessage::Hello(Hello::default())).await?;
-    if plan.mode == Mode::Stream {
+async fn greet(ws: &mut Ws, plan: &Plan, index: u64) -> Result<(), WsError> {
+    net::send_message(ws, ClientMessage::Hello(Hello::default())).await?;
+    if plan.mode.subscribes() {
         let channels = plan.channels_for(index);
-        send(ws, ClientMessage::Subscribe(Subscribe { channels })).await?;
+        net::send_message(ws, ClientMessage::Subscribe(Subscribe { channels })).await?;
     }
     Ok(())
 }
@@ -469,7 +439,7 @@ fn handle_text(
     outcome: &mut ClientOutcome,
     samples: &mut LatencySamples,
 ) {
-    let received_at = unix_micros_now();
+    let received_at = net::unix_micros_now();
     let Ok(envelope) = ServerEnvelope::from_json(text) else {
         outcome.bad_frames += 1;
         return;
@@ -496,7 +466,7 @@ fn handle_text(
 /// first leaves its close code in `outcome.closed_early`. Pings are answered
 /// by tungstenite while the stream is polled.
 async fn read_until_stop(
-    ws: &mut WebSocketStream<TcpStream>,
+    ws: &mut Ws,
     shared: &Shared,
     outcome: &mut ClientOutcome,
     samples: &mut LatencySamples,
@@ -523,38 +493,14 @@ async fn read_until_stop(
     }
 }
 
-/// Sends a normal close (1000) and waits, at most [`CLOSE_TIMEOUT`], for the
-/// server to answer it.
-async fn close_normally(ws: &mut WebSocketStream<TcpStream>) {
-    let frame = CloseFrame {
-        code: WsCloseCode::Normal,
-        reason: "load test finished".into(),
-    };
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-        if ws.close(Some(frame)).await.is_ok() {
-            while let Some(Ok(_)) = ws.next().await {}
-        }
-    })
-    .await;
-}
-
 /// One client from connect to close. Never panics: every failure ends up in
 /// the outcome.
 async fn run_client(index: u64, plan: Arc<Plan>, shared: Arc<Shared>) -> ClientOutcome {
     let mut outcome = ClientOutcome::default();
-    let attempt = tokio::time::timeout(CONNECT_TIMEOUT, connect(&plan, index)).await;
-    let mut ws = match attempt {
-        Ok(Ok(ws)) => ws,
-        Ok(Err(err)) => {
+    let mut ws = match net::connect(&plan, index).await {
+        Ok(ws) => ws,
+        Err(err) => {
             outcome.connect_error = Some(err);
-            shared.attempts_done.fetch_add(1, Relaxed);
-            return outcome;
-        }
-        Err(_) => {
-            outcome.connect_error = Some(format!(
-                "no handshake within {} s",
-                CONNECT_TIMEOUT.as_secs()
-            ));
             shared.attempts_done.fetch_add(1, Relaxed);
             return outcome;
         }
@@ -572,7 +518,7 @@ async fn run_client(index: u64, plan: Arc<Plan>, shared: Arc<Shared>) -> ClientO
     shared.open.fetch_sub(1, Relaxed);
     samples.flush(&shared);
     if outcome.closed_early.is_none() {
-        close_normally(&mut ws).await;
+        net::close_normally(&mut ws).await;
     }
     outcome
 }
@@ -737,6 +683,9 @@ struct Report {
     messages_received: u64,
     messages_per_sec: f64,
     latency_ms: Option<LatencyMs>,
+    /// Abuse mode: what the two abusers saw.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    abuse: Option<abuse::AbuseReport>,
 }
 
 impl Report {
@@ -754,9 +703,10 @@ impl Report {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let window_secs = window.as_secs_f64();
-        let subscriptions_requested = match plan.mode {
-            Mode::Stream => tally.connected * plan.per_client as u64,
-            Mode::Idle => 0,
+        let subscriptions_requested = if plan.mode.subscribes() {
+            tally.connected * plan.per_client as u64
+        } else {
+            0
         };
         Report {
             mode: plan.mode,
@@ -784,6 +734,7 @@ impl Report {
                 0.0
             },
             latency_ms: LatencyMs::from_histogram(&histogram),
+            abuse: None,
         }
     }
 
@@ -814,7 +765,7 @@ impl Report {
             ),
             format!("  open at end         {}", self.open_at_end),
         ];
-        if self.mode == Mode::Stream {
+        if self.mode.subscribes() {
             lines.push(format!(
                 "  subscriptions       {} requested, {} subscribed",
                 self.subscriptions_requested, self.subscribed
@@ -841,7 +792,7 @@ impl Report {
                 ""
             }
         ));
-        if self.mode == Mode::Stream {
+        if self.mode.subscribes() {
             lines.push(format!(
                 "  messages received   {} ({:.1} msgs/s)",
                 self.messages_received, self.messages_per_sec
@@ -853,6 +804,12 @@ impl Report {
                 ),
                 None => "  latency (ms)        no ticks received".to_owned(),
             });
+        }
+        if let Some(abuse) = &self.abuse {
+            lines.push(format!(
+                "  abuse               {}",
+                serde_json::to_string_pretty(abuse).unwrap_or_default()
+            ));
         }
         lines.join("\n")
     }
@@ -881,10 +838,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    raise_fd_limit(args.clients);
+    net::raise_fd_limit(args.clients);
 
     let shared = Arc::new(Shared::new());
     spawn_ctrl_c(Arc::clone(&shared));
+    if args.mode == Mode::Storm {
+        return run_storm(&args, plan, &shared).await;
+    }
     let started = Instant::now();
     let progress = spawn_progress(Arc::clone(&shared), args.clients, started);
     let launcher = tokio::spawn(launch_clients(
@@ -899,7 +859,13 @@ async fn main() -> ExitCode {
         + Duration::from_secs(1);
     wait_for_ramp_up(&shared, args.clients, ramp_limit).await;
     let ramp_up = started.elapsed();
+    let abusers = (args.mode == Mode::Abuse)
+        .then(|| abuse::Abusers::start(&plan, args.chat_rate, shared.stop.child_token()));
     let window = measure(&shared, Duration::from_secs(args.duration)).await;
+    let abuse = match abusers {
+        Some(abusers) => Some(abusers.finish(window).await),
+        None => None,
+    };
     shared.stop.cancel();
 
     let handles = launcher.await.unwrap_or_default();
@@ -910,13 +876,38 @@ async fn main() -> ExitCode {
     .await;
     progress.abort();
 
-    let report = Report::new(&args, &plan, tally, &shared, ramp_up, window);
+    let mut report = Report::new(&args, &plan, tally, &shared, ramp_up, window);
+    report.abuse = abuse;
     if args.json {
         println!("{}", report.to_json());
     } else {
         println!("{}", report.to_text());
     }
     if report.connected == 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Runs storm mode and prints its report.
+async fn run_storm(args: &Args, plan: Arc<Plan>, shared: &Shared) -> ExitCode {
+    let timings = storm::StormTimings {
+        settle: Duration::from_secs(args.settle),
+        verify: Duration::from_secs(args.verify),
+        connect_rate: args.connect_rate,
+    };
+    let report = storm::run(plan, args.clients, timings, shared.stop.clone()).await;
+    let printed = if args.json {
+        serde_json::to_string(&report)
+    } else {
+        serde_json::to_string_pretty(&report)
+    };
+    println!(
+        "{}",
+        printed.unwrap_or_else(|err| format!("{{\"error\":\"{err}\"}}"))
+    );
+    if report.subscribed_before_drop == 0 {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
