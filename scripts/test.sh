@@ -19,7 +19,7 @@ step "clippy: browser build (wasm32, hydrate)"
 cargo clippy --locked --lib --target wasm32-unknown-unknown --no-default-features --features hydrate -- -D warnings
 
 step "Rust unit and integration tests"
-cargo test --locked --features ssr
+cargo test --locked --features ssr,loadgen
 
 step "release build (server + wasm bundle)"
 cargo leptos build --release
