@@ -63,6 +63,21 @@ pub(super) fn existing_channel(
     .optional()
 }
 
+/// Where `user_id`'s message with envelope id `client_id` was stored, if it
+/// was: the idempotency key of `chat_send`, read by the append itself and by
+/// a resend over the rate limit.
+fn sent_offset(
+    db: &Connection,
+    user_id: &str,
+    client_id: &str,
+) -> Result<Option<(String, u64)>, rusqlite::Error> {
+    db.prepare_cached("SELECT channel, offset FROM sent_ids WHERE user_id = ?1 AND client_id = ?2")?
+        .query_row(params![user_id, client_id], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
+        })
+        .optional()
+}
+
 /// The epoch a channel gets when its first message creates its row: one per
 /// process, so a room loaded while still empty (this epoch, offset 0) and the
 /// same room after its first message agree, before and after a restart.
@@ -199,17 +214,8 @@ impl Store {
         user_id: String,
         client_id: String,
     ) -> Result<Option<(String, u64)>, StoreError> {
-        self.read(move |db| {
-            Ok(db
-                .prepare_cached(
-                    "SELECT channel, offset FROM sent_ids WHERE user_id = ?1 AND client_id = ?2",
-                )?
-                .query_row(params![user_id, client_id], |row| {
-                    Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
-                })
-                .optional()?)
-        })
-        .await
+        self.read(move |db| Ok(sent_offset(db, &user_id, &client_id)?))
+            .await
     }
 
     /// Appends the draft to its room with the next offset, together with the
@@ -248,14 +254,7 @@ fn append(db: &Connection, draft: ChatDraft) -> Result<(Appended, Vec<Notificati
         mentioned,
     } = draft;
     let channel = Channel::Chat(room.clone()).to_string();
-    let earlier = db
-        .query_row(
-            "SELECT channel, offset FROM sent_ids WHERE user_id = ?1 AND client_id = ?2",
-            params![user.id, client_id],
-            |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64)),
-        )
-        .optional()?;
-    if let Some((channel, offset)) = earlier {
+    if let Some((channel, offset)) = sent_offset(db, &user.id, &client_id)? {
         return Ok((Appended::Duplicate { channel, offset }, Vec::new()));
     }
     let (_, latest) = channel_row(db, &channel)?;
