@@ -94,6 +94,16 @@ export class PulseServer {
     await this.stop("SIGKILL");
   }
 
+  /** Freezes the process (SIGSTOP): its sockets stay open and silent. */
+  pause(): void {
+    this.child?.kill("SIGSTOP");
+  }
+
+  /** Lets a frozen process go on (SIGCONT). */
+  resume(): void {
+    this.child?.kill("SIGCONT");
+  }
+
   /** Whether the process is running. */
   get running(): boolean {
     return !!this.child && this.child.exitCode === null && this.child.signalCode === null;

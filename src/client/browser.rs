@@ -1,6 +1,8 @@
 //! The page's own IO (browser builds only): the watchlist and token cookies,
-//! the guest login request, and whether the page is hidden.
+//! the guest login request, whether the page is hidden, and the outboxes in
+//! `localStorage`, one per user and tab, each tab's guarded by a Web Lock.
 
+use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 use super::initial::{
@@ -10,8 +12,10 @@ use super::initial::{
 use super::outbox::Outbox;
 use crate::protocol::{ApiErrorResponse, LoginRequest, LoginResponse};
 
-/// Where the outbox waits across reloads.
-const OUTBOX_KEY: &str = "pulse_outbox";
+/// Where outboxes wait across reloads: `pulse_outbox:{user id}:{tab id}`.
+const OUTBOX_PREFIX: &str = "pulse_outbox:";
+/// The first version's one key for every tab and user.
+const LEGACY_OUTBOX_KEY: &str = "pulse_outbox";
 
 /// How long the browser keeps the token cookie (the server's tokens last a
 /// week by default; an expired one is answered 4001 and dropped).
@@ -97,22 +101,113 @@ fn local_storage() -> Option<web_sys::Storage> {
     web_sys::window()?.local_storage().ok().flatten()
 }
 
-/// Keeps the outbox across reloads (an empty one is removed).
-pub fn store_outbox(outbox: &Outbox) {
+/// This page's tab id: random per page load, so a reload or a closed tab
+/// leaves an outbox another page of the same user can take over.
+fn tab_id() -> &'static str {
+    thread_local! {
+        static TAB: &'static str = Box::leak(
+            format!("{:x}", (random() * 1e15) as u64).into_boxed_str()
+        );
+    }
+    TAB.with(|tab| *tab)
+}
+
+fn outbox_key(user: &str, tab: &str) -> String {
+    format!("{OUTBOX_PREFIX}{user}:{tab}")
+}
+
+fn tab_lock(tab: &str) -> String {
+    format!("pulse-tab:{tab}")
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// `navigator.locks.request(name, options, callback)` (Web Locks; web-sys
+    /// has it only behind its unstable APIs). Throws where there is no
+    /// `navigator.locks` (an insecure origin).
+    #[wasm_bindgen(js_namespace = ["navigator", "locks"], js_name = request, catch)]
+    fn request_lock(
+        name: &str,
+        options: &JsValue,
+        callback: &js_sys::Function,
+    ) -> Result<js_sys::Promise, JsValue>;
+}
+
+/// Holds this tab's lock for as long as the page lives: while it is held, no
+/// other page takes over this tab's outbox.
+pub fn hold_tab_lock() {
+    // The key of the first version, shared by every tab and user: its
+    // messages belong to nobody known, so they are never replayed.
+    if let Some(storage) = local_storage() {
+        let _ = storage.remove_item(LEGACY_OUTBOX_KEY);
+    }
+    let forever = Closure::once_into_js(|_lock: JsValue| js_sys::Promise::new(&mut |_, _| {}));
+    let _ = request_lock(
+        &tab_lock(tab_id()),
+        &js_sys::Object::new(),
+        forever.unchecked_ref(),
+    );
+}
+
+/// Calls `found` with every outbox of `user` left by a page that is gone (a
+/// closed tab, an earlier load of this one), removing it from storage. Each
+/// is taken by one page only: its tab's lock is held while it is taken.
+pub fn take_over_outboxes(user: &str, found: impl Fn(Outbox) + Clone + 'static) {
     let Some(storage) = local_storage() else {
         return;
     };
-    if outbox.is_empty() {
-        let _ = storage.remove_item(OUTBOX_KEY);
-    } else if let Ok(json) = serde_json::to_string(outbox) {
-        let _ = storage.set_item(OUTBOX_KEY, &json);
+    let prefix = outbox_key(user, "");
+    let length = storage.length().unwrap_or(0);
+    let keys: Vec<String> = (0..length)
+        .filter_map(|n| storage.key(n).ok().flatten())
+        .filter(|key| {
+            key.strip_prefix(&prefix)
+                .is_some_and(|tab| tab != tab_id() && !tab.contains(':'))
+        })
+        .collect();
+    for key in keys {
+        let tab = key[prefix.len()..].to_owned();
+        let found = found.clone();
+        let options = js_sys::Object::new();
+        let _ = js_sys::Reflect::set(&options, &"ifAvailable".into(), &JsValue::TRUE);
+        let take = Closure::once_into_js(move |lock: JsValue| {
+            // `null`: the tab is alive and holds its lock.
+            if !lock.is_null() {
+                if let Some(storage) = local_storage() {
+                    let json = storage.get_item(&key).ok().flatten();
+                    let _ = storage.remove_item(&key);
+                    if let Some(outbox) = json.and_then(|j| serde_json::from_str(&j).ok()) {
+                        found(outbox);
+                    }
+                }
+            }
+            JsValue::UNDEFINED
+        });
+        let _ = request_lock(&tab_lock(&tab), &options, take.unchecked_ref());
     }
 }
 
-/// What an earlier visit left unsent.
-pub fn load_outbox() -> Option<Outbox> {
-    let json = local_storage()?.get_item(OUTBOX_KEY).ok().flatten()?;
-    serde_json::from_str(&json).ok()
+/// Forgets what `user` left unsent on this browser (sign-out): this tab's
+/// outbox and those of pages that are gone.
+pub fn discard_outboxes(user: &str) {
+    if let Some(storage) = local_storage() {
+        let _ = storage.remove_item(&outbox_key(user, tab_id()));
+    }
+    take_over_outboxes(user, |_| {});
+}
+
+/// Keeps this tab's outbox across reloads, under its user's key (an empty
+/// one is removed).
+pub fn store_outbox(outbox: &Outbox) {
+    let (Some(storage), Some(user)) = (local_storage(), outbox.owner()) else {
+        return;
+    };
+    let key = outbox_key(user, tab_id());
+    if outbox.is_empty() {
+        let _ = storage.remove_item(&key);
+    } else if let Ok(json) = serde_json::to_string(outbox) {
+        let _ = storage.set_item(&key, &json);
+    }
 }
 
 /// Whether the browser says it is online.

@@ -8,18 +8,27 @@ use std::collections::HashMap;
 
 use super::chat::{self, ChatLine};
 use super::initial::{InitialState, MAX_WATCHLIST};
-use super::outbox::{Outbox, OUTBOX_CAPACITY};
+use super::outbox::{Due, Outbox, OUTBOX_CAPACITY};
 use super::store::{apply_presence, sort_people, Cursors, QuoteView, Renewal};
 use crate::protocol::{
-    check_guest_name, Channel, ChatSend, ClientEnvelope, ClientMessage, HistoryRequest, MarkRead,
-    Notification, PresenceUser, ServerMessage, Since, Snapshot, UserRef,
+    check_guest_name, Channel, ChatSend, ClientEnvelope, ClientMessage, ErrorBody, ErrorCode,
+    HistoryRequest, MarkRead, Notification, PresenceUser, ServerMessage, Since, Snapshot, UserRef,
 };
 
 /// The room every page starts in.
 pub const DEFAULT_ROOM: &str = "general";
 
-/// Hands an envelope to the socket driver; `false` when it could not.
-pub type Sender = std::sync::Arc<dyn Fn(ClientEnvelope) -> bool + Send + Sync>;
+/// What the views ask of the socket driver.
+pub enum ToDriver {
+    /// Send this now if welcomed (dropped otherwise: subscriptions are
+    /// renewed and the status is sent after every `welcome`).
+    Send(ClientEnvelope),
+    /// The outbox has something new to send.
+    Pump,
+}
+
+/// Hands a request to the socket driver; `false` when it could not.
+pub type Sender = std::sync::Arc<dyn Fn(ToDriver) -> bool + Send + Sync>;
 
 /// What the `Connection` badge says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,7 +100,8 @@ pub struct LiveConnection {
     /// Hands a message to the socket driver (installed by it; `None` on the
     /// server); `false` when it cannot be sent now.
     sender: StoredValue<Option<Sender>>,
-    /// Messages not acknowledged yet, replayed after every reconnect.
+    /// The signed-in user's messages not acknowledged yet, sent again after
+    /// every reconnect.
     outbox: StoredValue<Outbox>,
     /// Set when the outbox overflowed and dropped a message.
     pub outbox_warning: RwSignal<Option<String>>,
@@ -108,6 +118,10 @@ pub struct LiveConnection {
 impl LiveConnection {
     /// Signals seeded with what the server rendered.
     pub fn new(initial: InitialState) -> Self {
+        let outbox = match &initial.user {
+            Some(user) => Outbox::for_user(&user.id),
+            None => Outbox::default(),
+        };
         let live = LiveConnection {
             status: RwSignal::new(ConnectionStatus::Offline { connecting: true }),
             watchlist: RwSignal::new(initial.watchlist),
@@ -122,7 +136,7 @@ impl LiveConnection {
             toast: RwSignal::new(None),
             lines: StoredValue::new(HashMap::new()),
             sender: StoredValue::new(None),
-            outbox: StoredValue::new(Outbox::default()),
+            outbox: StoredValue::new(outbox),
             outbox_warning: RwSignal::new(None),
             retry: RwSignal::new(0),
             quotes: StoredValue::new(HashMap::new()),
@@ -168,8 +182,11 @@ impl LiveConnection {
         self.restart();
     }
 
-    /// Forgets the user and what only users see (after leave, or a 4001).
+    /// Forgets the user and what only users see (after leave, a 4001 or an
+    /// anonymous welcome), and drops their unsent messages: they are never
+    /// sent as anyone else.
     pub fn signed_out(&self) {
+        self.drop_outbox(Outbox::default());
         self.user.set(None);
         self.people.set(Vec::new());
         self.unread.set(Vec::new());
@@ -211,8 +228,12 @@ impl LiveConnection {
             timestamp: None,
             id,
         };
+        self.ask_driver(ToDriver::Send(envelope))
+    }
+
+    fn ask_driver(&self, request: ToDriver) -> bool {
         self.sender
-            .with_value(|sender| sender.as_ref().is_some_and(|send| send(envelope)))
+            .with_value(|sender| sender.as_ref().is_some_and(|send| send(request)))
     }
 
     /// Sends a chat message to the shown room. It shows as pending until
@@ -233,40 +254,76 @@ impl LiveConnection {
         self.enqueue(ClientEnvelope::new(message).with_id(id));
     }
 
-    /// Puts a message in the outbox and sends it now if connected.
-    pub fn enqueue(&self, envelope: ClientEnvelope) {
+    /// Puts a message (with an id) in the signed-in user's outbox; the driver
+    /// sends it when it may.
+    fn enqueue(&self, envelope: ClientEnvelope) {
+        let Some(user) = self.user.get_untracked() else {
+            return;
+        };
         let dropped = self
             .outbox
-            .try_update_value(|outbox| outbox.push(envelope.clone()))
+            .try_update_value(|outbox| {
+                if outbox.owner() != Some(user.id.as_str()) {
+                    *outbox = Outbox::for_user(&user.id);
+                }
+                outbox.push(envelope)
+            })
             .flatten();
         if let Some(dropped) = dropped {
             self.outbox_warning.set(Some(format!(
                 "More than {OUTBOX_CAPACITY} messages were waiting for the connection; the oldest was dropped."
             )));
             if let Some(id) = &dropped.id {
-                self.refused(id, "dropped: too many messages waiting");
+                self.fail_line(id, "dropped: too many messages waiting");
             }
         }
         self.store_outbox();
-        self.send(envelope.message, envelope.id);
+        self.ask_driver(ToDriver::Pump);
     }
 
-    /// Everything waiting, to send after a (re)connect.
-    pub fn replay_outbox(&self) -> Vec<ClientEnvelope> {
-        let replay = self
+    /// What the outbox may send now (the driver calls this when welcomed).
+    pub fn outbox_due(&self, now_ms: f64) -> Due {
+        self.outbox
+            .try_update_value(|outbox| outbox.due(now_ms))
+            .unwrap_or_default()
+    }
+
+    /// The socket is gone: unanswered messages go again on the next one.
+    pub fn outbox_disconnected(&self) {
+        self.outbox.update_value(Outbox::disconnected);
+    }
+
+    /// `welcome` named `user`. An outbox of someone else is put away (it
+    /// stays stored under its own user), and what pages of `user` that are
+    /// gone left unsent is taken over.
+    pub fn welcomed(&self, user: UserRef) {
+        let mine = self
             .outbox
-            .try_update_value(Outbox::replay)
-            .unwrap_or_default();
-        self.store_outbox();
-        replay
+            .with_value(|outbox| outbox.owner() == Some(user.id.as_str()));
+        if !mine {
+            self.drop_outbox(Outbox::for_user(&user.id));
+        }
+        self.user.set(Some(user.clone()));
+        self.take_over_outbox(&user);
     }
 
-    /// Puts back what a previous visit of this page left unsent.
-    pub fn restore_outbox(&self, outbox: Outbox) {
-        for envelope in outbox.iter() {
-            if let (ClientMessage::ChatSend(send), Some(id), Some(user)) =
-                (&envelope.message, &envelope.id, self.user.get_untracked())
-            {
+    /// Takes over what closed pages of `user` left unsent on this browser.
+    pub fn take_over_outbox(&self, user: &UserRef) {
+        let live = *self;
+        super::browser::take_over_outboxes(&user.id, move |outbox| live.adopt(outbox));
+    }
+
+    /// Adds another page's unsent messages to this one's (same user only):
+    /// chat lines show as pending, read marks apply at once.
+    fn adopt(&self, adopted: Outbox) {
+        let Some(user) = self.user.get_untracked() else {
+            return;
+        };
+        if adopted.owner() != Some(user.id.as_str()) {
+            return;
+        }
+        for envelope in adopted.iter() {
+            if let (ClientMessage::ChatSend(send), Some(id)) = (&envelope.message, &envelope.id) {
                 if !self.rooms.get_untracked().contains(&send.room) {
                     self.rooms.update(|rooms| rooms.push(send.room.clone()));
                 }
@@ -274,11 +331,57 @@ impl LiveConnection {
                     .update(|lines| chat::pending(lines, id, &user, &send.text));
             }
         }
-        self.outbox.set_value(outbox);
+        self.outbox.update_value(|outbox| {
+            if outbox.owner() != Some(user.id.as_str()) {
+                *outbox = Outbox::for_user(&user.id);
+            }
+            outbox.merge(adopted);
+        });
+        self.hide_pending_reads();
+        self.store_outbox();
+        self.ask_driver(ToDriver::Pump);
+    }
+
+    /// Replaces the outbox, removing the pending lines of what it held and,
+    /// when it belonged to someone, their stored copies.
+    fn drop_outbox(&self, replacement: Outbox) {
+        let old = self
+            .outbox
+            .try_update_value(|outbox| std::mem::replace(outbox, replacement))
+            .unwrap_or_default();
+        for envelope in old.iter() {
+            if let (ClientMessage::ChatSend(send), Some(id)) = (&envelope.message, &envelope.id) {
+                self.lines(&send.room)
+                    .update(|lines| lines.retain(|line| &line.key != id));
+            }
+        }
+        if let Some(owner) = old.owner() {
+            super::browser::discard_outboxes(owner);
+        }
+    }
+
+    /// Removes notifications that queued read marks cover from the list.
+    fn hide_pending_reads(&self) {
+        let read: Vec<String> = self
+            .outbox
+            .with_value(|outbox| outbox.pending_reads().map(str::to_owned).collect());
+        if read.is_empty() {
+            return;
+        }
+        let mut hidden = 0;
+        self.unread.update(|unread| {
+            let before = unread.len();
+            unread.retain(|n| !read.contains(&n.notification_id));
+            hidden = (before - unread.len()) as u64;
+        });
+        self.total_unread
+            .update(|total| *total = total.saturating_sub(hidden));
     }
 
     fn settle(&self, id: &str) {
-        self.outbox.update_value(|outbox| outbox.settle(id));
+        self.outbox.update_value(|outbox| {
+            outbox.settle(id);
+        });
         self.store_outbox();
     }
 
@@ -330,18 +433,33 @@ impl LiveConnection {
         });
         self.total_unread
             .update(|total| *total = total.saturating_sub(marked));
-        self.send(
-            ClientMessage::MarkRead(MarkRead {
-                notification_ids: ids,
-            }),
-            Some(format!("r-{}", self.generation.get_untracked())),
-        );
+        let message = ClientMessage::MarkRead(MarkRead {
+            notification_ids: ids,
+        });
+        self.enqueue(ClientEnvelope::new(message).with_id(super::new_envelope_id("r")));
     }
 
-    /// An `error` answering envelope `id`: it is settled, and a chat line of
-    /// ours fails.
-    pub fn refused(&self, id: &str, reason: &str) {
+    /// An `error` answering one of our messages. `rate_limited` means
+    /// "later": the message stays queued (and its line pending). Anything
+    /// else settles it, and a chat line of ours fails with the reason.
+    pub fn refused(&self, error: &ErrorBody, now_ms: f64) {
+        let Some(id) = &error.id else {
+            return;
+        };
+        if error.code == ErrorCode::RateLimited
+            && self
+                .outbox
+                .try_update_value(|outbox| outbox.retry_later(id, now_ms))
+                .unwrap_or(false)
+        {
+            return;
+        }
         self.settle(id);
+        self.fail_line(id, &error.message);
+    }
+
+    /// Marks our chat line `id` failed.
+    fn fail_line(&self, id: &str, reason: &str) {
         for room in self.rooms.get_untracked() {
             let mut hit = false;
             self.lines(&room)
@@ -419,6 +537,8 @@ impl LiveConnection {
                         if let Some(Snapshot::Unread(snapshot)) = answer.snapshot {
                             self.unread.set(snapshot.unread);
                             self.total_unread.set(snapshot.total_unread);
+                            // Read marks still queued are not undone.
+                            self.hide_pending_reads();
                         }
                     }
                     (Ok(Channel::Presence), Some(Renewal::Replace(_))) => {
@@ -581,6 +701,127 @@ mod tests {
         );
         live.apply(ServerMessage::Tick(tick(6, 11.0)));
         assert_eq!(live.quote("AAPL").get_untracked().unwrap().price, 11.0);
+    }
+
+    fn ann() -> UserRef {
+        UserRef {
+            id: "guest:ann".into(),
+            name: "ann".into(),
+        }
+    }
+
+    fn signed_in() -> LiveConnection {
+        LiveConnection::new(InitialState {
+            user: Some(ann()),
+            ..InitialState::default()
+        })
+    }
+
+    fn error(code: ErrorCode, id: &str) -> ErrorBody {
+        ErrorBody::new(code, "m").with_id(Some(id.to_owned()))
+    }
+
+    fn states(live: &LiveConnection) -> Vec<chat::LineState> {
+        live.lines(DEFAULT_ROOM)
+            .get_untracked()
+            .into_iter()
+            .map(|line| line.state)
+            .collect()
+    }
+
+    #[test]
+    fn rate_limited_keeps_the_message_queued_and_pending_other_errors_fail_it() {
+        let owner = Owner::new();
+        owner.set();
+        let live = signed_in();
+        live.say("one", "c-1".into());
+        live.say("two", "c-2".into());
+        assert_eq!(live.outbox_due(0.0).send.len(), 2);
+        live.refused(&error(ErrorCode::RateLimited, "c-1"), 10.0);
+        assert_eq!(
+            states(&live),
+            [chat::LineState::Pending, chat::LineState::Pending]
+        );
+        live.refused(&error(ErrorCode::TooLarge, "c-2"), 20.0);
+        assert_eq!(
+            states(&live),
+            [
+                chat::LineState::Pending,
+                chat::LineState::Failed("m".into())
+            ]
+        );
+        let again = live.outbox_due(10_000.0).send;
+        assert_eq!(again.len(), 1);
+        assert_eq!(
+            again[0].id.as_deref(),
+            Some("c-1"),
+            "sent again, not failed"
+        );
+    }
+
+    #[test]
+    fn mark_read_is_queued_with_a_fresh_id_and_a_snapshot_does_not_undo_it() {
+        let owner = Owner::new();
+        owner.set();
+        let live = signed_in();
+        let note = |id: &str| Notification {
+            channel: "user:guest:ann".into(),
+            offset: 1,
+            notification_id: id.into(),
+            title: "t".into(),
+            body: "b".into(),
+            created_at: crate::protocol::Timestamp::parse("2026-11-25T17:30:05Z").unwrap(),
+        };
+        let snapshot = |unread: Vec<Notification>| {
+            ServerMessage::Subscribed(crate::protocol::Subscribed {
+                channel: "user:guest:ann".into(),
+                epoch: "e".into(),
+                offset: 2,
+                recovered: false,
+                snapshot: Some(Snapshot::Unread(crate::protocol::UnreadSnapshot {
+                    total_unread: unread.len() as u64,
+                    unread,
+                })),
+            })
+        };
+        live.apply(snapshot(vec![note("n1"), note("n2")]));
+        // Offline: nothing can be sent, and nothing is lost.
+        live.mark_read(vec!["n1".into()]);
+        live.mark_read(vec!["n2".into()]);
+        let due = live.outbox_due(0.0).send;
+        let ids: Vec<_> = due.iter().filter_map(|e| e.id.clone()).collect();
+        assert_eq!(ids.len(), 2);
+        assert_ne!(ids[0], ids[1], "each read mark has its own id");
+        // Reconnected before the acks: the server still lists them unread.
+        live.outbox_disconnected();
+        live.apply(snapshot(vec![note("n1"), note("n2")]));
+        assert!(live.unread.get_untracked().is_empty());
+        assert_eq!(live.total_unread.get_untracked(), 0);
+    }
+
+    #[test]
+    fn signing_out_drops_the_outbox_and_its_pending_lines() {
+        let owner = Owner::new();
+        owner.set();
+        let live = signed_in();
+        live.say("queued while offline", "c-1".into());
+        live.signed_out();
+        assert!(live.lines(DEFAULT_ROOM).get_untracked().is_empty());
+        assert!(
+            live.outbox_due(0.0).send.is_empty(),
+            "nothing is sent as anyone"
+        );
+        // A welcome as someone else starts an empty outbox too.
+        let live = signed_in();
+        live.say("mine", "c-2".into());
+        live.welcomed(UserRef {
+            id: "guest:bob".into(),
+            name: "bob".into(),
+        });
+        assert!(
+            live.outbox_due(0.0).send.is_empty(),
+            "ann's message is not bob's"
+        );
     }
 
     #[test]

@@ -11,7 +11,8 @@ pub mod reconnect;
 pub mod store;
 
 pub use context::{
-    provide_live_connection, ConnectionStatus, LiveConnection, WatchlistError, DEFAULT_ROOM,
+    provide_live_connection, ConnectionStatus, LiveConnection, ToDriver, WatchlistError,
+    DEFAULT_ROOM,
 };
 pub use initial::{
     cookie, token_cookie, watchlist_cookie, watchlist_from_cookies, InitialState,
@@ -48,6 +49,14 @@ mod browser {
 
     pub fn store_outbox(_outbox: &super::outbox::Outbox) {}
 
+    pub fn take_over_outboxes(
+        _user: &str,
+        _found: impl Fn(super::outbox::Outbox) + Clone + 'static,
+    ) {
+    }
+
+    pub fn discard_outboxes(_user: &str) {}
+
     pub async fn login(_name: &str) -> Result<LoginResponse, String> {
         Err("signing in needs a browser".into())
     }
@@ -56,8 +65,16 @@ mod browser {
 /// A fresh envelope id for a chat message (the server's idempotency key:
 /// unique per user, so a page's ids must not repeat across reloads).
 pub fn new_message_id() -> String {
+    new_envelope_id("c")
+}
+
+/// A fresh envelope id starting with `kind`: random per page, then counted.
+pub fn new_envelope_id(kind: &str) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNT: AtomicU64 = AtomicU64::new(0);
     let random = (browser::random() * 1e15) as u64;
-    format!("c-{random:x}-{}", COUNT.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{kind}-{random:x}-{}",
+        COUNT.fetch_add(1, Ordering::Relaxed)
+    )
 }

@@ -1,8 +1,22 @@
-//! Owns the page's outbox: messages the server has not acknowledged yet
-//! (chat, status, read marks), kept in order with their envelope ids and
-//! replayed after every reconnect, so the server's idempotency makes each
-//! take effect exactly once. Bounded: past the bound the oldest is dropped
-//! (and the page says so). Pure; the browser stores it across reloads.
+//! Owns the page's outbox: the messages of one user that the server has not
+//! acknowledged yet (`chat_send` and `mark_read`, each with its envelope id),
+//! kept in order and sent again after every reconnect, so the server's
+//! idempotency makes each take effect exactly once.
+//!
+//! Rules:
+//! - An outbox belongs to one user ([`Outbox::owner`]); the page never sends
+//!   it on a connection welcomed as anyone else, and drops it on sign-out.
+//! - `status` never goes in: only the current status matters, and the page
+//!   sends it after every `welcome`.
+//! - Sending is paced below the server's chat rate ([`PACE_BURST`] at once,
+//!   then [`PACE_PER_SEC`] a second), in order, so a replay of a long queue
+//!   does not run into `rate_limited`.
+//! - `rate_limited` means "later": the entry stays and goes out again after
+//!   [`RETRY_AFTER_MS`] (the pace waits too). It never fails a message.
+//! - Bounded: past [`OUTBOX_CAPACITY`] the oldest is dropped (the page says so).
+//!
+//! Pure: time comes in as an argument; the browser stores the outbox across
+//! reloads under a key of its user and tab (see `browser.rs`).
 
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -11,43 +25,221 @@ use crate::protocol::{ClientEnvelope, ClientMessage};
 
 /// The most messages waiting at once.
 pub const OUTBOX_CAPACITY: usize = 100;
+/// How many messages go out at once before the pace applies (the server
+/// allows bursts of 10 chat messages).
+pub const PACE_BURST: f64 = 8.0;
+/// Messages per second after the burst (the server allows 5 by default).
+pub const PACE_PER_SEC: f64 = 4.0;
+/// How long a message answered `rate_limited` waits before it goes again.
+pub const RETRY_AFTER_MS: f64 = 1_000.0;
+
+/// Where an entry is on the current connection.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+enum Sent {
+    /// Not sent on this connection; may go from `not_before` on.
+    #[default]
+    No,
+    /// Rate limited: may go again from this moment on.
+    NotBefore(f64),
+    /// Sent, waiting for its `ack` or `error`.
+    InFlight,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Entry {
+    envelope: ClientEnvelope,
+    #[serde(skip)]
+    sent: Sent,
+}
+
+/// A token bucket slightly slower than the server's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Pace {
+    tokens: f64,
+    at: f64,
+}
+
+impl Default for Pace {
+    fn default() -> Self {
+        Pace {
+            tokens: PACE_BURST,
+            at: f64::MIN,
+        }
+    }
+}
+
+impl Pace {
+    fn refill(&mut self, now: f64) {
+        if now > self.at {
+            let gained = (now - self.at) * PACE_PER_SEC / 1_000.0;
+            self.tokens = (self.tokens + gained).min(PACE_BURST);
+            self.at = now;
+        }
+    }
+
+    fn take(&mut self, now: f64) -> bool {
+        self.refill(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// When the next message may go (after [`Pace::take`] said no).
+    fn next_at(&self) -> f64 {
+        self.at + (1.0 - self.tokens).max(0.0) * 1_000.0 / PACE_PER_SEC
+    }
+
+    /// The server said "too fast": nothing goes before `until`.
+    fn pause_until(&mut self, until: f64) {
+        self.tokens = 0.0;
+        self.at = self.at.max(until);
+    }
+}
+
+/// What may be sent now, and when to ask again.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Due {
+    pub send: Vec<ClientEnvelope>,
+    /// When more may go (`None`: nothing waits, or only answers are awaited).
+    pub next_at: Option<f64>,
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Outbox {
-    entries: VecDeque<ClientEnvelope>,
+    /// The id of the user whose messages these are.
+    owner: Option<String>,
+    entries: VecDeque<Entry>,
+    #[serde(skip)]
+    pace: Pace,
 }
 
 impl Outbox {
-    /// Queues `envelope`; returns the oldest one dropped to make room. A
-    /// `status` replaces one still queued (only the latest matters).
-    pub fn push(&mut self, envelope: ClientEnvelope) -> Option<ClientEnvelope> {
-        if let ClientMessage::Status(_) = envelope.message {
-            self.entries
-                .retain(|e| !matches!(e.message, ClientMessage::Status(_)));
+    /// An empty outbox for user `owner`.
+    pub fn for_user(owner: &str) -> Self {
+        Outbox {
+            owner: Some(owner.to_owned()),
+            ..Outbox::default()
         }
-        self.entries.push_back(envelope);
+    }
+
+    /// Whose messages these are.
+    pub fn owner(&self) -> Option<&str> {
+        self.owner.as_deref()
+    }
+
+    /// Queues `envelope` (it must have an id; one with the id of a queued
+    /// entry replaces it, as a retry does); returns the oldest one dropped to
+    /// make room.
+    pub fn push(&mut self, envelope: ClientEnvelope) -> Option<ClientEnvelope> {
+        debug_assert!(envelope.id.is_some(), "only answered messages are queued");
+        debug_assert!(!matches!(envelope.message, ClientMessage::Status(_)));
+        self.entries.retain(|e| e.envelope.id != envelope.id);
+        self.entries.push_back(Entry {
+            envelope,
+            sent: Sent::No,
+        });
         if self.entries.len() > OUTBOX_CAPACITY {
-            self.entries.pop_front()
+            self.entries.pop_front().map(|e| e.envelope)
         } else {
             None
         }
     }
 
-    /// The server acknowledged or refused envelope `id`: it is settled.
-    pub fn settle(&mut self, id: &str) {
-        self.entries.retain(|e| e.id.as_deref() != Some(id));
+    /// The server acknowledged or refused envelope `id`: it leaves.
+    pub fn settle(&mut self, id: &str) -> Option<ClientEnvelope> {
+        let at = self
+            .entries
+            .iter()
+            .position(|e| e.envelope.id.as_deref() == Some(id))?;
+        self.entries.remove(at).map(|e| e.envelope)
     }
 
-    /// Everything to send after a reconnect, in order. Messages the server
-    /// never acknowledges (no `id`) leave the outbox now.
-    pub fn replay(&mut self) -> Vec<ClientEnvelope> {
-        let all: Vec<ClientEnvelope> = self.entries.iter().cloned().collect();
-        self.entries.retain(|e| e.id.is_some());
-        all
+    /// The server answered `rate_limited` to `id`: it goes again later.
+    /// Whether `id` was queued.
+    pub fn retry_later(&mut self, id: &str, now: f64) -> bool {
+        let until = now + RETRY_AFTER_MS;
+        let Some(entry) = self
+            .entries
+            .iter_mut()
+            .find(|e| e.envelope.id.as_deref() == Some(id))
+        else {
+            return false;
+        };
+        entry.sent = Sent::NotBefore(until);
+        self.pace.pause_until(until);
+        true
+    }
+
+    /// The connection is gone: everything unanswered goes again on the next.
+    pub fn disconnected(&mut self) {
+        for entry in &mut self.entries {
+            if entry.sent == Sent::InFlight {
+                entry.sent = Sent::No;
+            }
+        }
+    }
+
+    /// What to send now, in order and at the pace; entries it returns are
+    /// in flight until settled, retried or disconnected.
+    pub fn due(&mut self, now: f64) -> Due {
+        let mut due = Due::default();
+        for entry in &mut self.entries {
+            let ready = match entry.sent {
+                Sent::InFlight => continue,
+                Sent::No => true,
+                Sent::NotBefore(at) => at <= now,
+            };
+            if !ready {
+                // In order: nothing overtakes a message that must wait.
+                if let Sent::NotBefore(at) = entry.sent {
+                    due.next_at = Some(at);
+                }
+                break;
+            }
+            if !self.pace.take(now) {
+                due.next_at = Some(self.pace.next_at());
+                break;
+            }
+            entry.sent = Sent::InFlight;
+            due.send.push(entry.envelope.clone());
+        }
+        due
+    }
+
+    /// Takes in what another tab of the same user left unsent (entries
+    /// already queued here are kept once).
+    pub fn merge(&mut self, other: Outbox) {
+        if other.owner != self.owner {
+            return;
+        }
+        for entry in other.entries {
+            if !self
+                .entries
+                .iter()
+                .any(|e| e.envelope.id == entry.envelope.id)
+            {
+                self.push(entry.envelope);
+            }
+        }
+    }
+
+    /// The notifications marked read by messages still queued.
+    pub fn pending_reads(&self) -> impl Iterator<Item = &str> {
+        self.entries
+            .iter()
+            .filter_map(|e| match &e.envelope.message {
+                ClientMessage::MarkRead(read) => Some(read.notification_ids.iter()),
+                _ => None,
+            })
+            .flatten()
+            .map(String::as_str)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &ClientEnvelope> {
-        self.entries.iter()
+        self.entries.iter().map(|e| &e.envelope)
     }
 
     pub fn len(&self) -> usize {
@@ -62,7 +254,7 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{ChatSend, StatusUpdate, UserStatus};
+    use crate::protocol::{ChatSend, MarkRead};
 
     fn chat(id: &str) -> ClientEnvelope {
         ClientEnvelope::new(ClientMessage::ChatSend(ChatSend {
@@ -72,59 +264,117 @@ mod tests {
         .with_id(id)
     }
 
-    fn status(status: UserStatus) -> ClientEnvelope {
-        ClientEnvelope::new(ClientMessage::Status(StatusUpdate { status }))
+    fn read(id: &str, notifications: &[&str]) -> ClientEnvelope {
+        ClientEnvelope::new(ClientMessage::MarkRead(MarkRead {
+            notification_ids: notifications.iter().map(|n| n.to_string()).collect(),
+        }))
+        .with_id(id)
     }
 
-    fn ids(envelopes: &[ClientEnvelope]) -> Vec<Option<&str>> {
-        envelopes.iter().map(|e| e.id.as_deref()).collect()
+    fn ids(envelopes: &[ClientEnvelope]) -> Vec<&str> {
+        envelopes.iter().filter_map(|e| e.id.as_deref()).collect()
     }
 
-    #[test]
-    fn messages_replay_in_order_until_settled() {
-        let mut outbox = Outbox::default();
-        outbox.push(chat("a"));
-        outbox.push(chat("b"));
-        assert_eq!(ids(&outbox.replay()), [Some("a"), Some("b")]);
-        assert_eq!(
-            ids(&outbox.replay()),
-            [Some("a"), Some("b")],
-            "unacked ones replay again"
-        );
-        outbox.settle("a");
-        assert_eq!(ids(&outbox.replay()), [Some("b")]);
+    fn queued(count: usize) -> Outbox {
+        let mut outbox = Outbox::for_user("ann");
+        for n in 0..count {
+            outbox.push(chat(&format!("c{n}")));
+        }
+        outbox
     }
 
     #[test]
-    fn only_the_latest_status_is_kept_and_it_is_sent_once() {
-        let mut outbox = Outbox::default();
-        outbox.push(status(UserStatus::Away));
-        outbox.push(chat("a"));
-        outbox.push(status(UserStatus::Online));
-        let replayed = outbox.replay();
-        assert_eq!(replayed.len(), 2);
-        assert!(
-            matches!(&replayed[1].message, ClientMessage::Status(s) if s.status == UserStatus::Online)
-        );
-        assert_eq!(outbox.len(), 1, "status needs no ack");
+    fn messages_go_once_per_connection_in_order_until_settled() {
+        let mut outbox = queued(2);
+        assert_eq!(ids(&outbox.due(0.0).send), ["c0", "c1"]);
+        assert!(outbox.due(10.0).send.is_empty(), "in flight: not again");
+        outbox.settle("c0");
+        outbox.disconnected();
+        assert_eq!(ids(&outbox.due(20_000.0).send), ["c1"], "unacked: again");
+        outbox.settle("c1");
+        assert!(outbox.is_empty());
+    }
+
+    #[test]
+    fn a_long_queue_goes_at_the_pace_not_all_at_once() {
+        // 30 messages queued offline: 8 at once, then 4 a second.
+        let mut outbox = queued(30);
+        let first = outbox.due(0.0);
+        assert_eq!(first.send.len(), PACE_BURST as usize);
+        assert_eq!(first.next_at, Some(250.0));
+        let (mut sent, mut next, mut now) = (first.send.len(), first.next_at, 0.0);
+        while let Some(at) = next {
+            now = at;
+            let due = outbox.due(now);
+            sent += due.send.len();
+            next = due.next_at;
+            assert!(now < 10_000.0, "stuck at {sent}");
+        }
+        assert_eq!(sent, 30);
+        // The whole queue at 4/s after the burst: 22 more in 5.5 s.
+        assert!((5_000.0..=6_000.0).contains(&now), "done at {now}");
+    }
+
+    #[test]
+    fn rate_limited_means_later_never_failed_and_nothing_overtakes() {
+        let mut outbox = queued(3);
+        assert_eq!(outbox.due(0.0).send.len(), 3);
+        assert!(outbox.retry_later("c1", 100.0));
+        assert!(!outbox.retry_later("unknown", 100.0));
+        outbox.settle("c0");
+        outbox.push(chat("c3"));
+        let due = outbox.due(200.0);
+        assert!(due.send.is_empty(), "c3 waits behind c1: {due:?}");
+        assert_eq!(due.next_at, Some(1_100.0));
+        let due = outbox.due(1_100.0);
+        assert!(due.send.is_empty(), "the pace waits too");
+        let due = outbox.due(1_400.0);
+        assert_eq!(ids(&due.send), ["c1"]);
+        assert_eq!(outbox.len(), 3, "c1, c2 (in flight) and c3 stay queued");
+    }
+
+    #[test]
+    fn a_retry_under_the_same_id_replaces_the_entry() {
+        let mut outbox = queued(2);
+        outbox.push(chat("c0"));
+        assert_eq!(ids(&outbox.due(0.0).send), ["c1", "c0"]);
     }
 
     #[test]
     fn past_the_bound_the_oldest_is_dropped() {
-        let mut outbox = Outbox::default();
-        for n in 0..OUTBOX_CAPACITY {
-            assert!(outbox.push(chat(&n.to_string())).is_none());
-        }
+        let mut outbox = queued(OUTBOX_CAPACITY);
         let dropped = outbox.push(chat("one too many")).expect("the oldest goes");
-        assert_eq!(dropped.id.as_deref(), Some("0"));
+        assert_eq!(dropped.id.as_deref(), Some("c0"));
         assert_eq!(outbox.len(), OUTBOX_CAPACITY);
     }
 
     #[test]
-    fn it_survives_a_reload_as_json() {
-        let mut outbox = Outbox::default();
-        outbox.push(chat("a"));
+    fn another_tabs_outbox_merges_only_for_the_same_user() {
+        let mut mine = queued(1);
+        let mut theirs = Outbox::for_user("ann");
+        theirs.push(chat("c0"));
+        theirs.push(chat("t1"));
+        mine.merge(theirs);
+        assert_eq!(ids(&mine.due(0.0).send), ["c0", "t1"]);
+        let mut bob = Outbox::for_user("bob");
+        bob.push(chat("b1"));
+        mine.merge(bob);
+        assert_eq!(mine.len(), 2, "never sent as another identity");
+    }
+
+    #[test]
+    fn queued_read_marks_are_known_and_survive_a_reload_as_json() {
+        let mut outbox = queued(1);
+        outbox.push(read("r1", &["n1", "n2"]));
+        assert_eq!(outbox.pending_reads().collect::<Vec<_>>(), ["n1", "n2"]);
+        outbox.due(0.0);
         let stored = serde_json::to_string(&outbox).unwrap();
-        assert_eq!(serde_json::from_str::<Outbox>(&stored).unwrap(), outbox);
+        let mut back: Outbox = serde_json::from_str(&stored).unwrap();
+        assert_eq!(back.owner(), Some("ann"));
+        assert_eq!(
+            ids(&back.due(0.0).send),
+            ["c0", "r1"],
+            "not in flight after a reload"
+        );
     }
 }

@@ -1,21 +1,29 @@
 //! The socket driver (browser builds only): a thin IO shell around the
-//! [`Reconnect`] machine. One task owns the WebSocket; it turns socket
-//! frames, timers, browser events (online/offline, visibility) and the
-//! views' requests into machine events, and carries out the commands:
-//! connect (with `hello` and the stored token), ping, schedule timers, show
-//! the status, and on `welcome` subscribe everything the page shows
-//! (resuming from its offsets) and replay the outbox.
+//! [`Reconnect`] machine and the outbox. One loop owns the WebSocket. Socket
+//! events (opened, frame, closed: each tagged with the socket's number, so a
+//! dropped socket's late events are ignored), timers, browser events
+//! (online/offline, visibility) and the views' requests all arrive in that
+//! loop as inputs; nothing waits on a socket outside it, so "retry now", a
+//! restart or the connect deadline are handled while an attempt is under way.
+//!
+//! It carries out the machine's commands: connect (`hello` with the stored
+//! token once the socket opens), ping, timers, the status, and on `welcome`
+//! one subscribe for everything the page shows (resuming from its offsets),
+//! the current status, then the outbox at its pace.
 
 use futures::channel::mpsc;
 use futures::stream::FuturesUnordered;
-use futures::{FutureExt, SinkExt, StreamExt};
-use gloo_net::websocket::{futures::WebSocket, Message, State, WebSocketError};
+use futures::{FutureExt, StreamExt};
 use gloo_timers::future::TimeoutFuture;
 use leptos::prelude::*;
 use std::future::Future;
 use std::pin::Pin;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{CloseEvent, MessageEvent, WebSocket};
 
 use super::browser;
+use super::context::ToDriver;
 use super::reconnect::{Command, Event, Reconnect, Timer};
 use super::LiveConnection;
 use crate::protocol::{
@@ -23,17 +31,30 @@ use crate::protocol::{
     StatusUpdate, Subscribe, SubscribeChannel, Unsubscribe, UserStatus,
 };
 
-/// What reaches the socket task from the page.
+/// What reaches the loop.
 enum Input {
     /// Something the machine must hear about.
     Event(Event),
-    /// A message to send now if the connection is up (the outbox and the
-    /// subscribe after `welcome` cover the time it is not).
-    Send(ClientEnvelope),
+    /// From the views.
+    Page(ToDriver),
+    /// Socket number `id` did something.
+    Socket { id: u32, event: SocketEvent },
 }
 
-type Socket = WebSocket;
-type TimerFuture = Pin<Box<dyn Future<Output = (Timer, u32)>>>;
+enum SocketEvent {
+    Opened,
+    Text(String),
+    Binary,
+    Closed(u16),
+}
+
+/// What a timer wakes.
+enum Wake {
+    Machine(Timer, u32),
+    Outbox,
+}
+
+type TimerFuture = Pin<Box<dyn Future<Output = Wake>>>;
 
 /// Starts the driver on the browser's event loop.
 pub fn start(live: LiveConnection) {
@@ -41,7 +62,8 @@ pub fn start(live: LiveConnection) {
     let send = {
         let inputs = inputs.clone();
         move |message: ClientMessage| {
-            let _ = inputs.unbounded_send(Input::Send(ClientEnvelope::new(message)));
+            let envelope = ClientEnvelope::new(message);
+            let _ = inputs.unbounded_send(Input::Page(ToDriver::Send(envelope)));
         }
     };
     let event = {
@@ -108,16 +130,22 @@ pub fn start(live: LiveConnection) {
         false,
     );
 
-    // The views hand messages over here (they are in the outbox already).
-    let to_socket = inputs.clone();
-    live.install_sender(std::sync::Arc::new(move |envelope| {
-        to_socket.unbounded_send(Input::Send(envelope)).is_ok()
+    // The views hand messages and "the outbox has more" over here.
+    let to_driver = inputs.clone();
+    live.install_sender(std::sync::Arc::new(move |request| {
+        to_driver.unbounded_send(Input::Page(request)).is_ok()
     }));
 
-    // A hidden page makes its user `away` (queued while disconnected).
+    // A hidden page makes its user `away`; showing it again says `online`
+    // and probes the socket (it may have died while the tab slept).
+    let to_socket = send;
+    let to_machine = event.clone();
     let visibility = window_event_listener(leptos::ev::visibilitychange, move |_| {
         if live.user.get_untracked().is_some() {
-            live.enqueue(ClientEnvelope::new(status_now()));
+            to_socket(status_now());
+        }
+        if !browser::page_hidden() {
+            to_machine(Event::Visible);
         }
     });
     let to_machine = event.clone();
@@ -130,11 +158,12 @@ pub fn start(live: LiveConnection) {
         offline.remove();
     });
 
-    // What an earlier visit left unsent goes out after the first welcome.
-    if let Some(outbox) = browser::load_outbox() {
-        live.restore_outbox(outbox);
+    browser::hold_tab_lock();
+    // What earlier visits of this user left unsent waits for the welcome.
+    if let Some(user) = live.user.get_untracked() {
+        live.take_over_outbox(&user);
     }
-    leptos::task::spawn_local(drive(live, inbox));
+    leptos::task::spawn_local(drive(live, inputs, inbox));
 }
 
 fn ticker(symbol: &str) -> String {
@@ -162,35 +191,125 @@ fn subscribe(live: LiveConnection, channels: Vec<String>) -> ClientMessage {
     ClientMessage::Subscribe(Subscribe { channels })
 }
 
-/// The socket task.
+/// One browser WebSocket whose events arrive in the loop as inputs.
+struct BrowserSocket {
+    socket: WebSocket,
+    id: u32,
+    _on_open: Closure<dyn FnMut(web_sys::Event)>,
+    _on_message: Closure<dyn FnMut(MessageEvent)>,
+    _on_close: Closure<dyn FnMut(CloseEvent)>,
+}
+
+impl BrowserSocket {
+    fn open(url: &str, id: u32, inputs: &mpsc::UnboundedSender<Input>) -> Result<Self, JsValue> {
+        let socket = WebSocket::new(url)?;
+        let report = |inputs: &mpsc::UnboundedSender<Input>| {
+            let inputs = inputs.clone();
+            move |event: SocketEvent| {
+                let _ = inputs.unbounded_send(Input::Socket { id, event });
+            }
+        };
+        let opened = report(inputs);
+        let on_open = Closure::<dyn FnMut(web_sys::Event)>::new(move |_: web_sys::Event| {
+            opened(SocketEvent::Opened)
+        });
+        let received = report(inputs);
+        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+            received(match event.data().as_string() {
+                Some(text) => SocketEvent::Text(text),
+                None => SocketEvent::Binary,
+            })
+        });
+        let closed = report(inputs);
+        let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
+            closed(SocketEvent::Closed(event.code()))
+        });
+        socket.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+        socket.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        socket.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+        Ok(BrowserSocket {
+            socket,
+            id,
+            _on_open: on_open,
+            _on_message: on_message,
+            _on_close: on_close,
+        })
+    }
+
+    /// Gives the attempt up now, even if it is still connecting (the browser
+    /// logs that as a failed connection: it is one).
+    fn abandon(self) {
+        self.socket.set_onopen(None);
+        self.socket.set_onmessage(None);
+        self.socket.set_onclose(None);
+        let _ = self.socket.close();
+    }
+
+    /// Sends `text` if the socket is open (a closing one's close event is
+    /// on its way; writing to it would make the browser log an error).
+    fn send(&self, text: &str) {
+        if self.socket.ready_state() == WebSocket::OPEN {
+            let _ = self.socket.send_with_str(text);
+        }
+    }
+}
+
+impl Drop for BrowserSocket {
+    /// Closes the socket; none of its events reach the loop any more.
+    fn drop(&mut self) {
+        self.socket.set_onmessage(None);
+        self.socket.set_onclose(None);
+        if self.socket.ready_state() == WebSocket::CONNECTING {
+            // Closing an attempt under way makes the browser log an error:
+            // let it finish, and close it if it ever opens.
+            let socket = self.socket.clone();
+            let close_when_open = Closure::once_into_js(move || {
+                let _ = socket.close();
+            });
+            self.socket
+                .set_onopen(Some(close_when_open.unchecked_ref()));
+        } else {
+            self.socket.set_onopen(None);
+            let _ = self.socket.close();
+        }
+    }
+}
+
+/// The loop's state.
 struct Driver {
     live: LiveConnection,
     machine: Reconnect,
-    socket: Option<Socket>,
+    inputs: mpsc::UnboundedSender<Input>,
+    socket: Option<BrowserSocket>,
+    /// Numbers sockets.
+    opened: u32,
     /// Welcomed on the current socket: messages may go out.
     ready: bool,
     timers: FuturesUnordered<TimerFuture>,
+    /// When the outbox's wake-up is set for, if it is.
+    outbox_wake: Option<f64>,
 }
 
-async fn drive(live: LiveConnection, mut inbox: mpsc::UnboundedReceiver<Input>) {
+async fn drive(
+    live: LiveConnection,
+    inputs: mpsc::UnboundedSender<Input>,
+    mut inbox: mpsc::UnboundedReceiver<Input>,
+) {
     let mut driver = Driver {
         live,
         machine: Reconnect::default(),
+        inputs,
         socket: None,
+        opened: 0,
         ready: false,
         timers: FuturesUnordered::new(),
+        outbox_wake: None,
     };
     if !browser::online() {
-        driver.handle(Event::Offline).await;
+        driver.handle(Event::Offline);
     }
-    driver.handle(Event::Start).await;
+    driver.handle(Event::Start);
     loop {
-        let frame = async {
-            match driver.socket.as_mut() {
-                Some(socket) => socket.next().await,
-                None => std::future::pending().await,
-            }
-        };
         let timer = async {
             if driver.timers.is_empty() {
                 std::future::pending().await
@@ -198,79 +317,80 @@ async fn drive(live: LiveConnection, mut inbox: mpsc::UnboundedReceiver<Input>) 
                 driver.timers.next().await
             }
         };
-        let step = futures::select! {
-            frame = frame.fuse() => Step::Frame(frame),
+        let input = futures::select! {
             input = inbox.next() => match input {
-                Some(input) => Step::Input(input),
+                Some(input) => input,
                 None => return,
             },
             fired = timer.fuse() => match fired {
-                Some((timer, session)) => Step::Input(Input::Event(Event::Timer { timer, session })),
+                Some(Wake::Machine(timer, session)) => Input::Event(Event::Timer { timer, session }),
+                Some(Wake::Outbox) => {
+                    driver.outbox_wake = None;
+                    Input::Page(ToDriver::Pump)
+                }
                 None => continue,
             },
         };
-        match step {
-            Step::Frame(frame) => driver.on_frame(frame).await,
-            Step::Input(Input::Event(event)) => driver.handle(event).await,
-            Step::Input(Input::Send(envelope)) => {
-                if driver.ready {
-                    driver.send(envelope).await;
+        driver.on_input(input);
+    }
+}
+
+impl Driver {
+    fn on_input(&mut self, input: Input) {
+        match input {
+            Input::Event(event) => self.handle(event),
+            Input::Page(ToDriver::Send(envelope)) => {
+                if self.ready {
+                    self.send(&envelope);
+                }
+            }
+            Input::Page(ToDriver::Pump) => self.pump(),
+            Input::Socket { id, event } => {
+                if self.socket.as_ref().is_some_and(|s| s.id == id) {
+                    self.on_socket(event);
                 }
             }
         }
     }
-}
 
-enum Step {
-    Frame(Option<Result<Message, WebSocketError>>),
-    Input(Input),
-}
-
-impl Driver {
     /// Runs one event through the machine and carries out what it says.
-    async fn handle(&mut self, event: Event) {
+    fn handle(&mut self, event: Event) {
         let mut pending = vec![event];
         while let Some(event) = pending.pop() {
             let commands = self.machine.handle(event, now_ms(), js_sys::Math::random());
             for command in commands {
-                if let Some(follow) = self.run(command).await {
+                if let Some(follow) = self.run(command) {
                     pending.push(follow);
                 }
             }
         }
     }
 
-    /// Carries out one command; a failed connect comes back as an event.
-    async fn run(&mut self, command: Command) -> Option<Event> {
+    /// Carries out one command; a socket that cannot even be made comes back
+    /// as an event.
+    fn run(&mut self, command: Command) -> Option<Event> {
         match command {
-            Command::Connect => return self.connect().await,
-            Command::Disconnect => {
-                self.socket = None;
-                self.ready = false;
+            Command::Connect => return self.connect(),
+            Command::Disconnect => self.disconnect(),
+            Command::Abandon => {
+                if let Some(socket) = self.socket.take() {
+                    socket.abandon();
+                }
+                self.disconnect();
             }
-            Command::Ping => {
-                self.send(ClientEnvelope::new(ClientMessage::Ping(Empty {})))
-                    .await
-            }
+            Command::Ping => self.send(&ClientEnvelope::new(ClientMessage::Ping(Empty {}))),
             Command::Schedule {
                 timer,
                 at_ms,
                 session,
-            } => {
-                let wait = (at_ms - now_ms()).max(0.0) as u32;
-                self.timers.push(Box::pin(
-                    TimeoutFuture::new(wait).map(move |_| (timer, session)),
-                ));
-            }
+            } => self.wake_at(at_ms, Wake::Machine(timer, session)),
             Command::Status(status) => self.live.status.set(status),
             Command::Flush => {
                 self.ready = true;
                 for message in after_welcome(self.live) {
-                    self.send(ClientEnvelope::new(message)).await;
+                    self.send(&ClientEnvelope::new(message));
                 }
-                for envelope in self.live.replay_outbox() {
-                    self.send(envelope).await;
-                }
+                self.pump();
             }
             Command::SignOut => {
                 browser::store_token(None);
@@ -280,89 +400,85 @@ impl Driver {
         None
     }
 
-    /// Opens a socket and sends `hello`; `Opened` or, on failure, `Closed`.
-    async fn connect(&mut self) -> Option<Event> {
-        self.socket = None;
-        self.ready = false;
+    fn wake_at(&mut self, at_ms: f64, wake: Wake) {
+        let wait = (at_ms - now_ms()).max(0.0) as u32;
+        self.timers
+            .push(Box::pin(TimeoutFuture::new(wait).map(move |_| wake)));
+    }
+
+    /// Makes a socket; `hello` goes when it opens.
+    fn connect(&mut self) -> Option<Event> {
+        self.disconnect();
         let Some(url) = socket_url() else {
             return Some(Event::Closed { code: 1000 });
         };
-        let Ok(mut socket) = WebSocket::open(&url) else {
-            return Some(Event::Closed { code: 1006 });
-        };
-        // gloo offers no "opened" future, and sending on a socket that failed
-        // to open makes the browser log an error: watch the ready state.
-        if !opened(&socket).await {
-            return Some(Event::Closed { code: 1006 });
-        }
-        let hello = ClientEnvelope::new(ClientMessage::Hello(Hello {
-            token: browser::token(),
-        }));
-        if socket.send(Message::Text(hello.to_json())).await.is_err() {
-            return Some(Event::Closed { code: 1006 });
-        }
-        self.socket = Some(socket);
-        Some(Event::Opened)
-    }
-
-    async fn send(&mut self, envelope: ClientEnvelope) {
-        let Some(socket) = self.socket.as_mut() else {
-            return;
-        };
-        // A socket the server already closed must not be written to (the
-        // browser would log an error); its close event is on its way.
-        if !matches!(socket.state(), State::Open) {
-            return;
-        }
-        if socket
-            .send(Message::Text(envelope.to_json()))
-            .await
-            .is_err()
-        {
-            self.socket = None;
-            self.ready = false;
-            Box::pin(self.handle(Event::Closed { code: 1006 })).await;
+        self.opened += 1;
+        match BrowserSocket::open(&url, self.opened, &self.inputs) {
+            Ok(socket) => {
+                self.socket = Some(socket);
+                None
+            }
+            Err(_) => Some(Event::Closed { code: 1006 }),
         }
     }
 
-    async fn on_frame(&mut self, frame: Option<Result<Message, WebSocketError>>) {
-        match frame {
-            Some(Ok(Message::Text(text))) => {
-                self.handle(Event::Heard).await;
+    fn disconnect(&mut self) {
+        self.socket = None;
+        self.ready = false;
+        self.live.outbox_disconnected();
+    }
+
+    fn send(&mut self, envelope: &ClientEnvelope) {
+        if let Some(socket) = &self.socket {
+            socket.send(&envelope.to_json());
+        }
+    }
+
+    /// Sends what the outbox says is due, and wakes it when more may go.
+    fn pump(&mut self) {
+        if !self.ready {
+            return;
+        }
+        let due = self.live.outbox_due(now_ms());
+        for envelope in &due.send {
+            self.send(envelope);
+        }
+        if let Some(at) = due.next_at {
+            if self.outbox_wake.is_none_or(|set| at < set) {
+                self.outbox_wake = Some(at);
+                self.wake_at(at, Wake::Outbox);
+            }
+        }
+    }
+
+    fn on_socket(&mut self, event: SocketEvent) {
+        match event {
+            SocketEvent::Opened => {
+                let hello = ClientEnvelope::new(ClientMessage::Hello(Hello {
+                    token: browser::token(),
+                }));
+                self.send(&hello);
+                self.handle(Event::Opened);
+            }
+            SocketEvent::Text(text) => {
+                self.handle(Event::Heard);
                 if let Some(heartbeat_ms) = on_text(self.live, &text) {
-                    self.handle(Event::Welcome { heartbeat_ms }).await;
+                    self.handle(Event::Welcome { heartbeat_ms });
                 }
+                // An answer may have settled or postponed outbox entries.
+                self.pump();
             }
-            Some(Ok(Message::Bytes(_))) => self.handle(Event::Heard).await,
-            Some(Err(WebSocketError::ConnectionClose(event))) => {
-                self.socket = None;
-                self.ready = false;
-                self.handle(Event::Closed { code: event.code }).await;
+            SocketEvent::Binary => self.handle(Event::Heard),
+            SocketEvent::Closed(code) => {
+                self.disconnect();
+                self.handle(Event::Closed { code });
             }
-            // An `error` event is always followed by `close`.
-            Some(Err(_)) => {}
-            None => {
-                self.socket = None;
-                self.ready = false;
-                self.handle(Event::Closed { code: 1006 }).await;
-            }
-        }
-    }
-}
-
-/// Waits until `socket` is open (true) or failed to open (false).
-async fn opened(socket: &WebSocket) -> bool {
-    loop {
-        match socket.state() {
-            State::Connecting => TimeoutFuture::new(20).await,
-            State::Open => return true,
-            State::Closing | State::Closed => return false,
         }
     }
 }
 
 /// What to send once `welcome` arrived: one subscribe for everything the
-/// page shows, and the page's visibility.
+/// page shows, and the user's current status (never a stale queued one).
 fn after_welcome(live: LiveConnection) -> Vec<ClientMessage> {
     let mut channels: Vec<String> = live
         .watchlist
@@ -386,7 +502,7 @@ fn after_welcome(live: LiveConnection) -> Vec<ClientMessage> {
     if !channels.is_empty() {
         messages.push(subscribe(live, channels));
     }
-    if signed_in && browser::page_hidden() {
+    if signed_in {
         messages.push(status_now());
     }
     messages
@@ -395,24 +511,26 @@ fn after_welcome(live: LiveConnection) -> Vec<ClientMessage> {
 /// Applies one server frame to the signals; returns the heartbeat interval
 /// when the frame held a `welcome`.
 fn on_text(live: LiveConnection, frame: &str) -> Option<u64> {
-    // Unknown kinds from a newer server are skipped, not fatal.
-    let envelope = ServerEnvelope::from_json(frame).ok()?;
+    let envelope = match ServerEnvelope::from_json(frame) {
+        Ok(envelope) => envelope,
+        Err(err) => {
+            leptos::logging::log!("unreadable server frame skipped: {err}");
+            return None;
+        }
+    };
     let mut heartbeat = None;
     for envelope in envelope.unpack() {
         match envelope.message {
             ServerMessage::Welcome(welcome) => {
                 heartbeat = Some(welcome.heartbeat_ms);
-                if welcome.user.is_none() {
-                    live.signed_out();
-                } else {
-                    live.user.set(welcome.user);
+                match welcome.user {
+                    None => live.signed_out(),
+                    Some(user) => live.welcomed(user),
                 }
             }
             ServerMessage::Error(error) => {
                 leptos::logging::log!("server error {}: {}", error.code, error.message);
-                if let Some(id) = &error.id {
-                    live.refused(id, &error.message);
-                }
+                live.refused(&error, now_ms());
             }
             other => live.apply(other),
         }

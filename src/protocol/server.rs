@@ -244,7 +244,22 @@ impl ErrorBody {
 /// `batch`: several server messages in one frame, to be unpacked in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Batch {
+    /// A message this build cannot read (a newer server's kind) is left out,
+    /// so the rest of the batch still applies.
+    #[serde(deserialize_with = "readable_messages")]
     pub messages: Vec<ServerEnvelope>,
+}
+
+fn readable_messages<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<ServerEnvelope>, D::Error> {
+    // Values, not raw text: the envelope is read through `flatten`, which
+    // buffers, and raw values cannot be buffered.
+    let values = Vec::<serde_json::Value>::deserialize(deserializer)?;
+    Ok(values
+        .into_iter()
+        .filter_map(|value| serde_json::from_value(value).ok())
+        .collect())
 }
 
 /// `history` (extension): older chat messages, oldest first; empty when

@@ -265,6 +265,21 @@ fn server_batch_unpacks_in_order() {
 }
 
 #[test]
+fn an_unknown_kind_in_a_batch_is_skipped_and_the_rest_applies() {
+    // A newer server's kind, with data of any shape, among known ones.
+    let frame = format!(
+        r#"{{"type":"batch","data":{{"messages":[{{"type":"pong","data":{{}},{T}}},{{"type":"hologram","data":{{"x":[1,2]}},{T}}},{{"type":"later_kind","data":null,{T}}},{{"type":"unsubscribed","data":{{"channel":"presence"}},{T}}}]}},{T}}}"#
+    );
+    let env = ServerEnvelope::from_json(&frame).expect("the batch decodes");
+    let kinds: Vec<_> = env.unpack().into_iter().map(|e| e.message).collect();
+    assert_eq!(kinds.len(), 2, "{kinds:?}");
+    assert!(matches!(kinds[0], ServerMessage::Pong(_)));
+    assert!(matches!(kinds[1], ServerMessage::Unsubscribed(_)));
+    // A known kind with bad data is still an error, not silently skipped.
+    assert!(ServerEnvelope::from_json(&format!(r#"{{"type":"pong","data":5,{T}}}"#)).is_err());
+}
+
+#[test]
 fn timestamps_have_exactly_six_fraction_digits_in_utc() {
     let ts = Timestamp::parse("2026-11-25T18:30:00.1+01:00").unwrap();
     assert_eq!(ts.to_string(), "2026-11-25T17:30:00.100000Z");
