@@ -1,4 +1,4 @@
-import { test, expect, connectionStatus, join } from "./fixtures";
+import { test, expect, connectionStatus, join, SERVER_DOWN } from "./fixtures";
 import type { Page } from "@playwright/test";
 
 test.use({ serverFlags: ["--presence-grace-ms", "1000"] });
@@ -59,6 +59,37 @@ test("hiding a page shows its user as away", async ({ openDashboard }) => {
   await expect(person(alice, "Bob")).toContainText("away");
   await setHidden(false);
   await expect(person(alice, "Bob")).not.toContainText("away");
+});
+
+test.describe("a status from a page that is gone", () => {
+  test.use({ allowedConsole: SERVER_DOWN });
+
+  test("is never replayed: a visible page says online after its welcome", async ({ server, openDashboard }) => {
+    const alice = await openDashboard();
+    await join(alice, "Alice");
+    const bob = await openDashboard();
+    await join(bob, "Bob");
+    await server.kill();
+    await expect(connectionStatus(bob)).toHaveText(/^(Reconnecting|Offline)/);
+    // Bob's tab is hidden while the server is down, then closed.
+    await bob.evaluate(() => {
+      Object.defineProperty(document, "hidden", { configurable: true, get: () => true });
+      Object.defineProperty(document, "visibilityState", { configurable: true, get: () => "hidden" });
+      document.dispatchEvent(new Event("visibilitychange", { bubbles: true }));
+    });
+    const context = bob.context();
+    await bob.close();
+
+    await server.start();
+    await expect(connectionStatus(alice)).toHaveText(/^Connected/, { timeout: 40_000 });
+    // Bob comes back later in a visible tab.
+    const again = await openDashboard(context);
+    await expect(connectionStatus(again)).toHaveText(/^Connected/);
+    await expect(person(alice, "Bob")).toBeVisible();
+    await alice.waitForTimeout(1_500);
+    await expect(person(alice, "Bob")).not.toContainText("away");
+    await expect(person(again, "Bob")).not.toContainText("away");
+  });
 });
 
 test("a reload stays signed in, and leaving signs out", async ({ openDashboard }) => {
