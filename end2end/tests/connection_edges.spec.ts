@@ -5,7 +5,7 @@
  * sign-out, a long queue, read marks) never losing or doubling a message.
  */
 import net from "node:net";
-import type { Page, WebSocket } from "@playwright/test";
+import type { Browser, BrowserContext, Page, WebSocket } from "@playwright/test";
 import { test, expect, connectionStatus, SERVER_DOWN, join, say, chatLines as lines } from "./fixtures";
 
 test.use({ allowedConsole: SERVER_DOWN });
@@ -104,43 +104,45 @@ test.describe("a full server", () => {
   });
 });
 
-test("an upgrade that is never answered times out and is retried", async ({ browser, server, openDashboard }) => {
-  const hole = new Blackhole(server.port);
-  const url = await hole.listen();
+/** Opens the dashboard through a `Blackhole` in front of `server`, runs `body`. */
+async function behindBlackhole(
+  browser: Browser,
+  port: number,
+  openDashboard: (context?: BrowserContext) => Promise<Page>,
+  body: (page: Page, hole: Blackhole) => Promise<void>,
+) {
+  const hole = new Blackhole(port);
+  const context = await browser.newContext({ baseURL: await hole.listen() });
   try {
-    const context = await browser.newContext({ baseURL: url });
     const page = await openDashboard(context);
+    await expect(connectionStatus(page)).toHaveText(/^Offline · connecting/);
+    await body(page, hole);
+  } finally {
+    await context.close();
+    hole.close();
+  }
+}
+
+test("an upgrade that is never answered times out and is retried", async ({ browser, server, openDashboard }) => {
+  await behindBlackhole(browser, server.port, openDashboard, async (page, hole) => {
     const status = connectionStatus(page);
-    await expect(status).toHaveText(/^Offline · connecting/);
     // The attempt's deadline is 10 s: then it counts as a 1006 and backs off.
     await expect(status).toHaveText(/^Reconnecting/, { timeout: 15_000 });
     await expect.poll(() => hole.upgrades, { timeout: 15_000 }).toBeGreaterThanOrEqual(2);
     hole.swallow = false;
     await expect(status).toHaveText(/^Connected/, { timeout: 30_000 });
-    await context.close();
-  } finally {
-    hole.close();
-  }
+  });
 });
 
 test("\"Retry now\" works while an attempt is under way", async ({ browser, server, openDashboard }) => {
-  const hole = new Blackhole(server.port);
-  const url = await hole.listen();
-  try {
-    const context = await browser.newContext({ baseURL: url });
-    const page = await openDashboard(context);
-    const status = connectionStatus(page);
-    await expect(status).toHaveText(/^Offline · connecting/);
+  await behindBlackhole(browser, server.port, openDashboard, async (page, hole) => {
     await expect.poll(() => hole.upgrades).toBe(1);
     hole.swallow = false;
     // Long before the 10 s deadline: a fresh attempt at once, and it gets in.
-    await page.getByRole("button", { name: "Retry now" }).click();
-    await expect(status).toHaveText(/^Connected/, { timeout: 5_000 });
+    await page.getByRole("button", { name: "Retry now" }).click({ timeout: 3_000 });
+    await expect(connectionStatus(page)).toHaveText(/^Connected/, { timeout: 5_000 });
     expect(hole.upgrades).toBe(2);
-    await context.close();
-  } finally {
-    hole.close();
-  }
+  });
 });
 
 test("going offline and back online reconnects at once", async ({ openDashboard }) => {

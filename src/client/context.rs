@@ -365,17 +365,21 @@ impl LiveConnection {
         let read: Vec<String> = self
             .outbox
             .with_value(|outbox| outbox.pending_reads().map(str::to_owned).collect());
-        if read.is_empty() {
-            return;
+        if !read.is_empty() {
+            self.forget_unread(&read);
         }
-        let mut hidden = 0;
+    }
+
+    /// Takes notifications `ids` off the list and the count.
+    fn forget_unread(&self, ids: &[String]) {
+        let mut gone = 0;
         self.unread.update(|unread| {
             let before = unread.len();
-            unread.retain(|n| !read.contains(&n.notification_id));
-            hidden = (before - unread.len()) as u64;
+            unread.retain(|n| !ids.contains(&n.notification_id));
+            gone = (before - unread.len()) as u64;
         });
         self.total_unread
-            .update(|total| *total = total.saturating_sub(hidden));
+            .update(|total| *total = total.saturating_sub(gone));
     }
 
     fn settle(&self, id: &str) {
@@ -423,16 +427,10 @@ impl LiveConnection {
         }
     }
 
-    /// Marks these notifications read (on the server too).
+    /// Marks these notifications read, on the server too: through the outbox
+    /// under a fresh id, so it survives a lost connection and a reload.
     pub fn mark_read(&self, ids: Vec<String>) {
-        let mut marked = 0;
-        self.unread.update(|unread| {
-            let before = unread.len();
-            unread.retain(|n| !ids.contains(&n.notification_id));
-            marked = (before - unread.len()) as u64;
-        });
-        self.total_unread
-            .update(|total| *total = total.saturating_sub(marked));
+        self.forget_unread(&ids);
         let message = ClientMessage::MarkRead(MarkRead {
             notification_ids: ids,
         });

@@ -30,6 +30,20 @@ fn open(machine: &mut Reconnect, at: f64) -> Vec<Command> {
     )
 }
 
+/// A machine welcomed at 0 with this heartbeat.
+fn welcomed(heartbeat_ms: u64) -> Reconnect {
+    let mut machine = Reconnect::default();
+    play(
+        &mut machine,
+        &[
+            (Event::Start, 0.0),
+            (Event::Opened, 0.0),
+            (Event::Welcome { heartbeat_ms }, 0.0),
+        ],
+    );
+    machine
+}
+
 fn timer(timer: Timer, session: u32) -> Event {
     Event::Timer { timer, session }
 }
@@ -316,20 +330,7 @@ fn retry_now_and_online_replace_an_attempt_under_way() {
 fn online_visible_and_offline_probe_an_open_socket() {
     for event in [Event::Online, Event::Visible, Event::Offline] {
         // No answer to the probe: dead after PROBE_MS, long before 2 heartbeats.
-        let mut machine = Reconnect::default();
-        play(
-            &mut machine,
-            &[
-                (Event::Start, 0.0),
-                (Event::Opened, 0.0),
-                (
-                    Event::Welcome {
-                        heartbeat_ms: 15_000,
-                    },
-                    0.0,
-                ),
-            ],
-        );
+        let mut machine = welcomed(15_000);
         let commands = machine.handle(event.clone(), 1_000.0, 1.0);
         assert_eq!(
             commands,
@@ -346,20 +347,7 @@ fn online_visible_and_offline_probe_an_open_socket() {
         let commands = machine.handle(timer(Timer::Probe, 1), 1_000.0 + PROBE_MS, 1.0);
         assert_eq!(commands.first(), Some(&Command::Disconnect), "{event:?}");
         // An answer in time keeps the connection.
-        let mut machine = Reconnect::default();
-        play(
-            &mut machine,
-            &[
-                (Event::Start, 0.0),
-                (Event::Opened, 0.0),
-                (
-                    Event::Welcome {
-                        heartbeat_ms: 15_000,
-                    },
-                    0.0,
-                ),
-            ],
-        );
+        let mut machine = welcomed(15_000);
         machine.handle(event.clone(), 1_000.0, 1.0);
         machine.handle(Event::Heard, 1_020.0, 1.0);
         assert!(machine
