@@ -55,7 +55,7 @@ pub async fn accept(
     let open = TaskTracker::new();
     loop {
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
+            accepted = next_connection(&listener) => match accepted {
                 Ok(accepted) => accepted,
                 Err(err) if is_connection_error(&err) => continue,
                 Err(err) => {
@@ -77,6 +77,17 @@ pub async fn accept(
     }
     open.close();
     open
+}
+
+/// Takes the next connection, ready to serve: Nagle's algorithm off
+/// (`TCP_NODELAY`), so a small frame (an ack, a tick) leaves at once instead
+/// of waiting for the client's delayed ACK (up to 40 ms on Linux).
+async fn next_connection(listener: &TcpListener) -> std::io::Result<(TcpStream, SocketAddr)> {
+    let (stream, peer) = listener.accept().await?;
+    if let Err(err) = stream.set_nodelay(true) {
+        tracing::debug!(%peer, %err, "cannot set TCP_NODELAY");
+    }
+    Ok((stream, peer))
 }
 
 /// Serves one TCP connection until it ends, is upgraded, or shutdown's
@@ -124,4 +135,26 @@ fn is_connection_error(err: &std::io::Error) -> bool {
         err.kind(),
         ErrorKind::ConnectionRefused | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn served_sockets_send_small_frames_at_once() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let _first = TcpStream::connect(address).await.unwrap();
+        let _second = TcpStream::connect(address).await.unwrap();
+        // What the operating system hands out: Nagle on.
+        let (plain, _) = listener.accept().await.unwrap();
+        assert!(!plain.nodelay().unwrap());
+        // What the accept loop serves.
+        let (served, _) = next_connection(&listener).await.unwrap();
+        assert!(
+            served.nodelay().unwrap(),
+            "TCP_NODELAY on the served socket"
+        );
+    }
 }

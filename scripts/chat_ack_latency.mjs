@@ -1,0 +1,89 @@
+// Measures chat ack latency against a running Pulse server: `--senders`
+// guests each send `chat_send` at `--rate` messages per second for
+// `--seconds`, and the time from each send to its `ack` is recorded.
+// Prints one JSON line: {senders, rate, sent, acked, p50_ms, p99_ms, max_ms}.
+//
+// Uses Node 20's built-in WebSocket (`node --experimental-websocket`), so it
+// needs no npm package. Example:
+//   node --experimental-websocket scripts/chat_ack_latency.mjs \
+//     --url http://127.0.0.1:3000 --senders 50 --rate 2 --seconds 20
+
+const args = Object.fromEntries(
+  process.argv.slice(2).reduce((pairs, arg, n, all) => {
+    if (arg.startsWith("--")) pairs.push([arg.slice(2), all[n + 1]]);
+    return pairs;
+  }, []),
+);
+const url = args.url ?? "http://127.0.0.1:3000";
+const senders = Number(args.senders ?? 50);
+const rate = Number(args.rate ?? 2);
+const seconds = Number(args.seconds ?? 20);
+
+async function login(name) {
+  const response = await fetch(`${url}/api/login`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ name }),
+  });
+  if (!response.ok) throw new Error(`login ${name}: ${response.status}`);
+  return (await response.json()).token;
+}
+
+function connect(token) {
+  return new Promise((resolve, reject) => {
+    const socket = new WebSocket(url.replace(/^http/, "ws") + "/ws");
+    socket.onerror = () => reject(new Error("socket error"));
+    socket.onopen = () => socket.send(JSON.stringify({ type: "hello", data: { token } }));
+    socket.onmessage = (event) => {
+      if (String(event.data).includes('"type":"welcome"')) resolve(socket);
+    };
+  });
+}
+
+const latencies = [];
+let sent = 0;
+
+async function sender(n) {
+  const socket = await connect(await login(`ack${n}x${Date.now() % 100000}`));
+  const pending = new Map();
+  socket.onmessage = (event) => {
+    const frame = JSON.parse(String(event.data));
+    const messages = frame.type === "batch" ? frame.data.messages : [frame];
+    for (const message of messages) {
+      if (message.type !== "ack") continue;
+      const at = pending.get(message.data.id);
+      if (at !== undefined) {
+        latencies.push(performance.now() - at);
+        pending.delete(message.data.id);
+      }
+    }
+  };
+  const end = performance.now() + seconds * 1000;
+  // Spread the senders over the first interval.
+  await new Promise((resolve) => setTimeout(resolve, (n / senders) * (1000 / rate)));
+  let count = 0;
+  while (performance.now() < end) {
+    const id = `a-${n}-${count++}`;
+    pending.set(id, performance.now());
+    socket.send(JSON.stringify({ type: "chat_send", id, data: { room: "bench", text: `m ${id}` } }));
+    sent += 1;
+    await new Promise((resolve) => setTimeout(resolve, 1000 / rate));
+  }
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  socket.close();
+}
+
+await Promise.all(Array.from({ length: senders }, (_, n) => sender(n)));
+latencies.sort((a, b) => a - b);
+const at = (q) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))];
+console.log(
+  JSON.stringify({
+    senders,
+    rate,
+    sent,
+    acked: latencies.length,
+    p50_ms: +at(0.5).toFixed(2),
+    p99_ms: +at(0.99).toFixed(2),
+    max_ms: +latencies[latencies.length - 1].toFixed(2),
+  }),
+);
