@@ -141,6 +141,7 @@ fn Rooms() -> impl IntoView {
             <p class="form-problem" role="alert">{move || problem.get()}</p>
         </div>
     }
+    .into_any()
 }
 
 /// Where the log stood after its last render or scroll: what the next render
@@ -213,7 +214,10 @@ fn Log() -> impl IntoView {
         };
         let room = live.room.get_untracked();
         let now = Seen::measure(&list, room.clone());
-        let (at_top, following) = (now.scroll_top <= 0, now.at_bottom);
+        // A log that does not scroll (any more) is not scrolled to its top:
+        // its scroll events come from shrinking, not from the reader.
+        let at_top = now.scroll_top <= 0 && list.scroll_height() > list.client_height();
+        let following = now.at_bottom;
         seen.set_value(Some(now));
         // Scrolled up: keep more lines, so what is read is not trimmed away.
         let lines = live.lines(&room);
@@ -249,12 +253,10 @@ fn Log() -> impl IntoView {
                     let (Some(button), Some(list)) = (older_button.get_untracked(), list.get_untracked()) else {
                         return;
                     };
+                    // Cleanups run before the old view leaves the page, so
+                    // the button still has the focus if it had it.
                     let button: &Element = button.as_ref();
-                    let active = document().active_element();
-                    let lost = active.as_ref().is_none_or(|active| {
-                        active == button || active.tag_name().eq_ignore_ascii_case("body")
-                    });
-                    if lost && list.is_connected() {
+                    if document().active_element().as_ref() == Some(button) {
                         let _ = list.focus();
                     }
                 });
@@ -279,6 +281,7 @@ fn Log() -> impl IntoView {
             <p class="empty">"No messages yet — say hello."</p>
         </Show>
     }
+    .into_any()
 }
 
 /// One line; a line this page is sending follows its state in place.
@@ -354,6 +357,7 @@ fn Line(line: Arc<ChatLine>, lines: RwSignal<ChatLog>) -> impl IntoView {
             {state}
         </li>
     }
+    .into_any()
 }
 
 /// The `Message` box and `Send`.
