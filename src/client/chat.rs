@@ -153,6 +153,13 @@ impl ChatLog {
         self.trim()
     }
 
+    /// Keeps only the lines `keep` accepts (e.g. forgets the lines of
+    /// messages that will never be sent); the order stays.
+    pub fn retain(&mut self, mut keep: impl FnMut(&ChatLine) -> bool) {
+        self.sent.retain(|line| keep(line));
+        self.unsent.retain(|line| keep(line));
+    }
+
     /// Drops the oldest confirmed lines beyond the bound.
     fn trim(&mut self) -> bool {
         let bound = if self.scrolled_up {
@@ -199,6 +206,23 @@ impl ChatLog {
         if let Err(at) = self.sent.binary_search_by_key(&offset, |l| l.offset_key()) {
             self.sent.insert(at, Arc::new(line));
         }
+    }
+}
+
+/// The lines in the order shown, owned.
+impl IntoIterator for ChatLog {
+    type Item = ChatLine;
+    type IntoIter = std::iter::Map<
+        std::iter::Chain<
+            std::collections::vec_deque::IntoIter<Arc<ChatLine>>,
+            std::vec::IntoIter<Arc<ChatLine>>,
+        >,
+        fn(Arc<ChatLine>) -> ChatLine,
+    >;
+
+    fn into_iter(self) -> Self::IntoIter {
+        let owned: fn(Arc<ChatLine>) -> ChatLine = Arc::unwrap_or_clone;
+        self.sent.into_iter().chain(self.unsent).map(owned)
     }
 }
 
@@ -488,6 +512,14 @@ mod tests {
         for (name, steps, expected) in cases {
             assert_eq!(shown(&run(steps)), *expected, "{name}");
         }
+    }
+
+    #[test]
+    fn lines_can_be_forgotten_and_taken_in_the_order_shown() {
+        let mut log = run(&[Live(2), Pending("c-1"), Pending("c-2"), Live(1)]);
+        log.retain(|line| line.key != "c-1" && line.key != "m2");
+        let keys: Vec<String> = log.into_iter().map(|line| line.key).collect();
+        assert_eq!(keys, ["m1", "c-2"]);
     }
 
     #[test]
