@@ -1,13 +1,32 @@
-//! The chat panel: room tabs and a box to join or create a room, the `Chat`
-//! log (text rendered as text, never as HTML; older history loads when
-//! scrolled to the top), and the `Message` box with `Send` (Enter sends).
-//! Lines still being sent look pending; failed ones say why and offer retry.
+//! The chat panel: room tabs (the ARIA tabs pattern: one tab stop, arrow
+//! keys, Home and End) over the tab panel holding the shown room's `Chat` log
+//! (text rendered as text, never as HTML), a box to join or create a room,
+//! and the `Message` box with `Send` (Enter sends). The log follows the
+//! newest line only while the reader is at the bottom and keeps the reader's
+//! place when lines arrive or older ones are put above; older history loads
+//! when scrolled to the top or with "Load older messages". Lines still being
+//! sent look pending, failed ones say why and offer retry, and a line keeps
+//! its element (and is not read out again) when its state changes.
 
-use leptos::ev::SubmitEvent;
+use std::sync::Arc;
+
+use leptos::ev::{KeyboardEvent, SubmitEvent};
 use leptos::prelude::*;
+use leptos::wasm_bindgen::JsCast;
+use leptos::web_sys::{Element, HtmlElement};
 
-use crate::client::chat::{ChatLine, LineState};
+use crate::client::chat::{ChatLine, ChatLog, LineState};
 use crate::client::LiveConnection;
+
+/// The one tab panel every room tab controls (it shows the selected room).
+const PANEL_ID: &str = "chat-panel";
+
+/// How close to the bottom (in CSS pixels) still counts as "at the bottom".
+const NEAR_BOTTOM_PX: i32 = 24;
+
+fn tab_id(room: &str) -> String {
+    format!("room-tab-{room}")
+}
 
 #[component]
 pub fn ChatPanel() -> impl IntoView {
@@ -20,13 +39,31 @@ pub fn ChatPanel() -> impl IntoView {
                 fallback=|| view! { <p class="empty">"Join to chat."</p> }
             >
                 <Rooms/>
-                <Log/>
+                <div
+                    role="tabpanel"
+                    id=PANEL_ID
+                    class="room-panel"
+                    aria-labelledby=move || tab_id(&live.room.get())
+                >
+                    <Log/>
+                </div>
                 <p class="form-problem" role="alert">{move || live.outbox_warning.get()}</p>
                 <Composer/>
             </Show>
         </section>
     }
     .into_any()
+}
+
+/// Moves the focus to the tab of `room` (the arrow keys' target).
+fn focus_tab(room: &str) {
+    let tab = document()
+        .get_element_by_id(&tab_id(room))
+        .and_then(|tab| tab.dyn_into::<HtmlElement>().ok());
+    if let Some(tab) = tab {
+        // Focusing a button cannot fail in a way the page could act on.
+        let _ = tab.focus();
+    }
 }
 
 /// The room tabs and the join-a-room form.
@@ -45,9 +82,27 @@ fn Rooms() -> impl IntoView {
             Err(err) => problem.set(Some(err)),
         }
     };
+    // Selection follows focus: showing another room's log is cheap.
+    let on_keydown = move |event: KeyboardEvent| {
+        let rooms = live.rooms.get_untracked();
+        let shown = live.room.get_untracked();
+        let Some(at) = rooms.iter().position(|room| *room == shown) else {
+            return;
+        };
+        let next = match event.key().as_str() {
+            "ArrowRight" => (at + 1) % rooms.len(),
+            "ArrowLeft" => (at + rooms.len() - 1) % rooms.len(),
+            "Home" => 0,
+            "End" => rooms.len() - 1,
+            _ => return,
+        };
+        event.prevent_default();
+        live.room.set(rooms[next].clone());
+        focus_tab(&rooms[next]);
+    };
     view! {
         <div class="rooms">
-            <div role="tablist" aria-label="Rooms" class="room-tabs">
+            <div role="tablist" aria-label="Rooms" class="room-tabs" on:keydown=on_keydown>
                 <For each=move || live.rooms.get() key=|room| room.clone() let:room>
                     {
                         let name = room.clone();
@@ -57,7 +112,10 @@ fn Rooms() -> impl IntoView {
                             <button
                                 type="button"
                                 role="tab"
+                                id=tab_id(&room)
+                                aria-controls=PANEL_ID
                                 aria-selected=move || selected.get().to_string()
+                                tabindex=move || if selected.get() { "0" } else { "-1" }
                                 class:active=move || selected.get()
                                 on:click=move |_| live.room.set(pick.clone())
                             >
@@ -83,47 +141,181 @@ fn Rooms() -> impl IntoView {
             <p class="form-problem" role="alert">{move || problem.get()}</p>
         </div>
     }
+    .into_any()
 }
 
-/// The `Chat` log of the shown room.
-#[component]
-fn Log() -> impl IntoView {
-    let live = expect_context::<LiveConnection>();
-    let log = NodeRef::<leptos::html::Ol>::new();
-    let lines = move || live.lines(&live.room.get()).get();
-    // Keep the newest line in view as lines arrive.
-    Effect::new(move |_| {
-        lines();
-        if let Some(log) = log.get() {
-            log.set_scroll_top(log.scroll_height());
+/// Where the log stood after its last render or scroll: what the next render
+/// needs to keep the reader's place.
+struct Seen {
+    room: String,
+    /// The first line's element and its offset from the top of the list.
+    first: Option<Element>,
+    first_top: i32,
+    scroll_top: i32,
+    at_bottom: bool,
+}
+
+impl Seen {
+    fn measure(list: &HtmlElement, room: String) -> Self {
+        let first = list.first_element_child();
+        let first_top = first
+            .as_ref()
+            .and_then(|first| first.dyn_ref::<HtmlElement>())
+            .map_or(0, HtmlElement::offset_top);
+        let scroll_top = list.scroll_top();
+        Seen {
+            room,
+            first,
+            first_top,
+            scroll_top,
+            at_bottom: list.scroll_height() - scroll_top - list.client_height() <= NEAR_BOTTOM_PX,
         }
-    });
-    let on_scroll = move |_| {
-        if log.get().is_some_and(|log| log.scroll_top() == 0) {
-            live.load_older(&live.room.get_untracked());
-        }
-    };
-    view! {
-        <ol class="log" role="log" aria-label="Chat" aria-live="polite" node_ref=log on:scroll=on_scroll>
-            <For each=lines key=|line| (line.key.clone(), line.offset, line.state.clone()) let:line>
-                <Line line/>
-            </For>
-        </ol>
-        <Show when=move || live.lines(&live.room.get()).with(Vec::is_empty)>
-            <p class="empty">"No messages yet — say hello."</p>
-        </Show>
+    }
+
+    /// How far the line that was first moved down (lines put above it).
+    fn shift(&self, list: &HtmlElement) -> i32 {
+        self.first
+            .as_ref()
+            .filter(|first| list.contains(Some(first)))
+            .and_then(|first| first.dyn_ref::<HtmlElement>())
+            .map_or(0, |first| first.offset_top() - self.first_top)
     }
 }
 
+/// The `Chat` log of the shown room, with "Load older messages" above it.
 #[component]
-fn Line(line: ChatLine) -> impl IntoView {
+fn Log() -> impl IntoView {
     let live = expect_context::<LiveConnection>();
-    let class = match &line.state {
-        LineState::Sent => "line",
-        LineState::Pending => "line pending",
-        LineState::Failed(_) => "line failed",
+    let list = NodeRef::<leptos::html::Ol>::new();
+    let older_button = NodeRef::<leptos::html::Button>::new();
+    let shown = move || live.lines(&live.room.get());
+    let seen = StoredValue::new_local(None::<Seen>);
+    // After each render: follow the newest line if the reader was at the
+    // bottom (or the room is new to this view); otherwise keep what the
+    // reader sees where it was, moved by what was put above it.
+    Effect::new(move |_| {
+        let room = live.room.get();
+        live.lines(&room).track();
+        let Some(list) = list.get() else {
+            return;
+        };
+        let previous = seen.try_update_value(Option::take).flatten();
+        match previous {
+            Some(previous) if previous.room == room && !previous.at_bottom => {
+                list.set_scroll_top(previous.scroll_top + previous.shift(&list));
+            }
+            _ => list.set_scroll_top(list.scroll_height()),
+        }
+        seen.set_value(Some(Seen::measure(&list, room)));
+    });
+    let on_scroll = move |_| {
+        let Some(list) = list.get_untracked() else {
+            return;
+        };
+        let room = live.room.get_untracked();
+        let now = Seen::measure(&list, room.clone());
+        // A log that does not scroll (any more) is not scrolled to its top:
+        // its scroll events come from shrinking, not from the reader.
+        let at_top = now.scroll_top <= 0 && list.scroll_height() > list.client_height();
+        let following = now.at_bottom;
+        seen.set_value(Some(now));
+        // Scrolled up: keep more lines, so what is read is not trimmed away.
+        let lines = live.lines(&room);
+        if lines.try_update_untracked(|log| log.follow(following)) == Some(true) {
+            lines.notify();
+        }
+        if at_top {
+            live.load_older(&room);
+        }
     };
-    let state = match &line.state {
+    let each = move || {
+        let lines = shown();
+        lines.with(|log| {
+            log.iter()
+                .map(|line| (lines, Arc::clone(line)))
+                .collect::<Vec<_>>()
+        })
+    };
+    view! {
+        <Show when=move || shown().with(ChatLog::may_have_older)>
+            <button
+                type="button"
+                class="link load-older"
+                node_ref=older_button
+                on:click=move |_| live.load_older(&live.room.get_untracked())
+            >
+                "Load older messages"
+            </button>
+            {
+                // The last page loaded removes the button: if it had the
+                // focus, the log takes it rather than the page's body.
+                on_cleanup(move || {
+                    let (Some(button), Some(list)) = (older_button.get_untracked(), list.get_untracked()) else {
+                        return;
+                    };
+                    // Cleanups run before the old view leaves the page, so
+                    // the button still has the focus if it had it.
+                    let button: &Element = button.as_ref();
+                    if document().active_element().as_ref() == Some(button) {
+                        let _ = list.focus();
+                    }
+                });
+            }
+        </Show>
+        <ol
+            class="log"
+            role="log"
+            aria-label="Chat"
+            aria-live="polite"
+            tabindex="0"
+            node_ref=list
+            on:scroll=on_scroll
+        >
+            <For
+                each=each
+                key=|(_, line)| line.key.clone()
+                children=|(lines, line)| view! { <Line line lines/> }
+            />
+        </ol>
+        <Show when=move || shown().with(ChatLog::is_empty)>
+            <p class="empty">"No messages yet — say hello."</p>
+        </Show>
+    }
+    .into_any()
+}
+
+/// One line; a line this page is sending follows its state in place.
+#[component]
+fn Line(line: Arc<ChatLine>, lines: RwSignal<ChatLog>) -> impl IntoView {
+    let live = expect_context::<LiveConnection>();
+    // A confirmed line never changes; one of ours becomes pending, failed or
+    // confirmed (gaining its time) under the same key, so only its state and
+    // time re-render.
+    let current: Signal<Arc<ChatLine>> = if line.state == LineState::Sent {
+        Signal::stored(Arc::clone(&line))
+    } else {
+        let key = line.key.clone();
+        let first = Arc::clone(&line);
+        Memo::new(move |previous: Option<&Arc<ChatLine>>| {
+            if let Some(done) = previous.filter(|line| line.state == LineState::Sent) {
+                return Arc::clone(done);
+            }
+            lines
+                .with(|log| log.line(&key).cloned())
+                .or_else(|| previous.cloned())
+                .unwrap_or_else(|| Arc::clone(&first))
+        })
+        .into()
+    };
+    let class = move || {
+        current.with(|line| match line.state {
+            LineState::Sent => "line",
+            LineState::Pending => "line pending",
+            LineState::Failed(_) => "line failed",
+        })
+    };
+    let state = move || {
+        match current.get().state.clone() {
         LineState::Sent => None,
         LineState::Pending => {
             // A clock drawn inline, not an emoji (no emoji font: a box).
@@ -140,25 +332,32 @@ fn Line(line: ChatLine) -> impl IntoView {
                 .into_any(),
             )
         }
-        LineState::Failed(reason) => {
-            let retry = line.clone();
-            Some(
-                view! {
-                    <span class="line-state">{format!("Not sent: {reason}")}</span>
-                    <button type="button" class="link" on:click=move |_| live.retry(&live.room.get_untracked(), &retry)>"Retry"</button>
-                }
-                .into_any(),
-            )
-        }
+        LineState::Failed(reason) => Some(
+            view! {
+                <span class="line-state">{format!("Not sent: {reason}")}</span>
+                <button
+                    type="button"
+                    class="link"
+                    on:click=move |_| live.retry(&live.room.get_untracked(), &current.get_untracked())
+                >
+                    "Retry"
+                </button>
+            }
+            .into_any(),
+        ),
+    }
     };
     view! {
         <li class=class>
             <span class="author">{line.user.name.clone()}</span>
-            <time datetime=line.sent_at.map(|t| t.to_string()).unwrap_or_default()>{line.time()}</time>
+            <time datetime=move || {
+                current.with(|line| line.sent_at.map(|t| t.to_string()).unwrap_or_default())
+            }>{move || current.with(|line| line.time())}</time>
             <span class="text">{line.text.clone()}</span>
             {state}
         </li>
     }
+    .into_any()
 }
 
 /// The `Message` box and `Send`.

@@ -6,7 +6,7 @@
 use leptos::prelude::*;
 use std::collections::HashMap;
 
-use super::chat::{self, ChatLine};
+use super::chat::{self, ChatLine, ChatLog};
 use super::initial::{InitialState, MAX_WATCHLIST};
 use super::outbox::{Due, Outbox, OUTBOX_CAPACITY};
 use super::store::{apply_presence, sort_people, Cursors, QuoteView, Renewal};
@@ -96,7 +96,7 @@ pub struct LiveConnection {
     pub total_unread: RwSignal<u64>,
     pub toast: RwSignal<Option<Notification>>,
     /// One signal per room's log.
-    lines: StoredValue<HashMap<String, RwSignal<Vec<ChatLine>>>>,
+    lines: StoredValue<HashMap<String, RwSignal<ChatLog>>>,
     /// Hands a message to the socket driver (installed by it; `None` on the
     /// server); `false` when it cannot be sent now.
     sender: StoredValue<Option<Sender>>,
@@ -200,13 +200,13 @@ impl LiveConnection {
     }
 
     /// The signal of a room's log.
-    pub fn lines(&self, room: &str) -> RwSignal<Vec<ChatLine>> {
+    pub fn lines(&self, room: &str) -> RwSignal<ChatLog> {
         if let Some(signal) = self.lines.with_value(|lines| lines.get(room).copied()) {
             return signal;
         }
         let signal = self
             .owner
-            .with_value(|owner| owner.with(|| RwSignal::new(Vec::new())));
+            .with_value(|owner| owner.with(|| RwSignal::new(ChatLog::default())));
         self.lines.update_value(|lines| {
             lines.insert(room.to_owned(), signal);
         });
@@ -412,18 +412,20 @@ impl LiveConnection {
         Ok(())
     }
 
-    /// Asks for the messages before the oldest one shown.
+    /// Asks for the messages before the oldest one shown, unless a request
+    /// for them is still unanswered or nothing older exists.
     pub fn load_older(&self, room: &str) {
-        let Some(before) = self.lines(room).with_untracked(|lines| chat::oldest(lines)) else {
+        let lines = self.lines(room);
+        let Some(before) = lines.with_untracked(ChatLog::older_request) else {
             return;
         };
-        if before > 1 {
-            let request = HistoryRequest {
-                channel: Channel::Chat(room.to_owned()).to_string(),
-                before,
-                limit: Some(50),
-            };
-            self.send(ClientMessage::History(request), None);
+        let request = HistoryRequest {
+            channel: Channel::Chat(room.to_owned()).to_string(),
+            before,
+            limit: Some(50),
+        };
+        if self.send(ClientMessage::History(request), None) {
+            lines.update(|log| log.history_requested(before));
         }
     }
 
@@ -526,10 +528,15 @@ impl LiveConnection {
                         self.quote(&symbol).set(view);
                     }
                     (Ok(Channel::Chat(room)), Some(Renewal::Replace(_))) => {
-                        if let Some(Snapshot::Chat(snapshot)) = &answer.snapshot {
-                            self.lines(&room)
-                                .update(|lines| chat::replace(lines, &snapshot.messages));
-                        }
+                        let messages = match &answer.snapshot {
+                            Some(Snapshot::Chat(snapshot)) => &snapshot.messages[..],
+                            _ => &[],
+                        };
+                        self.lines(&room)
+                            .update(|lines| chat::replace(lines, messages, answer.offset));
+                    }
+                    (Ok(Channel::Chat(room)), Some(Renewal::Keep)) => {
+                        self.lines(&room).update(ChatLog::resubscribed);
                     }
                     (Ok(Channel::User(_)), Some(Renewal::Replace(_))) => {
                         if let Some(Snapshot::Unread(snapshot)) = answer.snapshot {
