@@ -20,8 +20,9 @@ const HISTORY_PAGE: u32 = 50;
 const MAX_HISTORY_PAGE: u32 = 100;
 
 impl Connection {
-    /// Validated, stored (exactly once per envelope id), published to the
-    /// room in commit order, then acknowledged.
+    /// Validated, stored (exactly once per envelope id), then acknowledged
+    /// to the sender and published to the room in commit order (the sender
+    /// gets its `ack` before its own copy).
     pub(super) async fn chat_send(&mut self, send: ChatSend, id: Option<String>) {
         let fail = |code, message: &str| ErrorBody::new(code, message).with_id(id.clone());
         let Some(user) = self.user.clone() else {
@@ -67,7 +68,8 @@ impl Connection {
             );
             return self.send_error(fail(ErrorCode::RateLimited, &message));
         }
-        let hub = self.context.hub.clone();
+        let (hub, outbox) = (self.context.hub.clone(), self.outbox.clone());
+        let acked = client_id.clone();
         // The message and its mentions' notifications are one transaction.
         let draft = ChatDraft {
             room: send.room,
@@ -82,6 +84,11 @@ impl Connection {
                 store
                     .append_chat(draft, move |appended, notified| {
                         if let Appended::New(message) = appended {
+                            // The sender hears its ack before its own copy,
+                            // so a page can turn its pending line into the
+                            // message in place instead of showing it twice.
+                            let ack = Ack::stored(acked, message.channel.clone(), message.offset);
+                            let _ = outbox.push(frames::encode(ServerMessage::Ack(ack)));
                             hub.publish_chat(message);
                         }
                         for notification in notified {
@@ -92,6 +99,8 @@ impl Connection {
             })
             .await;
         match stored {
+            // Acked at the commit, above.
+            Ok(Appended::New(_)) => {}
             Ok(appended) => {
                 let (channel, offset) = appended.channel_offset();
                 let ack = Ack::stored(client_id, channel.to_owned(), offset);

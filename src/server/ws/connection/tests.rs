@@ -364,6 +364,42 @@ async fn a_connection_waiting_on_the_store_still_reads_and_answers_pings() {
     );
 }
 
+/// The sender hears its `ack` before its own copy of the message, so a page
+/// can turn its pending line into the message in place.
+#[tokio::test]
+async fn the_sender_gets_its_ack_before_its_own_copy() {
+    let context = context();
+    let mut client = connect(&context, 64);
+    client.send(&hello_with(&context.auth.mint(&user("Ord"))));
+    client.recv().await;
+    client.send(r#"{"type":"subscribe","data":{"channels":[{"channel":"chat:general"}]}}"#);
+    while !client
+        .recv()
+        .await
+        .iter()
+        .any(|m| matches!(m, ServerMessage::Subscribed(_)))
+    {}
+    for n in 1..=3 {
+        let send = format!(
+            r#"{{"type":"chat_send","data":{{"room":"general","text":"m{n}"}},"id":"c-{n}"}}"#
+        );
+        client.send(&send);
+        let mut after = Vec::new();
+        while after.len() < 2 {
+            after.extend(client.recv().await);
+        }
+        let id = format!("c-{n}");
+        assert!(
+            matches!(&after[0], ServerMessage::Ack(ack) if ack.id == id),
+            "{after:?}"
+        );
+        assert!(
+            matches!(&after[1], ServerMessage::Chat(m) if m.text == format!("m{n}")),
+            "{after:?}"
+        );
+    }
+}
+
 /// A connection that sends no `hello` within the protocol's 10 s is closed
 /// with 4001; one that did is not closed by that deadline (paused time).
 #[tokio::test(start_paused = true)]
