@@ -121,7 +121,9 @@ test("Retry now stays under the keyboard focus while it connects, and the badge 
   const attempt = page.waitForEvent("websocket");
   await page.keyboard.press("Enter");
   const socket = await attempt;
-  if (!socket.isClosed()) await socket.waitForEvent("close");
+  // Not waitForEvent("close"): it rejects on the refused socket's error event.
+  const closed = new Promise<void>((resolve) => socket.on("close", () => resolve()));
+  if (!socket.isClosed()) await closed;
   await expect(page.locator(".connection")).toHaveText(/^Reconnecting in \d+ s/);
   await expect(retry).toBeFocused();
 

@@ -61,16 +61,22 @@ fn ConnectionBadge() -> impl IntoView {
     let connected = Memo::new(move |_| status.with(|s| *s == ConnectionStatus::Connected));
 
     let badge = NodeRef::<html::Div>::new();
-    // Whether "Retry now" holds the focus, kept by its focus events: removing
-    // a focused element moves the focus to <body> before any effect can look.
-    let retry_focused = RwSignal::new(false);
+    let retry = NodeRef::<html::Button>::new();
+    // Whether "Retry now" is in the page. Set after the status, by the effect
+    // below, so that when the page connects a focused button first hands the
+    // focus to the badge and only then goes: the focus never falls to <body>.
+    let show_retry = RwSignal::new(!connected.get_untracked());
     Effect::new(move |_| {
-        if connected.get() && retry_focused.get_untracked() {
-            retry_focused.set(false);
-            if let Some(badge) = badge.get_untracked() {
-                let _ = badge.focus();
+        let connected = connected.get();
+        if connected {
+            if let (Some(button), Some(badge)) = (retry.get_untracked(), badge.get_untracked()) {
+                let button: &web_sys::Element = button.as_ref();
+                if document().active_element().as_ref() == Some(button) {
+                    let _ = badge.focus();
+                }
             }
         }
+        show_retry.set(!connected);
     });
 
     view! {
@@ -82,20 +88,12 @@ fn ConnectionBadge() -> impl IntoView {
                     <span class="connection-detail">{detail}</span>
                 </span>
             </div>
-            <Show when=move || !connected.get()>
+            <Show when=move || show_retry.get()>
                 <button
                     type="button"
                     class="link"
+                    node_ref=retry
                     on:click=move |_| live.retry.update(|n| *n += 1)
-                    on:focus=move |_| retry_focused.set(true)
-                    on:blur=move |event| {
-                        // A blur fired because the button is being removed
-                        // (on connecting) is not the person moving on.
-                        let button = event_target::<web_sys::HtmlElement>(&event);
-                        if button.is_connected() {
-                            retry_focused.set(false);
-                        }
-                    }
                 >
                     "Retry now"
                 </button>
