@@ -7,7 +7,8 @@
 # wasm-opt -Oz run again, with the same flags cargo-leptos uses, on cargo's own
 # output plus `-g`. Its code and data are the shipped bundle's within a few KB.
 # Needs twiggy (`cargo install twiggy --version 0.8.0 --locked`) and wasm-opt
-# from npm's binaryen (tools/node_modules/.bin) on PATH.
+# from npm's binaryen (tools/node_modules/.bin, added here; a git worktree
+# without its own tools/node_modules needs another checkout's on PATH).
 #
 #   scripts/wasm_size.sh [TOP_ITEMS]
 set -euo pipefail
