@@ -56,8 +56,12 @@ if [ ! -x tools/node_modules/.bin/wasm-opt ]; then
   log "npm ci in tools/ (binaryen 132)"
   (cd tools && npm ci --no-audit --no-fund --loglevel=error)
 fi
-if [ ! -d end2end/node_modules/@playwright/test ]; then
-  log "npm ci in end2end/ (Playwright, no browser download)"
+# Again whenever the lock file is newer than what npm last installed (npm ci
+# writes node_modules/.package-lock.json), so a package added to end2end/
+# (such as @axe-core/playwright) reaches machines set up before it.
+if [ ! -f end2end/node_modules/.package-lock.json ] ||
+  [ end2end/package-lock.json -nt end2end/node_modules/.package-lock.json ]; then
+  log "npm ci in end2end/ (Playwright and axe-core, no browser download)"
   (cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
 fi
 log "tools ready"

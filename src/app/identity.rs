@@ -1,6 +1,7 @@
 //! The header's identity area: the `Name` + `Join` form when signed out, the
 //! user's initials avatar, name and `Leave` when signed in.
 
+use leptos::either::Either;
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 
@@ -29,13 +30,12 @@ pub fn Identity() -> impl IntoView {
     view! {
         <div class="identity">
             {move || match live.user.get() {
-                Some(user) => view! {
+                Some(user) => Either::Left(view! {
                     <span class="avatar" aria-hidden="true">{initials(&user.name)}</span>
                     <span class="user-name">{user.name.clone()}</span>
                     <button type="button" on:click=move |_| live.leave()>"Leave"</button>
-                }
-                .into_any(),
-                None => view! {
+                }),
+                None => Either::Right(view! {
                     <form class="join" on:submit=on_submit>
                         <label class="visually-hidden" for="name-input">"Name"</label>
                         <input
@@ -53,12 +53,10 @@ pub fn Identity() -> impl IntoView {
                             {move || live.join_problem.get()}
                         </span>
                     </form>
-                }
-                .into_any(),
+                }),
             }}
         </div>
     }
-    .into_any()
 }
 
 #[cfg(test)]

@@ -8,10 +8,9 @@ mod notifications;
 mod presence;
 mod ticker;
 
+use leptos::either::Either;
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Title};
-use leptos_router::components::{Route, Router, Routes};
-use leptos_router::StaticSegment;
 
 use crate::client;
 use chat::ChatPanel;
@@ -43,18 +42,56 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
-/// The application: one dashboard page.
+/// Which page the app shows: the dashboard at `/`; any other path that is
+/// not a file is "not found".
+///
+/// One page needs no router: leptos_router (its path matching, history
+/// handling and the type-erased views a route is made of) was a sixth of the
+/// wasm bundle. The server registers `/` for the app (an app without routes
+/// gets exactly that one) and renders every other path through its fallback,
+/// which provides [`Page::NotFound`]; the browser reads its address bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    Dashboard,
+    NotFound,
+}
+
+impl Page {
+    /// The page of a URL path.
+    pub fn of_path(path: &str) -> Page {
+        if path == "/" {
+            Page::Dashboard
+        } else {
+            Page::NotFound
+        }
+    }
+
+    /// The page being rendered: what the server's handler provided (the
+    /// dashboard unless its fallback said otherwise).
+    #[cfg(not(feature = "browser"))]
+    fn current() -> Page {
+        use_context::<Page>().unwrap_or(Page::Dashboard)
+    }
+
+    /// The page being hydrated or mounted: the browser's location.
+    #[cfg(feature = "browser")]
+    fn current() -> Page {
+        Page::of_path(&window().location().pathname().unwrap_or_default())
+    }
+}
+
+/// The application: the dashboard, or "not found".
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
     client::provide_live_connection();
+    let page = match Page::current() {
+        Page::Dashboard => Either::Left(view! { <Dashboard/> }),
+        Page::NotFound => Either::Right(view! { <NotFound/> }),
+    };
     view! {
         <Title text="Pulse"/>
-        <Router>
-            <Routes fallback=NotFound>
-                <Route path=StaticSegment("") view=Dashboard/>
-            </Routes>
-        </Router>
+        {page}
     }
 }
 
@@ -72,7 +109,6 @@ fn Dashboard() -> impl IntoView {
            <Toast/>
        </main>
     }
-    .into_any()
 }
 
 #[component]

@@ -37,18 +37,17 @@ pub fn NotificationsButton() -> impl IntoView {
                         <span class="badge" aria-hidden="true">{count}</span>
                     </Show>
                 </button>
-                <Show when=move || open.get()>
-                    <NotificationList/>
-                </Show>
+                // Always in the page (hidden while closed), so the button's
+                // `aria-controls` names an element that exists.
+                <NotificationList open/>
             </div>
         </Show>
     }
-    .into_any()
 }
 
-/// The unread notifications, each with "Mark read".
+/// The unread notifications, each with "Mark read"; `hidden` unless `open`.
 #[component]
-fn NotificationList() -> impl IntoView {
+fn NotificationList(open: RwSignal<bool>) -> impl IntoView {
     let live = expect_context::<LiveConnection>();
     let count = move || live.unread.with(Vec::len);
     let all_read = move |_| {
@@ -58,7 +57,13 @@ fn NotificationList() -> impl IntoView {
         )
     };
     view! {
-        <div id="notification-list" class="notification-list" role="region" aria-label="Notifications">
+        <div
+            id="notification-list"
+            class="notification-list"
+            role="region"
+            aria-label="Notifications"
+            hidden=move || !open.get()
+        >
             <Show when=move || { count() > 0 } fallback=|| view! { <p class="empty">"Nothing new."</p> }>
                 <ul>
                     <For each=move || live.unread.get() key=|n| n.notification_id.clone() let:note>
@@ -69,7 +74,6 @@ fn NotificationList() -> impl IntoView {
             </Show>
         </div>
     }
-    .into_any()
 }
 
 #[component]
@@ -83,7 +87,6 @@ fn Unread(note: crate::protocol::Notification) -> impl IntoView {
             <button type="button" class="link" on:click=move |_| live.mark_read(vec![id.clone()])>"Mark read"</button>
         </li>
     }
-    .into_any()
 }
 
 /// The toast of the newest notification, dismissed by a click.
@@ -101,5 +104,4 @@ pub fn Toast() -> impl IntoView {
             })}
         </div>
     }
-    .into_any()
 }

@@ -34,7 +34,6 @@ pub fn Online() -> impl IntoView {
             </Show>
         </section>
     }
-    .into_any()
 }
 
 #[component]

@@ -2,6 +2,8 @@
 //! reading only its own quote signal), a sparkline per row, and the controls
 //! to add and remove symbols.
 
+use std::fmt::Write as _;
+
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 
@@ -26,56 +28,55 @@ pub fn Watchlist() -> impl IntoView {
     let empty = move || live.watchlist.with(Vec::is_empty);
 
     view! {
-        <section class="panel main-column" aria-labelledby="prices-heading">
-            <div class="panel-head">
-                <h2 id="prices-heading">"Watchlist"</h2>
-                <form class="add-symbol" on:submit=on_submit>
-                    <label class="visually-hidden" for="symbol-input">"Symbol"</label>
-                    <input
-                        id="symbol-input"
-                        type="text"
-                        placeholder="Add a symbol, e.g. NVDA"
-                        autocomplete="off"
-                        spellcheck="false"
-                        maxlength="12"
-                        aria-describedby="symbol-problem"
-                        prop:value=move || draft.get()
-                        on:input=move |event| draft.set(event_target_value(&event))
-                    />
-                    <button type="submit">"Add"</button>
-                </form>
-            </div>
-            <p id="symbol-problem" class="form-problem" role="alert">{move || problem.get()}</p>
-            <Show when=move || !empty() fallback=|| view! { <p class="empty">"Add a symbol to watch."</p> }>
-                <table class="prices" aria-label="Live prices">
-                    <colgroup>
-                        <col class="col-symbol"/>
-                        <col class="col-price"/>
-                        <col class="col-change abs"/>
-                        <col class="col-pct"/>
-                        <col class="col-spark"/>
-                        <col class="col-remove"/>
-                    </colgroup>
-                    <thead>
-                        <tr>
-                            <th scope="col">"Symbol"</th>
-                            <th scope="col" class="num">"Last"</th>
-                            <th scope="col" class="num abs">"Change"</th>
-                            <th scope="col" class="num">"Change %"</th>
-                            <th scope="col">"Trend"</th>
-                            <th scope="col"><span class="visually-hidden">"Remove"</span></th>
-                        </tr>
-                    </thead>
-                    <tbody>
-                        <For each=move || live.watchlist.get() key=|symbol| symbol.clone() let:symbol>
-                            <QuoteRow symbol/>
-                        </For>
-                    </tbody>
-                </table>
-            </Show>
-        </section>
-     }
-    .into_any()
+       <section class="panel main-column" aria-labelledby="prices-heading">
+           <div class="panel-head">
+               <h2 id="prices-heading">"Watchlist"</h2>
+               <form class="add-symbol" on:submit=on_submit>
+                   <label class="visually-hidden" for="symbol-input">"Symbol"</label>
+                   <input
+                       id="symbol-input"
+                       type="text"
+                       placeholder="Add a symbol, e.g. NVDA"
+                       autocomplete="off"
+                       spellcheck="false"
+                       maxlength="12"
+                       aria-describedby="symbol-problem"
+                       prop:value=move || draft.get()
+                       on:input=move |event| draft.set(event_target_value(&event))
+                   />
+                   <button type="submit">"Add"</button>
+               </form>
+           </div>
+           <p id="symbol-problem" class="form-problem" role="alert">{move || problem.get()}</p>
+           <Show when=move || !empty() fallback=|| view! { <p class="empty">"Add a symbol to watch."</p> }>
+               <table class="prices" aria-label="Live prices">
+                   <colgroup>
+                       <col class="col-symbol"/>
+                       <col class="col-price"/>
+                       <col class="col-change abs"/>
+                       <col class="col-pct"/>
+                       <col class="col-spark"/>
+                       <col class="col-remove"/>
+                   </colgroup>
+                   <thead>
+                       <tr>
+                           <th scope="col">"Symbol"</th>
+                           <th scope="col" class="num">"Last"</th>
+                           <th scope="col" class="num abs">"Change"</th>
+                           <th scope="col" class="num">"Change %"</th>
+                           <th scope="col">"Trend"</th>
+                           <th scope="col"><span class="visually-hidden">"Remove"</span></th>
+                       </tr>
+                   </thead>
+                   <tbody>
+                       <For each=move || live.watchlist.get() key=|symbol| symbol.clone() let:symbol>
+                           <QuoteRow symbol/>
+                       </For>
+                   </tbody>
+               </table>
+           </Show>
+       </section>
+    }
 }
 
 /// One symbol. Every cell reads the row's own signal, so a tick touches
@@ -87,19 +88,31 @@ fn QuoteRow(symbol: String) -> impl IntoView {
     let cell = move |format: fn(&QuoteView) -> String| {
         move || quote.with(|q| q.as_ref().map(format).unwrap_or_else(|| "—".to_owned()))
     };
-    let trend = move || quote.with(|q| q.as_ref().map(|q| trend_class(q.change)).unwrap_or("flat"));
+    // The arrow repeats the sign for the eye (colour is never the only
+    // signal); a screen reader reads the sign instead of "black up-pointing
+    // triangle".
+    let arrow = move || quote.with(|q| q.as_ref().map(|q| arrow(q.change)).unwrap_or(""));
+    let row_class = move || {
+        quote.with(|q| {
+            q.as_ref()
+                .map(|q| row_class(q.change))
+                .unwrap_or("quote flat")
+        })
+    };
     // Two animation names, alternated, so each tick restarts the flash.
+    // Fixed strings: a tick allocates no class name.
     let flash = move || {
         quote.with(|q| match q {
             Some(q) if q.direction != Direction::Flat => {
-                let way = if q.direction == Direction::Up {
-                    "up"
-                } else {
-                    "down"
-                };
-                format!("num price flash-{way}-{}", q.ticks_seen % 2)
+                let up = q.direction == Direction::Up;
+                match (up, q.ticks_seen % 2 == 0) {
+                    (true, true) => "num price flash-up-0",
+                    (true, false) => "num price flash-up-1",
+                    (false, true) => "num price flash-down-0",
+                    (false, false) => "num price flash-down-1",
+                }
             }
-            _ => "num price".to_owned(),
+            _ => "num price",
         })
     };
     let path = move || quote.with(|q| q.as_ref().map(|q| sparkline(&q.recent)).unwrap_or_default());
@@ -109,40 +122,50 @@ fn QuoteRow(symbol: String) -> impl IntoView {
         move |_| live.remove_symbol(&symbol)
     };
     view! {
-        <tr class=move || format!("quote {}", trend())>
-            <th scope="row" class="symbol">{symbol}</th>
-            <td class=flash>{cell(|q| format!("{:.2}", q.price))}</td>
-            <td class="num change abs">{cell(|q| signed(q.change, ""))}</td>
-            <td class="num change">{cell(|q| signed(q.change_pct, "%"))}</td>
-            <td class="spark">
-                <svg viewBox="0 0 100 24" preserveAspectRatio="none" aria-hidden="true">
-                    <path d=path/>
-                </svg>
-            </td>
-            <td class="remove">
-                <button type="button" class="icon" aria-label=remove_label on:click=remove>"×"</button>
-            </td>
-        </tr>
-     }
-    .into_any()
-}
-
-fn trend_class(change: f64) -> &'static str {
-    if change > 0.0 {
-        "up"
-    } else if change < 0.0 {
-        "down"
-    } else {
-        "flat"
+       <tr class=row_class>
+           <th scope="row" class="symbol">{symbol}</th>
+           <td class=flash>{cell(|q| format!("{:.2}", q.price))}</td>
+           <td class="num change abs"><span aria-hidden="true">{arrow}</span>{cell(|q| signed(q.change, ""))}</td>
+           <td class="num change"><span aria-hidden="true">{arrow}</span>{cell(|q| signed(q.change_pct, "%"))}</td>
+           <td class="spark">
+               <svg viewBox="0 0 100 24" preserveAspectRatio="none" aria-hidden="true">
+                   <path d=path/>
+               </svg>
+           </td>
+           <td class="remove">
+               <button type="button" class="icon" aria-label=remove_label on:click=remove>"×"</button>
+           </td>
+       </tr>
     }
 }
 
-/// `▲ +1.25`, `▼ −0.50`, `0.00`: the sign is shown, not only the colour.
+fn row_class(change: f64) -> &'static str {
+    if change > 0.0 {
+        "quote up"
+    } else if change < 0.0 {
+        "quote down"
+    } else {
+        "quote flat"
+    }
+}
+
+/// `▲ `, `▼ ` or nothing: the arrow shown before a change.
+fn arrow(change: f64) -> &'static str {
+    if change > 0.0 {
+        "▲ "
+    } else if change < 0.0 {
+        "▼ "
+    } else {
+        ""
+    }
+}
+
+/// `+1.25`, `−0.50`, `0.00`: the sign is written, not only coloured.
 fn signed(value: f64, unit: &str) -> String {
     if value > 0.0 {
-        format!("▲ +{value:.2}{unit}")
+        format!("+{value:.2}{unit}")
     } else if value < 0.0 {
-        format!("▼ −{:.2}{unit}", -value)
+        format!("−{:.2}{unit}", -value)
     } else {
         format!("{value:.2}{unit}")
     }
@@ -161,7 +184,8 @@ fn sparkline(prices: &[f64]) -> String {
     for (n, price) in prices.iter().enumerate() {
         let x = n as f64 * step;
         let y = 22.0 - (price - low) / span * 20.0;
-        path.push_str(&format!("{}{x:.1},{y:.1}", if n == 0 { 'M' } else { 'L' }));
+        // Written in place: no String per point.
+        let _ = write!(path, "{}{x:.1},{y:.1}", if n == 0 { 'M' } else { 'L' });
     }
     path
 }
@@ -172,9 +196,9 @@ mod tests {
 
     #[test]
     fn changes_carry_a_sign_and_an_arrow() {
-        assert_eq!(signed(1.25, ""), "▲ +1.25");
-        assert_eq!(signed(-0.5, "%"), "▼ −0.50%");
-        assert_eq!(signed(0.0, ""), "0.00");
+        assert_eq!((arrow(1.25), signed(1.25, "").as_str()), ("▲ ", "+1.25"));
+        assert_eq!((arrow(-0.5), signed(-0.5, "%").as_str()), ("▼ ", "−0.50%"));
+        assert_eq!((arrow(0.0), signed(0.0, "").as_str()), ("", "0.00"));
     }
 
     #[test]

@@ -30,7 +30,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::app::{shell, App};
+use crate::app::{shell, App, Page};
 use auth::Auth;
 pub use config::Config;
 use feeds::{Feeds, Market};
@@ -181,7 +181,14 @@ pub fn router(state: AppState) -> Router {
         .fallback(leptos_axum::file_and_error_handler_with_context::<
             AppState,
             _,
-        >(page_headers, shell))
+        >(
+            move || {
+                page_headers();
+                // Any path but `/` that is no file: the app's "not found".
+                leptos::prelude::provide_context(Page::NotFound);
+            },
+            shell,
+        ))
         .with_state(state)
         .layer(axum::middleware::map_response(security::common_headers))
 }

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The wasm bundle's size budget: prints the release bundle's size raw and
+# gzipped, then what it is made of, by crate and by item, with twiggy.
+#
+# Run after `cargo leptos build --release`. The shipped bundle has no names
+# (wasm-opt drops them), so this makes a copy that keeps them: wasm-bindgen and
+# wasm-opt -Oz run again, with the same flags cargo-leptos uses, on cargo's own
+# output plus `-g`. Its code and data are the shipped bundle's within a few KB.
+# Needs twiggy (`cargo install twiggy --version 0.8.0 --locked`) and wasm-opt
+# from npm's binaryen (tools/node_modules/.bin, added here; a git worktree
+# without its own tools/node_modules needs another checkout's on PATH).
+#
+#   scripts/wasm_size.sh [TOP_ITEMS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/tools/node_modules/.bin:$HOME/.cargo/bin:$PATH"
+top=${1:-30}
+shipped=target/site/pkg/pulse.wasm
+cargo_out=target/front/wasm32-unknown-unknown/wasm-release/pulse.wasm
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+printf 'shipped %s: %s B raw, %s B gzip -9, %s B gzip -6\n' "$shipped" \
+  "$(wc -c <"$shipped")" "$(gzip -9 -c "$shipped" | wc -c)" "$(gzip -6 -c "$shipped" | wc -c)"
+
+wasm-bindgen --target web --keep-debug --out-dir "$work" --out-name pulse "$cargo_out"
+wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int -g \
+  "$work/pulse_bg.wasm" -o "$work/named.wasm"
+twiggy top --format csv "$work/named.wasm" >"$work/top.csv"
+
+echo
+echo "by crate (the first path segment of each item's name; names and debug sections left out):"
+python3 - "$work/top.csv" <<'EOF'
+import collections, csv, re, sys
+by, total = collections.Counter(), 0
+for row in csv.DictReader(open(sys.argv[1])):
+    name, size = row["Name"], int(row["ShallowSize"])
+    if name.startswith('"') or name.startswith("custom section"):
+        continue  # the names subsection, DWARF: not in the shipped bundle
+    total += size
+    if name.startswith("data segment"):
+        by["(data: strings, tables)"] += size
+        continue
+    m = re.search(r"([A-Za-z_][A-Za-z0-9_]*)(?:\[[0-9a-f]+\])?::", name)
+    crate = m.group(1) if m else "(unnamed)"
+    by["core/alloc/std" if crate in ("core", "alloc", "std") else crate] += size
+for crate, size in by.most_common(20):
+    print(f"{size:>9} {100 * size / total:5.1f}%  {crate}")
+print(f"{total:>9} total")
+print()
+for needle in ("hydrate_async", "Deserialize", "serde::private::de::content"):
+    rows = csv.DictReader(open(sys.argv[1]))
+    print(f"{sum(int(r['ShallowSize']) for r in rows if needle in r['Name']):>9} in items naming {needle}")
+EOF
+echo
+twiggy top -n "$top" "$work/named.wasm" | cut -c1-160
