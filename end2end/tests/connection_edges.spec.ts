@@ -6,7 +6,7 @@
  */
 import net from "node:net";
 import type { Browser, BrowserContext, Page, WebSocket } from "@playwright/test";
-import { test, expect, connectionStatus, SERVER_DOWN, join, say, chatLines as lines } from "./fixtures";
+import { test, expect, connectionStatus, connectionText, SERVER_DOWN, join, say, chatLines as lines } from "./fixtures";
 
 test.use({ allowedConsole: SERVER_DOWN });
 
@@ -73,7 +73,7 @@ test.describe("a forbidden origin", () => {
 
   test("close 1008 right after the upgrade is honoured: no retry loop", async ({ openDashboard }) => {
     const page = await openDashboard();
-    await expect(connectionStatus(page)).toHaveText(/^Offline$/);
+    await expect(connectionText(page)).toHaveText(/^Offline$/);
     const seen = watchSockets(page);
     await page.waitForTimeout(3_000);
     expect(seen.attempts, "the page stopped: no attempt after the 1008").toHaveLength(0);
@@ -88,7 +88,7 @@ test.describe("a full server", () => {
     const first = await openDashboard();
     await expect(connectionStatus(first)).toHaveText(/^Connected/);
     const page = await openDashboard();
-    await expect(connectionStatus(page)).toHaveText(/^Reconnecting in \d+ s/);
+    await expect(connectionText(page)).toHaveText(/^Reconnecting in \d+ s/);
     const seen = watchSockets(page);
     await page.waitForTimeout(5_000);
     // Backing off: 1, 2, 4 s, each at least half of it, so some attempts
@@ -115,7 +115,7 @@ async function behindBlackhole(
   const context = await browser.newContext({ baseURL: await hole.listen() });
   try {
     const page = await openDashboard(context);
-    await expect(connectionStatus(page)).toHaveText(/^Offline · connecting/);
+    await expect(connectionText(page)).toHaveText(/^Offline · connecting/);
     await body(page, hole);
   } finally {
     await context.close();

@@ -71,6 +71,15 @@ export function connectionStatus(page: Page) {
   return page.getByRole("status", { name: "Connection" });
 }
 
+/**
+ * The whole text of the `Connection` badge as a person sees it: the state the
+ * status announces and the detail beside it ("Reconnecting in 4 s",
+ * "Offline · connecting…").
+ */
+export function connectionText(page: Page) {
+  return page.locator(".connection-text");
+}
+
 /** Signs in as a guest through the header's form and waits for the chat. */
 export async function join(page: Page, name: string) {
   await expect(connectionStatus(page)).toHaveText(/^Connected/);

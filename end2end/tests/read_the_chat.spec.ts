@@ -176,3 +176,33 @@ test("room tabs move with the arrow keys and label the chat panel", async ({ ope
   await expect(ops).toHaveAttribute("aria-controls", panel!);
   await expect(general).toHaveAttribute("aria-controls", panel!);
 });
+
+test("a message of mine enters the log once: its pending line becomes the message in place", async ({ openDashboard }) => {
+  const page = await openDashboard();
+  await join(page, "Ann");
+  const log = page.getByRole("log", { name: "Chat" });
+  // Count every list item added to the log for this text (a screen reader
+  // reads out each one the polite live region gains).
+  await log.evaluate((element) => {
+    (window as any).__added = [];
+    new MutationObserver((records) => {
+      for (const record of records) {
+        for (const node of record.addedNodes) {
+          if (node instanceof HTMLElement && node.tagName === "LI") (window as any).__added.push(node.textContent);
+        }
+      }
+    }).observe(element, { childList: true, subtree: true });
+  });
+  for (const text of ["said once, number one", "said once, number two"]) {
+    await page.getByRole("textbox", { name: "Message" }).fill(text);
+    await page.getByRole("textbox", { name: "Message" }).press("Enter");
+    const line = log.getByRole("listitem").filter({ hasText: text });
+    await expect(line).toHaveCount(1);
+    await expect(line).not.toContainText("sending");
+  }
+  await page.waitForTimeout(500);
+  const added: string[] = await page.evaluate(() => (window as any).__added);
+  for (const text of ["said once, number one", "said once, number two"]) {
+    expect(added.filter((line) => line.includes(text)), text).toHaveLength(1);
+  }
+});
