@@ -99,3 +99,47 @@ export async function say(page: Page, text: string) {
 export function chatLines(page: Page, text: string) {
   return page.getByRole("log", { name: "Chat" }).getByRole("listitem").filter({ hasText: text });
 }
+
+/**
+ * Sends `texts` to #general from a second socket of the page's user (its
+ * token cookie), one at a time, each waited for until acknowledged.
+ */
+export async function seed(page: Page, texts: string[]) {
+  const acked = await page.evaluate(async (texts) => {
+    const token = document.cookie.split("; ").find((c) => c.startsWith("pulse_token="))!.split("=")[1];
+    const ws = new WebSocket(`ws://${location.host}/ws`);
+    await new Promise((resolve) => ws.addEventListener("open", resolve));
+    const answers: any[] = [];
+    let wake: (() => void) | null = null;
+    ws.addEventListener("message", (event) => {
+      const message = JSON.parse(event.data);
+      if (message.type === "ack" || message.type === "error") {
+        answers.push(message);
+        wake?.();
+      }
+    });
+    const answer = () =>
+      new Promise<any>((resolve) => {
+        const take = () => (answers.length > 0 ? resolve(answers.shift()) : (wake = take));
+        take();
+      });
+    ws.send(JSON.stringify({ type: "hello", data: { token } }));
+    const run = Math.random().toString(36).slice(2);
+    let acks = 0;
+    for (const [n, text] of texts.entries()) {
+      // A `rate_limited` answer is waited out and the same id sent again.
+      for (let attempt = 0; attempt < 100; attempt++) {
+        ws.send(JSON.stringify({ type: "chat_send", data: { room: "general", text }, id: `seed-${run}-${n}` }));
+        const reply = await answer();
+        if (reply.type === "ack") {
+          acks++;
+          break;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    }
+    ws.close();
+    return acks;
+  }, texts);
+  expect(acked).toBe(texts.length);
+}

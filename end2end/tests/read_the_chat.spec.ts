@@ -1,52 +1,8 @@
 import { Page } from "@playwright/test";
-import { test, expect, join } from "./fixtures";
+import { test, expect, join, seed } from "./fixtures";
 
 // Seeding sends many messages quickly.
 test.use({ serverFlags: ["--chat-rate", "1000"] });
-
-/**
- * Sends `texts` to #general from a second socket of the page's user (its
- * token cookie), one at a time, each waited for until acknowledged.
- */
-async function seed(page: Page, texts: string[]) {
-  const acked = await page.evaluate(async (texts) => {
-    const token = document.cookie.split("; ").find((c) => c.startsWith("pulse_token="))!.split("=")[1];
-    const ws = new WebSocket(`ws://${location.host}/ws`);
-    await new Promise((resolve) => ws.addEventListener("open", resolve));
-    const answers: any[] = [];
-    let wake: (() => void) | null = null;
-    ws.addEventListener("message", (event) => {
-      const message = JSON.parse(event.data);
-      if (message.type === "ack" || message.type === "error") {
-        answers.push(message);
-        wake?.();
-      }
-    });
-    const answer = () =>
-      new Promise<any>((resolve) => {
-        const take = () => (answers.length > 0 ? resolve(answers.shift()) : (wake = take));
-        take();
-      });
-    ws.send(JSON.stringify({ type: "hello", data: { token } }));
-    const run = Math.random().toString(36).slice(2);
-    let acks = 0;
-    for (const [n, text] of texts.entries()) {
-      // A `rate_limited` answer is waited out and the same id sent again.
-      for (let attempt = 0; attempt < 100; attempt++) {
-        ws.send(JSON.stringify({ type: "chat_send", data: { room: "general", text }, id: `seed-${run}-${n}` }));
-        const reply = await answer();
-        if (reply.type === "ack") {
-          acks++;
-          break;
-        }
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
-    }
-    ws.close();
-    return acks;
-  }, texts);
-  expect(acked).toBe(texts.length);
-}
 
 function numbered(prefix: string, from: number, to: number): string[] {
   return Array.from({ length: to - from + 1 }, (_, i) => `${prefix} ${from + i}`);

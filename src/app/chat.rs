@@ -146,10 +146,13 @@ fn Rooms() -> impl IntoView {
 
 /// Where the log stood after its last render or scroll: what the next render
 /// needs to keep the reader's place.
+/// Plain data (no DOM handles), so it can live in a `StoredValue` that the
+/// server's render creates too: that render may end on another thread.
 struct Seen {
     room: String,
-    /// The first line's element and its offset from the top of the list.
-    first: Option<Element>,
+    /// The first line's key (its `data-key`) and its offset from the top of
+    /// the list.
+    first: Option<String>,
     first_top: i32,
     scroll_top: i32,
     at_bottom: bool,
@@ -157,8 +160,11 @@ struct Seen {
 
 impl Seen {
     fn measure(list: &HtmlElement, room: String) -> Self {
-        let first = list.first_element_child();
-        let first_top = first
+        let first_line = list.first_element_child();
+        let first = first_line
+            .as_ref()
+            .and_then(|first| first.get_attribute("data-key"));
+        let first_top = first_line
             .as_ref()
             .and_then(|first| first.dyn_ref::<HtmlElement>())
             .map_or(0, HtmlElement::offset_top);
@@ -174,10 +180,14 @@ impl Seen {
 
     /// How far the line that was first moved down (lines put above it).
     fn shift(&self, list: &HtmlElement) -> i32 {
-        self.first
-            .as_ref()
-            .filter(|first| list.contains(Some(first)))
-            .and_then(|first| first.dyn_ref::<HtmlElement>())
+        let Some(key) = &self.first else {
+            return 0;
+        };
+        let children = list.children();
+        (0..children.length())
+            .filter_map(|n| children.item(n))
+            .find(|child| child.get_attribute("data-key").as_ref() == Some(key))
+            .and_then(|first| first.dyn_into::<HtmlElement>().ok())
             .map_or(0, |first| first.offset_top() - self.first_top)
     }
 }
@@ -189,7 +199,7 @@ fn Log() -> impl IntoView {
     let list = NodeRef::<leptos::html::Ol>::new();
     let older_button = NodeRef::<leptos::html::Button>::new();
     let shown = move || live.lines(&live.room.get());
-    let seen = StoredValue::new_local(None::<Seen>);
+    let seen = StoredValue::new(None::<Seen>);
     // After each render: follow the newest line if the reader was at the
     // bottom (or the room is new to this view); otherwise keep what the
     // reader sees where it was, moved by what was put above it.
@@ -348,7 +358,7 @@ fn Line(line: Arc<ChatLine>, lines: RwSignal<ChatLog>) -> impl IntoView {
     }
     };
     view! {
-        <li class=class>
+        <li class=class data-key=line.key.clone()>
             <span class="author">{line.user.name.clone()}</span>
             <time datetime=move || {
                 current.with(|line| line.sent_at.map(|t| t.to_string()).unwrap_or_default())
