@@ -1,12 +1,15 @@
 import { existsSync } from "node:fs";
+import path from "node:path";
 import { binaryPath, siteRoot } from "./tests/server";
 
 /** Fails early, with the fix, when the release build is missing. */
 export default async function globalSetup() {
-  const missing = [binaryPath(), `${siteRoot()}/pkg/pulse.wasm`].filter((p) => !existsSync(p));
+  // The bundle's names carry hashes, listed in hash.txt beside the binary.
+  const hashes = path.join(path.dirname(binaryPath()), "hash.txt");
+  const missing = [binaryPath(), hashes, `${siteRoot()}/pkg`].filter((p) => !existsSync(p));
   if (missing.length > 0) {
     throw new Error(
-      `missing ${missing.join(", ")}: run \`cargo leptos build --release\` in the repository root first ` +
+      `missing ${missing.join(", ")}: run \`cargo leptos build --release --precompress\` in the repository root first ` +
         "(scripts/test.sh does it for you)",
     );
   }

@@ -2,7 +2,7 @@
 # The wasm bundle's size budget: prints the release bundle's size raw and
 # gzipped, then what it is made of, by crate and by item, with twiggy.
 #
-# Run after `cargo leptos build --release`. The shipped bundle has no names
+# Run after `cargo leptos build --release --precompress`. The shipped bundle has no names
 # (wasm-opt drops them), so this makes a copy that keeps them: wasm-bindgen and
 # wasm-opt -Oz run again, with the same flags cargo-leptos uses, on cargo's own
 # output plus `-g`. Its code and data are the shipped bundle's within a few KB.
@@ -15,13 +15,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/tools/node_modules/.bin:$HOME/.cargo/bin:$PATH"
 top=${1:-30}
-shipped=target/site/pkg/pulse.wasm
+# The bundle's name carries its hash (hash-files); its .br and .gz are what is served.
+shipped=$(ls target/site/pkg/pulse.*.wasm)
 cargo_out=target/front/wasm32-unknown-unknown/wasm-release/pulse.wasm
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-printf 'shipped %s: %s B raw, %s B gzip -9, %s B gzip -6\n' "$shipped" \
-  "$(wc -c <"$shipped")" "$(gzip -9 -c "$shipped" | wc -c)" "$(gzip -6 -c "$shipped" | wc -c)"
+printf 'shipped %s: %s B raw; served %s B brotli, %s B gzip; gzip -9 %s B\n' "$shipped" \
+  "$(wc -c <"$shipped")" "$(wc -c <"$shipped.br")" "$(wc -c <"$shipped.gz")" "$(gzip -9 -c "$shipped" | wc -c)"
 
 wasm-bindgen --target web --keep-debug --out-dir "$work" --out-name pulse "$cargo_out"
 wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int -g \

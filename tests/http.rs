@@ -1,5 +1,5 @@
 //! The HTTP side against a real server: the server-rendered page, health,
-//! metrics, unknown paths, the security headers, who may read presence, and
+//! metrics, unknown paths, the security and caching headers, who may read presence, and
 //! the API's body limit.
 
 mod common;
@@ -136,6 +136,23 @@ async fn every_response_has_nosniff_and_a_same_origin_referrer_policy() {
         assert_eq!(
             response.header("referrer-policy"),
             Some("same-origin"),
+            "{path}"
+        );
+    }
+}
+
+/// A page (the dashboard, "not found") is this visitor's and carries this
+/// render's nonce: a browser must ask again every time, and no shared cache
+/// may keep it. (The bundle's caching is tested in `server/assets.rs` and by
+/// Playwright against the release build.)
+#[tokio::test]
+async fn pages_are_never_taken_from_a_cache_unasked() {
+    let server = TestServer::start(&["--tick-rate", "0"]).await;
+    for path in ["/", "/no/such/page"] {
+        let response = get(&server, path, &[]).await;
+        assert_eq!(
+            response.header("cache-control"),
+            Some("private, no-cache"),
             "{path}"
         );
     }

@@ -10,7 +10,7 @@ mod ticker;
 
 use leptos::either::Either;
 use leptos::prelude::*;
-use leptos_meta::{provide_meta_context, MetaTags, Title};
+use leptos_meta::{provide_meta_context, HashedStylesheet, MetaTags, Title};
 
 use crate::client;
 use chat::ChatPanel;
@@ -29,8 +29,9 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <meta name="color-scheme" content="light dark"/>
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
-                // id="leptos" lets `cargo leptos watch` hot-reload the CSS.
-                <link rel="stylesheet" id="leptos" href="/pkg/pulse.css"/>
+                // id="leptos" lets `cargo leptos watch` hot-reload the CSS;
+                // the file's name carries its hash in a release build.
+                <HashedStylesheet options=options.clone() id="leptos"/>
                 <AutoReload options=options.clone()/>
                 <HydrationScripts options/>
                 <MetaTags/>

@@ -4,6 +4,7 @@
 //! builds the whole application, so tests can serve it on port 0.
 
 mod api;
+mod assets;
 pub mod auth;
 pub mod config;
 mod feeds;
@@ -18,6 +19,7 @@ mod state;
 mod store;
 mod ws;
 
+use axum::extract::{Request, State};
 use axum::routing::get;
 use axum::Router;
 use leptos::config::get_configuration;
@@ -96,8 +98,10 @@ pub async fn serve(
     let seed = config.seed.unwrap_or_else(rand::random);
     let feeds = Feeds::new(Market::new(&config.symbols.0, seed), hub.clone());
     let config_for_admission = config.clone();
+    let leptos_options = leptos_options(addr)?;
     let state = AppState {
-        leptos_options: leptos_options(addr)?,
+        assets: Arc::new(assets::Assets::for_site(&leptos_options)),
+        leptos_options,
         config: Arc::new(config),
         shutdown: CancellationToken::new(),
         connections: TaskTracker::new(),
@@ -151,7 +155,8 @@ pub async fn serve(
 }
 
 /// The whole application: `/ws`, the API, health and metrics first, then the
-/// Leptos pages, then static files (the wasm bundle, CSS) from the site root.
+/// Leptos pages, then static files (the wasm bundle, CSS: `assets.rs`) from
+/// the site root, then "not found".
 /// Pages carry their Content-Security-Policy; every response the common
 /// security headers.
 pub fn router(state: AppState) -> Router {
@@ -165,6 +170,17 @@ pub fn router(state: AppState) -> Router {
         .is_some()
         .then(|| options.reload_external_port.unwrap_or(options.reload_port));
     let page_headers = security::page_headers(reload_port);
+    let not_found = leptos_axum::file_and_error_handler_with_context::<AppState, _>(
+        {
+            let page_headers = page_headers.clone();
+            move || {
+                page_headers();
+                // Any path but `/` that is no file: the app's "not found".
+                leptos::prelude::provide_context(Page::NotFound);
+            }
+        },
+        shell,
+    );
     let page_context = {
         let page_headers = page_headers.clone();
         move || {
@@ -178,17 +194,15 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics_handler))
         .merge(api::routes(&state))
         .leptos_routes_with_context(&state, routes, page_context, move || shell(options.clone()))
-        .fallback(leptos_axum::file_and_error_handler_with_context::<
-            AppState,
-            _,
-        >(
-            move || {
-                page_headers();
-                // Any path but `/` that is no file: the app's "not found".
-                leptos::prelude::provide_context(Page::NotFound);
+        .fallback(
+            move |State(state): State<AppState>, request: Request| async move {
+                // A static file, or else the app's "not found" (a 404).
+                match state.assets.serve(request).await {
+                    Ok(file) => file,
+                    Err(request) => not_found(request.uri().clone(), State(state), request).await,
+                }
             },
-            shell,
-        ))
+        )
         .with_state(state)
         .layer(axum::middleware::map_response(security::common_headers))
 }
@@ -241,5 +255,8 @@ fn leptos_options(addr: SocketAddr) -> Result<LeptosOptions, ServerError> {
             .build()
     };
     options.site_addr = addr;
+    // cargo-leptos names the bundle's files by their hashes (`hash-files`)
+    // and lists them beside the binary; Leptos links what that file lists.
+    options.hash_files = assets::hash_file(&options).is_some_and(|path| path.is_file());
     Ok(options)
 }

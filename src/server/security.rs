@@ -1,5 +1,6 @@
 //! Owns the security headers: the pages' Content-Security-Policy, built
-//! around the nonce Leptos renders into its inline scripts, and the headers
+//! around the nonce Leptos renders into its inline scripts (and, since the
+//! nonce makes each render unique, the pages' `Cache-Control`), and the headers
 //! every response carries (`X-Content-Type-Options`, `Referrer-Policy`).
 
 use axum::http::request::Parts;
@@ -23,8 +24,13 @@ pub async fn common_headers(mut response: Response) -> Response {
     response
 }
 
+/// `Cache-Control` of a page: its HTML has this render's nonce and the
+/// visitor's own state, so a browser asks again every time and no shared cache
+/// keeps it.
+pub const PAGE_CACHE: &str = "private, no-cache";
+
 /// A context function for page renders: adds the page's CSP to the response,
-/// with the nonce of this render. `reload_port` is the port of
+/// with the nonce of this render, and [`PAGE_CACHE`]. `reload_port` is the port of
 /// `cargo leptos watch`'s reload socket while it runs us (`LEPTOS_WATCH`).
 ///
 /// Renders without a nonce or response options (a static file served by the
@@ -41,6 +47,8 @@ pub fn page_headers(reload_port: Option<u32>) -> impl Fn() + Clone + Send + 'sta
             .as_ref()
             .and_then(|parts| parts.headers.get(header::HOST))
             .and_then(|value| value.to_str().ok());
+        // A page is this visitor's, rendered now: never from a cache unasked.
+        response.insert_header(header::CACHE_CONTROL, HeaderValue::from_static(PAGE_CACHE));
         let policy = content_security_policy(&nonce, host, reload_port);
         match HeaderValue::from_str(&policy) {
             Ok(value) => response.insert_header(header::CONTENT_SECURITY_POLICY, value),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::assets::Assets;
 use super::auth::Auth;
 use super::config::Config;
 use super::feeds::Feeds;
@@ -19,6 +20,8 @@ use super::ws::admission::Admission;
 pub struct AppState {
     pub config: Arc<Config>,
     pub leptos_options: LeptosOptions,
+    /// The site's static files (the bundle, the favicon).
+    pub assets: Arc<Assets>,
     /// Cancelled once when the server shuts down; every connection watches it.
     pub shutdown: CancellationToken,
     /// Tracks every WebSocket connection task, so shutdown can wait for each
