@@ -1,28 +1,62 @@
 #!/usr/bin/env python3
-"""Benchmarks a release Pulse server with pulse-loadgen and prints one JSON line.
+"""Benchmarks a release Pulse server with pulse-loadgen and prints one JSON line;
+with --compare, Pulse against a reference server built on Node's `ws` package.
 
 The server runs pinned to CPU 0 and the load generator to CPU 1 (two cores here).
 The server's CPU time and resident memory are sampled from /proc every 0.2 s;
 CPU seconds are counted over the load generator's measurement window only
 (after every client connected; for storm, from the drop to the end), so the
-ramp-up's handshakes are not included. The machine may be shared: before the
+ramp-up's handshakes are not included. The machine may be shared: before each
 run the script waits (at most --wait-idle seconds) until no `rustc` runs, and
 the line records what else used CPU during the window (`other_cpu_seconds`:
 the machine's busy time minus the server's and the load generator's) and
 whether a `rustc` was seen.
 
   scripts/bench.py stream --clients 1000 --symbols 10            # 50 symbols at 2 ticks/s
-  scripts/bench.py idle --clients 19000
+  scripts/bench.py idle --clients 19500                          # heartbeat 5 s, see below
   scripts/bench.py storm --clients 10000 --symbols 2             # drop all, reconnect, resume
   scripts/bench.py abuse --clients 1000 --symbols 10             # + status flood + chat at its limit
+  scripts/bench.py chat --senders 50 --chat-rate 2               # chat_send -> ack latency
+
+Idle memory: `rss_per_socket_kib_mid` is (the server's RSS in the middle of
+the measurement window - its RSS before the first connection) / sockets
+connected, every socket having said `hello`; `pinged` and `min_pings` say how
+many sockets got a WebSocket Ping and the fewest one got (pulse-loadgen
+answers each with a Pong; a server closes a socket silent for two
+heartbeats, so a socket still open after that answered). Idle mode passes
+`--heartbeat-ms 5000` to the server (stream and chat: 15000, Pulse's
+default) so that every socket is pinged several times within a 20 s window.
+`rss_per_client_kib` is the older measure, from the peak RSS.
+
+Chat: scripts/chat_ack_latency.mjs (pinned to CPU 1) logs `--senders` guests in,
+each sends `chat_send` at `--chat-rate` per second for `--duration` s, and the
+time from each send to its `ack` is recorded; the simulator is off (as in idle
+mode) and the server's CPU is counted over the script's whole run.
+
+Comparison with the reference server (bench/reference/, Node's `ws`, pinned
+in its package-lock.json; `npm ci` runs there first when node_modules is
+missing). Three rounds, each runs Pulse then the reference with the same
+flags, one at a time; every run's line is printed, then one `summary` line
+with the medians per server and the ratios pulse/node:
+
+  scripts/bench.py stream --clients 1000 --symbols 10 --compare
+  scripts/bench.py stream --clients 5000 --symbols 10 --compare
+  scripts/bench.py idle --clients 19500 --compare
+  scripts/bench.py chat --senders 50 --chat-rate 2 --compare
+
+--server-kind node runs the reference alone. The reference serves stream,
+idle and chat only (no resume, presence or rate limits: storm and abuse need
+Pulse); its chat is kept in memory, not on disk (see bench/reference/README.md).
 
 Build first:
   cargo build --release --features ssr --bin pulse
   cargo build --release --features loadgen --bin pulse-loadgen
 """
-import argparse, json, os, shutil, subprocess, sys, tempfile, threading, time, urllib.request
+import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, threading, time, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REFERENCE = f"{ROOT}/bench/reference"
+CHAT_SCRIPT = f"{ROOT}/scripts/chat_ack_latency.mjs"
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 SAMPLE_EVERY = 0.2
@@ -30,6 +64,13 @@ SAMPLE_EVERY = 0.2
 RUSTC_CHECK_EVERY = 1.0
 # Descriptors one source address gives one server port (ephemeral ports, with room).
 SOCKETS_PER_SOURCE_IP = 20_000
+# Heartbeats: idle sockets must be pinged within the window; otherwise Pulse's default.
+IDLE_HEARTBEAT_MS = 5000
+DEFAULT_HEARTBEAT_MS = 15000
+ROUNDS = 3
+KINDS = ("pulse", "node")
+# What the reference serves; storm and abuse need resume, presence and rate limits.
+NODE_MODES = ("stream", "idle", "chat")
 
 
 def cpu_seconds(pid):
@@ -37,11 +78,14 @@ def cpu_seconds(pid):
         fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime, every thread
 
 
 def rss_bytes(pid):
-    return int(open(f"/proc/{pid}/statm").read().split()[1]) * PAGE
+    try:
+        return int(open(f"/proc/{pid}/statm").read().split()[1]) * PAGE
+    except OSError:
+        return None
 
 
 def machine_busy_seconds():
@@ -65,142 +109,145 @@ def wait_for_quiet(limit):
     return round(time.monotonic() - started, 1)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["stream", "idle", "storm", "abuse"])
-    parser.add_argument("--clients", type=int, default=1000)
-    parser.add_argument("--symbols", type=int, default=10, help="subscriptions per client")
-    parser.add_argument("--universe", type=int, default=50, help="symbols the server simulates")
-    parser.add_argument("--tick-rate", type=float, default=2.0)
-    parser.add_argument("--duration", type=int, default=20)
-    parser.add_argument("--port", type=int, default=3999)
-    parser.add_argument("--server", default=f"{ROOT}/target/release/pulse", help="server binary")
-    parser.add_argument("--loadgen", default=f"{ROOT}/target/release/pulse-loadgen", help="load generator binary")
-    parser.add_argument("--label", default="", help="a name for the server build, copied into the line")
-    # Below the server's default --max-upgrades-per-sec (1000/s since 1.1), so
-    # that a ramp-up is never answered 1013 (stream and idle clients do not retry).
-    parser.add_argument("--connect-rate", type=int, default=900)
-    parser.add_argument("--settle", type=int, default=5, help="storm: seconds of ticks before the drop")
-    parser.add_argument("--verify", type=int, default=10, help="storm: seconds of offset checks after")
-    parser.add_argument("--wait-idle", type=float, default=180, help="seconds to wait for no rustc")
-    parser.add_argument("--server-flag", action="append", default=[], help="extra server flag (repeatable)")
-    args = parser.parse_args()
+def ensure_reference():
+    """Installs the reference's pinned packages when they are missing."""
+    if os.path.exists(f"{REFERENCE}/node_modules/ws/package.json"):
+        return
+    # bufferutil's install script only looks for the prebuilt binary its
+    # package ships, which it finds again at run time: nothing to build.
+    command = ["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund"]
+    print(f"installing the reference server's packages: (cd {REFERENCE} && {' '.join(command)})", file=sys.stderr)
+    if subprocess.run(command, cwd=REFERENCE, stdout=sys.stderr).returncode != 0:
+        sys.exit(f"npm ci failed; run it yourself: cd {REFERENCE} && {' '.join(command)}")
 
+
+def server_command(args, kind, data_dir, tick_rate, heartbeat_ms):
+    """The command line of one server, pinned to CPU 0, with the same universe,
+    tick rate, seed and heartbeat for Pulse and the reference."""
+    common = ["--addr", f"127.0.0.1:{args.port}", "--symbols", str(args.universe),
+              "--tick-rate", str(tick_rate), "--seed", "1", "--heartbeat-ms", str(heartbeat_ms)]
+    if kind == "node":
+        return ["taskset", "-c", "0", args.node, f"{REFERENCE}/server.mjs", *common]
+    return ["taskset", "-c", "0", args.server, "--db", f"{data_dir}/pulse.db", *common, *args.server_flag]
+
+
+def wait_until_up(server, port):
+    for _ in range(100):
+        if server.poll() is not None:
+            sys.exit(f"the server exited with {server.returncode} before answering /healthz")
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return
+        except OSError:
+            time.sleep(0.1)
+    sys.exit(f"the server did not answer http://127.0.0.1:{port}/healthz within 10 s")
+
+
+def loadgen_command(args):
+    sockets = args.clients * (3 if args.mode == "storm" else 1)  # storm: old in TIME_WAIT + new
+    source_ips = max(1, (sockets + SOCKETS_PER_SOURCE_IP - 1) // SOCKETS_PER_SOURCE_IP + 1)
+    return ["taskset", "-c", "1", args.loadgen, "--url", f"ws://127.0.0.1:{args.port}/ws",
+            "--mode", args.mode, "--clients", str(args.clients), "--symbols", str(args.symbols),
+            "--universe", str(args.universe), "--duration", str(args.duration),
+            "--source-ips", str(source_ips), "--connect-rate", str(args.connect_rate),
+            "--settle", str(args.settle), "--verify", str(args.verify), "--json"]
+
+
+def chat_command(args):
+    return ["taskset", "-c", "1", args.node, "--experimental-websocket", "--no-warnings", CHAT_SCRIPT,
+            "--url", f"http://127.0.0.1:{args.port}", "--senders", str(args.senders),
+            "--rate", str(args.chat_rate), "--seconds", str(args.duration)]
+
+
+class Sampler:
+    """Samples the server's CPU and RSS, the machine's busy time and the load's
+    CPU every SAMPLE_EVERY seconds, and notes any `rustc` it sees."""
+
+    def __init__(self, server_pid):
+        self.server_pid, self.load_pid = server_pid, None
+        self.samples, self.rustc_seen = [], []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run)
+        self.thread.start()
+
+    def run(self):
+        last_rustc_check = 0.0
+        while not self.stop.is_set():
+            now = time.monotonic()
+            load_cpu = cpu_seconds(self.load_pid) if self.load_pid else None
+            self.samples.append((now, cpu_seconds(self.server_pid), rss_bytes(self.server_pid),
+                                 machine_busy_seconds(), load_cpu))
+            if now - last_rustc_check >= RUSTC_CHECK_EVERY:
+                last_rustc_check = now
+                if rustc_running():
+                    self.rustc_seen.append(now)
+            time.sleep(SAMPLE_EVERY)
+
+    def finish(self):
+        self.stop.set()
+        self.thread.join()
+
+    def at(self, moment, index):
+        """Field `index` of the last sample taken at or before `moment`."""
+        before = [s for s in self.samples if s[0] <= moment and s[index] is not None]
+        return (before[-1] if before else self.samples[0])[index] or 0.0
+
+    def machine_delta(self, start, end, part):
+        return self.at(end, 3)[part] - self.at(start, 3)[part]
+
+
+def run_load(command, sampler):
+    """Runs the load generator (or the chat script) and returns its last JSON
+    line, when it started and when it ended."""
+    started = time.monotonic()
+    load = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sampler.load_pid = load.pid
+    out, err = load.communicate(timeout=900)
+    ended = time.monotonic()
+    lines = out.strip().splitlines()
+    if not lines:
+        sys.exit(f"{' '.join(command[3:5])} printed nothing; stderr:\n{err[-3000:]}")
+    return json.loads(lines[-1]), started, ended
+
+
+def run_once(args, kind, label):
+    """Starts one server, runs the load against it, stops it; returns the result line."""
     waited = wait_for_quiet(args.wait_idle)
     rustc_at_start = rustc_running()
-    tick_rate = 0 if args.mode == "idle" else args.tick_rate
+    # Idle and chat: no ticks, so the server's CPU is the sockets' (and the chat's) alone.
+    tick_rate = 0 if args.mode in ("idle", "chat") else args.tick_rate
+    heartbeat_ms = args.heartbeat_ms or (IDLE_HEARTBEAT_MS if args.mode == "idle" else DEFAULT_HEARTBEAT_MS)
     # A fresh database per run: chat from the abuse run must not carry over,
     # and two server builds must not share (or migrate) one file.
     data_dir = tempfile.mkdtemp(prefix="pulse-bench-")
     server = subprocess.Popen(
-        ["taskset", "-c", "0", args.server, "--addr", f"127.0.0.1:{args.port}",
-         "--db", f"{data_dir}/pulse.db",
-         "--symbols", str(args.universe), "--tick-rate", str(tick_rate), "--seed", "1", *args.server_flag],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "error"})
+        server_command(args, kind, data_dir, tick_rate, heartbeat_ms), cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "error"})
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{args.port}/healthz", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
+        wait_until_up(server, args.port)
         time.sleep(1)
         baseline_rss = rss_bytes(server.pid)
-        samples, stop, rustc_seen = [], threading.Event(), []
-        loadgen_pid = []
-
-        def sample():
-            last_rustc_check = 0.0
-            while not stop.is_set():
-                now = time.monotonic()
-                loadgen_cpu = cpu_seconds(loadgen_pid[0]) if loadgen_pid else None
-                samples.append((now, cpu_seconds(server.pid), rss_bytes(server.pid),
-                                machine_busy_seconds(), loadgen_cpu))
-                if now - last_rustc_check >= RUSTC_CHECK_EVERY:
-                    last_rustc_check = now
-                    if rustc_running():
-                        rustc_seen.append(now)
-                time.sleep(SAMPLE_EVERY)
-
-        sampler = threading.Thread(target=sample)
-        sampler.start()
-        started = time.monotonic()
-        sockets = args.clients * (3 if args.mode == "storm" else 1)  # storm: old in TIME_WAIT + new
-        source_ips = max(1, (sockets + SOCKETS_PER_SOURCE_IP - 1) // SOCKETS_PER_SOURCE_IP + 1)
-        command = ["taskset", "-c", "1", args.loadgen, "--url", f"ws://127.0.0.1:{args.port}/ws",
-                   "--mode", args.mode, "--clients", str(args.clients), "--symbols", str(args.symbols),
-                   "--universe", str(args.universe), "--duration", str(args.duration),
-                   "--source-ips", str(source_ips), "--connect-rate", str(args.connect_rate),
-                   "--settle", str(args.settle), "--verify", str(args.verify), "--json"]
-        loadgen = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        loadgen_pid.append(loadgen.pid)
-        out, err = loadgen.communicate(timeout=900)
-        stop.set()
-        sampler.join()
-        lines = out.strip().splitlines()
-        if not lines:
-            sys.exit(f"pulse-loadgen printed nothing; stderr:\n{err[-3000:]}")
-        report = json.loads(lines[-1])
-        window_start = started + report["ramp_up_secs"]
-        window_end = window_start + report["duration_secs"]
-
-        def at(moment, index):
-            before = [s for s in samples if s[0] <= moment and s[index] is not None]
-            return (before[-1] if before else samples[0])[index] or 0.0
-
-        cpu = at(window_end, 1) - at(window_start, 1)
-        loadgen_cpu = at(window_end, 4) - at(window_start, 4)
-        def machine_delta(part):
-            before = [s for s in samples if s[0] <= window_start]
-            after = [s for s in samples if s[0] <= window_end]
-            first = (before[-1] if before else samples[0])[3]
-            return (after[-1] if after else samples[-1])[3][part] - first[part]
-
-        machine = machine_delta(0)
-        peak_rss = max(s[2] for s in samples)
-        result = {
-            "label": args.label,
-            "mode": args.mode,
-            "clients": args.clients,
-            "symbols_per_client": 0 if args.mode == "idle" else args.symbols,
-        }
-        if args.mode == "storm":
-            result["storm"] = report
-        else:
-            delivered = report["messages_received"]
-            result.update({
-                "connected": report["connected"],
-                "open_at_end": report.get("open_at_end"),
-                "closed_early": report["closed_early"],
-                "closed_early_by_code": report.get("closed_early_by_code"),
-                "subscribed": report.get("subscribed"),
-                "msgs_per_sec": round(report["messages_per_sec"]),
-                "latency_ms": report.get("latency_ms"),
-                "msgs_per_cpu_second": round(delivered / cpu) if cpu > 0 else None,
-                "cpu_us_per_msg": round(cpu * 1e6 / delivered, 3) if delivered else None,
-                "rss_per_client_kib": round((peak_rss - baseline_rss) / 1024 / max(1, report["connected"]), 2),
-            })
-            if "abuse" in report:
-                result["abuse"] = report["abuse"]
+        sampler = Sampler(server.pid)
+        try:
+            if args.mode == "chat":
+                report, started, ended = run_load(chat_command(args), sampler)
+                window_start, window_end = started, ended
+            else:
+                report, started, _ = run_load(loadgen_command(args), sampler)
+                window_start = started + report["ramp_up_secs"]
+                window_end = window_start + report["duration_secs"]
+        finally:
+            sampler.finish()
+        result = summarise(args, kind, label, report, sampler, baseline_rss, window_start, window_end)
         result.update({
-            "server_cpu_seconds": round(cpu, 2),
-            "window_secs": round(report["duration_secs"], 1),
-            "baseline_rss_mib": round(baseline_rss / 2**20, 1),
-            "peak_rss_mib": round(peak_rss / 2**20, 1),
-            "loadgen_cpu_seconds": round(loadgen_cpu, 2),
-            "other_cpu_seconds": round(max(0.0, machine - cpu - loadgen_cpu), 2),
-            # Of that: other processes, interrupt work (loopback TCP runs partly
-            # there, for our own traffic too) and time the hypervisor gave others.
-            "other_process_cpu_seconds": round(max(0.0, machine_delta(1) - cpu - loadgen_cpu), 2),
-            "irq_cpu_seconds": round(machine_delta(2), 2),
-            "steal_seconds": round(machine_delta(3), 2),
+            "heartbeat_ms": heartbeat_ms,
             "rustc_waited_secs": waited,
             "rustc_at_start": rustc_at_start,
-            "rustc_seen_during_run": bool(rustc_seen),
+            "rustc_seen_during_run": bool(sampler.rustc_seen),
             "loadavg_after": open("/proc/loadavg").read().split()[0],
             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         })
-        print(json.dumps(result))
+        return result
     finally:
         server.terminate()
         try:
@@ -209,6 +256,148 @@ def main():
             server.kill()
             server.wait()
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def summarise(args, kind, label, report, sampler, baseline_rss, window_start, window_end):
+    cpu = sampler.at(window_end, 1) - sampler.at(window_start, 1)
+    load_cpu = sampler.at(window_end, 4) - sampler.at(window_start, 4)
+    mid_rss = sampler.at((window_start + window_end) / 2, 2)
+    peak_rss = max(s[2] for s in sampler.samples if s[2] is not None)
+    result = {"label": label, "server_kind": kind, "mode": args.mode}
+    if args.mode == "chat":
+        result.update({"senders": args.senders, "chat": report,
+                       "cpu_us_per_ack": round(cpu * 1e6 / report["acked"], 1) if report.get("acked") else None})
+    else:
+        result.update({"clients": args.clients, "symbols_per_client": 0 if args.mode == "idle" else args.symbols})
+    if args.mode == "storm":
+        result["storm"] = report
+    elif args.mode != "chat":
+        delivered = report["messages_received"]
+        connected = max(1, report["connected"])
+        result.update({
+            "connected": report["connected"],
+            "open_at_end": report.get("open_at_end"),
+            "pinged": report.get("pinged"),
+            "min_pings": report.get("min_pings"),
+            "closed_early": report["closed_early"],
+            "closed_early_by_code": report.get("closed_early_by_code"),
+            "subscribed": report.get("subscribed"),
+            "msgs_per_sec": round(report["messages_per_sec"]),
+            "latency_ms": report.get("latency_ms"),
+            "msgs_per_cpu_second": round(delivered / cpu) if cpu > 0 else None,
+            "cpu_us_per_msg": round(cpu * 1e6 / delivered, 3) if delivered else None,
+            # (RSS in the middle of the window - RSS before the first connection) / sockets.
+            "rss_per_socket_kib_mid": round((mid_rss - baseline_rss) / 1024 / connected, 2),
+            # The older measure, from the peak.
+            "rss_per_client_kib": round((peak_rss - baseline_rss) / 1024 / connected, 2),
+        })
+        if "abuse" in report:
+            result["abuse"] = report["abuse"]
+    machine = sampler.machine_delta(window_start, window_end, 0)
+    result.update({
+        "server_cpu_seconds": round(cpu, 2),
+        "window_secs": round(window_end - window_start, 1),
+        "baseline_rss_mib": round(baseline_rss / 2**20, 1),
+        "mid_rss_mib": round(mid_rss / 2**20, 1),
+        "peak_rss_mib": round(peak_rss / 2**20, 1),
+        "loadgen_cpu_seconds": round(load_cpu, 2),
+        "other_cpu_seconds": round(max(0.0, machine - cpu - load_cpu), 2),
+        # Of that: other processes, interrupt work (loopback TCP runs partly
+        # there, for our own traffic too) and time the hypervisor gave others.
+        "other_process_cpu_seconds": round(max(0.0, sampler.machine_delta(window_start, window_end, 1) - cpu - load_cpu), 2),
+        "irq_cpu_seconds": round(sampler.machine_delta(window_start, window_end, 2), 2),
+        "steal_seconds": round(sampler.machine_delta(window_start, window_end, 3), 2),
+    })
+    return result
+
+
+# What the summary compares: a name, how to read it from a line, and whether
+# more is better (the ratio is always pulse / node).
+MEASURES = {
+    "stream": [("msgs_per_cpu_second", lambda r: r["msgs_per_cpu_second"], "higher"),
+               ("msgs_per_sec", lambda r: r["msgs_per_sec"], "higher"),
+               ("latency_p50_ms", lambda r: (r["latency_ms"] or {}).get("p50"), "lower"),
+               ("latency_p99_ms", lambda r: (r["latency_ms"] or {}).get("p99"), "lower"),
+               ("server_cpu_seconds", lambda r: r["server_cpu_seconds"], "lower"),
+               ("rss_per_socket_kib_mid", lambda r: r["rss_per_socket_kib_mid"], "lower")],
+    "idle": [("rss_per_socket_kib_mid", lambda r: r["rss_per_socket_kib_mid"], "lower"),
+             ("open_at_end", lambda r: r["open_at_end"], "higher"),
+             ("pinged", lambda r: r["pinged"], "higher"),
+             ("server_cpu_seconds", lambda r: r["server_cpu_seconds"], "lower")],
+    "chat": [("ack_p50_ms", lambda r: r["chat"]["p50_ms"], "lower"),
+             ("ack_p99_ms", lambda r: r["chat"]["p99_ms"], "lower"),
+             ("acked", lambda r: r["chat"]["acked"], "higher"),
+             ("cpu_us_per_ack", lambda r: r["cpu_us_per_ack"], "lower")],
+}
+
+
+def median_of(lines, read):
+    values = [v for v in (read(line) for line in lines) if v is not None]
+    return round(statistics.median(values), 3) if values else None
+
+
+def compare(args):
+    """ROUNDS rounds of Pulse then the reference; every line, then the summary."""
+    lines = {kind: [] for kind in KINDS}
+    for round_number in range(1, ROUNDS + 1):
+        for kind in KINDS:
+            line = run_once(args, kind, f"{args.label or args.mode}:{kind}")
+            line["round"] = round_number
+            lines[kind].append(line)
+            print(json.dumps(line), flush=True)
+    summary = {"summary": f"{args.mode}, median of {ROUNDS} interleaved rounds; ratio = pulse / node",
+               "label": args.label, "mode": args.mode}
+    if args.mode == "chat":
+        summary["senders"], summary["chat_rate"] = args.senders, args.chat_rate
+    else:
+        summary["clients"], summary["symbols_per_client"] = args.clients, 0 if args.mode == "idle" else args.symbols
+    for name, read, better in MEASURES[args.mode]:
+        pulse, node = median_of(lines["pulse"], read), median_of(lines["node"], read)
+        ratio = round(pulse / node, 3) if pulse is not None and node else None
+        summary[name] = {"pulse": pulse, "node": node, "ratio": ratio, "better": better}
+    summary["rustc_seen_during_runs"] = sum(line["rustc_seen_during_run"] for kind in KINDS for line in lines[kind])
+    print(json.dumps(summary), flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", choices=["stream", "idle", "storm", "abuse", "chat"])
+    parser.add_argument("--clients", type=int, default=1000)
+    parser.add_argument("--symbols", type=int, default=10, help="subscriptions per client")
+    parser.add_argument("--universe", type=int, default=50, help="symbols the server simulates")
+    parser.add_argument("--tick-rate", type=float, default=2.0)
+    parser.add_argument("--duration", type=int, default=20)
+    parser.add_argument("--port", type=int, default=3999)
+    parser.add_argument("--server", default=f"{ROOT}/target/release/pulse", help="server binary")
+    parser.add_argument("--loadgen", default=f"{ROOT}/target/release/pulse-loadgen", help="load generator binary")
+    parser.add_argument("--node", default="node", help="node binary (the reference server, the chat script)")
+    parser.add_argument("--server-kind", choices=KINDS, default="pulse",
+                        help="pulse, or node: the reference server in bench/reference/")
+    parser.add_argument("--compare", action="store_true",
+                        help=f"{ROUNDS} rounds of Pulse then the reference, and a summary line")
+    parser.add_argument("--heartbeat-ms", type=int, default=None,
+                        help=f"both servers' heartbeat (default {IDLE_HEARTBEAT_MS} in idle mode, else {DEFAULT_HEARTBEAT_MS})")
+    parser.add_argument("--label", default="", help="a name for the server build, copied into the line")
+    # Below the server's default --max-upgrades-per-sec (1000/s since 1.1), so
+    # that a ramp-up is never answered 1013 (stream and idle clients do not retry).
+    parser.add_argument("--connect-rate", type=int, default=900)
+    parser.add_argument("--settle", type=int, default=5, help="storm: seconds of ticks before the drop")
+    parser.add_argument("--verify", type=int, default=10, help="storm: seconds of offset checks after")
+    parser.add_argument("--senders", type=int, default=50, help="chat: guests sending chat_send")
+    parser.add_argument("--chat-rate", type=float, default=2.0, help="chat: messages per second per sender")
+    parser.add_argument("--wait-idle", type=float, default=180, help="seconds to wait for no rustc")
+    parser.add_argument("--server-flag", action="append", default=[], help="extra Pulse flag (repeatable)")
+    args = parser.parse_args()
+
+    uses_node = args.compare or args.server_kind == "node"
+    if uses_node and args.mode not in NODE_MODES:
+        parser.error(f"the reference server serves {', '.join(NODE_MODES)} only, not {args.mode}")
+    if uses_node:
+        ensure_reference()
+    if args.compare:
+        compare(args)
+    else:
+        print(json.dumps(run_once(args, args.server_kind, args.label)))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 //! `pulse-loadgen`: opens many WebSocket clients against a running Pulse server
 //! and reports how it held up: how many clients connected, how many the server
 //! closed (per close code), how many `tick`s it delivered per second and their
-//! latency (the moment a frame arrived minus the envelope `timestamp`).
+//! latency (the moment a frame arrived minus the envelope `timestamp`), and how
+//! many sockets got (and answered) the server's WebSocket Pings.
 //!
 //! It speaks only the public protocol (`docs/PROTOCOL.md`) through the crate's
 //! shared `protocol` types. Point it at a server on this machine (or one you
@@ -152,7 +153,8 @@ enum Mode {
     /// everything and time every `tick`.
     Stream,
     /// Send `hello {}` only, then just answer the server's Pings; the report
-    /// says how many sockets are still open at the end.
+    /// says how many sockets are still open at the end and how many got a
+    /// Ping (`pinged`, `min_pings`).
     Idle,
     /// Drop every connection at once and reconnect with backoff and resume.
     Storm,
@@ -383,6 +385,9 @@ struct ClientOutcome {
     bad_frames: u64,
     /// Ticks received while the measurement window was open.
     ticks: u64,
+    /// WebSocket Pings received from the server (each answered with a Pong
+    /// by tungstenite on the next read).
+    pings: u64,
 }
 
 /// The outcomes of every client added up.
@@ -396,6 +401,12 @@ struct Tally {
     errors: BTreeMap<String, u64>,
     bad_frames: u64,
     ticks: u64,
+    /// Connected clients that received at least one Ping.
+    pinged: u64,
+    /// The fewest Pings a connected client received (`None` before the first).
+    min_pings: Option<u64>,
+    /// Pings received by every client together.
+    pings: u64,
     /// Client tasks that did not finish in time (aborted) or panicked.
     unfinished: u64,
 }
@@ -412,7 +423,13 @@ impl Tally {
                 Some(code) => *self.closed_early.entry(code).or_default() += 1,
                 None => self.open_at_end += 1,
             }
+            self.pinged += u64::from(outcome.pings > 0);
+            self.min_pings = Some(
+                self.min_pings
+                    .map_or(outcome.pings, |m| m.min(outcome.pings)),
+            );
         }
+        self.pings += outcome.pings;
         self.subscribed += outcome.subscribed;
         for (code, count) in outcome.errors {
             *self.errors.entry(code.to_owned()).or_default() += count;
@@ -463,8 +480,8 @@ fn handle_text(
 }
 
 /// Reads frames until the run stops or the socket ends; a socket that ends
-/// first leaves its close code in `outcome.closed_early`. Pings are answered
-/// by tungstenite while the stream is polled.
+/// first leaves its close code in `outcome.closed_early`. Pings are counted
+/// and answered by tungstenite (its Pong goes out on the next poll, at once).
 async fn read_until_stop(
     ws: &mut Ws,
     shared: &Shared,
@@ -480,6 +497,7 @@ async fn read_until_stop(
         match frame {
             Some(Ok(Message::Text(text))) => handle_text(text.as_str(), shared, outcome, samples),
             Some(Ok(Message::Binary(_))) => outcome.bad_frames += 1,
+            Some(Ok(Message::Ping(_))) => outcome.pings += 1,
             Some(Ok(Message::Close(frame))) => {
                 let code = frame.map_or(NO_STATUS_CLOSE, |frame| u16::from(frame.code));
                 outcome.closed_early.get_or_insert(code);
@@ -670,6 +688,12 @@ struct Report {
     closed_early_by_code: BTreeMap<u16, u64>,
     /// Sockets still open when the run ended (the number idle mode is for).
     open_at_end: u64,
+    /// Connected sockets that received (and answered) at least one server Ping.
+    pinged: u64,
+    /// The fewest Pings one connected socket received; 0 when any got none.
+    min_pings: u64,
+    /// Pings received by all sockets together.
+    pings_received: u64,
     subscriptions_requested: u64,
     subscribed: u64,
     server_errors: u64,
@@ -718,6 +742,9 @@ impl Report {
             closed_early: tally.closed_early.values().sum(),
             closed_early_by_code: tally.closed_early,
             open_at_end: tally.open_at_end,
+            pinged: tally.pinged,
+            min_pings: tally.min_pings.unwrap_or(0),
+            pings_received: tally.pings,
             subscriptions_requested,
             subscribed: tally.subscribed,
             server_errors: tally.errors.values().sum(),
@@ -764,6 +791,10 @@ impl Report {
                 breakdown(&self.closed_early_by_code)
             ),
             format!("  open at end         {}", self.open_at_end),
+            format!(
+                "  pinged              {} sockets got a Ping (at least {} each, {} in all)",
+                self.pinged, self.min_pings, self.pings_received
+            ),
         ];
         if self.mode.subscribes() {
             lines.push(format!(
