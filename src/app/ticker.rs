@@ -124,7 +124,7 @@ fn QuoteRow(symbol: String) -> impl IntoView {
     view! {
        <tr class=row_class>
            <th scope="row" class="symbol">{symbol}</th>
-           <td class=flash>{cell(|q| format!("{:.2}", q.price))}</td>
+           <td class=flash>{cell(|q| decimals(q.price, 2))}</td>
            <td class="num change abs"><span aria-hidden="true">{arrow}</span>{cell(|q| signed(q.change, ""))}</td>
            <td class="num change"><span aria-hidden="true">{arrow}</span>{cell(|q| signed(q.change_pct, "%"))}</td>
            <td class="spark">
@@ -162,12 +162,43 @@ fn arrow(change: f64) -> &'static str {
 
 /// `+1.25`, `−0.50`, `0.00`: the sign is written, not only coloured.
 fn signed(value: f64, unit: &str) -> String {
-    if value > 0.0 {
-        format!("+{value:.2}{unit}")
+    let sign = if value > 0.0 {
+        "+"
     } else if value < 0.0 {
-        format!("−{:.2}{unit}", -value)
+        "−"
     } else {
-        format!("{value:.2}{unit}")
+        ""
+    };
+    let mut text = String::from(sign);
+    write_decimals(&mut text, value.abs(), 2);
+    text.push_str(unit);
+    text
+}
+
+/// `value` with `places` digits after the point, as `format!("{value:.places$}")`
+/// writes the prices, changes and coordinates shown here.
+fn decimals(value: f64, places: u32) -> String {
+    let mut text = String::new();
+    write_decimals(&mut text, value, places);
+    text
+}
+
+/// Writes `value` rounded to `places` digits after the point with integer
+/// arithmetic only: Rust's float formatting (`{:.2}`) alone was 14 KB of the
+/// wasm bundle. Prices and changes are whole cents, written exactly. A value
+/// within float error of a half (a percentage, a coordinate) may round the
+/// other way than `{:.2}` would, in the last digit; the server and the page
+/// both write it with this function, so hydration agrees. A value too large
+/// saturates instead of panicking.
+fn write_decimals(out: &mut String, value: f64, places: u32) {
+    let scale = 10u64.pow(places);
+    let scaled = (value.abs() * scale as f64).round() as u64;
+    if value < 0.0 && scaled != 0 {
+        out.push('-');
+    }
+    let _ = write!(out, "{}", scaled / scale);
+    if places > 0 {
+        let _ = write!(out, ".{:0width$}", scaled % scale, width = places as usize);
     }
 }
 
@@ -185,7 +216,10 @@ fn sparkline(prices: &[f64]) -> String {
         let x = n as f64 * step;
         let y = 22.0 - (price - low) / span * 20.0;
         // Written in place: no String per point.
-        let _ = write!(path, "{}{x:.1},{y:.1}", if n == 0 { 'M' } else { 'L' });
+        path.push(if n == 0 { 'M' } else { 'L' });
+        write_decimals(&mut path, x, 1);
+        path.push(',');
+        write_decimals(&mut path, y, 1);
     }
     path
 }
@@ -199,6 +233,35 @@ mod tests {
         assert_eq!((arrow(1.25), signed(1.25, "").as_str()), ("▲ ", "+1.25"));
         assert_eq!((arrow(-0.5), signed(-0.5, "%").as_str()), ("▼ ", "−0.50%"));
         assert_eq!((arrow(0.0), signed(0.0, "").as_str()), ("", "0.00"));
+    }
+
+    #[test]
+    fn decimals_are_written_as_rusts_float_formatting_writes_them() {
+        // Prices and changes in cents, percentages, coordinates in the box.
+        for cents in (-100_000i64..100_000)
+            .step_by(7)
+            .chain([5, -5, 0, 1, 99, 100])
+        {
+            let value = cents as f64 / 100.0;
+            assert_eq!(decimals(value, 2), format!("{value:.2}"), "{value}");
+        }
+        // Anything else: at most one in the last digit (float error at a half).
+        for n in 0..5_000 {
+            let value = n as f64 * 0.0137 - 7.0;
+            for places in [1, 2] {
+                let ours: f64 = decimals(value, places).parse().unwrap();
+                let rusts: f64 = format!("{value:.places$}", places = places as usize)
+                    .parse()
+                    .unwrap();
+                let unit = 10f64.powi(-(places as i32));
+                assert!(
+                    (ours - rusts).abs() <= unit * 1.001,
+                    "{value} to {places}: {ours} vs {rusts}"
+                );
+            }
+        }
+        assert_eq!(decimals(1234.5, 0), "1235");
+        assert_eq!(decimals(-0.001, 2), "0.00");
     }
 
     #[test]

@@ -47,9 +47,44 @@ enum Sent {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Entry {
+    #[serde(deserialize_with = "queued_envelope")]
     envelope: ClientEnvelope,
     #[serde(skip)]
     sent: Sent,
+}
+
+/// Reads back a stored entry's envelope: only the kinds an outbox holds
+/// (`chat_send`, `mark_read`), each read by serde alone. The protocol's full
+/// client decoder (every kind, errors naming the field) is the server's; in
+/// the page it was 25 KB of the wasm bundle.
+fn queued_envelope<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<ClientEnvelope, D::Error> {
+    use serde::de::Error;
+    #[derive(Deserialize)]
+    struct Stored {
+        #[serde(rename = "type")]
+        kind: String,
+        data: Box<serde_json::value::RawValue>,
+        #[serde(default)]
+        id: Option<String>,
+    }
+    let stored = Stored::deserialize(deserializer)?;
+    let data = stored.data.get();
+    let message = match stored.kind.as_str() {
+        "chat_send" => {
+            ClientMessage::ChatSend(serde_json::from_str(data).map_err(D::Error::custom)?)
+        }
+        "mark_read" => {
+            ClientMessage::MarkRead(serde_json::from_str(data).map_err(D::Error::custom)?)
+        }
+        other => return Err(D::Error::custom(format_args!("`{other}` is never queued"))),
+    };
+    Ok(ClientEnvelope {
+        message,
+        timestamp: None,
+        id: stored.id,
+    })
 }
 
 /// A token bucket slightly slower than the server's.

@@ -4,8 +4,9 @@ use serde::{Deserialize, Serialize};
 
 use super::envelope::Empty;
 
-/// One client message: the envelope's `type` and `data`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One client message: the envelope's `type` and `data`. Written by serde
+/// (adjacently tagged); read by `decode_client`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", content = "data", rename_all = "snake_case")]
 pub enum ClientMessage {
     Hello(Hello),

@@ -17,7 +17,9 @@ pub struct Empty {}
 
 /// A client frame: a message, an optional timestamp and an optional `id`
 /// that the server echoes in the `ack` or `error` answering it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Written by serde; read by [`decode_client`] (a page reads back only its
+/// stored outbox: `client/outbox.rs`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ClientEnvelope {
     #[serde(flatten)]
     pub message: ClientMessage,
@@ -49,7 +51,11 @@ impl ClientEnvelope {
 
 /// A server frame: a message, the moment the server created it and, on an
 /// `ack` or `error` answering a client message with an `id`, that `id`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Read by `type` first, then `data` as that message's type
+/// ([`ServerMessage::from_data`]), with no buffering in between; from JSON
+/// only (serde_json's raw values).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ServerEnvelope {
     #[serde(flatten)]
     pub message: ServerMessage,
@@ -83,7 +89,8 @@ impl ServerEnvelope {
 
     /// Parses a server frame, as a client does.
     pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
-        serde_json::from_str(text)
+        let raw: RawServerEnvelope = serde_json::from_str(text)?;
+        raw.into_envelope()
     }
 
     /// The messages this frame holds, with batches unpacked in order.
@@ -120,6 +127,52 @@ pub fn batch_json<'a>(
     text.push_str(&timestamp.to_string());
     text.push_str(r#""}"#);
     text
+}
+
+/// A server envelope with its `data` still text.
+#[derive(Deserialize)]
+struct RawServerEnvelope<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    data: &'a RawValue,
+    timestamp: Timestamp,
+    #[serde(default)]
+    id: Option<String>,
+}
+
+impl RawServerEnvelope<'_> {
+    fn into_envelope(self) -> Result<ServerEnvelope, serde_json::Error> {
+        Ok(ServerEnvelope {
+            message: ServerMessage::from_data(&self.kind, self.data.get())?,
+            timestamp: self.timestamp,
+            id: self.id,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for ServerEnvelope {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Owned raw text: the caller's input may not outlive the envelope.
+        #[derive(Deserialize)]
+        struct Owned {
+            #[serde(rename = "type")]
+            kind: String,
+            data: Box<RawValue>,
+            timestamp: Timestamp,
+            #[serde(default)]
+            id: Option<String>,
+        }
+        let owned = Owned::deserialize(deserializer)?;
+        RawServerEnvelope {
+            kind: owned.kind.into(),
+            data: &owned.data,
+            timestamp: owned.timestamp,
+            id: owned.id,
+        }
+        .into_envelope()
+        .map_err(serde::de::Error::custom)
+    }
 }
 
 /// Why a client frame could not be decoded, as the `error` to answer with.
