@@ -21,8 +21,10 @@ use crate::protocol::CloseCode;
 
 pub use connection::{serve_connection, ConnectionContext};
 
-/// Bytes each socket reserves for reading.
-const READ_BUFFER_BYTES: usize = 2 * 1024;
+/// Bytes each socket reserves for reading: a client's frames are small
+/// (`hello` with its token is the largest common one); a larger frame grows
+/// the buffer for as long as it needs (up to `--max-message-bytes`).
+const READ_BUFFER_BYTES: usize = 1024;
 
 /// Upgrades to a WebSocket. A forbidden `Origin` still gets a socket, closed
 /// at once with 1008, because a browser shows scripts the close code but never
@@ -43,7 +45,7 @@ pub async fn handler(
         .max_message_size(limit)
         .max_frame_size(limit)
         // tungstenite reserves 128 KiB per socket for reading by default;
-        // 2 KiB keeps an idle socket small (see docs/BENCHMARKS.md).
+        // 1 KiB keeps an idle socket small (see docs/BENCHMARKS.md).
         .read_buffer_size(READ_BUFFER_BYTES)
         // The writer sends one (batch) frame at a time and flushes it, so
         // tungstenite need not gather frames in a buffer of its own.

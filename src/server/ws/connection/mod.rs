@@ -231,7 +231,10 @@ impl Connection {
             };
             match received {
                 Received::Message(decoded) => {
-                    if let Some(ending) = self.on_message(decoded).await {
+                    // Boxed: answering a message (a store call, a hub call)
+                    // needs a large future for a moment; inline, every idle
+                    // connection's task would carry its size for its whole life.
+                    if let Some(ending) = Box::pin(self.on_message(decoded)).await {
                         return ending;
                     }
                 }
