@@ -9,83 +9,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use common::process::Pulse;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// The shortened HTTP deadline (head, then body) these tests run with.
 const HTTP_TIMEOUT_MS: &str = "300";
-
-/// A `pulse` process on a port of its own, killed on drop.
-struct Pulse {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Pulse {
-    /// Starts the binary with `flags` and waits for its `listening on` line.
-    fn start(flags: &[&str], env: &[(&str, &str)]) -> Pulse {
-        let db = common::temp_db();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pulse"))
-            .args(["--addr", "127.0.0.1:0", "--db", &db, "--tick-rate", "0"])
-            .args(flags)
-            .envs(env.iter().copied())
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the pulse binary starts");
-        let stdout = child.stdout.take().unwrap();
-        let (found, address) = std::sync::mpsc::channel();
-        // Keep reading the log, or a full pipe would stall the server.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or_default();
-                    let _ = found.send(addr.parse::<SocketAddr>().ok());
-                }
-            }
-        });
-        let addr = address
-            .recv_timeout(Duration::from_secs(20))
-            .ok()
-            .flatten()
-            .expect("pulse says where it listens");
-        Pulse { child, addr }
-    }
-
-    /// Sends SIGTERM.
-    fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Waits up to `limit` for the process to exit.
-    async fn exited_within(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let started = Instant::now();
-        while started.elapsed() < limit {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        None
-    }
-}
-
-impl Drop for Pulse {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Reads until the server closes the connection (end of stream or reset)
 /// and returns what arrived, or `None` if it is still open after `limit`.
@@ -106,7 +36,11 @@ async fn until_closed(stream: &mut TcpStream, limit: Duration) -> Option<String>
 /// server closes the connection.
 #[tokio::test]
 async fn a_request_head_that_never_ends_is_cut_off() {
-    let pulse = Pulse::start(&[], &[("PULSE_HTTP_TIMEOUT_MS", HTTP_TIMEOUT_MS)]);
+    let pulse = Pulse::start(
+        &common::temp_db(),
+        &[],
+        &[("PULSE_HTTP_TIMEOUT_MS", HTTP_TIMEOUT_MS)],
+    );
     let mut stream = TcpStream::connect(pulse.addr).await.unwrap();
     stream
         .write_all(b"GET / HTTP/1.1\r\nHost: slow\r\nX-Slow: ")
@@ -128,7 +62,11 @@ async fn a_request_head_that_never_ends_is_cut_off() {
 /// JSON error once the deadline passes, and the connection is closed.
 #[tokio::test]
 async fn an_api_body_that_trickles_is_cut_off() {
-    let pulse = Pulse::start(&[], &[("PULSE_HTTP_TIMEOUT_MS", HTTP_TIMEOUT_MS)]);
+    let pulse = Pulse::start(
+        &common::temp_db(),
+        &[],
+        &[("PULSE_HTTP_TIMEOUT_MS", HTTP_TIMEOUT_MS)],
+    );
     let mut stream = TcpStream::connect(pulse.addr).await.unwrap();
     let head = format!(
         "POST /api/login HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
@@ -169,7 +107,7 @@ async fn an_api_body_that_trickles_is_cut_off() {
 /// WebSocket client reads nothing.
 #[tokio::test]
 async fn sigterm_ends_the_process_whatever_slow_clients_do() {
-    let mut pulse = Pulse::start(&["--shutdown-grace-ms", "1000"], &[]);
+    let mut pulse = Pulse::start(&common::temp_db(), &["--shutdown-grace-ms", "1000"], &[]);
     let mut stalled_head = TcpStream::connect(pulse.addr).await.unwrap();
     stalled_head
         .write_all(b"GET / HTTP/1.1\r\nHost: slow\r\n")

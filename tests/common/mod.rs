@@ -2,6 +2,8 @@
 //! tokio-tungstenite client that speaks the protocol.
 #![allow(dead_code)]
 
+pub mod process;
+
 use clap::Parser;
 use futures::{SinkExt, StreamExt};
 use pulse::protocol::{ServerEnvelope, ServerMessage, Welcome};
@@ -113,7 +115,12 @@ impl Client {
 
     /// Connects, sending `Origin: origin` when given (as a browser does).
     pub async fn connect_with(server: &TestServer, origin: Option<&str>) -> Self {
-        let mut request = server.ws_url().into_client_request().unwrap();
+        Self::connect_to(server.addr, origin).await
+    }
+
+    /// Connects to the server at `addr` (in-process or a child process).
+    pub async fn connect_to(addr: SocketAddr, origin: Option<&str>) -> Self {
+        let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
         if let Some(origin) = origin {
             request
                 .headers_mut()
@@ -130,11 +137,16 @@ impl Client {
 
     /// Logs in as a guest named `name` and says `hello` with the token.
     pub async fn signed_in(server: &TestServer, name: &str) -> Self {
+        Self::signed_in_to(server.addr, name).await
+    }
+
+    /// [`Client::signed_in`] on the server at `addr`.
+    pub async fn signed_in_to(addr: SocketAddr, name: &str) -> Self {
         let body = serde_json::json!({ "name": name }).to_string();
-        let (status, answer) = http_post(server.addr, "/api/login", None, &body).await;
+        let (status, answer) = http_post(addr, "/api/login", None, &body).await;
         assert_eq!(status, 200, "{answer}");
         let token = answer["token"].as_str().unwrap();
-        let mut client = Self::connect(server).await;
+        let mut client = Self::connect_to(addr, None).await;
         let hello = serde_json::json!({"type": "hello", "data": {"token": token}});
         client.send(&hello.to_string()).await;
         match client.recv().await.message {

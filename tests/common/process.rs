@@ -1,0 +1,82 @@
+//! The real `pulse` binary as a child process, for tests that need what an
+//! in-process server cannot give: a SIGTERM, a SIGKILL, a restart.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `pulse` process on a port of its own, killed on drop.
+pub struct Pulse {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Pulse {
+    /// Starts the binary on the database file `db` with `flags` and waits
+    /// for its `listening on` line.
+    pub fn start(db: &str, flags: &[&str], env: &[(&str, &str)]) -> Pulse {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pulse"))
+            .args(["--addr", "127.0.0.1:0", "--db", db, "--tick-rate", "0"])
+            .args(flags)
+            .envs(env.iter().copied())
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the pulse binary starts");
+        let stdout = child.stdout.take().unwrap();
+        let (found, address) = std::sync::mpsc::channel();
+        // Keep reading the log, or a full pipe would stall the server.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let addr = rest.split_whitespace().next().unwrap_or_default();
+                    let _ = found.send(addr.parse::<SocketAddr>().ok());
+                }
+            }
+        });
+        let addr = address
+            .recv_timeout(Duration::from_secs(20))
+            .ok()
+            .flatten()
+            .expect("pulse says where it listens");
+        Pulse { child, addr }
+    }
+
+    /// Kills the process at once (SIGKILL: no shutdown, no flush) and waits
+    /// for it to be gone.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("the process can be killed");
+        self.child.wait().expect("the killed process is reaped");
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    pub async fn exited_within(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+}
+
+impl Drop for Pulse {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
