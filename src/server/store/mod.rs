@@ -8,8 +8,11 @@
 //! (`readers.rs`) on tokio's blocking pool: in WAL mode they run beside the
 //! writer, so a read never waits behind a write. No async task ever blocks
 //! on the database: it awaits a queue slot, an answer or a blocking task.
+//! The write-ahead log is copied into the file by a thread of its own
+//! (`checkpoint.rs`), never inside a commit.
 
 mod chat;
+mod checkpoint;
 mod mentions;
 mod migrations;
 mod notifications;
@@ -72,6 +75,9 @@ pub struct Store {
     /// Transactions the writer committed (each one fsync), for tests and
     /// operators: fewer than writes means group commit is at work.
     commits: Arc<AtomicU64>,
+    /// Copies the write-ahead log into the file, off the commit path; stops
+    /// with the last handle.
+    _checkpointer: Arc<checkpoint::Checkpointer>,
 }
 
 impl Store {
@@ -89,15 +95,18 @@ impl Store {
         connection.pragma_update(None, "synchronous", "FULL")?;
         connection.pragma_update(None, "foreign_keys", "ON")?;
         connection.busy_timeout(std::time::Duration::from_secs(5))?;
+        checkpoint::leave_to_the_checkpointer(&connection)?;
         migrations::migrate(&mut connection)?;
         // Readers open after the migrations, so they never see an old schema.
         let readers = Arc::new(Readers::open(path, READ_CONNECTIONS)?);
         let commits = Arc::new(AtomicU64::new(0));
         let jobs = writer::spawn(connection, commits.clone())?;
+        let checkpointer = Arc::new(checkpoint::spawn(path)?);
         Ok(Store {
             jobs,
             readers,
             commits,
+            _checkpointer: checkpointer,
         })
     }
 

@@ -277,3 +277,35 @@ async fn the_unread_window_is_the_newest_hundred_and_a_count() {
     );
     assert_eq!(unread.newest[0].offset, 20);
 }
+
+/// Committed pages reach the database file by themselves, copied from the
+/// write-ahead log by the checkpoint thread; the writer's own connection
+/// never does it inside a commit.
+#[tokio::test]
+async fn the_log_is_copied_into_the_file_off_the_commit_path() {
+    let (path, store) = temp_db();
+    let autocheckpoint: i64 = store
+        .write(
+            |db| Ok(db.pragma_query_value(None, "wal_autocheckpoint", |row| row.get(0))?),
+            |pages| pages,
+        )
+        .await
+        .unwrap();
+    assert_eq!(autocheckpoint, 0, "no checkpoint inside a commit");
+
+    let before = std::fs::metadata(&path).unwrap().len();
+    let text = "x".repeat(400);
+    for n in 0..250 {
+        send(&store, ann(), &format!("c{n}"), &text).await;
+    }
+    // 100 KB of messages: far below SQLite's own threshold (1,000 pages).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::metadata(&path).unwrap().len() < before + 100_000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the file is still {} bytes",
+            std::fs::metadata(&path).unwrap().len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
