@@ -11,6 +11,7 @@
 use axum::extract::ws::Utf8Bytes;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::server::hub::{Gone, Subscriber};
@@ -54,6 +55,8 @@ pub struct Outbox {
 struct Queued {
     frame: Utf8Bytes,
     counted: bool,
+    /// A live tick (may wait for others: [`Outbox::hold_ticks`]).
+    tick: bool,
 }
 
 #[derive(Debug, Default)]
@@ -121,7 +124,11 @@ impl Outbox {
                 return Err(PushError::SlowConsumer);
             }
         }
-        state.frames.push_back(Queued { frame, counted });
+        state.frames.push_back(Queued {
+            frame,
+            counted,
+            tick: false,
+        });
         drop(state);
         self.ready.notify_one();
         Ok(())
@@ -146,6 +153,7 @@ impl Outbox {
         state.frames.push_back(Queued {
             frame,
             counted: false,
+            tick: true,
         });
         state.queued_ticks.insert(channel.clone(), sequence);
         drop(state);
@@ -209,6 +217,31 @@ impl Outbox {
         }
     }
 
+    /// Waits until something is queued; then, while only live ticks are,
+    /// up to `delay` more, so the ticks arriving meanwhile share one frame
+    /// (`--write-delay-ms`). Anything else queued (a chat message, an ack,
+    /// a Ping, the close) ends the wait at once.
+    pub async fn hold_ticks(&self, delay: Duration) {
+        loop {
+            let notified = self.ready.notified();
+            if self.lock().has_work() {
+                break;
+            }
+            notified.await;
+        }
+        let deadline = tokio::time::Instant::now() + delay;
+        loop {
+            let notified = self.ready.notified();
+            if !self.lock().only_ticks() {
+                return;
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep_until(deadline) => return,
+            }
+        }
+    }
+
     fn take(&self, max_bytes: usize) -> Option<Next> {
         let mut state = self.lock();
         if std::mem::take(&mut state.ping) {
@@ -243,6 +276,16 @@ impl Outbox {
     pub fn queued(&self) -> (usize, usize) {
         let state = self.lock();
         (state.frames.len(), state.bytes)
+    }
+}
+
+impl State {
+    fn has_work(&self) -> bool {
+        self.ping || !self.frames.is_empty() || self.close.is_some()
+    }
+
+    fn only_ticks(&self) -> bool {
+        !self.ping && self.close.is_none() && self.frames.iter().all(|queued| queued.tick)
     }
 }
 
@@ -381,5 +424,53 @@ mod tests {
             Next::Frames(frames) => assert_eq!(frames.len(), 2),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// `--write-delay-ms`: ticks wait for the delay, so those that arrive
+    /// meanwhile share their frame; anything else ends the wait at once.
+    #[tokio::test(start_paused = true)]
+    async fn held_ticks_wait_for_company_and_anything_else_goes_at_once() {
+        use tokio::time::{timeout, Instant};
+        let delay = Duration::from_millis(20);
+        let outbox = Outbox::new(1024);
+        let aapl: Arc<str> = "ticker:AAPL".into();
+        let msft: Arc<str> = "ticker:MSFT".into();
+
+        // Nothing queued: the hold waits for something.
+        assert!(timeout(delay * 5, outbox.hold_ticks(delay)).await.is_err());
+
+        outbox.push_tick(&aapl, text("aapl")).unwrap();
+        let started = Instant::now();
+        let joined = async {
+            tokio::time::sleep(delay / 2).await;
+            outbox.push_tick(&msft, text("msft")).unwrap();
+        };
+        tokio::join!(outbox.hold_ticks(delay), joined);
+        assert_eq!(started.elapsed(), delay, "a tick waits the whole delay");
+        assert_eq!(frames(&outbox).await, ["aapl", "msft"], "in one frame");
+
+        // A chat message (an ack, an answer) pushed during the hold ends it.
+        outbox.push_tick(&aapl, text("aapl-2")).unwrap();
+        let started = Instant::now();
+        let chat = async {
+            tokio::time::sleep(delay / 4).await;
+            outbox.push(text("chat")).unwrap();
+        };
+        tokio::join!(outbox.hold_ticks(delay), chat);
+        assert_eq!(started.elapsed(), delay / 4);
+        assert_eq!(frames(&outbox).await, ["aapl-2", "chat"]);
+
+        // So does a Ping; and anything but a tick is never held.
+        outbox.push_tick(&aapl, text("aapl-3")).unwrap();
+        outbox.ping();
+        let started = Instant::now();
+        outbox.hold_ticks(delay).await;
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        assert_eq!(outbox.next(1024).await, Next::Ping);
+        assert_eq!(frames(&outbox).await, ["aapl-3"]);
+        outbox.push(text("ack")).unwrap();
+        let started = Instant::now();
+        outbox.hold_ticks(delay).await;
+        assert_eq!(started.elapsed(), Duration::ZERO);
     }
 }

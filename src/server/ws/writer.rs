@@ -6,6 +6,7 @@ use axum::extract::ws::Message;
 use futures_util::{Sink, SinkExt};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::outbox::{Next, Outbox};
 use crate::server::frames;
@@ -14,12 +15,17 @@ use crate::server::metrics::Metrics;
 /// The most message bytes packed into one `batch` frame.
 const MAX_BATCH_BYTES: usize = 32 * 1024;
 
-/// Writes until the close frame went out or the peer is gone.
-pub async fn run<S>(mut sink: S, outbox: Arc<Outbox>, metrics: Arc<Metrics>)
+/// Writes until the close frame went out or the peer is gone. With a
+/// `write_delay`, a frame of ticks waits that long for more ticks to join it
+/// (fewer writes, later ticks); anything else goes at once.
+pub async fn run<S>(mut sink: S, outbox: Arc<Outbox>, metrics: Arc<Metrics>, write_delay: Duration)
 where
     S: Sink<Message> + Unpin,
 {
     loop {
+        if !write_delay.is_zero() {
+            outbox.hold_ticks(write_delay).await;
+        }
         let message = match outbox.next(MAX_BATCH_BYTES).await {
             Next::Ping => Message::Ping(Default::default()),
             Next::Frames(messages) => {

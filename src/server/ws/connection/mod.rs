@@ -103,7 +103,12 @@ where
     let metrics = context.metrics.clone();
     let (sink, stream) = socket.split();
     let outbox = Outbox::new(context.config.max_outbox_bytes);
-    let writer = tokio::spawn(writer::run(sink, outbox.clone(), metrics.clone()));
+    let writer = tokio::spawn(writer::run(
+        sink,
+        outbox.clone(),
+        metrics.clone(),
+        context.config.write_delay(),
+    ));
     let subscriber = NEXT_SUBSCRIBER.fetch_add(1, Relaxed);
     let heartbeat = context.config.heartbeat();
     let now = Instant::now();
