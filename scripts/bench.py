@@ -314,7 +314,8 @@ def summarise(args, kind, label, report, sampler, baseline_rss, window_start, wi
 # What the summary compares: a name, how to read it from a line, and whether
 # more is better (the ratio is always pulse / node).
 MEASURES = {
-    "stream": [("msgs_per_cpu_second", lambda r: r["msgs_per_cpu_second"], "higher"),
+    "stream": [("connected", lambda r: r["connected"], "higher"),
+               ("msgs_per_cpu_second", lambda r: r["msgs_per_cpu_second"], "higher"),
                ("msgs_per_sec", lambda r: r["msgs_per_sec"], "higher"),
                ("latency_p50_ms", lambda r: (r["latency_ms"] or {}).get("p50"), "lower"),
                ("latency_p99_ms", lambda r: (r["latency_ms"] or {}).get("p99"), "lower"),
@@ -355,6 +356,11 @@ def compare(args):
         pulse, node = median_of(lines["pulse"], read), median_of(lines["node"], read)
         ratio = round(pulse / node, 3) if pulse is not None and node else None
         summary[name] = {"pulse": pulse, "node": node, "ratio": ratio, "better": better}
+    # A server that could not take every client did less work: its per-message
+    # figures then compare unequal loads, which the summary says outright.
+    short = {kind: min(line.get("connected", args.clients) for line in lines[kind]) for kind in KINDS
+             if lines[kind] and args.mode != "chat"}
+    summary["every_client_connected"] = {kind: low >= args.clients for kind, low in short.items()}
     summary["rustc_seen_during_runs"] = sum(line["rustc_seen_during_run"] for kind in KINDS for line in lines[kind])
     print(json.dumps(summary), flush=True)
 

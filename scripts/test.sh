@@ -22,7 +22,7 @@ step "Rust unit and integration tests"
 cargo test --locked --features ssr,loadgen
 
 step "release build (server + wasm bundle)"
-cargo leptos build --release --precompress
+LEPTOS_HASH_FILES=true cargo leptos build --release --precompress
 
 step "end-to-end tests (Playwright, Debian's Chromium)"
 (cd end2end && npx playwright test)

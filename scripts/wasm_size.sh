@@ -2,7 +2,7 @@
 # The wasm bundle's size budget: prints the release bundle's size raw and
 # gzipped, then what it is made of, by crate and by item, with twiggy.
 #
-# Run after `cargo leptos build --release --precompress`. The shipped bundle has no names
+# Run after `LEPTOS_HASH_FILES=true cargo leptos build --release --precompress`. The shipped bundle has no names
 # (wasm-opt drops them), so this makes a copy that keeps them: wasm-bindgen and
 # wasm-opt -Oz run again, with the same flags cargo-leptos uses, on cargo's own
 # output plus `-g`. Its code and data are the shipped bundle's within a few KB.

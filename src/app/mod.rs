@@ -29,8 +29,8 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <meta name="color-scheme" content="light dark"/>
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
-                // id="leptos" lets `cargo leptos watch` hot-reload the CSS;
-                // the file's name carries its hash in a release build.
+                // id="leptos" for `cargo leptos watch`'s CSS reload; the
+                // file's name carries its hash in a hashed release build.
                 <HashedStylesheet options=options.clone() id="leptos"/>
                 <AutoReload options=options.clone()/>
                 <HydrationScripts options/>

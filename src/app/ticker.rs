@@ -175,8 +175,8 @@ fn signed(value: f64, unit: &str) -> String {
     text
 }
 
-/// `value` with `places` digits after the point, as `format!("{value:.places$}")`
-/// writes the prices, changes and coordinates shown here.
+/// `value` with `places` digits after the point, like `format!("{value:.places$}")`
+/// (see [`write_decimals`] for where they differ).
 fn decimals(value: f64, places: u32) -> String {
     let mut text = String::new();
     write_decimals(&mut text, value, places);
@@ -188,7 +188,8 @@ fn decimals(value: f64, places: u32) -> String {
 /// wasm bundle. Prices and changes are whole cents, written exactly. A value
 /// within float error of a half (a percentage, a coordinate) may round the
 /// other way than `{:.2}` would, in the last digit; the server and the page
-/// both write it with this function, so hydration agrees. A value too large
+/// both write it with this function, so hydration agrees. A negative value
+/// that rounds to zero is written `0.00`, not `-0.00`. A value too large
 /// saturates instead of panicking.
 fn write_decimals(out: &mut String, value: f64, places: u32) {
     let scale = 10u64.pow(places);

@@ -89,8 +89,26 @@ impl ServerEnvelope {
 
     /// Parses a server frame, as a client does.
     pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
-        let raw: RawServerEnvelope = serde_json::from_str(text)?;
-        raw.into_envelope()
+        Self::read_raw(text)?.into_envelope()
+    }
+
+    /// One message of a `batch`: never a batch itself (the server does not
+    /// nest them), so a hostile frame cannot recurse without bound.
+    pub(super) fn from_json_in_batch(text: &str) -> Option<Self> {
+        let raw = Self::read_raw(text).ok()?;
+        if raw.kind == "batch" {
+            return None;
+        }
+        raw.into_envelope().ok()
+    }
+
+    /// The envelope with its `data` unread; a frame is one JSON object (serde
+    /// would read an array into the struct too).
+    fn read_raw(text: &str) -> Result<RawServerEnvelope<'_>, serde_json::Error> {
+        if !text.trim_start().starts_with('{') {
+            return Err(serde::de::Error::custom("a frame must be one JSON object"));
+        }
+        serde_json::from_str(text)
     }
 
     /// The messages this frame holds, with batches unpacked in order.

@@ -285,7 +285,7 @@ fn readable_messages<'de, D: serde::Deserializer<'de>>(
     let raws = Vec::<&serde_json::value::RawValue>::deserialize(deserializer)?;
     Ok(raws
         .into_iter()
-        .filter_map(|raw| ServerEnvelope::from_json(raw.get()).ok())
+        .filter_map(|raw| ServerEnvelope::from_json_in_batch(raw.get()))
         .collect())
 }
 

@@ -287,6 +287,26 @@ fn an_unknown_kind_in_a_batch_is_skipped_and_the_rest_applies() {
     assert!(ServerEnvelope::from_json(&format!(r#"{{"type":"pong","data":5,{T}}}"#)).is_err());
 }
 
+/// A batch inside a batch (the server never sends one) is left out, so a
+/// hostile frame nested thousands deep cannot overflow the reader's stack;
+/// a frame must be an object, not an array that happens to fit.
+#[test]
+fn nested_batches_are_left_out_and_frames_are_objects() {
+    let pong = format!(r#"{{"type":"pong","data":{{}},{T}}}"#);
+    let inner = format!(r#"{{"type":"batch","data":{{"messages":[{pong}]}},{T}}}"#);
+    let frame = format!(r#"{{"type":"batch","data":{{"messages":[{inner},{pong}]}},{T}}}"#);
+    let env = ServerEnvelope::from_json(&frame).expect("the batch decodes");
+    assert_eq!(env.unpack().len(), 1);
+
+    let mut deep = pong.clone();
+    for _ in 0..5_000 {
+        deep = format!(r#"{{"type":"batch","data":{{"messages":[{deep}]}},{T}}}"#);
+    }
+    let _ = ServerEnvelope::from_json(&deep); // returns; no stack overflow
+
+    assert!(ServerEnvelope::from_json(r#"["pong",{},"2026-11-25T17:30:00.123456Z"]"#).is_err());
+}
+
 #[test]
 fn timestamps_have_exactly_six_fraction_digits_in_utc() {
     let ts = Timestamp::parse("2026-11-25T18:30:00.1+01:00").unwrap();

@@ -89,10 +89,16 @@ impl Assets {
             return Err(request);
         }
         let mut response = response.map(Body::new);
-        let cache = if self.is_immutable(request.uri().path()) {
-            IMMUTABLE
-        } else {
-            REVALIDATE
+        let cache = match response.status() {
+            StatusCode::OK | StatusCode::PARTIAL_CONTENT | StatusCode::NOT_MODIFIED => {
+                if self.is_immutable(request.uri().path()) {
+                    IMMUTABLE
+                } else {
+                    REVALIDATE
+                }
+            }
+            // 412, 416, an I/O error: an answer to this request only.
+            _ => "no-store",
         };
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
@@ -117,6 +123,30 @@ impl Assets {
 pub fn hash_file(options: &LeptosOptions) -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     Some(exe.parent()?.join(options.hash_file.as_ref()))
+}
+
+/// Whether the site holds the hashed bundle the hash file names: the page
+/// may link hashed names only then. A hash file left by an earlier build
+/// (the site since rebuilt without hashes) or `cargo leptos watch` (whose
+/// rebuilds are never hashed) means plain names.
+pub fn has_hashed_bundle(options: &LeptosOptions) -> bool {
+    if std::env::var_os("LEPTOS_WATCH").is_some() {
+        return false;
+    }
+    let Some(text) = hash_file(options).and_then(|path| std::fs::read_to_string(path).ok()) else {
+        return false;
+    };
+    let wasm = text
+        .lines()
+        .filter_map(|line| line.split_once(':'))
+        .find(|(kind, _)| kind.trim() == "wasm")
+        .map(|(_, hash)| hash.trim());
+    wasm.is_some_and(|hash| {
+        Path::new(options.site_root.as_ref())
+            .join(options.site_pkg_dir.as_ref())
+            .join(format!("{}.{hash}.wasm", options.output_name))
+            .is_file()
+    })
 }
 
 /// The hashes of a hash file's `kind: hash` lines (`js`, `wasm`, `css`, ...).
@@ -261,6 +291,24 @@ mod tests {
             assert_eq!(back.uri().path(), path);
             assert_eq!(back.headers()["x-kept"], "yes");
         }
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[tokio::test]
+    async fn only_a_file_is_cached_never_an_error_about_it() {
+        let (root, assets) = site();
+        let range = assets
+            .serve(get("/pkg/pulse.abc123.wasm", &[("range", "bytes=9999-")]))
+            .await
+            .unwrap();
+        assert_eq!(range.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+        assert_eq!(header(&range, "cache-control"), Some("no-store"));
+        let part = assets
+            .serve(get("/pkg/pulse.abc123.wasm", &[("range", "bytes=0-3")]))
+            .await
+            .unwrap();
+        assert_eq!(part.status(), StatusCode::PARTIAL_CONTENT);
+        assert_eq!(header(&part, "cache-control"), Some(IMMUTABLE));
         std::fs::remove_dir_all(root).unwrap();
     }
 

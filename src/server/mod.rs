@@ -170,17 +170,18 @@ pub fn router(state: AppState) -> Router {
         .is_some()
         .then(|| options.reload_external_port.unwrap_or(options.reload_port));
     let page_headers = security::page_headers(reload_port);
-    let not_found = leptos_axum::file_and_error_handler_with_context::<AppState, _>(
-        {
-            let page_headers = page_headers.clone();
+    let not_found = {
+        let page_headers = page_headers.clone();
+        let options = options.clone();
+        leptos_axum::render_app_to_stream_with_context(
             move || {
                 page_headers();
                 // Any path but `/` that is no file: the app's "not found".
                 leptos::prelude::provide_context(Page::NotFound);
-            }
-        },
-        shell,
-    );
+            },
+            move || shell(options.clone()),
+        )
+    };
     let page_context = {
         let page_headers = page_headers.clone();
         move || {
@@ -199,7 +200,13 @@ pub fn router(state: AppState) -> Router {
                 // A static file, or else the app's "not found" (a 404).
                 match state.assets.serve(request).await {
                     Ok(file) => file,
-                    Err(request) => not_found(request.uri().clone(), State(state), request).await,
+                    Err(request) => {
+                        let mut page = not_found(request).await;
+                        if page.status() == axum::http::StatusCode::OK {
+                            *page.status_mut() = axum::http::StatusCode::NOT_FOUND;
+                        }
+                        page
+                    }
                 }
             },
         )
@@ -255,8 +262,8 @@ fn leptos_options(addr: SocketAddr) -> Result<LeptosOptions, ServerError> {
             .build()
     };
     options.site_addr = addr;
-    // cargo-leptos names the bundle's files by their hashes (`hash-files`)
-    // and lists them beside the binary; Leptos links what that file lists.
-    options.hash_files = assets::hash_file(&options).is_some_and(|path| path.is_file());
+    // A hashed release build (LEPTOS_HASH_FILES=true) lists the bundle's
+    // hashed names beside the binary; Leptos links what that file lists.
+    options.hash_files = assets::has_hashed_bundle(&options);
     Ok(options)
 }

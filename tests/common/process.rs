@@ -37,11 +37,12 @@ impl Pulse {
                 }
             }
         });
-        let addr = address
-            .recv_timeout(Duration::from_secs(20))
-            .ok()
-            .flatten()
-            .expect("pulse says where it listens");
+        let Some(addr) = address.recv_timeout(Duration::from_secs(20)).ok().flatten() else {
+            // Not left running behind a failed test.
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("pulse did not say where it listens");
+        };
         Pulse { child, addr }
     }
 

@@ -15,8 +15,9 @@ use super::StoreError;
 /// How often the log is copied into the file.
 const EVERY: Duration = Duration::from_millis(500);
 
-/// The checkpointing thread; it stops (after one last checkpoint) when this
-/// is dropped.
+/// The checkpointing thread; when this is dropped it runs one last
+/// checkpoint and ends (not waited for: the log is durable either way, and
+/// SQLite checkpoints it when the last connection closes).
 pub(super) struct Checkpointer {
     _stop: mpsc::Sender<()>,
 }
