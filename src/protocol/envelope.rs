@@ -170,26 +170,11 @@ impl RawServerEnvelope<'_> {
 }
 
 impl<'de> Deserialize<'de> for ServerEnvelope {
+    /// Through [`ServerEnvelope::from_json`], the one reader of server
+    /// frames: the envelope's text is taken whole, then read by `type`.
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        // Owned raw text: the caller's input may not outlive the envelope.
-        #[derive(Deserialize)]
-        struct Owned {
-            #[serde(rename = "type")]
-            kind: String,
-            data: Box<RawValue>,
-            timestamp: Timestamp,
-            #[serde(default)]
-            id: Option<String>,
-        }
-        let owned = Owned::deserialize(deserializer)?;
-        RawServerEnvelope {
-            kind: owned.kind.into(),
-            data: &owned.data,
-            timestamp: owned.timestamp,
-            id: owned.id,
-        }
-        .into_envelope()
-        .map_err(serde::de::Error::custom)
+        let raw = Box::<RawValue>::deserialize(deserializer)?;
+        ServerEnvelope::from_json(raw.get()).map_err(serde::de::Error::custom)
     }
 }
 

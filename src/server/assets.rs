@@ -50,10 +50,10 @@ impl Assets {
     /// (when `options.hash_files`).
     pub fn for_site(options: &LeptosOptions) -> Self {
         let hashes = if options.hash_files {
-            hash_file(options)
-                .and_then(|path| std::fs::read_to_string(path).ok())
-                .map(|text| parse_hashes(&text))
-                .unwrap_or_default()
+            read_hash_file(options)
+                .into_iter()
+                .map(|(_, hash)| hash)
+                .collect()
         } else {
             Vec::new()
         };
@@ -133,15 +133,9 @@ pub fn has_hashed_bundle(options: &LeptosOptions) -> bool {
     if std::env::var_os("LEPTOS_WATCH").is_some() {
         return false;
     }
-    let Some(text) = hash_file(options).and_then(|path| std::fs::read_to_string(path).ok()) else {
-        return false;
-    };
-    let wasm = text
-        .lines()
-        .filter_map(|line| line.split_once(':'))
-        .find(|(kind, _)| kind.trim() == "wasm")
-        .map(|(_, hash)| hash.trim());
-    wasm.is_some_and(|hash| {
+    let entries = read_hash_file(options);
+    let wasm = entries.iter().find(|(kind, _)| kind == "wasm");
+    wasm.is_some_and(|(_, hash)| {
         Path::new(options.site_root.as_ref())
             .join(options.site_pkg_dir.as_ref())
             .join(format!("{}.{hash}.wasm", options.output_name))
@@ -149,12 +143,21 @@ pub fn has_hashed_bundle(options: &LeptosOptions) -> bool {
     })
 }
 
-/// The hashes of a hash file's `kind: hash` lines (`js`, `wasm`, `css`, ...).
-fn parse_hashes(text: &str) -> Vec<String> {
+/// The `(kind, hash)` pairs of the hash file beside the binary; none when
+/// there is no such file.
+fn read_hash_file(options: &LeptosOptions) -> Vec<(String, String)> {
+    hash_file(options)
+        .and_then(|path| std::fs::read_to_string(path).ok())
+        .map(|text| parse_hashes(&text))
+        .unwrap_or_default()
+}
+
+/// The hash file's `kind: hash` lines (`js`, `wasm`, `css`, ...).
+fn parse_hashes(text: &str) -> Vec<(String, String)> {
     text.lines()
         .filter_map(|line| line.split_once(':'))
-        .map(|(_, hash)| hash.trim().to_owned())
-        .filter(|hash| !hash.is_empty())
+        .map(|(kind, hash)| (kind.trim().to_owned(), hash.trim().to_owned()))
+        .filter(|(_, hash)| !hash.is_empty())
         .collect()
 }
 
@@ -176,7 +179,10 @@ mod tests {
         std::fs::write(root.join("pkg/pulse.abc123.wasm.br"), WASM_BR).unwrap();
         std::fs::write(root.join("pkg/pulse.abc123.wasm.gz"), WASM_GZ).unwrap();
         std::fs::write(root.join("favicon.svg"), "<svg/>").unwrap();
-        let hashes = parse_hashes("js: def456\nwasm: abc123\ncss: 789xyz\n");
+        let hashes = parse_hashes("js: def456\nwasm: abc123\ncss: 789xyz\n")
+            .into_iter()
+            .map(|(_, hash)| hash)
+            .collect();
         let assets = Assets::new(&root, "pkg", hashes);
         (root, assets)
     }
@@ -314,9 +320,11 @@ mod tests {
 
     #[test]
     fn a_hash_file_lists_kind_and_hash_per_line() {
-        assert_eq!(
-            parse_hashes("js: a1\nwasm:b2\n\ncss: c3 \nnonsense\nempty:\n"),
-            ["a1", "b2", "c3"]
-        );
+        let pairs = parse_hashes("js: a1\nwasm:b2\n\ncss: c3 \nnonsense\nempty:\n");
+        let pairs: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(k, h)| (k.as_str(), h.as_str()))
+            .collect();
+        assert_eq!(pairs, [("js", "a1"), ("wasm", "b2"), ("css", "c3")]);
     }
 }
