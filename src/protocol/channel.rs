@@ -73,6 +73,15 @@ impl Channel {
             Err(ChannelError::Room(room.to_owned()))
         }
     }
+
+    /// `doc:{id}`, if `id` is a valid document id.
+    pub fn doc(id: &str) -> Result<Self, ChannelError> {
+        if Self::is_slug(id) {
+            Ok(Channel::Doc(id.to_owned()))
+        } else {
+            Err(ChannelError::DocId(id.to_owned()))
+        }
+    }
 }
 
 impl FromStr for Channel {

@@ -27,9 +27,10 @@ pub use http::{
     PresenceResponse, PublishResponse, GUEST_ID_PREFIX,
 };
 pub use server::{
-    Ack, Batch, ChatMessage, ChatSnapshot, DocSnapshot, DocUpdateEvent, ErrorBody, HistoryPage,
-    Notification, PresenceDiff, PresenceSnapshot, PresenceUser, ServerMessage, Snapshot,
-    Subscribed, Tick, TickerSnapshot, UnreadSnapshot, Unsubscribed, UserRef, Welcome,
+    Ack, Batch, ChatMessage, ChatSnapshot, DocAwarenessEvent, DocSnapshot, DocUpdateEvent,
+    ErrorBody, HistoryPage, Notification, PresenceDiff, PresenceSnapshot, PresenceUser,
+    ServerMessage, Snapshot, Subscribed, Tick, TickerSnapshot, UnreadSnapshot, Unsubscribed,
+    UserRef, Welcome,
 };
 pub use time::Timestamp;
 

@@ -20,6 +20,8 @@ pub enum ServerMessage {
     Chat(ChatMessage),
     Notification(Notification),
     DocUpdate(DocUpdateEvent),
+    /// Who is editing a document and where (1.1): relayed, never stored.
+    DocAwareness(DocAwarenessEvent),
     Ack(Ack),
     Pong(Empty),
     Error(ErrorBody),
@@ -42,6 +44,7 @@ impl ServerMessage {
             "chat" => ServerMessage::Chat(serde_json::from_str(data)?),
             "notification" => ServerMessage::Notification(serde_json::from_str(data)?),
             "doc_update" => ServerMessage::DocUpdate(serde_json::from_str(data)?),
+            "doc_awareness" => ServerMessage::DocAwareness(serde_json::from_str(data)?),
             "ack" => ServerMessage::Ack(serde_json::from_str(data)?),
             "pong" => ServerMessage::Pong(serde_json::from_str(data)?),
             "error" => ServerMessage::Error(serde_json::from_str(data)?),
@@ -129,10 +132,14 @@ pub struct UnreadSnapshot {
     pub total_unread: u64,
 }
 
-/// Document snapshot: the whole Yjs state as a base64 v1 update.
+/// Document snapshot: the whole Yjs state as a base64 v1 update, and who is
+/// editing where (a base64 y-protocols awareness update of every state).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DocSnapshot {
     pub state: String,
+    /// 1.1; empty (no state) from a 1.0 server.
+    #[serde(default)]
+    pub awareness: String,
 }
 
 /// `unsubscribed`.
@@ -204,6 +211,15 @@ pub struct DocUpdateEvent {
     pub doc: String,
     pub update: String,
     pub user: UserRef,
+}
+
+/// `doc_awareness` from the server: other editors' awareness states (a
+/// base64 y-protocols awareness update), stamped with their identity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DocAwarenessEvent {
+    pub channel: String,
+    pub doc: String,
+    pub update: String,
 }
 
 /// `ack`: a `chat_send` or `doc_update` was accepted (and is on disk), with

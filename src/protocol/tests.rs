@@ -132,7 +132,7 @@ fn server_subscribed_with_every_snapshot_kind() {
         format!(r#"{{"users":[{user}]}}"#),
         format!(r#"{{"messages":[{chat}]}}"#),
         format!(r#"{{"unread":[{note}],"total_unread":300}}"#),
-        r#"{"state":"AAA="}"#.to_owned(),
+        r#"{"state":"AAA=","awareness":"AA=="}"#.to_owned(),
         "null".to_owned(),
     ] {
         check::<ServerEnvelope>(&format!(
@@ -146,6 +146,15 @@ fn server_subscribed_with_every_snapshot_kind() {
         panic!()
     };
     assert!(matches!(sub.snapshot, Some(Snapshot::Presence(_))));
+}
+
+#[test]
+fn a_doc_snapshot_of_a_1_0_server_has_no_awareness() {
+    let snapshot: Snapshot = serde_json::from_str(r#"{"state":"AAA="}"#).unwrap();
+    let Snapshot::Doc(doc) = snapshot else {
+        panic!("{snapshot:?}")
+    };
+    assert_eq!((doc.state.as_str(), doc.awareness.as_str()), ("AAA=", ""));
 }
 
 #[test]
@@ -187,6 +196,13 @@ fn server_notification() {
 fn server_doc_update() {
     check::<ServerEnvelope>(&format!(
         r#"{{"type":"doc_update","data":{{"channel":"doc:notes","offset":9,"doc":"notes","update":"AQID","user":{{"id":"bob","name":"Bob"}}}},{T}}}"#
+    ));
+}
+
+#[test]
+fn server_doc_awareness() {
+    check::<ServerEnvelope>(&format!(
+        r#"{{"type":"doc_awareness","data":{{"channel":"doc:notes","doc":"notes","update":"AQID"}},{T}}}"#
     ));
 }
 

@@ -10,6 +10,7 @@
 //! dropped (a persisted one is reloaded from the store when next needed), and
 //! a ticker nobody published to allocates no history.
 
+mod doc;
 mod online;
 mod presence;
 mod ring;
@@ -25,10 +26,16 @@ use tokio::sync::Notify;
 
 use super::frames;
 use super::metrics::Metrics;
-use super::store::{StoredChat, StoredInbox, Unread, UNREAD_SNAPSHOT};
+use super::store::{StoredChat, StoredDoc, StoredInbox, Unread, UNREAD_SNAPSHOT};
 use crate::protocol::{
-    Channel, ChatMessage, ChatSnapshot, Notification, PresenceSnapshot, ServerMessage, Since,
-    Snapshot, Subscribed, Tick, UnreadSnapshot,
+    Channel, ChatMessage, ChatSnapshot, DocAwarenessEvent, DocSnapshot, DocUpdateEvent,
+    Notification, PresenceSnapshot, ServerMessage, Since, Snapshot, Subscribed, Tick,
+    UnreadSnapshot, UserRef,
+};
+use base64::Engine as _;
+use doc::DocState;
+pub use doc::{
+    decode_update, encode_state, rebuild, text_of, DocError, DOC_HISTORY, MAX_DOC_BYTES,
 };
 use presence::Presence;
 use ring::Ring;
@@ -128,6 +135,7 @@ enum History {
     Presence(PresenceHistory),
     Chat(ChatHistory),
     Inbox(InboxHistory),
+    Doc(DocState),
 }
 
 /// A user's `user:{id}` channel: persisted notifications, the newest kept
@@ -158,6 +166,7 @@ impl History {
             History::Presence(history) => history.diffs.latest(),
             History::Chat(history) => history.ring.latest(),
             History::Inbox(history) => history.ring.latest(),
+            History::Doc(doc) => doc.ring.latest(),
         }
     }
 
@@ -166,6 +175,7 @@ impl History {
         match self {
             History::Chat(history) => Some(&history.epoch),
             History::Inbox(history) => Some(&history.epoch),
+            History::Doc(doc) => Some(&doc.epoch),
             _ => None,
         }
     }
@@ -183,6 +193,7 @@ impl History {
                 .after(offset)
                 .map(|e| e.map(|(_, frame)| frame.clone()).collect()),
             History::Inbox(history) => history.ring.after(offset).map(|e| e.cloned().collect()),
+            History::Doc(doc) => doc.ring.after(offset).map(|e| e.cloned().collect()),
         }
     }
 
@@ -203,6 +214,10 @@ impl History {
                 unread: history.unread.newest.clone(),
                 total_unread: history.unread.total,
             })),
+            History::Doc(doc) => Some(Snapshot::Doc(DocSnapshot {
+                state: BASE64.encode(doc.state()),
+                awareness: BASE64.encode(doc.awareness()),
+            })),
         }
     }
 
@@ -211,7 +226,7 @@ impl History {
     fn droppable(&self) -> bool {
         match self {
             History::Ticker(history) => history.ring.latest() == 0,
-            History::Chat(_) | History::Inbox(_) => true,
+            History::Chat(_) | History::Inbox(_) | History::Doc(_) => true,
             History::Presence(_) => false,
         }
     }
@@ -221,6 +236,9 @@ impl History {
 fn pinned(channel: &Channel) -> bool {
     matches!(channel, Channel::Chat(room) if room == crate::client::DEFAULT_ROOM)
 }
+
+/// Yjs updates and awareness travel as standard base64 (with padding).
+const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section leaves the data consistent, so a lock poisoned
@@ -278,8 +296,9 @@ impl Hub {
                     presence: Presence::new(self.inner.presence_grace),
                     diffs: Ring::new(PRESENCE_HISTORY),
                 }),
-                Channel::Chat(_) | Channel::User(_) => return Err(SubscribeError::NotLoaded),
-                _ => return Err(SubscribeError::NotAvailable),
+                Channel::Chat(_) | Channel::User(_) | Channel::Doc(_) => {
+                    return Err(SubscribeError::NotLoaded)
+                }
             };
             let state = Arc::new(Mutex::new(ChannelState::new(channel, history)));
             channels.insert(channel.clone(), state.clone());
@@ -382,6 +401,16 @@ impl Hub {
             let mut guard = lock(state);
             if let Some(id) = leaving {
                 guard.subscribers.remove(&id);
+                let guard = &mut *guard;
+                if let History::Doc(doc) = &mut guard.history {
+                    // Whoever leaves a document takes their cursor along.
+                    if let Some(removal) = doc.remove_editor(id) {
+                        let frame = awareness_frame(&guard.name, channel, &removal);
+                        for outbox in guard.subscribers.values() {
+                            let _ = outbox.deliver(frame.clone());
+                        }
+                    }
+                }
             }
             let droppable =
                 guard.subscribers.is_empty() && guard.history.droppable() && !pinned(channel);
@@ -586,6 +615,125 @@ impl Hub {
         self.with_inbox(channel, |_, history, _| history.unread = unread);
     }
 
+    /// Installs a document loaded from the store (unless one is in memory):
+    /// `stored.doc` already holds every stored update.
+    pub fn install_doc(&self, channel: &Channel, stored: StoredDoc) {
+        if self.has(channel) {
+            return;
+        }
+        let base = stored.latest - stored.recent.len() as u64;
+        let mut ring = Ring::after_offset(DOC_HISTORY, base);
+        for event in stored.recent {
+            ring.push(frames::encode(ServerMessage::DocUpdate(event)));
+        }
+        let mut doc = DocState::new(stored.epoch, ring, stored.doc);
+        doc.compacted_upto = stored.compacted_upto;
+        self.install(channel, History::Doc(doc));
+    }
+
+    /// Runs `work` on a document in memory; `NotLoaded` if it is not (load
+    /// it from the store first).
+    fn with_doc<R>(
+        &self,
+        channel: &Channel,
+        work: impl FnOnce(&Arc<str>, &mut DocState, &HashMap<SubscriberId, Arc<dyn Subscriber>>) -> R,
+    ) -> Result<R, SubscribeError> {
+        let state = lock(&self.inner.channels)
+            .get(channel)
+            .cloned()
+            .ok_or(SubscribeError::NotLoaded)?;
+        let mut state = lock(&state);
+        let state = &mut *state;
+        if state.dropped {
+            return Err(SubscribeError::NotLoaded);
+        }
+        match &mut state.history {
+            History::Doc(doc) => Ok(work(&state.name, doc, &state.subscribers)),
+            _ => Err(SubscribeError::NotAvailable),
+        }
+    }
+
+    /// Applies a client's Yjs update to a loaded document (before it is
+    /// stored: what is refused is neither stored nor acknowledged).
+    pub fn apply_doc_update(
+        &self,
+        channel: &Channel,
+        update: &[u8],
+    ) -> Result<Result<(), DocError>, SubscribeError> {
+        self.with_doc(channel, |_, doc, _| doc.apply_update(update))
+    }
+
+    /// Publishes a document update just committed to the store (in commit
+    /// order) to every subscriber, the sender included. Returns the offset
+    /// up to which the store should compact the document now, if it is due.
+    pub fn publish_doc(&self, event: &DocUpdateEvent) -> Option<u64> {
+        let channel = Channel::Doc(event.doc.clone());
+        self.with_doc(&channel, |name, doc, subscribers| {
+            if event.offset != doc.ring.latest() + 1 {
+                tracing::error!(channel = %name, offset = event.offset, "document offset out of order");
+                return None;
+            }
+            let frame = frames::encode(ServerMessage::DocUpdate(event.clone()));
+            doc.ring.push(frame.clone());
+            for outbox in subscribers.values() {
+                let _ = outbox.deliver(frame.clone());
+            }
+            doc.compaction_due(event.offset, event.update.len())
+        })
+        .ok()
+        .flatten()
+    }
+
+    /// The store compacted `channel` up to `upto` (or failed to: `None`).
+    pub fn doc_compacted(&self, channel: &Channel, upto: Option<u64>) {
+        let _ = self.with_doc(channel, |_, doc, _| doc.compacted(upto));
+    }
+
+    /// Takes a connection's awareness update for a document it subscribes
+    /// to, stamped with its `user`, and relays what was accepted to the
+    /// other subscribers now, or only keeps it when `relay` is false (the
+    /// connection is paced; [`Hub::relay_awareness`] sends the latest later).
+    pub fn doc_awareness(
+        &self,
+        channel: &Channel,
+        owner: SubscriberId,
+        user: &UserRef,
+        update: &[u8],
+        relay: bool,
+    ) -> Result<Result<(), DocError>, SubscribeError> {
+        self.with_doc(channel, |name, doc, subscribers| {
+            if !subscribers.contains_key(&owner) {
+                return Ok(());
+            }
+            let accepted = doc.awareness_from(owner, user, update)?;
+            if let Some(accepted) = accepted.filter(|_| relay) {
+                let frame = awareness_frame(name, channel, &accepted);
+                for (_, outbox) in subscribers.iter().filter(|(id, _)| **id != owner) {
+                    let _ = outbox.deliver(frame.clone());
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Relays the awareness states `owner` holds in `channel` now (the
+    /// latest of those it sent while paced).
+    pub fn relay_awareness(&self, channel: &Channel, owner: SubscriberId) {
+        let _ = self.with_doc(channel, |name, doc, subscribers| {
+            if let Some(states) = doc.awareness_of(owner) {
+                let frame = awareness_frame(name, channel, &states);
+                for (_, outbox) in subscribers.iter().filter(|(id, _)| **id != owner) {
+                    let _ = outbox.deliver(frame.clone());
+                }
+            }
+        });
+    }
+
+    /// The text of a document in memory (what a page renders), if loaded.
+    pub fn doc_text(&self, channel: &Channel) -> Option<String> {
+        self.with_doc(channel, |_, doc, _| doc.text()).ok()
+    }
+
     /// The latest offset of a channel in memory (0 when not installed).
     pub fn latest(&self, channel: &Channel) -> u64 {
         lock(&self.inner.channels)
@@ -604,6 +752,19 @@ impl Hub {
     pub fn channel_count(&self) -> usize {
         lock(&self.inner.channels).len()
     }
+}
+
+/// A `doc_awareness` frame for `channel` carrying `update`.
+fn awareness_frame(name: &Arc<str>, channel: &Channel, update: &[u8]) -> Utf8Bytes {
+    let doc = match channel {
+        Channel::Doc(id) => id.clone(),
+        _ => String::new(),
+    };
+    frames::encode(ServerMessage::DocAwareness(DocAwarenessEvent {
+        channel: name.to_string(),
+        doc,
+        update: BASE64.encode(update),
+    }))
 }
 
 #[cfg(test)]

@@ -202,7 +202,7 @@ async fn a_stalled_subscriber_holds_one_tick_per_symbol_and_others_get_all() {
 }
 
 #[tokio::test]
-async fn persisted_channels_must_be_loaded_and_documents_are_not_served() {
+async fn persisted_channels_and_documents_must_be_loaded() {
     let hub = hub();
     let outbox = Outbox::new(1 << 20);
     let chat = Channel::Chat("general".into());
@@ -213,7 +213,7 @@ async fn persisted_channels_must_be_loaded_and_documents_are_not_served() {
     let doc: Channel = "doc:notes".parse().unwrap();
     assert_eq!(
         hub.subscribe(1, &outbox, &doc, None),
-        Err(SubscribeError::NotAvailable)
+        Err(SubscribeError::NotLoaded)
     );
 }
 

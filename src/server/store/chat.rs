@@ -66,7 +66,7 @@ pub(super) fn existing_channel(
 /// Where `user_id`'s message with envelope id `client_id` was stored, if it
 /// was: the idempotency key of `chat_send`, read by the append itself and by
 /// a resend over the rate limit.
-fn sent_offset(
+pub(super) fn sent_offset(
     db: &Connection,
     user_id: &str,
     client_id: &str,

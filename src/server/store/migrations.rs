@@ -53,6 +53,22 @@ const MIGRATIONS: &[&str] = &[
     // 3: `@ada` notifies the user `ada` or `guest:ada`, compared case-folded;
     // this index keeps each lookup one probe however many users there are.
     "CREATE INDEX users_folded_id ON users (lower(id));",
+    // 4: shared documents (`doc:{id}` channels): the log of Yjs updates, and
+    // the compacted state that covers every update up to `upto` (older log
+    // rows are deleted once compacted; the newest stay for resume).
+    "CREATE TABLE doc_updates (
+        channel   TEXT NOT NULL REFERENCES channels(name),
+        offset    INTEGER NOT NULL,
+        user_id   TEXT NOT NULL,
+        user_name TEXT NOT NULL,
+        update_v1 BLOB NOT NULL,
+        PRIMARY KEY (channel, offset)
+    );
+    CREATE TABLE doc_states (
+        channel TEXT PRIMARY KEY REFERENCES channels(name),
+        state   BLOB NOT NULL,
+        upto    INTEGER NOT NULL
+    );",
 ];
 
 /// Applies every migration the file has not had yet, each in a transaction.

@@ -1,5 +1,6 @@
 //! Owns the SQLite file (`--db`): versioned migrations, and every read and
-//! write of persisted channels (chat rooms, users' notification channels).
+//! write of persisted channels (chat rooms, users' notification channels,
+//! shared documents).
 //!
 //! Writes go to one writer thread (`writer.rs`) through a bounded queue; it
 //! commits them in groups, one transaction and one fsync per group, and runs
@@ -13,6 +14,7 @@
 
 mod chat;
 mod checkpoint;
+mod docs;
 mod mentions;
 mod migrations;
 mod notifications;
@@ -26,6 +28,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 pub use chat::{Appended, ChatDraft, StoredChat};
+pub use docs::{DocAppended, DocDraft, StoredDoc};
 pub use mentions::mentions;
 pub use notifications::{StoredInbox, Unread, UNREAD_SNAPSHOT};
 

@@ -1,7 +1,8 @@
 //! The store against real SQLite files in a temporary folder: what it keeps
 //! here; the writer's group commit and the read pool in `tests/writer.rs`;
-//! mentions in `tests/mentions.rs`.
+//! mentions in `tests/mentions.rs`; shared documents in `tests/docs.rs`.
 
+mod docs;
 mod mentions;
 mod writer;
 

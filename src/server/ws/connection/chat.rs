@@ -25,17 +25,9 @@ impl Connection {
     /// gets its `ack` before its own copy).
     pub(super) async fn chat_send(&mut self, send: ChatSend, id: Option<String>) {
         let fail = |code, message: &str| ErrorBody::new(code, message).with_id(id.clone());
-        let Some(user) = self.user.clone() else {
-            return self.send_error(fail(
-                ErrorCode::Unauthorized,
-                "chat_send: only identified users may chat; send hello with a token",
-            ));
-        };
-        let Some(client_id) = id.clone() else {
-            return self.send_error(fail(
-                ErrorCode::Invalid,
-                "id: chat_send needs an envelope id (its idempotency key)",
-            ));
+        let (user, client_id) = match self.author("chat_send", &id) {
+            Ok(author) => author,
+            Err(body) => return self.send_error(body),
         };
         if let Err(err) = Channel::chat(&send.room) {
             return self.send_error(fail(ErrorCode::Invalid, &format!("room: {err}")));
@@ -49,24 +41,11 @@ impl Connection {
         }
         let store = self.context.store.clone();
         if !self.chat_bucket.try_take(Instant::now().into_std()) {
-            // A resend of a message already stored is acked again, whatever
-            // the rate (PROTOCOL 1.1 Limits): only new messages are limited.
-            let (user_id, resent) = (user.id.clone(), client_id.clone());
-            let stored = self
-                .wait(async move { store.sent(user_id, resent).await })
-                .await;
-            if let Ok(Some((channel, offset))) = stored {
-                return self.send(ServerMessage::Ack(Ack::stored(client_id, channel, offset)));
-            }
-            self.context
-                .metrics
-                .rate_limited
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let message = format!(
                 "chat_send: at most {} messages per second; wait a moment",
                 self.context.config.chat_rate
             );
-            return self.send_error(fail(ErrorCode::RateLimited, &message));
+            return self.resend_or_limited(&user, client_id, message).await;
         }
         let (hub, outbox) = (self.context.hub.clone(), self.outbox.clone());
         let acked = client_id.clone();

@@ -1,16 +1,18 @@
 //! Owns one WebSocket connection: the `select!` loop over inbound frames, the
 //! heartbeat, the hello and token deadlines, slow-consumer overflow and
 //! shutdown; `hello` and the dispatch of every other message to its feature
-//! module (`subscribe`, `chat`, `notifications`, `presence`, `identity`), the
+//! module (`subscribe`, `chat`, `doc`, `notifications`, `presence`, `identity`), the
 //! way mini-redis gives each command a file. Generic over `Sink + Stream` so
 //! tests need no network.
 
 mod chat;
+mod doc;
 mod identity;
 mod inbound;
 mod notifications;
 mod presence;
 mod registration;
+mod resend;
 mod subscribe;
 
 use axum::extract::ws::Message;
@@ -124,6 +126,8 @@ where
         ),
         subscriber,
         chat_bucket: TokenBucket::new(context.config.chat_rate, CHAT_BURST, now.into_std()),
+        doc_bucket: TokenBucket::new(doc::DOC_RATE, doc::DOC_BURST, now.into_std()),
+        awareness_pace: Default::default(),
         status_bucket: TokenBucket::new(STATUS_RATE, STATUS_BURST, now.into_std()),
         context,
         outbox: outbox.clone(),
@@ -191,6 +195,11 @@ struct Connection {
     chat_bucket: TokenBucket,
     /// Limits how fast this connection may change its presence status.
     status_bucket: TokenBucket,
+    /// Limits how fast this connection may send document updates.
+    doc_bucket: TokenBucket,
+    /// Paces this connection's awareness relays (at most 10 a second, the
+    /// latest always relayed in the end).
+    awareness_pace: doc::AwarenessPace,
 }
 
 impl Connection {
@@ -328,13 +337,8 @@ impl Connection {
             (Phase::Ready, ClientMessage::MarkRead(read)) => self.mark_read(read, id).await,
             (Phase::Ready, ClientMessage::Status(update)) => self.status(update, id),
             (Phase::Ready, ClientMessage::Refresh(refresh)) => self.refresh(refresh, id),
-            (
-                Phase::Ready,
-                other @ (ClientMessage::DocUpdate(_) | ClientMessage::DocAwareness(_)),
-            ) => {
-                let message = format!("`{}` is not available on this server yet", other.kind());
-                self.send_error(ErrorBody::new(ErrorCode::NotFound, message).with_id(id));
-            }
+            (Phase::Ready, ClientMessage::DocUpdate(update)) => self.doc_update(update, id).await,
+            (Phase::Ready, ClientMessage::DocAwareness(update)) => self.doc_awareness(update, id),
         }
         None
     }

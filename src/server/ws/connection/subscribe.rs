@@ -6,7 +6,7 @@ use super::Connection;
 use crate::protocol::{
     Channel, ErrorBody, ErrorCode, ServerMessage, Subscribe, Unsubscribe, Unsubscribed,
 };
-use crate::server::hub::{Hub, SubscribeError, CHAT_HISTORY, INBOX_HISTORY};
+use crate::server::hub::{Hub, SubscribeError, CHAT_HISTORY, DOC_HISTORY, INBOX_HISTORY};
 use crate::server::store::{Store, StoreError};
 
 /// The most channels one connection may subscribe to.
@@ -18,11 +18,14 @@ pub const MAX_SUBSCRIPTIONS: usize = 256;
 const LOAD_ATTEMPTS: usize = 3;
 
 impl Connection {
-    /// Who may subscribe to what: tickers are public; presence, rooms and
-    /// inboxes need an identified connection, and an inbox its own user.
+    /// Who may subscribe to what: tickers are public; presence, rooms,
+    /// documents and inboxes need an identified connection, and an inbox its
+    /// own user.
     pub(super) fn may_subscribe(&self, channel: &Channel) -> Result<(), ErrorBody> {
         match channel {
-            Channel::Presence | Channel::Chat(_) | Channel::User(_) if self.user.is_none() => {
+            Channel::Presence | Channel::Chat(_) | Channel::User(_) | Channel::Doc(_)
+                if self.user.is_none() =>
+            {
                 Err(ErrorBody::new(
                     ErrorCode::Unauthorized,
                     format!(
@@ -123,7 +126,7 @@ impl Connection {
 
 /// Loads a persisted channel into the hub on first use (the store installs
 /// it after its commit point, so nothing committed around the load is lost).
-async fn install(hub: Hub, store: Store, channel: Channel) -> Result<(), StoreError> {
+pub(super) async fn install(hub: Hub, store: Store, channel: Channel) -> Result<(), StoreError> {
     if hub.has(&channel) {
         return Ok(());
     }
@@ -141,6 +144,14 @@ async fn install(hub: Hub, store: Store, channel: Channel) -> Result<(), StoreEr
             store
                 .load_inbox(id, INBOX_HISTORY, move |stored| {
                     hub.install_inbox(&channel, stored)
+                })
+                .await
+        }
+        Channel::Doc(id) => {
+            let id = id.clone();
+            store
+                .load_doc(id, DOC_HISTORY, move |stored| {
+                    hub.install_doc(&channel, stored)
                 })
                 .await
         }

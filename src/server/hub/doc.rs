@@ -1,0 +1,333 @@
+//! Owns one shared document in memory (a `doc:{id}` channel): the yrs
+//! document every accepted update is applied to, its size against the 1 MiB
+//! limit, the recent update frames kept for resume, and the awareness states
+//! of who is editing where (relayed, never stored).
+//!
+//! Everything a client sends is decoded with yrs before anything changes; a
+//! panic inside yrs (it asserts on some impossible inputs in debug builds) is
+//! caught and answered as a malformed update, never taken down the server.
+
+use axum::extract::ws::Utf8Bytes;
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use yrs::sync::awareness::{AwarenessUpdate, AwarenessUpdateEntry};
+use yrs::updates::decoder::Decode;
+use yrs::updates::encoder::Encode;
+use yrs::{ClientID, Doc, ReadTxn, StateVector, Transact, Update};
+
+use super::ring::Ring;
+use super::SubscriberId;
+use crate::protocol::UserRef;
+
+/// The largest a document's state may grow (PROTOCOL.md Limits), in bytes
+/// of its encoded Yjs state.
+pub const MAX_DOC_BYTES: usize = 1024 * 1024;
+/// Updates a document keeps in memory for resume (older ones: the snapshot).
+pub const DOC_HISTORY: usize = 1000;
+/// A document is compacted (its update log folded into its state) after
+/// this many updates, or [`COMPACT_BYTES`] of them, whichever comes first.
+pub const COMPACT_EVERY: u64 = 500;
+/// See [`COMPACT_EVERY`].
+pub const COMPACT_BYTES: usize = 256 * 1024;
+/// The longest awareness state one client may announce, in bytes of JSON.
+pub const MAX_AWARENESS_STATE: usize = 4096;
+/// How many awareness client ids one connection may announce in a document
+/// (a page has one; a few allow for reloads sharing a connection).
+pub const MAX_CLIENTS_PER_CONNECTION: usize = 8;
+
+/// Why an update or awareness update was refused; nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DocError {
+    #[error("update: not a Yjs v1 update ({0})")]
+    Malformed(String),
+    #[error("update: the document would grow past {MAX_DOC_BYTES} bytes")]
+    TooLarge,
+    #[error("update: not a y-protocols awareness update ({0})")]
+    BadAwareness(String),
+}
+
+/// One editor's awareness state, as relayed (identity stamped by the server).
+#[derive(Debug, Clone)]
+struct Editor {
+    /// The connection that announced it: the only one that may change it,
+    /// and whose end removes it.
+    owner: SubscriberId,
+    clock: u32,
+    json: Arc<str>,
+}
+
+/// A document in memory.
+pub struct DocState {
+    pub epoch: String,
+    /// The `doc_update` frames of the newest updates, for resume.
+    pub ring: Ring<Utf8Bytes>,
+    doc: Doc,
+    /// An upper bound on the encoded state's size: exact after a measure,
+    /// plus every update applied since (an update never grows it by more).
+    size_bound: usize,
+    editors: HashMap<u64, Editor>,
+    /// The offset the store's compacted state covers.
+    pub compacted_upto: u64,
+    /// Bytes of updates published since that compaction.
+    bytes_since_compaction: usize,
+    /// A compaction is under way (at most one per document).
+    compacting: bool,
+}
+
+/// Decodes a Yjs v1 update, turning a decoder panic into an error.
+pub fn decode_update(bytes: &[u8]) -> Result<Update, DocError> {
+    match catch_unwind(|| Update::decode_v1(bytes)) {
+        Ok(Ok(update)) => Ok(update),
+        Ok(Err(err)) => Err(DocError::Malformed(err.to_string())),
+        Err(_) => Err(DocError::Malformed("it cannot be read".into())),
+    }
+}
+
+fn decode_awareness(bytes: &[u8]) -> Result<AwarenessUpdate, DocError> {
+    match catch_unwind(|| AwarenessUpdate::decode_v1(bytes)) {
+        Ok(Ok(update)) => Ok(update),
+        Ok(Err(err)) => Err(DocError::BadAwareness(err.to_string())),
+        Err(_) => Err(DocError::BadAwareness("it cannot be read".into())),
+    }
+}
+
+/// Applies `update` to `doc`; a yrs error or panic is a malformed update.
+fn apply(doc: &Doc, update: Update) -> Result<(), DocError> {
+    let applied = catch_unwind(AssertUnwindSafe(|| doc.transact_mut().apply_update(update)));
+    match applied {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(err)) => Err(DocError::Malformed(err.to_string())),
+        Err(_) => Err(DocError::Malformed("it cannot be applied".into())),
+    }
+}
+
+/// The whole state of `doc` as one v1 update.
+pub fn encode_state(doc: &Doc) -> Vec<u8> {
+    doc.transact()
+        .encode_state_as_update_v1(&StateVector::default())
+}
+
+/// The text of `doc`'s `Y.Text` named `text` (empty if a client made `text`
+/// something else, which yrs may refuse with a panic).
+pub fn text_of(doc: &Doc) -> String {
+    use yrs::GetString;
+    catch_unwind(AssertUnwindSafe(|| {
+        let text = doc.get_or_insert_text("text");
+        let txn = doc.transact();
+        text.get_string(&txn)
+    }))
+    .unwrap_or_default()
+}
+
+/// A document built from a compacted state and the updates after it (the
+/// store's rows); an unreadable row is skipped and logged, never fatal.
+pub fn rebuild(state: &[u8], updates: impl IntoIterator<Item = Vec<u8>>) -> Doc {
+    let doc = Doc::new();
+    for bytes in std::iter::once(state.to_vec()).chain(updates) {
+        if bytes.is_empty() {
+            continue;
+        }
+        if let Err(err) = decode_update(&bytes).and_then(|update| apply(&doc, update)) {
+            tracing::error!(%err, "a stored document update cannot be applied");
+        }
+    }
+    doc
+}
+
+impl DocState {
+    /// A document as loaded: `doc` holds every stored update; `ring` the
+    /// frames of the newest ones.
+    pub fn new(epoch: String, ring: Ring<Utf8Bytes>, doc: Doc) -> Self {
+        let size_bound = encode_state(&doc).len();
+        DocState {
+            epoch,
+            ring,
+            doc,
+            size_bound,
+            editors: HashMap::new(),
+            compacted_upto: 0,
+            bytes_since_compaction: 0,
+            compacting: false,
+        }
+    }
+
+    /// Counts an update of `bytes` just published at `offset`; returns the
+    /// offset to compact up to when a compaction is due (and not under way).
+    pub fn compaction_due(&mut self, offset: u64, bytes: usize) -> Option<u64> {
+        self.bytes_since_compaction += bytes;
+        let due = offset.saturating_sub(self.compacted_upto) >= COMPACT_EVERY
+            || self.bytes_since_compaction >= COMPACT_BYTES;
+        if !due || self.compacting {
+            return None;
+        }
+        self.compacting = true;
+        Some(offset)
+    }
+
+    /// The store finished a compaction up to `upto` (`None`: it failed, and
+    /// the next update tries again).
+    pub fn compacted(&mut self, upto: Option<u64>) {
+        self.compacting = false;
+        if let Some(upto) = upto.filter(|&upto| upto > self.compacted_upto) {
+            self.compacted_upto = upto;
+            self.bytes_since_compaction = 0;
+        }
+    }
+
+    /// Applies a client's update (already decoded from `bytes`) unless the
+    /// state would pass [`MAX_DOC_BYTES`]. Applying an update the document
+    /// already has changes nothing (a resend).
+    pub fn apply_update(&mut self, bytes: &[u8]) -> Result<(), DocError> {
+        let update = decode_update(bytes)?;
+        if self.size_bound + bytes.len() > MAX_DOC_BYTES {
+            // Near the limit: measure exactly, on a copy, before touching it.
+            let scratch = rebuild(&encode_state(&self.doc), [bytes.to_vec()]);
+            let size = encode_state(&scratch).len();
+            if size > MAX_DOC_BYTES {
+                self.size_bound = encode_state(&self.doc).len();
+                return Err(DocError::TooLarge);
+            }
+            apply(&self.doc, update)?;
+            self.size_bound = size;
+            return Ok(());
+        }
+        apply(&self.doc, update)?;
+        self.size_bound += bytes.len();
+        Ok(())
+    }
+
+    /// The whole state, for a snapshot.
+    pub fn state(&self) -> Vec<u8> {
+        encode_state(&self.doc)
+    }
+
+    /// The text of the `Y.Text` named `text` (what the page renders).
+    pub fn text(&self) -> String {
+        text_of(&self.doc)
+    }
+
+    /// Every editor's awareness state, as one awareness update.
+    pub fn awareness(&self) -> Vec<u8> {
+        encode_entries(
+            self.editors
+                .iter()
+                .map(|(&client, editor)| (client, editor.clock, editor.json.clone())),
+        )
+    }
+
+    /// Takes a connection's awareness update: each state is stamped with the
+    /// connection's `user` (nobody appears as someone else), a state owned by
+    /// another connection or older than the one held is left out, and a
+    /// `null` state removes the sender's own. Returns the update to relay
+    /// (what was accepted), or `None` when nothing was.
+    pub fn awareness_from(
+        &mut self,
+        owner: SubscriberId,
+        user: &UserRef,
+        bytes: &[u8],
+    ) -> Result<Option<Vec<u8>>, DocError> {
+        let update = decode_awareness(bytes)?;
+        let mut accepted = Vec::new();
+        for (client, entry) in update.clients {
+            let client = client_number(client);
+            let held = self.editors.get(&client);
+            if held.is_some_and(|held| held.owner != owner || held.clock > entry.clock) {
+                continue;
+            }
+            let state: serde_json::Value = serde_json::from_str(&entry.json)
+                .map_err(|err| DocError::BadAwareness(format!("state of {client}: {err}")))?;
+            if state.is_null() {
+                if self.editors.remove(&client).is_some() {
+                    accepted.push((client, entry.clock, Arc::from("null")));
+                }
+                continue;
+            }
+            if entry.json.len() > MAX_AWARENESS_STATE {
+                return Err(DocError::BadAwareness(format!(
+                    "a state is at most {MAX_AWARENESS_STATE} bytes of JSON"
+                )));
+            }
+            let json: Arc<str> = stamp(state, user)
+                .ok_or_else(|| DocError::BadAwareness("a state must be a JSON object".into()))?
+                .into();
+            if held.is_none() && self.clients_of(owner) >= MAX_CLIENTS_PER_CONNECTION {
+                continue;
+            }
+            self.editors.insert(
+                client,
+                Editor {
+                    owner,
+                    clock: entry.clock,
+                    json: json.clone(),
+                },
+            );
+            accepted.push((client, entry.clock, json));
+        }
+        Ok((!accepted.is_empty()).then(|| encode_entries(accepted)))
+    }
+
+    /// The current states `owner` announced, as one update (for relaying
+    /// the latest after a paced-out one); `None` if it has none.
+    pub fn awareness_of(&self, owner: SubscriberId) -> Option<Vec<u8>> {
+        let entries: Vec<_> = self
+            .editors
+            .iter()
+            .filter(|(_, editor)| editor.owner == owner)
+            .map(|(&client, editor)| (client, editor.clock, editor.json.clone()))
+            .collect();
+        (!entries.is_empty()).then(|| encode_entries(entries))
+    }
+
+    /// Removes every state `owner` announced (it left or died): the removal
+    /// update for the others, or `None` if it had none.
+    pub fn remove_editor(&mut self, owner: SubscriberId) -> Option<Vec<u8>> {
+        let mut removed = Vec::new();
+        self.editors.retain(|&client, editor| {
+            if editor.owner == owner {
+                // y-protocols drops a state on a newer clock with `null`.
+                removed.push((client, editor.clock.wrapping_add(1), Arc::from("null")));
+                false
+            } else {
+                true
+            }
+        });
+        (!removed.is_empty()).then(|| encode_entries(removed))
+    }
+
+    fn clients_of(&self, owner: SubscriberId) -> usize {
+        self.editors.values().filter(|e| e.owner == owner).count()
+    }
+}
+
+/// The state with `user.id` and `user.name` set to the connection's; `None`
+/// unless it is an object. Other fields (`color`, `cursor`) are kept.
+fn stamp(mut state: serde_json::Value, user: &UserRef) -> Option<String> {
+    let object = state.as_object_mut()?;
+    let person = object
+        .entry("user")
+        .or_insert_with(|| serde_json::Value::Object(Default::default()));
+    if !person.is_object() {
+        *person = serde_json::Value::Object(Default::default());
+    }
+    let person = person.as_object_mut()?;
+    person.insert("id".into(), user.id.clone().into());
+    person.insert("name".into(), user.name.clone().into());
+    Some(state.to_string())
+}
+
+/// The Yjs client number of a yrs [`ClientID`].
+fn client_number(client: ClientID) -> u64 {
+    client.get()
+}
+
+fn encode_entries(entries: impl IntoIterator<Item = (u64, u32, Arc<str>)>) -> Vec<u8> {
+    let clients = entries
+        .into_iter()
+        .map(|(client, clock, json)| (ClientID::new(client), AwarenessUpdateEntry { clock, json }))
+        .collect();
+    AwarenessUpdate { clients }.encode_v1()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,255 @@
+//! Owns shared documents on disk: the append-only log of Yjs updates (one
+//! row per acknowledged update, with its offset and author), exactly once
+//! per (user, envelope id) like chat; the compacted state that folds the
+//! log's older rows; and loading a document back into memory.
+//!
+//! Compaction never holds the writer for long: the fold (rebuilding the
+//! document from the stored state and rows, which may take milliseconds for
+//! a large one) runs on a read connection on the blocking pool, and only
+//! the swap (write the new state, delete the folded rows) is a writer job.
+
+use base64::Engine as _;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::chat::{channel_or_new, channel_row, sent_offset};
+use super::{Store, StoreError};
+use crate::protocol::{Channel, DocUpdateEvent, UserRef};
+use crate::server::hub::{encode_state, rebuild, DOC_HISTORY};
+
+const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// An update to store, as the connection decoded and applied it.
+#[derive(Debug, Clone)]
+pub struct DocDraft {
+    /// The document id (`doc:{id}`).
+    pub doc: String,
+    pub user: UserRef,
+    /// The envelope id: the idempotency key, per user.
+    pub client_id: String,
+    /// The Yjs v1 update, decoded from its base64.
+    pub update: Vec<u8>,
+}
+
+/// What `append_doc` did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DocAppended {
+    /// A new update, now on disk.
+    New(DocUpdateEvent),
+    /// This user already sent this envelope id: the original's place.
+    Duplicate { channel: String, offset: u64 },
+}
+
+/// A document as loaded: its epoch and latest offset, the newest updates
+/// (oldest first, for resume) and the document with every update applied.
+pub struct StoredDoc {
+    pub epoch: String,
+    pub latest: u64,
+    pub recent: Vec<DocUpdateEvent>,
+    pub doc: yrs::Doc,
+    /// The offset the stored compacted state covers.
+    pub compacted_upto: u64,
+}
+
+/// The compacted state of `channel` and the offset it covers (empty, 0 for
+/// a document never compacted).
+fn state_row(db: &Connection, channel: &str) -> Result<(Vec<u8>, u64), rusqlite::Error> {
+    Ok(db
+        .query_row(
+            "SELECT state, upto FROM doc_states WHERE channel = ?1",
+            [channel],
+            |row| Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, i64>(1)? as u64)),
+        )
+        .optional()?
+        .unwrap_or_default())
+}
+
+/// The stored update rows of `channel` after `offset`, oldest first.
+fn rows_after(
+    db: &Connection,
+    channel: &str,
+    offset: u64,
+) -> Result<Vec<(u64, UserRef, Vec<u8>)>, rusqlite::Error> {
+    let mut statement = db.prepare_cached(
+        "SELECT offset, user_id, user_name, update_v1 FROM doc_updates
+         WHERE channel = ?1 AND offset > ?2 ORDER BY offset",
+    )?;
+    let rows = statement.query_map(params![channel, offset as i64], |row| {
+        Ok((
+            row.get::<_, i64>(0)? as u64,
+            UserRef {
+                id: row.get(1)?,
+                name: row.get(2)?,
+            },
+            row.get::<_, Vec<u8>>(3)?,
+        ))
+    })?;
+    rows.collect()
+}
+
+impl Store {
+    /// A document's epoch, latest offset, newest `keep` updates and the
+    /// document itself, handed to `then` on the writer thread after its
+    /// group is committed (a writer job for the same reason as
+    /// [`Store::load_chat`]: nothing committed around the load is missed or
+    /// published twice).
+    pub async fn load_doc<R, F>(
+        &self,
+        doc_id: String,
+        keep: usize,
+        then: F,
+    ) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(StoredDoc) -> R + Send + 'static,
+    {
+        self.write(
+            move |db| {
+                let channel = Channel::Doc(doc_id.clone()).to_string();
+                let (epoch, latest) = channel_or_new(db, &channel)?;
+                let (state, upto) = state_row(db, &channel)?;
+                // The rows kept after a compaction reach back before `upto`
+                // (for resume); the document needs only those after it.
+                let rows = rows_after(db, &channel, upto.saturating_sub(keep as u64))?;
+                let unfolded = rows
+                    .iter()
+                    .filter(|(offset, ..)| *offset > upto)
+                    .map(|(.., update)| update.clone());
+                let doc = rebuild(&state, unfolded);
+                let skip = rows.len().saturating_sub(keep);
+                let recent = rows
+                    .into_iter()
+                    .skip(skip)
+                    .map(|(offset, user, update)| DocUpdateEvent {
+                        channel: channel.clone(),
+                        offset,
+                        doc: doc_id.clone(),
+                        update: BASE64.encode(update),
+                        user,
+                    })
+                    .collect();
+                Ok(StoredDoc {
+                    epoch,
+                    latest,
+                    recent,
+                    doc,
+                    compacted_upto: upto,
+                })
+            },
+            then,
+        )
+        .await
+    }
+
+    /// Appends an update to its document's log with the next offset, unless
+    /// this user already sent this `client_id` (then nothing is written).
+    /// `on_commit` gets what was stored after the commit, in commit order.
+    pub async fn append_doc<F>(
+        &self,
+        draft: DocDraft,
+        on_commit: F,
+    ) -> Result<DocAppended, StoreError>
+    where
+        F: FnOnce(&DocAppended) + Send + 'static,
+    {
+        self.write(
+            move |db| append(db, draft),
+            move |appended| {
+                on_commit(&appended);
+                appended
+            },
+        )
+        .await
+    }
+
+    /// Folds the log of document `doc_id` up to offset `upto` into its
+    /// stored state, and deletes the rows no resume needs any more (all but
+    /// the newest [`DOC_HISTORY`]). The fold runs on a read connection; only
+    /// the swap waits for the writer. Returns the offset now compacted.
+    pub async fn compact_doc(&self, doc_id: String, upto: u64) -> Result<u64, StoreError> {
+        let channel = Channel::Doc(doc_id).to_string();
+        let name = channel.clone();
+        let (state, from) = self
+            .read(move |db| {
+                let (state, from) = state_row(db, &name)?;
+                let rows = rows_after(db, &name, from)?;
+                let folded = rows
+                    .into_iter()
+                    .take_while(|(offset, ..)| *offset <= upto)
+                    .map(|(.., update)| update);
+                Ok((encode_state(&rebuild(&state, folded)), from))
+            })
+            .await?;
+        if upto <= from {
+            return Ok(from);
+        }
+        self.write(
+            move |db| {
+                // Another compaction may have got further meanwhile.
+                let (_, now) = state_row(db, &channel)?;
+                if now >= upto {
+                    return Ok(now);
+                }
+                db.execute(
+                    "INSERT INTO doc_states (channel, state, upto) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (channel) DO UPDATE SET state = excluded.state, upto = excluded.upto",
+                    params![channel, state, upto as i64],
+                )?;
+                db.execute(
+                    "DELETE FROM doc_updates WHERE channel = ?1 AND offset <= ?2",
+                    params![channel, upto.saturating_sub(DOC_HISTORY as u64) as i64],
+                )?;
+                Ok(upto)
+            },
+            |upto| upto,
+        )
+        .await
+    }
+
+    /// How many update rows document `doc_id` keeps on disk (for tests and
+    /// operators: compaction keeps it bounded).
+    pub async fn doc_rows(&self, doc_id: String) -> Result<u64, StoreError> {
+        let channel = Channel::Doc(doc_id).to_string();
+        self.read(move |db| {
+            Ok(db.query_row(
+                "SELECT count(*) FROM doc_updates WHERE channel = ?1",
+                [channel],
+                |row| row.get::<_, i64>(0),
+            )? as u64)
+        })
+        .await
+    }
+}
+
+/// The transaction body of `append_doc`.
+fn append(db: &Connection, draft: DocDraft) -> Result<DocAppended, StoreError> {
+    let DocDraft {
+        doc,
+        user,
+        client_id,
+        update,
+    } = draft;
+    let channel = Channel::Doc(doc.clone()).to_string();
+    if let Some((channel, offset)) = sent_offset(db, &user.id, &client_id)? {
+        return Ok(DocAppended::Duplicate { channel, offset });
+    }
+    let (_, latest) = channel_row(db, &channel)?;
+    let offset = latest + 1;
+    db.prepare_cached(
+        "INSERT INTO doc_updates (channel, offset, user_id, user_name, update_v1)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![channel, offset as i64, user.id, user.name, update])?;
+    db.prepare_cached("UPDATE channels SET latest = ?2 WHERE name = ?1")?
+        .execute(params![channel, offset as i64])?;
+    db.prepare_cached(
+        "INSERT INTO sent_ids (user_id, client_id, channel, offset) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![user.id, client_id, channel, offset as i64])?;
+    Ok(DocAppended::New(DocUpdateEvent {
+        channel,
+        offset,
+        doc,
+        update: BASE64.encode(update),
+        user,
+    }))
+}

@@ -1,0 +1,129 @@
+//! Shared documents on disk: the update log exactly once per envelope id,
+//! offsets and epoch across a reopen, and compaction that keeps the text and
+//! every resume point of the kept log.
+
+use super::*;
+use crate::server::hub::{text_of, DOC_HISTORY};
+use yrs::{Doc, ReadTxn, Text, Transact};
+
+/// A client replica and the updates it makes.
+struct Writer {
+    doc: Doc,
+    typed: usize,
+}
+
+impl Writer {
+    fn new() -> Self {
+        Writer {
+            doc: Doc::with_client_id(42),
+            typed: 0,
+        }
+    }
+
+    /// Types `what` at the end: the update that makes.
+    fn type_(&mut self, what: &str) -> Vec<u8> {
+        let before = self.doc.transact().state_vector();
+        let text = self.doc.get_or_insert_text("text");
+        text.insert(&mut self.doc.transact_mut(), self.typed as u32, what);
+        self.typed += what.len();
+        self.doc.transact().encode_state_as_update_v1(&before)
+    }
+}
+
+fn doc_draft(id: &str, update: Vec<u8>) -> DocDraft {
+    DocDraft {
+        doc: "notes".into(),
+        user: ann(),
+        client_id: id.into(),
+        update,
+    }
+}
+
+async fn append(store: &Store, id: &str, update: Vec<u8>) -> DocAppended {
+    store
+        .append_doc(doc_draft(id, update), |_| {})
+        .await
+        .unwrap()
+}
+
+async fn load(store: &Store) -> StoredDoc {
+    store
+        .load_doc("notes".into(), DOC_HISTORY, |stored| stored)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn updates_get_offsets_once_per_envelope_id_and_survive_a_reopen() {
+    let (path, store) = temp_db();
+    let mut writer = Writer::new();
+    let first = writer.type_("hello");
+    let DocAppended::New(event) = append(&store, "d-1", first.clone()).await else {
+        panic!("stored")
+    };
+    assert_eq!((event.channel.as_str(), event.offset), ("doc:notes", 1));
+    assert_eq!(event.user, ann());
+    append(&store, "d-2", writer.type_(" world")).await;
+    // A resend of d-1 (even with other bytes) stores nothing new.
+    let again = append(&store, "d-1", first).await;
+    assert_eq!(
+        again,
+        DocAppended::Duplicate {
+            channel: "doc:notes".into(),
+            offset: 1
+        }
+    );
+    let before = load(&store).await;
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    let loaded = load(&store).await;
+    assert_eq!(text_of(&loaded.doc), "hello world");
+    assert_eq!(
+        (loaded.latest, loaded.epoch.as_str()),
+        (2, before.epoch.as_str())
+    );
+    let offsets: Vec<u64> = loaded.recent.iter().map(|e| e.offset).collect();
+    assert_eq!(offsets, [1, 2]);
+}
+
+#[tokio::test]
+async fn compaction_keeps_the_text_and_the_newest_updates_for_resume() {
+    let (path, store) = temp_db();
+    let mut writer = Writer::new();
+    let total = DOC_HISTORY as u64 + 300;
+    let appends: Vec<_> = (1..=total)
+        .map(|n| {
+            let update = writer.type_(&format!("{} ", n % 10));
+            let store = store.clone();
+            async move { append(&store, &format!("d-{n}"), update).await }
+        })
+        .collect();
+    futures::future::join_all(appends).await;
+    let expected = text_of(&writer.doc);
+    assert_eq!(text_of(&load(&store).await.doc), expected);
+
+    let upto = total - 100;
+    assert_eq!(store.compact_doc("notes".into(), upto).await.unwrap(), upto);
+    // Compacting to an older offset again changes nothing.
+    assert_eq!(store.compact_doc("notes".into(), 10).await.unwrap(), upto);
+    // The log keeps the newest DOC_HISTORY before the compaction point and
+    // everything after it.
+    assert_eq!(
+        store.doc_rows("notes".into()).await.unwrap(),
+        DOC_HISTORY as u64 + 100
+    );
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    let loaded = load(&store).await;
+    assert_eq!(
+        text_of(&loaded.doc),
+        expected,
+        "the state and the log make the text"
+    );
+    assert_eq!(loaded.latest, total);
+    assert_eq!(loaded.compacted_upto, upto);
+    // Every offset of the last DOC_HISTORY is there, in order, for replay.
+    let offsets: Vec<u64> = loaded.recent.iter().map(|e| e.offset).collect();
+    let expected_offsets: Vec<u64> = (total - DOC_HISTORY as u64 + 1..=total).collect();
+    assert_eq!(offsets, expected_offsets);
+}

@@ -1,0 +1,258 @@
+//! `doc_update` and `doc_awareness`: a shared document's edits and who is
+//! editing where. An update is decoded and applied with yrs before it is
+//! stored (a malformed one is `invalid`, one that would pass 1 MiB is
+//! `too_large`; neither changes anything), stored exactly once per envelope
+//! id, acknowledged after its commit and published in commit order, and the
+//! document is compacted in the background when due. Awareness is stamped
+//! with the connection's identity, paced to 10 relays a second (the latest
+//! always goes out), and never stored.
+
+use base64::Engine as _;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+use super::subscribe::install;
+use super::Connection;
+use crate::protocol::{
+    Ack, Channel, DocAwarenessRequest, DocUpdateRequest, ErrorBody, ErrorCode, ServerMessage,
+};
+use crate::server::frames;
+use crate::server::hub::{DocError, Hub, SubscribeError, SubscriberId};
+use crate::server::store::{DocAppended, DocDraft, Store};
+
+/// Document updates a connection may send per second, on average (a fast
+/// typist makes about ten; a paste is one).
+pub const DOC_RATE: f64 = 30.0;
+/// Document updates a connection may send in a burst (an outbox replayed
+/// after a reconnect).
+pub const DOC_BURST: f64 = 60.0;
+/// The least time between two awareness relays of one connection
+/// (PROTOCOL.md Limits: at most 10 a second).
+pub const AWARENESS_INTERVAL: Duration = Duration::from_millis(100);
+/// How often an update is retried when its document was dropped from
+/// memory between its load and its application.
+const LOAD_ATTEMPTS: usize = 3;
+
+const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// One connection's awareness pace: relays at most every
+/// [`AWARENESS_INTERVAL`]; what arrives faster is kept in the hub and the
+/// latest relayed by one delayed flush.
+#[derive(Default, Clone)]
+pub struct AwarenessPace {
+    inner: Arc<Mutex<PaceState>>,
+}
+
+#[derive(Default)]
+struct PaceState {
+    last_relay: Option<Instant>,
+    /// Documents whose latest states the scheduled flush will relay.
+    pending: BTreeSet<Channel>,
+}
+
+impl AwarenessPace {
+    fn state(&self) -> std::sync::MutexGuard<'_, PaceState> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether an awareness update of `channel` arriving `now` may be
+    /// relayed at once; if not, it is kept for the flush and `Some(at)` says
+    /// when to schedule one (`None` when one is scheduled already).
+    fn admit(&self, channel: &Channel, now: Instant) -> Result<(), Option<Instant>> {
+        let mut state = self.state();
+        if state.pending.is_empty() {
+            match state.last_relay {
+                Some(last) if now < last + AWARENESS_INTERVAL => {
+                    state.pending.insert(channel.clone());
+                    Err(Some(last + AWARENESS_INTERVAL))
+                }
+                _ => {
+                    state.last_relay = Some(now);
+                    Ok(())
+                }
+            }
+        } else {
+            state.pending.insert(channel.clone());
+            Err(None)
+        }
+    }
+
+    /// Relays, at `at`, the latest states of every document kept meanwhile.
+    async fn flush(self, at: Instant, hub: Hub, owner: SubscriberId) {
+        tokio::time::sleep_until(at).await;
+        let pending = {
+            let mut state = self.state();
+            state.last_relay = Some(Instant::now());
+            std::mem::take(&mut state.pending)
+        };
+        for channel in pending {
+            hub.relay_awareness(&channel, owner);
+        }
+    }
+}
+
+impl Connection {
+    /// Applied, stored (exactly once per envelope id), then acknowledged to
+    /// the sender and published to the document's subscribers in commit
+    /// order (the sender gets its `ack` before its own copy).
+    pub(super) async fn doc_update(&mut self, request: DocUpdateRequest, id: Option<String>) {
+        let fail = |code, message: &str| ErrorBody::new(code, message).with_id(id.clone());
+        let (user, client_id) = match self.author("doc_update", &id) {
+            Ok(author) => author,
+            Err(body) => return self.send_error(body),
+        };
+        let (channel, update) = match doc_request(&request.doc, &request.update) {
+            Ok(request) => request,
+            Err(body) => return self.send_error(body.with_id(id)),
+        };
+        // Garbage is refused before the document is even loaded.
+        if update.is_empty() {
+            return self.send_error(fail(ErrorCode::Invalid, "update: empty"));
+        }
+        if let Err(err) = crate::server::hub::decode_update(&update) {
+            return self.send_error(fail(ErrorCode::Invalid, &err.to_string()));
+        }
+        if !self.doc_bucket.try_take(Instant::now().into_std()) {
+            let message =
+                format!("doc_update: at most {DOC_RATE} updates per second; wait a moment");
+            return self.resend_or_limited(&user, client_id, message).await;
+        }
+        let store = self.context.store.clone();
+        if let Err(body) = self.apply_doc_update(&channel, &update).await {
+            return self.send_error(body.with_id(id));
+        }
+        let (hub, outbox) = (self.context.hub.clone(), self.outbox.clone());
+        let runtime = tokio::runtime::Handle::current();
+        let acked = client_id.clone();
+        let draft = DocDraft {
+            doc: request.doc,
+            user,
+            client_id: client_id.clone(),
+            update,
+        };
+        let compactor = store.clone();
+        let stored = self
+            .wait(async move {
+                store
+                    .append_doc(draft, move |appended| {
+                        let DocAppended::New(event) = appended else {
+                            return;
+                        };
+                        let ack = Ack::stored(acked, event.channel.clone(), event.offset);
+                        let _ = outbox.push(frames::encode(ServerMessage::Ack(ack)));
+                        if let Some(upto) = hub.publish_doc(event) {
+                            runtime.spawn(compact(hub.clone(), compactor, event.doc.clone(), upto));
+                        }
+                    })
+                    .await
+            })
+            .await;
+        match stored {
+            // Acked at the commit, above.
+            Ok(DocAppended::New(_)) => {}
+            Ok(DocAppended::Duplicate { channel, offset }) => {
+                self.send(ServerMessage::Ack(Ack::stored(client_id, channel, offset)));
+            }
+            Err(err) => {
+                tracing::error!(%err, "cannot store a document update");
+                self.send_error(fail(
+                    ErrorCode::Internal,
+                    "doc_update: the update could not be stored; send it again",
+                ));
+            }
+        }
+    }
+
+    /// Loads the document if needed and applies `update` to it in memory.
+    async fn apply_doc_update(
+        &mut self,
+        channel: &Channel,
+        update: &[u8],
+    ) -> Result<(), ErrorBody> {
+        for _ in 0..LOAD_ATTEMPTS {
+            let (hub, store) = (self.context.hub.clone(), self.context.store.clone());
+            if let Err(err) = self.wait(install(hub, store, channel.clone())).await {
+                tracing::error!(%err, %channel, "cannot load a document");
+                let message = format!("{channel}: the document could not be loaded; try again");
+                return Err(ErrorBody::new(ErrorCode::Internal, message));
+            }
+            match self.context.hub.apply_doc_update(channel, update) {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(err @ DocError::TooLarge)) => {
+                    return Err(ErrorBody::new(ErrorCode::TooLarge, err.to_string()))
+                }
+                Ok(Err(err)) => return Err(ErrorBody::new(ErrorCode::Invalid, err.to_string())),
+                // Dropped between the load and now (its last subscriber left).
+                Err(SubscribeError::NotLoaded) => continue,
+                Err(err) => {
+                    return Err(ErrorBody::new(
+                        ErrorCode::NotFound,
+                        format!("{channel}: {err}"),
+                    ))
+                }
+            }
+        }
+        let message = format!("{channel}: the document could not be loaded; try again");
+        Err(ErrorBody::new(ErrorCode::Internal, message))
+    }
+
+    /// Stamps and relays an awareness update to the document's other
+    /// subscribers (paced), and keeps it for their snapshots.
+    pub(super) fn doc_awareness(&mut self, request: DocAwarenessRequest, id: Option<String>) {
+        let fail = |code, message: &str| ErrorBody::new(code, message).with_id(id.clone());
+        let Some(user) = self.user.clone() else {
+            return self.send_error(fail(
+                ErrorCode::Unauthorized,
+                "doc_awareness: only identified users may edit; send hello with a token",
+            ));
+        };
+        let (channel, update) = match doc_request(&request.doc, &request.update) {
+            Ok(request) => request,
+            Err(body) => return self.send_error(body.with_id(id)),
+        };
+        if !self.registration.subscriptions.contains(&channel) {
+            let message = format!("doc: subscribe to {channel} before sending awareness");
+            return self.send_error(fail(ErrorCode::Invalid, &message));
+        }
+        let admitted = self.awareness_pace.admit(&channel, Instant::now());
+        let hub = &self.context.hub;
+        match hub.doc_awareness(&channel, self.subscriber, &user, &update, admitted.is_ok()) {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => return self.send_error(fail(ErrorCode::Invalid, &err.to_string())),
+            Err(err) => {
+                return self.send_error(fail(ErrorCode::NotFound, &format!("{channel}: {err}")))
+            }
+        }
+        if let Err(Some(at)) = admitted {
+            let pace = self.awareness_pace.clone();
+            tokio::spawn(pace.flush(at, hub.clone(), self.subscriber));
+        }
+    }
+}
+
+/// A request's document channel and its update's bytes, or `invalid`.
+fn doc_request(doc: &str, update: &str) -> Result<(Channel, Vec<u8>), ErrorBody> {
+    let channel = Channel::doc(doc)
+        .map_err(|err| ErrorBody::new(ErrorCode::Invalid, format!("doc: {err}")))?;
+    let update = BASE64
+        .decode(update.as_bytes())
+        .map_err(|err| ErrorBody::new(ErrorCode::Invalid, format!("update: not base64 ({err})")))?;
+    Ok((channel, update))
+}
+
+/// Compacts a document's stored log up to `upto`, then tells the hub.
+async fn compact(hub: Hub, store: Store, doc: String, upto: u64) {
+    let channel = Channel::Doc(doc.clone());
+    let compacted = match store.compact_doc(doc, upto).await {
+        Ok(compacted) => Some(compacted),
+        Err(err) => {
+            tracing::error!(%err, %channel, "cannot compact a document");
+            None
+        }
+    };
+    hub.doc_compacted(&channel, compacted);
+}

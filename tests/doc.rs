@@ -1,0 +1,537 @@
+//! Shared documents over real sockets, with yrs replicas as clients: edits
+//! at the same spot converge, an editor that worked offline resumes and
+//! nothing is applied twice, a kill in the middle of an edit burst loses no
+//! acknowledged update, awareness is stamped and leaves with its connection,
+//! and every limit answers with its error.
+
+mod common;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use common::process::Pulse;
+use common::{Client, TestServer, PATIENCE};
+use pulse::protocol::{Ack, ErrorBody, ErrorCode, ServerMessage, Snapshot, Subscribed};
+use serde_json::json;
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+use yrs::sync::awareness::{AwarenessUpdate, AwarenessUpdateEntry};
+use yrs::updates::decoder::Decode;
+use yrs::updates::encoder::Encode;
+use yrs::{ClientID, Doc, GetString, ReadTxn, Text, Transact, Update};
+
+/// A client with its own replica of `doc:notes`.
+struct Editor {
+    client: Client,
+    doc: Doc,
+    /// Updates sent and not acknowledged yet, by envelope id (the outbox).
+    outbox: BTreeMap<String, Vec<u8>>,
+    /// Offsets acknowledged to this editor, by envelope id.
+    acked: BTreeMap<String, u64>,
+    /// The last offset and epoch seen on the channel.
+    offset: u64,
+    epoch: String,
+    /// Offsets of `doc_update`s received (to see none twice).
+    seen: Vec<u64>,
+    /// The latest awareness state per client id, as received.
+    awareness: BTreeMap<u64, serde_json::Value>,
+    errors: Vec<ErrorBody>,
+    next_id: usize,
+    name: String,
+    /// Whether a `rate_limited` update is sent again (as an outbox does).
+    retry_limited: bool,
+}
+
+impl Editor {
+    async fn join(addr: SocketAddr, name: &str, client_id: u64) -> Editor {
+        let client = Client::signed_in_to(addr, name).await;
+        let mut editor = Editor {
+            client,
+            doc: Doc::with_client_id(client_id),
+            outbox: BTreeMap::new(),
+            acked: BTreeMap::new(),
+            offset: 0,
+            epoch: String::new(),
+            seen: Vec::new(),
+            awareness: BTreeMap::new(),
+            errors: Vec::new(),
+            next_id: 0,
+            name: name.to_owned(),
+            retry_limited: true,
+        };
+        editor.subscribe(None).await;
+        editor
+    }
+
+    /// Subscribes (resuming from `since` when given) and applies the answer.
+    async fn subscribe(&mut self, since: Option<(u64, String)>) -> Subscribed {
+        let mut entry = json!({"channel": "doc:notes"});
+        if let Some((offset, epoch)) = since {
+            entry["since"] = json!({"offset": offset, "epoch": epoch});
+        }
+        let frame = json!({"type": "subscribe", "data": {"channels": [entry]}});
+        self.client.send(&frame.to_string()).await;
+        loop {
+            match self.client.recv().await.message {
+                ServerMessage::Subscribed(subscribed) => {
+                    if let Some(Snapshot::Doc(snapshot)) = &subscribed.snapshot {
+                        apply(&self.doc, &BASE64.decode(&snapshot.state).unwrap());
+                        self.take_awareness(&snapshot.awareness);
+                    }
+                    // A recovered subscription replays what follows; a
+                    // snapshot stands for everything up to its offset.
+                    if !subscribed.recovered {
+                        self.offset = subscribed.offset;
+                    }
+                    self.epoch = subscribed.epoch.clone();
+                    return subscribed;
+                }
+                ServerMessage::PresenceDiff(_) => continue,
+                other => panic!("expected subscribed, got {other:?}"),
+            }
+        }
+    }
+
+    /// Types `what` at `at` in the replica; sends the update unless offline.
+    async fn type_at(&mut self, at: u32, what: &str, online: bool) -> String {
+        let before = self.doc.transact().state_vector();
+        let text = self.doc.get_or_insert_text("text");
+        text.insert(&mut self.doc.transact_mut(), at, what);
+        let update = self.doc.transact().encode_state_as_update_v1(&before);
+        self.next_id += 1;
+        let id = format!("{}-{}", self.name, self.next_id);
+        self.outbox.insert(id.clone(), update.clone());
+        if online {
+            self.send_update(&id, &update).await;
+        }
+        id
+    }
+
+    async fn send_update(&mut self, id: &str, update: &[u8]) {
+        let frame = json!({"type": "doc_update", "id": id,
+            "data": {"doc": "notes", "update": BASE64.encode(update)}});
+        self.client.send(&frame.to_string()).await;
+    }
+
+    /// Sends every update of the outbox again, in order.
+    async fn replay(&mut self) {
+        for (id, update) in self.outbox.clone() {
+            self.send_update(&id, &update).await;
+        }
+    }
+
+    fn take_awareness(&mut self, update: &str) {
+        if update.is_empty() {
+            return;
+        }
+        let update = AwarenessUpdate::decode_v1(&BASE64.decode(update).unwrap()).unwrap();
+        for (client, entry) in update.clients {
+            let state: serde_json::Value = serde_json::from_str(&entry.json).unwrap();
+            if state.is_null() {
+                self.awareness.remove(&client.get());
+            } else {
+                self.awareness.insert(client.get(), state);
+            }
+        }
+    }
+
+    /// Reads one message and applies it.
+    async fn pump(&mut self) {
+        match self.client.recv().await.message {
+            ServerMessage::DocUpdate(event) => {
+                assert!(
+                    event.offset > self.offset,
+                    "offset {} seen again",
+                    event.offset
+                );
+                self.offset = event.offset;
+                self.seen.push(event.offset);
+                apply(&self.doc, &BASE64.decode(&event.update).unwrap());
+            }
+            ServerMessage::Ack(Ack { id, offset, .. }) => {
+                self.outbox.remove(&id);
+                self.acked.insert(id, offset.unwrap());
+            }
+            ServerMessage::DocAwareness(event) => self.take_awareness(&event.update),
+            ServerMessage::Error(body) => {
+                let resend = body.id.as_ref().filter(|id| self.outbox.contains_key(*id));
+                match resend {
+                    // Waited out and sent again, as a client's outbox does.
+                    Some(id) if body.code == ErrorCode::RateLimited && self.retry_limited => {
+                        let (id, update) = (id.clone(), self.outbox[id].clone());
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        self.send_update(&id, &update).await;
+                    }
+                    _ => self.errors.push(body),
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Pumps until the outbox is empty and the channel reached `offset`.
+    async fn settle(&mut self, offset: u64) {
+        while !self.outbox.is_empty() || self.offset < offset {
+            self.pump().await;
+        }
+    }
+
+    fn text(&self) -> String {
+        let text = self.doc.get_or_insert_text("text");
+        let txn = self.doc.transact();
+        text.get_string(&txn)
+    }
+
+    async fn send_awareness(&mut self, client: u64, clock: u32, state: &str) {
+        let mut clients = std::collections::HashMap::new();
+        clients.insert(
+            ClientID::new(client),
+            AwarenessUpdateEntry {
+                clock,
+                json: state.into(),
+            },
+        );
+        let update = AwarenessUpdate { clients }.encode_v1();
+        let frame = json!({"type": "doc_awareness",
+            "data": {"doc": "notes", "update": BASE64.encode(update)}});
+        self.client.send(&frame.to_string()).await;
+    }
+}
+
+fn apply(doc: &Doc, update: &[u8]) {
+    let update = Update::decode_v1(update).expect("the server sends Yjs v1 updates");
+    doc.transact_mut().apply_update(update).unwrap();
+}
+
+async fn server(extra: &[&str]) -> TestServer {
+    let mut flags = vec![
+        "--tick-rate",
+        "0",
+        "--jwt-secret",
+        "doc-test-secret-0123456789abcdef",
+    ];
+    flags.extend_from_slice(extra);
+    TestServer::start(&flags).await
+}
+
+/// What a newcomer reads from the server: the snapshot's text and offset.
+async fn server_text(addr: SocketAddr) -> (String, u64) {
+    let reader = Editor::join(addr, "Reader", 999).await;
+    (reader.text(), reader.offset)
+}
+
+#[tokio::test]
+async fn two_editors_typing_at_the_same_spot_at_once_converge() {
+    let server = server(&[]).await;
+    let mut ada = Editor::join(server.addr, "Ada", 1).await;
+    let mut bob = Editor::join(server.addr, "Bob", 2).await;
+    // Both type at position 0 before either hears of the other.
+    for (a, b) in ["one ", "two ", "three "]
+        .iter()
+        .zip(["uno ", "dos ", "tres "])
+    {
+        ada.type_at(0, a, true).await;
+        bob.type_at(0, b, true).await;
+    }
+    ada.settle(6).await;
+    bob.settle(6).await;
+    assert_eq!(ada.text(), bob.text());
+    assert_eq!(ada.text().len(), "one two three uno dos tres ".len());
+    assert_eq!(server_text(server.addr).await, (ada.text(), 6));
+    // Each saw every offset once, its own included, in order.
+    assert_eq!(ada.seen, (1..=6).collect::<Vec<_>>());
+    assert_eq!(bob.seen, (1..=6).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn an_editor_that_worked_offline_resumes_and_nothing_is_applied_twice() {
+    let server = server(&[]).await;
+    let mut ada = Editor::join(server.addr, "Ada", 1).await;
+    let mut bob = Editor::join(server.addr, "Bob", 2).await;
+    ada.type_at(0, "shared ", true).await;
+    ada.settle(1).await;
+    bob.settle(1).await;
+    // Ada's next update is stored (Bob sees it), but her connection drops
+    // before she reads the ack: it stays in her outbox.
+    let sent = ada.type_at(7, "draft ", true).await;
+    bob.settle(2).await;
+    let (offset, epoch) = (ada.offset, ada.epoch.clone());
+    ada.client = Client::signed_in_to(server.addr, "Ada").await;
+    // Offline, she keeps typing; Bob types too.
+    ada.type_at(0, "offline ", false).await;
+    bob.type_at(0, "bob ", true).await;
+    bob.settle(3).await;
+
+    let resumed = ada.subscribe(Some((offset, epoch))).await;
+    assert!(resumed.recovered, "resumed by replay");
+    ada.replay().await;
+    // The resent update is acked with its first offset; the offline one is new.
+    ada.settle(4).await;
+    bob.settle(4).await;
+    assert_eq!(ada.acked[&sent], 2);
+    assert_eq!(ada.seen, [1, 2, 3, 4], "every offset once");
+    assert_eq!(ada.text(), bob.text());
+    assert_eq!(server_text(server.addr).await, (bob.text(), 4));
+    let text = bob.text();
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let distinct: HashSet<&&str> = words.iter().collect();
+    assert_eq!(words.len(), 4, "{words:?}");
+    assert_eq!(distinct.len(), 4, "nothing twice: {words:?}");
+}
+
+#[tokio::test]
+async fn a_kill_in_the_middle_of_an_edit_burst_loses_no_acknowledged_update() {
+    let db = common::temp_db();
+    let pulse = Pulse::start(
+        &db,
+        &["--jwt-secret", "doc-test-secret-0123456789abcdef"],
+        &[],
+    );
+    let mut ada = Editor::join(pulse.addr, "Ada", 1).await;
+    // 200 words typed at the end, sent without waiting for acks.
+    let mut typed = 0;
+    for n in 0..200 {
+        let word = format!("w{n} ");
+        ada.type_at(typed, &word, true).await;
+        typed += word.len() as u32;
+    }
+    while ada.acked.len() < 40 {
+        ada.pump().await;
+    }
+    let mut pulse = pulse;
+    pulse.kill();
+    // Whatever else was acked before the socket died counts too.
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout(
+        Duration::from_millis(200),
+        futures::StreamExt::next(&mut ada.client.ws),
+    )
+    .await
+    {
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = frame {
+            let envelope = pulse::protocol::ServerEnvelope::from_json(&text).unwrap();
+            for message in envelope.unpack() {
+                if let ServerMessage::Ack(ack) = message.message {
+                    ada.acked.insert(ack.id, ack.offset.unwrap());
+                }
+            }
+        }
+    }
+    let acked: HashSet<String> = ada.acked.keys().cloned().collect();
+    assert!(acked.len() < 200, "the kill came after the last ack");
+
+    let pulse = Pulse::start(
+        &db,
+        &["--jwt-secret", "doc-test-secret-0123456789abcdef"],
+        &[],
+    );
+    let (text, offset) = server_text(pulse.addr).await;
+    for id in &acked {
+        let n: usize = id.trim_start_matches("Ada-").parse().unwrap();
+        let word = format!("w{} ", n - 1);
+        assert!(text.contains(&word), "acknowledged {id} ({word:?}) lost");
+    }
+    assert!(offset >= acked.len() as u64);
+    // And the editor's outbox, replayed, completes the text exactly once.
+    let mut again = Editor::join(pulse.addr, "Ada", 1).await;
+    again.doc = ada.doc;
+    again.outbox = ada
+        .outbox
+        .into_iter()
+        .filter(|(id, _)| !acked.contains(id))
+        .collect();
+    again.subscribe(None).await;
+    again.replay().await;
+    again.settle(0).await;
+    let (text, _) = server_text(pulse.addr).await;
+    let expected: String = (0..200).map(|n| format!("w{n} ")).collect();
+    assert_eq!(text, expected);
+}
+
+#[tokio::test]
+async fn awareness_is_stamped_relayed_and_leaves_with_its_connection() {
+    let server = server(&["--heartbeat-ms", "1000"]).await;
+    let mut ada = Editor::join(server.addr, "Ada", 1).await;
+    let mut bob = Editor::join(server.addr, "Bob", 2).await;
+    let forged = r##"{"user":{"id":"guest:bob","name":"Bob","color":"#336699"},"cursor":null}"##;
+    ada.send_awareness(1, 1, forged).await;
+    while !bob.awareness.contains_key(&1) {
+        bob.pump().await;
+    }
+    let state = &bob.awareness[&1];
+    assert_eq!(
+        state["user"]["name"], "Ada",
+        "stamped with the sender's identity"
+    );
+    assert_eq!(state["user"]["id"], "guest:ada");
+    assert_eq!(state["user"]["color"], "#336699");
+    // A newcomer gets it in the snapshot.
+    let carol = Editor::join(server.addr, "Carol", 3).await;
+    assert_eq!(carol.awareness[&1]["user"]["name"], "Ada");
+    // Ada's connection goes silent (it never reads or answers a Ping
+    // again): the server drops it after two heartbeats, and her state goes
+    // with it.
+    let silent = ada;
+    let gone = tokio::time::timeout(Duration::from_millis(2 * 1000 + 1500), async {
+        while bob.awareness.contains_key(&1) {
+            bob.pump().await;
+        }
+    })
+    .await;
+    assert!(gone.is_ok(), "Ada's cursor is still shown");
+    drop(silent);
+}
+
+#[tokio::test]
+async fn awareness_is_paced_and_the_latest_state_always_arrives() {
+    let server = server(&[]).await;
+    let mut ada = Editor::join(server.addr, "Ada", 1).await;
+    let mut bob = Editor::join(server.addr, "Bob", 2).await;
+    // 40 cursor moves in a burst: far over 10 a second.
+    for clock in 1..=40 {
+        let state = format!(r#"{{"cursor":{{"anchor":{clock},"head":{clock}}}}}"#);
+        ada.send_awareness(1, clock, &state).await;
+    }
+    let started = tokio::time::Instant::now();
+    let mut relays = 0;
+    while bob.awareness.get(&1).map(|s| s["cursor"]["head"].clone()) != Some(json!(40)) {
+        if let ServerMessage::DocAwareness(event) = bob.client.recv().await.message {
+            relays += 1;
+            bob.take_awareness(&event.update);
+        }
+    }
+    let elapsed = started.elapsed();
+    // At most one relay per 100 ms (plus the first), and the last is the
+    // latest state.
+    assert!(
+        relays <= 2 + elapsed.as_millis() / 100,
+        "{relays} relays in {elapsed:?}"
+    );
+    assert!(relays < 40, "{relays} relays: nothing was paced");
+}
+
+#[tokio::test]
+async fn bad_updates_and_floods_get_their_errors_and_change_nothing() {
+    let server = server(&[]).await;
+    let mut ada = Editor::join(server.addr, "Ada", 1).await;
+    ada.type_at(0, "kept", true).await;
+    ada.settle(1).await;
+    let send = |id: &str, update: &str| {
+        json!({"type": "doc_update", "id": id, "data": {"doc": "notes", "update": update}})
+            .to_string()
+    };
+    let expect_error = |ada: &mut Editor| ada.errors.pop();
+    for (id, update, code) in [
+        ("bad-1", "not base64!", ErrorCode::Invalid),
+        ("bad-2", "AQID", ErrorCode::Invalid),
+        ("bad-3", "", ErrorCode::Invalid),
+    ] {
+        ada.client.send(&send(id, update)).await;
+        while ada.errors.is_empty() {
+            ada.pump().await;
+        }
+        let error = expect_error(&mut ada).unwrap();
+        assert_eq!((error.code, error.id.as_deref()), (code, Some(id)));
+    }
+    // Awareness needs a subscription; editing needs an identity.
+    let mut carol = Client::signed_in(&server, "Carol").await;
+    let awareness = json!({"type": "doc_awareness", "data": {"doc": "notes", "update": "AA=="}});
+    carol.send(&awareness.to_string()).await;
+    let ServerMessage::Error(error) = carol.recv().await.message else {
+        panic!("an error")
+    };
+    assert_eq!(error.code, ErrorCode::Invalid);
+    let mut anon = Client::connected(&server).await;
+    anon.send(&send("anon-1", "AAA=")).await;
+    let ServerMessage::Error(error) = anon.recv().await.message else {
+        panic!("an error")
+    };
+    assert_eq!(error.code, ErrorCode::Unauthorized);
+
+    // Growing past 1 MiB: 45 KB updates until one is refused.
+    let mut refused = None;
+    let mut at = 4;
+    for n in 0..40 {
+        let chunk = "y".repeat(45_000);
+        let id = ada.type_at(at, &chunk, true).await;
+        at += chunk.len() as u32;
+        loop {
+            ada.pump().await;
+            if ada.acked.contains_key(&id) {
+                break;
+            }
+            if let Some(error) = ada.errors.pop() {
+                if error.code == ErrorCode::RateLimited {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let update = ada.outbox[&id].clone();
+                    ada.send_update(&id, &update).await;
+                    continue;
+                }
+                refused = Some((n, error));
+                break;
+            }
+        }
+        if refused.is_some() {
+            break;
+        }
+    }
+    let (n, error) = refused.expect("refused before 40 × 45 KB");
+    assert_eq!(error.code, ErrorCode::TooLarge);
+    assert!((20..=24).contains(&n), "refused at update {n}");
+    let (text, _) = server_text(server.addr).await;
+    assert_eq!(
+        text.len(),
+        4 + n * 45_000,
+        "the refused update is not applied"
+    );
+
+    // A flood is rate-limited, and a resend over the limit is still acked
+    // with its first offset.
+    let mut bob = Editor::join(server.addr, "Bob", 2).await;
+    bob.retry_limited = false;
+    let first = bob.type_at(0, "b", true).await;
+    let first_bytes = bob.outbox[&first].clone();
+    bob.settle(0).await;
+    let first_offset = bob.acked.remove(&first).unwrap();
+    for n in 0..100 {
+        bob.type_at(0, &format!("{}", n % 10), true).await;
+    }
+    bob.send_update(&first, &first_bytes).await;
+    tokio::time::timeout(PATIENCE, async {
+        while !bob.acked.contains_key(&first) {
+            bob.pump().await;
+        }
+    })
+    .await
+    .expect("the resend is acked");
+    assert_eq!(bob.acked[&first], first_offset);
+    let limited = bob
+        .errors
+        .iter()
+        .filter(|e| e.code == ErrorCode::RateLimited);
+    assert!(limited.count() >= 20, "a flood of 100 updates is limited");
+}
+
+#[tokio::test]
+async fn a_document_nobody_wrote_to_has_an_empty_but_decodable_snapshot() {
+    let server = server(&[]).await;
+    let mut ada = Client::signed_in(&server, "Ada").await;
+    let frame = json!({"type": "subscribe", "data": {"channels": [{"channel": "doc:empty"}]}});
+    ada.send(&frame.to_string()).await;
+    let subscribed = loop {
+        if let ServerMessage::Subscribed(subscribed) = ada.recv().await.message {
+            break subscribed;
+        }
+    };
+    assert_eq!(subscribed.offset, 0);
+    let Some(Snapshot::Doc(snapshot)) = subscribed.snapshot else {
+        panic!("a doc snapshot: {subscribed:?}")
+    };
+    assert_eq!(
+        (snapshot.state.as_str(), snapshot.awareness.as_str()),
+        ("AAA=", "AA==")
+    );
+    // Subscribing stored nothing: the document has no row until its first update.
+    drop(ada);
+    let (text, offset) = server_text(server.addr).await;
+    assert_eq!((text.as_str(), offset), ("", 0));
+}
