@@ -4,6 +4,7 @@
 mod chat;
 mod header;
 mod identity;
+mod note;
 mod notifications;
 mod presence;
 mod ticker;
@@ -15,6 +16,7 @@ use leptos_meta::{provide_meta_context, HashedStylesheet, MetaTags, Title};
 use crate::client;
 use chat::ChatPanel;
 use header::Header;
+use note::NotePanel;
 use notifications::Toast;
 use presence::Online;
 use ticker::Watchlist;
@@ -107,6 +109,7 @@ fn Dashboard() -> impl IntoView {
                <Online/>
                <ChatPanel/>
            </aside>
+           <NotePanel/>
            <Toast/>
        </main>
     }

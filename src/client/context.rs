@@ -8,12 +8,21 @@ use std::collections::HashMap;
 
 use super::chat::{self, ChatLine, ChatLog};
 use super::initial::{InitialState, MAX_WATCHLIST};
+use super::note::{color_of, EditorUser, Note, Peer, NOTE_DOC};
 use super::outbox::{Due, Outbox, OUTBOX_CAPACITY};
 use super::store::{apply_presence, sort_people, Cursors, QuoteView, Renewal};
 use crate::protocol::{
-    check_guest_name, Channel, ChatSend, ClientEnvelope, ClientMessage, ErrorBody, ErrorCode,
-    HistoryRequest, MarkRead, Notification, PresenceUser, ServerMessage, Since, Snapshot, UserRef,
+    check_guest_name, Channel, ChatSend, ClientEnvelope, ClientMessage, DocAwarenessRequest,
+    ErrorBody, ErrorCode, HistoryRequest, MarkRead, Notification, PresenceUser, ServerMessage,
+    Since, Snapshot, UserRef,
 };
+use base64::Engine as _;
+
+/// Updates and awareness travel as standard base64.
+const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+/// The least time between two awareness updates of this page (the server
+/// relays at most 10 a second).
+const CURSOR_EVERY_MS: f64 = 120.0;
 
 /// The room every page starts in.
 pub const DEFAULT_ROOM: &str = "general";
@@ -113,6 +122,28 @@ pub struct LiveConnection {
     /// The owner the per-symbol signals belong to (the app's), so signals
     /// made from the socket task are disposed with the app.
     owner: StoredValue<Owner>,
+    /// The page's replica of the shared note (its undo history is apart:
+    /// see [`NOTE_UNDO`]).
+    note: StoredValue<Note>,
+    /// The note's text, as the text area shows it.
+    pub note_text: RwSignal<String>,
+    /// The person's selection after a remote edit moved the text around it:
+    /// the view puts it back into the text area.
+    pub note_selection_moved: RwSignal<Option<(u32, u32)>>,
+    /// Co-editors and their carets, in name order.
+    pub note_peers: RwSignal<Vec<Peer>>,
+    /// Whether the note is live: signed in and subscribed on this connection.
+    pub note_live: RwSignal<bool>,
+    /// Why the server refused an edit of the note, for the panel.
+    pub note_warning: RwSignal<Option<String>>,
+    /// The person's selection in the note as the view last said (`None`:
+    /// the note is not focused).
+    note_selection: StoredValue<Option<(u32, u32)>>,
+    /// Remote updates held while the person composes text (IME): `Some`
+    /// while composing.
+    note_held: StoredValue<Option<Vec<Vec<u8>>>>,
+    /// When this page last shared its cursor, and whether a share waits.
+    note_shared: StoredValue<(f64, bool)>,
 }
 
 impl LiveConnection {
@@ -142,16 +173,28 @@ impl LiveConnection {
             quotes: StoredValue::new(HashMap::new()),
             cursors: StoredValue::new(Cursors::default()),
             owner: StoredValue::new(Owner::current().unwrap_or_default()),
+            note: StoredValue::new(new_note()),
+            note_text: RwSignal::new(String::new()),
+            note_selection_moved: RwSignal::new(None),
+            note_peers: RwSignal::new(Vec::new()),
+            note_live: RwSignal::new(false),
+            note_warning: RwSignal::new(None),
+            note_selection: StoredValue::new(None),
+            note_held: StoredValue::new(None),
+            note_shared: StoredValue::new((f64::MIN, false)),
         };
         let rendered = initial
             .tickers
             .into_iter()
             .chain(initial.presence)
             .chain(initial.chat)
-            .chain(initial.inbox);
+            .chain(initial.inbox)
+            .chain(initial.note);
         for answer in rendered {
             live.apply(ServerMessage::Subscribed(answer));
         }
+        // Rendered is not subscribed: the socket's welcome makes it live.
+        live.note_live.set(false);
         live
     }
 
@@ -191,8 +234,10 @@ impl LiveConnection {
         self.people.set(Vec::new());
         self.unread.set(Vec::new());
         self.total_unread.set(0);
+        self.note_offline();
         self.cursors.update_value(|cursors| {
             cursors.forget("presence");
+            cursors.forget(&Channel::Doc(NOTE_DOC.to_owned()).to_string());
             for room in self.rooms.get_untracked() {
                 cursors.forget(&Channel::Chat(room).to_string());
             }
@@ -291,6 +336,181 @@ impl LiveConnection {
     /// The socket is gone: unanswered messages go again on the next one.
     pub fn outbox_disconnected(&self) {
         self.outbox.update_value(Outbox::disconnected);
+        self.note_offline();
+    }
+
+    /// The note is not live any more: co-editors are not known (the next
+    /// subscription's snapshot says who is there).
+    fn note_offline(&self) {
+        self.note_live.set(false);
+        self.note.update_value(Note::forget_peers);
+        self.note_peers.set(Vec::new());
+    }
+
+    /// The person changed the note: `value` is the text area's text and
+    /// `selection` its selection after the change. While they compose text
+    /// (IME) nothing is taken until the composition ends.
+    pub fn note_input(&self, value: &str, selection: (u32, u32)) {
+        self.note_selection.set_value(Some(selection));
+        if self.note_held.with_value(Option::is_some) {
+            return;
+        }
+        let update = self
+            .note
+            .try_update_value(|note| {
+                // The undo history starts with the first edit.
+                with_undo(note, |_, _| ());
+                note.edit(value, selection.1)
+            })
+            .flatten();
+        if let Some(update) = update {
+            self.note_local(update);
+        }
+    }
+
+    /// A composition (IME) starts or ends; at its end the composed text is
+    /// taken as one edit, then the co-editors' updates held meanwhile.
+    pub fn note_composing(&self, composing: bool, value: &str, selection: (u32, u32)) {
+        if composing {
+            self.note_held.set_value(Some(Vec::new()));
+            return;
+        }
+        let held = self.note_held.try_update_value(Option::take).flatten();
+        self.note_input(value, selection);
+        for update in held.unwrap_or_default() {
+            self.note_remote(&update);
+        }
+    }
+
+    /// Undoes (or redoes) the person's own last edit of the note.
+    pub fn note_undo(&self, redo: bool) {
+        let selection = self.note_selection.get_value();
+        let result = self.note.try_update_value(|note| {
+            let stickies = selection.map(|(a, h)| (note.sticky(a), note.sticky(h)));
+            let update = with_undo(note, |note, undo| note.undo(undo, redo))?;
+            let moved =
+                stickies.and_then(|(a, h)| Some((note.index_of(&a?)?, note.index_of(&h?)?)));
+            Some((update, moved))
+        });
+        if let Some(Some((update, moved))) = result {
+            self.note_moved(moved);
+            self.note_local(update);
+        }
+    }
+
+    /// The person's selection in the note as last known (`None`: not focused).
+    pub fn note_caret(&self) -> Option<(u32, u32)> {
+        self.note_selection.get_value()
+    }
+
+    /// The person's selection moved (or the note lost focus: `None`).
+    pub fn note_select(&self, selection: Option<(u32, u32)>) {
+        self.note_selection.set_value(selection);
+        self.share_cursor();
+    }
+
+    /// An edit of this page: into the outbox (it survives a reload), then
+    /// shown and sent.
+    fn note_local(&self, update: Vec<u8>) {
+        let Some(user) = self.user.get_untracked() else {
+            return;
+        };
+        self.outbox.update_value(|outbox| {
+            if outbox.owner() != Some(user.id.as_str()) {
+                *outbox = Outbox::for_user(&user.id);
+            }
+            outbox.push_note(&update, || super::new_envelope_id("d"));
+        });
+        self.store_outbox();
+        self.note_changed();
+        self.ask_driver(ToDriver::Pump);
+        self.share_cursor();
+    }
+
+    /// An update from the server (or a taken-over outbox): applied with the
+    /// person's selection kept between the same characters.
+    fn note_remote(&self, update: &[u8]) {
+        let held = self
+            .note_held
+            .try_update_value(|held| held.as_mut().map(|held| held.push(update.to_vec())))
+            .flatten();
+        if held.is_some() {
+            return;
+        }
+        let selection = self.note_selection.get_value();
+        let moved = self
+            .note
+            .try_update_value(|note| {
+                let stickies = selection.map(|(a, h)| (note.sticky(a), note.sticky(h)));
+                if let Err(err) = note.apply_remote(update) {
+                    leptos::logging::warn!("note: {err}");
+                }
+                stickies.and_then(|(a, h)| Some((note.index_of(&a?)?, note.index_of(&h?)?)))
+            })
+            .flatten();
+        self.note_moved(moved);
+        self.note_changed();
+    }
+
+    fn note_moved(&self, moved: Option<(u32, u32)>) {
+        if let Some(moved) = moved {
+            if self.note_selection.get_value() != Some(moved) {
+                self.note_selection.set_value(Some(moved));
+                self.note_selection_moved.set(Some(moved));
+            }
+        }
+    }
+
+    /// The note's text or carets changed: the signals follow.
+    fn note_changed(&self) {
+        let text = self.note.with_value(Note::text);
+        if self.note_text.with_untracked(|shown| *shown != text) {
+            self.note_text.set(text);
+        }
+        self.note_peers.set(self.note.with_value(Note::peers));
+    }
+
+    /// Shares where this page's caret is (at most every
+    /// [`CURSOR_EVERY_MS`]; the latest always goes).
+    pub fn share_cursor(&self) {
+        let now = super::browser::now_ms();
+        let (last, waiting) = self.note_shared.get_value();
+        if waiting {
+            return;
+        }
+        if now - last < CURSOR_EVERY_MS {
+            self.note_shared.set_value((last, true));
+            let live = *self;
+            super::browser::later(CURSOR_EVERY_MS - (now - last), move || {
+                live.note_shared.set_value((f64::MIN, false));
+                live.share_cursor();
+            });
+            return;
+        }
+        self.note_shared.set_value((now, false));
+        let Some(user) = self.user.get_untracked() else {
+            return;
+        };
+        if !self.note_live.get_untracked() {
+            return;
+        }
+        let me = EditorUser {
+            color: color_of(&user.id).to_owned(),
+            id: user.id,
+            name: user.name,
+        };
+        let selection = self.note_selection.get_value();
+        let Some(update) = self
+            .note
+            .try_update_value(|note| note.awareness(&me, selection))
+        else {
+            return;
+        };
+        let request = DocAwarenessRequest {
+            doc: NOTE_DOC.to_owned(),
+            update: BASE64.encode(update),
+        };
+        self.send(ClientMessage::DocAwareness(request), None);
     }
 
     /// `welcome` named `user`. An outbox of someone else is put away (it
@@ -330,6 +550,14 @@ impl LiveConnection {
                 self.lines(&send.room)
                     .update(|lines| chat::pending(lines, id, &user, &send.text));
             }
+        }
+        let edits: Vec<Vec<u8>> = adopted
+            .note()
+            .updates()
+            .filter_map(|update| BASE64.decode(update).ok())
+            .collect();
+        for update in &edits {
+            self.note_remote(update);
         }
         self.outbox.update_value(|outbox| {
             if outbox.owner() != Some(user.id.as_str()) {
@@ -454,6 +682,12 @@ impl LiveConnection {
         {
             return;
         }
+        if self.outbox.with_value(|outbox| outbox.note().flight_is(id)) {
+            self.note_warning.set(Some(format!(
+                "An edit of the note was refused: {}",
+                error.message
+            )));
+        }
         self.settle(id);
         self.fail_line(id, &error.message);
     }
@@ -546,6 +780,25 @@ impl LiveConnection {
                             self.hide_pending_reads();
                         }
                     }
+                    (Ok(Channel::Doc(doc)), Some(renewal)) if doc == NOTE_DOC => {
+                        if let (Renewal::Replace(_), Some(Snapshot::Doc(snapshot))) =
+                            (renewal, &answer.snapshot)
+                        {
+                            if let Ok(state) = BASE64.decode(&snapshot.state) {
+                                self.note_remote(&state);
+                            }
+                            let awareness = BASE64.decode(&snapshot.awareness).unwrap_or_default();
+                            self.note.update_value(|note| {
+                                note.forget_peers();
+                                let _ = note.apply_awareness(&awareness);
+                            });
+                            self.note_changed();
+                        }
+                        self.note_live.set(true);
+                        // The server forgot this page's cursor with its last connection.
+                        self.note_shared.set_value((f64::MIN, false));
+                        self.share_cursor();
+                    }
                     (Ok(Channel::Presence), Some(Renewal::Replace(_))) => {
                         let mut users = match answer.snapshot {
                             Some(Snapshot::Presence(snapshot)) => snapshot.users,
@@ -594,6 +847,24 @@ impl LiveConnection {
                         .update(|lines| chat::acked(lines, &ack.id, offset));
                 }
             }
+            ServerMessage::DocUpdate(event) => {
+                let fresh = self
+                    .cursors
+                    .try_update_value(|c| c.accept(&event.channel, event.offset));
+                if fresh == Some(true) && event.doc == NOTE_DOC {
+                    if let Ok(update) = BASE64.decode(&event.update) {
+                        self.note_remote(&update);
+                    }
+                }
+            }
+            ServerMessage::DocAwareness(event) if event.doc == NOTE_DOC => {
+                if let Ok(update) = BASE64.decode(&event.update) {
+                    self.note.update_value(|note| {
+                        let _ = note.apply_awareness(&update);
+                    });
+                    self.note_peers.set(self.note.with_value(Note::peers));
+                }
+            }
             ServerMessage::History(page) => {
                 if let Ok(Channel::Chat(room)) = page.channel.parse::<Channel>() {
                     self.lines(&room)
@@ -624,6 +895,40 @@ impl LiveConnection {
             _ => {}
         }
     }
+}
+
+/// A replica of the note with a random Yjs client id (53 bits, as Yjs
+/// draws them).
+fn new_note() -> Note {
+    let client = (super::browser::random() * (1u64 << 53) as f64) as u64;
+    Note::new(client.max(1))
+}
+
+thread_local! {
+    /// The undo history of this page's note, with the Yjs client id of the
+    /// replica it belongs to. Not in the reactive arena: yrs' undo manager is
+    /// not `Send`, and only a page in a browser (one thread) edits; the
+    /// server renders the note but never makes one.
+    static NOTE_UNDO: std::cell::RefCell<Option<(u64, yrs::undo::UndoManager<()>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `work` with `note`'s undo history, made on first use (timed by the
+/// browser's clock, which groups quick edits into one step).
+fn with_undo<R>(
+    note: &mut Note,
+    work: impl FnOnce(&mut Note, &mut yrs::undo::UndoManager<()>) -> R,
+) -> R {
+    NOTE_UNDO.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let client = note.client_id();
+        if slot.as_ref().is_none_or(|(owner, _)| *owner != client) {
+            let clock = std::sync::Arc::new(|| super::browser::now_ms() as u64);
+            *slot = Some((client, note.undo_manager(clock)));
+        }
+        let (_, undo) = slot.as_mut().expect("made above");
+        work(note, undo)
+    })
 }
 
 /// Creates the signals from what the server rendered, provides them as

@@ -33,6 +33,8 @@ pub struct InitialState {
     pub chat: Vec<Subscribed>,
     /// The user's notifications, when the server had them in memory.
     pub inbox: Option<Subscribed>,
+    /// The shared note (everyone sees its text; signed-in users edit it).
+    pub note: Option<Subscribed>,
 }
 
 /// The value of cookie `name` in a `Cookie` header.

@@ -6,6 +6,7 @@ pub mod backoff;
 pub mod chat;
 mod context;
 mod initial;
+pub mod note;
 pub mod outbox;
 pub mod reconnect;
 pub mod store;
@@ -46,6 +47,12 @@ mod browser {
     pub fn random() -> f64 {
         0.5
     }
+
+    pub fn now_ms() -> f64 {
+        0.0
+    }
+
+    pub fn later(_ms: f64, _then: impl FnOnce() + 'static) {}
 
     pub fn store_outbox(_outbox: &super::outbox::Outbox) {}
 

@@ -14,6 +14,10 @@
 //! - `rate_limited` means "later": the entry stays and goes out again after
 //!   [`RETRY_AFTER_MS`] (the pace waits too). It never fails a message.
 //! - Bounded: past [`OUTBOX_CAPACITY`] the oldest is dropped (the page says so).
+//! - The note's edits ([`NoteQueue`]) are never dropped and never paced with
+//!   chat: one `doc_update` is in flight at a time, and what is typed
+//!   meanwhile is merged into the next one (a CRDT update merges losslessly),
+//!   so a burst of typing costs a message per round trip, not per key.
 //!
 //! Pure: time comes in as an argument; the browser stores the outbox across
 //! reloads under a key of its user and tab (see `browser.rs`).
@@ -21,7 +25,8 @@
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
-use crate::protocol::{ClientEnvelope, ClientMessage};
+use super::note::{merge_updates, NOTE_DOC};
+use crate::protocol::{ClientEnvelope, ClientMessage, DocUpdateRequest};
 
 /// The most messages waiting at once.
 pub const OUTBOX_CAPACITY: usize = 100;
@@ -142,6 +147,71 @@ pub struct Due {
     pub next_at: Option<f64>,
 }
 
+/// The note's updates not acknowledged yet: the one sent under its envelope
+/// id, and everything typed since, merged into one that goes after it.
+/// Updates are kept as the base64 they travel as.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NoteQueue {
+    /// Envelope ids are `{base}-{count}`: unique per user across reloads.
+    base: String,
+    count: u64,
+    flight: Option<(String, String)>,
+    waiting: Option<String>,
+    #[serde(skip)]
+    sent: Sent,
+}
+
+impl NoteQueue {
+    /// Adds an update: it goes now if nothing is in flight, else it is
+    /// merged into what goes next.
+    fn push(&mut self, update: &[u8], base: impl FnOnce() -> String) {
+        use base64::Engine as _;
+        let engine = &base64::engine::general_purpose::STANDARD;
+        if self.base.is_empty() {
+            self.base = base();
+        }
+        let merged = match self.waiting.take() {
+            Some(waiting) => match engine.decode(&waiting) {
+                Ok(waiting) => {
+                    merge_updates(&[&waiting, update]).unwrap_or_else(|_| update.to_vec())
+                }
+                Err(_) => update.to_vec(),
+            },
+            None => update.to_vec(),
+        };
+        self.waiting = Some(engine.encode(merged));
+        self.promote();
+    }
+
+    /// Puts what waits in flight when nothing is.
+    fn promote(&mut self) {
+        if self.flight.is_none() {
+            if let Some(waiting) = self.waiting.take() {
+                self.count += 1;
+                self.flight = Some((format!("{}-{}", self.base, self.count), waiting));
+                self.sent = Sent::No;
+            }
+        }
+    }
+
+    /// Every update held (in flight first), base64.
+    pub fn updates(&self) -> impl Iterator<Item = &str> {
+        self.flight
+            .iter()
+            .map(|(_, update)| update.as_str())
+            .chain(self.waiting.as_deref())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.flight.is_none() && self.waiting.is_none()
+    }
+
+    /// Whether `id` is the envelope id of the update in flight.
+    pub fn flight_is(&self, id: &str) -> bool {
+        self.flight.as_ref().is_some_and(|(flight, _)| flight == id)
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Outbox {
     /// The id of the user whose messages these are.
@@ -149,6 +219,9 @@ pub struct Outbox {
     entries: VecDeque<Entry>,
     #[serde(skip)]
     pace: Pace,
+    /// The note's edits not acknowledged yet.
+    #[serde(default)]
+    note: NoteQueue,
 }
 
 impl Outbox {
@@ -183,8 +256,24 @@ impl Outbox {
         }
     }
 
+    /// Queues an update of the note; `base` makes the envelope ids' stem the
+    /// first time (random per outbox).
+    pub fn push_note(&mut self, update: &[u8], base: impl FnOnce() -> String) {
+        self.note.push(update, base);
+    }
+
+    /// The note's updates not acknowledged yet.
+    pub fn note(&self) -> &NoteQueue {
+        &self.note
+    }
+
     /// The server acknowledged or refused envelope `id`: it leaves.
     pub fn settle(&mut self, id: &str) -> Option<ClientEnvelope> {
+        if self.note.flight_is(id) {
+            self.note.flight = None;
+            self.note.promote();
+            return None;
+        }
         let at = self
             .entries
             .iter()
@@ -196,6 +285,10 @@ impl Outbox {
     /// Whether `id` was queued.
     pub fn retry_later(&mut self, id: &str, now: f64) -> bool {
         let until = now + RETRY_AFTER_MS;
+        if self.note.flight_is(id) {
+            self.note.sent = Sent::NotBefore(until);
+            return true;
+        }
         let Some(entry) = self
             .entries
             .iter_mut()
@@ -215,12 +308,15 @@ impl Outbox {
                 entry.sent = Sent::No;
             }
         }
+        if self.note.sent == Sent::InFlight {
+            self.note.sent = Sent::No;
+        }
     }
 
     /// What to send now, in order and at the pace; entries it returns are
     /// in flight until settled, retried or disconnected.
     pub fn due(&mut self, now: f64) -> Due {
-        let mut due = Due::default();
+        let mut due = self.note_due(now);
         for entry in &mut self.entries {
             let ready = match entry.sent {
                 Sent::InFlight => continue,
@@ -244,11 +340,43 @@ impl Outbox {
         due
     }
 
+    /// The note's update in flight, if it may go now (outside the chat pace).
+    fn note_due(&mut self, now: f64) -> Due {
+        let mut due = Due::default();
+        let Some((id, update)) = &self.note.flight else {
+            return due;
+        };
+        match self.note.sent {
+            Sent::InFlight => return due,
+            Sent::NotBefore(at) if at > now => {
+                due.next_at = Some(at);
+                return due;
+            }
+            _ => {}
+        }
+        let message = ClientMessage::DocUpdate(DocUpdateRequest {
+            doc: NOTE_DOC.to_owned(),
+            update: update.clone(),
+        });
+        due.send
+            .push(ClientEnvelope::new(message).with_id(id.clone()));
+        self.note.sent = Sent::InFlight;
+        due
+    }
+
     /// Takes in what another tab of the same user left unsent (entries
     /// already queued here are kept once).
     pub fn merge(&mut self, other: Outbox) {
         if other.owner != self.owner {
             return;
+        }
+        use base64::Engine as _;
+        let engine = &base64::engine::general_purpose::STANDARD;
+        for update in other.note.updates() {
+            if let Ok(update) = engine.decode(update) {
+                let base = other.note.base.clone();
+                self.note.push(&update, || base);
+            }
         }
         for entry in other.entries {
             if !self
@@ -282,7 +410,7 @@ impl Outbox {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.is_empty() && self.note.is_empty()
     }
 }
 
@@ -395,6 +523,71 @@ mod tests {
         bob.push(chat("b1"));
         mine.merge(bob);
         assert_eq!(mine.len(), 2, "never sent as another identity");
+    }
+
+    fn note_ids(envelopes: &[ClientEnvelope]) -> Vec<(String, String)> {
+        envelopes
+            .iter()
+            .filter_map(|e| match &e.message {
+                ClientMessage::DocUpdate(update) => Some((e.id.clone()?, update.update.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn note_edits_go_one_at_a_time_and_what_is_typed_meanwhile_is_merged() {
+        use crate::client::note::Note;
+        let mut ada = Note::new(1);
+        let mut outbox = Outbox::for_user("ann");
+        outbox.push_note(&ada.edit("a", 1).unwrap(), || "d-x".into());
+        let first = note_ids(&outbox.due(0.0).send);
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].0, "d-x-1");
+        // Typed while the first is unanswered: merged, not sent yet.
+        outbox.push_note(&ada.edit("ab", 2).unwrap(), || unreachable!());
+        outbox.push_note(&ada.edit("abc", 3).unwrap(), || unreachable!());
+        assert!(outbox.due(1.0).send.is_empty());
+        outbox.settle("d-x-1");
+        let second = note_ids(&outbox.due(2.0).send);
+        assert_eq!(second.len(), 1, "one message for two keys");
+        assert_eq!(second[0].0, "d-x-2");
+        // Unanswered when the connection drops: the same id goes again.
+        outbox.disconnected();
+        assert_eq!(note_ids(&outbox.due(3.0).send), second);
+        // Too fast: later, never dropped.
+        assert!(outbox.retry_later("d-x-2", 3.0));
+        assert!(outbox.due(4.0).send.is_empty());
+        assert_eq!(note_ids(&outbox.due(3.0 + RETRY_AFTER_MS).send), second);
+        // The merged updates make the whole text on another replica.
+        let mut bob = Note::new(2);
+        use base64::Engine as _;
+        let engine = &base64::engine::general_purpose::STANDARD;
+        for (_, update) in first.iter().chain(&second) {
+            bob.apply_remote(&engine.decode(update).unwrap()).unwrap();
+        }
+        assert_eq!(bob.text(), "abc");
+        outbox.settle("d-x-2");
+        assert!(outbox.is_empty());
+    }
+
+    #[test]
+    fn note_edits_survive_a_reload_and_another_tabs_are_taken_over() {
+        use crate::client::note::Note;
+        let mut ada = Note::new(1);
+        let mut theirs = Outbox::for_user("ann");
+        theirs.push_note(&ada.edit("offline", 7).unwrap(), || "d-t".into());
+        theirs.due(0.0);
+        let stored = serde_json::to_string(&theirs).unwrap();
+        let theirs: Outbox = serde_json::from_str(&stored).unwrap();
+        assert_eq!(theirs.note().updates().count(), 1);
+        let mut mine = Outbox::for_user("ann");
+        mine.merge(theirs);
+        assert_eq!(
+            note_ids(&mine.due(0.0).send).len(),
+            1,
+            "taken over and sent"
+        );
     }
 
     #[test]

@@ -497,6 +497,7 @@ fn after_welcome(live: LiveConnection) -> Vec<ClientMessage> {
                 .iter()
                 .map(|room| Channel::Chat(room.clone()).to_string()),
         );
+        channels.push(Channel::Doc(super::note::NOTE_DOC.to_owned()).to_string());
     }
     let mut messages = Vec::new();
     if !channels.is_empty() {

@@ -1,13 +1,13 @@
 //! Owns what the server-rendered page starts from: the visitor (token
 //! cookie), their watchlist (cookie, or the simulator's symbols) with each
-//! symbol's current quote and offset, and who is online, provided to the
-//! views as [`InitialState`].
+//! symbol's current quote and offset, who is online, and the shared note,
+//! provided to the views as [`InitialState`].
 
 use axum::http::request::Parts;
 use leptos::prelude::{provide_context, use_context};
 
 use super::auth::Auth;
-use super::hub::{Hub, INBOX_HISTORY};
+use super::hub::{Hub, DOC_HISTORY, INBOX_HISTORY};
 use super::store::Store;
 use crate::client::{cookie, watchlist_from_cookies, InitialState, TOKEN_COOKIE};
 use crate::protocol::Channel;
@@ -47,7 +47,7 @@ pub fn provide_initial_state(hub: &Hub, auth: &Auth, store: &Store, default_watc
         .map(|user| Channel::User(user.id.clone()))
         .and_then(|channel| {
             if !hub.has(&channel) {
-                load_inbox_now(hub, store, &channel);
+                load_now(hub, store, &channel);
             }
             let peeked = hub.has(&channel).then(|| hub.peek(&channel));
             // Loaded only to render: unless a socket of this user holds it,
@@ -55,6 +55,13 @@ pub fn provide_initial_state(hub: &Hub, auth: &Auth, store: &Store, default_watc
             hub.release(&channel);
             peeked
         });
+    // The note renders for everyone (only signed-in users edit it); it stays
+    // in memory once loaded, as every page shows it.
+    let note = Channel::Doc(crate::client::note::NOTE_DOC.to_owned());
+    if !hub.has(&note) {
+        load_now(hub, store, &note);
+    }
+    let note = hub.has(&note).then(|| hub.peek(&note));
     provide_context(InitialState {
         watchlist,
         tickers,
@@ -62,14 +69,14 @@ pub fn provide_initial_state(hub: &Hub, auth: &Auth, store: &Store, default_watc
         presence,
         chat,
         inbox,
+        note,
     });
 }
 
-/// Loads a user's notifications into the hub while the page renders (the
-/// render is synchronous; this is one small indexed read). Only on the
-/// multi-threaded runtime, where blocking one worker is allowed.
-fn load_inbox_now(hub: &Hub, store: &Store, channel: &Channel) {
-    let Channel::User(id) = channel else { return };
+/// Loads a user's notifications or a document into the hub while the page
+/// renders (the render is synchronous; this is one small indexed read). Only
+/// on the multi-threaded runtime, where blocking one worker is allowed.
+fn load_now(hub: &Hub, store: &Store, channel: &Channel) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
@@ -77,10 +84,22 @@ fn load_inbox_now(hub: &Hub, store: &Store, channel: &Channel) {
         return;
     }
     let (hub, installed) = (hub.clone(), channel.clone());
-    let load = store.load_inbox(id.clone(), INBOX_HISTORY, move |stored| {
-        hub.install_inbox(&installed, stored)
-    });
-    if let Err(err) = tokio::task::block_in_place(|| runtime.block_on(load)) {
-        tracing::error!(%err, "cannot load notifications for a page");
+    let loaded = match channel {
+        Channel::User(id) => {
+            let load = store.load_inbox(id.clone(), INBOX_HISTORY, move |stored| {
+                hub.install_inbox(&installed, stored)
+            });
+            tokio::task::block_in_place(|| runtime.block_on(load))
+        }
+        Channel::Doc(id) => {
+            let load = store.load_doc(id.clone(), DOC_HISTORY, move |stored| {
+                hub.install_doc(&installed, stored)
+            });
+            tokio::task::block_in_place(|| runtime.block_on(load))
+        }
+        _ => Ok(()),
+    };
+    if let Err(err) = loaded {
+        tracing::error!(%err, %channel, "cannot load a channel for a page");
     }
 }

@@ -232,9 +232,13 @@ impl History {
     }
 }
 
-/// The default room stays in memory: every page renders it.
+/// The default room and the note stay in memory: every page renders them.
 fn pinned(channel: &Channel) -> bool {
-    matches!(channel, Channel::Chat(room) if room == crate::client::DEFAULT_ROOM)
+    match channel {
+        Channel::Chat(room) => room == crate::client::DEFAULT_ROOM,
+        Channel::Doc(id) => id == crate::client::note::NOTE_DOC,
+        _ => false,
+    }
 }
 
 /// Yjs updates and awareness travel as standard base64 (with padding).

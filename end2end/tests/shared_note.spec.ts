@@ -1,0 +1,170 @@
+/**
+ * The shared note in two browser windows (two people), and with a Yjs client
+ * (npm `yjs` + `y-protocols`, end2end/interop/yjs_peer.mjs) that speaks only
+ * the public protocol: typing at once converges, a window that goes offline
+ * keeps typing and converges when it is back, co-editors' carets show with
+ * their names, and the text is in the page with JavaScript off.
+ */
+import { spawn } from "node:child_process";
+import path from "node:path";
+import { test, expect, join, SERVER_DOWN } from "./fixtures";
+import type { Page } from "@playwright/test";
+
+function note(page: Page) {
+  return page.getByRole("textbox", { name: "Note" });
+}
+
+/** Waits until the note is editable (signed in and subscribed). */
+async function editable(page: Page) {
+  await expect(note(page)).toBeEditable();
+}
+
+/** Alice and Bob, each in a window of their own, signed in, the note editable. */
+async function aliceAndBob(openDashboard: () => Promise<Page>): Promise<[Page, Page]> {
+  const alice = await openDashboard();
+  const bob = await openDashboard();
+  await join(alice, "Alice");
+  await join(bob, "Bob");
+  await editable(alice);
+  await editable(bob);
+  return [alice, bob];
+}
+
+/** Types `text` at the end of the note, key by key. */
+async function typeAtEnd(page: Page, text: string) {
+  await note(page).click();
+  await page.keyboard.press("Control+End");
+  await note(page).pressSequentially(text, { delay: 15 });
+}
+
+test("typing in two windows at once converges", async ({ openDashboard }) => {
+  const [alice, bob] = await aliceAndBob(openDashboard);
+  await Promise.all([typeAtEnd(alice, "Alice was here. "), typeAtEnd(bob, "Bob too. ")]);
+  await expect(note(alice)).toHaveValue(/Alice was here\./);
+  await expect(note(alice)).toHaveValue(/Bob too\./);
+  const text = await note(alice).inputValue();
+  await expect(note(bob)).toHaveValue(text);
+  expect(text.length).toBe("Alice was here. Bob too. ".length);
+});
+
+test.describe("offline", () => {
+  test.use({ allowedConsole: SERVER_DOWN });
+
+  test("a window that goes offline keeps typing; when it is back both show the same text", async ({ openDashboard }) => {
+    const [alice, bob] = await aliceAndBob(openDashboard);
+    await typeAtEnd(alice, "Shared start. ");
+    await expect(note(bob)).toHaveValue("Shared start. ");
+
+    await bob.context().setOffline(true);
+    await expect(bob.getByRole("status", { name: "Connection" })).toHaveText(/^(Offline|Reconnecting)/, { timeout: 15_000 });
+    await typeAtEnd(bob, "Bob offline. ");
+    await typeAtEnd(alice, "Alice online. ");
+    await expect(note(bob)).not.toHaveValue(/Alice online/);
+    await expect(note(alice)).not.toHaveValue(/Bob offline/);
+
+    await bob.context().setOffline(false);
+    await expect(note(bob)).toHaveValue(/Alice online\./, { timeout: 20_000 });
+    await expect(note(alice)).toHaveValue(/Bob offline\./);
+    const text = await note(alice).inputValue();
+    await expect(note(bob)).toHaveValue(text);
+    expect(text.startsWith("Shared start. ")).toBe(true);
+  });
+});
+
+test("a co-editor's caret shows in their colour with their name", async ({ openDashboard }) => {
+  const [alice, bob] = await aliceAndBob(openDashboard);
+  await typeAtEnd(alice, "Where is Alice?");
+  await expect(note(bob)).toHaveValue("Where is Alice?");
+  // Alice puts her caret after "Where".
+  await note(alice).evaluate((area: HTMLTextAreaElement) => {
+    area.focus();
+    area.setSelectionRange(5, 5);
+    area.dispatchEvent(new Event("select"));
+  });
+  const flag = bob.locator(".peer-caret .peer-flag", { hasText: "Alice" });
+  await expect(flag).toBeVisible();
+  await expect(bob.locator(".note-people")).toContainText("Alice");
+  // The caret stands where Alice's is: after "Where".
+  const before = await bob.locator(".note-overlay").evaluate((overlay) => {
+    const caret = overlay.querySelector(".peer-caret");
+    return caret?.previousSibling?.textContent ?? "";
+  });
+  expect(before).toBe("Where");
+  // Bob types before it: her caret stays between the same characters.
+  await note(bob).click();
+  await bob.keyboard.press("Control+Home");
+  await note(bob).pressSequentially(">> ");
+  await expect(note(alice)).toHaveValue(">> Where is Alice?");
+  await expect
+    .poll(() =>
+      bob.locator(".note-overlay").evaluate((overlay) => overlay.querySelector(".peer-caret")?.previousSibling?.textContent),
+    )
+    .toBe(">> Where");
+  // Alice leaves: her caret goes.
+  await alice.close();
+  await expect(flag).toHaveCount(0, { timeout: 10_000 });
+});
+
+test("undo takes back one's own typing, not a co-editor's", async ({ openDashboard }) => {
+  const [alice, bob] = await aliceAndBob(openDashboard);
+  await typeAtEnd(bob, "Bob's line. ");
+  await expect(note(alice)).toHaveValue("Bob's line. ");
+  await typeAtEnd(alice, "Alice typo");
+  await expect(note(bob)).toHaveValue("Bob's line. Alice typo");
+  await note(alice).press("Control+z");
+  await expect(note(alice)).toHaveValue("Bob's line. ");
+  await expect(note(bob)).toHaveValue("Bob's line. ");
+  await note(alice).press("Control+Shift+z");
+  await expect(note(bob)).toHaveValue("Bob's line. Alice typo");
+});
+
+test("the note's text is in the page with JavaScript off", async ({ browser, server, openDashboard }) => {
+  const alice = await openDashboard();
+  await join(alice, "Alice");
+  await editable(alice);
+  await typeAtEnd(alice, "Rendered by the server.");
+  // Acknowledged (stored) before anyone else loads the page.
+  await expect.poll(() => alice.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith("pulse_outbox:")).map((k) => localStorage.getItem(k)).join(""))).not.toContain('"flight":["');
+  const context = await browser.newContext({ baseURL: server.url, javaScriptEnabled: false });
+  const page = await context.newPage();
+  await page.goto("/");
+  await expect(note(page)).toHaveValue("Rendered by the server.");
+  await expect(note(page)).not.toBeEditable();
+  await context.close();
+});
+
+test("a Yjs client and the browser edit the note together and see each other's cursor", async ({ server, openDashboard }) => {
+  const alice = await openDashboard();
+  await join(alice, "Alice");
+  await editable(alice);
+  await typeAtEnd(alice, "From the browser. ");
+  const peer = spawn(
+    process.execPath,
+    [
+      path.join(__dirname, "..", "interop", "yjs_peer.mjs"),
+      "--url", `${server.url.replace("http", "ws")}/ws`,
+      "--name", "Yuki",
+      "--type", "From Yjs. ",
+      "--at", "end",
+      "--expect", "Alice again.",
+      "--expect-peer", "Alice",
+      "--timeout-ms", "30000",
+    ],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let out = "";
+  let err = "";
+  peer.stdout.on("data", (chunk) => (out += chunk));
+  peer.stderr.on("data", (chunk) => (err += chunk));
+  const exited = new Promise<number>((resolve) => peer.on("exit", (code) => resolve(code ?? -1)));
+  // The Yjs client's caret shows with its name, and its text arrives.
+  await expect(alice.locator(".peer-caret .peer-flag", { hasText: "Yuki" })).toBeVisible({ timeout: 20_000 });
+  await expect(note(alice)).toHaveValue(/From Yjs\./);
+  await typeAtEnd(alice, "Alice again.");
+  expect(await exited, `yjs_peer: ${out}\n${err}`).toBe(0);
+  const last = JSON.parse(out.trim().split("\n").pop() ?? "{}");
+  expect(last.done).toBe(true);
+  expect(last.errors).toBe(0);
+  await expect(note(alice)).toHaveValue(last.text);
+  expect(last.peers.map((p: { name: string }) => p.name)).toContain("Alice");
+});
