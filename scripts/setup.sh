@@ -19,6 +19,10 @@ command -v node >/dev/null || apt_missing+=(nodejs)
 command -v npm >/dev/null || apt_missing+=(npm)
 command -v cc >/dev/null || apt_missing+=(build-essential)
 command -v pkg-config >/dev/null || apt_missing+=(pkg-config)
+# Python 3 for the pycrdt interop peer; Debian's python3 makes venvs (with pip)
+# only with python3-venv, which is what provides ensurepip.
+command -v python3 >/dev/null || apt_missing+=(python3)
+python3 -c 'import ensurepip' 2>/dev/null || apt_missing+=(python3-venv)
 if [ ${#apt_missing[@]} -gt 0 ]; then
   log "apt-get install ${apt_missing[*]}"
   $SUDO apt-get update -qq
@@ -63,5 +67,22 @@ if [ ! -f end2end/node_modules/.package-lock.json ] ||
   [ end2end/package-lock.json -nt end2end/node_modules/.package-lock.json ]; then
   log "npm ci in end2end/ (Playwright and axe-core, no browser download)"
   (cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+fi
+# The pycrdt interop peer's packages (end2end/interop/pycrdt_peer.py) in a venv
+# of their own, tools/pyenv, pinned by end2end/interop/requirements.txt: again
+# whenever that file is newer than the stamp of the last install. The venv's
+# own .gitignore keeps it out of git (as Python 3.13's venv writes by itself).
+if [ ! -x tools/pyenv/bin/python ]; then
+  log "python3 -m venv tools/pyenv"
+  rm -rf tools/pyenv
+  python3 -m venv tools/pyenv
+  echo '*' >tools/pyenv/.gitignore
+fi
+if [ ! -f tools/pyenv/.requirements.stamp ] ||
+  [ end2end/interop/requirements.txt -nt tools/pyenv/.requirements.stamp ]; then
+  log "pip install in tools/pyenv (pycrdt and websockets)"
+  tools/pyenv/bin/python -m pip install --quiet --disable-pip-version-check \
+    -r end2end/interop/requirements.txt
+  touch tools/pyenv/.requirements.stamp
 fi
 log "tools ready"

@@ -535,3 +535,30 @@ async fn a_document_nobody_wrote_to_has_an_empty_but_decodable_snapshot() {
     let (text, offset) = server_text(server.addr).await;
     assert_eq!((text.as_str(), offset), ("", 0));
 }
+
+#[tokio::test]
+async fn an_envelope_id_used_again_with_other_bytes_changes_nothing() {
+    let server = server(&[]).await;
+    let mut ada = Editor::join(server.addr, "Ada", 1).await;
+    let first = ada.type_at(0, "kept", true).await;
+    ada.settle(1).await;
+    // The same id again, carrying another edit: acked with its first place,
+    // and the other edit is neither applied nor stored.
+    let mut other = Doc::with_client_id(5);
+    let update = {
+        let text = other.get_or_insert_text("text");
+        text.insert(&mut other.transact_mut(), 0, "ZZZ");
+        other
+            .transact()
+            .encode_state_as_update_v1(&Default::default())
+    };
+    ada.acked.clear();
+    ada.outbox.insert(first.clone(), update.clone());
+    ada.send_update(&first, &update).await;
+    ada.settle(1).await;
+    assert_eq!(ada.acked[&first], 1);
+    let (text, offset) = server_text(server.addr).await;
+    assert_eq!((text.as_str(), offset), ("kept", 1));
+    other = Doc::new();
+    drop(other);
+}

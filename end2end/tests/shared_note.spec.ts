@@ -5,19 +5,9 @@
  * keeps typing and converges when it is back, co-editors' carets show with
  * their names, and the text is in the page with JavaScript off.
  */
-import { spawn } from "node:child_process";
-import path from "node:path";
 import { test, expect, join, SERVER_DOWN } from "./fixtures";
+import { note, editable, typeAtEnd, startPeer } from "./note_helpers";
 import type { Page } from "@playwright/test";
-
-function note(page: Page) {
-  return page.getByRole("textbox", { name: "Note" });
-}
-
-/** Waits until the note is editable (signed in and subscribed). */
-async function editable(page: Page) {
-  await expect(note(page)).toBeEditable();
-}
 
 /** Alice and Bob, each in a window of their own, signed in, the note editable. */
 async function aliceAndBob(openDashboard: () => Promise<Page>): Promise<[Page, Page]> {
@@ -28,13 +18,6 @@ async function aliceAndBob(openDashboard: () => Promise<Page>): Promise<[Page, P
   await editable(alice);
   await editable(bob);
   return [alice, bob];
-}
-
-/** Types `text` at the end of the note, key by key. */
-async function typeAtEnd(page: Page, text: string) {
-  await note(page).click();
-  await page.keyboard.press("Control+End");
-  await note(page).pressSequentially(text, { delay: 15 });
 }
 
 test("typing in two windows at once converges", async ({ openDashboard }) => {
@@ -138,31 +121,12 @@ test("a Yjs client and the browser edit the note together and see each other's c
   await join(alice, "Alice");
   await editable(alice);
   await typeAtEnd(alice, "From the browser. ");
-  const peer = spawn(
-    process.execPath,
-    [
-      path.join(__dirname, "..", "interop", "yjs_peer.mjs"),
-      "--url", `${server.url.replace("http", "ws")}/ws`,
-      "--name", "Yuki",
-      "--type", "From Yjs. ",
-      "--at", "end",
-      "--expect", "Alice again.",
-      "--expect-peer", "Alice",
-      "--timeout-ms", "30000",
-    ],
-    { stdio: ["ignore", "pipe", "pipe"] },
-  );
-  let out = "";
-  let err = "";
-  peer.stdout.on("data", (chunk) => (out += chunk));
-  peer.stderr.on("data", (chunk) => (err += chunk));
-  const exited = new Promise<number>((resolve) => peer.on("exit", (code) => resolve(code ?? -1)));
+  const peer = startPeer(process.execPath, "yjs_peer.mjs", server.url, "Yuki", "From Yjs. ");
   // The Yjs client's caret shows with its name, and its text arrives.
   await expect(alice.locator(".peer-caret .peer-flag", { hasText: "Yuki" })).toBeVisible({ timeout: 20_000 });
   await expect(note(alice)).toHaveValue(/From Yjs\./);
   await typeAtEnd(alice, "Alice again.");
-  expect(await exited, `yjs_peer: ${out}\n${err}`).toBe(0);
-  const last = JSON.parse(out.trim().split("\n").pop() ?? "{}");
+  const last = await peer.result();
   expect(last.done).toBe(true);
   expect(last.errors).toBe(0);
   await expect(note(alice)).toHaveValue(last.text);

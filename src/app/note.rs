@@ -123,9 +123,7 @@ pub fn NotePanel() -> impl IntoView {
                     on:focus=move |_| on_select()
                     on:blur=move |_| live.note_select(None)
                     on:scroll=on_scroll
-                >
-                    {initial}
-                </textarea>
+                >{initial}</textarea>
                 <div class="note-overlay" aria-hidden="true" node_ref=overlay>
                     {move || overlay_view(&live.note_text.get(), &live.note_peers.get())}
                 </div>

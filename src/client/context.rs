@@ -14,7 +14,7 @@ use super::store::{apply_presence, sort_people, Cursors, QuoteView, Renewal};
 use crate::protocol::{
     check_guest_name, Channel, ChatSend, ClientEnvelope, ClientMessage, DocAwarenessRequest,
     ErrorBody, ErrorCode, HistoryRequest, MarkRead, Notification, PresenceUser, ServerMessage,
-    Since, Snapshot, UserRef,
+    Since, Snapshot, Subscribe, SubscribeChannel, UserRef,
 };
 use base64::Engine as _;
 
@@ -230,6 +230,9 @@ impl LiveConnection {
     /// sent as anyone else.
     pub fn signed_out(&self) {
         self.drop_outbox(Outbox::default());
+        // A new replica: the next user's edits never build on this one's
+        // unsent ones, and undo never reaches them.
+        self.note.set_value(new_note());
         self.user.set(None);
         self.people.set(Vec::new());
         self.unread.set(Vec::new());
@@ -360,10 +363,10 @@ impl LiveConnection {
             .try_update_value(|note| {
                 // The undo history starts with the first edit.
                 with_undo(note, |_, _| ());
-                note.edit(value, selection.1)
+                note.edits(value, selection.1)
             })
-            .flatten();
-        if let Some(update) = update {
+            .unwrap_or_default();
+        for update in update {
             self.note_local(update);
         }
     }
@@ -683,13 +686,41 @@ impl LiveConnection {
             return;
         }
         if self.outbox.with_value(|outbox| outbox.note().flight_is(id)) {
-            self.note_warning.set(Some(format!(
-                "An edit of the note was refused: {}",
-                error.message
-            )));
+            return self.note_refused(id, error, now_ms);
         }
         self.settle(id);
         self.fail_line(id, &error.message);
+    }
+
+    /// The server refused the note's update in flight. `internal` (the
+    /// store failed) means "again later", like `rate_limited`. Anything else
+    /// (`invalid`, `too_large`) drops it and everything queued after it
+    /// (which may build on it), and the page starts again from the server's
+    /// state with a new replica, saying so.
+    fn note_refused(&self, id: &str, error: &ErrorBody, now_ms: f64) {
+        if error.code == ErrorCode::Internal {
+            self.outbox.update_value(|outbox| {
+                outbox.retry_later(id, now_ms);
+            });
+            return;
+        }
+        self.note_warning.set(Some(format!(
+            "An edit of the note was refused and undone: {}",
+            error.message
+        )));
+        self.outbox.update_value(Outbox::clear_note);
+        self.store_outbox();
+        self.note.set_value(new_note());
+        let channel = Channel::Doc(NOTE_DOC.to_owned()).to_string();
+        self.cursors
+            .update_value(|cursors| cursors.forget(&channel));
+        let subscribe = Subscribe {
+            channels: vec![SubscribeChannel {
+                channel,
+                since: None,
+            }],
+        };
+        self.send(ClientMessage::Subscribe(subscribe), None);
     }
 
     /// Marks our chat line `id` failed.
@@ -1107,6 +1138,32 @@ mod tests {
         live.apply(snapshot(vec![note("n1"), note("n2")]));
         assert!(live.unread.get_untracked().is_empty());
         assert_eq!(live.total_unread.get_untracked(), 0);
+    }
+
+    #[test]
+    fn a_refused_note_edit_is_dropped_with_what_follows_and_internal_means_later() {
+        let owner = Owner::new();
+        owner.set();
+        let live = signed_in();
+        live.note_input("abc", (3, 3));
+        let sent = live.outbox_due(0.0).send;
+        let id = sent[0].id.clone().unwrap();
+        assert!(matches!(sent[0].message, ClientMessage::DocUpdate(_)));
+        live.note_input("abcd", (4, 4));
+        live.refused(&error(ErrorCode::Internal, &id), 10.0);
+        assert!(live.outbox_due(20.0).send.is_empty(), "later, not at once");
+        let again = live.outbox_due(10_000.0).send;
+        assert_eq!(
+            again[0].id.as_deref(),
+            Some(id.as_str()),
+            "the same edit again"
+        );
+        live.refused(&error(ErrorCode::TooLarge, &id), 10_001.0);
+        assert!(
+            live.outbox_due(20_000.0).send.is_empty(),
+            "dropped, with what followed"
+        );
+        assert!(live.note_warning.get_untracked().is_some());
     }
 
     #[test]

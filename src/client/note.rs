@@ -29,6 +29,9 @@ const TEXT: &str = "text";
 const REMOTE: &str = "remote";
 /// The origin of this page's own edits: what undo undoes.
 const LOCAL: &str = "local";
+/// The longest insertion one update carries (UTF-16 units): with Yjs'
+/// encoding and base64 it stays well under the 64 KiB message limit.
+pub const EDIT_CHUNK: usize = 8_192;
 /// Edits closer together than this are undone as one step.
 const UNDO_GROUP_MS: u64 = 500;
 
@@ -174,6 +177,44 @@ impl Note {
             self.text.insert(&mut txn, change.at as u32, &inserted);
         }
         Some(txn.encode_update_v1())
+    }
+
+    /// [`Note::edit`] for any size of change: a long insertion (a paste) is
+    /// made in pieces of [`EDIT_CHUNK`] characters, one update each, so no
+    /// update outgrows a message.
+    pub fn edits(&mut self, new: &str, caret: u32) -> Vec<Vec<u8>> {
+        let old: Vec<u16> = self.text().encode_utf16().collect();
+        let new_units: Vec<u16> = new.encode_utf16().collect();
+        let Some(change) = Change::between(&old, &new_units, caret as usize) else {
+            return Vec::new();
+        };
+        if change.inserted.len() <= EDIT_CHUNK {
+            return self.edit(new, caret).into_iter().collect();
+        }
+        let mut updates = Vec::new();
+        let mut at = change.at;
+        if change.removed > 0 {
+            let mut txn = self.doc.transact_mut_with(LOCAL);
+            self.text
+                .remove_range(&mut txn, at as u32, change.removed as u32);
+            updates.push(txn.encode_update_v1());
+        }
+        let mut rest = &change.inserted[..];
+        while !rest.is_empty() {
+            let mut cut = rest.len().min(EDIT_CHUNK);
+            // Never between the halves of a surrogate pair.
+            if cut < rest.len() && (0xDC00..=0xDFFF).contains(&rest[cut]) {
+                cut -= 1;
+            }
+            let (piece, tail) = rest.split_at(cut);
+            let mut txn = self.doc.transact_mut_with(LOCAL);
+            self.text
+                .insert(&mut txn, at as u32, &String::from_utf16_lossy(piece));
+            updates.push(txn.encode_update_v1());
+            at += piece.len();
+            rest = tail;
+        }
+        updates
     }
 
     /// Undoes (or with `redo`, redoes) this page's last edit, never a

@@ -147,46 +147,54 @@ pub struct Due {
     pub next_at: Option<f64>,
 }
 
+/// The most bytes of Yjs update one `doc_update` carries: its base64 (a
+/// third more) and the envelope stay under the server's 64 KiB message limit.
+pub const NOTE_UPDATE_MAX: usize = 40 * 1024;
+
 /// The note's updates not acknowledged yet: the one sent under its envelope
-/// id, and everything typed since, merged into one that goes after it.
-/// Updates are kept as the base64 they travel as.
+/// id, and everything typed since, merged into as few as fit under
+/// [`NOTE_UPDATE_MAX`] each, going one at a time after it. Updates are kept
+/// as the base64 they travel as.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NoteQueue {
     /// Envelope ids are `{base}-{count}`: unique per user across reloads.
     base: String,
     count: u64,
     flight: Option<(String, String)>,
-    waiting: Option<String>,
+    waiting: VecDeque<String>,
     #[serde(skip)]
     sent: Sent,
 }
 
 impl NoteQueue {
     /// Adds an update: it goes now if nothing is in flight, else it is
-    /// merged into what goes next.
+    /// merged into the last one waiting while that stays small enough.
     fn push(&mut self, update: &[u8], base: impl FnOnce() -> String) {
         use base64::Engine as _;
         let engine = &base64::engine::general_purpose::STANDARD;
         if self.base.is_empty() {
             self.base = base();
         }
-        let merged = match self.waiting.take() {
-            Some(waiting) => match engine.decode(&waiting) {
-                Ok(waiting) => {
-                    merge_updates(&[&waiting, update]).unwrap_or_else(|_| update.to_vec())
-                }
-                Err(_) => update.to_vec(),
-            },
-            None => update.to_vec(),
-        };
-        self.waiting = Some(engine.encode(merged));
+        let merged = self
+            .waiting
+            .back()
+            .and_then(|last| engine.decode(last).ok())
+            .filter(|last| last.len() + update.len() <= NOTE_UPDATE_MAX)
+            .and_then(|last| merge_updates(&[&last, update]).ok());
+        match merged {
+            Some(merged) => {
+                self.waiting.pop_back();
+                self.waiting.push_back(engine.encode(merged));
+            }
+            None => self.waiting.push_back(engine.encode(update)),
+        }
         self.promote();
     }
 
-    /// Puts what waits in flight when nothing is.
+    /// Puts the next update waiting in flight when nothing is.
     fn promote(&mut self) {
         if self.flight.is_none() {
-            if let Some(waiting) = self.waiting.take() {
+            if let Some(waiting) = self.waiting.pop_front() {
                 self.count += 1;
                 self.flight = Some((format!("{}-{}", self.base, self.count), waiting));
                 self.sent = Sent::No;
@@ -194,16 +202,40 @@ impl NoteQueue {
         }
     }
 
+    /// Takes over another page's queue: its updates go after ours, under
+    /// ids that never repeat one of its own (they may be stored already).
+    fn adopt(&mut self, other: &NoteQueue) {
+        use base64::Engine as _;
+        let engine = &base64::engine::general_purpose::STANDARD;
+        if self.base.is_empty() || self.base == other.base {
+            self.base = other.base.clone();
+            self.count = self.count.max(other.count);
+        }
+        for update in other.updates() {
+            if let Ok(update) = engine.decode(update) {
+                let base = other.base.clone();
+                self.push(&update, || base);
+            }
+        }
+    }
+
+    /// Forgets everything: the server refused an update the rest may
+    /// depend on (the page starts again from the server's state).
+    fn clear(&mut self) {
+        self.flight = None;
+        self.waiting.clear();
+    }
+
     /// Every update held (in flight first), base64.
     pub fn updates(&self) -> impl Iterator<Item = &str> {
         self.flight
             .iter()
             .map(|(_, update)| update.as_str())
-            .chain(self.waiting.as_deref())
+            .chain(self.waiting.iter().map(String::as_str))
     }
 
     fn is_empty(&self) -> bool {
-        self.flight.is_none() && self.waiting.is_none()
+        self.flight.is_none() && self.waiting.is_empty()
     }
 
     /// Whether `id` is the envelope id of the update in flight.
@@ -265,6 +297,12 @@ impl Outbox {
     /// The note's updates not acknowledged yet.
     pub fn note(&self) -> &NoteQueue {
         &self.note
+    }
+
+    /// Drops the note's updates (refused: the page starts again from the
+    /// server's state).
+    pub fn clear_note(&mut self) {
+        self.note.clear();
     }
 
     /// The server acknowledged or refused envelope `id`: it leaves.
@@ -370,14 +408,7 @@ impl Outbox {
         if other.owner != self.owner {
             return;
         }
-        use base64::Engine as _;
-        let engine = &base64::engine::general_purpose::STANDARD;
-        for update in other.note.updates() {
-            if let Ok(update) = engine.decode(update) {
-                let base = other.note.base.clone();
-                self.note.push(&update, || base);
-            }
-        }
+        self.note.adopt(&other.note);
         for entry in other.entries {
             if !self
                 .entries
@@ -583,11 +614,41 @@ mod tests {
         assert_eq!(theirs.note().updates().count(), 1);
         let mut mine = Outbox::for_user("ann");
         mine.merge(theirs);
-        assert_eq!(
-            note_ids(&mine.due(0.0).send).len(),
-            1,
-            "taken over and sent"
-        );
+        let sent = note_ids(&mine.due(0.0).send);
+        assert_eq!(sent.len(), 1, "taken over and sent");
+        // Under a new id: "d-t-1" may be stored already (another edit).
+        assert_eq!(sent[0].0, "d-t-2");
+    }
+
+    #[test]
+    fn a_large_burst_of_note_edits_goes_in_updates_under_the_message_limit() {
+        use crate::client::note::Note;
+        let mut ada = Note::new(1);
+        let mut outbox = Outbox::for_user("ann");
+        let mut text = String::new();
+        for _ in 0..30 {
+            text.push_str(&"x".repeat(4_000));
+            for update in ada.edits(&text, text.encode_utf16().count() as u32) {
+                outbox.push_note(&update, || "d-b".into());
+            }
+        }
+        // And one paste of 100,000 characters at once.
+        text.push_str(&"y".repeat(100_000));
+        for update in ada.edits(&text, text.encode_utf16().count() as u32) {
+            outbox.push_note(&update, || "d-b".into());
+        }
+        let (mut sent, mut bob) = (0, Note::new(2));
+        use base64::Engine as _;
+        let engine = &base64::engine::general_purpose::STANDARD;
+        while let [(id, update)] = &note_ids(&outbox.due(0.0).send)[..] {
+            assert!(update.len() < 60_000, "{} bytes of base64", update.len());
+            bob.apply_remote(&engine.decode(update).unwrap()).unwrap();
+            outbox.settle(id);
+            sent += 1;
+        }
+        assert!(outbox.is_empty());
+        assert!(sent > 5, "split into several: {sent}");
+        assert_eq!(bob.text(), text);
     }
 
     #[test]

@@ -61,7 +61,14 @@ pub fn provide_initial_state(hub: &Hub, auth: &Auth, store: &Store, default_watc
     if !hub.has(&note) {
         load_now(hub, store, &note);
     }
-    let note = hub.has(&note).then(|| hub.peek(&note));
+    // Who is editing is for those in the note, not in every page's HTML.
+    let note = hub.has(&note).then(|| {
+        let mut peeked = hub.peek(&note);
+        if let Some(crate::protocol::Snapshot::Doc(doc)) = &mut peeked.snapshot {
+            doc.awareness.clear();
+        }
+        peeked
+    });
     provide_context(InitialState {
         watchlist,
         tickers,

@@ -47,6 +47,14 @@ pub enum DocError {
     BadAwareness(String),
 }
 
+/// What an awareness update changed: the update to relay, and whether it
+/// removed a state (a removal is relayed at once, never paced away).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub update: Vec<u8>,
+    pub removes: bool,
+}
+
 /// One editor's awareness state, as relayed (identity stamped by the server).
 #[derive(Debug, Clone)]
 struct Editor {
@@ -175,6 +183,15 @@ impl DocState {
         }
     }
 
+    /// Applies an update just committed to the store that this document may
+    /// not hold yet (it was applied to a copy dropped meanwhile): applying
+    /// one it holds changes nothing.
+    pub fn absorb(&mut self, bytes: &[u8]) {
+        if let Err(err) = decode_update(bytes).and_then(|update| apply(&self.doc, update)) {
+            tracing::error!(%err, "a stored document update cannot be applied");
+        }
+    }
+
     /// Applies a client's update (already decoded from `bytes`) unless the
     /// state would pass [`MAX_DOC_BYTES`]. Applying an update the document
     /// already has changes nothing (a resend).
@@ -219,16 +236,33 @@ impl DocState {
     /// Takes a connection's awareness update: each state is stamped with the
     /// connection's `user` (nobody appears as someone else), a state owned by
     /// another connection or older than the one held is left out, and a
-    /// `null` state removes the sender's own. Returns the update to relay
-    /// (what was accepted), or `None` when nothing was.
+    /// `null` state removes the sender's own. Every state is checked before
+    /// any is taken. Returns what to relay (what was accepted), or `None`
+    /// when nothing was.
     pub fn awareness_from(
         &mut self,
         owner: SubscriberId,
         user: &UserRef,
         bytes: &[u8],
-    ) -> Result<Option<Vec<u8>>, DocError> {
+    ) -> Result<Option<Accepted>, DocError> {
         let update = decode_awareness(bytes)?;
+        for (client, entry) in &update.clients {
+            let state: serde_json::Value = serde_json::from_str(&entry.json).map_err(|err| {
+                DocError::BadAwareness(format!("state of {}: {err}", client.get()))
+            })?;
+            if !state.is_null() && !state.is_object() {
+                return Err(DocError::BadAwareness(
+                    "a state must be a JSON object".into(),
+                ));
+            }
+            if entry.json.len() > MAX_AWARENESS_STATE {
+                return Err(DocError::BadAwareness(format!(
+                    "a state is at most {MAX_AWARENESS_STATE} bytes of JSON"
+                )));
+            }
+        }
         let mut accepted = Vec::new();
+        let mut removes = false;
         for (client, entry) in update.clients {
             let client = client_number(client);
             let held = self.editors.get(&client);
@@ -240,13 +274,9 @@ impl DocState {
             if state.is_null() {
                 if self.editors.remove(&client).is_some() {
                     accepted.push((client, entry.clock, Arc::from("null")));
+                    removes = true;
                 }
                 continue;
-            }
-            if entry.json.len() > MAX_AWARENESS_STATE {
-                return Err(DocError::BadAwareness(format!(
-                    "a state is at most {MAX_AWARENESS_STATE} bytes of JSON"
-                )));
             }
             let json: Arc<str> = stamp(state, user)
                 .ok_or_else(|| DocError::BadAwareness("a state must be a JSON object".into()))?
@@ -264,7 +294,20 @@ impl DocState {
             );
             accepted.push((client, entry.clock, json));
         }
-        Ok((!accepted.is_empty()).then(|| encode_entries(accepted)))
+        Ok((!accepted.is_empty()).then(|| Accepted {
+            update: encode_entries(accepted),
+            removes,
+        }))
+    }
+
+    /// Every editor's state as a `doc_awareness` frame of channel `name`
+    /// (`None` when nobody is editing).
+    pub fn awareness_frame(&self, name: &Arc<str>) -> Option<Utf8Bytes> {
+        if self.editors.is_empty() {
+            return None;
+        }
+        let channel: crate::protocol::Channel = name.parse().ok()?;
+        Some(super::awareness_frame(name, &channel, &self.awareness()))
     }
 
     /// The current states `owner` announced, as one update (for relaying

@@ -375,8 +375,15 @@ impl Hub {
             recovered,
             snapshot,
         }));
+        // A document resumed by replay has no snapshot to say who is editing:
+        // their states follow the replay.
+        let editors = match (&history, recovered) {
+            (History::Doc(doc), true) => Some(doc.awareness_frame(&state.name)),
+            _ => None,
+        };
         let queued = std::iter::once(answer)
             .chain(replay.into_iter().flatten())
+            .chain(editors.flatten())
             .try_for_each(|frame| outbox.deliver_answer(frame));
         if queued.is_err() {
             return Err(SubscribeError::Closing);
@@ -678,6 +685,9 @@ impl Hub {
                 return None;
             }
             let frame = frames::encode(ServerMessage::DocUpdate(event.clone()));
+            if let Ok(update) = BASE64.decode(&event.update) {
+                doc.absorb(&update);
+            }
             doc.ring.push(frame.clone());
             for outbox in subscribers.values() {
                 let _ = outbox.deliver(frame.clone());
@@ -710,8 +720,8 @@ impl Hub {
                 return Ok(());
             }
             let accepted = doc.awareness_from(owner, user, update)?;
-            if let Some(accepted) = accepted.filter(|_| relay) {
-                let frame = awareness_frame(name, channel, &accepted);
+            if let Some(accepted) = accepted.filter(|a| relay || a.removes) {
+                let frame = awareness_frame(name, channel, &accepted.update);
                 for (_, outbox) in subscribers.iter().filter(|(id, _)| **id != owner) {
                     let _ = outbox.deliver(frame.clone());
                 }

@@ -115,7 +115,8 @@ fn awareness_is_stamped_with_the_connections_identity() {
     let relay = server
         .awareness_from(1, &alice(), &awareness_update(&[(7, 1, forged)]))
         .unwrap()
-        .expect("accepted");
+        .expect("accepted")
+        .update;
     let (clock, state) = &states(&relay)[&7];
     assert_eq!(*clock, 1);
     assert_eq!(state["user"]["id"], "alice");
@@ -161,7 +162,8 @@ fn an_older_state_is_ignored_and_null_removes_ones_own() {
         .awareness_from(1, &alice(), &update(4, "null"))
         .unwrap()
         .expect("relayed");
-    assert_eq!(states(&removal)[&7], (4, serde_json::Value::Null));
+    assert!(removal.removes);
+    assert_eq!(states(&removal.update)[&7], (4, serde_json::Value::Null));
     assert!(states(&server.awareness()).is_empty());
 }
 

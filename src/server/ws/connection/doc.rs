@@ -121,7 +121,18 @@ impl Connection {
                 format!("doc_update: at most {DOC_RATE} updates per second; wait a moment");
             return self.resend_or_limited(&user, client_id, message).await;
         }
+        // A resend is acked with its first place and never applied: an id
+        // already stored may come back with other bytes (a client reusing
+        // ids), which must not change the document unrecorded.
+        let (user_id, resent) = (user.id.clone(), client_id.clone());
         let store = self.context.store.clone();
+        let stored = self
+            .wait(async move { store.sent(user_id, resent).await })
+            .await;
+        let store = self.context.store.clone();
+        if let Ok(Some((channel, offset))) = stored {
+            return self.send(ServerMessage::Ack(Ack::stored(client_id, channel, offset)));
+        }
         if let Err(body) = self.apply_doc_update(&channel, &update).await {
             return self.send_error(body.with_id(id));
         }
@@ -151,6 +162,9 @@ impl Connection {
                     .await
             })
             .await;
+        // A document nobody subscribes to leaves memory again (it is all on
+        // disk): sending updates to many documents costs no memory.
+        self.context.hub.release(&channel);
         match stored {
             // Acked at the commit, above.
             Ok(DocAppended::New(_)) => {}
