@@ -23,6 +23,13 @@ use crate::protocol::UserRef;
 /// The largest a document's state may grow (PROTOCOL.md Limits), in bytes
 /// of its encoded Yjs state.
 pub const MAX_DOC_BYTES: usize = 1024 * 1024;
+/// How much an update may grow the encoded state, per byte of its own, in
+/// the estimate (splitting a run with deletions costs an item header each;
+/// measured: about 2 to 3).
+const GROWTH: usize = 4;
+/// How many updates may be applied between two exact measures of the state
+/// (below half the limit; above it, every update is measured).
+const MEASURE_EVERY: usize = 64;
 /// Updates a document keeps in memory for resume (older ones: the snapshot).
 pub const DOC_HISTORY: usize = 1000;
 /// A document is compacted (its update log folded into its state) after
@@ -71,9 +78,13 @@ pub struct DocState {
     /// The `doc_update` frames of the newest updates, for resume.
     pub ring: Ring<Utf8Bytes>,
     doc: Doc,
-    /// An upper bound on the encoded state's size: exact after a measure,
-    /// plus every update applied since (an update never grows it by more).
+    /// An estimate of the encoded state's size: exact after a measure, plus
+    /// [`GROWTH`] times every update applied since (one that deletes every
+    /// other character of a long run grows the state by more than its own
+    /// size), measured again every [`MEASURE_EVERY`] updates.
     size_bound: usize,
+    /// Updates applied since the last exact measure.
+    since_measure: usize,
     editors: HashMap<u64, Editor>,
     /// The offset the store's compacted state covers.
     pub compacted_upto: u64,
@@ -153,6 +164,7 @@ impl DocState {
             ring,
             doc,
             size_bound,
+            since_measure: 0,
             editors: HashMap::new(),
             compacted_upto: 0,
             bytes_since_compaction: 0,
@@ -195,22 +207,32 @@ impl DocState {
     /// Applies a client's update (already decoded from `bytes`) unless the
     /// state would pass [`MAX_DOC_BYTES`]. Applying an update the document
     /// already has changes nothing (a resend).
+    ///
+    /// Below half the limit the size is estimated (see `size_bound`); above
+    /// it, the state is measured after every update, and one that made it
+    /// too large is undone by rebuilding the state from before it.
     pub fn apply_update(&mut self, bytes: &[u8]) -> Result<(), DocError> {
         let update = decode_update(bytes)?;
-        if self.size_bound + bytes.len() > MAX_DOC_BYTES {
-            // Near the limit: measure exactly, on a copy, before touching it.
-            let scratch = rebuild(&encode_state(&self.doc), [bytes.to_vec()]);
-            let size = encode_state(&scratch).len();
-            if size > MAX_DOC_BYTES {
-                self.size_bound = encode_state(&self.doc).len();
-                return Err(DocError::TooLarge);
-            }
+        if self.size_bound + GROWTH * bytes.len() <= MAX_DOC_BYTES / 2 {
             apply(&self.doc, update)?;
-            self.size_bound = size;
+            self.size_bound += GROWTH * bytes.len();
+            self.since_measure += 1;
+            if self.since_measure >= MEASURE_EVERY {
+                self.size_bound = encode_state(&self.doc).len();
+                self.since_measure = 0;
+            }
             return Ok(());
         }
+        let before = encode_state(&self.doc);
         apply(&self.doc, update)?;
-        self.size_bound += bytes.len();
+        let size = encode_state(&self.doc).len();
+        if size > MAX_DOC_BYTES {
+            self.doc = rebuild(&before, []);
+            self.size_bound = before.len();
+            return Err(DocError::TooLarge);
+        }
+        self.size_bound = size;
+        self.since_measure = 0;
         Ok(())
     }
 

@@ -88,6 +88,38 @@ fn an_update_that_would_pass_one_mebibyte_is_too_large_and_not_applied() {
     assert!(server.state().len() <= MAX_DOC_BYTES);
 }
 
+#[test]
+fn deleting_every_other_character_is_counted_against_the_limit() {
+    let mut server = server();
+    let client = Doc::new();
+    // 900,000 characters in one run: small to store (one item).
+    server
+        .apply_update(&insert(&client, 0, &"y".repeat(900_000)))
+        .unwrap();
+    // Deleting every other character splits the run into many items: each
+    // update (a hundred deletions) grows the state by far more than its
+    // own size. The server refuses before the state passes the limit.
+    let mut refused = false;
+    for batch in 0..400u32 {
+        // Only this batch's deletions (a client sends no more).
+        let update = {
+            let text = client.get_or_insert_text("text");
+            let mut txn = client.transact_mut();
+            for n in 0..100 {
+                text.remove_range(&mut txn, 1 + batch * 100 + n, 1);
+            }
+            txn.encode_update_v1()
+        };
+        if server.apply_update(&update) == Err(DocError::TooLarge) {
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "40,000 splits of one run make more than 1 MiB");
+    let size = server.state().len();
+    assert!(size <= MAX_DOC_BYTES, "{size} bytes");
+}
+
 fn awareness_update(entries: &[(u64, u32, &str)]) -> Vec<u8> {
     encode_entries(
         entries
