@@ -132,3 +132,22 @@ test("a Yjs client and the browser edit the note together and see each other's c
   await expect(note(alice)).toHaveValue(last.text);
   expect(last.peers.map((p: { name: string }) => p.name)).toContain("Alice");
 });
+
+test("text composed with an input method arrives whole while a co-editor types", async ({ openDashboard }) => {
+  const [alice, bob] = await aliceAndBob(openDashboard);
+  await typeAtEnd(alice, "Start: ");
+  await expect(note(bob)).toHaveValue("Start: ");
+  await note(alice).click();
+  await alice.keyboard.press("Control+End");
+  // Alice composes with an IME (Chromium's own composition events) while
+  // Bob types at the start of the note.
+  const ime = await alice.context().newCDPSession(alice);
+  await ime.send("Input.imeSetComposition", { text: "に", selectionStart: 1, selectionEnd: 1 });
+  await ime.send("Input.imeSetComposition", { text: "にほ", selectionStart: 2, selectionEnd: 2 });
+  await note(bob).click();
+  await bob.keyboard.press("Control+Home");
+  await note(bob).pressSequentially("Bob> ");
+  await ime.send("Input.insertText", { text: "日本" });
+  await expect(note(bob)).toHaveValue("Bob> Start: 日本");
+  await expect(note(alice)).toHaveValue("Bob> Start: 日本");
+});
