@@ -170,8 +170,11 @@ impl Store {
         let name = channel.clone();
         let (state, from) = self
             .read(move |db| {
-                let (state, from) = state_row(db, &name)?;
-                let rows = rows_after(db, &name, from)?;
+                // One snapshot for both reads: a compaction finishing between
+                // them could delete rows this fold still needs.
+                let snapshot = db.unchecked_transaction()?;
+                let (state, from) = state_row(&snapshot, &name)?;
+                let rows = rows_after(&snapshot, &name, from)?;
                 let folded = rows
                     .into_iter()
                     .take_while(|(offset, ..)| *offset <= upto)
