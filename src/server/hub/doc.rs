@@ -65,9 +65,12 @@ pub struct Accepted {
 /// One editor's awareness state, as relayed (identity stamped by the server).
 #[derive(Debug, Clone)]
 struct Editor {
-    /// The connection that announced it: the only one that may change it,
-    /// and whose end removes it.
+    /// The connection that announced it: whose end removes it.
     owner: SubscriberId,
+    /// Whose state it is: the same user's next connection (a page that
+    /// reconnected before the server noticed its old socket died) may take
+    /// it over; nobody else may.
+    user_id: String,
     clock: u32,
     json: Arc<str>,
 }
@@ -288,7 +291,8 @@ impl DocState {
         for (client, entry) in update.clients {
             let client = client_number(client);
             let held = self.editors.get(&client);
-            if held.is_some_and(|held| held.owner != owner || held.clock > entry.clock) {
+            let theirs = |held: &Editor| held.owner != owner && held.user_id != user.id;
+            if held.is_some_and(|held| theirs(held) || held.clock > entry.clock) {
                 continue;
             }
             let state: serde_json::Value = serde_json::from_str(&entry.json)
@@ -310,6 +314,7 @@ impl DocState {
                 client,
                 Editor {
                     owner,
+                    user_id: user.id.clone(),
                     clock: entry.clock,
                     json: json.clone(),
                 },

@@ -175,6 +175,14 @@ fn nobody_can_change_or_remove_another_connections_state() {
         assert_eq!(relay, None);
     }
     assert_eq!(states(&server.awareness())[&7].1["user"]["id"], "alice");
+    // Alice's page on a new connection (the old one not noticed dead yet)
+    // takes its own client id over; the old connection's end leaves it.
+    let taken = server
+        .awareness_from(3, &alice(), &awareness_update(&[(7, 2, state)]))
+        .unwrap();
+    assert!(taken.is_some());
+    assert_eq!(server.remove_editor(1), None);
+    assert_eq!(states(&server.awareness()).len(), 1);
 }
 
 #[test]
