@@ -52,6 +52,10 @@ pub enum DocError {
     TooLarge,
     #[error("update: not a y-protocols awareness update ({0})")]
     BadAwareness(String),
+    #[error(
+        "update: it follows an update of Yjs client {0} this document has not received; send that one first (updates of one client in order)"
+    )]
+    Gap(u64),
 }
 
 /// What an awareness update changed: the update to relay, and whether it
@@ -216,6 +220,18 @@ impl DocState {
     /// too large is undone by rebuilding the state from before it.
     pub fn apply_update(&mut self, bytes: &[u8]) -> Result<(), DocError> {
         let update = decode_update(bytes)?;
+        // An update that skips clocks of a client is refused: yrs 0.28 is
+        // meant to hold such an update back until the gap is filled, but was
+        // seen to lose acknowledged letters that way (pulse-loadgen --mode
+        // doc --send-past-retries). A client sends its own updates in order.
+        let known = self.doc.transact().state_vector();
+        if let Some((client, _)) = update
+            .state_vector_lower()
+            .iter()
+            .find(|(client, lowest)| **lowest > known.get(client))
+        {
+            return Err(DocError::Gap(client.get()));
+        }
         if self.size_bound + GROWTH * bytes.len() <= MAX_DOC_BYTES / 2 {
             apply(&self.doc, update)?;
             self.size_bound += GROWTH * bytes.len();

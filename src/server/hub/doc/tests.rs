@@ -51,6 +51,21 @@ fn an_update_is_applied_and_a_resend_changes_nothing() {
 }
 
 #[test]
+fn an_update_that_skips_an_earlier_one_of_its_client_is_refused_until_that_one_came() {
+    let mut server = server();
+    let client = Doc::with_client_id(9);
+    let first = insert(&client, 0, "ab");
+    let second = insert(&client, 2, "cd");
+    assert_eq!(server.apply_update(&second), Err(DocError::Gap(9)));
+    assert_eq!(server.text(), "");
+    server.apply_update(&first).unwrap();
+    server.apply_update(&second).unwrap();
+    assert_eq!(server.text(), "abcd");
+    // A resend of an update already applied is no gap.
+    server.apply_update(&first).unwrap();
+}
+
+#[test]
 fn a_malformed_update_is_refused_and_changes_nothing() {
     let mut server = server();
     server
