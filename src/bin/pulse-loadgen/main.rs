@@ -40,6 +40,16 @@
 //! Abuse mode: stream mode's subscribers while one guest floods `status` and
 //! another posts chat at `--chat-rate` (see the `abuse` module).
 //!
+//! Doc mode: one shared note (`doc:notes`); 100 editors, each with its own
+//! yrs replica, insert a letter at a random spot twice a second while 100
+//! readers only apply, until 10,000 updates are acknowledged (see the `doc`
+//! module):
+//!
+//! ```text
+//! cargo run --release --features loadgen --bin pulse-loadgen -- \
+//!     --mode doc --editors 100 --readers 100 --edit-rate 2 --total-updates 10000 --duration 120 --json
+//! ```
+//!
 //! Every client needs one file descriptor: the open-file limit is raised to
 //! the hard limit at start, with a warning when that is still too low.
 
@@ -65,6 +75,7 @@ use tokio_util::sync::CancellationToken;
 use net::{Ws, CLOSE_TIMEOUT, CONNECT_TIMEOUT};
 
 mod abuse;
+mod doc;
 mod net;
 mod storm;
 
@@ -140,6 +151,38 @@ struct Args {
     #[arg(long, value_name = "R", default_value_t = 5.0)]
     chat_rate: f64,
 
+    /// Doc mode: clients that edit the document (each also reads it).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    editors: u64,
+
+    /// Doc mode: clients that only subscribe to the document and apply its updates.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    readers: u64,
+
+    /// Doc mode: updates per second each editor sends (the server allows 30).
+    #[arg(long, value_name = "R", default_value_t = 2.0)]
+    edit_rate: f64,
+
+    /// Doc mode: stop editing after this many updates in all (and at the
+    /// latest after --duration seconds).
+    #[arg(long, value_name = "N")]
+    total_updates: Option<u64>,
+
+    /// Doc mode: an editor whose update was answered `rate_limited` keeps
+    /// sending new ones while it waits to resend it (by default it holds
+    /// them until the resend is acknowledged, so the server receives each
+    /// editor's updates in order).
+    #[arg(long)]
+    send_past_retries: bool,
+
+    /// Doc mode: where editors type each letter.
+    #[arg(long, value_enum, default_value_t = doc::EditAt::Random)]
+    edit_at: doc::EditAt,
+
+    /// Doc mode: the document id (the channel is `doc:{ID}`).
+    #[arg(long, value_name = "ID", default_value = "notes")]
+    doc: String,
+
     /// Print the final report as one JSON object on one line instead of text.
     #[arg(long)]
     json: bool,
@@ -160,6 +203,8 @@ enum Mode {
     Storm,
     /// Stream mode's subscribers next to a `status` flooder and a chatter.
     Abuse,
+    /// Editors and readers of one shared document (`doc:` channel).
+    Doc,
 }
 
 impl Mode {
@@ -170,6 +215,7 @@ impl Mode {
             Mode::Idle => "idle",
             Mode::Storm => "storm",
             Mode::Abuse => "abuse",
+            Mode::Doc => "doc",
         }
     }
 
@@ -869,10 +915,12 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    net::raise_fd_limit(args.clients);
-
     let shared = Arc::new(Shared::new());
     spawn_ctrl_c(Arc::clone(&shared));
+    if args.mode == Mode::Doc {
+        return run_doc(&args, plan, &shared).await;
+    }
+    net::raise_fd_limit(args.clients);
     if args.mode == Mode::Storm {
         return run_storm(&args, plan, &shared).await;
     }
@@ -939,6 +987,58 @@ async fn run_storm(args: &Args, plan: Arc<Plan>, shared: &Shared) -> ExitCode {
         printed.unwrap_or_else(|err| format!("{{\"error\":\"{err}\"}}"))
     );
     if report.subscribed_before_drop == 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Checks the doc-mode flags.
+fn doc_plan(args: &Args) -> Result<doc::DocPlan, String> {
+    Channel::doc(&args.doc).map_err(|err| format!("--doc: {err}"))?;
+    if !(args.edit_rate.is_finite() && args.edit_rate > 0.0) {
+        return Err(format!(
+            "--edit-rate {}: give a positive rate",
+            args.edit_rate
+        ));
+    }
+    if args.editors + args.readers == 0 {
+        return Err("--editors and --readers: give at least one client".into());
+    }
+    Ok(doc::DocPlan {
+        doc: args.doc.clone(),
+        editors: args.editors,
+        readers: args.readers,
+        edit_rate: args.edit_rate,
+        total_updates: args.total_updates,
+        duration: Duration::from_secs(args.duration),
+        send_past_retries: args.send_past_retries,
+        edit_at: args.edit_at,
+        connect_rate: args.connect_rate,
+    })
+}
+
+/// Runs doc mode and prints its report.
+async fn run_doc(args: &Args, plan: Arc<Plan>, shared: &Shared) -> ExitCode {
+    let doc_plan = match doc_plan(args) {
+        Ok(doc_plan) => doc_plan,
+        Err(err) => {
+            eprintln!("pulse-loadgen: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    net::raise_fd_limit(args.editors + args.readers + 1);
+    let report = doc::run(plan, doc_plan, shared.stop.clone()).await;
+    let printed = if args.json {
+        serde_json::to_string(&report)
+    } else {
+        serde_json::to_string_pretty(&report)
+    };
+    println!(
+        "{}",
+        printed.unwrap_or_else(|err| format!("{{\"error\":\"{err}\"}}"))
+    );
+    if report.subscribed == 0 || (args.editors > 0 && report.acked == 0) {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
