@@ -27,10 +27,7 @@
 //! The server's CPU and memory are not read here: `scripts/bench.py` samples
 //! them over `ramp_up_secs` .. `ramp_up_secs + duration_secs` of this report.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::hash::{Hash, Hasher};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -39,22 +36,26 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use futures_util::StreamExt;
-use hdrhistogram::Histogram;
 use pulse::protocol::{
     Ack, Channel, ClientEnvelope, ClientMessage, DocUpdateEvent, DocUpdateRequest, ErrorBody,
     ErrorCode, Hello, ServerEnvelope, ServerMessage, Subscribe, SubscribeChannel, Subscribed,
 };
-use pulse::server::hub::{decode_update, encode_state, text_of, DocError};
+use pulse::server::hub::{encode_state, text_of};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
-use yrs::{Doc, GetString, Text, TextRef, Transact};
 
 use crate::net::{self, Ws, CONNECT_TIMEOUT};
-use crate::{LatencyMs, Plan, ABNORMAL_CLOSE, LATENCY_MAX_MICROS, NO_STATUS_CLOSE};
+use replica::{micros_between, Replica, ReplicaError, TextPrint};
+use timeline::Timeline;
+
+mod replica;
+mod timeline;
+use crate::tasks::{self, wait_until};
+use crate::{LatencyMs, Plan, ABNORMAL_CLOSE, NO_STATUS_CLOSE, PROGRESS_EVERY};
 
 /// How long a client waits for its `subscribed` once connected.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -66,12 +67,6 @@ const MAX_TRIES: u32 = 50;
 /// How long the run waits, after editing stopped, for the last acks and for
 /// every client to receive every acknowledged update.
 const DRAIN_LIMIT: Duration = Duration::from_secs(60);
-/// How often the main task checks the counters while it waits.
-const POLL_EVERY: Duration = Duration::from_millis(20);
-/// Time between two progress lines on stderr.
-const PROGRESS_EVERY: Duration = Duration::from_secs(5);
-/// What editors type: one lowercase letter per update.
-const LETTERS: &str = "abcdefghijklmnopqrstuvwxyz";
 /// Client indexes (source addresses) of the final subscriber, past every
 /// editor's and reader's.
 const FINAL_INDEX_BASE: u64 = 1 << 40;
@@ -147,180 +142,6 @@ impl JoinError {
             JoinError::Login(why) | JoinError::Connect(why) => why.clone(),
             other => other.to_string(),
         }
-    }
-}
-
-/// Why an update from the server could not be applied to a replica.
-#[derive(Debug, thiserror::Error)]
-enum ReplicaError {
-    #[error("not base64: {0}")]
-    Base64(#[from] base64::DecodeError),
-    #[error(transparent)]
-    Decode(#[from] DocError),
-    #[error("yrs refused it: {0}")]
-    Apply(String),
-    #[error("yrs panicked applying it")]
-    Panicked,
-}
-
-/// One client's copy of the document and what it saw of the channel.
-struct Replica {
-    doc: Doc,
-    text: TextRef,
-    /// The last offset seen (from `subscribed`, then each `doc_update`).
-    last_offset: u64,
-    /// `doc_update`s whose offset skipped some, and offsets seen again.
-    gaps: u64,
-    repeats: u64,
-}
-
-impl Replica {
-    /// An empty replica; `client_id` is the Yjs client id its edits carry.
-    fn new(client_id: Option<u64>) -> Self {
-        let doc = client_id.map_or_else(Doc::new, Doc::with_client_id);
-        let text = doc.get_or_insert_text("text");
-        Replica {
-            doc,
-            text,
-            last_offset: 0,
-            gaps: 0,
-            repeats: 0,
-        }
-    }
-
-    /// Applies a base64 Yjs v1 update from the server; a panic inside yrs
-    /// is an error, never the load generator's end.
-    fn apply_base64(&self, update: &str) -> Result<(), ReplicaError> {
-        let update = decode_update(&BASE64.decode(update)?)?;
-        let applied = catch_unwind(AssertUnwindSafe(|| {
-            self.doc.transact_mut().apply_update(update)
-        }));
-        match applied {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(err)) => Err(ReplicaError::Apply(err.to_string())),
-            Err(_) => Err(ReplicaError::Panicked),
-        }
-    }
-
-    /// Takes the offset of a `doc_update`; false when it was seen already.
-    fn observe(&mut self, offset: u64) -> bool {
-        if offset <= self.last_offset {
-            self.repeats += 1;
-            return false;
-        }
-        if offset > self.last_offset + 1 {
-            self.gaps += 1;
-        }
-        self.last_offset = offset;
-        true
-    }
-
-    /// Inserts one random letter at index `at` (past the end: at the end;
-    /// `None`: a random spot) and returns the transaction's update (Yjs v1,
-    /// as a yrs app's update observer sends it) and the index used.
-    fn type_letter(&self, at: Option<u32>, rng: &mut StdRng) -> (Vec<u8>, u32) {
-        let mut txn = self.doc.transact_mut();
-        let len = self.text.len(&txn);
-        let at = at.map_or_else(|| rng.random_range(0..=len), |at| at.min(len));
-        let letter = rng.random_range(0..LETTERS.len());
-        self.text.insert(&mut txn, at, &LETTERS[letter..=letter]);
-        (txn.encode_update_v1(), at)
-    }
-
-    /// The text's length in characters and a hash of it, to compare replicas.
-    fn fingerprint(&self) -> TextPrint {
-        TextPrint::of(&self.text.get_string(&self.doc.transact()))
-    }
-}
-
-/// A text's length and hash: replicas are compared by these.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct TextPrint {
-    chars: usize,
-    hash: u64,
-}
-
-impl TextPrint {
-    fn of(text: &str) -> Self {
-        let mut hasher = DefaultHasher::new();
-        text.hash(&mut hasher);
-        TextPrint {
-            chars: text.chars().count(),
-            hash: hasher.finish(),
-        }
-    }
-}
-
-/// When each acknowledged offset was first sent, and the latencies measured
-/// from it.
-struct Timeline {
-    slots: HashMap<u64, Slot>,
-    /// Send to a peer's receipt, in microseconds.
-    to_peer: Histogram<u64>,
-    /// Send to the sender's ack, in microseconds.
-    to_ack: Histogram<u64>,
-}
-
-/// One offset on the timeline.
-enum Slot {
-    /// Acknowledged: first sent at this moment.
-    Sent(Instant),
-    /// Received by peers at these moments, before its sender read the ack.
-    Waiting(Vec<Instant>),
-}
-
-/// The elapsed microseconds from `from` to `to` (0 if `to` is earlier).
-fn micros_between(from: Instant, to: Instant) -> u64 {
-    u64::try_from(to.saturating_duration_since(from).as_micros()).unwrap_or(u64::MAX)
-}
-
-impl Timeline {
-    fn new() -> Self {
-        let histogram = || {
-            Histogram::new_with_bounds(1, LATENCY_MAX_MICROS, 3)
-                .expect("constant histogram bounds are valid")
-        };
-        Timeline {
-            slots: HashMap::new(),
-            to_peer: histogram(),
-            to_ack: histogram(),
-        }
-    }
-
-    /// The sender read the ack of an update it first sent at `sent`.
-    fn acked(&mut self, offset: u64, sent: Instant, acked: Instant) {
-        self.to_ack.saturating_record(micros_between(sent, acked));
-        if let Some(Slot::Waiting(receipts)) = self.slots.insert(offset, Slot::Sent(sent)) {
-            for received in receipts {
-                self.to_peer
-                    .saturating_record(micros_between(sent, received));
-            }
-        }
-    }
-
-    /// A peer received the update with `offset` at `received`.
-    fn received(&mut self, offset: u64, received: Instant) {
-        match self.slots.get_mut(&offset) {
-            Some(Slot::Sent(sent)) => {
-                let micros = micros_between(*sent, received);
-                self.to_peer.saturating_record(micros);
-            }
-            Some(Slot::Waiting(receipts)) => receipts.push(received),
-            None => {
-                self.slots.insert(offset, Slot::Waiting(vec![received]));
-            }
-        }
-    }
-
-    /// Receipts of offsets no editor of this run acknowledged.
-    fn unmatched(&self) -> u64 {
-        self.slots
-            .values()
-            .map(|slot| match slot {
-                Slot::Waiting(receipts) => receipts.len() as u64,
-                Slot::Sent(_) => 0,
-            })
-            .sum()
     }
 }
 
@@ -1101,14 +922,6 @@ fn editor_client_ids(editors: u64, rng: &mut StdRng) -> Vec<u64> {
     ids
 }
 
-/// Waits until `done()` holds, `limit` passes or the run stops.
-async fn wait_until(stop: &CancellationToken, limit: Duration, done: impl Fn() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() && Instant::now() < deadline && !stop.is_cancelled() {
-        tokio::time::sleep(POLL_EVERY).await;
-    }
-}
-
 /// Prints the counters to stderr every [`PROGRESS_EVERY`].
 fn spawn_progress(shared: Arc<DocShared>, clients: u64, started: Instant) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -1146,29 +959,22 @@ pub async fn run(plan: Arc<Plan>, doc: DocPlan, interrupted: CancellationToken) 
     let started = Instant::now();
     let progress = spawn_progress(Arc::clone(&shared), clients, started);
 
-    let launch_start = tokio::time::Instant::now();
-    let mut handles = Vec::with_capacity(usize::try_from(clients).unwrap_or(0));
-    for index in 0..clients {
-        let due =
-            launch_start + Duration::from_secs_f64(index as f64 / f64::from(doc.connect_rate));
-        tokio::select! {
-            biased;
-            () = shared.stop.cancelled() => break,
-            () = tokio::time::sleep_until(due) => {}
-        }
+    let stop = shared.stop.clone();
+    let handles = tasks::launch_paced(clients, doc.connect_rate, &stop, |index| {
         let client_id = usize::try_from(index)
             .ok()
             .and_then(|i| client_ids.get(i))
             .copied();
-        handles.push(tokio::spawn(run_client(
+        tokio::spawn(run_client(
             index,
             client_id,
             run_id,
             Arc::clone(&plan),
             Arc::clone(&doc),
             Arc::clone(&shared),
-        )));
-    }
+        ))
+    })
+    .await;
     let ramp_limit = Duration::from_secs_f64(clients as f64 / f64::from(doc.connect_rate))
         + CONNECT_TIMEOUT * 2
         + SUBSCRIBE_TIMEOUT;
@@ -1249,16 +1055,11 @@ pub async fn run(plan: Arc<Plan>, doc: DocPlan, interrupted: CancellationToken) 
         report.ack_ms = LatencyMs::from_histogram(&timeline.to_ack);
         report.unmatched_receipts = timeline.unmatched();
     }
-    let deadline = tokio::time::Instant::now() + net::CLOSE_TIMEOUT + Duration::from_secs(2);
-    for mut handle in handles {
-        match tokio::time::timeout_at(deadline, &mut handle).await {
-            Ok(Ok(outcome)) => report.add(outcome),
-            Ok(Err(_)) => report.unfinished_clients += 1,
-            Err(_) => {
-                handle.abort();
-                report.unfinished_clients += 1;
-            }
-        }
+    let grace = net::CLOSE_TIMEOUT + Duration::from_secs(2);
+    let (outcomes, unfinished) = tasks::join_within(handles, grace).await;
+    report.unfinished_clients = unfinished;
+    for outcome in outcomes {
+        report.add(outcome);
     }
     progress.abort();
     report
@@ -1267,83 +1068,6 @@ pub async fn run(plan: Arc<Plan>, doc: DocPlan, interrupted: CancellationToken) 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn instant_plus(base: Instant, millis: u64) -> Instant {
-        base + Duration::from_millis(millis)
-    }
-
-    #[test]
-    fn a_receipt_before_the_ack_is_timed_once_the_ack_arrives() {
-        let base = Instant::now();
-        let mut timeline = Timeline::new();
-        timeline.received(7, instant_plus(base, 30));
-        assert_eq!(timeline.unmatched(), 1);
-        timeline.acked(7, instant_plus(base, 10), instant_plus(base, 25));
-        timeline.received(7, instant_plus(base, 40));
-        assert_eq!(timeline.unmatched(), 0);
-        assert_eq!(timeline.to_peer.len(), 2);
-        assert_eq!(timeline.to_ack.len(), 1);
-        // 20 ms and 30 ms after the send (3 significant digits).
-        assert_eq!(timeline.to_peer.min() / 1000, 20);
-        assert_eq!(timeline.to_peer.max() / 1000, 30);
-    }
-
-    #[test]
-    fn replicas_that_exchange_their_edits_converge() {
-        let mut rng = StdRng::seed_from_u64(1);
-        let a = Replica::new(Some(11));
-        let b = Replica::new(Some(22));
-        let mut from_a = Vec::new();
-        let mut from_b = Vec::new();
-        for _ in 0..20 {
-            from_a.push(BASE64.encode(a.type_letter(None, &mut rng).0));
-            from_b.push(BASE64.encode(b.type_letter(Some(1000), &mut rng).0));
-        }
-        for update in &from_b {
-            a.apply_base64(update).expect("a yrs update applies");
-        }
-        for update in from_a.iter().rev() {
-            b.apply_base64(update).expect("a yrs update applies");
-        }
-        assert_eq!(a.fingerprint(), b.fingerprint());
-        assert_eq!(a.fingerprint().chars, 40);
-    }
-
-    #[test]
-    fn typing_at_a_cursor_makes_a_smaller_state_than_random_spots() {
-        let mut rng = StdRng::seed_from_u64(2);
-        let (typed, scattered) = (Replica::new(Some(1)), Replica::new(Some(2)));
-        let mut cursor = None;
-        for _ in 0..200 {
-            let (_, at) = typed.type_letter(cursor, &mut rng);
-            cursor = Some(at + 1);
-            scattered.type_letter(None, &mut rng);
-        }
-        let size = |replica: &Replica| encode_state(&replica.doc).len();
-        assert_eq!(typed.fingerprint().chars, 200);
-        assert!(size(&typed) * 4 < size(&scattered));
-    }
-
-    #[test]
-    fn a_malformed_update_is_an_error_not_a_panic() {
-        let replica = Replica::new(None);
-        assert!(matches!(
-            replica.apply_base64("not base64!"),
-            Err(ReplicaError::Base64(_))
-        ));
-        let garbage = BASE64.encode([0xff, 0xff, 0xff, 0xff, 0x01]);
-        assert!(replica.apply_base64(&garbage).is_err());
-    }
-
-    #[test]
-    fn offsets_count_gaps_and_repeats() {
-        let mut replica = Replica::new(None);
-        replica.last_offset = 4;
-        assert!(replica.observe(5));
-        assert!(replica.observe(7));
-        assert!(!replica.observe(6));
-        assert_eq!((replica.gaps, replica.repeats), (1, 1));
-    }
 
     #[test]
     fn the_total_caps_reservations() {

@@ -78,8 +78,9 @@ mod abuse;
 mod doc;
 mod net;
 mod storm;
+mod tasks;
 
-/// Time between two progress lines on stderr.
+/// Time between two progress lines on stderr (every scenario).
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// Latencies a client collects before it takes the shared histogram's lock.
 const FLUSH_EVERY: usize = 256;
@@ -595,34 +596,20 @@ async fn launch_clients(
     clients: u64,
     rate: u32,
 ) -> Vec<JoinHandle<ClientOutcome>> {
-    let start = tokio::time::Instant::now();
-    let mut handles = Vec::with_capacity(usize::try_from(clients).unwrap_or(0));
-    for index in 0..clients {
-        let due = start + Duration::from_secs_f64(index as f64 / f64::from(rate));
-        tokio::select! {
-            biased;
-            () = shared.stop.cancelled() => break,
-            () = tokio::time::sleep_until(due) => {}
-        }
-        handles.push(tokio::spawn(run_client(
-            index,
-            Arc::clone(&plan),
-            Arc::clone(&shared),
-        )));
-    }
-    handles
+    let stop = shared.stop.clone();
+    tasks::launch_paced(clients, rate, &stop, |index| {
+        tokio::spawn(run_client(index, Arc::clone(&plan), Arc::clone(&shared)))
+    })
+    .await
 }
 
 /// Waits until every client has connected or failed, at most `limit` (or
 /// until the run is stopped).
 async fn wait_for_ramp_up(shared: &Shared, clients: u64, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while shared.attempts_done.load(Relaxed) < clients
-        && Instant::now() < deadline
-        && !shared.stop.is_cancelled()
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    tasks::wait_until(&shared.stop, limit, || {
+        shared.attempts_done.load(Relaxed) >= clients
+    })
+    .await;
 }
 
 /// Keeps the measurement window open for `duration` (or until Ctrl-C) and
@@ -681,17 +668,13 @@ fn spawn_progress(shared: Arc<Shared>, clients: u64, started: Instant) -> JoinHa
 /// [`CLOSE_TIMEOUT`]) and adds up their outcomes; a task still running after
 /// `grace` is aborted and counted as unfinished.
 async fn collect(handles: Vec<JoinHandle<ClientOutcome>>, grace: Duration) -> Tally {
-    let deadline = tokio::time::Instant::now() + grace;
-    let mut tally = Tally::default();
-    for mut handle in handles {
-        match tokio::time::timeout_at(deadline, &mut handle).await {
-            Ok(Ok(outcome)) => tally.add(outcome),
-            Ok(Err(_)) => tally.unfinished += 1,
-            Err(_) => {
-                handle.abort();
-                tally.unfinished += 1;
-            }
-        }
+    let (outcomes, unfinished) = tasks::join_within(handles, grace).await;
+    let mut tally = Tally {
+        unfinished,
+        ..Tally::default()
+    };
+    for outcome in outcomes {
+        tally.add(outcome);
     }
     tally
 }
@@ -977,20 +960,25 @@ async fn run_storm(args: &Args, plan: Arc<Plan>, shared: &Shared) -> ExitCode {
         connect_rate: args.connect_rate,
     };
     let report = storm::run(plan, args.clients, timings, shared.stop.clone()).await;
-    let printed = if args.json {
-        serde_json::to_string(&report)
-    } else {
-        serde_json::to_string_pretty(&report)
-    };
-    println!(
-        "{}",
-        printed.unwrap_or_else(|err| format!("{{\"error\":\"{err}\"}}"))
-    );
+    print_report(&report, args.json);
     if report.subscribed_before_drop == 0 {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Prints a scenario's report: one JSON line with `--json`, else pretty JSON.
+fn print_report(report: &impl Serialize, json: bool) {
+    let printed = if json {
+        serde_json::to_string(report)
+    } else {
+        serde_json::to_string_pretty(report)
+    };
+    println!(
+        "{}",
+        printed.unwrap_or_else(|err| format!("{{\"error\":\"{err}\"}}"))
+    );
 }
 
 /// Checks the doc-mode flags.
@@ -1029,15 +1017,7 @@ async fn run_doc(args: &Args, plan: Arc<Plan>, shared: &Shared) -> ExitCode {
     };
     net::raise_fd_limit(args.editors + args.readers + 1);
     let report = doc::run(plan, doc_plan, shared.stop.clone()).await;
-    let printed = if args.json {
-        serde_json::to_string(&report)
-    } else {
-        serde_json::to_string_pretty(&report)
-    };
-    println!(
-        "{}",
-        printed.unwrap_or_else(|err| format!("{{\"error\":\"{err}\"}}"))
-    );
+    print_report(&report, args.json);
     if report.subscribed == 0 || (args.editors > 0 && report.acked == 0) {
         ExitCode::FAILURE
     } else {
