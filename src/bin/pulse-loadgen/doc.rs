@@ -10,8 +10,14 @@
 //! (`--send-past-retries` keeps typing, which the server then receives out
 //! of order).
 //!
+//! An editor has at most [`MAX_IN_FLIGHT`] updates unacknowledged (it holds
+//! further edits meanwhile). `--edit-at cursor` types after the editor's
+//! previous letter (a Yjs relative position), as a person does, instead of
+//! at a random spot each time.
+//!
 //! Editing starts once every client is subscribed and stops after
-//! `--total-updates` fresh updates (or `--duration` seconds); the run then
+//! `--total-updates` fresh updates (or `--duration` seconds, or when the
+//! server first answers `too_large`: the document is full); the run then
 //! waits for the last acks and for every open client to receive every
 //! acknowledged offset. Measured:
 //! - acknowledged updates per second (the ack comes after the update is on disk);
@@ -48,6 +54,8 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
 
+use yrs::StickyIndex;
+
 use crate::net::{self, Ws, CONNECT_TIMEOUT};
 use replica::{micros_between, Replica, ReplicaError, TextPrint};
 use timeline::Timeline;
@@ -62,6 +70,10 @@ const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a `rate_limited` (or `internal`) update waits before it is sent
 /// again with the same id: a few of the server's 30-a-second tokens.
 const RETRY_AFTER: Duration = Duration::from_millis(100);
+/// Updates one editor may have sent and not seen acknowledged: past it the
+/// editor holds its next edits, as a client that waits for its acks does,
+/// so that a slow server gets a bounded backlog, not an ever longer one.
+const MAX_IN_FLIGHT: usize = 8;
 /// How often one update is sent before the editor gives it up.
 const MAX_TRIES: u32 = 50;
 /// How long the run waits, after editing stopped, for the last acks and for
@@ -270,8 +282,8 @@ struct Editing {
     /// Whether fresh updates go out while a refused one waits (see `DocPlan`).
     send_past_retries: bool,
     edit_at: EditAt,
-    /// Where the last letter went, plus one (cursor mode types there next).
-    cursor: Option<u32>,
+    /// Right after the last letter (cursor mode types there next).
+    cursor: Option<StickyIndex>,
     /// An update was refused for good (`too_large`, `invalid`): the replica
     /// now holds an edit the server does not, so this editor stops.
     stopped: bool,
@@ -298,8 +310,11 @@ struct DocOutcome {
     bad_frames: u64,
     /// Acks of ids this editor had no pending update for.
     stray_acks: u64,
-    /// Edits skipped because a refused update was not acknowledged yet.
+    /// Edits skipped: a refused update or `MAX_IN_FLIGHT` were unacknowledged.
     edits_held: u64,
+    /// This editor's updates the server refused for good (its replica holds
+    /// them, the server does not).
+    refused: u64,
     text: Option<TextPrint>,
 }
 
@@ -400,12 +415,14 @@ impl Editing {
         doc: &str,
         shared: &DocShared,
     ) -> Result<(), WsError> {
-        let at = match self.edit_at {
-            EditAt::Random => None,
-            EditAt::Cursor => self.cursor,
+        let at = match (self.edit_at, &self.cursor) {
+            (EditAt::Cursor, Some(cursor)) => member.replica.cursor_index(cursor),
+            _ => None,
         };
         let (update, typed_at) = member.replica.type_letter(at, &mut self.rng);
-        self.cursor = Some(typed_at + 1);
+        if self.edit_at == EditAt::Cursor {
+            self.cursor = member.replica.cursor_after(typed_at);
+        }
         let update = BASE64.encode(update);
         self.next_id += 1;
         let id = format!("{}-{}", self.id_prefix, self.next_id);
@@ -468,8 +485,8 @@ impl Editing {
 
     /// An error that names one of this editor's pending ids: `rate_limited`
     /// and `internal` are sent again after [`RETRY_AFTER`] (at most
-    /// [`MAX_TRIES`] times), anything else drops the update. False when the
-    /// error is not about a pending update.
+    /// [`MAX_TRIES`] times), anything else drops the update. True when the
+    /// update was dropped (the replica holds an edit the server does not).
     fn on_error(&mut self, body: &ErrorBody, shared: &DocShared) -> bool {
         let Some(id) = body.id.as_deref() else {
             return false;
@@ -482,6 +499,7 @@ impl Editing {
             pending.refused = true;
             let due = tokio::time::Instant::now() + RETRY_AFTER;
             self.retries.push_back((due, id.to_owned()));
+            false
         } else {
             self.pending.remove(id);
             if !self.stopped {
@@ -494,17 +512,20 @@ impl Editing {
                 shared.refused.fetch_add(1, Relaxed);
             }
             if body.code == ErrorCode::TooLarge {
+                // The document is full: nobody's edits fit any more.
                 let acked = shared.acked.load(Relaxed);
                 let _ = shared.full_at_acked.set(acked);
+                shared.stop_editing.cancel();
             }
+            true
         }
-        true
     }
 
-    /// Whether the next fresh update has to wait: a refused update is not
-    /// acknowledged yet (unless `send_past_retries`).
+    /// Whether the next fresh update has to wait: [`MAX_IN_FLIGHT`] are
+    /// unacknowledged, or a refused one is (unless `send_past_retries`).
     fn held(&self) -> bool {
-        !self.send_past_retries && self.pending.values().any(|pending| pending.refused)
+        self.pending.len() >= MAX_IN_FLIGHT
+            || (!self.send_past_retries && self.pending.values().any(|pending| pending.refused))
     }
 
     /// When the next retry is due, if any.
@@ -547,7 +568,7 @@ fn handle_text(
                     outcome.rate_limited += 1;
                 }
                 if let Some(editing) = editing.as_deref_mut() {
-                    editing.on_error(&body, shared);
+                    outcome.refused += u64::from(editing.on_error(&body, shared));
                 }
             }
             _ => {}
@@ -840,7 +861,8 @@ pub struct DocReport {
     /// Acknowledged updates per second of editing.
     pub acked_per_sec: f64,
     pub rate_limited: u64,
-    /// Edits skipped while a refused update waited for its resend's ack.
+    /// Edits skipped: a refused update, or `MAX_IN_FLIGHT` updates, waited
+    /// for their acks.
     pub edits_held: u64,
     pub send_past_retries: bool,
     pub edit_at: Option<EditAt>,
@@ -869,9 +891,12 @@ pub struct DocReport {
     pub unfinished_clients: u64,
     /// A fresh subscriber's view after the run.
     pub final_snapshot: Option<FinalSnapshot>,
-    /// Replicas whose text equals the final snapshot's, and those that differ.
+    /// Replicas whose text equals the final snapshot's, and those that differ
+    /// (of these, editors whose own edits the server refused are expected
+    /// to: they hold letters the document never took).
     pub replicas_converged: u64,
     pub replicas_diverged: u64,
+    pub diverged_with_refused_edits: u64,
     pub interrupted: bool,
 }
 
@@ -902,7 +927,10 @@ impl DocReport {
         let expected = self.final_snapshot.as_ref().and_then(|s| s.text);
         match (outcome.text, expected) {
             (Some(text), Some(expected)) if text == expected => self.replicas_converged += 1,
-            (Some(_), _) => self.replicas_diverged += 1,
+            (Some(_), _) => {
+                self.replicas_diverged += 1;
+                self.diverged_with_refused_edits += u64::from(outcome.refused > 0);
+            }
             (None, _) => {}
         }
     }

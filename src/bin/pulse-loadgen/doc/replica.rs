@@ -14,7 +14,7 @@ use base64::Engine as _;
 use pulse::server::hub::{decode_update, DocError};
 use rand::rngs::StdRng;
 use rand::Rng;
-use yrs::{Doc, GetString, Text, TextRef, Transact};
+use yrs::{Assoc, Doc, GetString, IndexedSequence, StickyIndex, Text, TextRef, Transact};
 
 /// What editors type: one lowercase letter per update.
 const LETTERS: &str = "abcdefghijklmnopqrstuvwxyz";
@@ -96,6 +96,19 @@ impl Replica {
         (txn.encode_update_v1(), at)
     }
 
+    /// A cursor right after the letter at index `at`, that stays there
+    /// whatever others insert before it (a Yjs relative position).
+    pub fn cursor_after(&self, at: u32) -> Option<StickyIndex> {
+        let txn = self.doc.transact();
+        self.text.sticky_index(&txn, at + 1, Assoc::Before)
+    }
+
+    /// Where `cursor` is now, as an index into the text.
+    pub fn cursor_index(&self, cursor: &StickyIndex) -> Option<u32> {
+        let txn = self.doc.transact();
+        cursor.get_offset(&txn).map(|offset| offset.index)
+    }
+
     /// The text's length in characters and a hash of it, to compare replicas.
     pub fn fingerprint(&self) -> TextPrint {
         TextPrint::of(&self.text.get_string(&self.doc.transact()))
@@ -158,13 +171,29 @@ mod tests {
         let (typed, scattered) = (Replica::new(Some(1)), Replica::new(Some(2)));
         let mut cursor = None;
         for _ in 0..200 {
-            let (_, at) = typed.type_letter(cursor, &mut rng);
-            cursor = Some(at + 1);
+            let at = cursor.as_ref().and_then(|c| typed.cursor_index(c));
+            let (_, typed_at) = typed.type_letter(at, &mut rng);
+            cursor = typed.cursor_after(typed_at);
             scattered.type_letter(None, &mut rng);
         }
         let size = |replica: &Replica| encode_state(&replica.doc).len();
         assert_eq!(typed.fingerprint().chars, 200);
         assert!(size(&typed) * 4 < size(&scattered));
+    }
+
+    #[test]
+    fn a_cursor_stays_after_its_letter_when_others_insert_before_it() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let (mine, theirs) = (Replica::new(Some(1)), Replica::new(Some(2)));
+        let (first, at) = mine.type_letter(None, &mut rng);
+        let cursor = mine.cursor_after(at).expect("a cursor inside the text");
+        theirs.apply_base64(&BASE64.encode(first)).expect("applies");
+        for _ in 0..2 {
+            let (before_mine, _) = theirs.type_letter(Some(0), &mut rng);
+            mine.apply_base64(&BASE64.encode(before_mine))
+                .expect("applies");
+        }
+        assert_eq!(mine.cursor_index(&cursor), Some(3));
     }
 
     #[test]
