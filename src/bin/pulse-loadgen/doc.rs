@@ -10,8 +10,8 @@
 //! (`--send-past-retries` keeps typing, which the server then receives out
 //! of order).
 //!
-//! An editor has at most [`MAX_IN_FLIGHT`] updates unacknowledged (it holds
-//! further edits meanwhile). `--edit-at cursor` types after the editor's
+//! An editor has at most `--max-in-flight` updates unacknowledged (it holds
+//! further edits meanwhile, so that a slow server gets a bounded backlog). `--edit-at cursor` types after the editor's
 //! previous letter (a Yjs relative position), as a person does, instead of
 //! at a random spot each time.
 //!
@@ -70,10 +70,6 @@ const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a `rate_limited` (or `internal`) update waits before it is sent
 /// again with the same id: a few of the server's 30-a-second tokens.
 const RETRY_AFTER: Duration = Duration::from_millis(100);
-/// Updates one editor may have sent and not seen acknowledged: past it the
-/// editor holds its next edits, as a client that waits for its acks does,
-/// so that a slow server gets a bounded backlog, not an ever longer one.
-const MAX_IN_FLIGHT: usize = 8;
 /// How often one update is sent before the editor gives it up.
 const MAX_TRIES: u32 = 50;
 /// How long the run waits, after editing stopped, for the last acks and for
@@ -98,6 +94,8 @@ pub struct DocPlan {
     pub duration: Duration,
     /// Keep sending fresh updates while a refused one waits for its resend.
     pub send_past_retries: bool,
+    /// Updates one editor may have sent and not seen acknowledged.
+    pub max_in_flight: usize,
     /// Where editors type.
     pub edit_at: EditAt,
     /// New connections per second while ramping up.
@@ -279,8 +277,10 @@ struct Editing {
     id_prefix: String,
     next_id: u64,
     period: Duration,
-    /// Whether fresh updates go out while a refused one waits (see `DocPlan`).
+    /// Whether fresh updates go out while a refused one waits, and how many
+    /// may be unacknowledged (see `DocPlan`).
     send_past_retries: bool,
+    max_in_flight: usize,
     edit_at: EditAt,
     /// Right after the last letter (cursor mode types there next).
     cursor: Option<StickyIndex>,
@@ -310,7 +310,7 @@ struct DocOutcome {
     bad_frames: u64,
     /// Acks of ids this editor had no pending update for.
     stray_acks: u64,
-    /// Edits skipped: a refused update or `MAX_IN_FLIGHT` were unacknowledged.
+    /// Edits skipped: a refused update or `--max-in-flight` were unacknowledged.
     edits_held: u64,
     /// This editor's updates the server refused for good (its replica holds
     /// them, the server does not).
@@ -521,10 +521,10 @@ impl Editing {
         }
     }
 
-    /// Whether the next fresh update has to wait: [`MAX_IN_FLIGHT`] are
+    /// Whether the next fresh update has to wait: `max_in_flight` are
     /// unacknowledged, or a refused one is (unless `send_past_retries`).
     fn held(&self) -> bool {
-        self.pending.len() >= MAX_IN_FLIGHT
+        self.pending.len() >= self.max_in_flight
             || (!self.send_past_retries && self.pending.values().any(|pending| pending.refused))
     }
 
@@ -753,6 +753,7 @@ async fn run_client(
         next_id: 0,
         period: Duration::from_secs_f64(1.0 / doc.edit_rate),
         send_past_retries: doc.send_past_retries,
+        max_in_flight: doc.max_in_flight,
         edit_at: doc.edit_at,
         cursor: None,
         stopped: false,
@@ -861,10 +862,11 @@ pub struct DocReport {
     /// Acknowledged updates per second of editing.
     pub acked_per_sec: f64,
     pub rate_limited: u64,
-    /// Edits skipped: a refused update, or `MAX_IN_FLIGHT` updates, waited
+    /// Edits skipped: a refused update, or `--max-in-flight` updates, waited
     /// for their acks.
     pub edits_held: u64,
     pub send_past_retries: bool,
+    pub max_in_flight: usize,
     pub edit_at: Option<EditAt>,
     /// Editors that stopped after an update of theirs was refused for good.
     pub editors_stopped: u64,
@@ -1053,6 +1055,7 @@ pub async fn run(plan: Arc<Plan>, doc: DocPlan, interrupted: CancellationToken) 
         offered_per_sec: doc.edit_rate * doc.editors as f64,
         total_updates: doc.total_updates,
         send_past_retries: doc.send_past_retries,
+        max_in_flight: doc.max_in_flight,
         edit_at: Some(doc.edit_at),
         editors_stopped: shared.editors_stopped.load(Relaxed),
         full_at_acked: shared.full_at_acked.get().copied(),

@@ -176,6 +176,11 @@ struct Args {
     #[arg(long)]
     send_past_retries: bool,
 
+    /// Doc mode: updates one editor may have sent without an ack yet; it
+    /// holds its next edits meanwhile.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..))]
+    max_in_flight: u64,
+
     /// Doc mode: where editors type each letter.
     #[arg(long, value_enum, default_value_t = doc::EditAt::Random)]
     edit_at: doc::EditAt,
@@ -1001,6 +1006,7 @@ fn doc_plan(args: &Args) -> Result<doc::DocPlan, String> {
         total_updates: args.total_updates,
         duration: Duration::from_secs(args.duration),
         send_past_retries: args.send_past_retries,
+        max_in_flight: usize::try_from(args.max_in_flight).unwrap_or(usize::MAX),
         edit_at: args.edit_at,
         connect_rate: args.connect_rate,
     })
