@@ -35,10 +35,11 @@ time from each send to its `ack` is recorded; the simulator is off (as in idle
 mode) and the server's CPU is counted over the script's whole run.
 
 Doc: pulse-loadgen's doc mode (pinned to CPU 1): `--editors` guests each keep
-a yrs replica of `doc:notes` and insert a letter at a random spot `--edit-rate`
-times a second, `--readers` more only apply; editing stops after
-`--total-updates` (or `--duration` s) and the window ends once every client
-has every update. `cpu_us_per_update` is the server's CPU over that window
+a yrs replica of `doc:notes` and insert a letter `--edit-rate` times a second
+(at a random spot, or with `--edit-at cursor` after their previous letter),
+`--readers` more only apply; editing stops after `--total-updates` (or
+`--duration` s, or once the note is full) and the window ends once every
+client has every update. `cpu_us_per_update` is the server's CPU over that window
 per acknowledged update, `end_rss_mib` its RSS at the window's end, and
 `state_bytes` the size of the document a fresh subscriber then receives.
 The simulator is off, as in idle and chat.
