@@ -17,6 +17,7 @@ whether a `rustc` was seen.
   scripts/bench.py storm --clients 10000 --symbols 2             # drop all, reconnect, resume
   scripts/bench.py abuse --clients 1000 --symbols 10             # + status flood + chat at its limit
   scripts/bench.py chat --senders 50 --chat-rate 2               # chat_send -> ack latency
+  scripts/bench.py doc --editors 10 --readers 100 --edit-rate 2   # one shared note (Pulse only)
 
 Idle memory: `rss_per_socket_kib_mid` is (the server's RSS in the middle of
 the measurement window - its RSS before the first connection) / sockets
@@ -32,6 +33,16 @@ Chat: scripts/chat_ack_latency.mjs (pinned to CPU 1) logs `--senders` guests in,
 each sends `chat_send` at `--chat-rate` per second for `--duration` s, and the
 time from each send to its `ack` is recorded; the simulator is off (as in idle
 mode) and the server's CPU is counted over the script's whole run.
+
+Doc: pulse-loadgen's doc mode (pinned to CPU 1): `--editors` guests each keep
+a yrs replica of `doc:notes` and insert a letter `--edit-rate` times a second
+(at a random spot, or with `--edit-at cursor` after their previous letter),
+`--readers` more only apply; editing stops after `--total-updates` (or
+`--duration` s, or once the note is full) and the window ends once every
+client has every update. `cpu_us_per_update` is the server's CPU over that window
+per acknowledged update, `end_rss_mib` its RSS at the window's end, and
+`state_bytes` the size of the document a fresh subscriber then receives.
+The simulator is off, as in idle and chat.
 
 Comparison with the reference server (bench/reference/, Node's `ws`, pinned
 in its package-lock.json; `npm ci` runs there first when node_modules is
@@ -153,6 +164,16 @@ def loadgen_command(args):
             "--settle", str(args.settle), "--verify", str(args.verify), "--json"]
 
 
+def doc_command(args):
+    command = ["taskset", "-c", "1", args.loadgen, "--url", f"ws://127.0.0.1:{args.port}/ws",
+               "--mode", "doc", "--editors", str(args.editors), "--readers", str(args.readers),
+               "--edit-rate", str(args.edit_rate), "--edit-at", args.edit_at, "--duration", str(args.duration),
+               "--connect-rate", str(args.connect_rate), "--json"]
+    if args.total_updates:
+        command += ["--total-updates", str(args.total_updates)]
+    return command
+
+
 def chat_command(args):
     return ["taskset", "-c", "1", args.node, "--experimental-websocket", "--no-warnings", CHAT_SCRIPT,
             "--url", f"http://127.0.0.1:{args.port}", "--senders", str(args.senders),
@@ -214,8 +235,8 @@ def run_once(args, kind, label):
     """Starts one server, runs the load against it, stops it; returns the result line."""
     waited = wait_for_quiet(args.wait_idle)
     rustc_at_start = rustc_running()
-    # Idle and chat: no ticks, so the server's CPU is the sockets' (and the chat's) alone.
-    tick_rate = 0 if args.mode in ("idle", "chat") else args.tick_rate
+    # Idle, chat and doc: no ticks, so the server's CPU is the sockets' (and the chat's or the document's) alone.
+    tick_rate = 0 if args.mode in ("idle", "chat", "doc") else args.tick_rate
     heartbeat_ms = args.heartbeat_ms or (IDLE_HEARTBEAT_MS if args.mode == "idle" else DEFAULT_HEARTBEAT_MS)
     # A fresh database per run: chat from the abuse run must not carry over,
     # and two server builds must not share (or migrate) one file.
@@ -233,7 +254,8 @@ def run_once(args, kind, label):
                 report, started, ended = run_load(chat_command(args), sampler)
                 window_start, window_end = started, ended
             else:
-                report, started, _ = run_load(loadgen_command(args), sampler)
+                command = doc_command(args) if args.mode == "doc" else loadgen_command(args)
+                report, started, _ = run_load(command, sampler)
                 window_start = started + report["ramp_up_secs"]
                 window_end = window_start + report["duration_secs"]
         finally:
@@ -267,11 +289,28 @@ def summarise(args, kind, label, report, sampler, baseline_rss, window_start, wi
     if args.mode == "chat":
         result.update({"senders": args.senders, "chat": report,
                        "cpu_us_per_ack": round(cpu * 1e6 / report["acked"], 1) if report.get("acked") else None})
+    elif args.mode == "doc":
+        acked = report["acked"]
+        snapshot = report.get("final_snapshot") or {}
+        result.update({
+            "editors": args.editors, "readers": args.readers, "edit_rate": args.edit_rate, "edit_at": args.edit_at,
+            "total_updates": args.total_updates,
+            "acked": acked,
+            "updates_per_sec": round(report["acked_per_sec"], 1),
+            "update_to_peer_ms": report.get("update_to_peer_ms"),
+            "ack_ms": report.get("ack_ms"),
+            "cpu_us_per_update": round(cpu * 1e6 / acked, 1) if acked else None,
+            "state_bytes": snapshot.get("state_bytes"),
+            "text_chars": snapshot.get("text_chars"),
+            "end_rss_mib": round(sampler.at(window_end, 2) / 2**20, 1),
+            "converged": report["replicas_diverged"] == 0 and report["drained"],
+            "doc": report,
+        })
     else:
         result.update({"clients": args.clients, "symbols_per_client": 0 if args.mode == "idle" else args.symbols})
     if args.mode == "storm":
         result["storm"] = report
-    elif args.mode != "chat":
+    elif args.mode not in ("chat", "doc"):
         delivered = report["messages_received"]
         connected = max(1, report["connected"])
         result.update({
@@ -367,7 +406,7 @@ def compare(args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["stream", "idle", "storm", "abuse", "chat"])
+    parser.add_argument("mode", choices=["stream", "idle", "storm", "abuse", "chat", "doc"])
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--symbols", type=int, default=10, help="subscriptions per client")
     parser.add_argument("--universe", type=int, default=50, help="symbols the server simulates")
@@ -391,6 +430,13 @@ def main():
     parser.add_argument("--verify", type=int, default=10, help="storm: seconds of offset checks after")
     parser.add_argument("--senders", type=int, default=50, help="chat: guests sending chat_send")
     parser.add_argument("--chat-rate", type=float, default=2.0, help="chat: messages per second per sender")
+    parser.add_argument("--editors", type=int, default=10, help="doc: clients that edit the note")
+    parser.add_argument("--readers", type=int, default=100, help="doc: clients that only read it")
+    parser.add_argument("--edit-rate", type=float, default=2.0, help="doc: updates per second per editor")
+    parser.add_argument("--edit-at", choices=["random", "cursor"], default="random",
+                        help="doc: type at a random spot each time, or at the editor's cursor")
+    parser.add_argument("--total-updates", type=int, default=None,
+                        help="doc: stop editing after this many updates (else after --duration s)")
     parser.add_argument("--wait-idle", type=float, default=180, help="seconds to wait for no rustc")
     parser.add_argument("--server-flag", action="append", default=[], help="extra Pulse flag (repeatable)")
     args = parser.parse_args()

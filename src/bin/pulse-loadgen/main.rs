@@ -40,6 +40,16 @@
 //! Abuse mode: stream mode's subscribers while one guest floods `status` and
 //! another posts chat at `--chat-rate` (see the `abuse` module).
 //!
+//! Doc mode: one shared note (`doc:notes`); 100 editors, each with its own
+//! yrs replica, insert a letter at a random spot twice a second while 100
+//! readers only apply, until 10,000 updates are acknowledged (see the `doc`
+//! module):
+//!
+//! ```text
+//! cargo run --release --features loadgen --bin pulse-loadgen -- \
+//!     --mode doc --editors 100 --readers 100 --edit-rate 2 --total-updates 10000 --duration 120 --json
+//! ```
+//!
 //! Every client needs one file descriptor: the open-file limit is raised to
 //! the hard limit at start, with a warning when that is still too low.
 
@@ -65,10 +75,12 @@ use tokio_util::sync::CancellationToken;
 use net::{Ws, CLOSE_TIMEOUT, CONNECT_TIMEOUT};
 
 mod abuse;
+mod doc;
 mod net;
 mod storm;
+mod tasks;
 
-/// Time between two progress lines on stderr.
+/// Time between two progress lines on stderr (every scenario).
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// Latencies a client collects before it takes the shared histogram's lock.
 const FLUSH_EVERY: usize = 256;
@@ -140,6 +152,43 @@ struct Args {
     #[arg(long, value_name = "R", default_value_t = 5.0)]
     chat_rate: f64,
 
+    /// Doc mode: clients that edit the document (each also reads it).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    editors: u64,
+
+    /// Doc mode: clients that only subscribe to the document and apply its updates.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    readers: u64,
+
+    /// Doc mode: updates per second each editor sends (the server allows 30).
+    #[arg(long, value_name = "R", default_value_t = 2.0)]
+    edit_rate: f64,
+
+    /// Doc mode: stop editing after this many updates in all (and at the
+    /// latest after --duration seconds).
+    #[arg(long, value_name = "N")]
+    total_updates: Option<u64>,
+
+    /// Doc mode: an editor whose update was answered `rate_limited` keeps
+    /// sending new ones while it waits to resend it (by default it holds
+    /// them until the resend is acknowledged, so the server receives each
+    /// editor's updates in order).
+    #[arg(long)]
+    send_past_retries: bool,
+
+    /// Doc mode: updates one editor may have sent without an ack yet; it
+    /// holds its next edits meanwhile.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..))]
+    max_in_flight: u64,
+
+    /// Doc mode: where editors type each letter.
+    #[arg(long, value_enum, default_value_t = doc::EditAt::Random)]
+    edit_at: doc::EditAt,
+
+    /// Doc mode: the document id (the channel is `doc:{ID}`).
+    #[arg(long, value_name = "ID", default_value = "notes")]
+    doc: String,
+
     /// Print the final report as one JSON object on one line instead of text.
     #[arg(long)]
     json: bool,
@@ -160,6 +209,8 @@ enum Mode {
     Storm,
     /// Stream mode's subscribers next to a `status` flooder and a chatter.
     Abuse,
+    /// Editors and readers of one shared document (`doc:` channel).
+    Doc,
 }
 
 impl Mode {
@@ -170,6 +221,7 @@ impl Mode {
             Mode::Idle => "idle",
             Mode::Storm => "storm",
             Mode::Abuse => "abuse",
+            Mode::Doc => "doc",
         }
     }
 
@@ -549,34 +601,20 @@ async fn launch_clients(
     clients: u64,
     rate: u32,
 ) -> Vec<JoinHandle<ClientOutcome>> {
-    let start = tokio::time::Instant::now();
-    let mut handles = Vec::with_capacity(usize::try_from(clients).unwrap_or(0));
-    for index in 0..clients {
-        let due = start + Duration::from_secs_f64(index as f64 / f64::from(rate));
-        tokio::select! {
-            biased;
-            () = shared.stop.cancelled() => break,
-            () = tokio::time::sleep_until(due) => {}
-        }
-        handles.push(tokio::spawn(run_client(
-            index,
-            Arc::clone(&plan),
-            Arc::clone(&shared),
-        )));
-    }
-    handles
+    let stop = shared.stop.clone();
+    tasks::launch_paced(clients, rate, &stop, |index| {
+        tokio::spawn(run_client(index, Arc::clone(&plan), Arc::clone(&shared)))
+    })
+    .await
 }
 
 /// Waits until every client has connected or failed, at most `limit` (or
 /// until the run is stopped).
 async fn wait_for_ramp_up(shared: &Shared, clients: u64, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while shared.attempts_done.load(Relaxed) < clients
-        && Instant::now() < deadline
-        && !shared.stop.is_cancelled()
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    tasks::wait_until(&shared.stop, limit, || {
+        shared.attempts_done.load(Relaxed) >= clients
+    })
+    .await;
 }
 
 /// Keeps the measurement window open for `duration` (or until Ctrl-C) and
@@ -635,17 +673,13 @@ fn spawn_progress(shared: Arc<Shared>, clients: u64, started: Instant) -> JoinHa
 /// [`CLOSE_TIMEOUT`]) and adds up their outcomes; a task still running after
 /// `grace` is aborted and counted as unfinished.
 async fn collect(handles: Vec<JoinHandle<ClientOutcome>>, grace: Duration) -> Tally {
-    let deadline = tokio::time::Instant::now() + grace;
-    let mut tally = Tally::default();
-    for mut handle in handles {
-        match tokio::time::timeout_at(deadline, &mut handle).await {
-            Ok(Ok(outcome)) => tally.add(outcome),
-            Ok(Err(_)) => tally.unfinished += 1,
-            Err(_) => {
-                handle.abort();
-                tally.unfinished += 1;
-            }
-        }
+    let (outcomes, unfinished) = tasks::join_within(handles, grace).await;
+    let mut tally = Tally {
+        unfinished,
+        ..Tally::default()
+    };
+    for outcome in outcomes {
+        tally.add(outcome);
     }
     tally
 }
@@ -869,10 +903,12 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    net::raise_fd_limit(args.clients);
-
     let shared = Arc::new(Shared::new());
     spawn_ctrl_c(Arc::clone(&shared));
+    if args.mode == Mode::Doc {
+        return run_doc(&args, plan, &shared).await;
+    }
+    net::raise_fd_limit(args.clients);
     if args.mode == Mode::Storm {
         return run_storm(&args, plan, &shared).await;
     }
@@ -929,16 +965,66 @@ async fn run_storm(args: &Args, plan: Arc<Plan>, shared: &Shared) -> ExitCode {
         connect_rate: args.connect_rate,
     };
     let report = storm::run(plan, args.clients, timings, shared.stop.clone()).await;
-    let printed = if args.json {
-        serde_json::to_string(&report)
+    print_report(&report, args.json);
+    if report.subscribed_before_drop == 0 {
+        ExitCode::FAILURE
     } else {
-        serde_json::to_string_pretty(&report)
+        ExitCode::SUCCESS
+    }
+}
+
+/// Prints a scenario's report: one JSON line with `--json`, else pretty JSON.
+fn print_report(report: &impl Serialize, json: bool) {
+    let printed = if json {
+        serde_json::to_string(report)
+    } else {
+        serde_json::to_string_pretty(report)
     };
     println!(
         "{}",
         printed.unwrap_or_else(|err| format!("{{\"error\":\"{err}\"}}"))
     );
-    if report.subscribed_before_drop == 0 {
+}
+
+/// Checks the doc-mode flags.
+fn doc_plan(args: &Args) -> Result<doc::DocPlan, String> {
+    Channel::doc(&args.doc).map_err(|err| format!("--doc: {err}"))?;
+    if !(args.edit_rate.is_finite() && args.edit_rate > 0.0) {
+        return Err(format!(
+            "--edit-rate {}: give a positive rate",
+            args.edit_rate
+        ));
+    }
+    if args.editors + args.readers == 0 {
+        return Err("--editors and --readers: give at least one client".into());
+    }
+    Ok(doc::DocPlan {
+        doc: args.doc.clone(),
+        editors: args.editors,
+        readers: args.readers,
+        edit_rate: args.edit_rate,
+        total_updates: args.total_updates,
+        duration: Duration::from_secs(args.duration),
+        send_past_retries: args.send_past_retries,
+        max_in_flight: usize::try_from(args.max_in_flight).unwrap_or(usize::MAX),
+        edit_at: args.edit_at,
+        connect_rate: args.connect_rate,
+    })
+}
+
+/// Runs doc mode and prints its report.
+async fn run_doc(args: &Args, plan: Arc<Plan>, shared: &Shared) -> ExitCode {
+    let doc_plan = match doc_plan(args) {
+        Ok(doc_plan) => doc_plan,
+        Err(err) => {
+            eprintln!("pulse-loadgen: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    net::raise_fd_limit(args.editors + args.readers + 1);
+    let report = doc::run(plan, doc_plan, shared.stop.clone()).await;
+    print_report(&report, args.json);
+    if report.subscribed == 0 || (args.editors > 0 && report.acked == 0) {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

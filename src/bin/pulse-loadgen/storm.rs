@@ -25,7 +25,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::net::{self, Ws};
-use crate::Plan;
+use crate::tasks::{self, wait_until};
+use crate::{Plan, PROGRESS_EVERY};
 
 /// Connection attempts one client makes per phase (first connect, then after
 /// the drop) before it gives up: with the schedule capped at 30 s, ten
@@ -37,10 +38,6 @@ const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// the clients still away. The server keeps 300 ticks per symbol (150 s at
 /// 2 ticks/s), so later resumes could not recover anyway.
 const STORM_DEADLINE: Duration = Duration::from_secs(120);
-/// How often the main task checks the counters while it waits.
-const POLL_EVERY: Duration = Duration::from_millis(20);
-/// Time between two progress lines on stderr.
-const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// The storm's timings, from the flags.
 #[derive(Debug, Clone, Copy)]
@@ -564,14 +561,6 @@ impl StormReport {
     }
 }
 
-/// Waits until `done()` holds, `limit` passes or the run stops.
-async fn wait_until(shared: &StormShared, limit: Duration, done: impl Fn() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() && Instant::now() < deadline && !shared.stop.is_cancelled() {
-        tokio::time::sleep(POLL_EVERY).await;
-    }
-}
-
 /// Prints the storm's counters to stderr every [`PROGRESS_EVERY`].
 fn spawn_progress(shared: Arc<StormShared>, clients: u64, started: Instant) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -607,19 +596,12 @@ pub async fn run(
     });
     let started = Instant::now();
     let progress = spawn_progress(Arc::clone(&shared), clients, started);
-    let launch_start = tokio::time::Instant::now();
-    let mut handles = Vec::with_capacity(usize::try_from(clients).unwrap_or(0));
-    for index in 0..clients {
-        let due =
-            launch_start + Duration::from_secs_f64(index as f64 / f64::from(timings.connect_rate));
-        tokio::time::sleep_until(due).await;
-        handles.push(tokio::spawn(run_client(
-            index,
-            Arc::clone(&plan),
-            Arc::clone(&shared),
-        )));
-    }
-    wait_until(&shared, STORM_DEADLINE, || {
+    let stop = shared.stop.clone();
+    let handles = tasks::launch_paced(clients, timings.connect_rate, &stop, |index| {
+        tokio::spawn(run_client(index, Arc::clone(&plan), Arc::clone(&shared)))
+    })
+    .await;
+    wait_until(&stop, STORM_DEADLINE, || {
         shared.subscribed.load(Relaxed) + shared.failed_first.load(Relaxed) >= clients
     })
     .await;
@@ -632,7 +614,7 @@ pub async fn run(
     let _ = shared.dropped_at.set(dropped_at);
     shared.drop_now.cancel();
     let subscribed = shared.subscribed.load(Relaxed);
-    wait_until(&shared, STORM_DEADLINE, || {
+    wait_until(&stop, STORM_DEADLINE, || {
         shared.resumed.load(Relaxed) + shared.gave_up.load(Relaxed) >= subscribed
     })
     .await;
@@ -652,20 +634,13 @@ pub async fn run(
         verify_secs: timings.verify.as_secs_f64(),
         ..StormReport::default()
     };
-    let deadline = tokio::time::Instant::now() + net::CLOSE_TIMEOUT + Duration::from_secs(2);
+    let grace = net::CLOSE_TIMEOUT + Duration::from_secs(2);
+    let (outcomes, unfinished) = tasks::join_within(handles, grace).await;
+    report.unfinished_clients = unfinished;
     let mut back_times = Vec::new();
-    for mut handle in handles {
-        match tokio::time::timeout_at(deadline, &mut handle).await {
-            Ok(Ok(outcome)) => {
-                back_times.extend(outcome.resumed_after);
-                report.add(outcome);
-            }
-            Ok(Err(_)) => report.unfinished_clients += 1,
-            Err(_) => {
-                handle.abort();
-                report.unfinished_clients += 1;
-            }
-        }
+    for outcome in outcomes {
+        back_times.extend(outcome.resumed_after);
+        report.add(outcome);
     }
     progress.abort();
     report.all_back_secs = all_back.map(|d| d.as_secs_f64());
