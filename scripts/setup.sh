@@ -23,6 +23,9 @@ command -v pkg-config >/dev/null || apt_missing+=(pkg-config)
 # only with python3-venv, which is what provides ensurepip.
 command -v python3 >/dev/null || apt_missing+=(python3)
 python3 -c 'import ensurepip' 2>/dev/null || apt_missing+=(python3-venv)
+# PostgreSQL binaries: the tests start private throwaway clusters on
+# free ports (tests/common/postgres.rs); no service is started here.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || apt_missing+=(postgresql)
 if [ ${#apt_missing[@]} -gt 0 ]; then
   log "apt-get install ${apt_missing[*]}"
   $SUDO apt-get update -qq

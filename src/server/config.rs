@@ -42,6 +42,12 @@ pub struct Config {
     #[arg(long, env = "PULSE_DB", default_value = "data/pulse.db")]
     pub db: std::path::PathBuf,
 
+    /// PostgreSQL instead of the SQLite file, for several instances sharing
+    /// the data: `postgres://user:password@host:port/database`. Unset means
+    /// the SQLite file at `--db`.
+    #[arg(long, env = "PULSE_DATABASE_URL")]
+    pub database_url: Option<String>,
+
     /// Chat messages a connection may send per second, sustained (bursts of
     /// up to 10 pass); more are answered `rate_limited`.
     #[arg(long, env = "PULSE_CHAT_RATE", default_value_t = 5.0, value_parser = parse_rate)]

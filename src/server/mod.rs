@@ -85,8 +85,11 @@ pub async fn serve(
     let metrics = Arc::new(Metrics::default());
     let hub = Hub::new(metrics.clone(), config.presence_grace());
     let auth = Arc::new(Auth::new(&jwt_secret(&config), config.token_ttl()));
-    let store = store::Store::open(&config.db)?;
-    tracing::info!(db = %config.db.display(), "database open");
+    let store = store::Store::from_flags(&config.db, config.database_url.as_deref()).await?;
+    match store.kind() {
+        "sqlite" => tracing::info!(db = %config.db.display(), "database open (SQLite)"),
+        kind => tracing::info!(kind, "database open"),
+    }
     // The default room is in memory from the start, so pages render its history.
     let general = crate::protocol::Channel::Chat(crate::client::DEFAULT_ROOM.to_owned());
     let installer = hub.clone();

@@ -1,49 +1,45 @@
-//! Owns the SQLite file (`--db`): versioned migrations, and every read and
-//! write of persisted channels (chat rooms, users' notification channels,
-//! shared documents).
+//! Owns the durable data: chat rooms, users' notification channels and
+//! shared documents, in one of two databases chosen at start. SQLite
+//! (`sqlite/`, the file at `--db`) is the default and needs nothing
+//! installed; PostgreSQL (`postgres/`, `--database-url postgres://…`) is for
+//! several instances sharing the data. The rest of the server sees only
+//! [`Store`] and the types of `model.rs`, never which one runs.
 //!
-//! Writes go to one writer thread (`writer.rs`) through a bounded queue; it
-//! commits them in groups, one transaction and one fsync per group, and runs
-//! each write's callback (the hub's publication) only after that commit, in
-//! queue order. Reads go to a small pool of read-only connections
-//! (`readers.rs`) on tokio's blocking pool: in WAL mode they run beside the
-//! writer, so a read never waits behind a write. No async task ever blocks
-//! on the database: it awaits a queue slot, an answer or a blocking task.
-//! The write-ahead log is copied into the file by a thread of its own
-//! (`checkpoint.rs`), never inside a commit.
+//! Both keep the same promises: a write's callback (the hub's publication)
+//! and its caller's answer come only after its commit, in commit order; a
+//! persisted channel's offsets are assigned in the transaction, without gap
+//! or double; `(user, envelope id)` is stored once; a message's mentions are
+//! in its transaction. A store that fails answers an error (mapped to
+//! `internal` for clients) and never a false success.
 
-mod chat;
-mod checkpoint;
-mod docs;
-mod mentions;
-mod migrations;
-mod notifications;
-mod readers;
-mod writer;
+mod group;
+mod model;
+mod postgres;
+mod sqlite;
 
-use rusqlite::Connection;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
 
-pub use chat::{Appended, ChatDraft, StoredChat};
-pub use docs::{DocAppended, DocDraft, StoredDoc};
-pub use mentions::mentions;
-pub use notifications::{StoredInbox, Unread, UNREAD_SNAPSHOT};
+pub use model::{
+    mentions, Appended, ChatDraft, DocAppended, DocDraft, StoredChat, StoredDoc, StoredInbox,
+    Unread, UNREAD_SNAPSHOT,
+};
 
-use readers::Readers;
-use writer::{Job, Queued};
-
-/// How many read-only connections serve reads at once; more readers wait
-/// (asynchronously) for one to be free.
-const READ_CONNECTIONS: usize = 4;
+use crate::protocol::{ChatMessage, Notification, Timestamp, UserRef};
 
 /// Why the store failed; shown to operators, mapped to `internal` for clients.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No connection to PostgreSQL could be had in time (it is down, or
+    /// every pooled connection is busy).
+    #[error("PostgreSQL connection: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("bad --database-url: {0}")]
+    Url(String),
     #[error("cannot create the database folder {path}: {source}")]
     Folder {
         path: String,
@@ -53,7 +49,10 @@ pub enum StoreError {
     Task(#[from] tokio::task::JoinError),
     #[error("cannot start the database writer thread: {0}")]
     Thread(std::io::Error),
-    /// The writer thread stopped, or dropped this job without an answer (its
+    /// Something stored is not what the code can read back.
+    #[error("stored data is malformed: {0}")]
+    Malformed(String),
+    /// The writer stopped, or dropped this job without an answer (its
     /// after-commit callback panicked).
     #[error("the database writer is gone")]
     WriterGone,
@@ -66,99 +65,222 @@ pub enum StoreError {
     NotCommitted(Arc<str>),
 }
 
-/// A handle to the database; cheap to clone. The writer thread ends when the
-/// last handle is dropped, after the jobs already queued.
+/// A handle to the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    /// Into the writer thread (`writer::run`), the only user of the
-    /// read-write connection.
-    jobs: mpsc::Sender<Box<dyn Job>>,
-    /// Read-only connections, used from the blocking pool.
-    readers: Arc<Readers>,
-    /// Transactions the writer committed (each one fsync), for tests and
-    /// operators: fewer than writes means group commit is at work.
-    commits: Arc<AtomicU64>,
-    /// Copies the write-ahead log into the file, off the commit path; stops
-    /// with the last handle.
-    _checkpointer: Arc<checkpoint::Checkpointer>,
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(sqlite::Sqlite),
+    Postgres(postgres::Postgres),
+}
+
+/// Runs the same call on whichever backend this store has.
+macro_rules! either {
+    ($store:expr, $db:ident => $call:expr) => {
+        match &$store.backend {
+            Backend::Sqlite($db) => $call,
+            Backend::Postgres($db) => $call,
+        }
+    };
 }
 
 impl Store {
-    /// Opens (creating it and its folder if needed) and migrates the file,
-    /// then starts the writer thread and opens the read connections.
+    /// The SQLite file at `path` (created, with its folder, if needed),
+    /// migrated.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(folder).map_err(|source| StoreError::Folder {
-                path: folder.display().to_string(),
-                source,
-            })?;
-        }
-        let mut connection = Connection::open(path)?;
-        connection.pragma_update(None, "journal_mode", "WAL")?;
-        connection.pragma_update(None, "synchronous", "FULL")?;
-        connection.pragma_update(None, "foreign_keys", "ON")?;
-        connection.busy_timeout(std::time::Duration::from_secs(5))?;
-        checkpoint::leave_to_the_checkpointer(&connection)?;
-        migrations::migrate(&mut connection)?;
-        // Readers open after the migrations, so they never see an old schema.
-        let readers = Arc::new(Readers::open(path, READ_CONNECTIONS)?);
-        let commits = Arc::new(AtomicU64::new(0));
-        let jobs = writer::spawn(connection, commits.clone())?;
-        let checkpointer = Arc::new(checkpoint::spawn(path)?);
         Ok(Store {
-            jobs,
-            readers,
-            commits,
-            _checkpointer: checkpointer,
+            backend: Backend::Sqlite(sqlite::Sqlite::open(path)?),
         })
     }
 
-    /// Queues `work` for the writer and waits for its answer: `work` runs in
-    /// the writer's transaction (in its own savepoint), and `then` turns its
-    /// result into the answer after the commit, in queue order, still on the
-    /// writer thread. A full queue waits here, asynchronously.
-    async fn write<T, R, W, C>(&self, work: W, then: C) -> Result<R, StoreError>
-    where
-        T: Send + 'static,
-        R: Send + 'static,
-        W: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-        C: FnOnce(T) -> R + Send + 'static,
-    {
-        let (answer, answered) = oneshot::channel();
-        let job: Box<dyn Job> = Box::new(Queued::new(work, then, answer));
-        self.jobs
-            .send(job)
-            .await
-            .map_err(|_| StoreError::WriterGone)?;
-        // Unit tests run on a paused clock (`start_paused`), and a
-        // current-thread runtime that sees nothing to do jumps that clock to
-        // its next timer: it cannot see the writer thread working, so every
-        // write would fire heartbeat and hello deadlines early. A blocking
-        // task is something tokio's test clock waits for. Production awaits
-        // the answer directly and holds no thread.
-        #[cfg(test)]
-        let answered = tokio::task::spawn_blocking(move || answered.blocking_recv()).await?;
-        #[cfg(not(test))]
-        let answered = answered.await;
-        answered.map_err(|_| StoreError::WriterGone)?
+    /// PostgreSQL at `url` (`postgres://user:password@host:port/database`),
+    /// migrated by whichever instance takes the migration lock first.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Ok(Store {
+            backend: Backend::Postgres(postgres::Postgres::connect(url).await?),
+        })
     }
 
-    /// Runs `work` on a read-only connection on the blocking pool.
-    async fn read<T, F>(&self, work: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        self.readers.read(work).await
+    /// The store the flags ask for: PostgreSQL when `database_url` is set,
+    /// else the SQLite file at `db`.
+    pub async fn from_flags(db: &Path, database_url: Option<&str>) -> Result<Self, StoreError> {
+        match database_url {
+            Some(url) => Store::connect(url).await,
+            None => Store::open(db),
+        }
     }
 
-    /// How many transactions the writer has committed since `open`.
+    /// Which database runs, for the log: `sqlite` or `postgres`.
+    pub fn kind(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// How many transactions the writer has committed since the start.
     pub fn commits(&self) -> u64 {
-        self.commits.load(Relaxed)
+        either!(self, db => db.commits())
+    }
+
+    /// A chat channel's epoch, latest offset and newest `keep` messages,
+    /// handed to `then` after everything queued before it is committed and
+    /// before anything queued after it is published: nothing committed
+    /// around the load is missed or published twice.
+    pub async fn load_chat<R, F>(
+        &self,
+        channel: String,
+        keep: usize,
+        then: F,
+    ) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(StoredChat) -> R + Send + 'static,
+    {
+        either!(self, db => db.load_chat(channel, keep, then).await)
+    }
+
+    /// Up to `limit` messages of `channel` before `offset`, oldest first.
+    pub async fn chat_before(
+        &self,
+        channel: String,
+        offset: u64,
+        limit: usize,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        either!(self, db => db.chat_before(channel, offset, limit).await)
+    }
+
+    /// Where `user_id`'s message (or update) with envelope id `client_id`
+    /// was stored, if it was.
+    pub async fn sent(
+        &self,
+        user_id: String,
+        client_id: String,
+    ) -> Result<Option<(String, u64)>, StoreError> {
+        either!(self, db => db.sent(user_id, client_id).await)
+    }
+
+    /// Appends the draft to its room with the next offset, with its
+    /// mentions' notifications, in one transaction, unless this user already
+    /// sent this `client_id`; `on_commit` gets what was stored, after the
+    /// commit, in commit order.
+    pub async fn append_chat<F>(
+        &self,
+        draft: ChatDraft,
+        on_commit: F,
+    ) -> Result<Appended, StoreError>
+    where
+        F: FnOnce(&Appended, &[Notification]) + Send + 'static,
+    {
+        either!(self, db => db.append_chat(draft, on_commit).await)
+    }
+
+    /// A document's epoch, latest offset, newest `keep` updates and the
+    /// document itself, handed to `then` as [`Store::load_chat`] does.
+    pub async fn load_doc<R, F>(
+        &self,
+        doc_id: String,
+        keep: usize,
+        then: F,
+    ) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(StoredDoc) -> R + Send + 'static,
+    {
+        either!(self, db => db.load_doc(doc_id, keep, then).await)
+    }
+
+    /// Appends an update to its document's log with the next offset, unless
+    /// this user already sent this `client_id`.
+    pub async fn append_doc<F>(
+        &self,
+        draft: DocDraft,
+        on_commit: F,
+    ) -> Result<DocAppended, StoreError>
+    where
+        F: FnOnce(&DocAppended) + Send + 'static,
+    {
+        either!(self, db => db.append_doc(draft, on_commit).await)
+    }
+
+    /// Folds document `doc_id`'s log up to `upto` into its stored state and
+    /// deletes the rows no resume needs; returns the offset now compacted.
+    pub async fn compact_doc(&self, doc_id: String, upto: u64) -> Result<u64, StoreError> {
+        either!(self, db => db.compact_doc(doc_id, upto).await)
+    }
+
+    /// How many update rows document `doc_id` keeps.
+    pub async fn doc_rows(&self, doc_id: String) -> Result<u64, StoreError> {
+        either!(self, db => db.doc_rows(doc_id).await)
+    }
+
+    /// Remembers an identified user (so mentions can find them).
+    pub async fn remember_user(&self, user: UserRef, now: Timestamp) -> Result<(), StoreError> {
+        either!(self, db => db.remember_user(user, now).await)
+    }
+
+    /// Stores a notification for `user_id` with the next offset of its
+    /// channel; `on_commit` runs after the commit, in commit order.
+    pub async fn append_notification<F>(
+        &self,
+        user_id: String,
+        title: String,
+        body: String,
+        created_at: Timestamp,
+        on_commit: F,
+    ) -> Result<Notification, StoreError>
+    where
+        F: FnOnce(&Notification) + Send + 'static,
+    {
+        either!(self, db => db.append_notification(user_id, title, body, created_at, on_commit).await)
+    }
+
+    /// A user's notification channel, handed to `then` as
+    /// [`Store::load_chat`] does.
+    pub async fn load_inbox<R, F>(
+        &self,
+        user_id: String,
+        keep: usize,
+        then: F,
+    ) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(StoredInbox) -> R + Send + 'static,
+    {
+        either!(self, db => db.load_inbox(user_id, keep, then).await)
+    }
+
+    /// Marks these notifications of `user_id` read; `on_commit` gets the ids
+    /// that were unread and the user's [`Unread`] after the change.
+    pub async fn mark_read<F>(
+        &self,
+        user_id: String,
+        ids: Vec<String>,
+        on_commit: F,
+    ) -> Result<Vec<String>, StoreError>
+    where
+        F: FnOnce(&[String], Unread) + Send + 'static,
+    {
+        either!(self, db => db.mark_read(user_id, ids, on_commit).await)
     }
 }
 
+/// Test-only tools: holding SQLite's writer busy on purpose.
 #[cfg(test)]
-pub mod testing;
+pub mod testing {
+    pub use super::sqlite::testing::Held;
+
+    /// Occupies the writer of a SQLite store; returns once it is held.
+    pub async fn hold_writer(store: &super::Store) -> Held {
+        match &store.backend {
+            super::Backend::Sqlite(db) => super::sqlite::testing::hold_writer(db).await,
+            super::Backend::Postgres(_) => panic!("hold_writer holds SQLite's writer only"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -53,9 +53,8 @@ async fn load(store: &Store) -> StoredDoc {
         .unwrap()
 }
 
-#[tokio::test]
-async fn updates_get_offsets_once_per_envelope_id_and_survive_a_reopen() {
-    let (path, store) = temp_db();
+async fn updates_get_offsets_once_per_envelope_id_and_survive_a_reopen(place: Place) {
+    let store = place.open().await;
     let mut writer = Writer::new();
     let first = writer.type_("hello");
     let DocAppended::New(event) = append(&store, "d-1", first.clone()).await else {
@@ -75,7 +74,7 @@ async fn updates_get_offsets_once_per_envelope_id_and_survive_a_reopen() {
     );
     let before = load(&store).await;
     drop(store);
-    let store = Store::open(&path).unwrap();
+    let store = place.open().await;
     let loaded = load(&store).await;
     assert_eq!(text_of(&loaded.doc), "hello world");
     assert_eq!(
@@ -86,9 +85,8 @@ async fn updates_get_offsets_once_per_envelope_id_and_survive_a_reopen() {
     assert_eq!(offsets, [1, 2]);
 }
 
-#[tokio::test]
-async fn compaction_keeps_the_text_and_the_newest_updates_for_resume() {
-    let (path, store) = temp_db();
+async fn compaction_keeps_the_text_and_the_newest_updates_for_resume(place: Place) {
+    let store = place.open().await;
     let mut writer = Writer::new();
     let total = DOC_HISTORY as u64 + 300;
     let appends: Vec<_> = (1..=total)
@@ -113,7 +111,7 @@ async fn compaction_keeps_the_text_and_the_newest_updates_for_resume() {
         DOC_HISTORY as u64 + 100
     );
     drop(store);
-    let store = Store::open(&path).unwrap();
+    let store = place.open().await;
     let loaded = load(&store).await;
     assert_eq!(
         text_of(&loaded.doc),
@@ -127,3 +125,8 @@ async fn compaction_keeps_the_text_and_the_newest_updates_for_resume() {
     let expected_offsets: Vec<u64> = (total - DOC_HISTORY as u64 + 1..=total).collect();
     assert_eq!(offsets, expected_offsets);
 }
+
+both!(
+    updates_get_offsets_once_per_envelope_id_and_survive_a_reopen,
+    compaction_keeps_the_text_and_the_newest_updates_for_resume
+);

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::protocol::Notification;
-use crate::server::store::mentions::MAX_MENTIONED_USERS;
+use crate::server::store::model::MAX_MENTIONED_USERS;
 
 fn named(id: &str, name: &str) -> UserRef {
     UserRef {
@@ -39,9 +39,8 @@ async fn inbox_sizes(store: &Store, ids: &[String]) -> Vec<usize> {
 /// the message's own transaction (one commit), and after a restart the
 /// message and exactly those ten notifications are on disk. A resend of the
 /// same envelope id notifies nobody again.
-#[tokio::test]
-async fn forty_known_names_notify_ten_users_in_the_message_transaction() {
-    let (path, store) = temp_db();
+async fn forty_known_names_notify_ten_users_in_the_message_transaction(place: Place) {
+    let store = place.open().await;
     // Half are guests (`guest:{name}` ids), half backend users.
     let ids: Vec<String> = (0..40)
         .map(|n| match n % 2 {
@@ -64,7 +63,7 @@ async fn forty_known_names_notify_ten_users_in_the_message_transaction() {
     assert_eq!(notified[0].title, "Ann mentioned you in #general");
     drop(store);
 
-    let store = Store::open(&path).unwrap();
+    let store = place.open().await;
     let chat = store
         .load_chat("chat:general".into(), 10, |s| s)
         .await
@@ -81,9 +80,8 @@ async fn forty_known_names_notify_ten_users_in_the_message_transaction() {
 }
 
 /// Exactly `MAX_MENTIONED_USERS` known names are all notified; one more is not.
-#[tokio::test]
-async fn the_cap_is_ten_users() {
-    let (_, store) = temp_db();
+async fn the_cap_is_ten_users(place: Place) {
+    let store = place.open().await;
     for n in 0..11 {
         let id = format!("p{n}");
         store.remember_user(named(&id, &id), now()).await.unwrap();
@@ -97,9 +95,8 @@ async fn the_cap_is_ten_users() {
 /// `@ada` reaches both `ada` and `guest:ada` (two users toward the cap),
 /// matching is case-folded, unknown names reach nobody, and the author's own
 /// name never notifies the author.
-#[tokio::test]
-async fn a_name_reaches_its_plain_and_guest_ids_but_not_the_author() {
-    let (_, store) = temp_db();
+async fn a_name_reaches_its_plain_and_guest_ids_but_not_the_author(place: Place) {
+    let store = place.open().await;
     for (id, name) in [
         ("ada", "Ada"),
         ("guest:ada", "ada"),
@@ -122,3 +119,9 @@ async fn a_name_reaches_its_plain_and_guest_ids_but_not_the_author() {
     assert_eq!(notified.len(), 10, "nine, then one of ada's two ids");
     assert_eq!(notified[9].channel, "user:ada");
 }
+
+both!(
+    forty_known_names_notify_ten_users_in_the_message_transaction,
+    the_cap_is_ten_users,
+    a_name_reaches_its_plain_and_guest_ids_but_not_the_author
+);

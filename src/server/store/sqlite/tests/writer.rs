@@ -3,11 +3,12 @@
 //! The writer is held on purpose (a job blocked on a channel) so that what
 //! queues behind it is known exactly, with no sleeps.
 
+use super::super::testing::hold_writer;
 use super::*;
-use crate::server::store::testing::hold_writer;
+use crate::protocol::UserRef;
 
 /// Yields until `count` jobs wait in the writer's queue.
-async fn until_queued(store: &Store, count: usize) {
+async fn until_queued(store: &Sqlite, count: usize) {
     while store.jobs.max_capacity() - store.jobs.capacity() < count {
         tokio::task::yield_now().await;
     }

@@ -3,7 +3,7 @@
 
 use rusqlite::Connection;
 
-use super::StoreError;
+use crate::server::store::StoreError;
 
 /// Migration N (1-based) brings the schema from version N-1 to N.
 const MIGRATIONS: &[&str] = &[
@@ -73,8 +73,14 @@ const MIGRATIONS: &[&str] = &[
 
 /// Applies every migration the file has not had yet, each in a transaction.
 pub fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
+    migrate_to(connection, MIGRATIONS.len())
+}
+
+/// Brings the file to version `target` (the latest, except in tests of an
+/// upgrade).
+pub(super) fn migrate_to(connection: &mut Connection, target: usize) -> Result<(), StoreError> {
     let version: usize = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+    for (index, sql) in MIGRATIONS.iter().enumerate().take(target).skip(version) {
         let transaction = connection.transaction()?;
         transaction.execute_batch(sql)?;
         transaction.pragma_update(None, "user_version", index + 1)?;

@@ -4,50 +4,10 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{mentions, Store, StoreError};
+use super::{mentions, Sqlite};
 use crate::protocol::{Channel, ChatMessage, Notification, Timestamp, UserRef};
-
-/// A chat message to store, as the connection validated it.
-#[derive(Debug, Clone)]
-pub struct ChatDraft {
-    pub room: String,
-    pub user: UserRef,
-    /// The envelope id: the idempotency key, per user.
-    pub client_id: String,
-    pub text: String,
-    pub sent_at: Timestamp,
-    /// The case-folded names the text `@mentions` (`mentions::mentions`).
-    pub mentioned: Vec<String>,
-}
-
-/// What `append_chat` did.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Appended {
-    /// A new message, now on disk.
-    New(ChatMessage),
-    /// This user already sent this envelope id: the original's place.
-    Duplicate { channel: String, offset: u64 },
-}
-
-impl Appended {
-    pub fn channel_offset(&self) -> (&str, u64) {
-        match self {
-            Appended::New(message) => (&message.channel, message.offset),
-            Appended::Duplicate { channel, offset } => (channel, *offset),
-        }
-    }
-}
-
-/// A persisted channel as loaded at start: its epoch, latest offset and the
-/// newest messages (oldest first).
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredChat {
-    /// The stored epoch, or for a room with no message yet (not on disk at
-    /// all) the one its first message will store.
-    pub epoch: String,
-    pub latest: u64,
-    pub recent: Vec<ChatMessage>,
-}
+use crate::server::store::model::{new_channel_epoch, Appended, ChatDraft, StoredChat};
+use crate::server::store::StoreError;
 
 /// The epoch and latest offset of `channel`, if it exists: a channel gets
 /// its row with its first message, so reading one never writes.
@@ -76,14 +36,6 @@ pub(super) fn sent_offset(
             Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
         })
         .optional()
-}
-
-/// The epoch a channel gets when its first message creates its row: one per
-/// process, so a room loaded while still empty (this epoch, offset 0) and the
-/// same room after its first message agree, before and after a restart.
-pub(super) fn new_channel_epoch() -> &'static str {
-    static EPOCH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    EPOCH.get_or_init(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_owned())
 }
 
 /// The epoch and latest offset of `channel`, or those it will have: a
@@ -147,7 +99,7 @@ fn message_from_row(row: &rusqlite::Row<'_>) -> Result<ChatMessage, rusqlite::Er
 
 const COLUMNS: &str = "channel, offset, msg_id, user_id, user_name, text, sent_at";
 
-impl Store {
+impl Sqlite {
     /// A chat channel's epoch, latest offset and newest `keep` messages,
     /// handed to `then` on the writer thread after its group is committed.
     ///

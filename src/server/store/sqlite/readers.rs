@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::Semaphore;
 
-use super::StoreError;
+use crate::server::store::StoreError;
 
 pub(super) struct Readers {
     path: PathBuf,

@@ -9,13 +9,14 @@
 //! callback publishes is on disk, and publication keeps commit order.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
-use super::StoreError;
+use crate::server::store::group::{answer_group, Answer, Pending};
+use crate::server::store::StoreError;
 
 /// How many jobs may wait for the writer; a caller finding it full waits
 /// (asynchronously) for room, which is the back-pressure a slow disk exerts.
@@ -26,34 +27,25 @@ pub(super) const QUEUE_CAPACITY: usize = 1024;
 pub(super) const MAX_GROUP: usize = 64;
 
 /// One unit of work for the writer; type-erased so that jobs with different
-/// results share one queue.
-pub(super) trait Job: Send {
+/// results share one queue. Answered after its group (`Answer`).
+pub(super) trait Job: Answer {
     /// Runs inside the group's transaction, in the job's own savepoint, and
     /// keeps its result until the group is committed.
     fn run(&mut self, db: &Connection) -> Result<(), StoreError>;
-    /// After the commit: runs the job's callback and answers its caller.
-    fn committed(self: Box<Self>);
-    /// Answers `error`: the job itself, or its group's commit, failed.
-    fn failed(self: Box<Self>, error: StoreError);
 }
 
 /// A job built from two closures: `work` (in the transaction) and `then`
 /// (after the commit, producing the answer).
 pub(super) struct Queued<T, W, C, R> {
     work: Option<W>,
-    result: Option<T>,
-    then: C,
-    /// To the caller awaiting this job in `Store::write`.
-    answer: oneshot::Sender<Result<R, StoreError>>,
+    pending: Pending<T, C, R>,
 }
 
 impl<T, W, C, R> Queued<T, W, C, R> {
     pub(super) fn new(work: W, then: C, answer: oneshot::Sender<Result<R, StoreError>>) -> Self {
         Queued {
             work: Some(work),
-            result: None,
-            then,
-            answer,
+            pending: Pending::new(then, answer),
         }
     }
 }
@@ -67,26 +59,25 @@ where
 {
     fn run(&mut self, db: &Connection) -> Result<(), StoreError> {
         if let Some(work) = self.work.take() {
-            self.result = Some(work(db)?);
+            self.pending.result = Some(work(db)?);
         }
         Ok(())
     }
+}
 
+impl<T, W, C, R> Answer for Queued<T, W, C, R>
+where
+    T: Send,
+    R: Send,
+    W: Send,
+    C: FnOnce(T) -> R + Send,
+{
     fn committed(self: Box<Self>) {
-        let Queued {
-            result,
-            then,
-            answer,
-            ..
-        } = *self;
-        // `run` succeeded before any commit, so the result is there.
-        let answered = result.map(then).ok_or(StoreError::WriterGone);
-        // The caller may have gone (its connection closed): the write stands.
-        let _ = answer.send(answered);
+        Box::new(self.pending).committed()
     }
 
     fn failed(self: Box<Self>, error: StoreError) {
-        let _ = self.answer.send(Err(error));
+        Box::new(self.pending).failed(error)
     }
 }
 
@@ -120,33 +111,7 @@ fn run(mut db: Connection, mut queue: mpsc::Receiver<Box<dyn Job>>, commits: &At
 fn commit_group(db: &mut Connection, group: Vec<Box<dyn Job>>, commits: &AtomicU64) {
     let mut outcomes: Vec<Outcome> = group.into_iter().map(|job| (job, Ok(()))).collect();
     let committed = run_group(db, &mut outcomes);
-    match committed {
-        Ok(()) => {
-            commits.fetch_add(1, Relaxed);
-            for (job, outcome) in outcomes {
-                match outcome {
-                    // A panicking callback loses only its own answer (the
-                    // caller sees `WriterGone`); the writer carries on.
-                    Ok(()) => {
-                        if catch_unwind(AssertUnwindSafe(|| job.committed())).is_err() {
-                            tracing::error!("a store callback panicked after its commit");
-                        }
-                    }
-                    Err(err) => job.failed(err),
-                }
-            }
-        }
-        Err(reason) => {
-            tracing::error!(%reason, "a group of writes was not committed");
-            let reason: Arc<str> = reason.into();
-            for (job, outcome) in outcomes {
-                let err = outcome
-                    .err()
-                    .unwrap_or_else(|| StoreError::NotCommitted(reason.clone()));
-                job.failed(err);
-            }
-        }
-    }
+    answer_group(outcomes, committed, commits);
 }
 
 /// The transaction of one group: every job in its savepoint, then the

@@ -3,7 +3,8 @@
 
 use tokio::task::JoinHandle;
 
-use super::{Store, StoreError};
+use super::Sqlite;
+use crate::server::store::StoreError;
 
 /// A job that occupies the writer until released (or dropped).
 pub struct Held {
@@ -19,7 +20,7 @@ impl Held {
 }
 
 /// Occupies the writer thread; returns once the job is running there.
-pub async fn hold_writer(store: &Store) -> Held {
+pub async fn hold_writer(store: &Sqlite) -> Held {
     let (entered, running) = tokio::sync::oneshot::channel();
     let (release, released) = std::sync::mpsc::channel::<()>();
     let store = store.clone();

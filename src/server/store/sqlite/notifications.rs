@@ -5,31 +5,10 @@
 use rusqlite::{params, Connection};
 
 use super::chat::{channel_or_new, channel_row};
-use super::{Store, StoreError};
+use super::Sqlite;
 use crate::protocol::{Channel, Notification, Timestamp, UserRef};
-
-/// Unread notifications in a user's snapshot (PROTOCOL.md: the newest 100).
-pub const UNREAD_SNAPSHOT: usize = 100;
-
-/// A user's channel as loaded: epoch, latest offset, the newest
-/// notifications (for resume) and the unread ones (the snapshot).
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredInbox {
-    /// The stored epoch, or for a user who never had a notification (no row
-    /// on disk) the one their first notification will store.
-    pub epoch: String,
-    pub latest: u64,
-    pub recent: Vec<Notification>,
-    pub unread: Unread,
-}
-
-/// What a user's snapshot says about unread notifications: the newest
-/// [`UNREAD_SNAPSHOT`] of them, oldest first, and how many there are in all.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Unread {
-    pub newest: Vec<Notification>,
-    pub total: u64,
-}
+use crate::server::store::model::{StoredInbox, Unread, UNREAD_SNAPSHOT};
+use crate::server::store::StoreError;
 
 /// The [`Unread`] of `channel`: one bounded read and one count, however
 /// many notifications wait.
@@ -67,7 +46,7 @@ fn from_row(row: &rusqlite::Row<'_>) -> Result<Notification, rusqlite::Error> {
     })
 }
 
-impl Store {
+impl Sqlite {
     /// Remembers an identified user (so mentions can find them).
     pub async fn remember_user(&self, user: UserRef, now: Timestamp) -> Result<(), StoreError> {
         self.write(

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
-use super::StoreError;
+use crate::server::store::StoreError;
 
 /// How often the log is copied into the file.
 const EVERY: Duration = Duration::from_millis(500);

@@ -12,43 +12,13 @@ use base64::Engine as _;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::chat::{channel_or_new, channel_row, sent_offset};
-use super::{Store, StoreError};
+use super::Sqlite;
 use crate::protocol::{Channel, DocUpdateEvent, UserRef};
 use crate::server::hub::{encode_state, rebuild, DOC_HISTORY};
+use crate::server::store::model::{split_doc_rows, DocAppended, DocDraft, StoredDoc};
+use crate::server::store::StoreError;
 
 const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
-
-/// An update to store, as the connection decoded and applied it.
-#[derive(Debug, Clone)]
-pub struct DocDraft {
-    /// The document id (`doc:{id}`).
-    pub doc: String,
-    pub user: UserRef,
-    /// The envelope id: the idempotency key, per user.
-    pub client_id: String,
-    /// The Yjs v1 update, decoded from its base64.
-    pub update: Vec<u8>,
-}
-
-/// What `append_doc` did.
-#[derive(Debug, Clone, PartialEq)]
-pub enum DocAppended {
-    /// A new update, now on disk.
-    New(DocUpdateEvent),
-    /// This user already sent this envelope id: the original's place.
-    Duplicate { channel: String, offset: u64 },
-}
-
-/// A document as loaded: its epoch and latest offset, the newest updates
-/// (oldest first, for resume) and the document with every update applied.
-pub struct StoredDoc {
-    pub epoch: String,
-    pub latest: u64,
-    pub recent: Vec<DocUpdateEvent>,
-    pub doc: yrs::Doc,
-    /// The offset the stored compacted state covers.
-    pub compacted_upto: u64,
-}
 
 /// The compacted state of `channel` and the offset it covers (empty, 0 for
 /// a document never compacted).
@@ -86,11 +56,11 @@ fn rows_after(
     rows.collect()
 }
 
-impl Store {
+impl Sqlite {
     /// A document's epoch, latest offset, newest `keep` updates and the
     /// document itself, handed to `then` on the writer thread after its
     /// group is committed (a writer job for the same reason as
-    /// [`Store::load_chat`]: nothing committed around the load is missed or
+    /// [`Sqlite::load_chat`]: nothing committed around the load is missed or
     /// published twice).
     pub async fn load_doc<R, F>(
         &self,
@@ -110,23 +80,8 @@ impl Store {
                 // The rows kept after a compaction reach back before `upto`
                 // (for resume); the document needs only those after it.
                 let rows = rows_after(db, &channel, upto.saturating_sub(keep as u64))?;
-                let unfolded = rows
-                    .iter()
-                    .filter(|(offset, ..)| *offset > upto)
-                    .map(|(.., update)| update.clone());
+                let (unfolded, recent) = split_doc_rows(&doc_id, &channel, rows, upto, keep);
                 let doc = rebuild(&state, unfolded);
-                let skip = rows.len().saturating_sub(keep);
-                let recent = rows
-                    .into_iter()
-                    .skip(skip)
-                    .map(|(offset, user, update)| DocUpdateEvent {
-                        channel: channel.clone(),
-                        offset,
-                        doc: doc_id.clone(),
-                        update: BASE64.encode(update),
-                        user,
-                    })
-                    .collect();
                 Ok(StoredDoc {
                     epoch,
                     latest,

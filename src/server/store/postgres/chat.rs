@@ -1,0 +1,330 @@
+//! Owns chat rooms in PostgreSQL: a persisted channel's row (epoch, latest
+//! offset), taking the next offset in the transaction, appending a message
+//! and its mentions' notifications exactly once per (user, envelope id),
+//! and reading history back.
+
+use deadpool_postgres::Transaction;
+use tokio_postgres::Row;
+
+use super::{from_db, notifications, to_db, Postgres};
+use crate::protocol::{Channel, ChatMessage, Notification, Timestamp, UserRef};
+use crate::server::store::model::{
+    mention_notice, mentioned_users, new_channel_epoch, Appended, ChatDraft, StoredChat,
+};
+use crate::server::store::StoreError;
+
+const COLUMNS: &str = "channel, seq, msg_id, user_id, user_name, text, sent_at";
+
+/// The epoch and latest offset of `channel`, creating its row (with this
+/// process's epoch) if it has none: the first instance to load or write a
+/// channel fixes its epoch, and every other instance then reads the same.
+pub(super) async fn channel_row(
+    db: &Transaction<'_>,
+    channel: &str,
+) -> Result<(String, u64), StoreError> {
+    db.execute(
+        &db.prepare_cached(
+            "INSERT INTO channels (name, epoch) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .await?,
+        &[&channel, &new_channel_epoch()],
+    )
+    .await?;
+    let row = db
+        .query_one(
+            &db.prepare_cached("SELECT epoch, latest FROM channels WHERE name = $1")
+                .await?,
+            &[&channel],
+        )
+        .await?;
+    Ok((row.get(0), from_db(row.get(1))))
+}
+
+/// Takes `channel`'s next offset: the row's `latest`, incremented in this
+/// transaction (which holds the row until it ends, so no other transaction
+/// gets the same offset, and a rollback gives it back).
+pub(super) async fn next_offset(db: &Transaction<'_>, channel: &str) -> Result<u64, StoreError> {
+    let row = db
+        .query_one(
+            &db.prepare_cached(
+                "INSERT INTO channels (name, epoch, latest) VALUES ($1, $2, 1)
+                 ON CONFLICT (name) DO UPDATE SET latest = channels.latest + 1
+                 RETURNING latest",
+            )
+            .await?,
+            &[&channel, &new_channel_epoch()],
+        )
+        .await?;
+    Ok(from_db(row.get(0)))
+}
+
+/// Claims `(user_id, client_id)` for a write about to be stored in
+/// `channel`, or returns where the earlier write with that key was stored.
+/// The claim is the primary key of `sent_ids`: of two instances racing on
+/// one resend, the second waits for the first's commit and then finds it.
+pub(super) async fn claim(
+    db: &Transaction<'_>,
+    user_id: &str,
+    client_id: &str,
+    channel: &str,
+) -> Result<Option<(String, u64)>, StoreError> {
+    let claimed = db
+        .execute(
+            &db.prepare_cached(
+                "INSERT INTO sent_ids (user_id, client_id, channel, seq) VALUES ($1, $2, $3, 0)
+                 ON CONFLICT DO NOTHING",
+            )
+            .await?,
+            &[&user_id, &client_id, &channel],
+        )
+        .await?;
+    if claimed == 1 {
+        return Ok(None);
+    }
+    Ok(sent_offset(db, user_id, client_id).await?)
+}
+
+/// Records the offset a claimed write got (`claim`).
+pub(super) async fn settle_claim(
+    db: &Transaction<'_>,
+    user_id: &str,
+    client_id: &str,
+    offset: u64,
+) -> Result<(), StoreError> {
+    db.execute(
+        &db.prepare_cached("UPDATE sent_ids SET seq = $3 WHERE user_id = $1 AND client_id = $2")
+            .await?,
+        &[&user_id, &client_id, &to_db(offset)],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Where `user_id`'s write with envelope id `client_id` was stored, if it was.
+async fn sent_offset(
+    db: &Transaction<'_>,
+    user_id: &str,
+    client_id: &str,
+) -> Result<Option<(String, u64)>, StoreError> {
+    let row = db
+        .query_opt(
+            &db.prepare_cached(
+                "SELECT channel, seq FROM sent_ids WHERE user_id = $1 AND client_id = $2",
+            )
+            .await?,
+            &[&user_id, &client_id],
+        )
+        .await?;
+    Ok(row.map(|row| (row.get(0), from_db(row.get(1)))))
+}
+
+fn message_from_row(row: &Row) -> Result<ChatMessage, StoreError> {
+    let channel: String = row.get(0);
+    let Ok(Channel::Chat(room)) = channel.parse::<Channel>() else {
+        return Err(StoreError::Malformed(format!(
+            "`{channel}` is not a chat channel"
+        )));
+    };
+    let sent_at: String = row.get(6);
+    Ok(ChatMessage {
+        room,
+        channel,
+        offset: from_db(row.get(1)),
+        msg_id: row.get(2),
+        user: UserRef {
+            id: row.get(3),
+            name: row.get(4),
+        },
+        text: row.get(5),
+        sent_at: Timestamp::parse(&sent_at)
+            .ok_or_else(|| StoreError::Malformed(format!("sent_at `{sent_at}`")))?,
+    })
+}
+
+/// Messages of `channel` before `before` (exclusive), newest `limit`, oldest first.
+async fn messages(
+    db: &Transaction<'_>,
+    channel: &str,
+    before: u64,
+    limit: usize,
+) -> Result<Vec<ChatMessage>, StoreError> {
+    let rows = db
+        .query(
+            &db.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM chat_messages WHERE channel = $1 AND seq < $2
+                 ORDER BY seq DESC LIMIT $3"
+            ))
+            .await?,
+            &[&channel, &to_db(before), &(limit as i64)],
+        )
+        .await?;
+    let mut messages = rows
+        .iter()
+        .map(message_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    messages.reverse();
+    Ok(messages)
+}
+
+impl Postgres {
+    /// A chat channel's epoch, latest offset and newest `keep` messages,
+    /// handed to `then` after the commit: a writer job, so that nothing this
+    /// instance commits around the load is missed or published twice.
+    pub(crate) async fn load_chat<R, F>(
+        &self,
+        channel: String,
+        keep: usize,
+        then: F,
+    ) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(StoredChat) -> R + Send + 'static,
+    {
+        self.write(
+            Box::new(move |db| {
+                Box::pin(async move {
+                    let (epoch, latest) = channel_row(db, &channel).await?;
+                    let recent = messages(db, &channel, u64::MAX, keep).await?;
+                    Ok(StoredChat {
+                        epoch,
+                        latest,
+                        recent,
+                    })
+                })
+            }),
+            then,
+        )
+        .await
+    }
+
+    /// Up to `limit` messages of `channel` before `offset`, oldest first.
+    pub(crate) async fn chat_before(
+        &self,
+        channel: String,
+        offset: u64,
+        limit: usize,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        self.read(Box::new(move |db| {
+            Box::pin(async move { messages(db, &channel, offset, limit).await })
+        }))
+        .await
+    }
+
+    /// Where `user_id`'s write with envelope id `client_id` was stored.
+    pub(crate) async fn sent(
+        &self,
+        user_id: String,
+        client_id: String,
+    ) -> Result<Option<(String, u64)>, StoreError> {
+        self.read(Box::new(move |db| {
+            Box::pin(async move { sent_offset(db, &user_id, &client_id).await })
+        }))
+        .await
+    }
+
+    /// Appends the draft with its room's next offset and its mentions'
+    /// notifications, in one transaction, unless the key was stored before.
+    pub(crate) async fn append_chat<F>(
+        &self,
+        draft: ChatDraft,
+        on_commit: F,
+    ) -> Result<Appended, StoreError>
+    where
+        F: FnOnce(&Appended, &[Notification]) + Send + 'static,
+    {
+        self.write(
+            Box::new(move |db| Box::pin(append(db, draft))),
+            move |(appended, notified): (Appended, Vec<Notification>)| {
+                on_commit(&appended, &notified);
+                appended
+            },
+        )
+        .await
+    }
+}
+
+/// The transaction body of `append_chat`.
+async fn append(
+    db: &Transaction<'_>,
+    draft: ChatDraft,
+) -> Result<(Appended, Vec<Notification>), StoreError> {
+    let ChatDraft {
+        room,
+        user,
+        client_id,
+        text,
+        sent_at,
+        mentioned,
+    } = draft;
+    let channel = Channel::Chat(room.clone()).to_string();
+    if let Some((channel, offset)) = claim(db, &user.id, &client_id, &channel).await? {
+        return Ok((Appended::Duplicate { channel, offset }, Vec::new()));
+    }
+    let offset = next_offset(db, &channel).await?;
+    let message = ChatMessage {
+        channel: channel.clone(),
+        offset,
+        room,
+        msg_id: uuid::Uuid::new_v4().simple().to_string(),
+        user,
+        text,
+        sent_at,
+    };
+    db.execute(
+        &db.prepare_cached(&format!(
+            "INSERT INTO chat_messages ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        ))
+        .await?,
+        &[
+            &channel,
+            &to_db(offset),
+            &message.msg_id,
+            &message.user.id,
+            &message.user.name,
+            &message.text,
+            &message.sent_at.to_string(),
+        ],
+    )
+    .await?;
+    settle_claim(db, &message.user.id, &client_id, offset).await?;
+    let notified = notify(db, &message, &mentioned).await?;
+    Ok((Appended::New(message), notified))
+}
+
+/// One notification, in this transaction, for each known user `mentioned`
+/// names other than the author (`model::mentioned_users`).
+async fn notify(
+    db: &Transaction<'_>,
+    message: &ChatMessage,
+    mentioned: &[String],
+) -> Result<Vec<Notification>, StoreError> {
+    if mentioned.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Ordered by bytes (`COLLATE "C"`), as SQLite orders, whatever the
+    // database's locale.
+    let lookup = db
+        .prepare_cached(
+            "SELECT id FROM users WHERE lower(id) IN ($1, 'guest:' || $1) ORDER BY id COLLATE \"C\"",
+        )
+        .await?;
+    let mut found = Vec::with_capacity(mentioned.len());
+    for name in mentioned {
+        let rows = db.query(&lookup, &[&name.to_lowercase()]).await?;
+        found.push(
+            rows.iter()
+                .map(|row| row.get::<_, String>(0))
+                .collect::<Vec<_>>(),
+        );
+    }
+    let mut found = found.into_iter();
+    let users = mentioned_users(&message.user.id, mentioned, |_| {
+        Ok::<_, StoreError>(found.next().unwrap_or_default())
+    })?;
+    let (title, body) = mention_notice(message);
+    let mut notified = Vec::with_capacity(users.len());
+    for id in &users {
+        notified.push(notifications::insert(db, id, &title, &body, &message.sent_at).await?);
+    }
+    Ok(notified)
+}

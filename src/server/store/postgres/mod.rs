@@ -1,0 +1,174 @@
+//! Owns the PostgreSQL backend (`--database-url postgres://…`): a bounded
+//! pool of connections that replaces broken ones by itself, the versioned
+//! schema (`migrations.rs`), and every read and write of persisted channels
+//! (`chat.rs`, `notifications.rs`, `docs.rs`), with the promises SQLite's
+//! backend keeps.
+//!
+//! Writes go to one writer task per instance (`writer.rs`), which commits
+//! whatever is queued as one transaction and runs each write's callback
+//! after that commit, in queue order: what an instance publishes keeps its
+//! commit order, as with SQLite. Several instances may write to one
+//! database: a channel's next offset comes from its row in `channels`,
+//! incremented in the transaction (no gap: a rolled-back transaction takes
+//! its increment with it), and `(user, envelope id)` is a primary key.
+//! Reads take a pooled connection of their own and never wait for writes.
+//!
+//! When the database goes away, a write waits at most for the pool's
+//! timeouts and then fails (never a false success); the pool connects again
+//! when it is back, with no restart.
+
+mod chat;
+mod docs;
+mod migrations;
+mod notifications;
+mod writer;
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction};
+use futures_util::future::BoxFuture;
+use tokio::sync::{mpsc, oneshot};
+
+use super::StoreError;
+use writer::{Job, Queued};
+
+/// Connections one instance holds at most: the writer's, and reads beside it.
+const POOL_SIZE: usize = 8;
+
+/// How long a write or read waits for a connection (a free one, or a new
+/// one while the database is unreachable) before it fails.
+const CONNECTION_WAIT: Duration = Duration::from_secs(5);
+
+/// A transaction body: borrows the transaction for as long as it runs.
+pub(super) type Work<T> =
+    Box<dyn for<'a> FnOnce(&'a Transaction<'a>) -> BoxFuture<'a, Result<T, StoreError>> + Send>;
+
+/// A handle to the database; cheap to clone. The writer task ends when the
+/// last handle is dropped, after the jobs already queued.
+#[derive(Clone)]
+pub(super) struct Postgres {
+    pool: Pool,
+    /// Into the writer task (`writer::run`).
+    jobs: mpsc::Sender<Box<dyn Job>>,
+    /// Transactions the writer has committed.
+    commits: Arc<AtomicU64>,
+}
+
+impl Postgres {
+    /// Builds the pool for `url`, migrates the schema (under the migration
+    /// lock, so one instance of several does it) and starts the writer.
+    pub(super) async fn connect(url: &str) -> Result<Self, StoreError> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|err: tokio_postgres::Error| StoreError::Url(err.to_string()))?;
+        let manager = Manager::from_config(
+            config,
+            tokio_postgres::NoTls,
+            // A connection whose socket closed (the server restarted) is
+            // replaced when it is next taken from the pool.
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .wait_timeout(Some(CONNECTION_WAIT))
+            .create_timeout(Some(CONNECTION_WAIT))
+            .recycle_timeout(Some(CONNECTION_WAIT))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|err| StoreError::Url(err.to_string()))?;
+        migrations::migrate(&pool, migrations::latest_version()).await?;
+        let commits = Arc::new(AtomicU64::new(0));
+        let jobs = writer::spawn(pool.clone(), commits.clone());
+        Ok(Postgres {
+            pool,
+            jobs,
+            commits,
+        })
+    }
+
+    /// Queues `work` for the writer and waits for its answer: `work` runs in
+    /// the writer's transaction (in its own savepoint), and `then` turns its
+    /// result into the answer after the commit, in queue order.
+    async fn write<T, R, C>(&self, work: Work<T>, then: C) -> Result<R, StoreError>
+    where
+        T: Send + 'static,
+        R: Send + 'static,
+        C: FnOnce(T) -> R + Send + 'static,
+    {
+        let (answer, answered) = oneshot::channel();
+        let job: Box<dyn Job> = Box::new(Queued::new(work, then, answer));
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        answered.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Runs `work` in a read-only transaction on a pooled connection of its
+    /// own (one snapshot for everything it reads).
+    async fn read<T>(&self, work: Work<T>) -> Result<T, StoreError> {
+        let mut client = self.pool.get().await?;
+        let transaction = client
+            .build_transaction()
+            .read_only(true)
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .start()
+            .await?;
+        let result = work(&transaction).await?;
+        transaction.commit().await?;
+        Ok(result)
+    }
+
+    /// How many transactions the writer has committed since `connect`.
+    pub(super) fn commits(&self) -> u64 {
+        self.commits.load(Relaxed)
+    }
+}
+
+/// An offset as PostgreSQL stores it (`BIGINT`).
+fn to_db(offset: u64) -> i64 {
+    i64::try_from(offset).unwrap_or(i64::MAX)
+}
+
+/// An offset read back from a `BIGINT` column.
+fn from_db(offset: i64) -> u64 {
+    u64::try_from(offset).unwrap_or(0)
+}
+
+/// For tests of an upgrade: the database at `url` brought to schema
+/// `version` only, then `sql` run on it (the data an older Pulse stored).
+#[cfg(test)]
+pub(super) async fn at_version(url: &str, version: usize, sql: &str) -> Result<(), StoreError> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    let manager = Manager::from_config(
+        url.parse()
+            .map_err(|err: tokio_postgres::Error| StoreError::Url(err.to_string()))?,
+        tokio_postgres::NoTls,
+        ManagerConfig::default(),
+    );
+    let pool = Pool::builder(manager)
+        .max_size(1)
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(|err| StoreError::Url(err.to_string()))?;
+    migrations::migrate(&pool, version).await?;
+    client.batch_execute(sql).await?;
+    Ok(())
+}
+
+/// For tests: the schema version of the database at `url`, and the latest.
+#[cfg(test)]
+pub(super) async fn schema_version(url: &str) -> Result<(usize, usize), StoreError> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    let version: i32 = client
+        .query_one("SELECT version FROM pulse_schema", &[])
+        .await?
+        .get(0);
+    Ok((version as usize, migrations::latest_version()))
+}

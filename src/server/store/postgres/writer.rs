@@ -1,0 +1,147 @@
+//! Owns the PostgreSQL backend's writer: one task per instance, fed by a
+//! bounded queue of jobs, committing them in groups.
+//!
+//! A group is whatever is queued when the writer gets to it (up to
+//! `MAX_GROUP` jobs): one transaction on a pooled connection, a savepoint
+//! per job (a job that fails is rolled back alone and answers its error),
+//! one `COMMIT`. Only after that commit does each job's callback run, in
+//! queue order, and its caller get the answer. If the connection fails
+//! (the database went away), the whole group answers an error: nothing of
+//! it is acknowledged, whether or not the server got to commit it, and an
+//! idempotent resend finds out which.
+//!
+//! Every group first takes one transaction-scoped advisory lock, shared by
+//! all instances: groups of different instances never interleave, so two
+//! groups that touch the same channels in opposite orders cannot deadlock,
+//! and each commits whole or not at all. One group at a time is what SQLite
+//! allows too; group commit is what makes it carry the load.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use deadpool_postgres::{Pool, Transaction};
+use futures_util::future::{BoxFuture, FutureExt};
+use tokio::sync::{mpsc, oneshot};
+
+use super::Work;
+use crate::server::store::group::{answer_group, Answer, Pending};
+use crate::server::store::StoreError;
+
+/// How many jobs may wait for the writer; a caller finding it full waits.
+const QUEUE_CAPACITY: usize = 1024;
+
+/// The most jobs committed in one transaction.
+const MAX_GROUP: usize = 64;
+
+/// The advisory lock every group holds until its commit ("pulse" + 1).
+const WRITE_LOCK: i64 = 0x7075_6c73_6501;
+
+/// One unit of work for the writer; type-erased so that jobs with different
+/// results share one queue. Answered after its group (`Answer`).
+pub(super) trait Job: Answer {
+    /// Runs inside the group's transaction, in the job's own savepoint, and
+    /// keeps its result until the group is committed.
+    fn run<'a>(&'a mut self, db: &'a Transaction<'a>) -> BoxFuture<'a, Result<(), StoreError>>;
+}
+
+/// A job built from a transaction body and a callback producing the answer.
+pub(super) struct Queued<T, C, R> {
+    work: Option<Work<T>>,
+    pending: Pending<T, C, R>,
+}
+
+impl<T, C, R> Queued<T, C, R> {
+    pub(super) fn new(
+        work: Work<T>,
+        then: C,
+        answer: oneshot::Sender<Result<R, StoreError>>,
+    ) -> Self {
+        Queued {
+            work: Some(work),
+            pending: Pending::new(then, answer),
+        }
+    }
+}
+
+impl<T, C, R> Job for Queued<T, C, R>
+where
+    T: Send,
+    R: Send,
+    C: FnOnce(T) -> R + Send,
+{
+    fn run<'a>(&'a mut self, db: &'a Transaction<'a>) -> BoxFuture<'a, Result<(), StoreError>> {
+        let work = self.work.take();
+        Box::pin(async move {
+            if let Some(work) = work {
+                self.pending.result = Some(work(db).await?);
+            }
+            Ok(())
+        })
+    }
+}
+
+impl<T, C, R> Answer for Queued<T, C, R>
+where
+    T: Send,
+    R: Send,
+    C: FnOnce(T) -> R + Send,
+{
+    fn committed(self: Box<Self>) {
+        Box::new(self.pending).committed()
+    }
+
+    fn failed(self: Box<Self>, error: StoreError) {
+        Box::new(self.pending).failed(error)
+    }
+}
+
+/// A job of the group being committed, and how its own part went.
+type Outcome = (Box<dyn Job>, Result<(), StoreError>);
+
+/// Starts the writer task; the queue it returns is its only input.
+pub(super) fn spawn(pool: Pool, commits: Arc<AtomicU64>) -> mpsc::Sender<Box<dyn Job>> {
+    let (jobs, queue) = mpsc::channel(QUEUE_CAPACITY);
+    tokio::spawn(run(pool, queue, commits));
+    jobs
+}
+
+/// The writer: waits for a job, takes every job queued behind it (up to
+/// `MAX_GROUP`), commits them as one group; ends when every handle is gone
+/// and the queue is empty.
+async fn run(pool: Pool, mut queue: mpsc::Receiver<Box<dyn Job>>, commits: Arc<AtomicU64>) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while queue.recv_many(&mut group, MAX_GROUP).await > 0 {
+        let mut outcomes: Vec<Outcome> = group.drain(..).map(|job| (job, Ok(()))).collect();
+        let committed = run_group(&pool, &mut outcomes)
+            .await
+            .map_err(|err| err.to_string());
+        answer_group(outcomes, committed, &commits);
+    }
+}
+
+/// The transaction of one group: the lock, every job in its savepoint, then
+/// the commit. An `Err` means nothing of the group may be acknowledged.
+async fn run_group(pool: &Pool, outcomes: &mut [Outcome]) -> Result<(), StoreError> {
+    let mut client = pool.get().await?;
+    let mut transaction = client.transaction().await?;
+    transaction
+        .execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
+        .await?;
+    for (job, outcome) in outcomes.iter_mut() {
+        let savepoint = transaction.savepoint("job").await?;
+        let ran = AssertUnwindSafe(job.run(&savepoint))
+            .catch_unwind()
+            .await
+            .unwrap_or(Err(StoreError::Panicked));
+        match ran {
+            Ok(()) => savepoint.commit().await?,
+            // If the connection itself failed, this fails too, and with it
+            // the group.
+            Err(_) => savepoint.rollback().await?,
+        }
+        *outcome = ran;
+    }
+    transaction.commit().await?;
+    Ok(())
+}
