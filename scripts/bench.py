@@ -55,6 +55,20 @@ with the medians per server and the ratios pulse/node:
   scripts/bench.py idle --clients 19500 --compare
   scripts/bench.py chat --senders 50 --chat-rate 2 --compare
 
+The stores (issue 13): `--database postgres` runs Pulse on PostgreSQL, in a
+throwaway cluster this script starts (initdb in a temporary directory, as the
+`postgres` user when run as root; fsync on, as SQLite's synchronous=FULL),
+pinned to CPU 0 with the server, with a fresh database per run; its CPU
+(the postmaster and every backend) is sampled like the server's and reported
+as `db_cpu_seconds` (`cpu_us_per_ack_with_db` adds it in). `--compare-stores`
+runs three rounds of SQLite then PostgreSQL and prints the ratios
+postgres / sqlite. Chat `--clients` above `--senders` adds listeners that
+subscribe to the room, so every message is also fanned out:
+
+  scripts/bench.py chat --clients 500 --senders 50 --chat-rate 2 --compare-stores
+  scripts/bench.py chat --clients 200 --senders 200 --chat-rate 5 --compare-stores \
+      --server-flag=--chat-rate=20
+
 --server-kind node runs the reference alone. The reference serves stream,
 idle and chat only (no resume, presence or rate limits: storm and abuse need
 Pulse); its chat is kept in memory, not on disk (see bench/reference/README.md).
@@ -177,15 +191,92 @@ def doc_command(args):
 def chat_command(args):
     return ["taskset", "-c", "1", args.node, "--experimental-websocket", "--no-warnings", CHAT_SCRIPT,
             "--url", f"http://127.0.0.1:{args.port}", "--senders", str(args.senders),
-            "--rate", str(args.chat_rate), "--seconds", str(args.duration)]
+            "--rate", str(args.chat_rate), "--seconds", str(args.duration),
+            "--listeners", str(max(0, args.clients - args.senders) if args.clients_given else 0)]
+
+
+class Postgres:
+    """A throwaway PostgreSQL cluster for the benchmark: initdb in a temporary
+    directory (as the `postgres` user when this runs as root: PostgreSQL
+    refuses root), the server pinned to CPU 0 beside Pulse, stopped at exit."""
+
+    def __init__(self, port):
+        bindirs = sorted(d for d in os.listdir("/usr/lib/postgresql") if os.path.isdir(f"/usr/lib/postgresql/{d}/bin"))
+        if not bindirs:
+            sys.exit("PostgreSQL is not installed: scripts/setup.sh installs it")
+        self.bin = f"/usr/lib/postgresql/{bindirs[-1]}/bin"
+        self.port, self.count = port, 0
+        self.dir = tempfile.mkdtemp(prefix="pulse-bench-pg-")
+        self.as_user = []
+        if os.geteuid() == 0:
+            import pwd
+            entry = pwd.getpwnam("postgres")
+            os.chown(self.dir, entry.pw_uid, entry.pw_gid)
+            self.as_user = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"]
+        subprocess.run([*self.as_user, f"{self.bin}/initdb", "-D", self.dir, "--auth=trust", "-U", "postgres",
+                        "-E", "UTF8", "--locale=C"], check=True, stdout=subprocess.DEVNULL, cwd=self.dir)
+        self.server = subprocess.Popen(
+            ["taskset", "-c", "0", *self.as_user, f"{self.bin}/postgres", "-D", self.dir, "-p", str(port),
+             "-k", self.dir, "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=100"],
+            stdout=subprocess.DEVNULL, stderr=open(f"{self.dir}/server.log", "w"), cwd=self.dir)
+        for _ in range(300):
+            if subprocess.run([f"{self.bin}/pg_isready", "-h", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL).returncode == 0:
+                return
+            time.sleep(0.1)
+        sys.exit(f"PostgreSQL did not start; see {self.dir}/server.log")
+
+    def fresh_database(self):
+        self.count += 1
+        name = f"pulse_bench_{self.count}"
+        subprocess.run([f"{self.bin}/psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d",
+                        "postgres", "-q", "-c", f"CREATE DATABASE {name}"], check=True)
+        return f"postgres://postgres@127.0.0.1:{self.port}/{name}"
+
+    def pids(self):
+        """The postmaster and every process it started (the backends)."""
+        root = self.server.pid
+        # taskset and setpriv exec, so the postmaster has the Popen's pid.
+        found = [root]
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    ppid = int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1])
+                except OSError:
+                    continue
+                if ppid == root:
+                    found.append(int(entry))
+        return found
+
+    def cpu_seconds(self):
+        """CPU of the cluster's live processes plus what its exited children
+        used (cutime/cstime of the postmaster)."""
+        total = 0.0
+        for pid in self.pids():
+            value = cpu_seconds(pid)
+            total += value or 0.0
+        try:
+            fields = open(f"/proc/{self.server.pid}/stat").read().rsplit(")", 1)[1].split()
+            total += (int(fields[13]) + int(fields[14])) / TICK
+        except OSError:
+            pass
+        return total
+
+    def stop(self):
+        self.server.send_signal(2)  # SIGINT: fast shutdown
+        try:
+            self.server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.server.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class Sampler:
     """Samples the server's CPU and RSS, the machine's busy time and the load's
     CPU every SAMPLE_EVERY seconds, and notes any `rustc` it sees."""
 
-    def __init__(self, server_pid):
-        self.server_pid, self.load_pid = server_pid, None
+    def __init__(self, server_pid, database=None):
+        self.server_pid, self.load_pid, self.database = server_pid, None, database
         self.samples, self.rustc_seen = [], []
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.run)
@@ -196,8 +287,9 @@ class Sampler:
         while not self.stop.is_set():
             now = time.monotonic()
             load_cpu = cpu_seconds(self.load_pid) if self.load_pid else None
+            db_cpu = self.database.cpu_seconds() if self.database else None
             self.samples.append((now, cpu_seconds(self.server_pid), rss_bytes(self.server_pid),
-                                 machine_busy_seconds(), load_cpu))
+                                 machine_busy_seconds(), load_cpu, db_cpu))
             if now - last_rustc_check >= RUSTC_CHECK_EVERY:
                 last_rustc_check = now
                 if rustc_running():
@@ -231,8 +323,9 @@ def run_load(command, sampler):
     return json.loads(lines[-1]), started, ended
 
 
-def run_once(args, kind, label):
-    """Starts one server, runs the load against it, stops it; returns the result line."""
+def run_once(args, kind, label, database=None):
+    """Starts one server (on `database`, a `Postgres`, when given; else on a
+    SQLite file), runs the load against it, stops it; returns the result line."""
     waited = wait_for_quiet(args.wait_idle)
     rustc_at_start = rustc_running()
     # Idle, chat and doc: no ticks, so the server's CPU is the sockets' (and the chat's or the document's) alone.
@@ -241,14 +334,17 @@ def run_once(args, kind, label):
     # A fresh database per run: chat from the abuse run must not carry over,
     # and two server builds must not share (or migrate) one file.
     data_dir = tempfile.mkdtemp(prefix="pulse-bench-")
+    command = server_command(args, kind, data_dir, tick_rate, heartbeat_ms)
+    if database:
+        command += ["--database-url", database.fresh_database()]
     server = subprocess.Popen(
-        server_command(args, kind, data_dir, tick_rate, heartbeat_ms), cwd=ROOT,
+        command, cwd=ROOT,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "error"})
     try:
         wait_until_up(server, args.port)
         time.sleep(1)
         baseline_rss = rss_bytes(server.pid)
-        sampler = Sampler(server.pid)
+        sampler = Sampler(server.pid, database)
         try:
             if args.mode == "chat":
                 report, started, ended = run_load(chat_command(args), sampler)
@@ -261,6 +357,13 @@ def run_once(args, kind, label):
         finally:
             sampler.finish()
         result = summarise(args, kind, label, report, sampler, baseline_rss, window_start, window_end)
+        result["database"] = "postgres" if database else ("sqlite" if kind == "pulse" else "memory")
+        if database:
+            db_cpu = sampler.at(window_end, 5) - sampler.at(window_start, 5)
+            result["db_cpu_seconds"] = round(db_cpu, 2)
+            if args.mode == "chat" and report.get("acked"):
+                result["cpu_us_per_ack_with_db"] = round(
+                    (result["server_cpu_seconds"] + db_cpu) * 1e6 / report["acked"], 1)
         result.update({
             "heartbeat_ms": heartbeat_ms,
             "rustc_waited_secs": waited,
@@ -287,7 +390,7 @@ def summarise(args, kind, label, report, sampler, baseline_rss, window_start, wi
     peak_rss = max(s[2] for s in sampler.samples if s[2] is not None)
     result = {"label": label, "server_kind": kind, "mode": args.mode}
     if args.mode == "chat":
-        result.update({"senders": args.senders, "chat": report,
+        result.update({"senders": args.senders, "listeners": report.get("listeners", 0), "chat": report,
                        "cpu_us_per_ack": round(cpu * 1e6 / report["acked"], 1) if report.get("acked") else None})
     elif args.mode == "doc":
         acked = report["acked"]
@@ -367,7 +470,9 @@ MEASURES = {
     "chat": [("ack_p50_ms", lambda r: r["chat"]["p50_ms"], "lower"),
              ("ack_p99_ms", lambda r: r["chat"]["p99_ms"], "lower"),
              ("acked", lambda r: r["chat"]["acked"], "higher"),
-             ("cpu_us_per_ack", lambda r: r["cpu_us_per_ack"], "lower")],
+             ("cpu_us_per_ack", lambda r: r["cpu_us_per_ack"], "lower"),
+             ("cpu_us_per_ack_with_db", lambda r: r.get("cpu_us_per_ack_with_db", r["cpu_us_per_ack"]), "lower"),
+             ("delivered", lambda r: r["chat"].get("delivered"), "higher")],
 }
 
 
@@ -376,31 +481,35 @@ def median_of(lines, read):
     return round(statistics.median(values), 3) if values else None
 
 
-def compare(args):
-    """ROUNDS rounds of Pulse then the reference; every line, then the summary."""
-    lines = {kind: [] for kind in KINDS}
+def compare(args, variants):
+    """ROUNDS rounds of each variant in turn, `variants` being (name, server
+    kind, database) with the baseline first; every line, then the summary
+    with the ratios of the second to the first."""
+    (first, *_), (second, *_) = variants
+    lines = {name: [] for name, _, _ in variants}
     for round_number in range(1, ROUNDS + 1):
-        for kind in KINDS:
-            line = run_once(args, kind, f"{args.label or args.mode}:{kind}")
+        for name, kind, database in variants:
+            line = run_once(args, kind, f"{args.label or args.mode}:{name}", database)
             line["round"] = round_number
-            lines[kind].append(line)
+            lines[name].append(line)
             print(json.dumps(line), flush=True)
-    summary = {"summary": f"{args.mode}, median of {ROUNDS} interleaved rounds; ratio = pulse / node",
+    summary = {"summary": f"{args.mode}, median of {ROUNDS} interleaved rounds; ratio = {second} / {first}",
                "label": args.label, "mode": args.mode}
     if args.mode == "chat":
         summary["senders"], summary["chat_rate"] = args.senders, args.chat_rate
+        summary["clients"] = args.clients if args.clients_given else args.senders
     else:
         summary["clients"], summary["symbols_per_client"] = args.clients, 0 if args.mode == "idle" else args.symbols
-    for name, read, better in MEASURES[args.mode]:
-        pulse, node = median_of(lines["pulse"], read), median_of(lines["node"], read)
-        ratio = round(pulse / node, 3) if pulse is not None and node else None
-        summary[name] = {"pulse": pulse, "node": node, "ratio": ratio, "better": better}
+    for measure, read, better in MEASURES[args.mode]:
+        base, other = median_of(lines[first], read), median_of(lines[second], read)
+        ratio = round(other / base, 3) if other is not None and base else None
+        summary[measure] = {first: base, second: other, "ratio": ratio, "better": better}
     # A server that could not take every client did less work: its per-message
     # figures then compare unequal loads, which the summary says outright.
-    short = {kind: min(line.get("connected", args.clients) for line in lines[kind]) for kind in KINDS
-             if lines[kind] and args.mode != "chat"}
-    summary["every_client_connected"] = {kind: low >= args.clients for kind, low in short.items()}
-    summary["rustc_seen_during_runs"] = sum(line["rustc_seen_during_run"] for kind in KINDS for line in lines[kind])
+    short = {name: min(line.get("connected", args.clients) for line in lines[name]) for name in lines
+             if lines[name] and args.mode != "chat"}
+    summary["every_client_connected"] = {name: low >= args.clients for name, low in short.items()}
+    summary["rustc_seen_during_runs"] = sum(line["rustc_seen_during_run"] for name in lines for line in lines[name])
     print(json.dumps(summary), flush=True)
 
 
@@ -439,17 +548,35 @@ def main():
                         help="doc: stop editing after this many updates (else after --duration s)")
     parser.add_argument("--wait-idle", type=float, default=180, help="seconds to wait for no rustc")
     parser.add_argument("--server-flag", action="append", default=[], help="extra Pulse flag (repeatable)")
+    parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite",
+                        help="Pulse's store: the SQLite file, or a throwaway PostgreSQL cluster")
+    parser.add_argument("--compare-stores", action="store_true",
+                        help="three rounds of Pulse on SQLite then on PostgreSQL, and the ratios")
+    parser.add_argument("--pg-port", type=int, default=3998, help="the throwaway PostgreSQL's port")
     args = parser.parse_args()
+    # Chat: --clients counts only when given (senders + listeners).
+    args.clients_given = any(arg == "--clients" or arg.startswith("--clients=") for arg in sys.argv[1:])
 
     uses_node = args.compare or args.server_kind == "node"
     if uses_node and args.mode not in NODE_MODES:
         parser.error(f"the reference server serves {', '.join(NODE_MODES)} only, not {args.mode}")
     if uses_node:
         ensure_reference()
-    if args.compare:
-        compare(args)
-    else:
-        print(json.dumps(run_once(args, args.server_kind, args.label)))
+    if args.compare and args.compare_stores:
+        parser.error("--compare and --compare-stores: one at a time")
+    database = None
+    if args.compare_stores or args.database == "postgres":
+        database = Postgres(args.pg_port)
+    try:
+        if args.compare:
+            compare(args, [("pulse", "pulse", None), ("node", "node", None)])
+        elif args.compare_stores:
+            compare(args, [("sqlite", "pulse", None), ("postgres", "pulse", database)])
+        else:
+            print(json.dumps(run_once(args, args.server_kind, args.label, database)))
+    finally:
+        if database:
+            database.stop()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,10 @@
 // Measures chat ack latency against a running Pulse server: `--senders`
 // guests each send `chat_send` at `--rate` messages per second for
 // `--seconds`, and the time from each send to its `ack` is recorded.
-// Prints one JSON line: {senders, rate, sent, acked, p50_ms, p99_ms, max_ms}.
+// `--listeners` more clients (anonymous) subscribe to the room and count the
+// messages they receive, so the server also fans each message out.
+// Prints one JSON line: {senders, listeners, rate, sent, acked, p50_ms,
+// p99_ms, max_ms, delivered}.
 //
 // Uses Node 20's built-in WebSocket (`node --experimental-websocket`), so it
 // needs no npm package. Example:
@@ -18,6 +21,7 @@ const url = args.url ?? "http://127.0.0.1:3000";
 const senders = Number(args.senders ?? 50);
 const rate = Number(args.rate ?? 2);
 const seconds = Number(args.seconds ?? 20);
+const listeners = Number(args.listeners ?? 0);
 
 async function login(name) {
   const response = await fetch(`${url}/api/login`, {
@@ -42,6 +46,30 @@ function connect(token) {
 
 const latencies = [];
 let sent = 0;
+let delivered = 0;
+
+// One reader of the room: subscribes, counts every `chat` it gets.
+function listener() {
+  return new Promise((resolve, reject) => {
+    const socket = new WebSocket(url.replace(/^http/, "ws") + "/ws");
+    socket.onerror = () => reject(new Error("listener socket error"));
+    socket.onopen = () => socket.send(JSON.stringify({ type: "hello", data: {} }));
+    socket.onmessage = (event) => {
+      const frame = JSON.parse(String(event.data));
+      const messages = frame.type === "batch" ? frame.data.messages : [frame];
+      for (const message of messages) {
+        if (message.type === "welcome") {
+          const channels = [{ channel: "chat:bench" }];
+          socket.send(JSON.stringify({ type: "subscribe", data: { channels } }));
+        } else if (message.type === "subscribed") {
+          resolve(socket);
+        } else if (message.type === "chat") {
+          delivered += 1;
+        }
+      }
+    };
+  });
+}
 
 async function sender(n) {
   const socket = await connect(await login(`ack${n}x${Date.now() % 100000}`));
@@ -73,17 +101,22 @@ async function sender(n) {
   socket.close();
 }
 
+const readers = [];
+for (let n = 0; n < listeners; n += 1) readers.push(await listener());
 await Promise.all(Array.from({ length: senders }, (_, n) => sender(n)));
+for (const socket of readers) socket.close();
 latencies.sort((a, b) => a - b);
 const at = (q) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))];
 console.log(
   JSON.stringify({
     senders,
+    listeners,
     rate,
     sent,
     acked: latencies.length,
     p50_ms: +at(0.5).toFixed(2),
     p99_ms: +at(0.99).toFixed(2),
     max_ms: +latencies[latencies.length - 1].toFixed(2),
+    delivered,
   }),
 );

@@ -64,7 +64,7 @@ async fn rows_after(
 
 /// The document of `state` with `updates` applied, built off the runtime.
 async fn rebuilt(state: Vec<u8>, updates: Vec<Vec<u8>>) -> Result<yrs::Doc, StoreError> {
-    Ok(tokio::task::spawn_blocking(move || rebuild(&state, updates.into_iter())).await?)
+    Ok(tokio::task::spawn_blocking(move || rebuild(&state, updates)).await?)
 }
 
 impl Postgres {
