@@ -32,7 +32,8 @@ default) so that every socket is pinged several times within a 20 s window.
 Chat: scripts/chat_ack_latency.mjs (pinned to CPU 1) logs `--senders` guests in,
 each sends `chat_send` at `--chat-rate` per second for `--duration` s, and the
 time from each send to its `ack` is recorded; the simulator is off (as in idle
-mode) and the server's CPU is counted over the script's whole run.
+mode) and the server's CPU is counted over the script's run after its
+listeners (if any) joined.
 
 Doc: pulse-loadgen's doc mode (pinned to CPU 1): `--editors` guests each keep
 a yrs replica of `doc:notes` and insert a letter `--edit-rate` times a second
@@ -348,7 +349,8 @@ def run_once(args, kind, label, database=None):
         try:
             if args.mode == "chat":
                 report, started, ended = run_load(chat_command(args), sampler)
-                window_start, window_end = started, ended
+                # Without the listeners' logins and subscriptions.
+                window_start, window_end = started + report.get("setup_ms", 0) / 1000, ended
             else:
                 command = doc_command(args) if args.mode == "doc" else loadgen_command(args)
                 report, started, _ = run_load(command, sampler)

@@ -1,10 +1,10 @@
 // Measures chat ack latency against a running Pulse server: `--senders`
 // guests each send `chat_send` at `--rate` messages per second for
 // `--seconds`, and the time from each send to its `ack` is recorded.
-// `--listeners` more clients (anonymous) subscribe to the room and count the
+// `--listeners` more guests subscribe to the room and count the
 // messages they receive, so the server also fans each message out.
 // Prints one JSON line: {senders, listeners, rate, sent, acked, p50_ms,
-// p99_ms, max_ms, delivered}.
+// p99_ms, max_ms, delivered, setup_ms (the listeners' joining)}.
 //
 // Uses Node 20's built-in WebSocket (`node --experimental-websocket`), so it
 // needs no npm package. Example:
@@ -48,12 +48,14 @@ const latencies = [];
 let sent = 0;
 let delivered = 0;
 
-// One reader of the room: subscribes, counts every `chat` it gets.
-function listener() {
+// One reader of the room (chat needs an identified user): subscribes, counts
+// every `chat` it gets.
+async function listener(n) {
+  const token = await login(`read${n}x${Date.now() % 100000}`);
   return new Promise((resolve, reject) => {
     const socket = new WebSocket(url.replace(/^http/, "ws") + "/ws");
     socket.onerror = () => reject(new Error("listener socket error"));
-    socket.onopen = () => socket.send(JSON.stringify({ type: "hello", data: {} }));
+    socket.onopen = () => socket.send(JSON.stringify({ type: "hello", data: { token } }));
     socket.onmessage = (event) => {
       const frame = JSON.parse(String(event.data));
       const messages = frame.type === "batch" ? frame.data.messages : [frame];
@@ -65,6 +67,8 @@ function listener() {
           resolve(socket);
         } else if (message.type === "chat") {
           delivered += 1;
+        } else if (message.type === "error") {
+          reject(new Error(`listener: ${JSON.stringify(message.data)}`));
         }
       }
     };
@@ -102,7 +106,10 @@ async function sender(n) {
 }
 
 const readers = [];
-for (let n = 0; n < listeners; n += 1) readers.push(await listener());
+const setupStarted = performance.now();
+for (let n = 0; n < listeners; n += 1) readers.push(await listener(n));
+// How long the listeners took to join, so a benchmark can leave it out.
+const setupMs = performance.now() - setupStarted;
 await Promise.all(Array.from({ length: senders }, (_, n) => sender(n)));
 for (const socket of readers) socket.close();
 latencies.sort((a, b) => a - b);
@@ -118,5 +125,6 @@ console.log(
     p99_ms: +at(0.99).toFixed(2),
     max_ms: +latencies[latencies.length - 1].toFixed(2),
     delivered,
+    setup_ms: +setupMs.toFixed(1),
   }),
 );
