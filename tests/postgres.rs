@@ -19,6 +19,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// One secret for both instances, so a token minted by one is good on both.
 const SECRET: &str = "a-secret-shared-by-both-instances-0123456789";
+const ADMIN_KEY: &str = "an-admin-key-for-the-fault-test";
 const USERS: usize = 6;
 const EACH: usize = 40;
 
@@ -207,6 +208,8 @@ async fn chat_fails_cleanly_while_the_database_is_down_and_recovers_by_itself() 
         "AAPL",
         "--tick-rate",
         "20",
+        "--admin-key",
+        ADMIN_KEY,
     ])
     .await;
     let mut watcher = Client::connected(&server).await;
@@ -228,8 +231,13 @@ async fn chat_fails_cleanly_while_the_database_is_down_and_recovers_by_itself() 
             "{id} while the database is down"
         );
     }
-    // Meanwhile the ticker flows on (20 a second).
+    // Meanwhile the ticker flows on (20 a second), and a user can still sign
+    // in and be online (remembering them for mentions fails, and only that).
     assert!(ticks_within(&mut watcher, std::time::Duration::from_secs(1)).await >= 5);
+    let _bob = Client::signed_in(&server, "Bob").await;
+    let (status, online) = common::http_get_bearer(server.addr, "/api/presence", ADMIN_KEY).await;
+    assert_eq!(status, 200, "{online}");
+    assert!(online.contains("guest:bob"), "{online}");
 
     cluster.restart();
     // The pool connects again by itself: the client's resend is stored
