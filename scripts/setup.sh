@@ -23,9 +23,11 @@ command -v pkg-config >/dev/null || apt_missing+=(pkg-config)
 # only with python3-venv, which is what provides ensurepip.
 command -v python3 >/dev/null || apt_missing+=(python3)
 python3 -c 'import ensurepip' 2>/dev/null || apt_missing+=(python3-venv)
-# PostgreSQL binaries: the tests start private throwaway clusters on
-# free ports (tests/common/postgres.rs); no service is started here.
+# PostgreSQL and Redis binaries: the tests start private throwaway servers on
+# free ports (tests/common/postgres.rs, tests/common/redis.rs); no service is
+# started here.
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || apt_missing+=(postgresql)
+command -v redis-server >/dev/null || apt_missing+=(redis-server)
 if [ ${#apt_missing[@]} -gt 0 ]; then
   log "apt-get install ${apt_missing[*]}"
   $SUDO apt-get update -qq

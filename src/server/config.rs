@@ -28,6 +28,11 @@ pub enum ConfigError {
          {MIN_ADMIN_KEY_CHARS}, or unset to turn the admin API off"
     )]
     ShortAdminKey(usize),
+    #[error(
+        "--redis (PULSE_REDIS_URL) needs --database-url (PULSE_DATABASE_URL): instances that \
+         serve as one share their data in PostgreSQL, not each in a SQLite file of its own"
+    )]
+    RedisWithoutDatabase,
 }
 
 /// `pulse`: a real-time dashboard and WebSocket server.
@@ -47,6 +52,12 @@ pub struct Config {
     /// the SQLite file at `--db`.
     #[arg(long, env = "PULSE_DATABASE_URL")]
     pub database_url: Option<String>,
+
+    /// Redis, for several instances serving as one (`redis://host:port`):
+    /// committed chat messages and notifications reach every instance's
+    /// subscribers. Needs `--database-url` (the instances share the data).
+    #[arg(long, env = "PULSE_REDIS_URL")]
+    pub redis: Option<String>,
 
     /// Chat messages a connection may send per second, sustained (bursts of
     /// up to 10 pass); more are answered `rate_limited`.
@@ -201,6 +212,9 @@ fn parse_positive_rate(text: &str) -> Result<f64, String> {
 impl Config {
     /// Checks what clap cannot: secrets long enough to be secrets.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.redis.is_some() && self.database_url.is_none() {
+            return Err(ConfigError::RedisWithoutDatabase);
+        }
         if let Some(secret) = &self.jwt_secret {
             if secret.len() < MIN_SECRET_BYTES {
                 return Err(ConfigError::ShortSecret(secret.len()));

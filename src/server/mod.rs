@@ -6,6 +6,7 @@
 mod api;
 mod assets;
 pub mod auth;
+mod cluster;
 pub mod config;
 mod feeds;
 mod frames;
@@ -52,6 +53,8 @@ pub enum ServerError {
     Config(#[from] config::ConfigError),
     #[error("{0}")]
     Store(#[from] store::StoreError),
+    #[error("{0}")]
+    Relay(#[from] cluster::RelayError),
     #[error("leptos configuration: {0}")]
     Leptos(String),
     #[error("serving: {0}")]
@@ -90,14 +93,20 @@ pub async fn serve(
         "sqlite" => tracing::info!(db = %config.db.display(), "database open (SQLite)"),
         kind => tracing::info!(kind, "database open"),
     }
+    if let Some(url) = &config.redis {
+        cluster::start(url, hub.clone(), store.clone()).await?;
+        tracing::info!("relaying chat and notifications through Redis");
+    }
     // The default room is in memory from the start, so pages render its history.
     let general = crate::protocol::Channel::Chat(crate::client::DEFAULT_ROOM.to_owned());
-    let installer = hub.clone();
+    hub.watch(&general).await;
+    let (installer, installed) = (hub.clone(), general.clone());
     store
         .load_chat(general.to_string(), hub::CHAT_HISTORY, move |stored| {
-            installer.install_chat(&general, stored)
+            installer.install_chat(&installed, stored)
         })
         .await?;
+    hub.loaded(&general);
     let seed = config.seed.unwrap_or_else(rand::random);
     let feeds = Feeds::new(Market::new(&config.symbols.0, seed), hub.clone());
     let config_for_admission = config.clone();

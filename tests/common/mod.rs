@@ -4,6 +4,7 @@
 
 pub mod postgres;
 pub mod process;
+pub mod redis;
 
 use clap::Parser;
 use futures::{SinkExt, StreamExt};

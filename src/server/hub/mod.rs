@@ -13,11 +13,13 @@
 mod doc;
 mod online;
 mod presence;
+mod relay;
 mod ring;
 mod subscriber;
 mod ticker;
 
 use axum::extract::ws::Utf8Bytes;
+pub use relay::{Delivery, RelayCommand, RelayLink, Relayed};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -99,6 +101,9 @@ struct Inner {
     /// Wakes the presence task (`online::expire`) when presence got an
     /// earlier deadline, or when the hub is dropped (so the task ends).
     presence_wake: Arc<Notify>,
+    /// Set when several instances run as one (`relay.rs`): committed
+    /// messages of persisted channels go through it.
+    relay: std::sync::OnceLock<RelayLink>,
 }
 
 impl Drop for Inner {
@@ -144,6 +149,28 @@ struct InboxHistory {
     epoch: String,
     ring: Ring<Utf8Bytes>,
     unread: Unread,
+}
+
+impl InboxHistory {
+    /// Keeps the next notification (in the ring and the unread snapshot)
+    /// and queues it for `subscribers`.
+    fn accept(
+        &mut self,
+        notification: Notification,
+        subscribers: impl Iterator<Item = Arc<dyn Subscriber>>,
+    ) {
+        let frame = frames::encode(ServerMessage::Notification(notification.clone()));
+        self.ring.push(frame.clone());
+        let unread = &mut self.unread;
+        unread.newest.push(notification);
+        unread.total += 1;
+        if unread.newest.len() > UNREAD_SNAPSHOT {
+            unread.newest.remove(0);
+        }
+        for outbox in subscribers {
+            let _ = outbox.deliver(frame.clone());
+        }
+    }
 }
 
 /// A chat room: persisted, so its epoch comes from the database and only
@@ -264,6 +291,7 @@ impl Hub {
                 metrics,
                 presence_grace,
                 presence_wake: Arc::new(Notify::new()),
+                relay: std::sync::OnceLock::new(),
             }),
         };
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -532,29 +560,16 @@ impl Hub {
     }
 
     /// Publishes a chat message just committed to the store (called in commit
-    /// order, so offsets arrive in order): kept in memory and queued for every
-    /// subscriber. Never dropped: a subscriber too far behind gets 4008.
+    /// order, so offsets arrive in order): through the relay when instances
+    /// run as one, else straight to this hub's subscribers, where it is kept
+    /// in memory and queued for every subscriber. Never dropped: a
+    /// subscriber too far behind gets 4008.
     pub fn publish_chat(&self, message: &ChatMessage) {
-        let Ok(channel) = Channel::chat(&message.room) else {
-            return;
-        };
-        let Some(state) = lock(&self.inner.channels).get(&channel).cloned() else {
-            // Not installed: nobody subscribed yet; the store has the message.
-            return;
-        };
-        let mut state = lock(&state);
-        let state = &mut *state;
-        let History::Chat(history) = &mut state.history else {
-            return;
-        };
-        if message.offset != history.ring.latest() + 1 {
-            tracing::error!(channel = %state.name, offset = message.offset, "chat offset out of order");
+        if self.relay(Relayed::Chat(message.clone())) {
             return;
         }
-        let frame = frames::encode(ServerMessage::Chat(message.clone()));
-        history.ring.push((message.clone(), frame.clone()));
-        for outbox in state.subscribers.values() {
-            let _ = outbox.deliver(frame.clone());
+        if let Delivery::Gap { latest } = self.deliver_chat(message) {
+            tracing::error!(channel = %message.channel, latest, offset = message.offset, "chat offset out of order");
         }
     }
 
@@ -598,25 +613,14 @@ impl Hub {
     }
 
     /// Publishes a notification just committed to the store, to every tab of
-    /// its user.
+    /// its user (through the relay when instances run as one).
     pub fn publish_notification(&self, notification: &Notification) {
-        self.with_inbox(&notification.channel, |name, history, subscribers| {
-            if notification.offset != history.ring.latest() + 1 {
-                tracing::error!(channel = %name, offset = notification.offset, "notification offset out of order");
-                return;
-            }
-            let frame = frames::encode(ServerMessage::Notification(notification.clone()));
-            history.ring.push(frame.clone());
-            let unread = &mut history.unread;
-            unread.newest.push(notification.clone());
-            unread.total += 1;
-            if unread.newest.len() > UNREAD_SNAPSHOT {
-                unread.newest.remove(0);
-            }
-            for outbox in subscribers.values() {
-                let _ = outbox.deliver(frame.clone());
-            }
-        });
+        if self.relay(Relayed::Notification(notification.clone())) {
+            return;
+        }
+        if let Delivery::Gap { latest } = self.deliver_notification(notification) {
+            tracing::error!(channel = %notification.channel, latest, offset = notification.offset, "notification offset out of order");
+        }
     }
 
     /// Replaces the unread snapshot of `channel` with the store's, read in

@@ -131,21 +131,29 @@ pub(super) async fn install(hub: Hub, store: Store, channel: Channel) -> Result<
         return Ok(());
     }
     match &channel {
+        // Relayed channels (instances run as one): the relay listens before
+        // the load, and fills in what was committed around it after.
         Channel::Chat(_) => {
-            let name = channel.to_string();
+            hub.watch(&channel).await;
+            let (name, installer, installed) = (channel.to_string(), hub.clone(), channel.clone());
             store
                 .load_chat(name, CHAT_HISTORY, move |stored| {
-                    hub.install_chat(&channel, stored)
+                    installer.install_chat(&installed, stored)
                 })
-                .await
+                .await?;
+            hub.loaded(&channel);
+            Ok(())
         }
         Channel::User(id) => {
-            let id = id.clone();
+            hub.watch(&channel).await;
+            let (id, installer, installed) = (id.clone(), hub.clone(), channel.clone());
             store
                 .load_inbox(id, INBOX_HISTORY, move |stored| {
-                    hub.install_inbox(&channel, stored)
+                    installer.install_inbox(&installed, stored)
                 })
-                .await
+                .await?;
+            hub.loaded(&channel);
+            Ok(())
         }
         Channel::Doc(id) => {
             let id = id.clone();

@@ -1,0 +1,172 @@
+//! Owns the hub's side of running several instances as one: where the
+//! messages of persisted channels go once committed (straight to this hub's
+//! subscribers, or through a relay that carries them to every instance,
+//! `server/cluster/`), and delivering what the relay brings back, offset by
+//! offset, telling the relay about a gap so it can fill it from the store.
+//!
+//! The hub names no Redis type: a relay is two queues.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{frames, lock, ChatHistory, History, Hub, Ring, CHAT_HISTORY};
+use crate::protocol::{Channel, ChatMessage, Notification, ServerMessage};
+
+/// A message of a persisted channel, committed by this instance, for the
+/// relay to carry to every instance (this one included).
+#[derive(Debug, Clone)]
+pub enum Relayed {
+    Chat(ChatMessage),
+    Notification(Notification),
+}
+
+/// What the hub asks of a relay about a persisted channel it loads.
+#[derive(Debug)]
+pub enum RelayCommand {
+    /// Listen to the channel; answered once listening, so that the load
+    /// which follows and the messages the relay brings overlap, never miss.
+    Watch(Channel, oneshot::Sender<()>),
+    /// The channel is now in memory: deliver whatever was committed between
+    /// the load and now (the store has it).
+    Loaded(Channel),
+}
+
+/// The queues into a relay: what to publish, and what the hub asks of it.
+#[derive(Clone)]
+pub struct RelayLink {
+    pub publish: mpsc::UnboundedSender<Relayed>,
+    pub commands: mpsc::UnboundedSender<RelayCommand>,
+}
+
+/// What delivering one message did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Kept and queued for every subscriber.
+    Delivered,
+    /// Its offset was delivered before (a message from this instance that
+    /// the relay filled in already, or a duplicate): nothing to do.
+    Known,
+    /// Messages between `latest` (the last delivered) and it are missing.
+    Gap { latest: u64 },
+    /// This hub does not hold the channel: the store alone has the message.
+    NotHeld,
+}
+
+impl Hub {
+    /// From now on, committed messages of persisted channels go through the
+    /// relay (`publish_chat`, `publish_notification`), and loads of them wait
+    /// until the relay listens (`watch`).
+    pub fn relay_through(&self, link: RelayLink) {
+        let _ = self.inner.relay.set(link);
+    }
+
+    /// Waits until the relay (if any) listens to `channel`; call before
+    /// loading a persisted channel from the store.
+    pub async fn watch(&self, channel: &Channel) {
+        let Some(link) = self.inner.relay.get() else {
+            return;
+        };
+        let (done, listening) = oneshot::channel();
+        if link
+            .commands
+            .send(RelayCommand::Watch(channel.clone(), done))
+            .is_ok()
+        {
+            // A relay that cannot listen (Redis is down) still answers: the
+            // load goes on, and a gap is filled when the relay is back.
+            let _ = listening.await;
+        }
+    }
+
+    /// Tells the relay (if any) that `channel` was loaded into memory.
+    pub fn loaded(&self, channel: &Channel) {
+        if let Some(link) = self.inner.relay.get() {
+            let _ = link.commands.send(RelayCommand::Loaded(channel.clone()));
+        }
+    }
+
+    /// Hands a committed message to the relay; false when there is none (or
+    /// it is gone), and the caller delivers it here.
+    pub(super) fn relay(&self, message: Relayed) -> bool {
+        self.inner
+            .relay
+            .get()
+            .is_some_and(|link| link.publish.send(message).is_ok())
+    }
+
+    /// Delivers a chat message to this hub's subscribers if it is the next
+    /// offset of its room.
+    pub fn deliver_chat(&self, message: &ChatMessage) -> Delivery {
+        self.deliver_chat_with(message, false)
+    }
+
+    /// Delivers a chat message after a gap the store could not fill (more
+    /// was missed than a room keeps): the room's history starts again at it,
+    /// so a resume from before it is answered with a snapshot.
+    pub fn deliver_chat_after_gap(&self, message: &ChatMessage) -> Delivery {
+        self.deliver_chat_with(message, true)
+    }
+
+    fn deliver_chat_with(&self, message: &ChatMessage, restart: bool) -> Delivery {
+        let Ok(channel) = Channel::chat(&message.room) else {
+            return Delivery::NotHeld;
+        };
+        let Some(state) = lock(&self.inner.channels).get(&channel).cloned() else {
+            return Delivery::NotHeld;
+        };
+        let mut state = lock(&state);
+        let state = &mut *state;
+        let History::Chat(history) = &mut state.history else {
+            return Delivery::NotHeld;
+        };
+        let latest = history.ring.latest();
+        if message.offset <= latest {
+            return Delivery::Known;
+        }
+        if message.offset != latest + 1 {
+            if !restart {
+                return Delivery::Gap { latest };
+            }
+            tracing::warn!(channel = %state.name, from = latest, to = message.offset, "chat history restarted after a gap");
+            *history = ChatHistory {
+                epoch: history.epoch.clone(),
+                ring: Ring::after_offset(CHAT_HISTORY, message.offset - 1),
+            };
+        }
+        let frame = frames::encode(ServerMessage::Chat(message.clone()));
+        history.ring.push((message.clone(), frame.clone()));
+        for outbox in state.subscribers.values() {
+            let _ = outbox.deliver(frame.clone());
+        }
+        Delivery::Delivered
+    }
+
+    /// Delivers a notification to its user's tabs on this instance if it is
+    /// the next offset of their channel.
+    pub fn deliver_notification(&self, notification: &Notification) -> Delivery {
+        let mut delivery = Delivery::NotHeld;
+        self.with_inbox(&notification.channel, |name, history, subscribers| {
+            let latest = history.ring.latest();
+            if notification.offset <= latest {
+                delivery = Delivery::Known;
+                return;
+            }
+            if notification.offset != latest + 1 {
+                tracing::debug!(channel = %name, latest, offset = notification.offset, "notification after a gap");
+                delivery = Delivery::Gap { latest };
+                return;
+            }
+            history.accept(notification.clone(), subscribers.values().map(Arc::clone));
+            delivery = Delivery::Delivered;
+        });
+        delivery
+    }
+
+    /// The latest offset this hub holds of `channel`, if it holds it.
+    pub fn held_latest(&self, channel: &Channel) -> Option<u64> {
+        let state = lock(&self.inner.channels).get(channel).cloned()?;
+        let latest = lock(&state).history.latest();
+        Some(latest)
+    }
+}

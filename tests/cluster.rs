@@ -1,0 +1,244 @@
+//! Several instances as one (`--redis` with `--database-url`): three servers
+//! on one PostgreSQL and one Redis, each started for the test. Chat sent on
+//! any instance reaches every instance's subscribers in offset order with
+//! the same offsets; a client resumes on another instance than the one it
+//! left with exactly what it missed; a mention on one instance notifies the
+//! user's tab on another; and messages committed while Redis was down reach
+//! the other instances once it is back, in order, once each.
+
+mod common;
+
+use common::postgres::shared;
+use common::redis::Redis;
+use common::{Client, TestServer, PATIENCE};
+use pulse::protocol::{ChatMessage, ServerMessage, Subscribed};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+const SECRET: &str = "one-secret-for-every-instance-0123456789abcdef";
+
+/// `count` instances on one fresh database and `redis`.
+async fn instances(redis: &Redis, count: usize) -> Vec<TestServer> {
+    let url = shared().create_database();
+    let redis_url = redis.url();
+    let mut servers = Vec::new();
+    for _ in 0..count {
+        let flags = [
+            "--database-url",
+            url.as_str(),
+            "--redis",
+            redis_url.as_str(),
+            "--jwt-secret",
+            SECRET,
+            "--tick-rate",
+            "0",
+            "--chat-rate",
+            "1000",
+        ];
+        servers.push(TestServer::start(&flags).await);
+    }
+    servers
+}
+
+async fn subscribe(client: &mut Client, channel: &str, since: Option<Value>) -> Subscribed {
+    let mut entry = json!({ "channel": channel });
+    if let Some(since) = since {
+        entry["since"] = since;
+    }
+    client
+        .send(&json!({"type": "subscribe", "data": {"channels": [entry]}}).to_string())
+        .await;
+    loop {
+        match client.recv().await.message {
+            ServerMessage::Subscribed(subscribed) => return subscribed,
+            ServerMessage::Error(error) => panic!("subscribe refused: {error:?}"),
+            _ => {}
+        }
+    }
+}
+
+async fn say(client: &mut Client, id: &str, text: &str) {
+    let frame = json!({"type": "chat_send", "id": id, "data": {"room": "general", "text": text}});
+    client.send(&frame.to_string()).await;
+}
+
+/// The next `count` chat messages a client receives (acks and the rest skipped).
+async fn chats(client: &mut Client, count: usize) -> Vec<ChatMessage> {
+    let mut received = Vec::new();
+    let deadline = tokio::time::Instant::now() + PATIENCE * 4;
+    while received.len() < count {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "got {} of {count} messages: {:?}",
+            received.len(),
+            received
+                .iter()
+                .map(|m: &ChatMessage| m.offset)
+                .collect::<Vec<_>>()
+        );
+        if let ServerMessage::Chat(message) = client.recv().await.message {
+            received.push(message);
+        }
+    }
+    received
+}
+
+/// Nothing more arrives within a moment (no message twice).
+async fn no_more_chat(client: &mut Client) {
+    let quiet = tokio::time::timeout(std::time::Duration::from_millis(500), async {
+        loop {
+            if let ServerMessage::Chat(message) = client.recv().await.message {
+                return message;
+            }
+        }
+    })
+    .await;
+    assert!(quiet.is_err(), "one more: {quiet:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_on_any_instance_reaches_every_instance_in_order() {
+    const EACH: usize = 20;
+    let redis = Redis::start();
+    let servers = instances(&redis, 3).await;
+    let mut readers = Vec::new();
+    for (n, server) in servers.iter().enumerate() {
+        let mut reader = Client::signed_in(server, &format!("Reader{n}")).await;
+        subscribe(&mut reader, "chat:general", None).await;
+        readers.push(reader);
+    }
+    // Senders on the first two instances, sending at once.
+    let mut senders = Vec::new();
+    for (n, server) in servers.iter().take(2).enumerate() {
+        let mut sender = Client::signed_in(server, &format!("Sender{n}")).await;
+        senders.push(tokio::spawn(async move {
+            for m in 0..EACH {
+                say(&mut sender, &format!("s{n}-{m}"), &format!("{n}/{m}")).await;
+            }
+            sender
+        }));
+    }
+    let total = 2 * EACH;
+    let mut seen: Vec<Vec<(u64, String)>> = Vec::new();
+    for reader in &mut readers {
+        let received = chats(reader, total).await;
+        seen.push(
+            received
+                .iter()
+                .map(|m| (m.offset, m.text.clone()))
+                .collect(),
+        );
+    }
+    let offsets: Vec<u64> = seen[0].iter().map(|(offset, _)| *offset).collect();
+    assert_eq!(
+        offsets,
+        (1..=total as u64).collect::<Vec<_>>(),
+        "in order, no gap"
+    );
+    assert_eq!(seen[1], seen[0], "the second instance saw the same");
+    assert_eq!(seen[2], seen[0], "the third instance saw the same");
+    for reader in &mut readers {
+        no_more_chat(reader).await;
+    }
+    for sender in senders {
+        sender.await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_resumes_on_another_instance_with_exactly_what_it_missed() {
+    let redis = Redis::start();
+    let servers = instances(&redis, 3).await;
+    let mut sender = Client::signed_in(&servers[1], "Sender").await;
+    let mut leaver = Client::signed_in(&servers[0], "Leaver").await;
+    let first = subscribe(&mut leaver, "chat:general", None).await;
+    for m in 1..=3 {
+        say(&mut sender, &format!("a{m}"), &format!("before {m}")).await;
+    }
+    let before = chats(&mut leaver, 3).await;
+    assert_eq!(before.last().unwrap().offset, 3);
+    drop(leaver);
+    for m in 1..=4 {
+        say(&mut sender, &format!("b{m}"), &format!("after {m}")).await;
+    }
+    // Each is on the third instance too before the client comes back there.
+    let mut watcher = Client::signed_in(&servers[2], "Watcher").await;
+    subscribe(
+        &mut watcher,
+        "chat:general",
+        Some(json!({"offset": 3, "epoch": first.epoch})),
+    )
+    .await;
+    chats(&mut watcher, 4).await;
+
+    let mut back = Client::signed_in(&servers[2], "Leaver").await;
+    let since = json!({"offset": 3, "epoch": first.epoch});
+    let resumed = subscribe(&mut back, "chat:general", Some(since)).await;
+    assert!(
+        resumed.recovered,
+        "the epoch is the room's, the same everywhere"
+    );
+    let missed: Vec<String> = chats(&mut back, 4)
+        .await
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(missed, ["after 1", "after 2", "after 3", "after 4"]);
+    no_more_chat(&mut back).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mention_on_one_instance_reaches_the_user_on_another() {
+    let redis = Redis::start();
+    let servers = instances(&redis, 2).await;
+    let mut bob = Client::signed_in(&servers[1], "Bob").await;
+    subscribe(&mut bob, "user:guest:bob", None).await;
+    let mut ann = Client::signed_in(&servers[0], "Ann").await;
+    say(&mut ann, "m1", "hello @bob").await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        assert!(tokio::time::Instant::now() < deadline, "no notification");
+        if let ServerMessage::Notification(notification) = bob.recv().await.message {
+            assert_eq!(notification.offset, 1);
+            assert!(notification.title.contains("Ann"), "{notification:?}");
+            break;
+        }
+    }
+}
+
+/// Redis goes away while clients chat: what is committed meanwhile is acked
+/// (the store has it) and reaches the other instance once Redis is back,
+/// before anything newer, each message once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_committed_while_redis_is_down_arrive_once_it_is_back() {
+    let redis = Redis::start();
+    let servers = instances(&redis, 2).await;
+    let mut reader = Client::signed_in(&servers[1], "Reader").await;
+    subscribe(&mut reader, "chat:general", None).await;
+    let mut sender = Client::signed_in(&servers[0], "Sender").await;
+    say(&mut sender, "m1", "one").await;
+    assert_eq!(chats(&mut reader, 1).await[0].offset, 1);
+
+    redis.stop();
+    say(&mut sender, "m2", "two").await;
+    say(&mut sender, "m3", "three").await;
+    let mut acked = HashMap::new();
+    while acked.len() < 3 {
+        if let ServerMessage::Ack(ack) = sender.recv().await.message {
+            acked.insert(ack.id, ack.offset);
+        }
+    }
+    assert_eq!(acked["m3"], Some(3), "stored and acked without Redis");
+
+    redis.restart();
+    let back: Vec<(u64, String)> = chats(&mut reader, 2)
+        .await
+        .into_iter()
+        .map(|m| (m.offset, m.text))
+        .collect();
+    assert_eq!(back, [(2, "two".to_owned()), (3, "three".to_owned())]);
+    say(&mut sender, "m4", "four").await;
+    let next = chats(&mut reader, 1).await;
+    assert_eq!((next[0].offset, next[0].text.as_str()), (4, "four"));
+    no_more_chat(&mut reader).await;
+}

@@ -1,0 +1,78 @@
+//! A private `redis-server` for tests: on a free port of 127.0.0.1, with no
+//! persistence (`--save ''`, no append-only file), a child of the test
+//! process that dies with it (`setpriv --pdeathsig`), stopped on drop. It
+//! can be stopped and started again on the same port, for tests of an
+//! outage.
+
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A Redis server of the test's own.
+pub struct Redis {
+    port: u16,
+    server: Mutex<Option<Child>>,
+}
+
+#[allow(dead_code)]
+impl Redis {
+    /// Starts a server on a free port and waits until it accepts connections.
+    pub fn start() -> Redis {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let redis = Redis {
+            port,
+            server: Mutex::new(None),
+        };
+        redis.restart();
+        redis
+    }
+
+    /// `redis://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (as a crash would) and waits for it to be gone.
+    pub fn stop(&self) {
+        if let Some(mut child) = self.server.lock().unwrap().take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server (again) on the same port, empty, and waits until
+    /// it accepts connections.
+    pub fn restart(&self) {
+        self.stop();
+        // The death signal is set by setpriv, which then execs the server:
+        // it is killed with this process however this process ends.
+        let child = Command::new("setpriv")
+            .args(["--pdeathsig", "SIGKILL", "--", "redis-server"])
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("redis-server starts (scripts/setup.sh installs it)");
+        *self.server.lock().unwrap() = Some(child);
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "redis-server did not listen on {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
