@@ -202,7 +202,8 @@ class Postgres:
     refuses root), the server pinned to CPU 0 beside Pulse, stopped at exit."""
 
     def __init__(self, port):
-        bindirs = sorted(d for d in os.listdir("/usr/lib/postgresql") if os.path.isdir(f"/usr/lib/postgresql/{d}/bin"))
+        bindirs = sorted((d for d in os.listdir("/usr/lib/postgresql") if os.path.isdir(f"/usr/lib/postgresql/{d}/bin")),
+                         key=lambda d: [int(part) for part in d.split(".") if part.isdigit()])
         if not bindirs:
             sys.exit("PostgreSQL is not installed: scripts/setup.sh installs it")
         self.bin = f"/usr/lib/postgresql/{bindirs[-1]}/bin"
@@ -225,7 +226,9 @@ class Postgres:
                               stdout=subprocess.DEVNULL).returncode == 0:
                 return
             time.sleep(0.1)
-        sys.exit(f"PostgreSQL did not start; see {self.dir}/server.log")
+        log = open(f"{self.dir}/server.log").read()[-3000:]
+        self.stop()
+        sys.exit(f"PostgreSQL did not start:\n{log}")
 
     def fresh_database(self):
         self.count += 1

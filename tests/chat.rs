@@ -231,6 +231,17 @@ async fn bad_sends_are_refused_with_clear_errors() {
             "invalid",
             "id",
         ),
+        // U+0000: SQLite would store it, PostgreSQL cannot; both refuse it.
+        (
+            json!({"type":"chat_send","data":{"room":"general","text":"a\u{0}b"},"id":"4"}),
+            "invalid",
+            "NUL",
+        ),
+        (
+            json!({"type":"chat_send","data":{"room":"general","text":"hi"},"id":"5\u{0}"}),
+            "invalid",
+            "id",
+        ),
     ] {
         alice.send(&frame.to_string()).await;
         match alice.next().await {

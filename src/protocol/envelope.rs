@@ -242,6 +242,14 @@ pub fn decode_client(text: &str) -> Result<ClientEnvelope, DecodeError> {
 
     let id = match raw.id {
         None | Some(Value::Null) => None,
+        // U+0000 is refused everywhere: PostgreSQL cannot store it in text.
+        Some(Value::String(id)) if id.contains('\0') => {
+            return Err(DecodeError::new(
+                ErrorCode::Invalid,
+                "id: must not contain U+0000 (NUL)".to_owned(),
+                None,
+            ))
+        }
         Some(Value::String(id)) if id.chars().count() <= MAX_ID_CHARS => Some(id),
         Some(Value::String(_)) => {
             return Err(DecodeError::new(

@@ -188,7 +188,7 @@ fn launch(dir: &Path, port: u16) -> Result<Child, String> {
                 "{command} exited ({status}) before accepting connections:\n{log}"
             ));
         }
-        if accepts_connections(port) {
+        if accepts_connections(dir, port) {
             return Ok(child);
         }
         if started.elapsed() > PATIENCE {
@@ -202,11 +202,14 @@ fn launch(dir: &Path, port: u16) -> Result<Child, String> {
     }
 }
 
-/// Whether the server on `port` accepts connections (not only listens: it
-/// refuses them while it starts up or recovers).
-fn accepts_connections(port: u16) -> bool {
+/// Whether our server (the one whose Unix socket is in `dir`: not another
+/// that may hold the TCP port) accepts connections on `port` (not only
+/// listens: it refuses them while it starts up or recovers).
+fn accepts_connections(dir: &Path, port: u16) -> bool {
     Command::new(install().bin.join("pg_isready"))
-        .args(["-q", "-t", "1", "-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-q", "-t", "1", "-p", &port.to_string()])
+        .arg("-h")
+        .arg(dir)
         .args(["-U", "postgres", "-d", "postgres"])
         .status()
         .is_ok_and(|status| status.success())

@@ -227,6 +227,12 @@ async fn notify(
             "title: 1 to 200 characters",
         ));
     }
+    if title.contains('\0') || request.body.contains('\0') {
+        return Err(ApiError::new(
+            ErrorCode::Invalid,
+            "title, body: must not contain U+0000 (NUL)",
+        ));
+    }
     if request.body.chars().count() > 4000 {
         return Err(ApiError::new(
             ErrorCode::TooLarge,

@@ -217,7 +217,9 @@ impl Listener {
                     if let Ok(channel) = notification.channel.parse::<Channel>() {
                         self.fill_inbox(&channel, latest).await;
                     }
-                    self.hub.deliver_notification(&notification);
+                    if let Delivery::Gap { .. } = self.hub.deliver_notification(&notification) {
+                        self.hub.deliver_notification_after_gap(&notification);
+                    }
                 }
             }
             _ => {}
@@ -275,7 +277,9 @@ impl Listener {
         match stored {
             Ok(recent) => {
                 for notification in recent.iter().filter(|n| n.offset > latest) {
-                    self.hub.deliver_notification(notification);
+                    if let Delivery::Gap { .. } = self.hub.deliver_notification(notification) {
+                        self.hub.deliver_notification_after_gap(notification);
+                    }
                 }
             }
             Err(err) => tracing::error!(%err, %channel, "cannot fill a gap from the store"),

@@ -568,8 +568,11 @@ impl Hub {
         if self.relay(Relayed::Chat(message.clone())) {
             return;
         }
-        if let Delivery::Gap { latest } = self.deliver_chat(message) {
-            tracing::error!(channel = %message.channel, latest, offset = message.offset, "chat offset out of order");
+        // A gap here means a commit this instance did not publish (its
+        // answer was lost) or another instance's (no relay): the room goes
+        // on from this message rather than stop.
+        if let Delivery::Gap { .. } = self.deliver_chat(message) {
+            self.deliver_chat_after_gap(message);
         }
     }
 
@@ -618,8 +621,8 @@ impl Hub {
         if self.relay(Relayed::Notification(notification.clone())) {
             return;
         }
-        if let Delivery::Gap { latest } = self.deliver_notification(notification) {
-            tracing::error!(channel = %notification.channel, latest, offset = notification.offset, "notification offset out of order");
+        if let Delivery::Gap { .. } = self.deliver_notification(notification) {
+            self.deliver_notification_after_gap(notification);
         }
     }
 

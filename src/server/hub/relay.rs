@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{frames, lock, ChatHistory, History, Hub, Ring, CHAT_HISTORY};
+use super::{frames, lock, ChatHistory, History, Hub, Ring, CHAT_HISTORY, INBOX_HISTORY};
 use crate::protocol::{Channel, ChatMessage, Notification, ServerMessage};
 
 /// A message of a persisted channel, committed by this instance, for the
@@ -145,6 +145,16 @@ impl Hub {
     /// Delivers a notification to its user's tabs on this instance if it is
     /// the next offset of their channel.
     pub fn deliver_notification(&self, notification: &Notification) -> Delivery {
+        self.deliver_notification_with(notification, false)
+    }
+
+    /// Delivers a notification after a gap nothing can fill: the channel's
+    /// history starts again at it (a resume from before gets a snapshot).
+    pub fn deliver_notification_after_gap(&self, notification: &Notification) -> Delivery {
+        self.deliver_notification_with(notification, true)
+    }
+
+    fn deliver_notification_with(&self, notification: &Notification, restart: bool) -> Delivery {
         let mut delivery = Delivery::NotHeld;
         self.with_inbox(&notification.channel, |name, history, subscribers| {
             let latest = history.ring.latest();
@@ -153,9 +163,12 @@ impl Hub {
                 return;
             }
             if notification.offset != latest + 1 {
-                tracing::debug!(channel = %name, latest, offset = notification.offset, "notification after a gap");
-                delivery = Delivery::Gap { latest };
-                return;
+                if !restart {
+                    delivery = Delivery::Gap { latest };
+                    return;
+                }
+                tracing::warn!(channel = %name, from = latest, to = notification.offset, "notification history restarted after a gap");
+                history.ring = Ring::after_offset(INBOX_HISTORY, notification.offset - 1);
             }
             history.accept(notification.clone(), subscribers.values().map(Arc::clone));
             delivery = Delivery::Delivered;

@@ -473,3 +473,36 @@ async fn status_changes_coalesce_to_one_diff_per_window() {
     let last = seen.last().unwrap();
     assert_eq!(last.updates[0].status, UserStatus::Away);
 }
+
+/// A committed message whose offset skips some (a commit whose answer was
+/// lost, or another instance's writes with no relay) does not stop the
+/// room: it and every later message reach subscribers, and a resume from
+/// before the gap gets a snapshot, not a replay with a hole in it.
+#[tokio::test]
+async fn a_room_goes_on_after_a_gap_in_its_offsets() {
+    let hub = hub();
+    let room = Channel::Chat("general".into());
+    hub.install_chat(&room, empty_room());
+    let epoch = hub.peek(&room).epoch;
+    let outbox = Outbox::new(1 << 20);
+    hub.subscribe(1, &outbox, &room, None).unwrap();
+    hub.publish_chat(&chat_message("general", 1, "one"));
+    hub.publish_chat(&chat_message("general", 3, "three"));
+    hub.publish_chat(&chat_message("general", 4, "four"));
+    let offsets: Vec<u64> = drain(&outbox)
+        .await
+        .iter()
+        .filter_map(|m| match m {
+            ServerMessage::Chat(chat) => Some(chat.offset),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(offsets, [1, 3, 4]);
+    assert_eq!(hub.latest(&room), 4);
+
+    let resumed = Outbox::new(1 << 20);
+    let since = Since { offset: 1, epoch };
+    hub.subscribe(2, &resumed, &room, Some(&since)).unwrap();
+    let messages = drain(&resumed).await;
+    assert!(!subscribed(&messages[0]).recovered, "offset 2 is not held");
+}

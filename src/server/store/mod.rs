@@ -56,11 +56,16 @@ pub enum StoreError {
     /// after-commit callback panicked).
     #[error("the database writer is gone")]
     WriterGone,
+    /// The database did not answer within the time a write or read may
+    /// take; its connection was discarded.
+    #[error("the database did not answer in time")]
+    TimedOut,
     /// The job panicked inside the writer; only its own savepoint was undone.
     #[error("a database job panicked")]
     Panicked,
-    /// The job ran, but the group it was committed with was not: nothing of
-    /// it is on disk.
+    /// The job ran, but the group it was committed with was not (or, on
+    /// PostgreSQL, its `COMMIT` went unanswered: then it may be on disk, and
+    /// a resend finds it).
     #[error("the group of writes was not committed: {0}")]
     NotCommitted(Arc<str>),
 }

@@ -301,25 +301,40 @@ async fn notify(
     if mentioned.is_empty() {
         return Ok(Vec::new());
     }
-    // Ordered by bytes (`COLLATE "C"`), as SQLite orders, whatever the
-    // database's locale.
-    let lookup = db
-        .prepare_cached(
-            "SELECT id FROM users WHERE lower(id) IN ($1, 'guest:' || $1) ORDER BY id COLLATE \"C\"",
+    // One query for every name (however many a text mentions, the writers'
+    // lock is held for one round trip), ordered by bytes (`COLLATE "C"`) as
+    // SQLite orders, whatever the database's locale.
+    let wanted: Vec<String> = mentioned
+        .iter()
+        .flat_map(|name| {
+            let name = name.to_lowercase();
+            [format!("guest:{name}"), name]
+        })
+        .collect();
+    let known: Vec<String> = db
+        .query(
+            &db.prepare_cached(
+                "SELECT id FROM users WHERE lower(id) = ANY($1) ORDER BY id COLLATE \"C\"",
+            )
+            .await?,
+            &[&wanted],
         )
-        .await?;
-    let mut found = Vec::with_capacity(mentioned.len());
-    for name in mentioned {
-        let rows = db.query(&lookup, &[&name.to_lowercase()]).await?;
-        found.push(
-            rows.iter()
-                .map(|row| row.get::<_, String>(0))
-                .collect::<Vec<_>>(),
-        );
-    }
-    let mut found = found.into_iter();
-    let users = mentioned_users(&message.user.id, mentioned, |_| {
-        Ok::<_, StoreError>(found.next().unwrap_or_default())
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let users = mentioned_users(&message.user.id, mentioned, |name| {
+        let guest = format!("guest:{name}");
+        Ok::<_, StoreError>(
+            known
+                .iter()
+                .filter(|id| {
+                    let id = id.to_lowercase();
+                    id == name || id == guest
+                })
+                .cloned()
+                .collect(),
+        )
     })?;
     let (title, body) = mention_notice(message);
     let mut notified = Vec::with_capacity(users.len());

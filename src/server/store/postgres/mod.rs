@@ -34,12 +34,30 @@ use tokio::sync::{mpsc, oneshot};
 use super::StoreError;
 use writer::{Job, Queued};
 
-/// Connections one instance holds at most: the writer's, and reads beside it.
-const POOL_SIZE: usize = 8;
+/// Connections one instance holds for reads at most; the writer has a pool
+/// of its own, of one connection, so reads can never starve writes.
+const READ_POOL_SIZE: usize = 8;
+const WRITER_POOL_SIZE: usize = 1;
 
 /// How long a write or read waits for a connection (a free one, or a new
 /// one while the database is unreachable) before it fails.
 const CONNECTION_WAIT: Duration = Duration::from_secs(5);
+
+/// The most one group of writes (or one read) may take, start to end,
+/// before it is given up and its connection discarded: a database that
+/// hangs (a frozen host, a half-open socket) answers `internal`, not never.
+pub(super) const WORK_LIMIT: Duration = Duration::from_secs(15);
+
+/// Server-side limits of every session: a statement or a lock wait longer
+/// than 10 s fails, and a session idle inside a transaction for 15 s (its
+/// instance froze while holding the writers' lock) is ended, which frees
+/// the lock for the other instances.
+const SESSION_OPTIONS: &str = "-c statement_timeout=10000 -c lock_timeout=10000 \
+     -c idle_in_transaction_session_timeout=15000";
+
+/// Dead peers are noticed within about this long (TCP keepalive and user
+/// timeout), not after the kernel's two hours.
+const DEAD_PEER: Duration = Duration::from_secs(10);
 
 /// A transaction body: borrows the transaction for as long as it runs.
 pub(super) type Work<T> =
@@ -49,6 +67,7 @@ pub(super) type Work<T> =
 /// last handle is dropped, after the jobs already queued.
 #[derive(Clone)]
 pub(super) struct Postgres {
+    /// Connections for reads (`read`); the writer has its own.
     pool: Pool,
     /// Into the writer task (`writer::run`).
     jobs: mpsc::Sender<Box<dyn Job>>,
@@ -60,29 +79,24 @@ impl Postgres {
     /// Builds the pool for `url`, migrates the schema (under the migration
     /// lock, so one instance of several does it) and starts the writer.
     pub(super) async fn connect(url: &str) -> Result<Self, StoreError> {
-        let config: tokio_postgres::Config = url
+        let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|err: tokio_postgres::Error| StoreError::Url(err.to_string()))?;
-        let manager = Manager::from_config(
-            config,
-            tokio_postgres::NoTls,
-            // A connection whose socket closed (the server restarted) is
-            // replaced when it is next taken from the pool.
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .wait_timeout(Some(CONNECTION_WAIT))
-            .create_timeout(Some(CONNECTION_WAIT))
-            .recycle_timeout(Some(CONNECTION_WAIT))
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(|err| StoreError::Url(err.to_string()))?;
-        migrations::migrate(&pool, migrations::latest_version()).await?;
+        let options = match config.get_options() {
+            Some(theirs) => format!("{SESSION_OPTIONS} {theirs}"),
+            None => SESSION_OPTIONS.to_owned(),
+        };
+        config
+            .options(&options)
+            .connect_timeout(CONNECTION_WAIT)
+            .keepalives(true)
+            .keepalives_idle(DEAD_PEER)
+            .tcp_user_timeout(DEAD_PEER);
+        let pool = pool_of(config.clone(), READ_POOL_SIZE)?;
+        let writer_pool = pool_of(config, WRITER_POOL_SIZE)?;
+        migrations::migrate(&writer_pool, migrations::latest_version()).await?;
         let commits = Arc::new(AtomicU64::new(0));
-        let jobs = writer::spawn(pool.clone(), commits.clone());
+        let jobs = writer::spawn(writer_pool, commits.clone());
         Ok(Postgres {
             pool,
             jobs,
@@ -112,21 +126,52 @@ impl Postgres {
     /// own (one snapshot for everything it reads).
     async fn read<T>(&self, work: Work<T>) -> Result<T, StoreError> {
         let mut client = self.pool.get().await?;
-        let transaction = client
-            .build_transaction()
-            .read_only(true)
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .start()
-            .await?;
-        let result = work(&transaction).await?;
-        transaction.commit().await?;
-        Ok(result)
+        let read = async {
+            let transaction = client
+                .build_transaction()
+                .read_only(true)
+                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                .start()
+                .await?;
+            let result = work(&transaction).await?;
+            transaction.commit().await?;
+            Ok(result)
+        };
+        match tokio::time::timeout(WORK_LIMIT, read).await {
+            Ok(result) => result,
+            Err(_) => {
+                // Mid-transaction and unanswered: never back into the pool.
+                drop(deadpool_postgres::Object::take(client));
+                Err(StoreError::TimedOut)
+            }
+        }
     }
 
     /// How many transactions the writer has committed since `connect`.
     pub(super) fn commits(&self) -> u64 {
         self.commits.load(Relaxed)
     }
+}
+
+/// A pool of at most `size` connections to `config`.
+fn pool_of(config: tokio_postgres::Config, size: usize) -> Result<Pool, StoreError> {
+    let manager = Manager::from_config(
+        config,
+        tokio_postgres::NoTls,
+        // A connection whose socket closed (the server restarted) is
+        // replaced when it is next taken from the pool.
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .wait_timeout(Some(CONNECTION_WAIT))
+        .create_timeout(Some(CONNECTION_WAIT))
+        .recycle_timeout(Some(CONNECTION_WAIT))
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(|err| StoreError::Url(err.to_string()))
 }
 
 /// An offset as PostgreSQL stores it (`BIGINT`).
@@ -172,3 +217,6 @@ pub(super) async fn schema_version(url: &str) -> Result<(usize, usize), StoreErr
         .get(0);
     Ok((version as usize, migrations::latest_version()))
 }
+
+#[cfg(test)]
+mod tests;

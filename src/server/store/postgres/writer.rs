@@ -24,7 +24,7 @@ use deadpool_postgres::{Pool, Transaction};
 use futures_util::future::{BoxFuture, FutureExt};
 use tokio::sync::{mpsc, oneshot};
 
-use super::Work;
+use super::{Work, WORK_LIMIT};
 use crate::server::store::group::{answer_group, Answer, Pending};
 use crate::server::store::StoreError;
 
@@ -124,6 +124,21 @@ async fn run(pool: Pool, mut queue: mpsc::Receiver<Box<dyn Job>>, commits: Arc<A
 /// the commit. An `Err` means nothing of the group may be acknowledged.
 async fn run_group(pool: &Pool, outcomes: &mut [Outcome]) -> Result<(), StoreError> {
     let mut client = pool.get().await?;
+    match tokio::time::timeout(WORK_LIMIT, run_on(&mut client, outcomes)).await {
+        Ok(done) => done,
+        Err(_) => {
+            // Mid-transaction and unanswered: never back into the pool.
+            drop(deadpool_postgres::Object::take(client));
+            Err(StoreError::TimedOut)
+        }
+    }
+}
+
+/// The group's transaction on `client`.
+async fn run_on(
+    client: &mut deadpool_postgres::Object,
+    outcomes: &mut [Outcome],
+) -> Result<(), StoreError> {
     let mut transaction = client.transaction().await?;
     transaction
         .execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])

@@ -1,7 +1,7 @@
 //! Owns the schema: an ordered list of migrations, applied once each and
 //! counted in SQLite's `user_version`. Never edit a released migration; add one.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, TransactionBehavior};
 
 use crate::server::store::StoreError;
 
@@ -71,22 +71,23 @@ const MIGRATIONS: &[&str] = &[
     );",
 ];
 
-/// Applies every migration the file has not had yet, each in a transaction.
+/// Applies every migration the file has not had yet.
 pub fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
     migrate_to(connection, MIGRATIONS.len())
 }
 
 /// Brings the file to version `target` (the latest, except in tests of an
-/// upgrade).
+/// upgrade), in one write transaction that reads the version first: of two
+/// processes opening a new file at once, the second waits and finds it done.
 pub(super) fn migrate_to(connection: &mut Connection, target: usize) -> Result<(), StoreError> {
-    let version: usize = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let version: usize = transaction.pragma_query_value(None, "user_version", |row| row.get(0))?;
     for (index, sql) in MIGRATIONS.iter().enumerate().take(target).skip(version) {
-        let transaction = connection.transaction()?;
         transaction.execute_batch(sql)?;
         transaction.pragma_update(None, "user_version", index + 1)?;
-        transaction.commit()?;
         tracing::info!(version = index + 1, "database migrated");
     }
+    transaction.commit()?;
     Ok(())
 }
 

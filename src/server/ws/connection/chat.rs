@@ -39,6 +39,13 @@ impl Connection {
         if text.chars().count() > MAX_CHAT_CHARS {
             return self.send_error(fail(ErrorCode::TooLarge, "text: at most 2000 characters"));
         }
+        // Neither database should get what only one of them can store.
+        if text.contains('\0') {
+            return self.send_error(fail(
+                ErrorCode::Invalid,
+                "text: must not contain U+0000 (NUL)",
+            ));
+        }
         let store = self.context.store.clone();
         if !self.chat_bucket.try_take(Instant::now().into_std()) {
             let message = format!(
