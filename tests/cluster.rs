@@ -11,33 +11,140 @@ mod common;
 use common::postgres::shared;
 use common::redis::Redis;
 use common::{Client, TestServer, PATIENCE};
-use pulse::protocol::{ChatMessage, ServerMessage, Subscribed};
+use pulse::protocol::{ChatMessage, ServerEnvelope, ServerMessage, Subscribed, Tick};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
 const SECRET: &str = "one-secret-for-every-instance-0123456789abcdef";
 
-/// `count` instances on one fresh database and `redis`.
+/// `count` instances on one fresh database and `redis`, the simulator off.
 async fn instances(redis: &Redis, count: usize) -> Vec<TestServer> {
+    instances_with(redis, count, &["--tick-rate", "0"]).await
+}
+
+/// `count` instances on one fresh database and `redis`, with `flags`.
+async fn instances_with(redis: &Redis, count: usize, flags: &[&str]) -> Vec<TestServer> {
     let url = shared().create_database();
-    let redis_url = redis.url();
     let mut servers = Vec::new();
     for _ in 0..count {
-        let flags = [
-            "--database-url",
-            url.as_str(),
-            "--redis",
-            redis_url.as_str(),
-            "--jwt-secret",
-            SECRET,
-            "--tick-rate",
-            "0",
-            "--chat-rate",
-            "1000",
-        ];
-        servers.push(TestServer::start(&flags).await);
+        servers.push(instance(&url, redis, flags).await);
     }
     servers
+}
+
+/// One instance on the database at `url` and `redis`, with `flags`.
+async fn instance(url: &str, redis: &Redis, flags: &[&str]) -> TestServer {
+    let redis_url = redis.url();
+    let mut all = vec![
+        "--database-url",
+        url,
+        "--redis",
+        redis_url.as_str(),
+        "--jwt-secret",
+        SECRET,
+        "--chat-rate",
+        "1000",
+    ];
+    all.extend_from_slice(flags);
+    TestServer::start(&all).await
+}
+
+/// The next tick a client gets, waiting up to `limit` (longer than
+/// `Client::recv` allows: a lease changing hands takes a few seconds).
+async fn next_tick(client: &mut Client, limit: std::time::Duration) -> Tick {
+    use futures::StreamExt;
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let frame = tokio::time::timeout_at(deadline, client.ws.next())
+            .await
+            .expect("a tick in time")
+            .expect("open")
+            .expect("healthy");
+        let tokio_tungstenite::tungstenite::Message::Text(text) = frame else {
+            continue;
+        };
+        for envelope in ServerEnvelope::from_json(&text).unwrap().unpack() {
+            if let ServerMessage::Tick(tick) = envelope.message {
+                return tick;
+            }
+        }
+    }
+}
+
+/// Every instance's subscribers get the same ticks, with the same offsets,
+/// one after another: the simulator runs once for the cluster, and Redis
+/// gives the offsets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ticks_have_one_offset_sequence_on_every_instance() {
+    let redis = Redis::start();
+    let servers = instances_with(&redis, 3, &["--tick-rate", "10", "--symbols", "AAPL"]).await;
+    let mut seen: Vec<Vec<(u64, f64)>> = Vec::new();
+    let mut watchers = Vec::new();
+    for server in &servers {
+        let mut watcher = Client::connected(server).await;
+        subscribe(&mut watcher, "ticker:AAPL", None).await;
+        watchers.push(watcher);
+    }
+    for watcher in &mut watchers {
+        let mut ticks = Vec::new();
+        for _ in 0..15 {
+            let tick = next_tick(watcher, PATIENCE).await;
+            ticks.push((tick.offset, tick.price));
+        }
+        assert!(
+            ticks.windows(2).all(|w| w[1].0 == w[0].0 + 1),
+            "one after another: {ticks:?}"
+        );
+        seen.push(ticks);
+    }
+    let prices: HashMap<u64, f64> = seen[0].iter().copied().collect();
+    let mut shared = 0;
+    for ticks in &seen[1..] {
+        for (offset, price) in ticks {
+            if let Some(first) = prices.get(offset) {
+                assert_eq!(first, price, "offset {offset} is one tick everywhere");
+                shared += 1;
+            }
+        }
+    }
+    assert!(shared > 0, "the watchers' windows overlap");
+}
+
+/// The instance holding the simulator's lease shuts down: it lets the lease
+/// go, another takes it over within a second or so, and prices go on with
+/// the next offset, from where they were, not from the start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_moves_to_another_instance_when_its_holder_stops() {
+    let redis = Redis::start();
+    let flags = ["--tick-rate", "10", "--symbols", "AAPL"];
+    let url = shared().create_database();
+    let holder = instance(&url, &redis, &flags).await;
+    // The second instance starts once the first holds the lease (it ticks).
+    let mut watcher_on_holder = Client::connected(&holder).await;
+    subscribe(&mut watcher_on_holder, "ticker:AAPL", None).await;
+    next_tick(&mut watcher_on_holder, PATIENCE).await;
+    let other = instance(&url, &redis, &flags).await;
+    let mut watcher = Client::connected(&other).await;
+    subscribe(&mut watcher, "ticker:AAPL", None).await;
+    let before = next_tick(&mut watcher, PATIENCE).await;
+    holder.shutdown().await;
+    // The lease expires 3 s after its last renewal; the other instance tries
+    // every second.
+    let mut last = before.clone();
+    let mut after = Vec::new();
+    while after.len() < 5 {
+        let tick = next_tick(&mut watcher, PATIENCE * 2).await;
+        assert_eq!(tick.offset, last.offset + 1, "no gap, no restart");
+        last = tick.clone();
+        after.push(tick);
+    }
+    let moved = after.last().unwrap().price / before.price;
+    assert!(
+        (0.5..2.0).contains(&moved),
+        "prices went on from {}: {}",
+        before.price,
+        after.last().unwrap().price
+    );
 }
 
 async fn subscribe(client: &mut Client, channel: &str, since: Option<Value>) -> Subscribed {
@@ -241,4 +348,44 @@ async fn messages_committed_while_redis_is_down_arrive_once_it_is_back() {
     let next = chats(&mut reader, 1).await;
     assert_eq!((next[0].offset, next[0].text.as_str()), (4, "four"));
     no_more_chat(&mut reader).await;
+}
+
+/// The instance holding the lease is killed (SIGKILL: it cannot let the
+/// lease go): the lease expires and another instance takes the simulator
+/// over within a few seconds; ticks go on with the next offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_simulator_is_replaced_within_seconds() {
+    use common::process::Pulse;
+    let redis = Redis::start();
+    let url = shared().create_database();
+    let redis_url = redis.url();
+    let flags = [
+        "--database-url",
+        url.as_str(),
+        "--redis",
+        redis_url.as_str(),
+        "--tick-rate",
+        "10",
+        "--symbols",
+        "AAPL",
+    ];
+    let mut holder = Pulse::start(&common::temp_db(), &flags, &[]);
+    let mut on_holder = Client::connect_to(holder.addr, None).await;
+    on_holder.hello().await;
+    subscribe(&mut on_holder, "ticker:AAPL", None).await;
+    next_tick(&mut on_holder, PATIENCE).await;
+    let other = Pulse::start(&common::temp_db(), &flags, &[]);
+    let mut watcher = Client::connect_to(other.addr, None).await;
+    watcher.hello().await;
+    subscribe(&mut watcher, "ticker:AAPL", None).await;
+    let before = next_tick(&mut watcher, PATIENCE).await;
+    holder.kill();
+    // The lease expires 3 s after its last renewal; the other instance tries
+    // every second (the wait allows twice that).
+    let mut last = before;
+    for _ in 0..5 {
+        let tick = next_tick(&mut watcher, PATIENCE * 2).await;
+        assert_eq!(tick.offset, last.offset + 1, "no gap, no restart");
+        last = tick;
+    }
 }

@@ -93,10 +93,14 @@ pub async fn serve(
         "sqlite" => tracing::info!(db = %config.db.display(), "database open (SQLite)"),
         kind => tracing::info!(kind, "database open"),
     }
-    if let Some(url) = &config.redis {
-        cluster::start(url, hub.clone(), store.clone()).await?;
-        tracing::info!("relaying chat and notifications through Redis");
-    }
+    let lease = match &config.redis {
+        Some(url) => {
+            let lease = cluster::start(url, hub.clone(), store.clone()).await?;
+            tracing::info!("serving as one with the other instances on Redis");
+            Some(lease)
+        }
+        None => None,
+    };
     // The default room is in memory from the start, so pages render its history.
     let general = crate::protocol::Channel::Chat(crate::client::DEFAULT_ROOM.to_owned());
     hub.watch(&general).await;
@@ -135,7 +139,8 @@ pub async fn serve(
         seed,
         "market simulator"
     );
-    let simulator = tokio::spawn(feeds.simulate(state.config.tick_rate, state.shutdown.clone()));
+    let simulator =
+        tokio::spawn(feeds.simulate(state.config.tick_rate, state.shutdown.clone(), lease));
 
     let settings = http::HttpSettings {
         header_timeout: state.config.http_timeout(),

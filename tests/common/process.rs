@@ -16,8 +16,15 @@ impl Pulse {
     /// Starts the binary on the database file `db` with `flags` and waits
     /// for its `listening on` line.
     pub fn start(db: &str, flags: &[&str], env: &[(&str, &str)]) -> Pulse {
+        // The simulator is off unless the flags say otherwise.
+        let tick_rate: &[&str] = if flags.contains(&"--tick-rate") {
+            &[]
+        } else {
+            &["--tick-rate", "0"]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_pulse"))
-            .args(["--addr", "127.0.0.1:0", "--db", db, "--tick-rate", "0"])
+            .args(["--addr", "127.0.0.1:0", "--db", db])
+            .args(tick_rate)
             .args(flags)
             .envs(env.iter().copied())
             .env("NO_COLOR", "1")

@@ -154,7 +154,9 @@ async fn publish(
     }
     let offset = state
         .feeds
-        .publish_external(&symbol, price, request.data.volume);
+        .publish_external(&symbol, price, request.data.volume)
+        .await
+        .ok_or_else(|| ApiError::new(ErrorCode::Internal, "the tick could not be published"))?;
     Ok(Json(PublishResponse {
         channel: request.channel,
         offset,

@@ -18,12 +18,15 @@ use redis::aio::{ConnectionManager, PubSubSink};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::protocol::{Channel, ServerEnvelope, ServerMessage};
+use crate::protocol::{Channel, ServerEnvelope, ServerMessage, Tick};
 use crate::server::frames;
 use crate::server::hub::{
-    Delivery, Hub, RelayCommand, RelayLink, Relayed, CHAT_HISTORY, INBOX_HISTORY,
+    Delivery, Hub, Quote, RelayCommand, RelayLink, Relayed, CHAT_HISTORY, INBOX_HISTORY,
+    TICKER_HISTORY,
 };
 use crate::server::store::Store;
+
+use super::Lease;
 
 /// How long a channel this hub no longer holds stays subscribed in Redis (a
 /// load in progress holds nothing yet).
@@ -45,17 +48,18 @@ fn key(channel: &Channel) -> String {
 }
 
 /// Connects to Redis at `url`, starts the relay's two tasks and routes the
-/// hub's persisted channels through them. Fails when Redis cannot be
+/// hub's relayed channels through them; returns the simulator's lease. Fails when Redis cannot be
 /// reached at start; later outages are ridden out.
-pub async fn start(url: &str, hub: Hub, store: Store) -> Result<(), RelayError> {
+pub async fn start(url: &str, hub: Hub, store: Store) -> Result<Lease, RelayError> {
     let client = redis::Client::open(url)?;
     let publisher = client.get_connection_manager().await?;
     let (publish, outgoing) = mpsc::unbounded_channel();
     let (commands, asked) = mpsc::unbounded_channel();
+    let lease = Lease::spawn(publisher.clone(), uuid::Uuid::new_v4().simple().to_string());
     tokio::spawn(publish_all(publisher, outgoing, hub.clone()));
     tokio::spawn(listen(client, asked, hub.clone(), store));
     hub.relay_through(RelayLink { publish, commands });
-    Ok(())
+    Ok(lease)
 }
 
 /// Publishes what this instance committed, in commit order. A message that
@@ -66,10 +70,18 @@ async fn publish_all(
     mut outgoing: mpsc::UnboundedReceiver<Relayed>,
     hub: Hub,
 ) {
+    let tick_script = redis::Script::new(TICK_SCRIPT);
     while let Some(message) = outgoing.recv().await {
-        let (channel, frame) = match &message {
-            Relayed::Chat(chat) => (&chat.channel, ServerMessage::Chat(chat.clone())),
-            Relayed::Notification(note) => {
+        let (channel, frame) = match message {
+            Relayed::Tick(quote, answer) => {
+                let offset = publish_tick(&mut redis, &tick_script, quote).await;
+                if let Some(answer) = answer {
+                    let _ = answer.send(offset);
+                }
+                continue;
+            }
+            Relayed::Chat(ref chat) => (&chat.channel, ServerMessage::Chat(chat.clone())),
+            Relayed::Notification(ref note) => {
                 (&note.channel, ServerMessage::Notification(note.clone()))
             }
         };
@@ -83,7 +95,85 @@ async fn publish_all(
             match &message {
                 Relayed::Chat(chat) => drop(hub.deliver_chat(chat)),
                 Relayed::Notification(note) => drop(hub.deliver_notification(note)),
+                Relayed::Tick(..) => {}
             }
+        }
+    }
+}
+
+/// Gives a tick the cluster's next offset of its channel and publishes it,
+/// atomically: the offset (`INCR`), the epoch (kept while the offsets are:
+/// a Redis that lost them starts a new one), the bounded history (a stream
+/// whose ids are the offsets), the symbol's last quote (where a new
+/// simulator resumes) and the `PUBLISH`, as `{"epoch", "frame"}`.
+/// KEYS: offset, epoch, history, quotes. ARGV: the frame with
+/// `OFFSET_MARK` for its offset, an epoch should none exist, the symbol,
+/// the quote as JSON, the Redis channel.
+const TICK_SCRIPT: &str = r#"
+local offset = redis.call('INCR', KEYS[1])
+if offset == 1 then redis.call('SET', KEYS[2], ARGV[2]); redis.call('DEL', KEYS[3]) end
+local epoch = redis.call('GET', KEYS[2])
+if not epoch then epoch = ARGV[2]; redis.call('SET', KEYS[2], epoch) end
+local frame = string.gsub(ARGV[1], ARGV[6], tostring(offset), 1)
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], tostring(offset) .. '-1', 'f', frame)
+redis.call('HSET', KEYS[4], ARGV[3], ARGV[4])
+redis.call('PUBLISH', ARGV[5], '{"epoch":"' .. epoch .. '","frame":' .. frame .. '}')
+return offset
+"#;
+
+/// Stands for the offset in a tick's frame until the script knows it.
+const OFFSET_MARK: u64 = u64::MAX;
+
+/// The Redis keys of a ticker channel: its offset, epoch and history.
+fn ticker_keys(channel: &Channel) -> (String, String, String) {
+    (
+        format!("pulse:offset:{channel}"),
+        format!("pulse:epoch:{channel}"),
+        format!("pulse:history:{channel}"),
+    )
+}
+
+/// Where each symbol's last quote is kept (a hash: symbol → price).
+pub(super) const QUOTES: &str = "pulse:quotes";
+
+async fn publish_tick(
+    redis: &mut ConnectionManager,
+    script: &redis::Script,
+    quote: Quote,
+) -> Option<u64> {
+    let channel = Channel::Ticker(quote.symbol.clone());
+    let tick = Tick {
+        channel: channel.to_string(),
+        offset: OFFSET_MARK,
+        symbol: quote.symbol.clone(),
+        price: quote.price,
+        change: quote.change,
+        change_pct: quote.change_pct,
+        volume: quote.volume,
+    };
+    let (offset_key, epoch_key, history_key) = ticker_keys(&channel);
+    let epoch = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let published: redis::RedisResult<u64> = script
+        .key(offset_key)
+        .key(epoch_key)
+        .key(history_key)
+        .key(QUOTES)
+        .arg(frames::encode(ServerMessage::Tick(tick)).as_str())
+        .arg(epoch)
+        .arg(&quote.symbol)
+        .arg(quote.price)
+        .arg(key(&channel))
+        .arg(OFFSET_MARK.to_string())
+        .arg(TICKER_HISTORY)
+        .invoke_async(redis)
+        .await;
+    match published {
+        Ok(offset) => Some(offset),
+        Err(err) => {
+            // The ticker pauses (and /api/publish answers `internal`) while
+            // Redis is away; prices go on from the last quote once it is back.
+            tracing::warn!(%err, %channel, "cannot publish a tick through Redis");
+            None
         }
     }
 }
@@ -96,7 +186,11 @@ async fn listen(
     hub: Hub,
     store: Store,
 ) {
-    let relay = Listener { hub, store };
+    let relay = Listener {
+        hub,
+        store,
+        redis: client.get_connection_manager().await.ok(),
+    };
     // Channels subscribed (or to subscribe once connected), and since when.
     let mut watched: HashMap<Channel, Instant> = HashMap::new();
     loop {
@@ -150,6 +244,26 @@ async fn listen(
 struct Listener {
     hub: Hub,
     store: Store,
+    /// For reading tickers' history (`None` until Redis was first reached).
+    redis: Option<ConnectionManager>,
+}
+
+/// An entry of a ticker's history stream: its id and fields (`f`: the frame).
+type StreamEntry = (String, HashMap<String, String>);
+
+/// A tick as the relay publishes it.
+#[derive(serde::Deserialize)]
+struct Published {
+    epoch: String,
+    frame: Box<serde_json::value::RawValue>,
+}
+
+/// The tick in a published frame.
+fn tick_of(frame: &str) -> Option<Tick> {
+    match ServerEnvelope::from_json(frame).ok()?.message {
+        ServerMessage::Tick(tick) => Some(tick),
+        _ => None,
+    }
 }
 
 impl Listener {
@@ -167,6 +281,11 @@ impl Listener {
                             tracing::warn!(%err, %channel, "cannot subscribe in Redis");
                         }
                     }
+                }
+                if let Channel::Ticker(_) = channel {
+                    // A ticker has no store: its epoch, offsets and history
+                    // are in Redis, and this hub installs them from there.
+                    self.load_ticker(&channel).await;
                 }
                 watched.insert(channel, Instant::now());
                 let _ = listening.send(());
@@ -190,11 +309,18 @@ impl Listener {
         }
     }
 
-    /// Delivers one published frame.
+    /// Delivers one published frame (a tick comes as `{"epoch", "frame"}`).
     async fn receive(&self, payload: &[u8]) {
         let Ok(text) = std::str::from_utf8(payload) else {
             return;
         };
+        if text.starts_with("{\"epoch\"") {
+            match serde_json::from_str::<Published>(text) {
+                Ok(published) => self.receive_tick(published).await,
+                Err(err) => tracing::warn!(%err, "unreadable tick from Redis"),
+            }
+            return;
+        }
         let envelope = match ServerEnvelope::from_json(text) {
             Ok(envelope) => envelope,
             Err(err) => {
@@ -226,11 +352,114 @@ impl Listener {
         }
     }
 
-    /// Delivers what this hub lacks of a channel it holds, from the store.
+    async fn receive_tick(&self, published: Published) {
+        let Some(tick) = tick_of(published.frame.get()) else {
+            return;
+        };
+        let epoch = published.epoch;
+        if let Delivery::Gap { latest } = self.hub.deliver_tick(&epoch, tick.clone()) {
+            let Ok(channel) = tick.channel.parse::<Channel>() else {
+                return;
+            };
+            self.fill_ticks(&channel, &epoch, latest, Some(tick.offset))
+                .await;
+            if let Delivery::Gap { .. } = self.hub.deliver_tick(&epoch, tick.clone()) {
+                self.hub.deliver_tick_after_gap(&epoch, tick);
+            }
+        }
+    }
+
+    /// Installs a ticker channel from Redis: its epoch, latest offset and
+    /// kept ticks. A symbol that never had a tick is left to the hub.
+    async fn load_ticker(&self, channel: &Channel) {
+        if self.hub.has(channel) {
+            return;
+        }
+        let (offset_key, epoch_key, history_key) = ticker_keys(channel);
+        let mut redis = match self.redis.clone() {
+            Some(redis) => redis,
+            None => return,
+        };
+        let loaded: redis::RedisResult<(Option<String>, Option<u64>, Vec<StreamEntry>)> =
+            redis::pipe()
+                .get(&epoch_key)
+                .get(&offset_key)
+                .cmd("XREVRANGE")
+                .arg(&history_key)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(TICKER_HISTORY)
+                .query_async(&mut redis)
+                .await;
+        match loaded {
+            Ok((Some(epoch), Some(latest), entries)) => {
+                let mut recent: Vec<Tick> = entries
+                    .iter()
+                    .filter_map(|(_, fields)| fields.get("f").and_then(|frame| tick_of(frame)))
+                    .collect();
+                recent.reverse();
+                // Kept ticks end at the latest offset, in a row.
+                recent.retain(|tick| tick.offset <= latest);
+                let contiguous = recent
+                    .iter()
+                    .rev()
+                    .enumerate()
+                    .take_while(|(n, tick)| tick.offset == latest - *n as u64)
+                    .count();
+                let recent = recent.split_off(recent.len() - contiguous);
+                self.hub.install_ticker(channel, epoch, latest, recent);
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!(%err, %channel, "cannot load a ticker from Redis"),
+        }
+    }
+
+    /// Delivers the ticks of `channel` after `latest` (and before `before`)
+    /// from the Redis history.
+    async fn fill_ticks(&self, channel: &Channel, epoch: &str, latest: u64, before: Option<u64>) {
+        let Some(mut redis) = self.redis.clone() else {
+            return;
+        };
+        let (_, _, history_key) = ticker_keys(channel);
+        let end = match before {
+            Some(before) if before > latest + 1 => format!("{}-1", before - 1),
+            Some(_) => return,
+            None => "+".to_owned(),
+        };
+        let entries: redis::RedisResult<Vec<StreamEntry>> = redis::cmd("XRANGE")
+            .arg(&history_key)
+            .arg(format!("{}-0", latest + 1))
+            .arg(end)
+            .query_async(&mut redis)
+            .await;
+        match entries {
+            Ok(entries) => {
+                for tick in entries
+                    .iter()
+                    .filter_map(|(_, fields)| fields.get("f").and_then(|frame| tick_of(frame)))
+                {
+                    if let Delivery::Gap { .. } = self.hub.deliver_tick(epoch, tick.clone()) {
+                        self.hub.deliver_tick_after_gap(epoch, tick);
+                    }
+                }
+            }
+            Err(err) => tracing::warn!(%err, %channel, "cannot fill ticks from Redis"),
+        }
+    }
+
+    /// Delivers what this hub lacks of a channel it holds, from the store
+    /// (or, for a ticker, from Redis).
     async fn catch_up(&self, channel: &Channel) {
         let Some(latest) = self.hub.held_latest(channel) else {
             return;
         };
+        if let Channel::Ticker(_) = channel {
+            if let Some(epoch) = self.hub.epoch_of(channel) {
+                self.fill_ticks(channel, &epoch, latest, None).await;
+            }
+            return;
+        }
         match channel {
             Channel::Chat(_) => self.fill_chat(channel, latest, i64::MAX as u64).await,
             Channel::User(_) => self.fill_inbox(channel, latest).await,

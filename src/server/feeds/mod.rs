@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::time::{interval, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
+use super::cluster::Lease;
 use super::hub::Hub;
 pub use market::Market;
 
@@ -33,15 +34,23 @@ impl Feeds {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Publishes a price from an outside feed; returns the tick's offset.
-    pub fn publish_external(&self, symbol: &str, price: f64, volume: Option<u64>) -> u64 {
+    /// Publishes a price from an outside feed; returns the tick's offset
+    /// (`None` when instances run as one and Redis could not take it).
+    pub async fn publish_external(
+        &self,
+        symbol: &str,
+        price: f64,
+        volume: Option<u64>,
+    ) -> Option<u64> {
         let quote = self.market().external(symbol, price, volume);
-        self.hub.publish_tick(quote)
+        self.hub.publish_tick_shared(quote).await
     }
 
     /// Runs the simulator until `shutdown`: `rate` price changes per second per
-    /// symbol, spread evenly over time (not all symbols at once).
-    pub async fn simulate(self, rate: f64, shutdown: CancellationToken) {
+    /// symbol, spread evenly over time (not all symbols at once). With a
+    /// `lease` (instances run as one) it moves prices only while this
+    /// instance holds it, starting from the last published quotes.
+    pub async fn simulate(self, rate: f64, shutdown: CancellationToken, mut lease: Option<Lease>) {
         let symbols = self.market().simulated();
         if rate <= 0.0 || symbols == 0 {
             return;
@@ -51,9 +60,23 @@ impl Feeds {
         let period = Duration::from_secs_f64(1.0 / steps_per_second).max(Duration::from_millis(1));
         let mut timer = interval(period);
         timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let started = Instant::now();
+        let mut started = Instant::now();
         let mut done: u64 = 0;
         loop {
+            if let Some(lease) = lease.as_mut().filter(|lease| !lease.holds()) {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    held = lease.held() => if !held { return },
+                }
+                // Go on from where the last holder left the prices.
+                let prices = lease.last_prices().await;
+                let mut market = self.market();
+                for (symbol, price) in prices {
+                    market.external(&symbol, price, None);
+                }
+                drop(market);
+                (started, done) = (Instant::now(), 0);
+            }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = timer.tick() => {}

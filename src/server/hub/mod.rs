@@ -203,7 +203,8 @@ impl History {
             History::Chat(history) => Some(&history.epoch),
             History::Inbox(history) => Some(&history.epoch),
             History::Doc(doc) => Some(&doc.epoch),
-            _ => None,
+            History::Ticker(history) => history.epoch.as_deref(),
+            History::Presence(_) => None,
         }
     }
 
@@ -463,14 +464,21 @@ impl Hub {
 
     /// Publishes a tick on `ticker:{symbol}`: serialised once, kept in the
     /// history, and queued (conflated) for every subscriber. Returns its offset.
+    ///
+    /// When instances run as one, the tick goes to the relay instead (which
+    /// gives it the cluster's next offset and brings it back to every
+    /// instance), and this returns 0.
     pub fn publish_tick(&self, quote: Quote) -> u64 {
+        if self.relay(Relayed::Tick(quote.clone(), None)) {
+            return 0;
+        }
         let channel = Channel::Ticker(quote.symbol.clone());
         self.with_channel(&channel, |state| self.publish_tick_locked(state, quote))
             .expect("ticker channels are always served")
     }
 
     fn publish_tick_locked(&self, state: &mut ChannelState, quote: Quote) -> u64 {
-        let History::Ticker(history) = &mut state.history else {
+        let History::Ticker(history) = &state.history else {
             unreachable!("a ticker: channel always holds a ticker history")
         };
         let tick = Tick {
@@ -481,6 +489,15 @@ impl Hub {
             change: quote.change,
             change_pct: quote.change_pct,
             volume: quote.volume,
+        };
+        self.push_tick(state, tick)
+    }
+
+    /// Keeps `tick` (the channel's next offset) in the history and queues it,
+    /// conflated, for every subscriber.
+    fn push_tick(&self, state: &mut ChannelState, tick: Tick) -> u64 {
+        let History::Ticker(history) = &mut state.history else {
+            unreachable!("a ticker: channel always holds a ticker history")
         };
         let frame: Utf8Bytes = frames::encode(ServerMessage::Tick(tick.clone()));
         let offset = history.ring.push(TickEntry {

@@ -10,15 +10,22 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{frames, lock, ChatHistory, History, Hub, Ring, CHAT_HISTORY, INBOX_HISTORY};
-use crate::protocol::{Channel, ChatMessage, Notification, ServerMessage};
+use super::ticker::{TickEntry, TickerHistory, HISTORY as TICKER_HISTORY};
+use super::{
+    frames, lock, ChannelState, ChatHistory, History, Hub, Quote, Ring, CHAT_HISTORY, INBOX_HISTORY,
+};
+use crate::protocol::{Channel, ChatMessage, Notification, ServerMessage, Tick};
 
 /// A message of a persisted channel, committed by this instance, for the
 /// relay to carry to every instance (this one included).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Relayed {
     Chat(ChatMessage),
     Notification(Notification),
+    /// A price for `ticker:{symbol}`: the relay gives it the cluster's next
+    /// offset (answered on the sender, if any; `None` when Redis could not
+    /// take it) and publishes it.
+    Tick(Quote, Option<oneshot::Sender<Option<u64>>>),
 }
 
 /// What the hub asks of a relay about a persisted channel it loads.
@@ -174,6 +181,92 @@ impl Hub {
             delivery = Delivery::Delivered;
         });
         delivery
+    }
+
+    /// Publishes a price from an outside feed and returns its offset: the
+    /// cluster's when instances run as one (`None` if Redis could not take
+    /// it), else this hub's.
+    pub async fn publish_tick_shared(&self, quote: Quote) -> Option<u64> {
+        let (answer, offset) = oneshot::channel();
+        if self.relay(Relayed::Tick(quote.clone(), Some(answer))) {
+            return offset.await.ok().flatten();
+        }
+        Some(self.publish_tick(quote))
+    }
+
+    /// Installs a ticker channel as the cluster knows it (its epoch, and its
+    /// newest ticks, oldest first, ending at offset `latest`), unless this
+    /// hub holds it already.
+    pub fn install_ticker(&self, channel: &Channel, epoch: String, latest: u64, recent: Vec<Tick>) {
+        if self.has(channel) {
+            return;
+        }
+        let mut ring = Ring::after_offset(TICKER_HISTORY, latest - recent.len() as u64);
+        for tick in recent {
+            let frame = frames::encode(ServerMessage::Tick(tick.clone()));
+            ring.push(TickEntry { tick, frame });
+        }
+        let history = TickerHistory {
+            ring,
+            epoch: Some(epoch),
+        };
+        self.install(channel, History::Ticker(history));
+    }
+
+    /// Delivers a tick the relay brought (offset given by the cluster, in
+    /// the cluster's `epoch`): the next offset goes to subscribers; an
+    /// older one is known; a skipped one is a gap. A new epoch (Redis lost
+    /// its keys) starts the history again from this tick.
+    pub fn deliver_tick(&self, epoch: &str, tick: Tick) -> Delivery {
+        self.deliver_tick_with(epoch, tick, false)
+    }
+
+    /// Delivers a tick after a gap nothing can fill: the history starts
+    /// again at it (a resume from before gets a snapshot).
+    pub fn deliver_tick_after_gap(&self, epoch: &str, tick: Tick) -> Delivery {
+        self.deliver_tick_with(epoch, tick, true)
+    }
+
+    fn deliver_tick_with(&self, epoch: &str, tick: Tick, restart: bool) -> Delivery {
+        let Ok(channel) = tick.channel.parse::<Channel>() else {
+            return Delivery::NotHeld;
+        };
+        let Some(state) = lock(&self.inner.channels).get(&channel).cloned() else {
+            return Delivery::NotHeld;
+        };
+        let mut state = lock(&state);
+        let state: &mut ChannelState = &mut state;
+        let History::Ticker(history) = &mut state.history else {
+            return Delivery::NotHeld;
+        };
+        let latest = history.ring.latest();
+        let same_epoch = history.epoch.as_deref() == Some(epoch);
+        if same_epoch && tick.offset <= latest {
+            return Delivery::Known;
+        }
+        if !same_epoch || tick.offset != latest + 1 {
+            if same_epoch && !restart {
+                return Delivery::Gap { latest };
+            }
+            *history = TickerHistory {
+                ring: Ring::after_offset(TICKER_HISTORY, tick.offset - 1),
+                epoch: Some(epoch.to_owned()),
+            };
+        }
+        self.push_tick(state, tick);
+        Delivery::Delivered
+    }
+
+    /// The epoch of `channel` as this hub serves it, if it holds it.
+    pub fn epoch_of(&self, channel: &Channel) -> Option<String> {
+        let state = lock(&self.inner.channels).get(channel).cloned()?;
+        let state = lock(&state);
+        Some(
+            state
+                .history
+                .epoch()
+                .map_or_else(|| self.inner.epoch.clone(), str::to_owned),
+        )
     }
 
     /// The latest offset this hub holds of `channel`, if it holds it.

@@ -22,12 +22,16 @@ pub struct TickEntry {
 #[derive(Debug)]
 pub struct TickerHistory {
     pub ring: Ring<TickEntry>,
+    /// Set when instances run as one (the epoch lives in Redis with the
+    /// offsets); else the hub's own epoch applies.
+    pub epoch: Option<String>,
 }
 
 impl Default for TickerHistory {
     fn default() -> Self {
         TickerHistory {
             ring: Ring::new(HISTORY),
+            epoch: None,
         }
     }
 }

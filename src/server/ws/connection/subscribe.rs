@@ -163,6 +163,11 @@ pub(super) async fn install(hub: Hub, store: Store, channel: Channel) -> Result<
                 })
                 .await
         }
-        _ => Ok(()),
+        // When instances run as one, a ticker is loaded from Redis first.
+        Channel::Ticker(_) => {
+            hub.watch(&channel).await;
+            Ok(())
+        }
+        Channel::Presence => Ok(()),
     }
 }

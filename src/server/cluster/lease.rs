@@ -1,0 +1,119 @@
+//! Owns the simulator's lease: of all instances on one Redis, the one
+//! holding the key `pulse:simulator` (`SET NX PX`, renewed every second by
+//! its holder, expiring 3 s after the holder stops renewing) runs the
+//! market simulator, so prices move once per cluster. When the holder dies
+//! another instance takes the lease within a few seconds and goes on from
+//! the last published quotes (`pulse:quotes`).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use tokio::sync::watch;
+
+use super::relay::QUOTES;
+
+const KEY: &str = "pulse:simulator";
+/// How long the lease lasts unless renewed.
+const TTL: Duration = Duration::from_secs(3);
+/// How often the holder renews it, and others try to take it.
+const EVERY: Duration = Duration::from_secs(1);
+
+/// Renews the lease only if this instance still holds it.
+const RENEW: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+";
+
+/// Gives the lease up only if this instance holds it.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+/// This instance's view of the lease.
+#[derive(Clone)]
+pub struct Lease {
+    holding: watch::Receiver<bool>,
+    redis: ConnectionManager,
+}
+
+impl Lease {
+    /// Starts trying to take (and then renewing) the lease as `instance`.
+    pub(super) fn spawn(redis: ConnectionManager, instance: String) -> Lease {
+        let (held, holding) = watch::channel(false);
+        tokio::spawn(hold(redis.clone(), instance, held));
+        Lease { holding, redis }
+    }
+
+    /// Waits until this instance holds the lease (or the lease task ended).
+    pub async fn held(&mut self) -> bool {
+        self.holding.wait_for(|held| *held).await.is_ok()
+    }
+
+    /// Whether this instance holds the lease now.
+    pub fn holds(&self) -> bool {
+        *self.holding.borrow()
+    }
+
+    /// The last published price of every symbol (empty if Redis cannot say).
+    pub async fn last_prices(&self) -> HashMap<String, f64> {
+        let mut redis = self.redis.clone();
+        redis::cmd("HGETALL")
+            .arg(QUOTES)
+            .query_async(&mut redis)
+            .await
+            .unwrap_or_default()
+    }
+}
+
+async fn hold(mut redis: ConnectionManager, instance: String, held: watch::Sender<bool>) {
+    let renew = redis::Script::new(RENEW);
+    let release = redis::Script::new(RELEASE);
+    let ttl_ms = TTL.as_millis() as u64;
+    let mut timer = tokio::time::interval(EVERY);
+    loop {
+        tokio::select! {
+            _ = timer.tick() => {}
+            // The simulator ended (the server is shutting down): let the
+            // lease go now rather than when it expires.
+            () = held.closed() => {
+                let _: redis::RedisResult<i64> = release.key(KEY).arg(&instance).invoke_async(&mut redis).await;
+                return;
+            }
+        }
+        let holding = if *held.borrow() {
+            let renewed: redis::RedisResult<i64> = renew
+                .key(KEY)
+                .arg(&instance)
+                .arg(ttl_ms)
+                .invoke_async(&mut redis)
+                .await;
+            matches!(renewed, Ok(1))
+        } else {
+            let taken: redis::RedisResult<Option<String>> = redis::cmd("SET")
+                .arg(KEY)
+                .arg(&instance)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl_ms)
+                .query_async(&mut redis)
+                .await;
+            matches!(taken, Ok(Some(_)))
+        };
+        if holding != *held.borrow() {
+            if holding {
+                tracing::info!("this instance runs the market simulator");
+            } else {
+                tracing::warn!("this instance no longer runs the market simulator");
+            }
+            if held.send(holding).is_err() {
+                return;
+            }
+        }
+    }
+}
