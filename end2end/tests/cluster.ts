@@ -10,19 +10,7 @@ import { chownSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { createConnection, createServer, Server, Socket } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.unref();
-    probe.on("error", reject);
-    probe.listen(0, "127.0.0.1", () => {
-      const address = probe.address();
-      const port = typeof address === "object" && address ? address.port : 0;
-      probe.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from "./server";
 
 /** Whether something accepts TCP connections on `port` of 127.0.0.1. */
 async function listening(port: number): Promise<boolean> {

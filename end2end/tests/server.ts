@@ -18,7 +18,8 @@ export function siteRoot(): string {
   return path.join(repoRoot, "target", "site");
 }
 
-async function freePort(): Promise<number> {
+/** A port of 127.0.0.1 nothing listens on now. */
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const probe = createServer();
     probe.unref();
