@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use axum::extract::ws::Utf8Bytes;
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, PubSubSink};
 use tokio::sync::mpsc;
@@ -353,18 +354,22 @@ impl Listener {
     }
 
     async fn receive_tick(&self, published: Published) {
-        let Some(tick) = tick_of(published.frame.get()) else {
+        let frame = published.frame.get();
+        let Some(tick) = tick_of(frame) else {
             return;
         };
+        let frame = Utf8Bytes::from(frame.to_owned());
         let epoch = published.epoch;
-        if let Delivery::Gap { latest } = self.hub.deliver_tick(&epoch, tick.clone()) {
+        if let Delivery::Gap { latest } = self.hub.deliver_tick(&epoch, tick.clone(), frame.clone())
+        {
             let Ok(channel) = tick.channel.parse::<Channel>() else {
                 return;
             };
             self.fill_ticks(&channel, &epoch, latest, Some(tick.offset))
                 .await;
-            if let Delivery::Gap { .. } = self.hub.deliver_tick(&epoch, tick.clone()) {
-                self.hub.deliver_tick_after_gap(&epoch, tick);
+            if let Delivery::Gap { .. } = self.hub.deliver_tick(&epoch, tick.clone(), frame.clone())
+            {
+                self.hub.deliver_tick_after_gap(&epoch, tick, frame);
             }
         }
     }
@@ -435,12 +440,15 @@ impl Listener {
             .await;
         match entries {
             Ok(entries) => {
-                for tick in entries
-                    .iter()
-                    .filter_map(|(_, fields)| fields.get("f").and_then(|frame| tick_of(frame)))
-                {
-                    if let Delivery::Gap { .. } = self.hub.deliver_tick(epoch, tick.clone()) {
-                        self.hub.deliver_tick_after_gap(epoch, tick);
+                for frame in entries.iter().filter_map(|(_, fields)| fields.get("f")) {
+                    let Some(tick) = tick_of(frame) else {
+                        continue;
+                    };
+                    let frame = Utf8Bytes::from(frame.clone());
+                    if let Delivery::Gap { .. } =
+                        self.hub.deliver_tick(epoch, tick.clone(), frame.clone())
+                    {
+                        self.hub.deliver_tick_after_gap(epoch, tick, frame);
                     }
                 }
             }

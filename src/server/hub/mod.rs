@@ -490,16 +490,18 @@ impl Hub {
             change_pct: quote.change_pct,
             volume: quote.volume,
         };
-        self.push_tick(state, tick)
+        self.push_tick(state, tick, None)
     }
 
     /// Keeps `tick` (the channel's next offset) in the history and queues it,
-    /// conflated, for every subscriber.
-    fn push_tick(&self, state: &mut ChannelState, tick: Tick) -> u64 {
+    /// conflated, for every subscriber: as `frame` when it came serialised
+    /// (from the instance that published it, with that moment's timestamp).
+    fn push_tick(&self, state: &mut ChannelState, tick: Tick, frame: Option<Utf8Bytes>) -> u64 {
         let History::Ticker(history) = &mut state.history else {
             unreachable!("a ticker: channel always holds a ticker history")
         };
-        let frame: Utf8Bytes = frames::encode(ServerMessage::Tick(tick.clone()));
+        let frame: Utf8Bytes =
+            frame.unwrap_or_else(|| frames::encode(ServerMessage::Tick(tick.clone())));
         let offset = history.ring.push(TickEntry {
             tick,
             frame: frame.clone(),

@@ -8,6 +8,8 @@
 
 use std::sync::Arc;
 
+use axum::extract::ws::Utf8Bytes;
+
 use tokio::sync::{mpsc, oneshot};
 
 use super::ticker::{TickEntry, TickerHistory, HISTORY as TICKER_HISTORY};
@@ -217,17 +219,23 @@ impl Hub {
     /// the cluster's `epoch`): the next offset goes to subscribers; an
     /// older one is known; a skipped one is a gap. A new epoch (Redis lost
     /// its keys) starts the history again from this tick.
-    pub fn deliver_tick(&self, epoch: &str, tick: Tick) -> Delivery {
-        self.deliver_tick_with(epoch, tick, false)
+    pub fn deliver_tick(&self, epoch: &str, tick: Tick, frame: Utf8Bytes) -> Delivery {
+        self.deliver_tick_with(epoch, tick, frame, false)
     }
 
     /// Delivers a tick after a gap nothing can fill: the history starts
     /// again at it (a resume from before gets a snapshot).
-    pub fn deliver_tick_after_gap(&self, epoch: &str, tick: Tick) -> Delivery {
-        self.deliver_tick_with(epoch, tick, true)
+    pub fn deliver_tick_after_gap(&self, epoch: &str, tick: Tick, frame: Utf8Bytes) -> Delivery {
+        self.deliver_tick_with(epoch, tick, frame, true)
     }
 
-    fn deliver_tick_with(&self, epoch: &str, tick: Tick, restart: bool) -> Delivery {
+    fn deliver_tick_with(
+        &self,
+        epoch: &str,
+        tick: Tick,
+        frame: Utf8Bytes,
+        restart: bool,
+    ) -> Delivery {
         let Ok(channel) = tick.channel.parse::<Channel>() else {
             return Delivery::NotHeld;
         };
@@ -253,7 +261,7 @@ impl Hub {
                 epoch: Some(epoch.to_owned()),
             };
         }
-        self.push_tick(state, tick);
+        self.push_tick(state, tick, Some(frame));
         Delivery::Delivered
     }
 
