@@ -10,7 +10,8 @@
 //! crossing in Redis, and from Redis being away; each is repaired the moment
 //! the next message arrives, when a channel is loaded, and after a reconnect.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
@@ -32,6 +33,12 @@ use super::Lease;
 /// How long a channel this hub no longer holds stays subscribed in Redis (a
 /// load in progress holds nothing yet).
 const LINGER: Duration = Duration::from_secs(30);
+
+/// Messages read per page when filling a gap from the store.
+const FILL_PAGE: usize = 100;
+
+/// How often a gap the store could not fill is tried again.
+const RETRY: Duration = Duration::from_secs(1);
 
 /// How long to wait before connecting to Redis again.
 const RECONNECT: Duration = Duration::from_secs(1);
@@ -191,6 +198,8 @@ async fn listen(
         hub,
         store,
         redis: client.get_connection_manager().await.ok(),
+        pending: Mutex::new(HashSet::new()),
+        loading: Mutex::new(HashSet::new()),
     };
     // Channels subscribed (or to subscribe once connected), and since when.
     let mut watched: HashMap<Channel, Instant> = HashMap::new();
@@ -224,8 +233,10 @@ async fn listen(
             relay.catch_up(channel).await;
         }
         let mut sweep = tokio::time::interval(LINGER);
+        let mut retry = tokio::time::interval(RETRY);
         loop {
             tokio::select! {
+                _ = retry.tick() => relay.retry().await,
                 command = asked.recv() => match command {
                     None => return,
                     Some(command) => relay.command(command, Some(&mut sink), &mut watched).await,
@@ -245,8 +256,33 @@ async fn listen(
 struct Listener {
     hub: Hub,
     store: Store,
-    /// For reading tickers' history (`None` until Redis was first reached).
+    /// For reading tickers' history and publishing hints (`None` until
+    /// Redis was first reached).
     redis: Option<ConnectionManager>,
+    /// Channels whose gap the store could not fill yet (retried every second).
+    pending: Mutex<HashSet<Channel>>,
+    /// Channels watched for a load that has not said `Loaded` yet: never swept.
+    loading: Mutex<HashSet<Channel>>,
+}
+
+/// `{"head": {"channel", "offset"}}`: a channel's committed head, published
+/// when a resend finds a message whose publisher may have died before
+/// publishing it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Hint {
+    head: Head,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Head {
+    channel: String,
+    offset: u64,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// An entry of a ticker's history stream: its id and fields (`f`: the frame).
@@ -288,10 +324,59 @@ impl Listener {
                     // are in Redis, and this hub installs them from there.
                     self.load_ticker(&channel).await;
                 }
+                lock(&self.loading).insert(channel.clone());
                 watched.insert(channel, Instant::now());
                 let _ = listening.send(());
             }
-            RelayCommand::Loaded(channel) => self.catch_up(&channel).await,
+            RelayCommand::Loaded(channel) => {
+                lock(&self.loading).remove(&channel);
+                if !watched.contains_key(&channel) {
+                    // Swept while its load was slow: listen again.
+                    if let Some(sink) = sink {
+                        if let Err(err) = sink.subscribe(key(&channel)).await {
+                            tracing::warn!(%err, %channel, "cannot subscribe in Redis");
+                        }
+                    }
+                    watched.insert(channel.clone(), Instant::now());
+                }
+                self.catch_up(&channel).await;
+            }
+            RelayCommand::Ensure(channel) => {
+                if !watched.contains_key(&channel) {
+                    if let Some(sink) = sink {
+                        if let Err(err) = sink.subscribe(key(&channel)).await {
+                            tracing::warn!(%err, %channel, "cannot subscribe in Redis");
+                        }
+                    }
+                    watched.insert(channel.clone(), Instant::now());
+                    self.catch_up(&channel).await;
+                }
+            }
+            RelayCommand::Head(channel, offset) => {
+                if self
+                    .hub
+                    .held_latest(&channel)
+                    .is_some_and(|latest| latest < offset)
+                {
+                    self.catch_up(&channel).await;
+                }
+                if let Some(mut redis) = self.redis.clone() {
+                    let hint = Hint {
+                        head: Head {
+                            channel: channel.to_string(),
+                            offset,
+                        },
+                    };
+                    let published: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+                        .arg(key(&channel))
+                        .arg(serde_json::to_string(&hint).unwrap_or_default())
+                        .query_async(&mut redis)
+                        .await;
+                    if let Err(err) = published {
+                        tracing::warn!(%err, %channel, "cannot publish a head hint");
+                    }
+                }
+            }
         }
     }
 
@@ -299,7 +384,11 @@ impl Listener {
     async fn sweep(&self, sink: &mut PubSubSink, watched: &mut HashMap<Channel, Instant>) {
         let stale: Vec<Channel> = watched
             .iter()
-            .filter(|(channel, since)| since.elapsed() >= LINGER && !self.hub.has(channel))
+            .filter(|(channel, since)| {
+                since.elapsed() >= LINGER
+                    && !self.hub.has(channel)
+                    && !lock(&self.loading).contains(*channel)
+            })
             .map(|(channel, _)| channel.clone())
             .collect();
         for channel in stale {
@@ -315,6 +404,22 @@ impl Listener {
         let Ok(text) = std::str::from_utf8(payload) else {
             return;
         };
+        if text.starts_with("{\"head\"") {
+            // Another instance found a committed message nobody published
+            // (its publisher died): catch up if this hub lacks it.
+            if let Ok(Hint { head }) = serde_json::from_str::<Hint>(text) {
+                if let Ok(channel) = head.channel.parse::<Channel>() {
+                    if self
+                        .hub
+                        .held_latest(&channel)
+                        .is_some_and(|latest| latest < head.offset)
+                    {
+                        self.catch_up(&channel).await;
+                    }
+                }
+            }
+            return;
+        }
         if text.starts_with("{\"epoch\"") {
             match serde_json::from_str::<Published>(text) {
                 Ok(published) => self.receive_tick(published).await,
@@ -333,7 +438,12 @@ impl Listener {
             ServerMessage::Chat(message) => {
                 if let Delivery::Gap { latest } = self.hub.deliver_chat(&message) {
                     let channel = Channel::Chat(message.room.clone());
-                    self.fill_chat(&channel, latest, message.offset).await;
+                    if !self.fill_chat(&channel, latest, message.offset).await {
+                        // Nothing is skipped: this message comes again with
+                        // the catch-up, once the store answers.
+                        lock(&self.pending).insert(channel);
+                        return;
+                    }
                     if let Delivery::Gap { .. } = self.hub.deliver_chat(&message) {
                         self.hub.deliver_chat_after_gap(&message);
                     }
@@ -341,8 +451,12 @@ impl Listener {
             }
             ServerMessage::Notification(notification) => {
                 if let Delivery::Gap { latest } = self.hub.deliver_notification(&notification) {
-                    if let Ok(channel) = notification.channel.parse::<Channel>() {
-                        self.fill_inbox(&channel, latest).await;
+                    let Ok(channel) = notification.channel.parse::<Channel>() else {
+                        return;
+                    };
+                    if !self.fill_inbox(&channel, latest).await {
+                        lock(&self.pending).insert(channel);
+                        return;
                     }
                     if let Delivery::Gap { .. } = self.hub.deliver_notification(&notification) {
                         self.hub.deliver_notification_after_gap(&notification);
@@ -458,54 +572,84 @@ impl Listener {
 
     /// Delivers what this hub lacks of a channel it holds, from the store
     /// (or, for a ticker, from Redis).
-    async fn catch_up(&self, channel: &Channel) {
+    async fn catch_up(&self, channel: &Channel) -> bool {
         let Some(latest) = self.hub.held_latest(channel) else {
-            return;
+            return true;
         };
         if let Channel::Ticker(_) = channel {
             if let Some(epoch) = self.hub.epoch_of(channel) {
                 self.fill_ticks(channel, &epoch, latest, None).await;
             }
-            return;
+            return true;
         }
-        match channel {
+        let filled = match channel {
             Channel::Chat(_) => self.fill_chat(channel, latest, i64::MAX as u64).await,
             Channel::User(_) => self.fill_inbox(channel, latest).await,
-            _ => {}
+            _ => true,
+        };
+        if !filled {
+            // Retried every second until the store answers (`retry`): the
+            // message that showed the gap waits with what it follows.
+            lock(&self.pending).insert(channel.clone());
+        }
+        filled
+    }
+
+    /// Catches up the channels whose gap could not be filled yet.
+    async fn retry(&self) {
+        let pending: Vec<Channel> = lock(&self.pending).drain().collect();
+        for channel in pending {
+            self.catch_up(&channel).await;
         }
     }
 
     /// Delivers the messages of a room after `latest` and before `before`,
     /// read from the store (at most a room's history: beyond that, the room's
     /// history starts again after the gap).
-    async fn fill_chat(&self, channel: &Channel, latest: u64, before: u64) {
-        let wanted = before.saturating_sub(latest + 1).min(CHAT_HISTORY as u64) as usize;
-        if wanted == 0 {
-            return;
-        }
-        let missing = match self
-            .store
-            .chat_before(channel.to_string(), before, wanted)
-            .await
-        {
-            Ok(missing) => missing,
-            Err(err) => {
-                tracing::error!(%err, %channel, "cannot fill a gap from the store");
-                return;
+    async fn fill_chat(&self, channel: &Channel, latest: u64, before: u64) -> bool {
+        // Pages from the newest back, until `latest` (usually the first
+        // page already reaches it), at most a room's history in all.
+        let mut missing = Vec::new();
+        let mut end = before;
+        while end > latest + 1 && missing.len() < CHAT_HISTORY {
+            let wanted = (end - latest - 1).min(FILL_PAGE as u64) as usize;
+            let page = match self
+                .store
+                .chat_before(channel.to_string(), end, wanted)
+                .await
+            {
+                Ok(page) => page,
+                Err(err) => {
+                    tracing::error!(%err, %channel, "cannot fill a gap from the store; retrying");
+                    return false;
+                }
+            };
+            let Some(first) = page.first().map(|message| message.offset) else {
+                break;
+            };
+            let reached = first <= latest + 1;
+            missing.splice(
+                0..0,
+                page.into_iter().filter(|message| message.offset > latest),
+            );
+            if reached {
+                break;
             }
-        };
-        for message in missing.iter().filter(|message| message.offset > latest) {
+            end = first;
+        }
+        for message in &missing {
             if let Delivery::Gap { .. } = self.hub.deliver_chat(message) {
                 self.hub.deliver_chat_after_gap(message);
             }
         }
+        true
     }
 
     /// Delivers the notifications of a user's channel after `latest`, from
     /// the store's newest ones.
-    async fn fill_inbox(&self, channel: &Channel, latest: u64) {
+    async fn fill_inbox(&self, channel: &Channel, latest: u64) -> bool {
         let Channel::User(user) = channel else {
-            return;
+            return true;
         };
         let stored = self
             .store
@@ -518,8 +662,12 @@ impl Listener {
                         self.hub.deliver_notification_after_gap(notification);
                     }
                 }
+                true
             }
-            Err(err) => tracing::error!(%err, %channel, "cannot fill a gap from the store"),
+            Err(err) => {
+                tracing::error!(%err, %channel, "cannot fill a gap from the store; retrying");
+                false
+            }
         }
     }
 }

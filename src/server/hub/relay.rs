@@ -39,6 +39,13 @@ pub enum RelayCommand {
     /// The channel is now in memory: deliver whatever was committed between
     /// the load and now (the store has it).
     Loaded(Channel),
+    /// Listen to a channel this hub already holds, if the relay does not
+    /// yet (it was installed without a watch, or swept), and catch up.
+    Ensure(Channel),
+    /// A resend found this channel's message at `offset` already stored: its
+    /// publisher may have died before publishing it, so every instance that
+    /// lacks it catches up from the store.
+    Head(Channel, u64),
 }
 
 /// The queues into a relay: what to publish, and what the hub asks of it.
@@ -85,6 +92,24 @@ impl Hub {
             // A relay that cannot listen (Redis is down) still answers: the
             // load goes on, and a gap is filled when the relay is back.
             let _ = listening.await;
+        }
+    }
+
+    /// Tells the relay (if any) that a resend found `channel`'s message at
+    /// `offset` already stored (it may never have been published).
+    pub fn stored_head(&self, channel: &Channel, offset: u64) {
+        if let Some(link) = self.inner.relay.get() {
+            let _ = link
+                .commands
+                .send(RelayCommand::Head(channel.clone(), offset));
+        }
+    }
+
+    /// Asks the relay (if any) to listen to `channel`, held already, unless
+    /// it does.
+    pub fn ensure_watched(&self, channel: &Channel) {
+        if let Some(link) = self.inner.relay.get() {
+            let _ = link.commands.send(RelayCommand::Ensure(channel.clone()));
         }
     }
 

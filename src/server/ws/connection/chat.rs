@@ -89,6 +89,11 @@ impl Connection {
             Ok(Appended::New(_)) => {}
             Ok(appended) => {
                 let (channel, offset) = appended.channel_offset();
+                // Its first send was stored; if its instance died before
+                // publishing it, every instance now catches up.
+                if let Ok(room) = channel.parse::<Channel>() {
+                    self.context.hub.stored_head(&room, offset);
+                }
                 let ack = Ack::stored(client_id, channel.to_owned(), offset);
                 self.send(ServerMessage::Ack(ack));
             }

@@ -128,6 +128,11 @@ impl Connection {
 /// it after its commit point, so nothing committed around the load is lost).
 pub(super) async fn install(hub: Hub, store: Store, channel: Channel) -> Result<(), StoreError> {
     if hub.has(&channel) {
+        // Held already (perhaps rendered into a page without a subscriber):
+        // make sure the relay, if any, listens to it.
+        if matches!(channel, Channel::Chat(_) | Channel::User(_)) {
+            hub.ensure_watched(&channel);
+        }
         return Ok(());
     }
     match &channel {
