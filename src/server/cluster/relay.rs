@@ -279,6 +279,25 @@ struct Head {
     offset: u64,
 }
 
+/// SUBSCRIBEs to `channel` (when connected) unless it is watched already;
+/// true if it was not.
+async fn subscribe_once(
+    sink: Option<&mut PubSubSink>,
+    watched: &mut HashMap<Channel, Instant>,
+    channel: &Channel,
+) -> bool {
+    if watched.contains_key(channel) {
+        return false;
+    }
+    if let Some(sink) = sink {
+        if let Err(err) = sink.subscribe(key(channel)).await {
+            tracing::warn!(%err, %channel, "cannot subscribe in Redis");
+        }
+    }
+    watched.insert(channel.clone(), Instant::now());
+    true
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
@@ -312,43 +331,25 @@ impl Listener {
     ) {
         match command {
             RelayCommand::Watch(channel, listening) => {
-                if !watched.contains_key(&channel) {
-                    if let Some(sink) = sink {
-                        if let Err(err) = sink.subscribe(key(&channel)).await {
-                            tracing::warn!(%err, %channel, "cannot subscribe in Redis");
-                        }
-                    }
-                }
+                subscribe_once(sink, watched, &channel).await;
                 if let Channel::Ticker(_) = channel {
                     // A ticker has no store: its epoch, offsets and history
                     // are in Redis, and this hub installs them from there.
                     self.load_ticker(&channel).await;
                 }
                 lock(&self.loading).insert(channel.clone());
+                // Swept no sooner than LINGER from now.
                 watched.insert(channel, Instant::now());
                 let _ = listening.send(());
             }
             RelayCommand::Loaded(channel) => {
                 lock(&self.loading).remove(&channel);
-                if !watched.contains_key(&channel) {
-                    // Swept while its load was slow: listen again.
-                    if let Some(sink) = sink {
-                        if let Err(err) = sink.subscribe(key(&channel)).await {
-                            tracing::warn!(%err, %channel, "cannot subscribe in Redis");
-                        }
-                    }
-                    watched.insert(channel.clone(), Instant::now());
-                }
+                // Listens again if it was swept while its load was slow.
+                subscribe_once(sink, watched, &channel).await;
                 self.catch_up(&channel).await;
             }
             RelayCommand::Ensure(channel) => {
-                if !watched.contains_key(&channel) {
-                    if let Some(sink) = sink {
-                        if let Err(err) = sink.subscribe(key(&channel)).await {
-                            tracing::warn!(%err, %channel, "cannot subscribe in Redis");
-                        }
-                    }
-                    watched.insert(channel.clone(), Instant::now());
+                if subscribe_once(sink, watched, &channel).await {
                     self.catch_up(&channel).await;
                 }
             }
