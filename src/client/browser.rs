@@ -159,10 +159,26 @@ pub fn hold_tab_lock() {
     );
 }
 
+thread_local! {
+    /// Tabs whose lock this page waits for (to take over their outbox once
+    /// they are gone), so that each is waited for once.
+    static AWAITED: std::cell::RefCell<std::collections::HashSet<String>> =
+        std::cell::RefCell::new(std::collections::HashSet::new());
+}
+
 /// Calls `found` with every outbox of `user` left by a page that is gone (a
 /// closed tab, an earlier load of this one), removing it from storage. Each
-/// is taken by one page only: its tab's lock is held while it is taken.
+/// is taken by one page only: its tab's lock is held while it is taken. A
+/// tab whose lock is still held (alive, or closing right now: the browser
+/// frees a closed tab's lock a moment later) is waited for, and its outbox
+/// taken over when it is gone.
 pub fn take_over_outboxes(user: &str, found: impl Fn(Outbox) + Clone + 'static) {
+    claim_outboxes(user, found, true);
+}
+
+/// [`take_over_outboxes`], waiting for tabs still alive when `wait`, else
+/// only taking those of pages already gone.
+fn claim_outboxes(user: &str, found: impl Fn(Outbox) + Clone + 'static, wait: bool) {
     let Some(storage) = local_storage() else {
         return;
     };
@@ -176,19 +192,30 @@ pub fn take_over_outboxes(user: &str, found: impl Fn(Outbox) + Clone + 'static) 
         })
         .collect();
     for key in keys {
+        if wait && !AWAITED.with(|awaited| awaited.borrow_mut().insert(key.clone())) {
+            continue;
+        }
         let tab = key[prefix.len()..].to_owned();
         let found = found.clone();
         let options = js_sys::Object::new();
-        let _ = js_sys::Reflect::set(&options, &"ifAvailable".into(), &JsValue::TRUE);
+        if !wait {
+            let _ = js_sys::Reflect::set(&options, &"ifAvailable".into(), &JsValue::TRUE);
+        }
+        // Granted once the tab's own page no longer holds it (at once for a
+        // page that is gone; `null` at once for a live tab when not
+        // waiting); released as soon as this returns.
         let take = Closure::once_into_js(move |lock: JsValue| {
-            // `null`: the tab is alive and holds its lock.
-            if !lock.is_null() {
-                if let Some(storage) = local_storage() {
-                    let json = storage.get_item(&key).ok().flatten();
-                    let _ = storage.remove_item(&key);
-                    if let Some(outbox) = json.and_then(|j| serde_json::from_str(&j).ok()) {
-                        found(outbox);
-                    }
+            if wait {
+                AWAITED.with(|awaited| awaited.borrow_mut().remove(&key));
+            }
+            if lock.is_null() {
+                return JsValue::UNDEFINED;
+            }
+            if let Some(storage) = local_storage() {
+                let json = storage.get_item(&key).ok().flatten();
+                let _ = storage.remove_item(&key);
+                if let Some(outbox) = json.and_then(|j| serde_json::from_str(&j).ok()) {
+                    found(outbox);
                 }
             }
             JsValue::UNDEFINED
@@ -203,7 +230,7 @@ pub fn discard_outboxes(user: &str) {
     if let Some(storage) = local_storage() {
         let _ = storage.remove_item(&outbox_key(user, tab_id()));
     }
-    take_over_outboxes(user, |_| {});
+    claim_outboxes(user, |_| {}, false);
 }
 
 /// Keeps this tab's outbox across reloads, under its user's key (an empty
