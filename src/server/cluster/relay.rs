@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use crate::protocol::{Channel, ServerEnvelope, ServerMessage, Tick};
 use crate::server::frames;
 use crate::server::hub::{
-    Delivery, Hub, Quote, RelayCommand, RelayLink, Relayed, CHAT_HISTORY, INBOX_HISTORY,
+    lock, Delivery, Hub, Quote, RelayCommand, RelayLink, Relayed, CHAT_HISTORY, INBOX_HISTORY,
     TICKER_HISTORY,
 };
 use crate::server::store::Store;
@@ -160,7 +160,7 @@ async fn publish_tick(
         volume: quote.volume,
     };
     let (offset_key, epoch_key, history_key) = ticker_keys(&channel);
-    let epoch = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let epoch = crate::server::hub::new_epoch();
     let published: redis::RedisResult<u64> = script
         .key(offset_key)
         .key(epoch_key)
@@ -296,12 +296,6 @@ async fn subscribe_once(
     }
     watched.insert(channel.clone(), Instant::now());
     true
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// An entry of a ticker's history stream: its id and fields (`f`: the frame).

@@ -272,7 +272,12 @@ fn pinned(channel: &Channel) -> bool {
 /// Yjs updates and awareness travel as standard base64 (with padding).
 const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+/// A fresh epoch: 12 random hex digits.
+pub fn new_epoch() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+}
+
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section leaves the data consistent, so a lock poisoned
     // by a panic elsewhere is still safe to use.
     mutex
@@ -284,7 +289,7 @@ impl Hub {
     /// A hub with no channel yet. Inside a tokio runtime it also starts the
     /// one task that expires presence (`online::expire`), which ends with the hub.
     pub fn new(metrics: Arc<Metrics>, presence_grace: Duration) -> Self {
-        let epoch = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let epoch = new_epoch();
         let hub = Hub {
             inner: Arc::new(Inner {
                 channels: Mutex::new(HashMap::new()),

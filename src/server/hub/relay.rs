@@ -155,13 +155,11 @@ impl Hub {
             return Delivery::NotHeld;
         };
         let latest = history.ring.latest();
-        if message.offset <= latest {
-            return Delivery::Known;
-        }
-        if message.offset != latest + 1 {
-            if !restart {
-                return Delivery::Gap { latest };
-            }
+        let starts_again = match placement(latest, message.offset, restart) {
+            Ok(starts_again) => starts_again,
+            Err(delivery) => return delivery,
+        };
+        if starts_again {
             tracing::warn!(channel = %state.name, from = latest, to = message.offset, "chat history restarted after a gap");
             *history = ChatHistory {
                 epoch: history.epoch.clone(),
@@ -192,15 +190,14 @@ impl Hub {
         let mut delivery = Delivery::NotHeld;
         self.with_inbox(&notification.channel, |name, history, subscribers| {
             let latest = history.ring.latest();
-            if notification.offset <= latest {
-                delivery = Delivery::Known;
-                return;
-            }
-            if notification.offset != latest + 1 {
-                if !restart {
-                    delivery = Delivery::Gap { latest };
+            let starts_again = match placement(latest, notification.offset, restart) {
+                Ok(starts_again) => starts_again,
+                Err(refused) => {
+                    delivery = refused;
                     return;
                 }
+            };
+            if starts_again {
                 tracing::warn!(channel = %name, from = latest, to = notification.offset, "notification history restarted after a gap");
                 history.ring = Ring::after_offset(INBOX_HISTORY, notification.offset - 1);
             }
@@ -272,15 +269,13 @@ impl Hub {
         let History::Ticker(history) = &mut state.history else {
             return Delivery::NotHeld;
         };
-        let latest = history.ring.latest();
-        let same_epoch = history.epoch.as_deref() == Some(epoch);
-        if same_epoch && tick.offset <= latest {
-            return Delivery::Known;
-        }
-        if !same_epoch || tick.offset != latest + 1 {
-            if same_epoch && !restart {
-                return Delivery::Gap { latest };
-            }
+        // A new epoch (Redis lost its keys) always starts the history again.
+        let starts_again = history.epoch.as_deref() != Some(epoch)
+            || match placement(history.ring.latest(), tick.offset, restart) {
+                Ok(starts_again) => starts_again,
+                Err(delivery) => return delivery,
+            };
+        if starts_again {
             *history = TickerHistory {
                 ring: Ring::after_offset(TICKER_HISTORY, tick.offset - 1),
                 epoch: Some(epoch.to_owned()),
@@ -307,5 +302,21 @@ impl Hub {
         let state = lock(&self.inner.channels).get(channel).cloned()?;
         let latest = lock(&state).history.latest();
         Some(latest)
+    }
+}
+
+/// How a message at `offset` meets a history whose newest offset is
+/// `latest`: `Err` with the answer when it is not taken (known already, or a
+/// gap when not `restart`), `Ok(true)` when the history must start again at
+/// it (a gap, with `restart`), `Ok(false)` when it is simply the next.
+fn placement(latest: u64, offset: u64, restart: bool) -> Result<bool, Delivery> {
+    if offset <= latest {
+        Err(Delivery::Known)
+    } else if offset == latest + 1 {
+        Ok(false)
+    } else if restart {
+        Ok(true)
+    } else {
+        Err(Delivery::Gap { latest })
     }
 }

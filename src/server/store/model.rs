@@ -147,7 +147,7 @@ pub(super) fn split_doc_rows(
 /// after its first message agree, before and after a restart.
 pub(super) fn new_channel_epoch() -> &'static str {
     static EPOCH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    EPOCH.get_or_init(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_owned())
+    EPOCH.get_or_init(crate::server::hub::new_epoch)
 }
 
 /// The names `@mentioned` in a chat text: `@` then letters, digits, `.`,

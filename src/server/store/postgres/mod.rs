@@ -79,9 +79,7 @@ impl Postgres {
     /// Builds the pool for `url`, migrates the schema (under the migration
     /// lock, so one instance of several does it) and starts the writer.
     pub(super) async fn connect(url: &str) -> Result<Self, StoreError> {
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|err: tokio_postgres::Error| StoreError::Url(err.to_string()))?;
+        let mut config = parse_url(url)?;
         let options = match config.get_options() {
             Some(theirs) => format!("{SESSION_OPTIONS} {theirs}"),
             None => SESSION_OPTIONS.to_owned(),
@@ -153,6 +151,12 @@ impl Postgres {
     }
 }
 
+/// The connection settings in `url` (`postgres://user:password@host/db`).
+fn parse_url(url: &str) -> Result<tokio_postgres::Config, StoreError> {
+    url.parse()
+        .map_err(|err: tokio_postgres::Error| StoreError::Url(err.to_string()))
+}
+
 /// A pool of at most `size` connections to `config`.
 fn pool_of(config: tokio_postgres::Config, size: usize) -> Result<Pool, StoreError> {
     let manager = Manager::from_config(
@@ -190,17 +194,7 @@ fn from_db(offset: i64) -> u64 {
 pub(super) async fn at_version(url: &str, version: usize, sql: &str) -> Result<(), StoreError> {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
-    let manager = Manager::from_config(
-        url.parse()
-            .map_err(|err: tokio_postgres::Error| StoreError::Url(err.to_string()))?,
-        tokio_postgres::NoTls,
-        ManagerConfig::default(),
-    );
-    let pool = Pool::builder(manager)
-        .max_size(1)
-        .runtime(Runtime::Tokio1)
-        .build()
-        .map_err(|err| StoreError::Url(err.to_string()))?;
+    let pool = pool_of(parse_url(url)?, 1)?;
     migrations::migrate(&pool, version).await?;
     client.batch_execute(sql).await?;
     Ok(())
