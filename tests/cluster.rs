@@ -3,15 +3,19 @@
 //! any instance reaches every instance's subscribers in offset order with
 //! the same offsets; a client resumes on another instance than the one it
 //! left with exactly what it missed; a mention on one instance notifies the
-//! user's tab on another; and messages committed while Redis was down reach
-//! the other instances once it is back, in order, once each.
+//! user's tab on another; messages committed while Redis was down reach
+//! the other instances once it is back, in order, once each; and presence
+//! is one list, with one stream of offsets, across instances.
 
 mod common;
 
 use common::postgres::shared;
 use common::redis::Redis;
 use common::{Client, TestServer, PATIENCE};
-use pulse::protocol::{ChatMessage, ServerEnvelope, ServerMessage, Subscribed, Tick};
+use pulse::protocol::{
+    ChatMessage, PresenceDiff, PresenceUser, ServerEnvelope, ServerMessage, Snapshot, Subscribed,
+    Tick, UserStatus,
+};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
@@ -390,16 +394,8 @@ async fn a_killed_simulator_is_replaced_within_seconds() {
     let redis = Redis::start();
     let url = shared().create_database();
     let redis_url = redis.url();
-    let flags = [
-        "--database-url",
-        url.as_str(),
-        "--redis",
-        redis_url.as_str(),
-        "--tick-rate",
-        "10",
-        "--symbols",
-        "AAPL",
-    ];
+    let mut flags = common::shared_flags(&url, &redis_url);
+    flags.extend(["--tick-rate", "10", "--symbols", "AAPL"]);
     let mut holder = Pulse::start(&common::temp_db(), &flags, &[]);
     let mut on_holder = Client::connect_to(holder.addr, None).await;
     on_holder.hello().await;
@@ -465,4 +461,367 @@ async fn a_room_loaded_on_demand_is_shared_in_order() {
     let expected: Vec<(u64, String)> = (1..=5).map(|m| (m + 3, format!("late {m}"))).collect();
     assert_eq!(late, expected);
     no_more_chat(&mut reader).await;
+}
+
+/// Who is online as a presence subscriber sees it: the snapshot of its
+/// `subscribed`, with every diff (or fresh `subscribed`) applied since.
+struct Online {
+    users: HashMap<String, PresenceUser>,
+    epoch: String,
+    offset: u64,
+}
+
+impl Online {
+    /// Subscribes `client` to presence (resuming from `since`, if given).
+    async fn watch(client: &mut Client, since: Option<Value>) -> (Online, Subscribed) {
+        let subscribed = subscribe(client, "presence", since).await;
+        let mut online = Online {
+            users: HashMap::new(),
+            epoch: String::new(),
+            offset: 0,
+        };
+        online.renew(&subscribed);
+        (online, subscribed)
+    }
+
+    fn renew(&mut self, subscribed: &Subscribed) {
+        self.epoch = subscribed.epoch.clone();
+        self.offset = subscribed.offset;
+        if let Some(Snapshot::Presence(snapshot)) = &subscribed.snapshot {
+            self.users = snapshot
+                .users
+                .iter()
+                .map(|u| (u.id.clone(), u.clone()))
+                .collect();
+        }
+    }
+
+    /// Applies what arrives until `done` holds (or fails after `limit`);
+    /// every diff must be the next offset (no gap, nothing twice).
+    async fn until(
+        &mut self,
+        client: &mut Client,
+        limit: std::time::Duration,
+        done: impl Fn(&HashMap<String, PresenceUser>) -> bool,
+    ) -> Vec<PresenceDiff> {
+        let mut diffs = Vec::new();
+        let deadline = tokio::time::Instant::now() + limit;
+        while !done(&self.users) {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let envelope = client
+                .recv_within(left)
+                .await
+                .unwrap_or_else(|| panic!("presence never settled: {:?}", self.users));
+            self.take(envelope.message, &mut diffs);
+        }
+        diffs
+    }
+
+    /// Applies what arrives until nothing has for half a second.
+    async fn settle(&mut self, client: &mut Client) -> Vec<PresenceDiff> {
+        let mut diffs = Vec::new();
+        let quiet = std::time::Duration::from_millis(500);
+        while let Some(envelope) = client.recv_within(quiet).await {
+            self.take(envelope.message, &mut diffs);
+        }
+        diffs
+    }
+
+    /// Applies one message (a diff must be the next offset: no gap, nothing
+    /// twice; a fresh `subscribed` replaces the list).
+    fn take(&mut self, message: ServerMessage, diffs: &mut Vec<PresenceDiff>) {
+        match message {
+            ServerMessage::PresenceDiff(diff) => {
+                assert_eq!(diff.offset, self.offset + 1, "diffs in a row: {diff:?}");
+                self.offset = diff.offset;
+                for user in &diff.leaves {
+                    self.users.remove(&user.id);
+                }
+                for user in diff.joins.iter().chain(&diff.updates) {
+                    self.users.insert(user.id.clone(), user.clone());
+                }
+                diffs.push(diff);
+            }
+            ServerMessage::Subscribed(subscribed) if subscribed.channel == "presence" => {
+                self.renew(&subscribed)
+            }
+            _ => {}
+        }
+    }
+}
+
+fn shows(users: &HashMap<String, PresenceUser>, id: &str, status: UserStatus, tabs: u32) -> bool {
+    users
+        .get(id)
+        .is_some_and(|u| u.status == status && u.connections == tabs)
+}
+
+/// Presence is one list with one stream of offsets: a user with a tab on
+/// each of two instances is one user with two connections on the third;
+/// every instance tells the same list at the same offset; a tab going away
+/// counts for the user only when all are away; closing one tab updates the
+/// count without a leave; the last tab leaves after the grace; a subscriber
+/// resumes on another instance with exactly the diffs it missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_is_one_list_across_instances() {
+    let redis = Redis::start();
+    let flags = ["--tick-rate", "0", "--presence-grace-ms", "300"];
+    let servers = instances_with(&redis, 3, &flags).await;
+    let mut readers = Vec::new();
+    for (n, server) in servers.iter().enumerate() {
+        let mut client = Client::signed_in(server, &format!("Reader{n}")).await;
+        let (online, _) = Online::watch(&mut client, None).await;
+        readers.push((client, online));
+    }
+    let mut on_a = Client::signed_in(&servers[0], "Ann").await;
+    let on_b = Client::signed_in(&servers[1], "Ann").await;
+    let everyone = |u: &HashMap<String, PresenceUser>| {
+        shows(u, "guest:ann", UserStatus::Online, 2)
+            && (0..3).all(|n| u.contains_key(&format!("guest:reader{n}")))
+    };
+    for (client, online) in &mut readers {
+        online.until(client, PATIENCE, everyone).await;
+    }
+    // The same list at the same offset, whichever instance tells it.
+    for (client, online) in &mut readers {
+        online.settle(client).await;
+    }
+    let (_, first) = &readers[0];
+    for (_, online) in &readers[1..] {
+        assert_eq!(
+            (&online.epoch, online.offset, &online.users),
+            (&first.epoch, first.offset, &first.users)
+        );
+    }
+
+    // A subscriber that leaves, and comes back on another instance.
+    let mut leaver = Client::signed_in(&servers[0], "Leaver").await;
+    let (left, _) = Online::watch(&mut leaver, None).await;
+    drop(leaver);
+
+    let (watcher, online) = &mut readers[2];
+    let mut on_b = on_b;
+    on_b.send(r#"{"type":"status","data":{"status":"away"}}"#)
+        .await;
+    let diffs = online.settle(watcher).await;
+    assert!(
+        diffs
+            .iter()
+            .flat_map(|d| d.updates.iter())
+            .all(|u| u.id != "guest:ann"),
+        "one tab of two away changes nothing: {diffs:?}"
+    );
+    on_a.send(r#"{"type":"status","data":{"status":"away"}}"#)
+        .await;
+    online
+        .until(watcher, PATIENCE, |u| {
+            shows(u, "guest:ann", UserStatus::Away, 2)
+        })
+        .await;
+    drop(on_a);
+    let closed = online
+        .until(watcher, PATIENCE, |u| {
+            shows(u, "guest:ann", UserStatus::Away, 1)
+        })
+        .await;
+    assert!(
+        closed
+            .iter()
+            .all(|d| d.leaves.iter().all(|u| u.id != "guest:ann")),
+        "no leave while a tab is open: {closed:?}"
+    );
+    drop(on_b);
+    let gone = online
+        .until(watcher, PATIENCE * 2, |u| !u.contains_key("guest:ann"))
+        .await;
+    assert!(
+        gone.iter()
+            .all(|d| d.joins.iter().all(|u| u.id != "guest:ann")),
+        "no flapping: {gone:?}"
+    );
+    online.settle(watcher).await;
+
+    let mut back = Client::signed_in(&servers[1], "Back").await;
+    let since = json!({"offset": left.offset, "epoch": left.epoch});
+    let (mut resumed, subscribed) = Online::watch(&mut back, Some(since)).await;
+    assert!(subscribed.recovered, "one epoch on every instance");
+    resumed.users = left.users.clone();
+    resumed.offset = left.offset;
+    resumed
+        .until(&mut back, PATIENCE, |u| u.contains_key("guest:back"))
+        .await;
+    online
+        .until(watcher, PATIENCE, |u| u.contains_key("guest:back"))
+        .await;
+    resumed.settle(&mut back).await;
+    online.settle(watcher).await;
+    assert_eq!(resumed.offset, online.offset, "exactly what it missed");
+    assert_eq!(resumed.users, online.users);
+}
+
+/// SIGKILL of the instance that leads presence: its users leave the
+/// others' list once its connections expire (the heartbeat's expiry, then
+/// the grace), another instance takes the lead, and users elsewhere never
+/// flap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_instances_users_leave_after_the_expiry_and_the_grace() {
+    use common::process::Pulse;
+    let redis = Redis::start();
+    let url = shared().create_database();
+    let redis_url = redis.url();
+    let mut flags = common::shared_flags(&url, &redis_url);
+    flags.extend(["--jwt-secret", SECRET, "--presence-grace-ms", "500"]);
+    // The first instance takes the presence lease.
+    let mut doomed = Pulse::start(&common::temp_db(), &flags, &[]);
+    let mut bob = Client::signed_in_to(doomed.addr, "Bob").await;
+    let (mut bobs, _) = Online::watch(&mut bob, None).await;
+    bobs.until(&mut bob, PATIENCE, |u| u.contains_key("guest:bob"))
+        .await;
+    let survivor = Pulse::start(&common::temp_db(), &flags, &[]);
+    let mut carol = Client::signed_in_to(survivor.addr, "Carol").await;
+    let (mut online, _) = Online::watch(&mut carol, None).await;
+    online
+        .until(&mut carol, PATIENCE, |u| {
+            u.contains_key("guest:bob") && u.contains_key("guest:carol")
+        })
+        .await;
+    let killed = tokio::time::Instant::now();
+    doomed.kill();
+    let diffs = online
+        .until(&mut carol, PATIENCE * 3, |u| !u.contains_key("guest:bob"))
+        .await;
+    let took = killed.elapsed();
+    assert!(
+        took >= std::time::Duration::from_millis(500),
+        "the grace holds: {took:?}"
+    );
+    assert!(
+        diffs
+            .iter()
+            .all(|d| d.leaves.iter().all(|u| u.id == "guest:bob") && d.joins.is_empty()),
+        "only bob leaves: {diffs:?}"
+    );
+    assert!(shows(&online.users, "guest:carol", UserStatus::Online, 1));
+
+    // Bob's page reconnects to the survivor and is listed again.
+    let _bob = Client::signed_in_to(survivor.addr, "Bob").await;
+    online
+        .until(&mut carol, PATIENCE * 2, |u| {
+            shows(u, "guest:bob", UserStatus::Online, 1)
+        })
+        .await;
+}
+
+/// Redis restarted (every key lost): each instance writes its connections
+/// again, the leader starts a new epoch with its whole list, and every
+/// subscriber gets a fresh `subscribed` with it; changes after that flow as
+/// before. Nobody who stayed connected leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_comes_back_whole_after_redis_restarts() {
+    let redis = Redis::start();
+    let flags = ["--tick-rate", "0", "--presence-grace-ms", "300"];
+    let servers = instances_with(&redis, 2, &flags).await;
+    let _ann = Client::signed_in(&servers[0], "Ann").await;
+    let mut watcher = Client::signed_in(&servers[1], "Watcher").await;
+    let (mut online, before) = Online::watch(&mut watcher, None).await;
+    online
+        .until(&mut watcher, PATIENCE, |u| {
+            u.contains_key("guest:ann") && u.contains_key("guest:watcher")
+        })
+        .await;
+
+    redis.stop();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    redis.restart();
+    let _bob = Client::signed_in(&servers[0], "Bob").await;
+    let diffs = online
+        .until(&mut watcher, PATIENCE * 3, |u| u.contains_key("guest:bob"))
+        .await;
+    assert_ne!(online.epoch, before.epoch, "a new epoch");
+    assert!(
+        diffs.iter().all(|d| d.leaves.is_empty()),
+        "nobody left: {diffs:?}"
+    );
+    assert!(online.users.contains_key("guest:ann"));
+    assert!(online.users.contains_key("guest:watcher"));
+    // Another instance tells the same list.
+    let mut other = Client::signed_in(&servers[0], "Other").await;
+    let (mut second, _) = Online::watch(&mut other, None).await;
+    second
+        .until(&mut other, PATIENCE, |u| u.contains_key("guest:other"))
+        .await;
+    online
+        .until(&mut watcher, PATIENCE, |u| u.contains_key("guest:other"))
+        .await;
+    second.settle(&mut other).await;
+    online.settle(&mut watcher).await;
+    assert_eq!(
+        (&second.epoch, second.offset),
+        (&online.epoch, online.offset)
+    );
+    assert_eq!(second.users, online.users);
+}
+
+/// The next notification a client gets.
+async fn notification(client: &mut Client) -> pulse::protocol::Notification {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        assert!(tokio::time::Instant::now() < deadline, "no notification");
+        if let ServerMessage::Notification(notification) = client.recv().await.message {
+            return notification;
+        }
+    }
+}
+
+/// Marking a notification read on one instance is what every instance's
+/// unread snapshot says from then on (a tab opened on another instance
+/// does not show it unread again), and a notification that arrives later
+/// still counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_read_on_one_instance_are_read_on_every_instance() {
+    let redis = Redis::start();
+    let servers = instances(&redis, 2).await;
+    let mut on_a = Client::signed_in(&servers[0], "Bob").await;
+    subscribe(&mut on_a, "user:guest:bob", None).await;
+    let mut on_b = Client::signed_in(&servers[1], "Bob").await;
+    subscribe(&mut on_b, "user:guest:bob", None).await;
+    let mut ann = Client::signed_in(&servers[0], "Ann").await;
+    say(&mut ann, "m1", "first @bob").await;
+    say(&mut ann, "m2", "second @bob").await;
+    let first = notification(&mut on_a).await;
+    notification(&mut on_a).await;
+    notification(&mut on_b).await;
+    notification(&mut on_b).await;
+
+    let read = json!({"type": "mark_read", "id": "r1",
+        "data": {"notification_ids": [first.notification_id]}});
+    on_b.send(&read.to_string()).await;
+    loop {
+        if let ServerMessage::Ack(ack) = on_b.recv().await.message {
+            assert_eq!(ack.id, "r1");
+            break;
+        }
+    }
+    say(&mut ann, "m3", "third @bob").await;
+    notification(&mut on_a).await;
+
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let mut tab = Client::signed_in(&servers[0], "Bob").await;
+        let subscribed = subscribe(&mut tab, "user:guest:bob", None).await;
+        let Some(Snapshot::Unread(unread)) = subscribed.snapshot else {
+            panic!("an unread snapshot: {subscribed:?}");
+        };
+        let texts: Vec<String> = unread.unread.iter().map(|n| n.body.clone()).collect();
+        if unread.total_unread == 2 {
+            assert!(texts.iter().all(|t| !t.contains("first")), "{texts:?}");
+            assert!(texts.iter().any(|t| t.contains("third")), "{texts:?}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still unread on the other instance: {texts:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

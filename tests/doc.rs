@@ -2,7 +2,8 @@
 //! at the same spot converge, an editor that worked offline resumes and
 //! nothing is applied twice, a kill in the middle of an edit burst loses no
 //! acknowledged update, awareness is stamped and leaves with its connection,
-//! and every limit answers with its error.
+//! every limit answers with its error, and editors on different instances
+//! (`--redis`) edit one document with one offset sequence.
 
 mod common;
 
@@ -228,12 +229,9 @@ async fn server_text(addr: SocketAddr) -> (String, u64) {
     (reader.text(), reader.offset)
 }
 
-#[tokio::test]
-async fn two_editors_typing_at_the_same_spot_at_once_converge() {
-    let server = server(&[]).await;
-    let mut ada = Editor::join(server.addr, "Ada", 1).await;
-    let mut bob = Editor::join(server.addr, "Bob", 2).await;
-    // Both type at position 0 before either hears of the other.
+/// Ada and Bob each type three words at position 0 before either hears of
+/// the other; both end with the same text, all six words in it.
+async fn type_at_the_same_spot_at_once(ada: &mut Editor, bob: &mut Editor) {
     for (a, b) in ["one ", "two ", "three "]
         .iter()
         .zip(["uno ", "dos ", "tres "])
@@ -245,6 +243,15 @@ async fn two_editors_typing_at_the_same_spot_at_once_converge() {
     bob.settle(6).await;
     assert_eq!(ada.text(), bob.text());
     assert_eq!(ada.text().len(), "one two three uno dos tres ".len());
+}
+
+#[tokio::test]
+async fn two_editors_typing_at_the_same_spot_at_once_converge() {
+    let server = server(&[]).await;
+    let mut ada = Editor::join(server.addr, "Ada", 1).await;
+    let mut bob = Editor::join(server.addr, "Bob", 2).await;
+    // Both type at position 0 before either hears of the other.
+    type_at_the_same_spot_at_once(&mut ada, &mut bob).await;
     assert_eq!(server_text(server.addr).await, (ada.text(), 6));
     // Each saw every offset once, its own included, in order.
     assert_eq!(ada.seen, (1..=6).collect::<Vec<_>>());
@@ -580,4 +587,61 @@ async fn a_flood_is_rate_limited_and_a_resend_is_still_acked() {
         101,
         "each update acked or refused once"
     );
+}
+
+/// Several instances as one (`--redis`): editors on two instances typing
+/// at the same spot at once converge, with one offset sequence everywhere
+/// (no "out of order" on the instance that did not commit an update), and
+/// a newcomer on a third instance reads the same text at the same offset;
+/// an editor resumes on another instance with exactly what it missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn editors_on_different_instances_converge_with_one_offset_sequence() {
+    let redis = common::redis::Redis::start();
+    let url = common::postgres::shared().create_database();
+    let redis_url = redis.url();
+    let flags = common::shared_flags(&url, &redis_url);
+    let servers = [
+        server(&flags).await,
+        server(&flags).await,
+        server(&flags).await,
+    ];
+    let mut ada = Editor::join(servers[0].addr, "Ada", 1).await;
+    let mut bob = Editor::join(servers[1].addr, "Bob", 2).await;
+    type_at_the_same_spot_at_once(&mut ada, &mut bob).await;
+    assert_eq!(ada.seen, (1..=6).collect::<Vec<_>>());
+    assert_eq!(bob.seen, (1..=6).collect::<Vec<_>>());
+    assert!(ada.errors.is_empty() && bob.errors.is_empty());
+    assert_eq!(server_text(servers[2].addr).await, (ada.text(), 6));
+
+    // A caret on one instance shows on the other, stamped, and goes when
+    // its editor leaves.
+    let caret = r##"{"user":{"color":"#336699"},"cursor":null}"##;
+    bob.send_awareness(2, 1, caret).await;
+    while !ada.awareness.contains_key(&2) {
+        ada.pump().await;
+    }
+    assert_eq!(ada.awareness[&2]["user"]["name"], "Bob");
+    bob.client
+        .send(r#"{"type":"unsubscribe","data":{"channels":["doc:notes"]}}"#)
+        .await;
+    while ada.awareness.contains_key(&2) {
+        ada.pump().await;
+    }
+    while !matches!(
+        bob.client.recv().await.message,
+        ServerMessage::Unsubscribed(_)
+    ) {}
+    bob.subscribe(None).await;
+
+    // Ada leaves; Bob types on; Ada comes back on the third instance.
+    let (offset, epoch) = (ada.offset, ada.epoch.clone());
+    ada.client = Client::signed_in_to(servers[2].addr, "Ada").await;
+    bob.type_at(0, "after ", true).await;
+    bob.settle(7).await;
+    let resumed = ada.subscribe(Some((offset, epoch))).await;
+    assert!(resumed.recovered, "one epoch on every instance");
+    ada.seen.clear();
+    ada.settle(7).await;
+    assert_eq!(ada.seen, [7], "exactly what it missed, once");
+    assert_eq!(ada.text(), bob.text());
 }

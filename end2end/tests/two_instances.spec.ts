@@ -1,9 +1,10 @@
 /**
  * Two Pulse instances serving as one (one PostgreSQL, one Redis, both
- * started for the test): people on different instances chat as in one
- * room, and a page whose instance dies moves to the other (behind a tiny
- * TCP proxy, so it keeps its origin) with the message it was sending
- * delivered once.
+ * started for the test): people on different instances see each other
+ * online (a user with a tab on each is one person with two tabs) and chat
+ * as in one room, and a page whose instance dies moves to the other
+ * (behind a tiny TCP proxy, so it keeps its origin) with the message it
+ * was sending delivered once, without leaving the list of who is online.
  */
 import { test, expect, Browser, Page } from "@playwright/test";
 import { chatLines, connectionStatus, join, say } from "./fixtures";
@@ -32,6 +33,10 @@ async function twoInstances(): Promise<[PulseServer, PulseServer]> {
   return [await PulseServer.start(flags), await PulseServer.start(flags)];
 }
 
+function person(page: Page, name: string) {
+  return page.getByRole("list", { name: "Online" }).getByRole("listitem").filter({ hasText: name });
+}
+
 async function dashboard(browser: Browser, baseURL: string): Promise<Page> {
   const context = await browser.newContext({ baseURL });
   const page = await context.newPage();
@@ -39,13 +44,25 @@ async function dashboard(browser: Browser, baseURL: string): Promise<Page> {
   return page;
 }
 
-test("people on two instances chat as in one room", async ({ browser }) => {
+test("people on two instances see each other online and chat as in one room", async ({ browser }) => {
   const [a, b] = await twoInstances();
   try {
     const alice = await dashboard(browser, a.url);
     const bob = await dashboard(browser, b.url);
     await join(alice, "Alice");
     await join(bob, "Bob");
+    await expect(person(alice, "Bob")).toBeVisible();
+    await expect(person(bob, "Alice")).toBeVisible();
+    await expect(person(bob, "Bob")).toContainText("you");
+
+    // Bob opens a second tab, on the other instance: one person, two tabs.
+    const bobElsewhere = await dashboard(browser, a.url);
+    await join(bobElsewhere, "Bob");
+    await expect(person(alice, "Bob")).toContainText("2 tabs");
+    await expect(person(bob, "Bob")).toContainText("2 tabs");
+    await bobElsewhere.context().close();
+    await expect(person(alice, "Bob")).not.toContainText("2 tabs");
+    await expect(person(alice, "Bob")).toBeVisible();
 
     await say(alice, "hello from the first instance");
     await expect(chatLines(bob, "hello from the first instance")).toContainText("Alice");
@@ -85,6 +102,9 @@ test("a page whose instance dies moves to the other and its message arrives once
     await expect(chatLines(alice, "sent while moving")).toHaveCount(1);
     await expect(chatLines(alice, "sent while moving")).not.toContainText(/sending|failed/);
     await expect(chatLines(alice, "before the crash")).toHaveCount(1);
+    // She moved within the grace: still online for Bob, once.
+    await expect(person(bob, "Alice")).toHaveCount(1);
+    await expect(person(alice, "Bob")).toBeVisible();
   } finally {
     await proxy.stop();
     await a.stop();

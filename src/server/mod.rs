@@ -95,7 +95,8 @@ pub async fn serve(
     }
     let lease = match &config.redis {
         Some(url) => {
-            let lease = cluster::start(url, hub.clone(), store.clone()).await?;
+            let lease =
+                cluster::start(url, hub.clone(), store.clone(), config.presence_grace()).await?;
             tracing::info!("serving as one with the other instances on Redis");
             Some(lease)
         }

@@ -90,7 +90,7 @@ fn load_now(hub: &Hub, store: &Store, channel: &Channel) {
     if runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
         return;
     }
-    let (hub, installed) = (hub.clone(), channel.clone());
+    let (hub_for_relay, hub, installed) = (hub, hub.clone(), channel.clone());
     let loaded = match channel {
         Channel::User(id) => {
             let load = store.load_inbox(id.clone(), INBOX_HISTORY, move |stored| {
@@ -106,7 +106,10 @@ fn load_now(hub: &Hub, store: &Store, channel: &Channel) {
         }
         _ => Ok(()),
     };
-    if let Err(err) = loaded {
-        tracing::error!(%err, %channel, "cannot load a channel for a page");
+    match loaded {
+        // When instances run as one, the relay listens from now on and
+        // catches up what was committed around the load.
+        Ok(()) => hub_for_relay.ensure_watched(channel),
+        Err(err) => tracing::error!(%err, %channel, "cannot load a channel for a page"),
     }
 }

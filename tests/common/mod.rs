@@ -104,6 +104,13 @@ fn uuid_like() -> String {
     )
 }
 
+/// The flags of an instance serving as one with others: the shared
+/// PostgreSQL database at `database_url` and Redis at `redis_url`.
+#[allow(dead_code)]
+pub fn shared_flags<'a>(database_url: &'a str, redis_url: &'a str) -> Vec<&'a str> {
+    vec!["--database-url", database_url, "--redis", redis_url]
+}
+
 /// One WebSocket client.
 pub struct Client {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
@@ -171,13 +178,20 @@ impl Client {
 
     /// The next server message (batches unpacked), skipping Ping/Pong frames.
     pub async fn recv(&mut self) -> ServerEnvelope {
+        self.recv_within(PATIENCE).await.expect("a message in time")
+    }
+
+    /// [`Client::recv`], or `None` if nothing arrives within `limit`.
+    #[allow(dead_code)]
+    pub async fn recv_within(&mut self, limit: Duration) -> Option<ServerEnvelope> {
         if let Some(next) = self.pending.pop_front() {
-            return next;
+            return Some(next);
         }
+        let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let frame = tokio::time::timeout(PATIENCE, self.ws.next())
+            let frame = tokio::time::timeout_at(deadline, self.ws.next())
                 .await
-                .expect("a message in time")
+                .ok()?
                 .expect("socket open")
                 .expect("socket healthy");
             match frame {
@@ -185,7 +199,7 @@ impl Client {
                     let envelope = ServerEnvelope::from_json(&text)
                         .unwrap_or_else(|e| panic!("server sent {text}: {e}"));
                     self.pending.extend(envelope.unpack());
-                    return self.pending.pop_front().unwrap();
+                    return self.pending.pop_front();
                 }
                 Message::Ping(_) | Message::Pong(_) => continue,
                 other => panic!("expected a message, got {other:?}"),

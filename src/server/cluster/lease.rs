@@ -1,9 +1,11 @@
-//! Owns the simulator's lease: of all instances on one Redis, the one
-//! holding the key `pulse:simulator` (`SET NX PX`, renewed every second by
-//! its holder, expiring 3 s after the holder stops renewing) runs the
-//! market simulator, so prices move once per cluster. When the holder dies
-//! another instance takes the lease within a few seconds and goes on from
-//! the last published quotes (`pulse:quotes`).
+//! Owns leases: of all instances on one Redis, the one holding a lease's key
+//! (`SET NX PX`, renewed every second by its holder, expiring 3 s after the
+//! holder stops renewing) does that lease's job once for the cluster. The
+//! holder of `pulse:simulator` runs the market simulator, so prices move
+//! once per cluster; when it dies another instance takes the lease within a
+//! few seconds and goes on from the last published quotes (`pulse:quotes`).
+//! The holder of `pulse:presence:leader` decides who is online
+//! (`presence.rs`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -13,7 +15,8 @@ use tokio::sync::watch;
 
 use super::relay::QUOTES;
 
-const KEY: &str = "pulse:simulator";
+/// The simulator's lease.
+pub(super) const SIMULATOR: &str = "pulse:simulator";
 /// How long the lease lasts unless renewed.
 const TTL: Duration = Duration::from_secs(3);
 /// How often the holder renews it, and others try to take it.
@@ -43,10 +46,11 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// Starts trying to take (and then renewing) the lease as `instance`.
-    pub(super) fn spawn(redis: ConnectionManager, instance: String) -> Lease {
+    /// Starts trying to take (and then renewing) the lease `key` as
+    /// `instance`; it is let go once every copy of this `Lease` is dropped.
+    pub(super) fn spawn(redis: ConnectionManager, key: &'static str, instance: String) -> Lease {
         let (held, holding) = watch::channel(false);
-        tokio::spawn(hold(redis.clone(), instance, held));
+        tokio::spawn(hold(redis.clone(), key, instance, held));
         Lease { holding, redis }
     }
 
@@ -71,7 +75,12 @@ impl Lease {
     }
 }
 
-async fn hold(mut redis: ConnectionManager, instance: String, held: watch::Sender<bool>) {
+async fn hold(
+    mut redis: ConnectionManager,
+    key: &'static str,
+    instance: String,
+    held: watch::Sender<bool>,
+) {
     let renew = redis::Script::new(RENEW);
     let release = redis::Script::new(RELEASE);
     let ttl_ms = TTL.as_millis() as u64;
@@ -82,13 +91,13 @@ async fn hold(mut redis: ConnectionManager, instance: String, held: watch::Sende
             // The simulator ended (the server is shutting down): let the
             // lease go now rather than when it expires.
             () = held.closed() => {
-                let _: redis::RedisResult<i64> = release.key(KEY).arg(&instance).invoke_async(&mut redis).await;
+                let _: redis::RedisResult<i64> = release.key(key).arg(&instance).invoke_async(&mut redis).await;
                 return;
             }
         }
         let holding = if *held.borrow() {
             let renewed: redis::RedisResult<i64> = renew
-                .key(KEY)
+                .key(key)
                 .arg(&instance)
                 .arg(ttl_ms)
                 .invoke_async(&mut redis)
@@ -96,7 +105,7 @@ async fn hold(mut redis: ConnectionManager, instance: String, held: watch::Sende
             matches!(renewed, Ok(1))
         } else {
             let taken: redis::RedisResult<Option<String>> = redis::cmd("SET")
-                .arg(KEY)
+                .arg(key)
                 .arg(&instance)
                 .arg("NX")
                 .arg("PX")
@@ -107,9 +116,9 @@ async fn hold(mut redis: ConnectionManager, instance: String, held: watch::Sende
         };
         if holding != *held.borrow() {
             if holding {
-                tracing::info!("this instance runs the market simulator");
+                tracing::info!(lease = key, "this instance holds the lease");
             } else {
-                tracing::warn!("this instance no longer runs the market simulator");
+                tracing::warn!(lease = key, "this instance no longer holds the lease");
             }
             if held.send(holding).is_err() {
                 return;

@@ -1,17 +1,67 @@
 //! Owns running several Pulse instances as one, through Redis (`--redis`):
-//! chat rooms, users' notification channels and tickers. What one instance
-//! commits or publishes reaches every instance's subscribers in offset
-//! order, and an instance that missed something (it was not listening yet,
-//! or Redis was away) fills it in from the shared store (or, for tickers,
-//! Redis's history). The market simulator runs on one instance at a time.
-//! Presence and documents are still per instance.
+//! chat rooms, users' notification channels, tickers and presence. What one
+//! instance commits or publishes reaches every instance's subscribers in
+//! offset order, and an instance that missed something (it was not
+//! listening yet, or Redis was away) fills it in from the shared store (or,
+//! for tickers and presence, Redis's history). The market simulator runs on
+//! one instance at a time, and one instance at a time decides who is
+//! online. Documents are still per instance.
 //!
 //! `relay.rs` is the link: one task publishes what this instance committed,
 //! one listens to the channels this instance holds and delivers to its hub.
-//! `lease.rs` decides which instance simulates the market.
+//! `presence.rs` reports this instance's connections and, on the leader,
+//! decides who is online. `lease.rs` decides which instance does each
+//! once-per-cluster job.
 
 mod lease;
+mod presence;
 mod relay;
 
+use std::time::Duration;
+
 pub use lease::Lease;
-pub use relay::{start, RelayError};
+
+use crate::server::hub::Hub;
+use crate::server::store::Store;
+
+/// Why the cluster link could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("Redis (--redis): {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// Connects to Redis at `url`, routes the hub's relayed channels and its
+/// presence through it, and starts competing for the leases; returns the
+/// simulator's lease. Fails when Redis cannot be reached at start; later
+/// outages are ridden out. `grace` is presence's grace period (used while
+/// this instance leads presence).
+pub async fn start(
+    url: &str,
+    hub: Hub,
+    store: Store,
+    grace: Duration,
+) -> Result<Lease, RelayError> {
+    let client = redis::Client::open(url)?;
+    let publisher = client.get_connection_manager().await?;
+    let instance = uuid::Uuid::new_v4().simple().to_string();
+    let (report, reported) = tokio::sync::mpsc::unbounded_channel();
+    hub.share_presence(report);
+    // The presence channel exists from the start: the relay keeps it.
+    let _ = hub.presence_users();
+    relay::start(
+        client.clone(),
+        publisher.clone(),
+        hub,
+        store,
+        instance.clone(),
+    );
+    tokio::spawn(presence::report(
+        publisher.clone(),
+        instance.clone(),
+        reported,
+    ));
+    let leading = Lease::spawn(publisher.clone(), presence::LEADER, instance.clone());
+    tokio::spawn(presence::lead(client, publisher.clone(), leading, grace));
+    Ok(Lease::spawn(publisher, lease::SIMULATOR, instance))
+}

@@ -20,15 +20,13 @@ use redis::aio::{ConnectionManager, PubSubSink};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::protocol::{Channel, ServerEnvelope, ServerMessage, Tick};
+use crate::protocol::{Channel, PresenceDiff, ServerEnvelope, ServerMessage, Tick};
 use crate::server::frames;
 use crate::server::hub::{
-    lock, Delivery, Hub, Quote, RelayCommand, RelayLink, Relayed, CHAT_HISTORY, INBOX_HISTORY,
-    TICKER_HISTORY,
+    lock, Delivery, Hub, Quote, RelayCommand, RelayLink, Relayed, CHAT_HISTORY, DOC_HISTORY,
+    INBOX_HISTORY, PRESENCE_HISTORY, TICKER_HISTORY,
 };
 use crate::server::store::Store;
-
-use super::Lease;
 
 /// How long a channel this hub no longer holds stays subscribed in Redis (a
 /// load in progress holds nothing yet).
@@ -43,31 +41,31 @@ const RETRY: Duration = Duration::from_secs(1);
 /// How long to wait before connecting to Redis again.
 const RECONNECT: Duration = Duration::from_secs(1);
 
-/// Why the relay could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum RelayError {
-    #[error("Redis (--redis): {0}")]
-    Redis(#[from] redis::RedisError),
-}
-
 /// The Redis channel carrying `channel`.
-fn key(channel: &Channel) -> String {
+pub(super) fn key(channel: &Channel) -> String {
     format!("pulse:{channel}")
 }
 
-/// Connects to Redis at `url`, starts the relay's two tasks and routes the
-/// hub's relayed channels through them; returns the simulator's lease. Fails when Redis cannot be
-/// reached at start; later outages are ridden out.
-pub async fn start(url: &str, hub: Hub, store: Store) -> Result<Lease, RelayError> {
-    let client = redis::Client::open(url)?;
-    let publisher = client.get_connection_manager().await?;
+/// Starts the relay's two tasks on `client` (`publisher` is its shared
+/// connection) and routes the hub's relayed channels through them.
+/// `instance` names this instance in what only the others deliver.
+pub(super) fn start(
+    client: redis::Client,
+    publisher: ConnectionManager,
+    hub: Hub,
+    store: Store,
+    instance: String,
+) {
     let (publish, outgoing) = mpsc::unbounded_channel();
     let (commands, asked) = mpsc::unbounded_channel();
-    let lease = Lease::spawn(publisher.clone(), uuid::Uuid::new_v4().simple().to_string());
-    tokio::spawn(publish_all(publisher, outgoing, hub.clone()));
-    tokio::spawn(listen(client, asked, hub.clone(), store));
+    tokio::spawn(publish_all(
+        publisher,
+        outgoing,
+        hub.clone(),
+        instance.clone(),
+    ));
+    tokio::spawn(listen(client, asked, hub.clone(), store, instance));
     hub.relay_through(RelayLink { publish, commands });
-    Ok(lease)
 }
 
 /// Publishes what this instance committed, in commit order. A message that
@@ -77,6 +75,7 @@ async fn publish_all(
     mut redis: ConnectionManager,
     mut outgoing: mpsc::UnboundedReceiver<Relayed>,
     hub: Hub,
+    instance: String,
 ) {
     let tick_script = redis::Script::new(TICK_SCRIPT);
     while let Some(message) = outgoing.recv().await {
@@ -92,6 +91,20 @@ async fn publish_all(
             Relayed::Notification(ref note) => {
                 (&note.channel, ServerMessage::Notification(note.clone()))
             }
+            Relayed::Doc(ref event) => (&event.channel, ServerMessage::DocUpdate(event.clone())),
+            Relayed::Awareness(channel, frame) => {
+                let carried = format!(r#"{{"awareness":{frame},"from":"{instance}"}}"#);
+                let published: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+                    .arg(key(&channel))
+                    .arg(carried)
+                    .query_async(&mut redis)
+                    .await;
+                if let Err(err) = published {
+                    // Live state only: the editor's next update carries it.
+                    tracing::debug!(%err, %channel, "cannot relay awareness");
+                }
+                continue;
+            }
         };
         let published: redis::RedisResult<i64> = redis::cmd("PUBLISH")
             .arg(format!("pulse:{channel}"))
@@ -103,7 +116,8 @@ async fn publish_all(
             match &message {
                 Relayed::Chat(chat) => drop(hub.deliver_chat(chat)),
                 Relayed::Notification(note) => drop(hub.deliver_notification(note)),
-                Relayed::Tick(..) => {}
+                Relayed::Doc(event) => drop(hub.deliver_doc(event)),
+                Relayed::Tick(..) | Relayed::Awareness(..) => {}
             }
         }
     }
@@ -130,10 +144,11 @@ return offset
 "#;
 
 /// Stands for the offset in a tick's frame until the script knows it.
-const OFFSET_MARK: u64 = u64::MAX;
+pub(super) const OFFSET_MARK: u64 = u64::MAX;
 
-/// The Redis keys of a ticker channel: its offset, epoch and history.
-fn ticker_keys(channel: &Channel) -> (String, String, String) {
+/// The Redis keys of a channel Redis gives offsets to (a ticker, presence):
+/// its offset, epoch and history.
+pub(super) fn sequenced_keys(channel: &Channel) -> (String, String, String) {
     (
         format!("pulse:offset:{channel}"),
         format!("pulse:epoch:{channel}"),
@@ -159,7 +174,7 @@ async fn publish_tick(
         change_pct: quote.change_pct,
         volume: quote.volume,
     };
-    let (offset_key, epoch_key, history_key) = ticker_keys(&channel);
+    let (offset_key, epoch_key, history_key) = sequenced_keys(&channel);
     let epoch = crate::server::hub::new_epoch();
     let published: redis::RedisResult<u64> = script
         .key(offset_key)
@@ -193,16 +208,20 @@ async fn listen(
     mut asked: mpsc::UnboundedReceiver<RelayCommand>,
     hub: Hub,
     store: Store,
+    instance: String,
 ) {
     let relay = Listener {
         hub,
         store,
+        instance,
         redis: client.get_connection_manager().await.ok(),
         pending: Mutex::new(HashSet::new()),
         loading: Mutex::new(HashSet::new()),
     };
-    // Channels subscribed (or to subscribe once connected), and since when.
+    // Channels subscribed (or to subscribe once connected), and since when:
+    // presence always.
     let mut watched: HashMap<Channel, Instant> = HashMap::new();
+    watched.insert(Channel::Presence, Instant::now());
     loop {
         let pubsub = match client.get_async_pubsub().await {
             Ok(pubsub) => pubsub,
@@ -256,6 +275,8 @@ async fn listen(
 struct Listener {
     hub: Hub,
     store: Store,
+    /// This instance's name (it skips the awareness it relayed itself).
+    instance: String,
     /// For reading tickers' history and publishing hints (`None` until
     /// Redis was first reached).
     redis: Option<ConnectionManager>,
@@ -277,6 +298,27 @@ struct Hint {
 struct Head {
     channel: String,
     offset: u64,
+}
+
+/// `{"awareness": <doc_awareness frame>, "from": instance}`: an editor's
+/// awareness, for the other instances' subscribers.
+#[derive(serde::Deserialize)]
+struct Carried {
+    awareness: Box<serde_json::value::RawValue>,
+    from: String,
+}
+
+/// `{"read": {"channel"}}`: a user marked notifications of their channel
+/// read on some instance; the others holding it read its unread snapshot
+/// again from the store.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ReadHint {
+    read: ReadOf,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ReadOf {
+    channel: String,
 }
 
 /// SUBSCRIBEs to `channel` (when connected) unless it is watched already;
@@ -306,6 +348,14 @@ type StreamEntry = (String, HashMap<String, String>);
 struct Published {
     epoch: String,
     frame: Box<serde_json::value::RawValue>,
+}
+
+/// The presence diff in a published frame.
+fn diff_of(frame: &str) -> Option<PresenceDiff> {
+    match ServerEnvelope::from_json(frame).ok()?.message {
+        ServerMessage::PresenceDiff(diff) => Some(diff),
+        _ => None,
+    }
 }
 
 /// The tick in a published frame.
@@ -347,6 +397,12 @@ impl Listener {
                     self.catch_up(&channel).await;
                 }
             }
+            RelayCommand::Read(channel) => {
+                let read = ReadOf {
+                    channel: channel.to_string(),
+                };
+                self.hint(&channel, &ReadHint { read }).await;
+            }
             RelayCommand::Head(channel, offset) => {
                 if self
                     .hub
@@ -355,23 +411,27 @@ impl Listener {
                 {
                     self.catch_up(&channel).await;
                 }
-                if let Some(mut redis) = self.redis.clone() {
-                    let hint = Hint {
-                        head: Head {
-                            channel: channel.to_string(),
-                            offset,
-                        },
-                    };
-                    let published: redis::RedisResult<i64> = redis::cmd("PUBLISH")
-                        .arg(key(&channel))
-                        .arg(serde_json::to_string(&hint).unwrap_or_default())
-                        .query_async(&mut redis)
-                        .await;
-                    if let Err(err) = published {
-                        tracing::warn!(%err, %channel, "cannot publish a head hint");
-                    }
-                }
+                let head = Head {
+                    channel: channel.to_string(),
+                    offset,
+                };
+                self.hint(&channel, &Hint { head }).await;
             }
+        }
+    }
+
+    /// Publishes a hint to every instance listening to `channel`.
+    async fn hint(&self, channel: &Channel, hint: &impl serde::Serialize) {
+        let Some(mut redis) = self.redis.clone() else {
+            return;
+        };
+        let published: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+            .arg(key(channel))
+            .arg(serde_json::to_string(hint).unwrap_or_default())
+            .query_async(&mut redis)
+            .await;
+        if let Err(err) = published {
+            tracing::warn!(%err, %channel, "cannot publish a hint");
         }
     }
 
@@ -415,9 +475,29 @@ impl Listener {
             }
             return;
         }
+        if text.starts_with("{\"awareness\"") {
+            if let Ok(carried) = serde_json::from_str::<Carried>(text) {
+                if carried.from != self.instance {
+                    self.receive_awareness(carried.awareness.get());
+                }
+            }
+            return;
+        }
+        if text.starts_with("{\"read\"") {
+            if let Ok(ReadHint { read }) = serde_json::from_str::<ReadHint>(text) {
+                self.reread(&read.channel).await;
+            }
+            return;
+        }
         if text.starts_with("{\"epoch\"") {
             match serde_json::from_str::<Published>(text) {
-                Ok(published) => self.receive_tick(published).await,
+                Ok(published) => match diff_of(published.frame.get()) {
+                    Some(diff) => {
+                        self.receive_presence(&published.epoch, diff, published.frame.get())
+                            .await
+                    }
+                    None => self.receive_tick(published).await,
+                },
                 Err(err) => tracing::warn!(%err, "unreadable tick from Redis"),
             }
             return;
@@ -458,6 +538,14 @@ impl Listener {
                     }
                 }
             }
+            ServerMessage::DocUpdate(event) => {
+                if let Delivery::Gap { latest } = self.hub.deliver_doc(&event) {
+                    let channel = Channel::Doc(event.doc.clone());
+                    if !self.fill_doc(&channel, latest).await {
+                        lock(&self.pending).insert(channel);
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -489,7 +577,7 @@ impl Listener {
         if self.hub.has(channel) {
             return;
         }
-        let (offset_key, epoch_key, history_key) = ticker_keys(channel);
+        let (offset_key, epoch_key, history_key) = sequenced_keys(channel);
         let mut redis = match self.redis.clone() {
             Some(redis) => redis,
             None => return,
@@ -535,7 +623,7 @@ impl Listener {
         let Some(mut redis) = self.redis.clone() else {
             return;
         };
-        let (_, _, history_key) = ticker_keys(channel);
+        let (_, _, history_key) = sequenced_keys(channel);
         let end = match before {
             Some(before) if before > latest + 1 => format!("{}-1", before - 1),
             Some(_) => return,
@@ -565,9 +653,90 @@ impl Listener {
         }
     }
 
+    /// Delivers a presence diff the leader published; a gap (or a missed
+    /// start of an epoch) reloads presence from Redis.
+    async fn receive_presence(&self, epoch: &str, diff: PresenceDiff, frame: &str) {
+        let frame = Utf8Bytes::from(frame.to_owned());
+        let delivery = self.hub.deliver_presence(epoch, &diff, frame);
+        tracing::debug!(
+            ?delivery,
+            offset = diff.offset,
+            epoch,
+            "presence diff from Redis"
+        );
+        if let Delivery::Gap { .. } = delivery {
+            self.load_presence().await;
+        }
+    }
+
+    /// Installs the cluster's presence from Redis (atomically read: the
+    /// epoch, the latest offset, who is online at it, and the kept diffs);
+    /// nothing before the leader's first diff. A read that fails is retried
+    /// every second (with the channels whose gap is pending).
+    async fn load_presence(&self) {
+        let Some(mut redis) = self.redis.clone() else {
+            return;
+        };
+        let (offset_key, epoch_key, history_key) = sequenced_keys(&Channel::Presence);
+        type Loaded = (
+            Option<String>,
+            Option<u64>,
+            HashMap<String, String>,
+            Vec<StreamEntry>,
+        );
+        let loaded: redis::RedisResult<Loaded> = redis::pipe()
+            .atomic()
+            .get(&epoch_key)
+            .get(&offset_key)
+            .hgetall(super::presence::USERS)
+            .cmd("XREVRANGE")
+            .arg(&history_key)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(PRESENCE_HISTORY)
+            .query_async(&mut redis)
+            .await;
+        match loaded {
+            Ok((Some(epoch), Some(latest), users, entries)) => {
+                let users = users
+                    .values()
+                    .filter_map(|user| serde_json::from_str(user).ok())
+                    .collect();
+                let mut recent: Vec<(PresenceDiff, Utf8Bytes)> = entries
+                    .iter()
+                    .filter_map(|(_, fields)| {
+                        let frame = fields.get("f")?;
+                        Some((diff_of(frame)?, Utf8Bytes::from(frame.clone())))
+                    })
+                    .filter(|(diff, _)| diff.offset <= latest)
+                    .collect();
+                recent.reverse();
+                // Kept diffs end at the latest offset, in a row.
+                let contiguous = recent
+                    .iter()
+                    .rev()
+                    .enumerate()
+                    .take_while(|(n, (diff, _))| diff.offset == latest - *n as u64)
+                    .count();
+                let recent = recent.split_off(recent.len() - contiguous);
+                self.hub.install_presence(epoch, latest, users, recent);
+            }
+            Ok(_) => {}
+            Err(err) => {
+                tracing::warn!(%err, "cannot load presence from Redis; retrying");
+                lock(&self.pending).insert(Channel::Presence);
+            }
+        }
+    }
+
     /// Delivers what this hub lacks of a channel it holds, from the store
-    /// (or, for a ticker, from Redis).
+    /// (or, for a ticker or presence, from Redis).
     async fn catch_up(&self, channel: &Channel) -> bool {
+        if let Channel::Presence = channel {
+            self.load_presence().await;
+            return true;
+        }
         let Some(latest) = self.hub.held_latest(channel) else {
             return true;
         };
@@ -580,6 +749,7 @@ impl Listener {
         let filled = match channel {
             Channel::Chat(_) => self.fill_chat(channel, latest, i64::MAX as u64).await,
             Channel::User(_) => self.fill_inbox(channel, latest).await,
+            Channel::Doc(_) => self.fill_doc(channel, latest).await,
             _ => true,
         };
         if !filled {
@@ -638,6 +808,75 @@ impl Listener {
             }
         }
         true
+    }
+
+    /// Delivers the updates of a document after `latest` from the store's
+    /// newest ones, or, when more was missed than the store keeps to
+    /// replay, reloads the document whole.
+    async fn fill_doc(&self, channel: &Channel, latest: u64) -> bool {
+        let Channel::Doc(id) = channel else {
+            return true;
+        };
+        match self
+            .store
+            .load_doc(id.clone(), DOC_HISTORY, |stored| stored)
+            .await
+        {
+            Ok(stored) => {
+                let reaches = stored
+                    .recent
+                    .first()
+                    .is_none_or(|first| first.offset <= latest + 1);
+                if !reaches {
+                    self.hub.reinstall_doc(channel, stored);
+                    return true;
+                }
+                for event in stored.recent.iter().filter(|e| e.offset > latest) {
+                    self.hub.deliver_doc(event);
+                }
+                true
+            }
+            Err(err) => {
+                tracing::error!(%err, %channel, "cannot fill a gap from the store; retrying");
+                false
+            }
+        }
+    }
+
+    /// Delivers another instance's `doc_awareness` frame here.
+    fn receive_awareness(&self, frame: &str) {
+        let Ok(envelope) = ServerEnvelope::from_json(frame) else {
+            return;
+        };
+        if let ServerMessage::DocAwareness(event) = envelope.message {
+            if let Ok(channel) = event.channel.parse::<Channel>() {
+                self.hub
+                    .deliver_awareness(&channel, Utf8Bytes::from(frame.to_owned()));
+            }
+        }
+    }
+
+    /// Reads the unread snapshot of a user's channel this hub holds again.
+    async fn reread(&self, name: &str) {
+        let Ok(channel @ Channel::User(_)) = name.parse::<Channel>() else {
+            return;
+        };
+        let Channel::User(user) = &channel else {
+            return;
+        };
+        if !self.hub.has(&channel) {
+            return;
+        }
+        let stored = self
+            .store
+            .load_inbox(user.clone(), INBOX_HISTORY, |stored| {
+                (stored.latest, stored.unread)
+            })
+            .await;
+        match stored {
+            Ok((latest, unread)) => self.hub.inbox_unread(name, latest, unread),
+            Err(err) => tracing::warn!(%err, %channel, "cannot read the unread snapshot again"),
+        }
     }
 
     /// Delivers the notifications of a user's channel after `latest`, from

@@ -179,6 +179,15 @@ impl DocState {
         }
     }
 
+    /// Replaces the document and its history with the store's (more was
+    /// missed than can be replayed), keeping the editors' awareness.
+    pub fn reload(&mut self, epoch: String, ring: Ring<Utf8Bytes>, doc: Doc, compacted_upto: u64) {
+        let editors = std::mem::take(&mut self.editors);
+        *self = DocState::new(epoch, ring, doc);
+        self.editors = editors;
+        self.compacted_upto = compacted_upto;
+    }
+
     /// Counts an update of `bytes` just published at `offset`; returns the
     /// offset to compact up to when a compaction is due (and not under way).
     pub fn compaction_due(&mut self, offset: u64, bytes: usize) -> Option<u64> {

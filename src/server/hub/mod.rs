@@ -39,7 +39,8 @@ use doc::DocState;
 pub use doc::{
     decode_update, encode_state, rebuild, text_of, DocError, DOC_HISTORY, MAX_DOC_BYTES,
 };
-use presence::Presence;
+pub use online::PresenceEvent;
+use online::PresenceHistory;
 use ring::Ring;
 pub use subscriber::{Gone, Subscriber};
 use ticker::{TickEntry, TickerHistory};
@@ -57,6 +58,7 @@ pub const INBOX_HISTORY: usize = 200;
 /// `recovered: false` with the (bounded) snapshot instead.
 pub const REPLAY_MAX_BYTES: usize = 256 * 1024;
 pub use presence::COALESCE as PRESENCE_COALESCE;
+pub use presence::{Change as PresenceChange, Presence};
 
 /// Identifies one subscriber (a connection) within the hub.
 pub type SubscriberId = u64;
@@ -104,6 +106,9 @@ struct Inner {
     /// Set when several instances run as one (`relay.rs`): committed
     /// messages of persisted channels go through it.
     relay: std::sync::OnceLock<RelayLink>,
+    /// Set when instances share presence (`online.rs`): this hub's
+    /// connections are reported through it, and the cluster decides.
+    presence_link: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<PresenceEvent>>,
 }
 
 impl Drop for Inner {
@@ -180,12 +185,6 @@ struct ChatHistory {
     ring: Ring<(ChatMessage, Utf8Bytes)>,
 }
 
-/// The presence channel: who is online, and the last diffs for resume.
-struct PresenceHistory {
-    presence: Presence,
-    diffs: Ring<Utf8Bytes>,
-}
-
 impl History {
     fn latest(&self) -> u64 {
         match self {
@@ -204,7 +203,7 @@ impl History {
             History::Inbox(history) => Some(&history.epoch),
             History::Doc(doc) => Some(&doc.epoch),
             History::Ticker(history) => history.epoch.as_deref(),
-            History::Presence(_) => None,
+            History::Presence(history) => history.epoch.as_deref(),
         }
     }
 
@@ -229,7 +228,7 @@ impl History {
         match self {
             History::Ticker(history) => history.snapshot(),
             History::Presence(history) => Some(Snapshot::Presence(PresenceSnapshot {
-                users: history.presence.users(),
+                users: history.users(),
             })),
             History::Chat(history) => Some(Snapshot::Chat(ChatSnapshot {
                 messages: history
@@ -257,6 +256,42 @@ impl History {
             History::Chat(_) | History::Inbox(_) | History::Doc(_) => true,
             History::Presence(_) => false,
         }
+    }
+}
+
+/// Keeps a committed document update (applied to the document if it does
+/// not hold it yet) and queues it for every subscriber.
+fn accept_doc_update(
+    doc: &mut DocState,
+    subscribers: &HashMap<SubscriberId, Arc<dyn Subscriber>>,
+    event: &DocUpdateEvent,
+) {
+    let frame = frames::encode(ServerMessage::DocUpdate(event.clone()));
+    if let Ok(update) = BASE64.decode(&event.update) {
+        doc.absorb(&update);
+    }
+    doc.ring.push(frame.clone());
+    for outbox in subscribers.values() {
+        let _ = outbox.deliver(frame.clone());
+    }
+}
+
+/// Tells every subscriber of a channel whose history started again what it
+/// holds now: a `subscribed` with `recovered: false` and a snapshot, as if
+/// they had just subscribed (a client replaces its view).
+fn resubscribe(state: &ChannelState, hub_epoch: &str) {
+    if state.subscribers.is_empty() {
+        return;
+    }
+    let frame = frames::encode(ServerMessage::Subscribed(Subscribed {
+        channel: state.name.to_string(),
+        epoch: state.history.epoch().unwrap_or(hub_epoch).to_owned(),
+        offset: state.history.latest(),
+        recovered: false,
+        snapshot: state.history.snapshot(),
+    }));
+    for outbox in state.subscribers.values() {
+        let _ = outbox.deliver(frame.clone());
     }
 }
 
@@ -298,6 +333,7 @@ impl Hub {
                 presence_grace,
                 presence_wake: Arc::new(Notify::new()),
                 relay: std::sync::OnceLock::new(),
+                presence_link: std::sync::OnceLock::new(),
             }),
         };
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -330,10 +366,10 @@ impl Hub {
             }
             let history = match channel {
                 Channel::Ticker(_) => History::Ticker(TickerHistory::default()),
-                Channel::Presence => History::Presence(PresenceHistory {
-                    presence: Presence::new(self.inner.presence_grace),
-                    diffs: Ring::new(PRESENCE_HISTORY),
-                }),
+                Channel::Presence => History::Presence(PresenceHistory::new(
+                    self.inner.presence_grace,
+                    self.inner.presence_link.get().is_some(),
+                )),
                 Channel::Chat(_) | Channel::User(_) | Channel::Doc(_) => {
                     return Err(SubscribeError::NotLoaded)
                 }
@@ -454,6 +490,7 @@ impl Hub {
                         for outbox in guard.subscribers.values() {
                             let _ = outbox.deliver(frame.clone());
                         }
+                        self.relay(Relayed::Awareness(channel.clone(), frame));
                     }
                 }
             }
@@ -655,6 +692,30 @@ impl Hub {
     /// and its total stays exact).
     pub fn inbox_read(&self, channel: &str, unread: Unread) {
         self.with_inbox(channel, |_, history, _| history.unread = unread);
+        // Other instances holding the channel read their snapshot again.
+        if let (Some(link), Ok(channel)) = (self.inner.relay.get(), channel.parse()) {
+            let _ = link.commands.send(RelayCommand::Read(channel));
+        }
+    }
+
+    /// Replaces the unread snapshot of a user's channel this hub holds with
+    /// the store's as of offset `latest` (another instance marked some
+    /// read); notifications this hub got after `latest` stay unread.
+    pub fn inbox_unread(&self, channel: &str, latest: u64, mut unread: Unread) {
+        self.with_inbox(channel, |_, history, _| {
+            let newer: Vec<Notification> = history
+                .unread
+                .newest
+                .iter()
+                .filter(|n| n.offset > latest)
+                .cloned()
+                .collect();
+            unread.total += newer.len() as u64;
+            unread.newest.extend(newer);
+            let excess = unread.newest.len().saturating_sub(UNREAD_SNAPSHOT);
+            unread.newest.drain(..excess);
+            history.unread = unread;
+        });
     }
 
     /// Installs a document loaded from the store (unless one is in memory):
@@ -706,23 +767,29 @@ impl Hub {
     }
 
     /// Publishes a document update just committed to the store (in commit
-    /// order) to every subscriber, the sender included. Returns the offset
-    /// up to which the store should compact the document now, if it is due.
+    /// order) to every subscriber, the sender included: through the relay
+    /// when instances run as one, else straight here. Returns the offset up
+    /// to which the store should compact the document now, if it is due
+    /// (counted on the instance that committed it).
     pub fn publish_doc(&self, event: &DocUpdateEvent) -> Option<u64> {
         let channel = Channel::Doc(event.doc.clone());
+        if self.inner.relay.get().is_some() {
+            let due = self
+                .with_doc(&channel, |_, doc, _| {
+                    doc.compaction_due(event.offset, event.update.len())
+                })
+                .ok()
+                .flatten();
+            if self.relay(Relayed::Doc(event.clone())) {
+                return due;
+            }
+        }
         self.with_doc(&channel, |name, doc, subscribers| {
             if event.offset != doc.ring.latest() + 1 {
                 tracing::error!(channel = %name, offset = event.offset, "document offset out of order");
                 return None;
             }
-            let frame = frames::encode(ServerMessage::DocUpdate(event.clone()));
-            if let Ok(update) = BASE64.decode(&event.update) {
-                doc.absorb(&update);
-            }
-            doc.ring.push(frame.clone());
-            for outbox in subscribers.values() {
-                let _ = outbox.deliver(frame.clone());
-            }
+            accept_doc_update(doc, subscribers, event);
             doc.compaction_due(event.offset, event.update.len())
         })
         .ok()
@@ -756,6 +823,7 @@ impl Hub {
                 for (_, outbox) in subscribers.iter().filter(|(id, _)| **id != owner) {
                     let _ = outbox.deliver(frame.clone());
                 }
+                self.relay(Relayed::Awareness(channel.clone(), frame));
             }
             Ok(())
         })
@@ -770,6 +838,7 @@ impl Hub {
                 for (_, outbox) in subscribers.iter().filter(|(id, _)| **id != owner) {
                     let _ = outbox.deliver(frame.clone());
                 }
+                self.relay(Relayed::Awareness(channel.clone(), frame));
             }
         });
     }

@@ -34,13 +34,21 @@ impl Change {
     pub fn is_empty(&self) -> bool {
         self.joins.is_empty() && self.leaves.is_empty() && self.updates.is_empty()
     }
+
+    /// Adds what `other` tells (about other users: a user is told at most
+    /// once per window, so never twice at one instant).
+    pub fn merge(&mut self, other: Change) {
+        self.joins.extend(other.joins);
+        self.leaves.extend(other.leaves);
+        self.updates.extend(other.updates);
+    }
 }
 
 #[derive(Debug, Clone)]
-struct Entry {
+struct Entry<C> {
     name: String,
     /// Each live connection's own status (a hidden tab is `away`).
-    connections: BTreeMap<ConnectionId, UserStatus>,
+    connections: BTreeMap<C, UserStatus>,
     /// What the other users were last told about this user.
     shown: PresenceUser,
     /// When the last diff about this user went out (the join, at first).
@@ -53,7 +61,7 @@ struct Entry {
     due: Option<Instant>,
 }
 
-impl Entry {
+impl<C> Entry<C> {
     /// The user as they are now; while in grace, as last shown.
     fn current(&self, id: &str) -> PresenceUser {
         if self.connections.is_empty() {
@@ -79,16 +87,18 @@ impl Entry {
 }
 
 /// Everyone online, by user id, and when each held-back change is due.
+/// A connection is named by a `C`: this hub's connection id on one
+/// instance; an (instance, connection) pair for the cluster's leader.
 #[derive(Debug)]
-pub struct Presence {
-    users: BTreeMap<String, Entry>,
+pub struct Presence<C = ConnectionId> {
+    users: BTreeMap<String, Entry<C>>,
     /// (when, user id) for every user with a held change or a pending leave.
     deadlines: BTreeSet<(Instant, String)>,
     /// How long a user whose last connection closed stays listed.
     grace: Duration,
 }
 
-impl Presence {
+impl<C: Ord> Presence<C> {
     pub fn new(grace: Duration) -> Self {
         Presence {
             users: BTreeMap::new(),
@@ -98,7 +108,7 @@ impl Presence {
     }
 
     /// A connection of `user` opened at `now` (status `online`).
-    pub fn connect(&mut self, user: &UserRef, connection: ConnectionId, now: Instant) -> Change {
+    pub fn connect(&mut self, user: &UserRef, connection: C, now: Instant) -> Change {
         let Some(entry) = self.users.get_mut(&user.id) else {
             let mut connections = BTreeMap::new();
             connections.insert(connection, UserStatus::Online);
@@ -131,11 +141,11 @@ impl Presence {
     }
 
     /// A connection closed at `now`. The last one starts the grace period.
-    pub fn disconnect(&mut self, user_id: &str, connection: ConnectionId, now: Instant) -> Change {
+    pub fn disconnect(&mut self, user_id: &str, connection: &C, now: Instant) -> Change {
         let Some(entry) = self.users.get_mut(user_id) else {
             return Change::default();
         };
-        if entry.connections.remove(&connection).is_none() {
+        if entry.connections.remove(connection).is_none() {
             return Change::default();
         }
         if entry.connections.is_empty() {
@@ -148,18 +158,42 @@ impl Presence {
     pub fn set_status(
         &mut self,
         user_id: &str,
-        connection: ConnectionId,
+        connection: &C,
         status: UserStatus,
         now: Instant,
     ) -> Change {
         let Some(entry) = self.users.get_mut(user_id) else {
             return Change::default();
         };
-        let Some(slot) = entry.connections.get_mut(&connection) else {
+        let Some(slot) = entry.connections.get_mut(connection) else {
             return Change::default();
         };
         *slot = status;
         self.changed(user_id, now)
+    }
+
+    /// Takes over a list others were already shown (a new leader of the
+    /// cluster's presence): each user is listed as shown, with no connection
+    /// yet, so they leave after the grace unless a connection of theirs is
+    /// found (then nothing changes, and nothing is told).
+    pub fn seed(&mut self, users: impl IntoIterator<Item = PresenceUser>, now: Instant) {
+        for user in users {
+            if self.users.contains_key(&user.id) {
+                continue;
+            }
+            let id = user.id.clone();
+            let mut entry = Entry {
+                name: user.name.clone(),
+                connections: BTreeMap::new(),
+                shown: user,
+                told_at: now.checked_sub(COALESCE).unwrap_or(now),
+                held: false,
+                gone_since: Some(now),
+                due: None,
+            };
+            schedule(&mut self.deadlines, self.grace, &id, &mut entry);
+            self.users.insert(id, entry);
+        }
     }
 
     /// The earliest time [`Presence::due`] has something to do.
@@ -238,11 +272,11 @@ impl Presence {
 
 /// Puts user `id` in the deadline queue at the time its next diff may be
 /// due (or takes it out when nothing is pending).
-fn schedule(
+fn schedule<C>(
     deadlines: &mut BTreeSet<(Instant, String)>,
     grace: Duration,
     id: &str,
-    entry: &mut Entry,
+    entry: &mut Entry<C>,
 ) {
     let window = entry.told_at + COALESCE;
     let due = match entry.gone_since {
@@ -308,7 +342,7 @@ mod tests {
         presence.connect(&user("ann"), 1, t0);
         presence.connect(&user("ann"), 2, t0 + COALESCE);
         let t1 = t0 + COALESCE * 2;
-        let change = presence.disconnect("ann", 1, t1);
+        let change = presence.disconnect("ann", &1, t1);
         assert_eq!(change.updates, [shown("ann", UserStatus::Online, 1)]);
         assert!(presence.due(t1 + GRACE * 10).is_empty());
         assert_eq!(presence.next_deadline(), None);
@@ -320,7 +354,7 @@ mod tests {
         let t0 = Instant::now();
         presence.connect(&user("ann"), 1, t0);
         assert!(
-            presence.disconnect("ann", 1, t0).is_empty(),
+            presence.disconnect("ann", &1, t0).is_empty(),
             "no leave at once"
         );
         assert_eq!(presence.users().len(), 1, "still listed during the grace");
@@ -337,7 +371,7 @@ mod tests {
         let mut presence = presence();
         let t0 = Instant::now();
         presence.connect(&user("ann"), 1, t0);
-        presence.disconnect("ann", 1, t0);
+        presence.disconnect("ann", &1, t0);
         let change = presence.connect(&user("ann"), 2, t0 + MS);
         assert!(
             change.is_empty(),
@@ -356,13 +390,13 @@ mod tests {
         let t1 = t0 + COALESCE * 2;
         assert!(
             presence
-                .set_status("ann", 1, UserStatus::Away, t1)
+                .set_status("ann", &1, UserStatus::Away, t1)
                 .is_empty(),
             "tab 2 is still online"
         );
-        let change = presence.set_status("ann", 2, UserStatus::Away, t1);
+        let change = presence.set_status("ann", &2, UserStatus::Away, t1);
         assert_eq!(change.updates, [shown("ann", UserStatus::Away, 2)]);
-        let change = presence.set_status("ann", 1, UserStatus::Online, t1 + COALESCE);
+        let change = presence.set_status("ann", &1, UserStatus::Online, t1 + COALESCE);
         assert_eq!(change.updates, [shown("ann", UserStatus::Online, 2)]);
     }
 
@@ -376,7 +410,7 @@ mod tests {
             .into_iter()
             .enumerate()
         {
-            let change = presence.set_status("ann", 1, status, t0 + MS * (n as u32 + 1));
+            let change = presence.set_status("ann", &1, status, t0 + MS * (n as u32 + 1));
             assert!(change.is_empty(), "held back: {change:?}");
         }
         assert_eq!(
@@ -392,7 +426,7 @@ mod tests {
         // The next change waits for the next window.
         let t1 = t0 + COALESCE;
         assert!(presence
-            .set_status("ann", 1, UserStatus::Online, t1 + MS)
+            .set_status("ann", &1, UserStatus::Online, t1 + MS)
             .is_empty());
         assert_eq!(presence.next_deadline(), Some(t1 + COALESCE));
     }
@@ -402,8 +436,8 @@ mod tests {
         let mut presence = presence();
         let t0 = Instant::now();
         presence.connect(&user("ann"), 1, t0);
-        presence.set_status("ann", 1, UserStatus::Away, t0 + MS);
-        presence.set_status("ann", 1, UserStatus::Online, t0 + MS * 2);
+        presence.set_status("ann", &1, UserStatus::Away, t0 + MS);
+        presence.set_status("ann", &1, UserStatus::Online, t0 + MS * 2);
         assert_eq!(presence.next_deadline(), None);
         assert!(presence.due(t0 + COALESCE * 4).is_empty());
     }
@@ -413,7 +447,7 @@ mod tests {
         let mut presence = Presence::new(Duration::from_millis(50));
         let t0 = Instant::now();
         presence.connect(&user("ann"), 1, t0);
-        presence.disconnect("ann", 1, t0 + MS);
+        presence.disconnect("ann", &1, t0 + MS);
         assert_eq!(presence.next_deadline(), Some(t0 + COALESCE));
         assert!(presence.due(t0 + Duration::from_millis(100)).is_empty());
         let change = presence.due(t0 + COALESCE);
@@ -426,7 +460,7 @@ mod tests {
         let t0 = Instant::now();
         for id in ["ann", "bob"] {
             presence.connect(&user(id), 1, t0);
-            presence.set_status(id, 1, UserStatus::Away, t0 + MS);
+            presence.set_status(id, &1, UserStatus::Away, t0 + MS);
         }
         let change = presence.due(t0 + COALESCE);
         assert_eq!(
@@ -442,13 +476,31 @@ mod tests {
     fn unknown_users_and_connections_change_nothing() {
         let mut presence = presence();
         let now = Instant::now();
-        assert!(presence.disconnect("nobody", 1, now).is_empty());
+        assert!(presence.disconnect("nobody", &1, now).is_empty());
         assert!(presence
-            .set_status("nobody", 1, UserStatus::Away, now)
+            .set_status("nobody", &1, UserStatus::Away, now)
             .is_empty());
         presence.connect(&user("ann"), 1, now);
-        assert!(presence.disconnect("ann", 9, now).is_empty());
+        assert!(presence.disconnect("ann", &9, now).is_empty());
         assert_eq!(presence.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_seeded_list_keeps_whoever_connects_and_lets_the_rest_leave() {
+        let mut presence = presence();
+        let t0 = Instant::now();
+        let seeded = [
+            shown("ann", UserStatus::Online, 2),
+            shown("bob", UserStatus::Away, 1),
+        ];
+        presence.seed(seeded.clone(), t0);
+        assert_eq!(presence.users(), seeded, "listed as shown");
+        let change = presence.connect(&user("ann"), 1, t0);
+        assert_eq!(change.updates, [shown("ann", UserStatus::Online, 1)]);
+        assert!(presence.due(t0 + GRACE - MS).is_empty());
+        let change = presence.due(t0 + GRACE);
+        assert_eq!(change.leaves, [shown("bob", UserStatus::Away, 1)]);
+        assert_eq!(presence.users(), [shown("ann", UserStatus::Online, 1)]);
     }
 
     #[test]

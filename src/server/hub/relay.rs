@@ -14,9 +14,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::ticker::{TickEntry, TickerHistory, HISTORY as TICKER_HISTORY};
 use super::{
-    frames, lock, ChannelState, ChatHistory, History, Hub, Quote, Ring, CHAT_HISTORY, INBOX_HISTORY,
+    accept_doc_update, frames, lock, resubscribe, ChannelState, ChatHistory, History, Hub, Quote,
+    Ring, CHAT_HISTORY, DOC_HISTORY, INBOX_HISTORY,
 };
-use crate::protocol::{Channel, ChatMessage, Notification, ServerMessage, Tick};
+use crate::protocol::{Channel, ChatMessage, DocUpdateEvent, Notification, ServerMessage, Tick};
+use crate::server::store::StoredDoc;
 
 /// A message of a persisted channel, committed by this instance, for the
 /// relay to carry to every instance (this one included).
@@ -24,6 +26,11 @@ use crate::protocol::{Channel, ChatMessage, Notification, ServerMessage, Tick};
 pub enum Relayed {
     Chat(ChatMessage),
     Notification(Notification),
+    Doc(DocUpdateEvent),
+    /// A `doc_awareness` frame this instance sent its own subscribers: the
+    /// relay carries it to the other instances' subscribers only (live, not
+    /// kept for their snapshots: Yjs peers renew their state every 15 s).
+    Awareness(Channel, Utf8Bytes),
     /// A price for `ticker:{symbol}`: the relay gives it the cluster's next
     /// offset (answered on the sender, if any; `None` when Redis could not
     /// take it) and publishes it.
@@ -42,6 +49,9 @@ pub enum RelayCommand {
     /// Listen to a channel this hub already holds, if the relay does not
     /// yet (it was installed without a watch, or swept), and catch up.
     Ensure(Channel),
+    /// A user marked notifications of this channel read here: every other
+    /// instance holding it reads its unread snapshot again.
+    Read(Channel),
     /// A resend found this channel's message at `offset` already stored: its
     /// publisher may have died before publishing it, so every instance that
     /// lacks it catches up from the store.
@@ -207,6 +217,56 @@ impl Hub {
         delivery
     }
 
+    /// Delivers a document update the relay brought if it is the next
+    /// offset of a document this hub holds: applied to the document (unless
+    /// it was this instance's, applied before it was stored), kept, and
+    /// queued for every subscriber.
+    pub fn deliver_doc(&self, event: &DocUpdateEvent) -> Delivery {
+        let channel = Channel::Doc(event.doc.clone());
+        self.with_doc(&channel, |_, doc, subscribers| {
+            if let Err(delivery) = placement(doc.ring.latest(), event.offset, false) {
+                return delivery;
+            }
+            accept_doc_update(doc, subscribers, event);
+            Delivery::Delivered
+        })
+        .unwrap_or(Delivery::NotHeld)
+    }
+
+    /// Queues another instance's `doc_awareness` frame for every subscriber
+    /// of a document this hub holds.
+    pub fn deliver_awareness(&self, channel: &Channel, frame: Utf8Bytes) {
+        let _ = self.with_doc(channel, |_, _, subscribers| {
+            for outbox in subscribers.values() {
+                let _ = outbox.deliver(frame.clone());
+            }
+        });
+    }
+
+    /// Replaces a document this hub holds with the store's (more was missed
+    /// than the store keeps to replay): its subscribers get a fresh
+    /// `subscribed` with the whole state. Editors' awareness is kept.
+    pub fn reinstall_doc(&self, channel: &Channel, stored: StoredDoc) {
+        let Some(state) = lock(&self.inner.channels).get(channel).cloned() else {
+            return;
+        };
+        let mut state = lock(&state);
+        let History::Doc(doc) = &mut state.history else {
+            return;
+        };
+        if stored.latest <= doc.ring.latest() {
+            return;
+        }
+        tracing::warn!(%channel, from = doc.ring.latest(), to = stored.latest, "document reloaded after a gap");
+        let base = stored.latest - stored.recent.len() as u64;
+        let mut ring = Ring::after_offset(DOC_HISTORY, base);
+        for event in stored.recent {
+            ring.push(frames::encode(ServerMessage::DocUpdate(event)));
+        }
+        doc.reload(stored.epoch, ring, stored.doc, stored.compacted_upto);
+        resubscribe(&state, &self.inner.epoch);
+    }
+
     /// Publishes a price from an outside feed and returns its offset: the
     /// cluster's when instances run as one (`None` if Redis could not take
     /// it), else this hub's.
@@ -269,8 +329,11 @@ impl Hub {
         let History::Ticker(history) = &mut state.history else {
             return Delivery::NotHeld;
         };
-        // A new epoch (Redis lost its keys) always starts the history again.
-        let starts_again = history.epoch.as_deref() != Some(epoch)
+        // A new epoch (Redis lost its keys) always starts the history again,
+        // and subscribers get a fresh `subscribed`: their cursor's epoch is
+        // gone.
+        let new_epoch = history.epoch.as_deref() != Some(epoch);
+        let starts_again = new_epoch
             || match placement(history.ring.latest(), tick.offset, restart) {
                 Ok(starts_again) => starts_again,
                 Err(delivery) => return delivery,
@@ -280,6 +343,15 @@ impl Hub {
                 ring: Ring::after_offset(TICKER_HISTORY, tick.offset - 1),
                 epoch: Some(epoch.to_owned()),
             };
+        }
+        if new_epoch {
+            history.ring.push(TickEntry { tick, frame });
+            self.inner
+                .metrics
+                .ticks_published
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            resubscribe(state, &self.inner.epoch);
+            return Delivery::Delivered;
         }
         self.push_tick(state, tick, Some(frame));
         Delivery::Delivered
@@ -309,7 +381,7 @@ impl Hub {
 /// `latest`: `Err` with the answer when it is not taken (known already, or a
 /// gap when not `restart`), `Ok(true)` when the history must start again at
 /// it (a gap, with `restart`), `Ok(false)` when it is simply the next.
-fn placement(latest: u64, offset: u64, restart: bool) -> Result<bool, Delivery> {
+pub(super) fn placement(latest: u64, offset: u64, restart: bool) -> Result<bool, Delivery> {
     if offset <= latest {
         Err(Delivery::Known)
     } else if offset == latest + 1 {

@@ -1,7 +1,7 @@
 //! The hub without a network: subscribers are bare outboxes.
 
 use super::*;
-use crate::protocol::{PresenceDiff, ServerEnvelope, UserRef, UserStatus};
+use crate::protocol::{PresenceDiff, PresenceUser, ServerEnvelope, UserRef, UserStatus};
 use crate::server::store::UNREAD_SNAPSHOT;
 use crate::server::ws::outbox::{Next, Outbox, PushError};
 
@@ -505,4 +505,207 @@ async fn a_room_goes_on_after_a_gap_in_its_offsets() {
     hub.subscribe(2, &resumed, &room, Some(&since)).unwrap();
     let messages = drain(&resumed).await;
     assert!(!subscribed(&messages[0]).recovered, "offset 2 is not held");
+}
+
+/// A hub whose presence the cluster decides, with the queue it reports on.
+fn shared_presence_hub() -> (Hub, tokio::sync::mpsc::UnboundedReceiver<PresenceEvent>) {
+    let hub = hub();
+    let (link, reported) = tokio::sync::mpsc::unbounded_channel();
+    hub.share_presence(link);
+    (hub, reported)
+}
+
+fn present(id: &str) -> PresenceUser {
+    PresenceUser {
+        id: id.into(),
+        name: id.to_uppercase(),
+        status: UserStatus::Online,
+        connections: 1,
+    }
+}
+
+/// A diff as the cluster's leader publishes it, with its frame.
+fn leader_diff(offset: u64, joins: &[&str], leaves: &[&str]) -> (PresenceDiff, Utf8Bytes) {
+    let diff = PresenceDiff {
+        channel: "presence".into(),
+        offset,
+        joins: joins.iter().map(|id| present(id)).collect(),
+        leaves: leaves.iter().map(|id| present(id)).collect(),
+        updates: Vec::new(),
+    };
+    let frame = frames::encode(ServerMessage::PresenceDiff(diff.clone()));
+    (diff, frame)
+}
+
+/// With shared presence a connection is reported, not decided here: no
+/// diff comes from this hub, and the list is what the leader's diffs say.
+#[tokio::test]
+async fn shared_presence_reports_connections_and_follows_the_leader() {
+    let (hub, mut reported) = shared_presence_hub();
+    let observer = Outbox::new(1 << 20);
+    hub.subscribe(1, &observer, &Channel::Presence, None)
+        .unwrap();
+    drain(&observer).await;
+    hub.presence_connect(&person("ann"), 7);
+    hub.presence_status("ann", 7, UserStatus::Away);
+    hub.presence_disconnect("ann", 7);
+    let mut events = Vec::new();
+    while let Ok(event) = reported.try_recv() {
+        events.push(event);
+    }
+    assert_eq!(
+        events,
+        [
+            PresenceEvent::Connect(7, person("ann")),
+            PresenceEvent::Status(7, UserStatus::Away),
+            PresenceEvent::Disconnect(7),
+        ]
+    );
+    assert!(drain(&observer).await.is_empty(), "the leader decides");
+
+    // The first diff of an epoch is the leader's whole list: subscribers
+    // get a fresh `subscribed` with it.
+    let (diff, frame) = leader_diff(1, &["ann", "bob"], &[]);
+    assert_eq!(
+        hub.deliver_presence("e1", &diff, frame),
+        Delivery::Delivered
+    );
+    let got = drain(&observer).await;
+    let renewed = subscribed(&got[0]);
+    assert_eq!(
+        (renewed.epoch.as_str(), renewed.offset, renewed.recovered),
+        ("e1", 1, false)
+    );
+    // Then diffs in offset order; known ones and gaps are not delivered.
+    let (diff, frame) = leader_diff(2, &[], &["bob"]);
+    assert_eq!(
+        hub.deliver_presence("e1", &diff, frame.clone()),
+        Delivery::Delivered
+    );
+    assert_eq!(hub.deliver_presence("e1", &diff, frame), Delivery::Known);
+    let (diff, frame) = leader_diff(4, &["cid"], &[]);
+    assert_eq!(
+        hub.deliver_presence("e1", &diff, frame),
+        Delivery::Gap { latest: 2 }
+    );
+    assert_eq!(diffs(&drain(&observer).await).len(), 1);
+    assert_eq!(hub.presence_users(), [present("ann")]);
+    // A diff of another epoch that is not its start: reload.
+    let (diff, frame) = leader_diff(9, &[], &[]);
+    assert_eq!(
+        hub.deliver_presence("e2", &diff, frame),
+        Delivery::Gap { latest: 0 }
+    );
+
+    // A resume in the leader's epoch replays.
+    let resumer = Outbox::new(1 << 20);
+    let since = Since {
+        epoch: "e1".into(),
+        offset: 1,
+    };
+    hub.subscribe(2, &resumer, &Channel::Presence, Some(&since))
+        .unwrap();
+    let got = drain(&resumer).await;
+    assert!(subscribed(&got[0]).recovered);
+    assert_eq!(
+        diffs(&got).iter().map(|d| d.offset).collect::<Vec<_>>(),
+        [2]
+    );
+}
+
+/// Installing what Redis holds: diffs this hub lacks in the same epoch are
+/// delivered as diffs; beyond what is kept, or in another epoch, the list
+/// starts again from Redis's and subscribers get a fresh `subscribed`.
+#[tokio::test]
+async fn installed_presence_fills_gaps_or_starts_again() {
+    let (hub, _reported) = shared_presence_hub();
+    let observer = Outbox::new(1 << 20);
+    hub.subscribe(1, &observer, &Channel::Presence, None)
+        .unwrap();
+    drain(&observer).await;
+    let (d1, f1) = leader_diff(1, &["ann"], &[]);
+    hub.deliver_presence("e1", &d1, f1.clone());
+    drain(&observer).await;
+    let (d2, f2) = leader_diff(2, &["bob"], &[]);
+    let (d3, f3) = leader_diff(3, &[], &["ann"]);
+    let kept = vec![(d1, f1), (d2, f2), (d3, f3)];
+    hub.install_presence("e1".into(), 3, vec![present("bob")], kept);
+    let got = drain(&observer).await;
+    assert_eq!(
+        diffs(&got).iter().map(|d| d.offset).collect::<Vec<_>>(),
+        [2, 3]
+    );
+    assert_eq!(hub.presence_users(), [present("bob")]);
+
+    // More was missed than Redis keeps: start again from its list.
+    let (d9, f9) = leader_diff(9, &["cid"], &[]);
+    hub.install_presence(
+        "e1".into(),
+        9,
+        vec![present("bob"), present("cid")],
+        vec![(d9, f9)],
+    );
+    let got = drain(&observer).await;
+    let renewed = subscribed(&got[0]);
+    assert_eq!((renewed.offset, renewed.recovered), (9, false));
+    assert_eq!(hub.presence_users(), [present("bob"), present("cid")]);
+    // A resume from before the restart gets a snapshot; from 8, diff 9.
+    let resumer = Outbox::new(1 << 20);
+    let since = Since {
+        epoch: "e1".into(),
+        offset: 8,
+    };
+    hub.subscribe(2, &resumer, &Channel::Presence, Some(&since))
+        .unwrap();
+    assert_eq!(diffs(&drain(&resumer).await).len(), 1);
+}
+
+fn cluster_tick(offset: u64, price: f64) -> (Tick, Utf8Bytes) {
+    let tick = Tick {
+        channel: "ticker:AAPL".into(),
+        offset,
+        symbol: "AAPL".into(),
+        price,
+        change: 0.0,
+        change_pct: 0.0,
+        volume: 1,
+    };
+    let frame = frames::encode(ServerMessage::Tick(tick.clone()));
+    (tick, frame)
+}
+
+/// Ticks the cluster gives offsets to go out in order; when Redis lost its
+/// keys (a new epoch, offsets from 1 again) subscribers get a fresh
+/// `subscribed` in that epoch instead of a tick their cursor would refuse.
+#[tokio::test]
+async fn a_new_cluster_epoch_renews_ticker_subscribers() {
+    let hub = hub();
+    let observer = Outbox::new(1 << 20);
+    hub.install_ticker(&aapl(), "e1".into(), 0, Vec::new());
+    hub.subscribe(1, &observer, &aapl(), None).unwrap();
+    drain(&observer).await;
+    let mut seen = Vec::new();
+    for offset in 1..=2 {
+        let (tick, frame) = cluster_tick(offset, 100.0 + offset as f64);
+        assert_eq!(hub.deliver_tick("e1", tick, frame), Delivery::Delivered);
+        // Read at once (a reader that falls behind holds the latest only).
+        seen.extend(tick_offsets(&drain(&observer).await));
+    }
+    let (tick, frame) = cluster_tick(1, 50.0);
+    assert_eq!(hub.deliver_tick("e1", tick, frame), Delivery::Known);
+    assert!(drain(&observer).await.is_empty());
+    assert_eq!(seen, [1, 2]);
+
+    let (tick, frame) = cluster_tick(1, 50.0);
+    assert_eq!(hub.deliver_tick("e2", tick, frame), Delivery::Delivered);
+    let got = drain(&observer).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    let renewed = subscribed(&got[0]);
+    assert_eq!(
+        (renewed.epoch.as_str(), renewed.offset, renewed.recovered),
+        ("e2", 1, false)
+    );
+    let (tick, frame) = cluster_tick(2, 51.0);
+    assert_eq!(hub.deliver_tick("e2", tick, frame), Delivery::Delivered);
+    assert_eq!(tick_offsets(&drain(&observer).await), [2]);
 }

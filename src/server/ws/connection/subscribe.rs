@@ -130,7 +130,10 @@ pub(super) async fn install(hub: Hub, store: Store, channel: Channel) -> Result<
     if hub.has(&channel) {
         // Held already (perhaps rendered into a page without a subscriber):
         // make sure the relay, if any, listens to it.
-        if matches!(channel, Channel::Chat(_) | Channel::User(_)) {
+        if matches!(
+            channel,
+            Channel::Chat(_) | Channel::User(_) | Channel::Doc(_)
+        ) {
             hub.ensure_watched(&channel);
         }
         return Ok(());
@@ -161,12 +164,15 @@ pub(super) async fn install(hub: Hub, store: Store, channel: Channel) -> Result<
             Ok(())
         }
         Channel::Doc(id) => {
-            let id = id.clone();
+            hub.watch(&channel).await;
+            let (id, installer, installed) = (id.clone(), hub.clone(), channel.clone());
             store
                 .load_doc(id, DOC_HISTORY, move |stored| {
-                    hub.install_doc(&channel, stored)
+                    installer.install_doc(&installed, stored)
                 })
-                .await
+                .await?;
+            hub.loaded(&channel);
+            Ok(())
         }
         // When instances run as one, a ticker is loaded from Redis first.
         Channel::Ticker(_) => {

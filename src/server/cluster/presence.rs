@@ -1,0 +1,473 @@
+//! Owns who is online across instances. Each instance writes its own
+//! identified connections to Redis (a hash per instance, refreshed by a
+//! heartbeat, so an instance that dies takes its connections with it when
+//! the hash expires); one instance at a time, the holder of the lease
+//! `pulse:presence:leader`, reads them all, decides with the same rules as
+//! one instance (tabs collapse, away, the grace, the coalescing window:
+//! `hub/presence.rs`) and publishes one stream of diffs with the cluster's
+//! offsets. Every instance follows that stream (`relay.rs`).
+//!
+//! The leader is level-triggered: an event only names the instance whose
+//! hash changed, and the leader reads that hash again, so an event lost
+//! (Redis away, a new leader) costs nothing but the next heartbeat's read.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use axum::extract::ws::Utf8Bytes;
+use futures_util::{FutureExt, StreamExt};
+use redis::aio::ConnectionManager;
+use tokio::sync::mpsc;
+
+use crate::protocol::{Channel, PresenceDiff, PresenceUser, ServerMessage, UserRef, UserStatus};
+use crate::server::frames;
+use crate::server::hub::{Presence, PresenceChange};
+use crate::server::hub::{PresenceEvent, SubscriberId, PRESENCE_HISTORY};
+
+use super::lease::Lease;
+use super::relay::{key, sequenced_keys, OFFSET_MARK};
+
+/// Every instance that reported connections (a set of instance ids).
+const INSTANCES: &str = "pulse:presence:instances";
+/// Where an instance's event names it after changing its hash.
+const EVENTS: &str = "pulse:presence:events";
+/// Who is online as the published diffs tell it (a hash: id → user JSON).
+pub(super) const USERS: &str = "pulse:presence:users";
+/// The leader's lease.
+pub(super) const LEADER: &str = "pulse:presence:leader";
+
+/// How often an instance refreshes its hash, and the leader reads them all.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+/// How long an instance's hash outlives its last heartbeat.
+pub(super) const EXPIRY: Duration = Duration::from_secs(3);
+
+/// The hash of `instance`'s connections (connection id → [`Conn`] JSON).
+fn connections_key(instance: &str) -> String {
+    format!("pulse:presence:conns:{instance}")
+}
+
+/// One identified connection, as its instance reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Conn {
+    user: UserRef,
+    status: UserStatus,
+}
+
+/// Keeps this instance's connections in its hash: each change at once
+/// (then names this instance on [`EVENTS`]), and a heartbeat that keeps the
+/// hash alive and writes it whole again when Redis lost it.
+pub(super) async fn report(
+    mut redis: ConnectionManager,
+    instance: String,
+    mut events: mpsc::UnboundedReceiver<PresenceEvent>,
+) {
+    let hash = connections_key(&instance);
+    let mut table: BTreeMap<SubscriberId, Conn> = BTreeMap::new();
+    // Whether Redis may not hold the table as it is (at start, after an error).
+    let mut stale = true;
+    let mut beat = tokio::time::interval(HEARTBEAT);
+    loop {
+        tokio::select! {
+            event = events.recv() => {
+                let Some(event) = event else { return };
+                let mut touched = BTreeSet::new();
+                touched.insert(apply(&mut table, event));
+                while let Ok(event) = events.try_recv() {
+                    touched.insert(apply(&mut table, event));
+                }
+                if stale {
+                    continue;
+                }
+                let mut pipe = redis::pipe();
+                pipe.atomic();
+                for id in touched {
+                    match table.get(&id) {
+                        Some(conn) => pipe.hset(&hash, id, json(conn)).ignore(),
+                        None => pipe.hdel(&hash, id).ignore(),
+                    };
+                }
+                pipe.pexpire(&hash, EXPIRY.as_millis() as i64).ignore();
+                pipe.publish(EVENTS, &instance).ignore();
+                let written: redis::RedisResult<()> = pipe.query_async(&mut redis).await;
+                if let Err(err) = written {
+                    tracing::warn!(%err, "cannot report presence to Redis; retrying");
+                    stale = true;
+                }
+            }
+            _ = beat.tick() => {
+                if !stale {
+                    let alive: redis::RedisResult<(i64, bool)> = redis::pipe()
+                        .sadd(INSTANCES, &instance)
+                        .pexpire(&hash, EXPIRY.as_millis() as i64)
+                        .query_async(&mut redis)
+                        .await;
+                    match alive {
+                        // The hash is gone though connections are open:
+                        // Redis lost it (restarted) or this instance stalled.
+                        Ok((_, false)) if !table.is_empty() => stale = true,
+                        Ok(_) => {}
+                        Err(_) => stale = true,
+                    }
+                }
+                if stale {
+                    let mut pipe = redis::pipe();
+                    pipe.atomic().del(&hash).ignore();
+                    for (id, conn) in &table {
+                        pipe.hset(&hash, id, json(conn)).ignore();
+                    }
+                    pipe.pexpire(&hash, EXPIRY.as_millis() as i64)
+                        .ignore()
+                        .sadd(INSTANCES, &instance)
+                        .ignore()
+                        .publish(EVENTS, &instance)
+                        .ignore();
+                    let written: redis::RedisResult<()> = pipe.query_async(&mut redis).await;
+                    stale = written.is_err();
+                }
+            }
+        }
+    }
+}
+
+/// Applies one event to the table; returns the connection it touched.
+fn apply(table: &mut BTreeMap<SubscriberId, Conn>, event: PresenceEvent) -> SubscriberId {
+    match event {
+        PresenceEvent::Connect(id, user) => {
+            table.insert(
+                id,
+                Conn {
+                    user,
+                    status: UserStatus::Online,
+                },
+            );
+            id
+        }
+        PresenceEvent::Disconnect(id) => {
+            table.remove(&id);
+            id
+        }
+        PresenceEvent::Status(id, status) => {
+            if let Some(conn) = table.get_mut(&id) {
+                conn.status = status;
+            }
+            id
+        }
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// Gives a diff the next offset of the presence stream and publishes it,
+/// atomically with the stream's history and the list of who is online.
+/// Answers nil when the epoch is gone (Redis lost its keys): the leader
+/// then starts a new epoch with its whole list ([`RESET_SCRIPT`]).
+/// KEYS: offset, epoch, history, users. ARGV: the frame with the offset
+/// mark, the mark, the history length, the Redis channel, the number of
+/// users to set, then (id, user) pairs to set, then ids to remove.
+const DIFF_SCRIPT: &str = r#"
+local epoch = redis.call('GET', KEYS[2])
+if not epoch then return false end
+local offset = redis.call('INCR', KEYS[1])
+local frame = string.gsub(ARGV[1], ARGV[2], tostring(offset), 1)
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], tostring(offset) .. '-1', 'f', frame)
+local sets = tonumber(ARGV[5])
+for i = 6, 5 + 2 * sets, 2 do redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1]) end
+for i = 6 + 2 * sets, #ARGV do redis.call('HDEL', KEYS[4], ARGV[i]) end
+redis.call('PUBLISH', ARGV[4], '{"epoch":"' .. epoch .. '","frame":' .. frame .. '}')
+return offset
+"#;
+
+/// Starts a new epoch of the presence stream at offset 1, with the
+/// leader's whole list as its first diff (every user a join).
+/// KEYS: offset, epoch, history, users. ARGV: the frame, the new epoch,
+/// the history length, the Redis channel, then (id, user) pairs.
+const RESET_SCRIPT: &str = r#"
+redis.call('DEL', KEYS[3], KEYS[4])
+redis.call('SET', KEYS[1], 1)
+redis.call('SET', KEYS[2], ARGV[2])
+for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1]) end
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '1-1', 'f', ARGV[1])
+redis.call('PUBLISH', ARGV[4], '{"epoch":"' .. ARGV[2] .. '","frame":' .. ARGV[1] .. '}')
+return 1
+"#;
+
+/// A `presence_diff` frame telling `change` at `offset`.
+fn diff_frame(offset: u64, change: &PresenceChange) -> Utf8Bytes {
+    frames::encode(ServerMessage::PresenceDiff(PresenceDiff {
+        channel: Channel::Presence.to_string(),
+        offset,
+        joins: change.joins.clone(),
+        leaves: change.leaves.clone(),
+        updates: change.updates.clone(),
+    }))
+}
+
+/// Starts a call of one of the stream's scripts: the keys both take, then
+/// the frame, `second` (the offset mark, or a new epoch), the history's
+/// length and the Redis channel.
+fn invoke<'a>(
+    script: &'a redis::Script,
+    frame: &str,
+    second: String,
+) -> redis::ScriptInvocation<'a> {
+    let (offset_key, epoch_key, history_key) = sequenced_keys(&Channel::Presence);
+    let mut invocation = script.prepare_invoke();
+    invocation
+        .key(offset_key)
+        .key(epoch_key)
+        .key(history_key)
+        .key(USERS)
+        .arg(frame)
+        .arg(second)
+        .arg(PRESENCE_HISTORY)
+        .arg(key(&Channel::Presence));
+    invocation
+}
+
+/// A connection anywhere in the cluster: its instance and its id there.
+type Global = (String, SubscriberId);
+
+/// Why a leader stopped leading before its lease ended.
+#[derive(Debug, thiserror::Error)]
+enum Lost {
+    #[error("{0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("the pub/sub connection closed")]
+    PubSub,
+}
+
+/// The leader's state while it holds the lease.
+struct Leader {
+    redis: ConnectionManager,
+    presence: Presence<Global>,
+    /// Each instance's connections as last read.
+    known: HashMap<String, BTreeMap<SubscriberId, Conn>>,
+    /// The stream must start a new epoch with the whole list (none yet,
+    /// Redis lost it, or a diff could not be published).
+    reset: bool,
+    diff: redis::Script,
+    restart: redis::Script,
+}
+
+/// The time presence runs on (as in `hub/online.rs`).
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// Leads the cluster's presence whenever this instance holds the lease.
+pub(super) async fn lead(
+    client: redis::Client,
+    redis: ConnectionManager,
+    mut lease: Lease,
+    grace: Duration,
+) {
+    loop {
+        if !lease.held().await {
+            return;
+        }
+        tracing::info!("this instance leads the cluster's presence");
+        let mut leader = Leader {
+            redis: redis.clone(),
+            presence: Presence::new(grace),
+            known: HashMap::new(),
+            reset: false,
+            diff: redis::Script::new(DIFF_SCRIPT),
+            restart: redis::Script::new(RESET_SCRIPT),
+        };
+        if let Err(err) = leader.run(&client, &lease).await {
+            tracing::warn!(%err, "lost Redis while leading presence");
+        }
+        tracing::info!("this instance no longer leads the cluster's presence");
+        tokio::time::sleep(HEARTBEAT).await;
+    }
+}
+
+impl Leader {
+    /// Takes over what was shown, then follows every instance's
+    /// connections until the lease is lost (Ok) or Redis is (Err).
+    async fn run(&mut self, client: &redis::Client, lease: &Lease) -> Result<(), Lost> {
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(EVENTS).await?;
+        let (epoch, shown): (Option<String>, HashMap<String, String>) = redis::pipe()
+            .atomic()
+            .get(sequenced_keys(&Channel::Presence).1)
+            .hgetall(USERS)
+            .query_async(&mut self.redis)
+            .await?;
+        match epoch {
+            Some(_) => {
+                let shown = shown
+                    .values()
+                    .filter_map(|user| serde_json::from_str::<PresenceUser>(user).ok());
+                self.presence.seed(shown, now());
+            }
+            None => self.reset = true,
+        }
+        self.read_all().await?;
+        let mut events = pubsub.on_message();
+        let mut beat = tokio::time::interval(HEARTBEAT);
+        loop {
+            let next = self.presence.next_deadline();
+            tokio::select! {
+                message = events.next() => {
+                    let Some(message) = message else {
+                        return Err(Lost::PubSub);
+                    };
+                    // Every instance named since: one read each.
+                    let mut named = BTreeSet::new();
+                    named.insert(message.get_payload::<String>().unwrap_or_default());
+                    while let Some(Some(message)) = events.next().now_or_never() {
+                        named.insert(message.get_payload::<String>().unwrap_or_default());
+                    }
+                    let named: Vec<String> = named.into_iter().collect();
+                    self.read(&named).await?;
+                }
+                _ = beat.tick() => {
+                    if !lease.holds() {
+                        return Ok(());
+                    }
+                    self.read_all().await?;
+                }
+                _ = async { tokio::time::sleep_until(next.unwrap_or_else(now).into()).await }, if next.is_some() => {
+                    let change = self.presence.due(now());
+                    self.publish(change).await;
+                }
+            }
+        }
+    }
+
+    /// Reads every instance's connections (those that reported, and those
+    /// known), forgets instances with none, and publishes what changed.
+    async fn read_all(&mut self) -> redis::RedisResult<()> {
+        let listed: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(INSTANCES)
+            .query_async(&mut self.redis)
+            .await?;
+        let mut instances: BTreeSet<String> = listed.into_iter().collect();
+        instances.extend(self.known.keys().cloned());
+        let instances: Vec<String> = instances.into_iter().collect();
+        let empty = self.read(&instances).await?;
+        if !empty.is_empty() {
+            // Its next heartbeat lists a live instance again.
+            let _: redis::RedisResult<()> = redis::cmd("SREM")
+                .arg(INSTANCES)
+                .arg(&empty)
+                .query_async(&mut self.redis)
+                .await;
+        }
+        if self.reset {
+            self.publish(PresenceChange::default()).await;
+        } else {
+            let epoch: Option<String> = redis::cmd("GET")
+                .arg(sequenced_keys(&Channel::Presence).1)
+                .query_async(&mut self.redis)
+                .await?;
+            if epoch.is_none() {
+                self.reset = true;
+                self.publish(PresenceChange::default()).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the connections of `instances` and publishes what changed;
+    /// answers the instances that have none.
+    async fn read(&mut self, instances: &[String]) -> redis::RedisResult<Vec<String>> {
+        if instances.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for instance in instances {
+            pipe.hgetall(connections_key(instance));
+        }
+        let tables: Vec<HashMap<String, String>> = pipe.query_async(&mut self.redis).await?;
+        let at = now();
+        let mut change = PresenceChange::default();
+        let mut empty = Vec::new();
+        for (instance, table) in instances.iter().zip(tables) {
+            let fresh: BTreeMap<SubscriberId, Conn> = table
+                .iter()
+                .filter_map(|(id, conn)| Some((id.parse().ok()?, serde_json::from_str(conn).ok()?)))
+                .collect();
+            if fresh.is_empty() {
+                empty.push(instance.clone());
+            }
+            let old = self.known.remove(instance).unwrap_or_default();
+            for (id, conn) in &old {
+                if !fresh.contains_key(id) {
+                    let global = (instance.clone(), *id);
+                    change.merge(self.presence.disconnect(&conn.user.id, &global, at));
+                }
+            }
+            for (id, conn) in &fresh {
+                let global = (instance.clone(), *id);
+                let was = old.get(id);
+                if was.is_none() {
+                    change.merge(self.presence.connect(&conn.user, global.clone(), at));
+                }
+                if was.map_or(UserStatus::Online, |was| was.status) != conn.status {
+                    let user = &conn.user.id;
+                    change.merge(self.presence.set_status(user, &global, conn.status, at));
+                }
+            }
+            if !fresh.is_empty() {
+                self.known.insert(instance.clone(), fresh);
+            }
+        }
+        self.publish(change).await;
+        Ok(empty)
+    }
+
+    /// Publishes a change as the stream's next diff (or, when the stream
+    /// must start again, the whole list as a new epoch's first diff).
+    async fn publish(&mut self, change: PresenceChange) {
+        if !self.reset {
+            if change.is_empty() {
+                return;
+            }
+            let frame = diff_frame(OFFSET_MARK, &change);
+            let mut invocation = invoke(&self.diff, frame.as_str(), OFFSET_MARK.to_string());
+            invocation.arg(change.joins.len() + change.updates.len());
+            for user in change.joins.iter().chain(&change.updates) {
+                invocation.arg(&user.id).arg(json(user));
+            }
+            for user in &change.leaves {
+                invocation.arg(&user.id);
+            }
+            match invocation
+                .invoke_async::<Option<u64>>(&mut self.redis)
+                .await
+            {
+                Ok(Some(_)) => return,
+                Ok(None) => tracing::warn!("Redis lost the presence stream; starting a new epoch"),
+                Err(err) => {
+                    tracing::warn!(%err, "cannot publish presence; starting a new epoch once Redis answers")
+                }
+            }
+            self.reset = true;
+        }
+        let users = self.presence.users();
+        let everyone = PresenceChange {
+            joins: users.clone(),
+            ..PresenceChange::default()
+        };
+        let frame = diff_frame(1, &everyone);
+        let mut invocation = invoke(
+            &self.restart,
+            frame.as_str(),
+            crate::server::hub::new_epoch(),
+        );
+        for user in &users {
+            invocation.arg(&user.id).arg(json(user));
+        }
+        match invocation.invoke_async::<u64>(&mut self.redis).await {
+            Ok(_) => {
+                tracing::info!(users = users.len(), "started a new presence epoch");
+                self.reset = false;
+            }
+            Err(err) => tracing::warn!(%err, "cannot start a new presence epoch; retrying"),
+        }
+    }
+}
