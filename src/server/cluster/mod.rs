@@ -52,7 +52,7 @@ pub async fn start(
     relay::start(
         client.clone(),
         publisher.clone(),
-        hub,
+        hub.clone(),
         store,
         instance.clone(),
     );
@@ -62,6 +62,13 @@ pub async fn start(
         reported,
     ));
     let leading = Lease::spawn(publisher.clone(), presence::LEADER, instance.clone());
-    tokio::spawn(presence::lead(client, publisher.clone(), leading, grace));
+    let lead = presence::lead(
+        client,
+        publisher.clone(),
+        (leading, instance.clone()),
+        grace,
+        hub,
+    );
+    tokio::spawn(lead);
     Ok(Lease::spawn(publisher, lease::SIMULATOR, instance))
 }

@@ -21,8 +21,8 @@ use tokio::sync::mpsc;
 
 use crate::protocol::{Channel, PresenceDiff, PresenceUser, ServerMessage, UserRef, UserStatus};
 use crate::server::frames;
+use crate::server::hub::{Hub, PresenceEvent, SubscriberId, PRESENCE_HISTORY};
 use crate::server::hub::{Presence, PresenceChange};
-use crate::server::hub::{PresenceEvent, SubscriberId, PRESENCE_HISTORY};
 
 use super::lease::Lease;
 use super::relay::{key, sequenced_keys, OFFSET_MARK};
@@ -53,6 +53,26 @@ struct Conn {
     status: UserStatus,
 }
 
+/// Writes the connections a batch of events touched into an instance's
+/// hash, refreshes its expiry and names the instance on [`EVENTS`]; answers
+/// 0 (and writes nothing) when the hash must exist and does not: the
+/// reporter then writes it whole. KEYS: the hash. ARGV: '1' if it must
+/// exist, the expiry in ms, the events channel, the instance, then
+/// (connection id, entry JSON, or '' for a closed one) pairs.
+const CHANGE_SCRIPT: &str = r"
+if ARGV[1] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+for i = 5, #ARGV, 2 do
+  if ARGV[i + 1] == '' then
+    redis.call('HDEL', KEYS[1], ARGV[i])
+  else
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1
+";
+
 /// Keeps this instance's connections in its hash: each change at once
 /// (then names this instance on [`EVENTS`]), and a heartbeat that keeps the
 /// hash alive and writes it whole again when Redis lost it.
@@ -62,6 +82,7 @@ pub(super) async fn report(
     mut events: mpsc::UnboundedReceiver<PresenceEvent>,
 ) {
     let hash = connections_key(&instance);
+    let write = redis::Script::new(CHANGE_SCRIPT);
     let mut table: BTreeMap<SubscriberId, Conn> = BTreeMap::new();
     // Whether Redis may not hold the table as it is (at start, after an error).
     let mut stale = true;
@@ -78,20 +99,27 @@ pub(super) async fn report(
                 if stale {
                     continue;
                 }
-                let mut pipe = redis::pipe();
-                pipe.atomic();
+                // Entries this batch did not touch must still be in Redis:
+                // if the hash is gone (Redis restarted, this instance
+                // stalled), writing the touched ones alone would hide them.
+                let untouched = table.keys().any(|id| !touched.contains(id));
+                let mut change = write.prepare_invoke();
+                change
+                    .key(&hash)
+                    .arg(if untouched { "1" } else { "0" })
+                    .arg(EXPIRY.as_millis() as u64)
+                    .arg(EVENTS)
+                    .arg(&instance);
                 for id in touched {
-                    match table.get(&id) {
-                        Some(conn) => pipe.hset(&hash, id, json(conn)).ignore(),
-                        None => pipe.hdel(&hash, id).ignore(),
-                    };
+                    change.arg(id).arg(table.get(&id).map(json).unwrap_or_default());
                 }
-                pipe.pexpire(&hash, EXPIRY.as_millis() as i64).ignore();
-                pipe.publish(EVENTS, &instance).ignore();
-                let written: redis::RedisResult<()> = pipe.query_async(&mut redis).await;
-                if let Err(err) = written {
-                    tracing::warn!(%err, "cannot report presence to Redis; retrying");
-                    stale = true;
+                match change.invoke_async::<i64>(&mut redis).await {
+                    Ok(1) => {}
+                    Ok(_) => stale = true,
+                    Err(err) => {
+                        tracing::warn!(%err, "cannot report presence to Redis; retrying");
+                        stale = true;
+                    }
                 }
             }
             _ = beat.tick() => {
@@ -160,34 +188,41 @@ fn json<T: serde::Serialize>(value: &T) -> String {
 }
 
 /// Gives a diff the next offset of the presence stream and publishes it,
-/// atomically with the stream's history and the list of who is online.
-/// Answers nil when the epoch is gone (Redis lost its keys): the leader
-/// then starts a new epoch with its whole list ([`RESET_SCRIPT`]).
-/// KEYS: offset, epoch, history, users. ARGV: the frame with the offset
-/// mark, the mark, the history length, the Redis channel, the number of
-/// users to set, then (id, user) pairs to set, then ids to remove.
+/// atomically with the stream's history and the list of who is online, if
+/// the caller still holds the leader's lease (else -1: a leader that lost it
+/// while paused publishes nothing). Answers nil when the epoch is gone
+/// (Redis lost its keys): the leader then starts a new epoch with its whole
+/// list ([`RESET_SCRIPT`]).
+/// KEYS: offset, epoch, history, users, the lease. ARGV: the frame with the
+/// offset mark, the mark, the history length, the Redis channel, the
+/// instance, the number of users to set, then (id, user) pairs to set,
+/// then ids to remove.
 const DIFF_SCRIPT: &str = r#"
+if redis.call('GET', KEYS[5]) ~= ARGV[5] then return -1 end
 local epoch = redis.call('GET', KEYS[2])
 if not epoch then return false end
 local offset = redis.call('INCR', KEYS[1])
 local frame = string.gsub(ARGV[1], ARGV[2], tostring(offset), 1)
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], tostring(offset) .. '-1', 'f', frame)
-local sets = tonumber(ARGV[5])
-for i = 6, 5 + 2 * sets, 2 do redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1]) end
-for i = 6 + 2 * sets, #ARGV do redis.call('HDEL', KEYS[4], ARGV[i]) end
+local sets = tonumber(ARGV[6])
+for i = 7, 6 + 2 * sets, 2 do redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1]) end
+for i = 7 + 2 * sets, #ARGV do redis.call('HDEL', KEYS[4], ARGV[i]) end
 redis.call('PUBLISH', ARGV[4], '{"epoch":"' .. epoch .. '","frame":' .. frame .. '}')
 return offset
 "#;
 
 /// Starts a new epoch of the presence stream at offset 1, with the
-/// leader's whole list as its first diff (every user a join).
-/// KEYS: offset, epoch, history, users. ARGV: the frame, the new epoch,
-/// the history length, the Redis channel, then (id, user) pairs.
+/// leader's whole list as its first diff (every user a join), if the caller
+/// still holds the leader's lease (else -1).
+/// KEYS: offset, epoch, history, users, the lease. ARGV: the frame, the new
+/// epoch, the history length, the Redis channel, the instance, then (id,
+/// user) pairs.
 const RESET_SCRIPT: &str = r#"
+if redis.call('GET', KEYS[5]) ~= ARGV[5] then return -1 end
 redis.call('DEL', KEYS[3], KEYS[4])
 redis.call('SET', KEYS[1], 1)
 redis.call('SET', KEYS[2], ARGV[2])
-for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1]) end
+for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1]) end
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '1-1', 'f', ARGV[1])
 redis.call('PUBLISH', ARGV[4], '{"epoch":"' .. ARGV[2] .. '","frame":' .. ARGV[1] .. '}')
 return 1
@@ -206,11 +241,12 @@ fn diff_frame(offset: u64, change: &PresenceChange) -> Utf8Bytes {
 
 /// Starts a call of one of the stream's scripts: the keys both take, then
 /// the frame, `second` (the offset mark, or a new epoch), the history's
-/// length and the Redis channel.
+/// length, the Redis channel and the leader's instance.
 fn invoke<'a>(
     script: &'a redis::Script,
     frame: &str,
     second: String,
+    instance: &str,
 ) -> redis::ScriptInvocation<'a> {
     let (offset_key, epoch_key, history_key) = sequenced_keys(&Channel::Presence);
     let mut invocation = script.prepare_invoke();
@@ -219,10 +255,12 @@ fn invoke<'a>(
         .key(epoch_key)
         .key(history_key)
         .key(USERS)
+        .key(LEADER)
         .arg(frame)
         .arg(second)
         .arg(PRESENCE_HISTORY)
-        .arg(key(&Channel::Presence));
+        .arg(key(&Channel::Presence))
+        .arg(instance);
     invocation
 }
 
@@ -236,11 +274,15 @@ enum Lost {
     Redis(#[from] redis::RedisError),
     #[error("the pub/sub connection closed")]
     PubSub,
+    #[error("another instance holds the lease")]
+    Lease,
 }
 
 /// The leader's state while it holds the lease.
 struct Leader {
     redis: ConnectionManager,
+    /// This instance (what the lease holds).
+    instance: String,
     presence: Presence<Global>,
     /// Each instance's connections as last read.
     known: HashMap<String, BTreeMap<SubscriberId, Conn>>,
@@ -257,11 +299,14 @@ fn now() -> std::time::Instant {
 }
 
 /// Leads the cluster's presence whenever this instance holds the lease.
+/// `hub` is this instance's: when Redis lost the stream, the new epoch
+/// starts from what its subscribers were shown.
 pub(super) async fn lead(
     client: redis::Client,
     redis: ConnectionManager,
-    mut lease: Lease,
+    (mut lease, instance): (Lease, String),
     grace: Duration,
+    hub: Hub,
 ) {
     loop {
         if !lease.held().await {
@@ -270,14 +315,16 @@ pub(super) async fn lead(
         tracing::info!("this instance leads the cluster's presence");
         let mut leader = Leader {
             redis: redis.clone(),
+            instance: instance.clone(),
             presence: Presence::new(grace),
             known: HashMap::new(),
             reset: false,
             diff: redis::Script::new(DIFF_SCRIPT),
             restart: redis::Script::new(RESET_SCRIPT),
         };
-        if let Err(err) = leader.run(&client, &lease).await {
-            tracing::warn!(%err, "lost Redis while leading presence");
+        match leader.run(&client, &lease, &hub).await {
+            Ok(()) | Err(Lost::Lease) => {}
+            Err(err) => tracing::warn!(%err, "lost Redis while leading presence"),
         }
         tracing::info!("this instance no longer leads the cluster's presence");
         tokio::time::sleep(HEARTBEAT).await;
@@ -287,7 +334,7 @@ pub(super) async fn lead(
 impl Leader {
     /// Takes over what was shown, then follows every instance's
     /// connections until the lease is lost (Ok) or Redis is (Err).
-    async fn run(&mut self, client: &redis::Client, lease: &Lease) -> Result<(), Lost> {
+    async fn run(&mut self, client: &redis::Client, lease: &Lease, hub: &Hub) -> Result<(), Lost> {
         let mut pubsub = client.get_async_pubsub().await?;
         pubsub.subscribe(EVENTS).await?;
         let (epoch, shown): (Option<String>, HashMap<String, String>) = redis::pipe()
@@ -303,7 +350,15 @@ impl Leader {
                     .filter_map(|user| serde_json::from_str::<PresenceUser>(user).ok());
                 self.presence.seed(shown, now());
             }
-            None => self.reset = true,
+            // Redis lost the stream (or none was ever started): the new
+            // epoch starts from what this instance's subscribers were shown,
+            // each user in their grace until a connection of theirs is read
+            // again (instances write their hashes anew within a heartbeat),
+            // so nobody still connected drops out of the list.
+            None => {
+                self.presence.seed(hub.presence_users(), now());
+                self.reset = true;
+            }
         }
         self.read_all().await?;
         let mut events = pubsub.on_message();
@@ -332,7 +387,7 @@ impl Leader {
                 }
                 _ = async { tokio::time::sleep_until(next.unwrap_or_else(now).into()).await }, if next.is_some() => {
                     let change = self.presence.due(now());
-                    self.publish(change).await;
+                    self.publish(change).await?;
                 }
             }
         }
@@ -340,7 +395,7 @@ impl Leader {
 
     /// Reads every instance's connections (those that reported, and those
     /// known), forgets instances with none, and publishes what changed.
-    async fn read_all(&mut self) -> redis::RedisResult<()> {
+    async fn read_all(&mut self) -> Result<(), Lost> {
         let listed: Vec<String> = redis::cmd("SMEMBERS")
             .arg(INSTANCES)
             .query_async(&mut self.redis)
@@ -358,7 +413,7 @@ impl Leader {
                 .await;
         }
         if self.reset {
-            self.publish(PresenceChange::default()).await;
+            self.publish(PresenceChange::default()).await?;
         } else {
             let epoch: Option<String> = redis::cmd("GET")
                 .arg(sequenced_keys(&Channel::Presence).1)
@@ -366,7 +421,7 @@ impl Leader {
                 .await?;
             if epoch.is_none() {
                 self.reset = true;
-                self.publish(PresenceChange::default()).await;
+                self.publish(PresenceChange::default()).await?;
             }
         }
         Ok(())
@@ -374,7 +429,7 @@ impl Leader {
 
     /// Reads the connections of `instances` and publishes what changed;
     /// answers the instances that have none.
-    async fn read(&mut self, instances: &[String]) -> redis::RedisResult<Vec<String>> {
+    async fn read(&mut self, instances: &[String]) -> Result<Vec<String>, Lost> {
         if instances.is_empty() {
             return Ok(Vec::new());
         }
@@ -416,19 +471,21 @@ impl Leader {
                 self.known.insert(instance.clone(), fresh);
             }
         }
-        self.publish(change).await;
+        self.publish(change).await?;
         Ok(empty)
     }
 
     /// Publishes a change as the stream's next diff (or, when the stream
     /// must start again, the whole list as a new epoch's first diff).
-    async fn publish(&mut self, change: PresenceChange) {
+    /// `Err(Lost::Lease)` when another instance holds the lease now.
+    async fn publish(&mut self, change: PresenceChange) -> Result<(), Lost> {
         if !self.reset {
             if change.is_empty() {
-                return;
+                return Ok(());
             }
             let frame = diff_frame(OFFSET_MARK, &change);
-            let mut invocation = invoke(&self.diff, frame.as_str(), OFFSET_MARK.to_string());
+            let mark = OFFSET_MARK.to_string();
+            let mut invocation = invoke(&self.diff, frame.as_str(), mark, &self.instance);
             invocation.arg(change.joins.len() + change.updates.len());
             for user in change.joins.iter().chain(&change.updates) {
                 invocation.arg(&user.id).arg(json(user));
@@ -437,10 +494,11 @@ impl Leader {
                 invocation.arg(&user.id);
             }
             match invocation
-                .invoke_async::<Option<u64>>(&mut self.redis)
+                .invoke_async::<Option<i64>>(&mut self.redis)
                 .await
             {
-                Ok(Some(_)) => return,
+                Ok(Some(-1)) => return Err(Lost::Lease),
+                Ok(Some(_)) => return Ok(()),
                 Ok(None) => tracing::warn!("Redis lost the presence stream; starting a new epoch"),
                 Err(err) => {
                     tracing::warn!(%err, "cannot publish presence; starting a new epoch once Redis answers")
@@ -454,20 +512,19 @@ impl Leader {
             ..PresenceChange::default()
         };
         let frame = diff_frame(1, &everyone);
-        let mut invocation = invoke(
-            &self.restart,
-            frame.as_str(),
-            crate::server::hub::new_epoch(),
-        );
+        let epoch = crate::server::hub::new_epoch();
+        let mut invocation = invoke(&self.restart, frame.as_str(), epoch, &self.instance);
         for user in &users {
             invocation.arg(&user.id).arg(json(user));
         }
-        match invocation.invoke_async::<u64>(&mut self.redis).await {
+        match invocation.invoke_async::<i64>(&mut self.redis).await {
+            Ok(-1) => return Err(Lost::Lease),
             Ok(_) => {
                 tracing::info!(users = users.len(), "started a new presence epoch");
                 self.reset = false;
             }
             Err(err) => tracing::warn!(%err, "cannot start a new presence epoch; retrying"),
         }
+        Ok(())
     }
 }

@@ -46,7 +46,10 @@ pub(super) fn key(channel: &Channel) -> String {
     format!("pulse:{channel}")
 }
 
-/// Starts the relay's two tasks on `client` (`publisher` is its shared
+/// How many awareness frames may wait for Redis (more are dropped).
+const AWARENESS_QUEUE: usize = 1024;
+
+/// Starts the relay's tasks on `client` (`publisher` is its shared
 /// connection) and routes the hub's relayed channels through them.
 /// `instance` names this instance in what only the others deliver.
 pub(super) fn start(
@@ -58,14 +61,23 @@ pub(super) fn start(
 ) {
     let (publish, outgoing) = mpsc::unbounded_channel();
     let (commands, asked) = mpsc::unbounded_channel();
-    tokio::spawn(publish_all(
-        publisher,
-        outgoing,
+    let listening = listen(
+        client,
+        publisher.clone(),
+        asked,
         hub.clone(),
+        store,
         instance.clone(),
-    ));
-    tokio::spawn(listen(client, asked, hub.clone(), store, instance));
-    hub.relay_through(RelayLink { publish, commands });
+    );
+    tokio::spawn(listening);
+    let (awareness, carets) = mpsc::channel(AWARENESS_QUEUE);
+    tokio::spawn(publish_awareness(publisher.clone(), carets, instance));
+    tokio::spawn(publish_all(publisher, outgoing, hub.clone()));
+    hub.relay_through(RelayLink {
+        publish,
+        commands,
+        awareness,
+    });
 }
 
 /// Publishes what this instance committed, in commit order. A message that
@@ -75,7 +87,6 @@ async fn publish_all(
     mut redis: ConnectionManager,
     mut outgoing: mpsc::UnboundedReceiver<Relayed>,
     hub: Hub,
-    instance: String,
 ) {
     let tick_script = redis::Script::new(TICK_SCRIPT);
     while let Some(message) = outgoing.recv().await {
@@ -92,19 +103,6 @@ async fn publish_all(
                 (&note.channel, ServerMessage::Notification(note.clone()))
             }
             Relayed::Doc(ref event) => (&event.channel, ServerMessage::DocUpdate(event.clone())),
-            Relayed::Awareness(channel, frame) => {
-                let carried = format!(r#"{{"awareness":{frame},"from":"{instance}"}}"#);
-                let published: redis::RedisResult<i64> = redis::cmd("PUBLISH")
-                    .arg(key(&channel))
-                    .arg(carried)
-                    .query_async(&mut redis)
-                    .await;
-                if let Err(err) = published {
-                    // Live state only: the editor's next update carries it.
-                    tracing::debug!(%err, %channel, "cannot relay awareness");
-                }
-                continue;
-            }
         };
         let published: redis::RedisResult<i64> = redis::cmd("PUBLISH")
             .arg(format!("pulse:{channel}"))
@@ -117,8 +115,30 @@ async fn publish_all(
                 Relayed::Chat(chat) => drop(hub.deliver_chat(chat)),
                 Relayed::Notification(note) => drop(hub.deliver_notification(note)),
                 Relayed::Doc(event) => drop(hub.deliver_doc(event)),
-                Relayed::Tick(..) | Relayed::Awareness(..) => {}
+                Relayed::Tick(..) => {}
             }
+        }
+    }
+}
+
+/// Publishes editors' awareness for the other instances, as
+/// `{"awareness": <frame>, "from": instance}`; apart from what must arrive
+/// (`publish_all`), so carets never hold chat or ticks back.
+async fn publish_awareness(
+    mut redis: ConnectionManager,
+    mut carets: mpsc::Receiver<(Channel, Utf8Bytes)>,
+    instance: String,
+) {
+    while let Some((channel, frame)) = carets.recv().await {
+        let carried = format!(r#"{{"awareness":{frame},"from":"{instance}"}}"#);
+        let published: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+            .arg(key(&channel))
+            .arg(carried)
+            .query_async(&mut redis)
+            .await;
+        if let Err(err) = published {
+            // Live state only: the editor's next update carries it.
+            tracing::debug!(%err, %channel, "cannot relay awareness");
         }
     }
 }
@@ -205,6 +225,7 @@ async fn publish_tick(
 /// delivers what arrives, answers the hub's commands; ends with the hub.
 async fn listen(
     client: redis::Client,
+    redis: ConnectionManager,
     mut asked: mpsc::UnboundedReceiver<RelayCommand>,
     hub: Hub,
     store: Store,
@@ -214,7 +235,7 @@ async fn listen(
         hub,
         store,
         instance,
-        redis: client.get_connection_manager().await.ok(),
+        redis,
         pending: Mutex::new(HashSet::new()),
         loading: Mutex::new(HashSet::new()),
     };
@@ -277,9 +298,8 @@ struct Listener {
     store: Store,
     /// This instance's name (it skips the awareness it relayed itself).
     instance: String,
-    /// For reading tickers' history and publishing hints (`None` until
-    /// Redis was first reached).
-    redis: Option<ConnectionManager>,
+    /// For reading tickers' and presence's history and publishing hints.
+    redis: ConnectionManager,
     /// Channels whose gap the store could not fill yet (retried every second).
     pending: Mutex<HashSet<Channel>>,
     /// Channels watched for a load that has not said `Loaded` yet: never swept.
@@ -422,9 +442,7 @@ impl Listener {
 
     /// Publishes a hint to every instance listening to `channel`.
     async fn hint(&self, channel: &Channel, hint: &impl serde::Serialize) {
-        let Some(mut redis) = self.redis.clone() else {
-            return;
-        };
+        let mut redis = self.redis.clone();
         let published: redis::RedisResult<i64> = redis::cmd("PUBLISH")
             .arg(key(channel))
             .arg(serde_json::to_string(hint).unwrap_or_default())
@@ -578,10 +596,7 @@ impl Listener {
             return;
         }
         let (offset_key, epoch_key, history_key) = sequenced_keys(channel);
-        let mut redis = match self.redis.clone() {
-            Some(redis) => redis,
-            None => return,
-        };
+        let mut redis = self.redis.clone();
         let loaded: redis::RedisResult<(Option<String>, Option<u64>, Vec<StreamEntry>)> =
             redis::pipe()
                 .get(&epoch_key)
@@ -620,9 +635,7 @@ impl Listener {
     /// Delivers the ticks of `channel` after `latest` (and before `before`)
     /// from the Redis history.
     async fn fill_ticks(&self, channel: &Channel, epoch: &str, latest: u64, before: Option<u64>) {
-        let Some(mut redis) = self.redis.clone() else {
-            return;
-        };
+        let mut redis = self.redis.clone();
         let (_, _, history_key) = sequenced_keys(channel);
         let end = match before {
             Some(before) if before > latest + 1 => format!("{}-1", before - 1),
@@ -674,9 +687,7 @@ impl Listener {
     /// nothing before the leader's first diff. A read that fails is retried
     /// every second (with the channels whose gap is pending).
     async fn load_presence(&self) {
-        let Some(mut redis) = self.redis.clone() else {
-            return;
-        };
+        let mut redis = self.redis.clone();
         let (offset_key, epoch_key, history_key) = sequenced_keys(&Channel::Presence);
         type Loaded = (
             Option<String>,

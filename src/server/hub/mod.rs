@@ -490,7 +490,7 @@ impl Hub {
                         for outbox in guard.subscribers.values() {
                             let _ = outbox.deliver(frame.clone());
                         }
-                        self.relay(Relayed::Awareness(channel.clone(), frame));
+                        self.share_awareness(channel, frame);
                     }
                 }
             }
@@ -700,9 +700,15 @@ impl Hub {
 
     /// Replaces the unread snapshot of a user's channel this hub holds with
     /// the store's as of offset `latest` (another instance marked some
-    /// read); notifications this hub got after `latest` stay unread.
+    /// read). The snapshot says what this hub holds: notifications it got
+    /// after `latest` stay unread, and those the store has but this hub has
+    /// not delivered yet are left to their delivery (which counts them).
     pub fn inbox_unread(&self, channel: &str, latest: u64, mut unread: Unread) {
         self.with_inbox(channel, |_, history, _| {
+            let held = history.ring.latest();
+            let ahead = unread.newest.iter().filter(|n| n.offset > held).count();
+            unread.newest.retain(|n| n.offset <= held);
+            unread.total = unread.total.saturating_sub(ahead as u64);
             let newer: Vec<Notification> = history
                 .unread
                 .newest
@@ -773,16 +779,13 @@ impl Hub {
     /// (counted on the instance that committed it).
     pub fn publish_doc(&self, event: &DocUpdateEvent) -> Option<u64> {
         let channel = Channel::Doc(event.doc.clone());
-        if self.inner.relay.get().is_some() {
-            let due = self
+        if self.relay(Relayed::Doc(event.clone())) {
+            return self
                 .with_doc(&channel, |_, doc, _| {
                     doc.compaction_due(event.offset, event.update.len())
                 })
                 .ok()
                 .flatten();
-            if self.relay(Relayed::Doc(event.clone())) {
-                return due;
-            }
         }
         self.with_doc(&channel, |name, doc, subscribers| {
             if event.offset != doc.ring.latest() + 1 {
@@ -823,7 +826,7 @@ impl Hub {
                 for (_, outbox) in subscribers.iter().filter(|(id, _)| **id != owner) {
                     let _ = outbox.deliver(frame.clone());
                 }
-                self.relay(Relayed::Awareness(channel.clone(), frame));
+                self.share_awareness(channel, frame);
             }
             Ok(())
         })
@@ -838,7 +841,7 @@ impl Hub {
                 for (_, outbox) in subscribers.iter().filter(|(id, _)| **id != owner) {
                     let _ = outbox.deliver(frame.clone());
                 }
-                self.relay(Relayed::Awareness(channel.clone(), frame));
+                self.share_awareness(channel, frame);
             }
         });
     }

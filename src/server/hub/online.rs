@@ -37,15 +37,33 @@ pub(super) struct PresenceHistory {
     users: BTreeMap<String, PresenceUser>,
     /// The cluster's epoch of the diffs (instances as one, once known).
     pub(super) epoch: Option<String>,
+    /// Epochs this hub followed before (newest last, a few): a late diff of
+    /// one of them never takes the list back.
+    left: Vec<String>,
     pub(super) diffs: Ring<Utf8Bytes>,
 }
 
+/// How many earlier epochs a hub remembers.
+const EPOCHS_LEFT: usize = 4;
+
 impl PresenceHistory {
+    /// Follows `epoch` from now on.
+    fn enter(&mut self, epoch: String) {
+        if let Some(old) = self.epoch.replace(epoch) {
+            self.left.retain(|e| *e != old);
+            self.left.push(old);
+            if self.left.len() > EPOCHS_LEFT {
+                self.left.remove(0);
+            }
+        }
+    }
+
     pub(super) fn new(grace: Duration, shared: bool) -> Self {
         PresenceHistory {
             presence: (!shared).then(|| Presence::new(grace)),
             users: BTreeMap::new(),
             epoch: None,
+            left: Vec::new(),
             diffs: Ring::new(PRESENCE_HISTORY),
         }
     }
@@ -191,13 +209,17 @@ impl Hub {
             let History::Presence(history) = &mut state.history else {
                 return Delivery::NotHeld;
             };
+            if history.left.iter().any(|e| e == epoch) {
+                // From an epoch this hub already moved on from.
+                return Delivery::Known;
+            }
             if history.epoch.as_deref() != Some(epoch) {
                 if diff.offset != 1 {
                     // The start of this epoch was missed: the caller reloads.
                     return Delivery::Gap { latest: 0 };
                 }
                 history.users.clear();
-                history.epoch = Some(epoch.to_owned());
+                history.enter(epoch.to_owned());
                 history.diffs = Ring::new(PRESENCE_HISTORY);
                 apply(&mut history.users, diff);
                 history.diffs.push(frame);
@@ -251,8 +273,11 @@ impl Hub {
                     return;
                 }
             }
+            if history.left.contains(&epoch) {
+                return;
+            }
             let kept = recent.len() as u64;
-            history.epoch = Some(epoch);
+            history.enter(epoch);
             history.users = users.into_iter().map(|u| (u.id.clone(), u)).collect();
             history.diffs = Ring::after_offset(PRESENCE_HISTORY, latest - kept.min(latest));
             for (_, frame) in recent {

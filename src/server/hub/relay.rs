@@ -27,10 +27,6 @@ pub enum Relayed {
     Chat(ChatMessage),
     Notification(Notification),
     Doc(DocUpdateEvent),
-    /// A `doc_awareness` frame this instance sent its own subscribers: the
-    /// relay carries it to the other instances' subscribers only (live, not
-    /// kept for their snapshots: Yjs peers renew their state every 15 s).
-    Awareness(Channel, Utf8Bytes),
     /// A price for `ticker:{symbol}`: the relay gives it the cluster's next
     /// offset (answered on the sender, if any; `None` when Redis could not
     /// take it) and publishes it.
@@ -63,6 +59,11 @@ pub enum RelayCommand {
 pub struct RelayLink {
     pub publish: mpsc::UnboundedSender<Relayed>,
     pub commands: mpsc::UnboundedSender<RelayCommand>,
+    /// `doc_awareness` frames this instance sent its own subscribers, for
+    /// the other instances' subscribers only (live, not kept for their
+    /// snapshots: Yjs peers renew their state every 15 s). Bounded: while
+    /// Redis is slow, carets are dropped rather than queued.
+    pub awareness: mpsc::Sender<(Channel, Utf8Bytes)>,
 }
 
 /// What delivering one message did.
@@ -231,6 +232,14 @@ impl Hub {
             Delivery::Delivered
         })
         .unwrap_or(Delivery::NotHeld)
+    }
+
+    /// Hands a `doc_awareness` frame this hub sent its subscribers to the
+    /// relay (if any) for the other instances; dropped when its queue is full.
+    pub(super) fn share_awareness(&self, channel: &Channel, frame: Utf8Bytes) {
+        if let Some(link) = self.inner.relay.get() {
+            let _ = link.awareness.try_send((channel.clone(), frame));
+        }
     }
 
     /// Queues another instance's `doc_awareness` frame for every subscriber

@@ -611,6 +611,21 @@ async fn shared_presence_reports_connections_and_follows_the_leader() {
         diffs(&got).iter().map(|d| d.offset).collect::<Vec<_>>(),
         [2]
     );
+    // A new epoch; a late diff of the old one never takes the list back.
+    drain(&observer).await;
+    let (diff, frame) = leader_diff(1, &["cid"], &[]);
+    assert_eq!(
+        hub.deliver_presence("e2", &diff, frame),
+        Delivery::Delivered
+    );
+    for offset in [1, 3] {
+        let (diff, frame) = leader_diff(offset, &["old"], &[]);
+        assert_eq!(hub.deliver_presence("e1", &diff, frame), Delivery::Known);
+    }
+    assert_eq!(hub.presence_users(), [present("cid")]);
+    let got = drain(&observer).await;
+    assert_eq!(got.len(), 1, "one fresh subscribed: {got:?}");
+    assert_eq!(subscribed(&got[0]).epoch, "e2");
 }
 
 /// Installing what Redis holds: diffs this hub lacks in the same epoch are
@@ -708,4 +723,62 @@ async fn a_new_cluster_epoch_renews_ticker_subscribers() {
     let (tick, frame) = cluster_tick(2, 51.0);
     assert_eq!(hub.deliver_tick("e2", tick, frame), Delivery::Delivered);
     assert_eq!(tick_offsets(&drain(&observer).await), [2]);
+}
+
+fn note(offset: u64) -> Notification {
+    Notification {
+        channel: "user:ann".into(),
+        offset,
+        notification_id: format!("n{offset}"),
+        title: "t".into(),
+        body: String::new(),
+        created_at: crate::protocol::Timestamp::parse("2026-11-25T17:30:00.000000Z").unwrap(),
+    }
+}
+
+fn unread_snapshot(hub: &Hub, channel: &Channel) -> (Vec<u64>, u64) {
+    match hub.peek(channel).snapshot {
+        Some(Snapshot::Unread(unread)) => (
+            unread.unread.iter().map(|n| n.offset).collect(),
+            unread.total_unread,
+        ),
+        other => panic!("an unread snapshot: {other:?}"),
+    }
+}
+
+/// Another instance marked notifications read: the store's unread list
+/// replaces this hub's, except that what this hub got after the store's
+/// read stays unread, and what the store has that this hub has not
+/// delivered yet is counted once, at its delivery.
+#[tokio::test]
+async fn unread_read_again_from_the_store_counts_each_notification_once() {
+    let hub = hub();
+    let channel = Channel::User("ann".into());
+    let stored = StoredInbox {
+        epoch: "stored".into(),
+        latest: 0,
+        recent: Vec::new(),
+        unread: Unread::default(),
+    };
+    hub.install_inbox(&channel, stored);
+    for offset in 1..=2 {
+        assert_eq!(hub.deliver_notification(&note(offset)), Delivery::Delivered);
+    }
+    // The store, read after n1 was marked read and n3 was committed (not
+    // delivered here yet): unread n2 and n3.
+    let unread = Unread {
+        newest: vec![note(2), note(3)],
+        total: 2,
+    };
+    hub.inbox_unread("user:ann", 3, unread);
+    assert_eq!(unread_snapshot(&hub, &channel), (vec![2], 1));
+    assert_eq!(hub.deliver_notification(&note(3)), Delivery::Delivered);
+    assert_eq!(unread_snapshot(&hub, &channel), (vec![2, 3], 2));
+    // A read as of offset 1, reaching this hub after n2 and n3: both stay.
+    let unread = Unread {
+        newest: Vec::new(),
+        total: 0,
+    };
+    hub.inbox_unread("user:ann", 1, unread);
+    assert_eq!(unread_snapshot(&hub, &channel), (vec![2, 3], 2));
 }
