@@ -298,14 +298,7 @@ async fn the_unread_snapshot_is_bounded_and_counts_them_all() {
         },
     );
     for offset in 1..=300 {
-        hub.publish_notification(&Notification {
-            channel: "user:ann".into(),
-            offset,
-            notification_id: format!("n{offset}"),
-            title: "t".into(),
-            body: String::new(),
-            created_at: crate::protocol::Timestamp::parse("2026-11-25T17:30:00.000000Z").unwrap(),
-        });
+        hub.publish_notification(&note(offset));
     }
     let Some(Snapshot::Unread(snapshot)) = hub.peek(&channel).snapshot else {
         panic!()
