@@ -924,3 +924,49 @@ async fn presence_diffs_are_fenced_by_the_leaders_lease() {
         "published while another held the lease: {took:?}"
     );
 }
+
+/// A resend racing on two instances (one user's two connections, on two
+/// instances, sending the same envelope ids at once) is stored once: both
+/// connections are acked with the same offset, and every instance's
+/// readers get each message once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resend_racing_on_two_instances_is_stored_once() {
+    const IDS: usize = 10;
+    let redis = Redis::start();
+    let servers = instances(&redis, 3).await;
+    let mut reader = Client::signed_in(&servers[2], "Reader").await;
+    subscribe(&mut reader, "chat:general", None).await;
+    let mut racers = Vec::new();
+    for server in servers.iter().take(2) {
+        let mut racer = Client::signed_in(server, "Racer").await;
+        racers.push(tokio::spawn(async move {
+            for m in 0..IDS {
+                say(&mut racer, &format!("race-{m}"), &format!("once {m}")).await;
+            }
+            let mut acked = HashMap::new();
+            while acked.len() < IDS {
+                if let ServerMessage::Ack(ack) = racer.recv().await.message {
+                    acked.insert(ack.id, ack.offset);
+                }
+            }
+            acked
+        }));
+    }
+    let mut acks = Vec::new();
+    for racer in racers {
+        acks.push(racer.await.unwrap());
+    }
+    assert_eq!(acks[0], acks[1], "the same offset on both instances");
+    let texts: Vec<(u64, String)> = chats(&mut reader, IDS)
+        .await
+        .into_iter()
+        .map(|m| (m.offset, m.text))
+        .collect();
+    let offsets: Vec<u64> = texts.iter().map(|(offset, _)| *offset).collect();
+    assert_eq!(offsets, (1..=IDS as u64).collect::<Vec<_>>());
+    let mut distinct: Vec<&String> = texts.iter().map(|(_, text)| text).collect();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), IDS, "each once: {texts:?}");
+    no_more_chat(&mut reader).await;
+}

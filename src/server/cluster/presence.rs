@@ -348,7 +348,7 @@ impl Leader {
                 let shown = shown
                     .values()
                     .filter_map(|user| serde_json::from_str::<PresenceUser>(user).ok());
-                self.presence.seed(shown, now());
+                self.presence.seed(shown, EXPIRY, now());
             }
             // Redis lost the stream (or none was ever started): the new
             // epoch starts from what this instance's subscribers were shown,
@@ -356,7 +356,7 @@ impl Leader {
             // again (instances write their hashes anew within a heartbeat),
             // so nobody still connected drops out of the list.
             None => {
-                self.presence.seed(hub.presence_users(), now());
+                self.presence.seed(hub.presence_users(), EXPIRY, now());
                 self.reset = true;
             }
         }

@@ -174,9 +174,17 @@ impl<C: Ord> Presence<C> {
 
     /// Takes over a list others were already shown (a new leader of the
     /// cluster's presence): each user is listed as shown, with no connection
-    /// yet, so they leave after the grace unless a connection of theirs is
-    /// found (then nothing changes, and nothing is told).
-    pub fn seed(&mut self, users: impl IntoIterator<Item = PresenceUser>, now: Instant) {
+    /// yet, so they leave after `stay` or the grace, whichever is longer,
+    /// unless a connection of theirs is found (then nothing changes, and
+    /// nothing is told). `stay` covers the time connections take to be
+    /// reported again.
+    pub fn seed(
+        &mut self,
+        users: impl IntoIterator<Item = PresenceUser>,
+        stay: Duration,
+        now: Instant,
+    ) {
+        let gone_since = now + stay.saturating_sub(self.grace);
         for user in users {
             if self.users.contains_key(&user.id) {
                 continue;
@@ -188,7 +196,7 @@ impl<C: Ord> Presence<C> {
                 shown: user,
                 told_at: now.checked_sub(COALESCE).unwrap_or(now),
                 held: false,
-                gone_since: Some(now),
+                gone_since: Some(gone_since),
                 due: None,
             };
             schedule(&mut self.deadlines, self.grace, &id, &mut entry);
@@ -493,7 +501,7 @@ mod tests {
             shown("ann", UserStatus::Online, 2),
             shown("bob", UserStatus::Away, 1),
         ];
-        presence.seed(seeded.clone(), t0);
+        presence.seed(seeded.clone(), Duration::ZERO, t0);
         assert_eq!(presence.users(), seeded, "listed as shown");
         let change = presence.connect(&user("ann"), 1, t0);
         assert_eq!(change.updates, [shown("ann", UserStatus::Online, 1)]);
@@ -501,6 +509,16 @@ mod tests {
         let change = presence.due(t0 + GRACE);
         assert_eq!(change.leaves, [shown("bob", UserStatus::Away, 1)]);
         assert_eq!(presence.users(), [shown("ann", UserStatus::Online, 1)]);
+    }
+
+    #[test]
+    fn a_seeded_user_stays_at_least_as_long_as_asked() {
+        let mut presence = presence();
+        let t0 = Instant::now();
+        presence.seed([shown("bob", UserStatus::Online, 1)], GRACE * 2, t0);
+        assert_eq!(presence.next_deadline(), Some(t0 + GRACE * 2));
+        assert!(presence.due(t0 + GRACE * 2 - MS).is_empty());
+        assert_eq!(presence.due(t0 + GRACE * 2).leaves.len(), 1);
     }
 
     #[test]
