@@ -67,7 +67,7 @@ pub async fn start(
         publisher.clone(),
         (leading, instance.clone()),
         grace,
-        hub,
+        hub.downgrade(),
     );
     tokio::spawn(lead);
     Ok(Lease::spawn(publisher, lease::SIMULATOR, instance))

@@ -21,8 +21,8 @@ use tokio::sync::mpsc;
 
 use crate::protocol::{Channel, PresenceDiff, PresenceUser, ServerMessage, UserRef, UserStatus};
 use crate::server::frames;
-use crate::server::hub::{Hub, PresenceEvent, SubscriberId, PRESENCE_HISTORY};
 use crate::server::hub::{Presence, PresenceChange};
+use crate::server::hub::{PresenceEvent, SubscriberId, WeakHub, PRESENCE_HISTORY};
 
 use super::lease::Lease;
 use super::relay::{key, sequenced_keys, OFFSET_MARK};
@@ -38,6 +38,12 @@ pub(super) const LEADER: &str = "pulse:presence:leader";
 
 /// How often an instance refreshes its hash, and the leader reads them all.
 const HEARTBEAT: Duration = Duration::from_secs(1);
+/// Every how many heartbeats an instance writes its hash whole.
+const REWRITE_EVERY: u32 = 10;
+/// How long a user a new leader (or a new epoch) takes over stays listed
+/// without a connection read: instances that lost Redis too take a few
+/// reconnection attempts to write their hashes again.
+const SEED_STAY: Duration = Duration::from_secs(6);
 /// How long an instance's hash outlives its last heartbeat.
 pub(super) const EXPIRY: Duration = Duration::from_secs(3);
 
@@ -87,6 +93,7 @@ pub(super) async fn report(
     // Whether Redis may not hold the table as it is (at start, after an error).
     let mut stale = true;
     let mut beat = tokio::time::interval(HEARTBEAT);
+    let mut beats: u32 = 0;
     loop {
         tokio::select! {
             event = events.recv() => {
@@ -123,6 +130,13 @@ pub(super) async fn report(
                 }
             }
             _ = beat.tick() => {
+                // Now and then the hash is written whole anyway: a Redis
+                // that came back with an older copy of it (restored from a
+                // snapshot, a lagging replica) is put right within seconds.
+                beats += 1;
+                if beats.is_multiple_of(REWRITE_EVERY) {
+                    stale = true;
+                }
                 if !stale {
                     let alive: redis::RedisResult<(i64, bool)> = redis::pipe()
                         .sadd(INSTANCES, &instance)
@@ -306,11 +320,16 @@ pub(super) async fn lead(
     redis: ConnectionManager,
     (mut lease, instance): (Lease, String),
     grace: Duration,
-    hub: Hub,
+    hub: WeakHub,
 ) {
     loop {
-        if !lease.held().await {
+        // Ends with the server (its hub).
+        if hub.upgrade().is_none() {
             return;
+        }
+        tokio::select! {
+            held = lease.held() => if !held { return },
+            () = tokio::time::sleep(HEARTBEAT) => continue,
         }
         tracing::info!("this instance leads the cluster's presence");
         let mut leader = Leader {
@@ -334,7 +353,12 @@ pub(super) async fn lead(
 impl Leader {
     /// Takes over what was shown, then follows every instance's
     /// connections until the lease is lost (Ok) or Redis is (Err).
-    async fn run(&mut self, client: &redis::Client, lease: &Lease, hub: &Hub) -> Result<(), Lost> {
+    async fn run(
+        &mut self,
+        client: &redis::Client,
+        lease: &Lease,
+        hub: &WeakHub,
+    ) -> Result<(), Lost> {
         let mut pubsub = client.get_async_pubsub().await?;
         pubsub.subscribe(EVENTS).await?;
         let (epoch, shown): (Option<String>, HashMap<String, String>) = redis::pipe()
@@ -348,7 +372,7 @@ impl Leader {
                 let shown = shown
                     .values()
                     .filter_map(|user| serde_json::from_str::<PresenceUser>(user).ok());
-                self.presence.seed(shown, EXPIRY, now());
+                self.presence.seed(shown, SEED_STAY, now());
             }
             // Redis lost the stream (or none was ever started): the new
             // epoch starts from what this instance's subscribers were shown,
@@ -356,7 +380,9 @@ impl Leader {
             // again (instances write their hashes anew within a heartbeat),
             // so nobody still connected drops out of the list.
             None => {
-                self.presence.seed(hub.presence_users(), EXPIRY, now());
+                let shown = hub.upgrade().map(|hub| hub.presence_users());
+                self.presence
+                    .seed(shown.unwrap_or_default(), SEED_STAY, now());
                 self.reset = true;
             }
         }
@@ -380,7 +406,7 @@ impl Leader {
                     self.read(&named).await?;
                 }
                 _ = beat.tick() => {
-                    if !lease.holds() {
+                    if !lease.holds() || hub.upgrade().is_none() {
                         return Ok(());
                     }
                     self.read_all().await?;

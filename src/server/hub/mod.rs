@@ -92,6 +92,18 @@ pub struct Hub {
     inner: Arc<Inner>,
 }
 
+/// A handle that does not keep the hub alive, for a task that must end
+/// with the server.
+#[derive(Clone)]
+pub struct WeakHub(std::sync::Weak<Inner>);
+
+impl WeakHub {
+    /// The hub, while the server holds it.
+    pub fn upgrade(&self) -> Option<Hub> {
+        self.0.upgrade().map(|inner| Hub { inner })
+    }
+}
+
 struct Inner {
     channels: Mutex<HashMap<Channel, Arc<Mutex<ChannelState>>>>,
     /// The epoch of every in-memory channel: new with each server start,
@@ -167,10 +179,18 @@ impl InboxHistory {
         let frame = frames::encode(ServerMessage::Notification(notification.clone()));
         self.ring.push(frame.clone());
         let unread = &mut self.unread;
-        unread.newest.push(notification);
-        unread.total += 1;
-        if unread.newest.len() > UNREAD_SNAPSHOT {
-            unread.newest.remove(0);
+        // A snapshot read from the store after the commit (a read mark's)
+        // may list it already: counted once.
+        if !unread
+            .newest
+            .iter()
+            .any(|n| n.offset == notification.offset)
+        {
+            unread.newest.push(notification);
+            unread.total += 1;
+            if unread.newest.len() > UNREAD_SNAPSHOT {
+                unread.newest.remove(0);
+            }
         }
         for outbox in subscribers {
             let _ = outbox.deliver(frame.clone());
@@ -343,6 +363,11 @@ impl Hub {
             ));
         }
         hub
+    }
+
+    /// A handle that does not keep this hub alive.
+    pub fn downgrade(&self) -> WeakHub {
+        WeakHub(Arc::downgrade(&self.inner))
     }
 
     /// Inserts or removes a channel, keeping the gauge of channels in memory.

@@ -49,6 +49,9 @@ const EPOCHS_LEFT: usize = 4;
 impl PresenceHistory {
     /// Follows `epoch` from now on.
     fn enter(&mut self, epoch: String) {
+        if self.epoch.as_deref() == Some(epoch.as_str()) {
+            return;
+        }
         if let Some(old) = self.epoch.replace(epoch) {
             self.left.retain(|e| *e != old);
             self.left.push(old);

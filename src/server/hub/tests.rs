@@ -666,6 +666,10 @@ async fn installed_presence_fills_gaps_or_starts_again() {
     hub.subscribe(2, &resumer, &Channel::Presence, Some(&since))
         .unwrap();
     assert_eq!(diffs(&drain(&resumer).await).len(), 1);
+    // The list goes on in the same epoch after starting again.
+    let (d10, f10) = leader_diff(10, &[], &["cid"]);
+    assert_eq!(hub.deliver_presence("e1", &d10, f10), Delivery::Delivered);
+    assert_eq!(hub.presence_users(), [present("bob")]);
 }
 
 fn cluster_tick(offset: u64, price: f64) -> (Tick, Utf8Bytes) {
@@ -774,4 +778,13 @@ async fn unread_read_again_from_the_store_counts_each_notification_once() {
     };
     hub.inbox_unread("user:ann", 1, unread);
     assert_eq!(unread_snapshot(&hub, &channel), (vec![2, 3], 2));
+    // This instance's own read mark, whose snapshot (read in its
+    // transaction) lists n4 committed elsewhere and not delivered here yet.
+    let unread = Unread {
+        newest: vec![note(3), note(4)],
+        total: 2,
+    };
+    hub.inbox_read("user:ann", unread);
+    assert_eq!(hub.deliver_notification(&note(4)), Delivery::Delivered);
+    assert_eq!(unread_snapshot(&hub, &channel), (vec![3, 4], 2));
 }
