@@ -981,3 +981,45 @@ async fn a_resend_racing_on_two_instances_is_stored_once() {
     assert_eq!(distinct.len(), IDS, "each once: {texts:?}");
     no_more_chat(&mut reader).await;
 }
+
+/// The simulator publishes only while Redis says its instance holds the
+/// lease: when another holds it (here a made-up holder, as when the holder
+/// was paused past its lease and another took over), no tick of it goes
+/// out; once that lease lapses the instance takes the lease again and the
+/// ticks go on with the next offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulator_ticks_are_fenced_by_its_lease() {
+    let redis = Redis::start();
+    let flags = ["--tick-rate", "10", "--symbols", "AAPL"];
+    let servers = instances_with(&redis, 1, &flags).await;
+    let mut watcher = Client::connected(&servers[0]).await;
+    subscribe(&mut watcher, "ticker:AAPL", None).await;
+    let before = next_tick(&mut watcher, PATIENCE).await;
+    let micros = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as i64
+    };
+    redis_cli(
+        &redis,
+        &["SET", "pulse:simulator", "intruder", "PX", "3000"],
+    );
+    let taken = micros();
+    let mut last = before;
+    loop {
+        let (tick, sent) = next_tick_sent(&mut watcher, PATIENCE * 2).await;
+        assert_eq!(tick.offset, last.offset + 1, "no gap, no restart");
+        last = tick;
+        // A tick already on its way when the lease was taken may arrive.
+        if sent <= taken + 50_000 {
+            continue;
+        }
+        assert!(
+            sent >= taken + 2_900_000,
+            "a tick published {} ms after another took the lease",
+            (sent - taken) / 1000
+        );
+        break;
+    }
+}

@@ -71,8 +71,12 @@ pub(super) fn start(
     );
     tokio::spawn(listening);
     let (awareness, carets) = mpsc::channel(AWARENESS_QUEUE);
-    tokio::spawn(publish_awareness(publisher.clone(), carets, instance));
-    tokio::spawn(publish_all(publisher, outgoing, hub.clone()));
+    tokio::spawn(publish_awareness(
+        publisher.clone(),
+        carets,
+        instance.clone(),
+    ));
+    tokio::spawn(publish_all(publisher, outgoing, hub.clone(), instance));
     hub.relay_through(RelayLink {
         publish,
         commands,
@@ -87,12 +91,19 @@ async fn publish_all(
     mut redis: ConnectionManager,
     mut outgoing: mpsc::UnboundedReceiver<Relayed>,
     hub: Hub,
+    instance: String,
 ) {
     let tick_script = redis::Script::new(TICK_SCRIPT);
     while let Some(message) = outgoing.recv().await {
         let (channel, frame) = match message {
             Relayed::Tick(quote, answer) => {
-                let offset = publish_tick(&mut redis, &tick_script, quote).await;
+                // No answer wanted: the simulator's tick, fenced by its lease.
+                let fence = if answer.is_none() {
+                    instance.as_str()
+                } else {
+                    ""
+                };
+                let offset = publish_tick(&mut redis, &tick_script, quote, fence).await;
                 if let Some(answer) = answer {
                     let _ = answer.send(offset);
                 }
@@ -148,10 +159,15 @@ async fn publish_awareness(
 /// a Redis that lost them starts a new one), the bounded history (a stream
 /// whose ids are the offsets), the symbol's last quote (where a new
 /// simulator resumes) and the `PUBLISH`, as `{"epoch", "frame"}`.
-/// KEYS: offset, epoch, history, quotes. ARGV: the frame with
-/// `OFFSET_MARK` for its offset, an epoch should none exist, the symbol,
-/// the quote as JSON, the Redis channel.
+/// A simulator's tick is fenced: published only while Redis says this
+/// instance holds the simulator's lease (else -1, and nothing changes), so
+/// a holder paused past its lease never publishes beside the new one.
+/// KEYS: offset, epoch, history, quotes, the simulator's lease. ARGV: the
+/// frame with `OFFSET_MARK` for its offset, an epoch should none exist, the
+/// symbol, the price, the Redis channel, the mark, the history's length,
+/// the instance for a simulator's tick ('' for one from `/api/publish`).
 const TICK_SCRIPT: &str = r#"
+if ARGV[8] ~= '' and redis.call('GET', KEYS[5]) ~= ARGV[8] then return -1 end
 local offset = redis.call('INCR', KEYS[1])
 if offset == 1 then redis.call('SET', KEYS[2], ARGV[2]); redis.call('DEL', KEYS[3]) end
 local epoch = redis.call('GET', KEYS[2])
@@ -183,6 +199,7 @@ async fn publish_tick(
     redis: &mut ConnectionManager,
     script: &redis::Script,
     quote: Quote,
+    fence: &str,
 ) -> Option<u64> {
     let channel = Channel::Ticker(quote.symbol.clone());
     let tick = Tick {
@@ -196,11 +213,12 @@ async fn publish_tick(
     };
     let (offset_key, epoch_key, history_key) = sequenced_keys(&channel);
     let epoch = crate::server::hub::new_epoch();
-    let published: redis::RedisResult<u64> = script
+    let published: redis::RedisResult<i64> = script
         .key(offset_key)
         .key(epoch_key)
         .key(history_key)
         .key(QUOTES)
+        .key(super::lease::SIMULATOR)
         .arg(frames::encode(ServerMessage::Tick(tick)).as_str())
         .arg(epoch)
         .arg(&quote.symbol)
@@ -208,10 +226,15 @@ async fn publish_tick(
         .arg(key(&channel))
         .arg(OFFSET_MARK.to_string())
         .arg(TICKER_HISTORY)
+        .arg(fence)
         .invoke_async(redis)
         .await;
     match published {
-        Ok(offset) => Some(offset),
+        Ok(offset) if offset > 0 => Some(offset as u64),
+        Ok(_) => {
+            tracing::debug!(%channel, "a tick of a simulator that lost its lease; not published");
+            None
+        }
         Err(err) => {
             // The ticker pauses (and /api/publish answers `internal`) while
             // Redis is away; prices go on from the last quote once it is back.

@@ -29,7 +29,8 @@ pub enum Relayed {
     Doc(DocUpdateEvent),
     /// A price for `ticker:{symbol}`: the relay gives it the cluster's next
     /// offset (answered on the sender, if any; `None` when Redis could not
-    /// take it) and publishes it.
+    /// take it) and publishes it. Without a sender it is the simulator's,
+    /// published only while this instance holds the simulator's lease.
     Tick(Quote, Option<oneshot::Sender<Option<u64>>>),
 }
 
