@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::protocol::{Channel, PresenceDiff, PresenceUser, ServerMessage, UserRef, UserStatus};
 use crate::server::frames;
+use crate::server::hub::presence_now as now;
 use crate::server::hub::{Presence, PresenceChange};
 use crate::server::hub::{PresenceEvent, SubscriberId, WeakHub, PRESENCE_HISTORY};
 
@@ -307,11 +308,6 @@ struct Leader {
     restart: redis::Script,
 }
 
-/// The time presence runs on (as in `hub/online.rs`).
-fn now() -> std::time::Instant {
-    tokio::time::Instant::now().into_std()
-}
-
 /// Leads the cluster's presence whenever this instance holds the lease.
 /// `hub` is this instance's: when Redis lost the stream, the new epoch
 /// starts from what its subscribers were shown.
@@ -422,8 +418,10 @@ impl Leader {
     /// Reads every instance's connections (those that reported, and those
     /// known), forgets instances with none, and publishes what changed.
     async fn read_all(&mut self) -> Result<(), Lost> {
-        let listed: Vec<String> = redis::cmd("SMEMBERS")
-            .arg(INSTANCES)
+        // Who reported, and whether Redis still has the stream, in one trip.
+        let (listed, epoch): (Vec<String>, Option<String>) = redis::pipe()
+            .smembers(INSTANCES)
+            .get(sequenced_keys(&Channel::Presence).1)
             .query_async(&mut self.redis)
             .await?;
         let mut instances: BTreeSet<String> = listed.into_iter().collect();
@@ -438,17 +436,11 @@ impl Leader {
                 .query_async(&mut self.redis)
                 .await;
         }
+        if epoch.is_none() {
+            self.reset = true;
+        }
         if self.reset {
             self.publish(PresenceChange::default()).await?;
-        } else {
-            let epoch: Option<String> = redis::cmd("GET")
-                .arg(sequenced_keys(&Channel::Presence).1)
-                .query_async(&mut self.redis)
-                .await?;
-            if epoch.is_none() {
-                self.reset = true;
-                self.publish(PresenceChange::default()).await?;
-            }
         }
         Ok(())
     }

@@ -393,6 +393,25 @@ struct Published {
     frame: Box<serde_json::value::RawValue>,
 }
 
+/// What a hub can install as a history ending at offset `latest`, from a
+/// Redis history stream read newest first (`XREVRANGE`): the entries that
+/// run in a row down from `latest` (newer ones left out), oldest first.
+fn in_a_row<T>(
+    newest_first: impl IntoIterator<Item = T>,
+    latest: u64,
+    offset: impl Fn(&T) -> u64,
+) -> Vec<T> {
+    let mut kept: Vec<T> = newest_first
+        .into_iter()
+        .filter(|entry| offset(entry) <= latest)
+        .enumerate()
+        .take_while(|(n, entry)| offset(entry) == latest - *n as u64)
+        .map(|(_, entry)| entry)
+        .collect();
+    kept.reverse();
+    kept
+}
+
 /// The presence diff in a published frame.
 fn diff_of(frame: &str) -> Option<PresenceDiff> {
     match ServerEnvelope::from_json(frame).ok()?.message {
@@ -634,20 +653,10 @@ impl Listener {
                 .await;
         match loaded {
             Ok((Some(epoch), Some(latest), entries)) => {
-                let mut recent: Vec<Tick> = entries
+                let newest_first = entries
                     .iter()
-                    .filter_map(|(_, fields)| fields.get("f").and_then(|frame| tick_of(frame)))
-                    .collect();
-                recent.reverse();
-                // Kept ticks end at the latest offset, in a row.
-                recent.retain(|tick| tick.offset <= latest);
-                let contiguous = recent
-                    .iter()
-                    .rev()
-                    .enumerate()
-                    .take_while(|(n, tick)| tick.offset == latest - *n as u64)
-                    .count();
-                let recent = recent.split_off(recent.len() - contiguous);
+                    .filter_map(|(_, fields)| fields.get("f").and_then(|frame| tick_of(frame)));
+                let recent = in_a_row(newest_first, latest, |tick| tick.offset);
                 self.hub.install_ticker(channel, epoch, latest, recent);
             }
             Ok(_) => {}
@@ -737,23 +746,11 @@ impl Listener {
                     .values()
                     .filter_map(|user| serde_json::from_str(user).ok())
                     .collect();
-                let mut recent: Vec<(PresenceDiff, Utf8Bytes)> = entries
-                    .iter()
-                    .filter_map(|(_, fields)| {
-                        let frame = fields.get("f")?;
-                        Some((diff_of(frame)?, Utf8Bytes::from(frame.clone())))
-                    })
-                    .filter(|(diff, _)| diff.offset <= latest)
-                    .collect();
-                recent.reverse();
-                // Kept diffs end at the latest offset, in a row.
-                let contiguous = recent
-                    .iter()
-                    .rev()
-                    .enumerate()
-                    .take_while(|(n, (diff, _))| diff.offset == latest - *n as u64)
-                    .count();
-                let recent = recent.split_off(recent.len() - contiguous);
+                let newest_first = entries.iter().filter_map(|(_, fields)| {
+                    let frame = fields.get("f")?;
+                    Some((diff_of(frame)?, Utf8Bytes::from(frame.clone())))
+                });
+                let recent = in_a_row(newest_first, latest, |(diff, _)| diff.offset);
                 self.hub.install_presence(epoch, latest, users, recent);
             }
             Ok(_) => {}

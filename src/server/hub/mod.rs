@@ -39,8 +39,8 @@ use doc::DocState;
 pub use doc::{
     decode_update, encode_state, rebuild, text_of, DocError, DOC_HISTORY, MAX_DOC_BYTES,
 };
-pub use online::PresenceEvent;
 use online::PresenceHistory;
+pub use online::{now as presence_now, PresenceEvent};
 use ring::Ring;
 pub use subscriber::{Gone, Subscriber};
 use ticker::{TickEntry, TickerHistory};

@@ -8,7 +8,7 @@
 //! ([`PresenceEvent`]), and follows the diffs the cluster's leader
 //! publishes, in offset order, under the cluster's epoch.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -17,7 +17,9 @@ use tokio::sync::{mpsc, Notify};
 
 use super::presence::{Change, Presence};
 use super::relay::{placement, Delivery};
-use super::{frames, resubscribe, History, Hub, Inner, Ring, SubscriberId, PRESENCE_HISTORY};
+use super::{
+    frames, resubscribe, History, Hub, Inner, Ring, Subscriber, SubscriberId, PRESENCE_HISTORY,
+};
 use crate::protocol::{Channel, PresenceDiff, PresenceUser, ServerMessage, UserRef, UserStatus};
 
 /// What this instance's connections did, for the cluster's presence.
@@ -90,9 +92,24 @@ fn apply(users: &mut BTreeMap<String, PresenceUser>, diff: &PresenceDiff) {
     }
 }
 
+/// Keeps the leader's next diff (the list follows it) and queues it for
+/// every subscriber.
+fn accept_diff(
+    history: &mut PresenceHistory,
+    subscribers: &HashMap<SubscriberId, Arc<dyn Subscriber>>,
+    diff: &PresenceDiff,
+    frame: Utf8Bytes,
+) {
+    apply(&mut history.users, diff);
+    history.diffs.push(frame.clone());
+    for outbox in subscribers.values() {
+        let _ = outbox.deliver(frame.clone());
+    }
+}
+
 /// The time presence runs on: tokio's clock (so paused-time tests move it),
 /// as the std `Instant` the pure structure takes.
-fn now() -> std::time::Instant {
+pub fn now() -> std::time::Instant {
     tokio::time::Instant::now().into_std()
 }
 
@@ -232,11 +249,7 @@ impl Hub {
             if let Err(delivery) = placement(history.diffs.latest(), diff.offset, false) {
                 return delivery;
             }
-            apply(&mut history.users, diff);
-            history.diffs.push(frame.clone());
-            for outbox in state.subscribers.values() {
-                let _ = outbox.deliver(frame.clone());
-            }
+            accept_diff(history, &state.subscribers, diff, frame);
             Delivery::Delivered
         })
         .unwrap_or(Delivery::NotHeld)
@@ -267,11 +280,7 @@ impl Hub {
                 let missing: Vec<_> = recent.iter().filter(|(d, _)| d.offset > held).collect();
                 if missing.first().is_some_and(|(d, _)| d.offset == held + 1) {
                     for (diff, frame) in missing {
-                        apply(&mut history.users, diff);
-                        history.diffs.push(frame.clone());
-                        for outbox in state.subscribers.values() {
-                            let _ = outbox.deliver(frame.clone());
-                        }
+                        accept_diff(history, &state.subscribers, diff, frame.clone());
                     }
                     return;
                 }

@@ -138,47 +138,38 @@ pub(super) async fn install(hub: Hub, store: Store, channel: Channel) -> Result<
         }
         return Ok(());
     }
+    // When instances run as one the relay listens before the load (and a
+    // ticker is loaded from Redis then), and fills in what was committed
+    // around it after.
+    if let Channel::Presence = channel {
+        return Ok(());
+    }
+    hub.watch(&channel).await;
+    let (installer, installed) = (hub.clone(), channel.clone());
     match &channel {
-        // Relayed channels (instances run as one): the relay listens before
-        // the load, and fills in what was committed around it after.
         Channel::Chat(_) => {
-            hub.watch(&channel).await;
-            let (name, installer, installed) = (channel.to_string(), hub.clone(), channel.clone());
             store
-                .load_chat(name, CHAT_HISTORY, move |stored| {
+                .load_chat(channel.to_string(), CHAT_HISTORY, move |stored| {
                     installer.install_chat(&installed, stored)
                 })
-                .await?;
-            hub.loaded(&channel);
-            Ok(())
+                .await?
         }
         Channel::User(id) => {
-            hub.watch(&channel).await;
-            let (id, installer, installed) = (id.clone(), hub.clone(), channel.clone());
             store
-                .load_inbox(id, INBOX_HISTORY, move |stored| {
+                .load_inbox(id.clone(), INBOX_HISTORY, move |stored| {
                     installer.install_inbox(&installed, stored)
                 })
-                .await?;
-            hub.loaded(&channel);
-            Ok(())
+                .await?
         }
         Channel::Doc(id) => {
-            hub.watch(&channel).await;
-            let (id, installer, installed) = (id.clone(), hub.clone(), channel.clone());
             store
-                .load_doc(id, DOC_HISTORY, move |stored| {
+                .load_doc(id.clone(), DOC_HISTORY, move |stored| {
                     installer.install_doc(&installed, stored)
                 })
-                .await?;
-            hub.loaded(&channel);
-            Ok(())
+                .await?
         }
-        // When instances run as one, a ticker is loaded from Redis first.
-        Channel::Ticker(_) => {
-            hub.watch(&channel).await;
-            Ok(())
-        }
-        Channel::Presence => Ok(()),
+        Channel::Ticker(_) | Channel::Presence => return Ok(()),
     }
+    hub.loaded(&channel);
+    Ok(())
 }
