@@ -11,38 +11,16 @@
 //   node --experimental-websocket scripts/chat_ack_latency.mjs \
 //     --url http://127.0.0.1:3000 --senders 50 --rate 2 --seconds 20
 
-const args = Object.fromEntries(
-  process.argv.slice(2).reduce((pairs, arg, n, all) => {
-    if (arg.startsWith("--")) pairs.push([arg.slice(2), all[n + 1]]);
-    return pairs;
-  }, []),
-);
+import { connect, login as loginAt, parseArgs } from "./pulse_ws.mjs";
+
+const args = parseArgs();
 const url = args.url ?? "http://127.0.0.1:3000";
 const senders = Number(args.senders ?? 50);
 const rate = Number(args.rate ?? 2);
 const seconds = Number(args.seconds ?? 20);
 const listeners = Number(args.listeners ?? 0);
 
-async function login(name) {
-  const response = await fetch(`${url}/api/login`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ name }),
-  });
-  if (!response.ok) throw new Error(`login ${name}: ${response.status}`);
-  return (await response.json()).token;
-}
-
-function connect(token) {
-  return new Promise((resolve, reject) => {
-    const socket = new WebSocket(url.replace(/^http/, "ws") + "/ws");
-    socket.onerror = () => reject(new Error("socket error"));
-    socket.onopen = () => socket.send(JSON.stringify({ type: "hello", data: { token } }));
-    socket.onmessage = (event) => {
-      if (String(event.data).includes('"type":"welcome"')) resolve(socket);
-    };
-  });
-}
+const login = (name) => loginAt(url, name);
 
 const latencies = [];
 let sent = 0;
@@ -52,44 +30,35 @@ let delivered = 0;
 // every `chat` it gets.
 async function listener(n) {
   const token = await login(`read${n}x${Date.now() % 100000}`);
-  return new Promise((resolve, reject) => {
-    const socket = new WebSocket(url.replace(/^http/, "ws") + "/ws");
-    socket.onerror = () => reject(new Error("listener socket error"));
-    socket.onopen = () => socket.send(JSON.stringify({ type: "hello", data: { token } }));
-    socket.onmessage = (event) => {
-      const frame = JSON.parse(String(event.data));
-      const messages = frame.type === "batch" ? frame.data.messages : [frame];
-      for (const message of messages) {
-        if (message.type === "welcome") {
-          const channels = [{ channel: "chat:bench" }];
-          socket.send(JSON.stringify({ type: "subscribe", data: { channels } }));
-        } else if (message.type === "subscribed") {
-          resolve(socket);
-        } else if (message.type === "chat") {
-          delivered += 1;
-        } else if (message.type === "error") {
-          reject(new Error(`listener: ${JSON.stringify(message.data)}`));
-        }
-      }
-    };
+  let subscribed;
+  const ready = new Promise((resolve, reject) => {
+    subscribed = { resolve, reject };
   });
+  const socket = await connect(url, token, (message) => {
+    if (message.type === "subscribed") {
+      subscribed.resolve();
+    } else if (message.type === "chat") {
+      delivered += 1;
+    } else if (message.type === "error") {
+      subscribed.reject(new Error(`listener: ${JSON.stringify(message.data)}`));
+    }
+  });
+  const channels = [{ channel: "chat:bench" }];
+  socket.send(JSON.stringify({ type: "subscribe", data: { channels } }));
+  await ready;
+  return socket;
 }
 
 async function sender(n) {
-  const socket = await connect(await login(`ack${n}x${Date.now() % 100000}`));
   const pending = new Map();
-  socket.onmessage = (event) => {
-    const frame = JSON.parse(String(event.data));
-    const messages = frame.type === "batch" ? frame.data.messages : [frame];
-    for (const message of messages) {
-      if (message.type !== "ack") continue;
-      const at = pending.get(message.data.id);
-      if (at !== undefined) {
-        latencies.push(performance.now() - at);
-        pending.delete(message.data.id);
-      }
+  const socket = await connect(url, await login(`ack${n}x${Date.now() % 100000}`), (message) => {
+    if (message.type !== "ack") return;
+    const at = pending.get(message.data.id);
+    if (at !== undefined) {
+      latencies.push(performance.now() - at);
+      pending.delete(message.data.id);
     }
-  };
+  });
   const end = performance.now() + seconds * 1000;
   // Spread the senders over the first interval.
   await new Promise((resolve) => setTimeout(resolve, (n / senders) * (1000 / rate)));

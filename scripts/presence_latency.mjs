@@ -14,45 +14,14 @@
 //   node --experimental-websocket scripts/presence_latency.mjs \
 //     --watch http://127.0.0.1:3000 --join http://127.0.0.1:3001 --users 200
 
-const args = Object.fromEntries(
-  process.argv.slice(2).reduce((pairs, arg, n, all) => {
-    if (arg.startsWith("--")) pairs.push([arg.slice(2), all[n + 1]]);
-    return pairs;
-  }, []),
-);
+import { connect, login, parseArgs } from "./pulse_ws.mjs";
+
+const args = parseArgs();
 const watchUrl = args.watch ?? "http://127.0.0.1:3000";
 const joinUrl = args.join ?? watchUrl;
 const users = Number(args.users ?? 200);
 const pace = Number(args.pace ?? 20);
 const run = `${Date.now() % 100000}`;
-
-async function login(url, name) {
-  const response = await fetch(`${url}/api/login`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ name }),
-  });
-  if (!response.ok) throw new Error(`login ${name}: ${response.status}`);
-  return (await response.json()).token;
-}
-
-/// Opens a socket, says hello with `token`, and calls `onMessage` for every
-/// message (batches unpacked); resolves with the socket once welcomed.
-function connect(url, token, onMessage = () => {}) {
-  return new Promise((resolve, reject) => {
-    const socket = new WebSocket(url.replace(/^http/, "ws") + "/ws");
-    socket.onerror = () => reject(new Error("socket error"));
-    socket.onopen = () => socket.send(JSON.stringify({ type: "hello", data: { token } }));
-    socket.onmessage = (event) => {
-      const frame = JSON.parse(String(event.data));
-      const messages = frame.type === "batch" ? frame.data.messages : [frame];
-      for (const message of messages) {
-        if (message.type === "welcome") resolve(socket);
-        onMessage(message);
-      }
-    };
-  });
-}
 
 const online = new Map();
 const seen = new Map(); // user id -> when the watcher first saw it
