@@ -46,7 +46,7 @@ rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup com
 # tool a clear error instead of a failed download. Building it without LTO
 # roughly halves the time and the disk it takes.
 if [ "$(cargo leptos --version 2>/dev/null || true)" != "cargo-leptos 0.3.10" ]; then
-  log "cargo install cargo-leptos 0.3.10 (about 13 minutes on 2 cores)"
+  log "cargo install cargo-leptos 0.3.10 (about 17 minutes on 2 cores)"
   CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
     cargo install cargo-leptos --version 0.3.10 --locked --features no_downloads
 fi
@@ -55,7 +55,7 @@ fi
 # cargo-leptos runs it to generate the JS glue. Not --locked: one locked
 # dependency of 0.2.130 is missing from the registry.
 if [ "$(wasm-bindgen --version 2>/dev/null || true)" != "wasm-bindgen 0.2.130" ]; then
-  log "cargo install wasm-bindgen-cli 0.2.130 (a few minutes)"
+  log "cargo install wasm-bindgen-cli 0.2.130 (about 3 minutes)"
   cargo install wasm-bindgen-cli --version 0.2.130 --force
 fi
 
