@@ -12,12 +12,12 @@ the line records what else used CPU during the window (`other_cpu_seconds`:
 the machine's busy time minus the server's and the load generator's) and
 whether a `rustc` was seen.
 
-  scripts/bench.py stream --clients 1000 --symbols 10            # 50 symbols at 2 ticks/s
-  scripts/bench.py idle --clients 19500                          # heartbeat 5 s, see below
-  scripts/bench.py storm --clients 10000 --symbols 2             # drop all, reconnect, resume
-  scripts/bench.py abuse --clients 1000 --symbols 10             # + status flood + chat at its limit
-  scripts/bench.py chat --senders 50 --chat-rate 2               # chat_send -> ack latency
-  scripts/bench.py doc --editors 10 --readers 100 --edit-rate 2   # one shared note (Pulse only)
+  bench/bench.py stream --clients 1000 --symbols 10            # 50 symbols at 2 ticks/s
+  bench/bench.py idle --clients 19500                          # heartbeat 5 s, see below
+  bench/bench.py storm --clients 10000 --symbols 2             # drop all, reconnect, resume
+  bench/bench.py abuse --clients 1000 --symbols 10             # + status flood + chat at its limit
+  bench/bench.py chat --senders 50 --chat-rate 2               # chat_send -> ack latency
+  bench/bench.py doc --editors 10 --readers 100 --edit-rate 2   # one shared note (Pulse only)
 
 Idle memory: `rss_per_socket_kib_mid` is (the server's RSS in the middle of
 the measurement window - its RSS before the first connection) / sockets
@@ -29,7 +29,7 @@ heartbeats, so a socket still open after that answered). Idle mode passes
 default) so that every socket is pinged several times within a 20 s window.
 `rss_per_client_kib` is the older measure, from the peak RSS.
 
-Chat: scripts/chat_ack_latency.mjs (pinned to CPU 1) logs `--senders` guests in,
+Chat: bench/chat_ack_latency.mjs (pinned to CPU 1) logs `--senders` guests in,
 each sends `chat_send` at `--chat-rate` per second for `--duration` s, and the
 time from each send to its `ack` is recorded; the simulator is off (as in idle
 mode) and the server's CPU is counted over the script's run after its
@@ -51,10 +51,10 @@ missing). Three rounds, each runs Pulse then the reference with the same
 flags, one at a time; every run's line is printed, then one `summary` line
 with the medians per server and the ratios pulse/node:
 
-  scripts/bench.py stream --clients 1000 --symbols 10 --compare
-  scripts/bench.py stream --clients 5000 --symbols 10 --compare
-  scripts/bench.py idle --clients 19500 --compare
-  scripts/bench.py chat --senders 50 --chat-rate 2 --compare
+  bench/bench.py stream --clients 1000 --symbols 10 --compare
+  bench/bench.py stream --clients 5000 --symbols 10 --compare
+  bench/bench.py idle --clients 19500 --compare
+  bench/bench.py chat --senders 50 --chat-rate 2 --compare
 
 The stores (issue 13): `--database postgres` runs Pulse on PostgreSQL, in a
 throwaway cluster this script starts (initdb in a temporary directory, as the
@@ -66,8 +66,8 @@ runs three rounds of SQLite then PostgreSQL and prints the ratios
 postgres / sqlite. Chat `--clients` above `--senders` adds listeners that
 subscribe to the room, so every message is also fanned out:
 
-  scripts/bench.py chat --clients 500 --senders 50 --chat-rate 2 --compare-stores
-  scripts/bench.py chat --clients 200 --senders 200 --chat-rate 5 --compare-stores \
+  bench/bench.py chat --clients 500 --senders 50 --chat-rate 2 --compare-stores
+  bench/bench.py chat --clients 200 --senders 200 --chat-rate 5 --compare-stores \
       --server-flag=--chat-rate=20
 
 --server-kind node runs the reference alone. The reference serves stream,
@@ -82,7 +82,7 @@ import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, thread
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REFERENCE = f"{ROOT}/bench/reference"
-CHAT_SCRIPT = f"{ROOT}/scripts/chat_ack_latency.mjs"
+CHAT_SCRIPT = f"{ROOT}/bench/chat_ack_latency.mjs"
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 SAMPLE_EVERY = 0.2

@@ -11,8 +11,8 @@ load generator (or chat script) per instance, run at once. CPU is sampled
 from /proc for every instance, redis-server and PostgreSQL over the load
 generators' measurement window.
 
-  scripts/bench_cluster.py stream --clients 5000 --symbols 10      # 50 symbols at 2 ticks/s
-  scripts/bench_cluster.py chat --clients 500 --senders 50 --chat-rate 2
+  bench/bench_cluster.py stream --clients 5000 --symbols 10      # 50 symbols at 2 ticks/s
+  bench/bench_cluster.py chat --clients 500 --senders 50 --chat-rate 2
 
 --instances (default 2) sets how many; every run also measures one instance
 with the same flags and Redis (the baseline of the ratios: one instance with

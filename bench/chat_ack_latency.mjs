@@ -8,7 +8,7 @@
 //
 // Uses Node 20's built-in WebSocket (`node --experimental-websocket`), so it
 // needs no npm package. Example:
-//   node --experimental-websocket scripts/chat_ack_latency.mjs \
+//   node --experimental-websocket bench/chat_ack_latency.mjs \
 //     --url http://127.0.0.1:3000 --senders 50 --rate 2 --seconds 20
 
 import { connect, login as loginAt, parseArgs } from "./pulse_ws.mjs";

@@ -11,7 +11,7 @@
 // all_left_ms, diffs (how many presence_diffs the watcher got)}.
 //
 // Uses Node 20's built-in WebSocket (`node --experimental-websocket`):
-//   node --experimental-websocket scripts/presence_latency.mjs \
+//   node --experimental-websocket bench/presence_latency.mjs \
 //     --watch http://127.0.0.1:3000 --join http://127.0.0.1:3001 --users 200
 
 import { connect, login, parseArgs } from "./pulse_ws.mjs";

@@ -7,7 +7,7 @@ the page then renders the user's chat room and inbox as well) and `/healthz`
 (the same HTTP round trip without a render: the floor to compare with).
 
   target/release/pulse --addr 127.0.0.1:3999 --db /tmp/ssr.db &
-  scripts/ssr_latency.py --url http://127.0.0.1:3999 [--requests 2000]
+  bench/ssr_latency.py --url http://127.0.0.1:3999 [--requests 2000]
 """
 import argparse, http.client, json, statistics, time, urllib.parse
 

@@ -10,7 +10,7 @@
 # from npm's binaryen (tools/node_modules/.bin, added here; a git worktree
 # without its own tools/node_modules needs another checkout's on PATH).
 #
-#   scripts/wasm_size.sh [TOP_ITEMS]
+#   bench/wasm_size.sh [TOP_ITEMS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/tools/node_modules/.bin:$HOME/.cargo/bin:$PATH"

@@ -22,7 +22,7 @@
  *     first mutation is the socket's first tick reaching the DOM).
  *
  * Run from the repository root after `LEPTOS_HASH_FILES=true cargo leptos build --release --precompress`:
- *   node --experimental-websocket end2end/bench/browser_bench.mjs \
+ *   node --experimental-websocket bench/browser/browser_bench.mjs \
  *     [--bin target/release/pulse] [--site target/site] [--label new] \
  *     [--seconds 30] [--symbols 50] [--tick-rate 10] [--chat-per-sec 3] [--out FILE.jsonl] \
  *     [--reduced-motion reduce]
@@ -33,7 +33,7 @@ import { appendFileSync, mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { loadavg, tmpdir } from "node:os";
 import path from "node:path";
-import { chromium } from "@playwright/test";
+import { chromium } from "./playwright.mjs";
 
 const args = parseArgs(process.argv.slice(2), {
   bin: "target/release/pulse",

@@ -8,9 +8,9 @@
  * each file, and their total.
  *
  *   target/release/pulse --addr 127.0.0.1:3997 --db /tmp/weight.db &
- *   node end2end/bench/page_weight.mjs --url http://127.0.0.1:3997
+ *   node bench/browser/page_weight.mjs --url http://127.0.0.1:3997
  */
-import { chromium } from "@playwright/test";
+import { chromium } from "./playwright.mjs";
 
 const at = process.argv.indexOf("--url");
 const url = at > 0 ? process.argv[at + 1] : "http://127.0.0.1:3000";

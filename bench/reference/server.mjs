@@ -1,6 +1,6 @@
-// The reference server of `scripts/bench.py --compare`: Node's `ws` package
+// The reference server of `bench/bench.py --compare`: Node's `ws` package
 // (pinned in package.json) speaking the part of the Pulse protocol
-// (docs/PROTOCOL.md) that pulse-loadgen and scripts/chat_ack_latency.mjs use,
+// (docs/PROTOCOL.md) that pulse-loadgen and bench/chat_ack_latency.mjs use,
 // so that the same clients drive Pulse and this server. See README.md beside
 // this file for what it does and does not do.
 //

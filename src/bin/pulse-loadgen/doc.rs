@@ -30,7 +30,7 @@
 //!   ended with the text of a fresh subscriber's snapshot, whose decoded size
 //!   is the document's state size.
 //!
-//! The server's CPU and memory are not read here: `scripts/bench.py` samples
+//! The server's CPU and memory are not read here: `bench/bench.py` samples
 //! them over `ramp_up_secs` .. `ramp_up_secs + duration_secs` of this report.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -848,7 +848,7 @@ pub struct DocReport {
     /// From the start of editing until the last ack.
     pub edit_secs: f64,
     /// From the start of editing until every client had every update (or
-    /// the drain gave up): the window scripts/bench.py reads CPU over.
+    /// the drain gave up): the window bench/bench.py reads CPU over.
     pub duration_secs: f64,
     /// Whether every update was settled and every open client caught up.
     pub drained: bool,

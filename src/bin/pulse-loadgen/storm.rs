@@ -495,7 +495,7 @@ pub struct StormReport {
     pub closed_after_resume_by_code: BTreeMap<u16, u64>,
     pub ticks_after_resume: u64,
     pub unfinished_clients: u64,
-    /// From the start until the drop (for the CPU window of scripts/bench.py).
+    /// From the start until the drop (for the CPU window of bench/bench.py).
     pub ramp_up_secs: f64,
     /// From the drop to the end of the checks.
     pub duration_secs: f64,
