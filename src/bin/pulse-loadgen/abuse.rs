@@ -12,16 +12,16 @@ use std::time::Duration;
 use futures_util::stream::SplitStream;
 use futures_util::StreamExt;
 use pulse::protocol::{
-    ChatSend, ClientEnvelope, ClientMessage, ErrorCode, Hello, ServerEnvelope, ServerMessage,
-    StatusUpdate, Subscribe, SubscribeChannel, UserStatus,
+    ChatSend, ClientEnvelope, ClientMessage, ErrorCode, Hello, ServerMessage, StatusUpdate,
+    Subscribe, SubscribeChannel, UserStatus,
 };
 use serde::Serialize;
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
+use crate::frames::{self, Incoming};
 use crate::net::{self, Ws};
-use crate::Plan;
+use crate::plan::Plan;
 
 /// Guest names of the two abusers (their ids are `guest:{name}`).
 const FLOODER_NAME: &str = "bench-flooder";
@@ -82,29 +82,24 @@ struct Answers {
 async fn read_answers(mut stream: SplitStream<Ws>, stop: CancellationToken) -> Answers {
     let mut answers = Answers::default();
     loop {
-        let frame = tokio::select! {
+        let incoming = tokio::select! {
             biased;
             () = stop.cancelled() => return answers,
-            frame = stream.next() => frame,
+            incoming = frames::next(&mut stream) => incoming,
         };
-        let text = match frame {
-            Some(Ok(Message::Text(text))) => text,
-            Some(Ok(Message::Close(frame))) => {
-                answers.closed_by_server =
-                    Some(frame.map_or(crate::NO_STATUS_CLOSE, |f| u16::from(f.code)));
+        let messages = match incoming {
+            Incoming::Messages(_, messages) => messages,
+            Incoming::Unreadable => {
+                answers.other_errors += 1;
+                continue;
+            }
+            Incoming::Closed(_) | Incoming::Ended(_) => {
+                answers.closed_by_server = incoming.close_code();
                 return answers;
             }
-            Some(Ok(_)) => continue,
-            Some(Err(_)) | None => {
-                answers.closed_by_server = Some(crate::ABNORMAL_CLOSE);
-                return answers;
-            }
+            Incoming::Binary | Incoming::Ping | Incoming::Other => continue,
         };
-        let Ok(envelope) = ServerEnvelope::from_json(text.as_str()) else {
-            answers.other_errors += 1;
-            continue;
-        };
-        for message in envelope.unpack() {
+        for message in messages {
             match message.message {
                 ServerMessage::Ack(_) => answers.acked += 1,
                 ServerMessage::Error(body) if body.code == ErrorCode::RateLimited => {

@@ -3,7 +3,7 @@
 //! a client message, the normal close, and the guest login over HTTP.
 
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use pulse::protocol::{ClientEnvelope, ClientMessage, LoginRequest, LoginResponse};
@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
-use crate::Plan;
+use crate::plan::Plan;
 
 /// One client's socket.
 pub type Ws = WebSocketStream<TcpStream>;
@@ -32,15 +32,6 @@ const READ_BUFFER_BYTES: usize = 16 * 1024;
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest login answer read (a token and a user are a few hundred bytes).
 const MAX_LOGIN_RESPONSE_BYTES: u64 = 64 * 1024;
-
-/// Microseconds since the Unix epoch, by the system clock.
-pub fn unix_micros_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| {
-            i64::try_from(since.as_micros()).unwrap_or(i64::MAX)
-        })
-}
 
 /// Raises the open-file limit to the hard limit and warns when that is still
 /// too low for `clients` sockets.

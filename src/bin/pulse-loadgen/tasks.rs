@@ -1,12 +1,15 @@
 //! Owns the task plumbing every scenario shares: starting one task per
 //! client at a paced rate, polling shared counters until a condition holds,
-//! and joining the client tasks within a grace period.
+//! joining the client tasks within a grace period, and the pace of the
+//! progress lines.
 
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// Time between two progress lines on stderr (every scenario).
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// How often a waiting main task checks the counters.
 const POLL_EVERY: Duration = Duration::from_millis(20);
 

@@ -10,7 +10,7 @@ use std::time::Instant;
 use hdrhistogram::Histogram;
 
 use super::replica::micros_between;
-use crate::LATENCY_MAX_MICROS;
+use crate::latency;
 
 /// When each acknowledged offset was first sent, and the latencies measured
 /// from it.
@@ -32,14 +32,10 @@ enum Slot {
 
 impl Timeline {
     pub fn new() -> Self {
-        let histogram = || {
-            Histogram::new_with_bounds(1, LATENCY_MAX_MICROS, 3)
-                .expect("constant histogram bounds are valid")
-        };
         Timeline {
             slots: HashMap::new(),
-            to_peer: histogram(),
-            to_ack: histogram(),
+            to_peer: latency::histogram(),
+            to_ack: latency::histogram(),
         }
     }
 
