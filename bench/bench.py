@@ -56,6 +56,12 @@ with the medians per server and the ratios pulse/node:
   bench/bench.py idle --clients 19500 --compare
   bench/bench.py chat --senders 50 --chat-rate 2 --compare
 
+Two builds of Pulse (issue 22: old main against new): `--baseline-server
+PATH` runs three interleaved rounds of that binary ("old") and `--server`
+("new") and prints the ratios new / old:
+
+  bench/bench.py stream --clients 5000 --symbols 10 --baseline-server /path/to/old/pulse
+
 The stores (issue 13): `--database postgres` runs Pulse on PostgreSQL, in a
 throwaway cluster this script starts (initdb in a temporary directory, as the
 `postgres` user when run as root; fsync on, as SQLite's synchronous=FULL),
@@ -154,7 +160,8 @@ def server_command(args, kind, data_dir, tick_rate, heartbeat_ms):
               "--tick-rate", str(tick_rate), "--seed", "1", "--heartbeat-ms", str(heartbeat_ms)]
     if kind == "node":
         return ["taskset", "-c", "0", args.node, f"{REFERENCE}/server.mjs", *common]
-    return ["taskset", "-c", "0", args.server, "--db", f"{data_dir}/pulse.db", *common, *args.server_flag]
+    binary = args.baseline_server if kind == "baseline" else args.server
+    return ["taskset", "-c", "0", binary, "--db", f"{data_dir}/pulse.db", *common, *args.server_flag]
 
 
 def wait_until_up(server, port):
@@ -459,7 +466,8 @@ def summarise(args, kind, label, report, sampler, baseline_rss, window_start, wi
 
 
 # What the summary compares: a name, how to read it from a line, and whether
-# more is better (the ratio is always pulse / node).
+# more is better (the ratio is the measured server over its reference: pulse / node,
+# new / old, postgres / sqlite).
 MEASURES = {
     "stream": [("connected", lambda r: r["connected"], "higher"),
                ("msgs_per_cpu_second", lambda r: r["msgs_per_cpu_second"], "higher"),
@@ -486,11 +494,11 @@ def median_of(lines, read):
     return round(statistics.median(values), 3) if values else None
 
 
-def compare(args, variants):
+def compare(args, variants, ratio):
     """ROUNDS rounds of each variant in turn, `variants` being (name, server
-    kind, database) with the baseline first; every line, then the summary
-    with the ratios of the second to the first."""
-    (first, *_), (second, *_) = variants
+    kind, database), run in that order in every round; every line, then the
+    summary with the ratios `ratio` = (numerator, denominator) by name."""
+    first, second = ratio[1], ratio[0]
     lines = {name: [] for name, _, _ in variants}
     for round_number in range(1, ROUNDS + 1):
         for name, kind, database in variants:
@@ -557,6 +565,8 @@ def main():
                         help="Pulse's store: the SQLite file, or a throwaway PostgreSQL cluster")
     parser.add_argument("--compare-stores", action="store_true",
                         help="three rounds of Pulse on SQLite then on PostgreSQL, and the ratios")
+    parser.add_argument("--baseline-server", default=None,
+                        help=f"another Pulse binary (an older build): {ROUNDS} interleaved rounds of it and --server, ratio new / old")
     parser.add_argument("--pg-port", type=int, default=3998, help="the throwaway PostgreSQL's port")
     args = parser.parse_args()
     # Chat: --clients counts only when given (senders + listeners).
@@ -567,16 +577,18 @@ def main():
         parser.error(f"the reference server serves {', '.join(NODE_MODES)} only, not {args.mode}")
     if uses_node:
         ensure_reference()
-    if args.compare and args.compare_stores:
-        parser.error("--compare and --compare-stores: one at a time")
+    if sum(map(bool, (args.compare, args.compare_stores, args.baseline_server))) > 1:
+        parser.error("--compare, --compare-stores and --baseline-server: one at a time")
     database = None
     if args.compare_stores or args.database == "postgres":
         database = Postgres(args.pg_port)
     try:
         if args.compare:
-            compare(args, [("pulse", "pulse", None), ("node", "node", None)])
+            compare(args, [("pulse", "pulse", None), ("node", "node", None)], ("pulse", "node"))
         elif args.compare_stores:
-            compare(args, [("sqlite", "pulse", None), ("postgres", "pulse", database)])
+            compare(args, [("sqlite", "pulse", None), ("postgres", "pulse", database)], ("postgres", "sqlite"))
+        elif args.baseline_server:
+            compare(args, [("old", "baseline", database), ("new", "pulse", database)], ("new", "old"))
         else:
             print(json.dumps(run_once(args, args.server_kind, args.label, database)))
     finally:

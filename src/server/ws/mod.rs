@@ -45,7 +45,7 @@ pub async fn handler(
         .max_message_size(limit)
         .max_frame_size(limit)
         // tungstenite reserves 128 KiB per socket for reading by default;
-        // 1 KiB keeps an idle socket small (see docs/BENCHMARKS.md).
+        // 1 KiB keeps an idle socket small (see bench/BENCHMARKS.md).
         .read_buffer_size(READ_BUFFER_BYTES)
         // The writer sends one (batch) frame at a time and flushes it, so
         // tungstenite need not gather frames in a buffer of its own.
