@@ -2,8 +2,9 @@
 //! at the same spot converge, an editor that worked offline resumes and
 //! nothing is applied twice, a kill in the middle of an edit burst loses no
 //! acknowledged update, awareness is stamped and leaves with its connection,
-//! every limit answers with its error, and editors on different instances
-//! (`--redis`) edit one document with one offset sequence.
+//! every limit answers with its error, editors on different instances
+//! (`--redis`) edit one document with one offset sequence, and a note
+//! reloaded whole renews its subscribers without closing them.
 
 mod common;
 
@@ -644,4 +645,104 @@ async fn editors_on_different_instances_converge_with_one_offset_sequence() {
     ada.settle(7).await;
     assert_eq!(ada.seen, [7], "exactly what it missed, once");
     assert_eq!(ada.text(), bob.text());
+}
+
+/// Issue 21 point 8: a note of ~850 KB reloaded whole on an instance (it
+/// missed, while Redis was away, more updates than the store keeps to
+/// replay) renews its subscriber there with a `subscribed` the server sends
+/// on its own, ~1.1 MB: more than the 1 MiB outbox budget, but a subscribe
+/// answer, so the subscriber, reading all along, is not closed with 4008;
+/// its renewed replica is the whole note.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_note_reloaded_whole_renews_its_subscribers_without_4008() {
+    let redis = common::redis::Redis::start();
+    let url = common::postgres::shared().create_database();
+    let redis_url = redis.url();
+    let flags = common::shared_flags(&url, &redis_url);
+    let servers = [server(&flags).await, server(&flags).await];
+    let mut reader = Editor::join(servers[0].addr, "Reader", 900).await;
+
+    redis.stop();
+    // 20 writers on the other instance, 56 updates of 760 characters each
+    // (under the burst of 60): 1,120 updates, more than the 1,000 the store
+    // keeps to replay, and 851,200 characters of text.
+    let (writers, updates, length) = (20u64, 56, 760u32);
+    // Every update applied here too: the note the store ends with.
+    let note = Doc::new();
+    let mut sessions = Vec::new();
+    for w in 0..writers {
+        let mut client = Client::signed_in_to(servers[1].addr, &format!("Writer{w}")).await;
+        let doc = Doc::with_client_id(100 + w);
+        let text = doc.get_or_insert_text("text");
+        for n in 0..updates {
+            let before = doc.transact().state_vector();
+            let filler = char::from(b'a' + (n % 26) as u8).to_string();
+            text.insert(
+                &mut doc.transact_mut(),
+                n * length,
+                &filler.repeat(length as usize),
+            );
+            let update = doc.transact().encode_state_as_update_v1(&before);
+            apply(&note, &update);
+            let frame = json!({"type": "doc_update", "id": format!("w{w}-{n}"),
+                "data": {"doc": "notes", "update": BASE64.encode(update)}});
+            client.send(&frame.to_string()).await;
+        }
+        sessions.push(client);
+    }
+    let mut offsets = HashSet::new();
+    for client in &mut sessions {
+        let mut acks = 0;
+        while acks < updates {
+            match client.recv().await.message {
+                ServerMessage::Ack(ack) => {
+                    acks += 1;
+                    offsets.insert(ack.offset.unwrap());
+                }
+                ServerMessage::Error(body) => panic!("{body:?}"),
+                _ => {}
+            }
+        }
+    }
+    let latest = writers * updates as u64;
+    assert_eq!(offsets.len() as u64, latest);
+    assert_eq!(offsets.iter().max(), Some(&latest));
+    let expected = note.get_or_insert_text("text").get_string(&note.transact());
+    assert_eq!(
+        expected.len(),
+        (writers as usize) * (updates * length) as usize
+    );
+
+    redis.restart();
+    let renewed = loop {
+        let envelope = reader
+            .client
+            .recv_within(Duration::from_secs(30))
+            .await
+            .expect("the reloaded note arrives");
+        match envelope.message {
+            ServerMessage::Subscribed(answer) if answer.channel == "doc:notes" => break answer,
+            _ => continue,
+        }
+    };
+    assert!(!renewed.recovered);
+    assert_eq!(renewed.offset, latest);
+    let Some(Snapshot::Doc(snapshot)) = &renewed.snapshot else {
+        panic!("a document snapshot: {:?}", renewed.snapshot)
+    };
+    assert!(
+        snapshot.state.len() > 1 << 20,
+        "{} bytes",
+        snapshot.state.len()
+    );
+    let replica = Doc::new();
+    apply(&replica, &BASE64.decode(&snapshot.state).unwrap());
+    let text = replica.get_or_insert_text("text");
+    assert!(
+        text.get_string(&replica.transact()) == expected,
+        "the whole note"
+    );
+    // Still connected and answering.
+    reader.client.send(r#"{"type":"ping","data":{}}"#).await;
+    while !matches!(reader.client.recv().await.message, ServerMessage::Pong(_)) {}
 }

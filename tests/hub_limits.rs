@@ -1,13 +1,15 @@
 //! The hub's limits against a real server (PROTOCOL.md "Limits: what no
 //! client can do to the others"): a subscribe answer never closes the client,
-//! snapshots are bounded, `status` is rate-limited and coalesced for
-//! observers, and channels nobody uses cost no rows and no memory.
+//! snapshots are bounded, answers a client never reads are bounded too,
+//! `status` is rate-limited and coalesced for observers, and channels nobody
+//! uses cost no rows and no memory.
 
 mod common;
 
 use common::{http_get, http_post, temp_db, Client, TestServer};
 use pulse::protocol::{ServerMessage, Snapshot, Subscribed, UserStatus};
 use serde_json::json;
+use std::time::Duration;
 
 const SECRET: &str = "hub-limits-test-secret-of-32-bytes-at-least";
 const KEY: &str = "hub-limits-admin-key-0123";
@@ -345,4 +347,85 @@ async fn unused_rooms_and_tickers_cost_no_rows_and_no_memory() {
         baseline,
         "nothing left in memory"
     );
+}
+
+/// Reads `/metrics` and returns the value of `name`.
+async fn metric(server: &TestServer, name: &str) -> u64 {
+    let (_, metrics) = http_get(server.addr, "/metrics").await;
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// A client that never reads keeps asking for a room whose snapshot is
+/// ~410 KB (50 messages of 8 KB), the room twice in every frame: the server
+/// answers each frame once and, once the answers it has not read pass their
+/// bound (`MAX_ANSWER_BYTES`), closes it as a slow consumer instead of
+/// queueing 40 MB more. A reader of the room is not disturbed.
+#[tokio::test]
+async fn a_client_that_never_reads_its_answers_is_closed() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let server = server_on(&temp_db()).await;
+    let (mut reader, _) = sign_in(&server, "Reader").await;
+    subscribe(&mut reader, "chat:big", None).await;
+    let text = "😀".repeat(2000); // 8,000 bytes of UTF-8
+    for author in 0..5 {
+        let (mut poster, _) = sign_in(&server, &format!("Poster{author}")).await;
+        for n in 0..10 {
+            let send = json!({"type": "chat_send", "id": format!("p{author}-{n}"),
+                "data": {"room": "big", "text": text}});
+            poster.send(&send.to_string()).await;
+        }
+        let mut acks = 0;
+        while acks < 10 {
+            match poster.recv().await.message {
+                ServerMessage::Ack(_) => acks += 1,
+                ServerMessage::Error(error) => panic!("{error:?}"),
+                _ => {}
+            }
+        }
+    }
+    let mut chats = 0;
+    while chats < 50 {
+        if let ServerMessage::Chat(_) = reader.recv().await.message {
+            chats += 1;
+        }
+    }
+
+    let (mut hoarder, _) = sign_in(&server, "Hoarder").await;
+    let entry = json!({"channel": "chat:big"});
+    let frame = json!({"type": "subscribe", "data": {"channels": [entry, entry]}}).to_string();
+    let mut sent = 0;
+    while sent < 100 && hoarder.ws.send(Message::text(frame.clone())).await.is_ok() {
+        sent += 1;
+    }
+    // Now read: what the kernel still held arrives, then the end (a close
+    // frame, or the connection cut while the server could not write it).
+    let mut answers = 0;
+    let ended = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match hoarder.ws.next().await {
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                Some(Ok(Message::Text(text))) => answers += text.matches("\"subscribed\"").count(),
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "still open after {sent} frames and {answers} answers read"
+    );
+    eprintln!("the hoarder sent {sent} frames and read {answers} answers before the end");
+    assert!(answers < sent, "{answers} answers to {sent} frames");
+    assert_eq!(metric(&server, "pulse_slow_consumers_total").await, 1);
+    assert!(until_pong(&mut reader).await.is_empty());
+    let again = subscribe(&mut reader, "chat:big", None).await;
+    assert_eq!(again.offset, 50);
 }

@@ -130,8 +130,9 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(0..=1000))]
     pub write_delay_ms: u64,
 
-    /// Bytes of undelivered messages (other than conflated ticks) a connection may
-    /// queue before it is closed with 4008 as a slow consumer.
+    /// Bytes of undelivered live messages (not conflated ticks, not subscribe
+    /// answers, which have their own bound) a connection may queue before it is
+    /// closed with 4008 as a slow consumer.
     #[arg(long, env = "PULSE_MAX_OUTBOX_BYTES", default_value_t = 1 << 20)]
     pub max_outbox_bytes: usize,
 

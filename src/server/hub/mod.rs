@@ -298,7 +298,10 @@ fn accept_doc_update(
 
 /// Tells every subscriber of a channel whose history started again what it
 /// holds now: a `subscribed` with `recovered: false` and a snapshot, as if
-/// they had just subscribed (a client replaces its view).
+/// they had just subscribed (a client replaces its view). It is a subscribe
+/// answer and goes out as one: however large (a reloaded document), it never
+/// counts against a subscriber's live budget, only toward its bound on
+/// answers not yet read.
 fn resubscribe(state: &ChannelState, hub_epoch: &str) {
     if state.subscribers.is_empty() {
         return;
@@ -311,7 +314,7 @@ fn resubscribe(state: &ChannelState, hub_epoch: &str) {
         snapshot: state.history.snapshot(),
     }));
     for outbox in state.subscribers.values() {
-        let _ = outbox.deliver(frame.clone());
+        let _ = outbox.deliver_answer(vec![frame.clone()]);
     }
 }
 
@@ -447,9 +450,10 @@ impl Hub {
         let epoch = self.inner.epoch.clone();
         let history = &state.history;
         let epoch = history.epoch().map_or(epoch, str::to_owned);
-        // A replay is an answer the client asked for, so it never counts as
-        // slow reading; instead it is bounded here, and a longer gap is
-        // answered with the (bounded) snapshot.
+        // A replay is part of the answer the client asked for, so it never
+        // counts against the live budget; it is bounded here instead (a
+        // longer gap is answered with the bounded snapshot), and the answers
+        // a subscriber leaves unread are bounded by the subscriber.
         let replay = since
             .filter(|since| since.epoch == epoch)
             .and_then(|since| history.after(since.offset))
@@ -476,11 +480,11 @@ impl Hub {
             (History::Doc(doc), true) => Some(doc.awareness_frame(&state.name)),
             _ => None,
         };
-        let queued = std::iter::once(answer)
+        let answer = std::iter::once(answer)
             .chain(replay.into_iter().flatten())
             .chain(editors.flatten())
-            .try_for_each(|frame| outbox.deliver_answer(frame));
-        if queued.is_err() {
+            .collect();
+        if outbox.deliver_answer(answer).is_err() {
             return Err(SubscribeError::Closing);
         }
         state.subscribers.insert(id, outbox.clone());

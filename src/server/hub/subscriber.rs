@@ -17,9 +17,13 @@ pub trait Subscriber: Send + Sync {
     /// one the subscriber cannot hold makes it a slow consumer.
     fn deliver(&self, frame: Utf8Bytes) -> Result<(), Gone>;
 
-    /// A subscribe answer or its replay: in order with the rest, but outside
-    /// the slow-consumer budget, because the hub bounds it.
-    fn deliver_answer(&self, frame: Utf8Bytes) -> Result<(), Gone>;
+    /// A subscribe answer: the `subscribed` and what follows it (a replay,
+    /// a document's editors), queued whole or not at all, in order with the
+    /// rest. The client asked for it, or the server renews a channel on its
+    /// own; either way it never counts against the live slow-consumer
+    /// budget, but answers still queued have a bound of their own, past
+    /// which the subscriber is a slow consumer.
+    fn deliver_answer(&self, answer: Vec<Utf8Bytes>) -> Result<(), Gone>;
 
     /// A live tick of `channel`, replacing one of the same channel still
     /// queued; `Ok(true)` when one was replaced (conflated).

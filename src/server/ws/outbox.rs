@@ -2,11 +2,19 @@
 //!
 //! Publishers (the hub, on any task) push without ever waiting: a slow reader
 //! cannot delay them. Live ticks are conflated in place (a newer tick of a
-//! symbol replaces the one still queued, so offsets jump); every other frame
-//! counts against a byte budget, and a connection over budget is a slow
-//! consumer, closed with 4008 so it resumes from its offsets. The answer to a
-//! subscribe (the `subscribed` and its replay) is the one exception: it was
-//! asked for, is bounded by the hub, and never makes a slow consumer.
+//! symbol replaces the one still queued, so offsets jump); every other live
+//! frame counts against a byte budget (`--max-outbox-bytes`), and a
+//! connection over budget is a slow consumer, closed with 4008 so it resumes
+//! from its offsets.
+//!
+//! Subscribe answers (a `subscribed` with what follows it, whether the client
+//! asked for it or the server renews a channel on its own) never count
+//! against that budget: live traffic queued for a client cannot make an
+//! answer close it. They have a bound of their own, [`MAX_ANSWER_BYTES`] of
+//! answers not yet written, so a client that asks again and again without
+//! reading cannot make the server hold them without end: past it, it is a
+//! slow consumer too. One answer always fits, however large (a 1 MiB
+//! document's snapshot is ~1.4 MB of base64).
 
 use axum::extract::ws::Utf8Bytes;
 use std::collections::{HashMap, VecDeque};
@@ -16,13 +24,22 @@ use tokio::sync::Notify;
 
 use crate::server::hub::{Gone, Subscriber};
 
+/// The most bytes of subscribe answers a connection may have queued (not yet
+/// taken by its writer) before it is closed with 4008; an answer that finds
+/// none queued is always taken. Room for what one page asks for at once (a
+/// full document, an inbox and several rooms, each snapshot at its bound)
+/// while its first answers are still being written, never for answers asked
+/// for again and again and never read.
+pub const MAX_ANSWER_BYTES: usize = 8 * 1024 * 1024;
+
 /// Why a push was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PushError {
     /// The connection is closing; the frame is dropped.
     Closed,
-    /// This push took the queue over its budget: the connection is now a
-    /// slow consumer and must be closed with 4008.
+    /// This push took the queue over its budget (or its answers over
+    /// theirs): the connection is now a slow consumer and must be closed
+    /// with 4008.
     SlowConsumer,
 }
 
@@ -47,16 +64,27 @@ pub struct Outbox {
     /// Wakes the connection task when the queue overflowed.
     overflowed: Notify,
     budget: usize,
+    /// The most bytes of answers queued ([`MAX_ANSWER_BYTES`]).
+    answer_limit: usize,
 }
 
-/// A queued frame; `counted` frames count against the budget (ticks do not:
-/// conflation already bounds them to one per channel).
+/// What a queued frame is, which decides what it counts toward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A live frame other than a tick: counts against the budget.
+    Live,
+    /// Part of a subscribe answer: counts toward the answer bound only.
+    Answer,
+    /// A live tick: counts toward nothing (conflation already bounds ticks
+    /// to one per channel) and may wait for others ([`Outbox::hold_ticks`]).
+    Tick,
+}
+
+/// A queued frame.
 #[derive(Debug)]
 struct Queued {
     frame: Utf8Bytes,
-    counted: bool,
-    /// A live tick (may wait for others: [`Outbox::hold_ticks`]).
-    tick: bool,
+    kind: Kind,
 }
 
 #[derive(Debug, Default)]
@@ -67,8 +95,10 @@ struct State {
     taken: u64,
     /// The sequence number of the live tick still queued per channel.
     queued_ticks: HashMap<Arc<str>, u64>,
-    /// Bytes of queued frames that count against the budget (not ticks).
+    /// Bytes of queued live frames, which count against the budget.
     bytes: usize,
+    /// Bytes of queued answers, which count toward [`MAX_ANSWER_BYTES`].
+    answer_bytes: usize,
     ping: bool,
     close: Option<(u16, &'static str)>,
     /// Nothing more is accepted (closing or over budget).
@@ -77,13 +107,15 @@ struct State {
 }
 
 impl Outbox {
-    /// An outbox holding at most `budget` bytes of non-tick frames.
+    /// An outbox holding at most `budget` bytes of live frames other than
+    /// ticks, and [`MAX_ANSWER_BYTES`] of subscribe answers.
     pub fn new(budget: usize) -> Arc<Self> {
         Arc::new(Outbox {
             state: Mutex::new(State::default()),
             ready: Notify::new(),
             overflowed: Notify::new(),
             budget,
+            answer_limit: MAX_ANSWER_BYTES,
         })
     }
 
@@ -98,40 +130,57 @@ impl Outbox {
     /// Queues a frame that must arrive (replies, live non-ticker messages);
     /// it counts against the budget.
     pub fn push(&self, frame: Utf8Bytes) -> Result<(), PushError> {
-        self.enqueue(frame, true)
-    }
-
-    /// Queues the answer to a subscribe (a `subscribed` or a replayed
-    /// message): delivered in order like any frame, but outside the byte
-    /// budget, because the hub bounds it (PROTOCOL.md: a subscribe answer
-    /// never closes the client) and live traffic must not be charged for it.
-    pub fn push_answer(&self, frame: Utf8Bytes) -> Result<(), PushError> {
-        self.enqueue(frame, false)
-    }
-
-    fn enqueue(&self, frame: Utf8Bytes, counted: bool) -> Result<(), PushError> {
         let mut state = self.lock();
         if state.sealed {
             return Err(PushError::Closed);
         }
-        if counted {
-            state.bytes += frame.len();
-            if state.bytes > self.budget {
-                state.sealed = true;
-                state.slow = true;
-                drop(state);
-                self.overflowed.notify_one();
-                return Err(PushError::SlowConsumer);
-            }
+        if state.bytes + frame.len() > self.budget {
+            return Err(self.overflow(state));
         }
+        state.bytes += frame.len();
         state.frames.push_back(Queued {
             frame,
-            counted,
-            tick: false,
+            kind: Kind::Live,
         });
         drop(state);
         self.ready.notify_one();
         Ok(())
+    }
+
+    /// Queues one subscribe answer: the `subscribed` and the frames that
+    /// follow it (a replay, the editors of a document), whole and in order,
+    /// or nothing. It never counts against the live budget (PROTOCOL.md: a
+    /// subscribe answer never closes the client; live traffic must not be
+    /// charged for it either). It counts toward [`MAX_ANSWER_BYTES`]
+    /// instead: taken whenever no other answer is queued, else only within
+    /// that bound; past it the connection is a slow consumer.
+    pub fn push_answer(&self, answer: Vec<Utf8Bytes>) -> Result<(), PushError> {
+        let size: usize = answer.iter().map(|frame| frame.len()).sum();
+        let mut state = self.lock();
+        if state.sealed {
+            return Err(PushError::Closed);
+        }
+        if state.answer_bytes > 0 && state.answer_bytes + size > self.answer_limit {
+            return Err(self.overflow(state));
+        }
+        state.answer_bytes += size;
+        state.frames.extend(answer.into_iter().map(|frame| Queued {
+            frame,
+            kind: Kind::Answer,
+        }));
+        drop(state);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// Seals the queue of a slow consumer and wakes its connection, which
+    /// closes it with 4008.
+    fn overflow(&self, mut state: std::sync::MutexGuard<'_, State>) -> PushError {
+        state.sealed = true;
+        state.slow = true;
+        drop(state);
+        self.overflowed.notify_one();
+        PushError::SlowConsumer
     }
 
     /// Queues a live tick of `channel`, replacing the one still queued for the
@@ -152,8 +201,7 @@ impl Outbox {
         let sequence = taken + state.frames.len() as u64;
         state.frames.push_back(Queued {
             frame,
-            counted: false,
-            tick: true,
+            kind: Kind::Tick,
         });
         state.queued_ticks.insert(channel.clone(), sequence);
         drop(state);
@@ -189,6 +237,7 @@ impl Outbox {
         state.frames.clear();
         state.queued_ticks.clear();
         state.bytes = 0;
+        state.answer_bytes = 0;
         state.close = Some((code, reason));
         drop(state);
         self.ready.notify_one();
@@ -250,20 +299,20 @@ impl Outbox {
         if !state.frames.is_empty() {
             let mut frames = Vec::new();
             let mut size = 0;
-            let mut counted = 0;
             while let Some(front) = state.frames.front() {
                 if !frames.is_empty() && size + front.frame.len() > max_bytes {
                     break;
                 }
                 size += front.frame.len();
                 let queued = state.frames.pop_front().expect("front exists");
-                if queued.counted {
-                    counted += queued.frame.len();
+                match queued.kind {
+                    Kind::Live => state.bytes -= queued.frame.len(),
+                    Kind::Answer => state.answer_bytes -= queued.frame.len(),
+                    Kind::Tick => {}
                 }
                 frames.push(queued.frame);
             }
             state.taken += frames.len() as u64;
-            state.bytes -= counted;
             let taken = state.taken;
             state.queued_ticks.retain(|_, sequence| *sequence >= taken);
             return Some(Next::Frames(frames));
@@ -271,11 +320,17 @@ impl Outbox {
         state.close.map(|(code, reason)| Next::Close(code, reason))
     }
 
-    /// Frames and counted bytes queued now (for tests).
+    /// Frames and live bytes queued now (for tests).
     #[cfg(test)]
     pub fn queued(&self) -> (usize, usize) {
         let state = self.lock();
         (state.frames.len(), state.bytes)
+    }
+
+    /// Bytes of answers queued now (for tests).
+    #[cfg(test)]
+    pub fn queued_answers(&self) -> usize {
+        self.lock().answer_bytes
     }
 }
 
@@ -285,7 +340,9 @@ impl State {
     }
 
     fn only_ticks(&self) -> bool {
-        !self.ping && self.close.is_none() && self.frames.iter().all(|queued| queued.tick)
+        !self.ping
+            && self.close.is_none()
+            && self.frames.iter().all(|queued| queued.kind == Kind::Tick)
     }
 }
 
@@ -295,8 +352,8 @@ impl Subscriber for Outbox {
         self.push(frame).map_err(|_| Gone)
     }
 
-    fn deliver_answer(&self, frame: Utf8Bytes) -> Result<(), Gone> {
-        self.push_answer(frame).map_err(|_| Gone)
+    fn deliver_answer(&self, answer: Vec<Utf8Bytes>) -> Result<(), Gone> {
+        self.push_answer(answer).map_err(|_| Gone)
     }
 
     fn deliver_tick(&self, channel: &Arc<str>, frame: Utf8Bytes) -> Result<bool, Gone> {
@@ -383,11 +440,109 @@ mod tests {
     async fn subscribe_answers_do_not_use_the_budget() {
         let outbox = Outbox::new(10);
         for _ in 0..100 {
-            outbox.push_answer(text("a replayed message")).unwrap();
+            outbox
+                .push_answer(vec![text("a replayed message")])
+                .unwrap();
         }
         assert_eq!(outbox.queued(), (100, 0));
+        assert_eq!(outbox.queued_answers(), 1800);
         outbox.push(text("1234567890")).unwrap();
         assert_eq!(outbox.push(text("x")), Err(PushError::SlowConsumer));
+    }
+
+    /// `n` bytes of text.
+    fn sized(n: usize) -> Utf8Bytes {
+        text(&"a".repeat(n))
+    }
+
+    /// Answers are taken up to their bound exactly; the next byte makes a
+    /// slow consumer (closed with 4008), and nothing more is queued.
+    #[tokio::test]
+    async fn answers_fit_up_to_their_bound_and_past_it_make_a_slow_consumer() {
+        let outbox = Outbox::new(1024);
+        let quarter = MAX_ANSWER_BYTES / 4;
+        for _ in 0..3 {
+            outbox.push_answer(vec![sized(quarter)]).unwrap();
+        }
+        outbox
+            .push_answer(vec![sized(quarter - 10), sized(10)])
+            .unwrap();
+        assert_eq!(outbox.queued_answers(), MAX_ANSWER_BYTES);
+        assert_eq!(
+            outbox.push_answer(vec![sized(1)]),
+            Err(PushError::SlowConsumer)
+        );
+        outbox.overflowed().await;
+        assert_eq!(outbox.push(text("live")), Err(PushError::Closed));
+        assert_eq!(outbox.queued(), (5, 0), "nothing more queued");
+    }
+
+    /// One answer always fits, however large (a full document's snapshot),
+    /// when no other is queued; another on top of it does not.
+    #[tokio::test]
+    async fn one_answer_always_fits_however_large() {
+        let outbox = Outbox::new(1024);
+        outbox
+            .push_answer(vec![sized(MAX_ANSWER_BYTES + 1)])
+            .unwrap();
+        frames(&outbox).await;
+        outbox
+            .push_answer(vec![sized(MAX_ANSWER_BYTES - 1), sized(2)])
+            .unwrap();
+        assert_eq!(
+            outbox.push_answer(vec![sized(1)]),
+            Err(PushError::SlowConsumer)
+        );
+    }
+
+    /// An answer and what follows it are queued whole or not at all: a
+    /// replay that would not fit leaves no lone `subscribed` behind.
+    #[tokio::test]
+    async fn an_answer_is_queued_whole_or_not_at_all() {
+        let outbox = Outbox::new(1024);
+        outbox.push_answer(vec![sized(100)]).unwrap();
+        let answer = vec![text("subscribed"), sized(MAX_ANSWER_BYTES)];
+        assert_eq!(outbox.push_answer(answer), Err(PushError::SlowConsumer));
+        assert_eq!(outbox.queued(), (1, 0));
+        assert_eq!(outbox.queued_answers(), 100);
+    }
+
+    /// Live traffic up to its budget and answers up to theirs do not count
+    /// against each other: a large answer never closes a connection whose
+    /// live queue is nearly full, and answers never shrink the live budget.
+    #[tokio::test]
+    async fn live_frames_and_answers_have_separate_bounds() {
+        let outbox = Outbox::new(1000);
+        outbox.push(sized(990)).unwrap();
+        outbox
+            .push_answer(vec![sized(MAX_ANSWER_BYTES / 2)])
+            .unwrap();
+        outbox
+            .push_answer(vec![sized(MAX_ANSWER_BYTES / 2)])
+            .unwrap();
+        outbox.push(sized(10)).unwrap();
+        assert_eq!(outbox.queued(), (4, 1000));
+        assert_eq!(outbox.queued_answers(), MAX_ANSWER_BYTES);
+        assert_eq!(outbox.push(sized(1)), Err(PushError::SlowConsumer));
+    }
+
+    /// Answers the writer took free their bound: a client that reads may
+    /// be answered any number of times.
+    #[tokio::test]
+    async fn written_answers_free_their_bound() {
+        let outbox = Outbox::new(1024);
+        for _ in 0..20 {
+            outbox
+                .push_answer(vec![sized(MAX_ANSWER_BYTES / 2), sized(10)])
+                .unwrap();
+            outbox
+                .push_answer(vec![sized(MAX_ANSWER_BYTES / 2 - 10)])
+                .unwrap();
+            while outbox.queued().0 > 0 {
+                frames(&outbox).await;
+            }
+            assert_eq!(outbox.queued_answers(), 0);
+        }
     }
 
     #[tokio::test]

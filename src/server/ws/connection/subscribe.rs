@@ -8,6 +8,7 @@ use crate::protocol::{
 };
 use crate::server::hub::{Hub, SubscribeError, CHAT_HISTORY, DOC_HISTORY, INBOX_HISTORY};
 use crate::server::store::{Store, StoreError};
+use std::collections::HashSet;
 
 /// The most channels one connection may subscribe to.
 pub const MAX_SUBSCRIPTIONS: usize = 256;
@@ -43,9 +44,14 @@ impl Connection {
         }
     }
 
-    /// One `subscribed` or `error` per channel, in order.
+    /// One `subscribed` or `error` per channel, in order. A channel listed
+    /// again in the same frame is answered once, for its first entry: a
+    /// repeat costs a set lookup, never another answer (each may carry a
+    /// whole snapshot).
     pub(super) async fn subscribe(&mut self, subscribe: Subscribe, id: Option<String>) {
-        for entry in subscribe.channels {
+        let mut listed = HashSet::new();
+        let channels = subscribe.channels.into_iter();
+        for entry in channels.filter(|entry| listed.insert(entry.channel.clone())) {
             let error = |code, message: String| {
                 ErrorBody::new(code, message)
                     .with_id(id.clone())

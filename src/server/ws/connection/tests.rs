@@ -445,3 +445,45 @@ async fn a_silent_client_is_closed_after_two_heartbeats() {
     assert_eq!(started.elapsed(), context.config.heartbeat() * 2);
     assert!(pings >= 1, "the server pinged before giving up");
 }
+
+/// A channel listed many times in one `subscribe` is answered once, for its
+/// first entry (PROTOCOL.md: one `subscribed` or `error` per channel): 2,000
+/// entries of `ticker:AAA` among two of `ticker:BBB` give two `subscribed`,
+/// then the `pong` sent after them.
+#[tokio::test]
+async fn a_channel_listed_many_times_in_one_subscribe_is_answered_once() {
+    let context = context();
+    for n in 1..=60 {
+        context.hub.publish_tick(quote("AAA", n));
+    }
+    let mut client = connect(&context, 64);
+    client.send(r#"{"type":"hello","data":{}}"#);
+    client.recv().await;
+    let mut entries = vec![r#"{"channel":"ticker:AAA"}"#; 2_000];
+    entries.insert(1, r#"{"channel":"ticker:BBB"}"#);
+    entries.push(r#"{"channel":"ticker:BBB","since":{"offset":0,"epoch":"other"}}"#);
+    client.send(&format!(
+        r#"{{"type":"subscribe","data":{{"channels":[{}]}}}}"#,
+        entries.join(",")
+    ));
+    client.send(r#"{"type":"ping","data":{}}"#);
+    let mut answered = Vec::new();
+    'pong: loop {
+        for message in client.recv().await {
+            match message {
+                ServerMessage::Pong(_) => break 'pong,
+                ServerMessage::Subscribed(answer) => {
+                    answered.push((answer.channel, answer.snapshot.is_some()))
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    assert_eq!(answered.len(), 2, "{} answers", answered.len());
+    let answered: Vec<(&str, bool)> = answered.iter().map(|(c, s)| (c.as_str(), *s)).collect();
+    assert_eq!(answered, [("ticker:AAA", true), ("ticker:BBB", false)]);
+    assert_eq!(
+        context.hub.subscriber_count(&Channel::Ticker("AAA".into())),
+        1
+    );
+}
