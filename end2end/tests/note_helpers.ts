@@ -24,6 +24,20 @@ export async function typeAtEnd(page: Page, text: string) {
   await note(page).pressSequentially(text, { delay: 15 });
 }
 
+/** Waits until the server acknowledged every edit of the note `page` made. */
+export async function acknowledged(page: Page) {
+  await expect
+    .poll(() =>
+      page.evaluate(() =>
+        Object.keys(localStorage)
+          .filter((k) => k.startsWith("pulse_outbox:"))
+          .map((k) => localStorage.getItem(k))
+          .join(""),
+      ),
+    )
+    .not.toContain('"flight":["');
+}
+
 /** The last line an interop peer prints. */
 export type PeerResult = {
   done: boolean;

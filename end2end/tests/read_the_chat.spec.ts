@@ -65,11 +65,13 @@ test("loading older messages at the top keeps the reader's place", async ({ open
   // Where the first line shown will be once the reader is at the top
   // (measured before, as the older page may arrive as soon as they are).
   const firstShown = log.getByRole("listitem").filter({ hasText: /old message 6$/ });
+  // Measured from the log (the element that scrolls; the lines' list is inside it).
   const place = () =>
-    firstShown.evaluate((line) => line.getBoundingClientRect().top - line.parentElement!.getBoundingClientRect().top);
-  const before = await firstShown.evaluate(
-    (line) => line.getBoundingClientRect().top - line.parentElement!.getBoundingClientRect().top + line.parentElement!.scrollTop,
-  );
+    firstShown.evaluate((line) => line.getBoundingClientRect().top - line.closest("[role=log]")!.getBoundingClientRect().top);
+  const before = await firstShown.evaluate((line) => {
+    const log = line.closest("[role=log]")!;
+    return line.getBoundingClientRect().top - log.getBoundingClientRect().top + log.scrollTop;
+  });
   await log.evaluate((log) => log.scrollTo(0, 0));
   await expect(log.getByRole("listitem")).toHaveCount(55);
   await expect(log.getByRole("listitem").first()).toContainText("old message 1");

@@ -151,7 +151,7 @@ fn Rooms() -> impl IntoView {
 struct Seen {
     room: String,
     /// The first line's key (its `data-key`) and its offset from the top of
-    /// the list.
+    /// the log (the log is positioned: the lines' offset parent).
     first: Option<String>,
     first_top: i32,
     scroll_top: i32,
@@ -160,7 +160,7 @@ struct Seen {
 
 impl Seen {
     fn measure(list: &HtmlElement, room: String) -> Self {
-        let first_line = list.first_element_child();
+        let first_line = lines_of(list).and_then(|lines| lines.first_element_child());
         let first = first_line
             .as_ref()
             .and_then(|first| first.get_attribute("data-key"));
@@ -183,7 +183,10 @@ impl Seen {
         let Some(key) = &self.first else {
             return 0;
         };
-        let children = list.children();
+        let Some(lines) = lines_of(list) else {
+            return 0;
+        };
+        let children = lines.children();
         (0..children.length())
             .filter_map(|n| children.item(n))
             .find(|child| child.get_attribute("data-key").as_ref() == Some(key))
@@ -192,11 +195,17 @@ impl Seen {
     }
 }
 
+/// The list of lines inside the log (its only child).
+fn lines_of(log: &HtmlElement) -> Option<Element> {
+    log.first_element_child()
+}
+
 /// The `Chat` log of the shown room, with "Load older messages" above it.
 #[component]
 fn Log() -> impl IntoView {
     let live = expect_context::<LiveConnection>();
-    let list = NodeRef::<leptos::html::Ol>::new();
+    // The scrolling log (it holds the list of lines).
+    let list = NodeRef::<leptos::html::Div>::new();
     let older_button = NodeRef::<leptos::html::Button>::new();
     let shown = move || live.lines(&live.room.get());
     let seen = StoredValue::new(None::<Seen>);
@@ -272,7 +281,10 @@ fn Log() -> impl IntoView {
                 });
             }
         </Show>
-        <ol
+        // The log (a live region that scrolls) holds a plain list of lines:
+        // `role="log"` on the list itself would take its list semantics away,
+        // leaving every `<li>` outside a list.
+        <div
             class="log"
             role="log"
             aria-label="Chat"
@@ -281,12 +293,14 @@ fn Log() -> impl IntoView {
             node_ref=list
             on:scroll=on_scroll
         >
-            <For
-                each=each
-                key=|(_, line)| line.key.clone()
-                children=|(lines, line)| view! { <Line line lines/> }
-            />
-        </ol>
+            <ol class="lines">
+                <For
+                    each=each
+                    key=|(_, line)| line.key.clone()
+                    children=|(lines, line)| view! { <Line line lines/> }
+                />
+            </ol>
+        </div>
         <Show when=move || shown().with(ChatLog::is_empty)>
             <p class="empty">"No messages yet — say hello."</p>
         </Show>

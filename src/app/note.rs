@@ -1,8 +1,12 @@
 //! The shared note below the dashboard: a text area named `Note` that edits
 //! the document's text, co-editors' carets and selections drawn over it in
 //! their colour with their name on a small flag, and a line saying who is in
-//! the note. Everyone reads it (the server renders the text); signed-in
-//! people edit it.
+//! the note. Everyone reads it; signed-in people edit it.
+//!
+//! The server renders only the note's beginning (`NotePreview`), read-only;
+//! the note's state comes with the socket's subscription, and from then on
+//! the text area shows all of it and signed-in people edit it. The rendered
+//! text is what hydration renders too, so the two always match.
 //!
 //! The text area is the person's: after hydration its value is set only
 //! when a co-editor's edit arrives, and then the selection is put back
@@ -99,8 +103,9 @@ pub fn NotePanel() -> impl IntoView {
             overlay.set_scroll_top(area.scroll_top());
         }
     };
-    // Signed-in people edit offline too: their edits wait in the outbox.
-    let editable = move || live.user.with(Option::is_some);
+    // Signed-in people edit once the note's state is here, and then offline
+    // too: their edits wait in the outbox.
+    let editable = move || live.user.with(Option::is_some) && live.note_loaded.get();
 
     view! {
         <section class="panel note" aria-labelledby="note-heading">
@@ -130,8 +135,15 @@ pub fn NotePanel() -> impl IntoView {
             </div>
             <p id="note-hint" class="note-hint">
                 {move || {
+                    let loaded = live.note_loaded.get();
                     if live.user.with(Option::is_none) {
-                        "Join to edit the note."
+                        if !loaded && live.note_cut.get() {
+                            "This is the beginning of the note: join to read all of it and edit it."
+                        } else {
+                            "Join to edit the note."
+                        }
+                    } else if !loaded {
+                        "Loading the note: it can be edited once it is here."
                     } else if !live.note_live.get() {
                         "Offline: your edits are kept and sent when the connection is back."
                     } else {

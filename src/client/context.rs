@@ -7,7 +7,7 @@ use leptos::prelude::*;
 use std::collections::HashMap;
 
 use super::chat::{self, ChatLine, ChatLog};
-use super::initial::{InitialState, MAX_WATCHLIST};
+use super::initial::{InitialState, NotePreview, MAX_WATCHLIST};
 use super::note::{color_of, EditorUser, Note, Peer, NOTE_DOC};
 use super::outbox::{Due, Outbox, OUTBOX_CAPACITY};
 use super::store::{apply_presence, sort_people, Cursors, QuoteView, Renewal};
@@ -125,8 +125,18 @@ pub struct LiveConnection {
     /// The page's replica of the shared note (its undo history is apart:
     /// see [`NOTE_UNDO`]).
     note: StoredValue<Note>,
-    /// The note's text, as the text area shows it.
+    /// The note's text, as the text area shows it: until the note is
+    /// loaded, the beginning the server rendered (with a marker when the
+    /// note goes on); then the replica's text.
     pub note_text: RwSignal<String>,
+    /// Whether the replica holds the note's state from the server (the
+    /// `subscribed` snapshot of this connection or an earlier one): only
+    /// then may the person edit it. The page is rendered with the note's
+    /// beginning only, never its state; an edit measured against a replica
+    /// without that state would insert the whole text again.
+    pub note_loaded: RwSignal<bool>,
+    /// Whether the rendered beginning of the note is not all of it.
+    pub note_cut: RwSignal<bool>,
     /// The person's selection after a remote edit moved the text around it:
     /// the view puts it back into the text area.
     pub note_selection_moved: RwSignal<Option<(u32, u32)>>,
@@ -174,7 +184,15 @@ impl LiveConnection {
             cursors: StoredValue::new(Cursors::default()),
             owner: StoredValue::new(Owner::current().unwrap_or_default()),
             note: StoredValue::new(new_note()),
-            note_text: RwSignal::new(String::new()),
+            note_text: RwSignal::new(
+                initial
+                    .note
+                    .as_ref()
+                    .map(NotePreview::shown)
+                    .unwrap_or_default(),
+            ),
+            note_loaded: RwSignal::new(false),
+            note_cut: RwSignal::new(initial.note.as_ref().is_some_and(|note| note.more)),
             note_selection_moved: RwSignal::new(None),
             note_peers: RwSignal::new(Vec::new()),
             note_live: RwSignal::new(false),
@@ -188,13 +206,10 @@ impl LiveConnection {
             .into_iter()
             .chain(initial.presence)
             .chain(initial.chat)
-            .chain(initial.inbox)
-            .chain(initial.note);
+            .chain(initial.inbox);
         for answer in rendered {
             live.apply(ServerMessage::Subscribed(answer));
         }
-        // Rendered is not subscribed: the socket's welcome makes it live.
-        live.note_live.set(false);
         live
     }
 
@@ -231,8 +246,10 @@ impl LiveConnection {
     pub fn signed_out(&self) {
         self.drop_outbox(Outbox::default());
         // A new replica: the next user's edits never build on this one's
-        // unsent ones, and undo never reaches them.
+        // unsent ones, and undo never reaches them. It is empty until the
+        // next subscription's snapshot fills it.
         self.note.set_value(new_note());
+        self.note_loaded.set(false);
         self.user.set(None);
         self.people.set(Vec::new());
         self.unread.set(Vec::new());
@@ -355,7 +372,8 @@ impl LiveConnection {
     /// (IME) nothing is taken until the composition ends.
     pub fn note_input(&self, value: &str, selection: (u32, u32)) {
         self.note_selection.set_value(Some(selection));
-        if self.note_held.with_value(Option::is_some) {
+        // The text area is read-only until then (see `note_loaded`).
+        if !self.note_loaded.get_untracked() || self.note_held.with_value(Option::is_some) {
             return;
         }
         let update = self
@@ -387,6 +405,9 @@ impl LiveConnection {
 
     /// Undoes (or redoes) the person's own last edit of the note.
     pub fn note_undo(&self, redo: bool) {
+        if !self.note_loaded.get_untracked() {
+            return;
+        }
         let selection = self.note_selection.get_value();
         let result = self.note.try_update_value(|note| {
             let stickies = selection.map(|(a, h)| (note.sticky(a), note.sticky(h)));
@@ -464,13 +485,40 @@ impl LiveConnection {
         }
     }
 
-    /// The note's text or carets changed: the signals follow.
+    /// The note's text or carets changed: the signals follow (the text
+    /// once the note is loaded: until then the rendered beginning stays).
     fn note_changed(&self) {
-        let text = self.note.with_value(Note::text);
-        if self.note_text.with_untracked(|shown| *shown != text) {
-            self.note_text.set(text);
+        if self.note_loaded.get_untracked() {
+            let text = self.note.with_value(Note::text);
+            if self.note_text.with_untracked(|shown| *shown != text) {
+                self.note_text.set(text);
+            }
         }
         self.note_peers.set(self.note.with_value(Note::peers));
+    }
+
+    /// The note's state from a `subscribed` snapshot. The first one a
+    /// replica gets loads it: the text area's selection, made in the
+    /// rendered beginning, holds in the whole text too, so it is kept as is.
+    /// A later one (a reconnect that could not resume) is merged like any
+    /// remote update, the selection kept between the same characters.
+    fn note_state(&self, state: &[u8]) {
+        if self.note_loaded.get_untracked() {
+            return self.note_remote(state);
+        }
+        let applied = self
+            .note
+            .try_update_value(|note| note.apply_remote(state))
+            .unwrap_or(Ok(()));
+        match applied {
+            Ok(()) => {
+                self.note_loaded.set(true);
+                self.note_cut.set(false);
+                self.note_changed();
+            }
+            // Unreadable: the note stays read-only, showing what was rendered.
+            Err(err) => leptos::logging::warn!("note: {err}"),
+        }
     }
 
     /// Shares where this page's caret is (at most every
@@ -711,6 +759,8 @@ impl LiveConnection {
         self.outbox.update_value(Outbox::clear_note);
         self.store_outbox();
         self.note.set_value(new_note());
+        // Read-only until the snapshot asked for below fills the new replica.
+        self.note_loaded.set(false);
         let channel = Channel::Doc(NOTE_DOC.to_owned()).to_string();
         self.cursors
             .update_value(|cursors| cursors.forget(&channel));
@@ -816,7 +866,7 @@ impl LiveConnection {
                             (renewal, &answer.snapshot)
                         {
                             if let Ok(state) = BASE64.decode(&snapshot.state) {
-                                self.note_remote(&state);
+                                self.note_state(&state);
                             }
                             let awareness = BASE64.decode(&snapshot.awareness).unwrap_or_default();
                             self.note.update_value(|note| {
@@ -1145,6 +1195,7 @@ mod tests {
         let owner = Owner::new();
         owner.set();
         let live = signed_in();
+        live.apply(note_snapshot(""));
         live.note_input("abc", (3, 3));
         let sent = live.outbox_due(0.0).send;
         let id = sent[0].id.clone().unwrap();
@@ -1164,6 +1215,107 @@ mod tests {
             "dropped, with what followed"
         );
         assert!(live.note_warning.get_untracked().is_some());
+    }
+
+    /// The note's `subscribed` with a snapshot holding `text` (typed by
+    /// another replica; an empty note's state is the update of nothing).
+    fn note_snapshot(text: &str) -> ServerMessage {
+        let mut other = Note::new(77);
+        let state = other
+            .edit(text, text.encode_utf16().count() as u32)
+            .unwrap_or(vec![0, 0]);
+        ServerMessage::Subscribed(Subscribed {
+            channel: Channel::Doc(NOTE_DOC.into()).to_string(),
+            epoch: "e".into(),
+            offset: 1,
+            recovered: false,
+            snapshot: Some(Snapshot::Doc(crate::protocol::DocSnapshot {
+                state: BASE64.encode(state),
+                awareness: "AA==".into(),
+            })),
+        })
+    }
+
+    /// The text a server holding `state_text` ends up with after the edits
+    /// the page queued.
+    fn text_after_outbox(live: &LiveConnection, state_text: &str) -> String {
+        let mut server = Note::new(78);
+        let ServerMessage::Subscribed(answer) = note_snapshot(state_text) else {
+            unreachable!()
+        };
+        let Some(Snapshot::Doc(snapshot)) = answer.snapshot else {
+            unreachable!()
+        };
+        server
+            .apply_remote(&BASE64.decode(snapshot.state).unwrap())
+            .unwrap();
+        for envelope in live.outbox_due(0.0).send {
+            if let ClientMessage::DocUpdate(update) = envelope.message {
+                server
+                    .apply_remote(&BASE64.decode(update.update).unwrap())
+                    .unwrap();
+            }
+        }
+        server.text()
+    }
+
+    #[test]
+    fn the_rendered_note_is_read_only_text_until_the_socket_brings_its_state() {
+        let owner = Owner::new();
+        owner.set();
+        let live = LiveConnection::new(InitialState {
+            user: Some(ann()),
+            note: Some(NotePreview {
+                text: "The beginning".into(),
+                more: true,
+            }),
+            ..InitialState::default()
+        });
+        let shown = format!("The beginning{}", super::super::initial::NOTE_MORE_MARKER);
+        assert_eq!(live.note_text.get_untracked(), shown);
+        assert!(live.note_cut.get_untracked());
+        assert!(!live.note_loaded.get_untracked());
+        // The note was rendered without its state: its subscription asks
+        // for the snapshot, with no `since`.
+        assert_eq!(live.since(&Channel::Doc(NOTE_DOC.into()).to_string()), None);
+        // Nothing is measured against the empty replica (it would insert
+        // the rendered text again).
+        live.note_input(&format!("{shown}!"), (15, 15));
+        assert!(live.outbox_due(0.0).send.is_empty());
+        assert_eq!(live.note_text.get_untracked(), shown);
+
+        live.apply(note_snapshot("The beginning and the rest"));
+        assert!(live.note_loaded.get_untracked());
+        assert!(!live.note_cut.get_untracked());
+        assert_eq!(live.note_text.get_untracked(), "The beginning and the rest");
+        // Now an edit is one change of the whole text, and nothing is doubled.
+        live.note_input("The beginning and the rest.", (27, 27));
+        assert_eq!(
+            text_after_outbox(&live, "The beginning and the rest"),
+            "The beginning and the rest."
+        );
+    }
+
+    #[test]
+    fn a_new_replica_is_read_only_again_until_its_snapshot() {
+        let owner = Owner::new();
+        owner.set();
+        let live = signed_in();
+        live.apply(note_snapshot("shared text"));
+        assert!(live.note_loaded.get_untracked());
+        live.signed_out();
+        assert!(
+            !live.note_loaded.get_untracked(),
+            "signed out: a new, empty replica"
+        );
+        // Signed in again (join sets the user before the socket's welcome):
+        // typing before the snapshot changes nothing.
+        live.user.set(Some(ann()));
+        live.note_input("shared text typed", (17, 17));
+        assert!(live.outbox_due(0.0).send.is_empty());
+        live.apply(note_snapshot("shared text"));
+        live.note_input("shared text typed", (17, 17));
+        assert_eq!(text_after_outbox(&live, "shared text"), "shared text typed");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Owns [`InitialState`]: what the server rendered the page with, handed to
 //! the browser inside the HTML, so the page continues from exactly those
-//! offsets; and the watchlist cookie both sides read.
+//! offsets; the bounded beginning of the shared note it shows until its
+//! socket delivers the note's state ([`NotePreview`]); and the watchlist
+//! cookie both sides read.
 
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +20,14 @@ pub const DEFAULT_WATCHLIST: [&str; 12] = [
 ];
 /// The most symbols a watchlist holds.
 pub const MAX_WATCHLIST: usize = 50;
+/// The most bytes (UTF-8) of the shared note's text a page is rendered with.
+/// The note itself may hold a mebibyte; the first paint shows its beginning
+/// (read-only) and the socket brings the rest, so no page carries the whole
+/// note, and a visitor who is not signed in (who may not subscribe to it)
+/// reads this much of it.
+pub const NOTE_PREVIEW_BYTES: usize = 8 * 1024;
+/// What follows the rendered beginning of a note that goes on past it.
+pub const NOTE_MORE_MARKER: &str = "…";
 
 /// The page's starting point: the watchlist and, per symbol, what a
 /// `subscribed` would have said at render time (epoch, offset, snapshot).
@@ -33,8 +43,48 @@ pub struct InitialState {
     pub chat: Vec<Subscribed>,
     /// The user's notifications, when the server had them in memory.
     pub inbox: Option<Subscribed>,
-    /// The shared note (everyone sees its text; signed-in users edit it).
-    pub note: Option<Subscribed>,
+    /// The beginning of the shared note's text (everyone sees it; signed-in
+    /// users edit the note once the socket delivered its state).
+    pub note: Option<NotePreview>,
+}
+
+/// The beginning of the shared note's text, as the server rendered it: at
+/// most [`NOTE_PREVIEW_BYTES`], cut between two characters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotePreview {
+    pub text: String,
+    /// Whether the note goes on past `text`.
+    pub more: bool,
+}
+
+impl NotePreview {
+    /// The beginning of `text`: its first `bound` bytes at most.
+    pub fn cut(text: &str, bound: usize) -> Self {
+        if text.len() <= bound {
+            return NotePreview {
+                text: text.to_owned(),
+                more: false,
+            };
+        }
+        let end = (0..=bound)
+            .rev()
+            .find(|&at| text.is_char_boundary(at))
+            .unwrap_or(0);
+        NotePreview {
+            text: text[..end].to_owned(),
+            more: true,
+        }
+    }
+
+    /// What the text area shows: the text, and [`NOTE_MORE_MARKER`] when the
+    /// note goes on.
+    pub fn shown(&self) -> String {
+        if self.more {
+            format!("{}{NOTE_MORE_MARKER}", self.text)
+        } else {
+            self.text.clone()
+        }
+    }
 }
 
 /// The value of cookie `name` in a `Cookie` header.
@@ -81,6 +131,26 @@ pub fn watchlist_cookie(watchlist: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_note_preview_is_the_whole_text_up_to_its_bound_and_cut_between_characters_past_it() {
+        let whole = NotePreview::cut("short", 5);
+        assert_eq!((whole.text.as_str(), whole.more), ("short", false));
+        assert_eq!(whole.shown(), "short");
+        let cut = NotePreview::cut("longer", 5);
+        assert_eq!((cut.text.as_str(), cut.more), ("longe", true));
+        assert_eq!(cut.shown(), format!("longe{NOTE_MORE_MARKER}"));
+        // "é" is two bytes: a bound inside it cuts before it.
+        let cut = NotePreview::cut("abcé!", 4);
+        assert_eq!((cut.text.as_str(), cut.more), ("abc", true));
+        let cut = NotePreview::cut("😀", 3);
+        assert_eq!((cut.text.as_str(), cut.more), ("", true));
+        let long = "x".repeat(3 * NOTE_PREVIEW_BYTES);
+        assert_eq!(
+            NotePreview::cut(&long, NOTE_PREVIEW_BYTES).text.len(),
+            NOTE_PREVIEW_BYTES
+        );
+    }
 
     #[test]
     fn the_cookie_round_trips_a_watchlist() {

@@ -16,8 +16,9 @@ pub use context::{
     DEFAULT_ROOM,
 };
 pub use initial::{
-    cookie, token_cookie, watchlist_cookie, watchlist_from_cookies, InitialState,
-    DEFAULT_WATCHLIST, MAX_WATCHLIST, TOKEN_COOKIE, WATCHLIST_COOKIE,
+    cookie, token_cookie, watchlist_cookie, watchlist_from_cookies, InitialState, NotePreview,
+    DEFAULT_WATCHLIST, MAX_WATCHLIST, NOTE_MORE_MARKER, NOTE_PREVIEW_BYTES, TOKEN_COOKIE,
+    WATCHLIST_COOKIE,
 };
 
 #[cfg(feature = "browser")]

@@ -479,6 +479,8 @@ impl Driver {
 
 /// What to send once `welcome` arrived: one subscribe for everything the
 /// page shows, and the user's current status (never a stale queued one).
+/// The note was rendered without its state, so its first subscription has
+/// no `since` and its `subscribed` carries the state; later ones resume.
 fn after_welcome(live: LiveConnection) -> Vec<ClientMessage> {
     let mut channels: Vec<String> = live
         .watchlist

@@ -1,7 +1,7 @@
 //! Owns what the server-rendered page starts from: the visitor (token
 //! cookie), their watchlist (cookie, or the simulator's symbols) with each
-//! symbol's current quote and offset, who is online, and the shared note,
-//! provided to the views as [`InitialState`].
+//! symbol's current quote and offset, who is online, and the beginning of
+//! the shared note's text, provided to the views as [`InitialState`].
 
 use axum::http::request::Parts;
 use leptos::prelude::{provide_context, use_context};
@@ -9,7 +9,9 @@ use leptos::prelude::{provide_context, use_context};
 use super::auth::Auth;
 use super::hub::{Hub, DOC_HISTORY, INBOX_HISTORY};
 use super::store::Store;
-use crate::client::{cookie, watchlist_from_cookies, InitialState, TOKEN_COOKIE};
+use crate::client::{
+    cookie, watchlist_from_cookies, InitialState, NotePreview, NOTE_PREVIEW_BYTES, TOKEN_COOKIE,
+};
 use crate::protocol::Channel;
 
 /// Provides the [`InitialState`] of the page being rendered.
@@ -55,20 +57,18 @@ pub fn provide_initial_state(hub: &Hub, auth: &Auth, store: &Store, default_watc
             hub.release(&channel);
             peeked
         });
-    // The note renders for everyone (only signed-in users edit it); it stays
-    // in memory once loaded, as every page shows it.
+    // The note's text renders for everyone (only signed-in users edit it);
+    // the note stays in memory once loaded, as every page shows it. Only its
+    // beginning goes into the page: its state (up to a mebibyte, more as
+    // base64) comes over the socket to those who edit it, and who is editing
+    // is for those in the note, not in every page's HTML.
     let note = Channel::Doc(crate::client::note::NOTE_DOC.to_owned());
     if !hub.has(&note) {
         load_now(hub, store, &note);
     }
-    // Who is editing is for those in the note, not in every page's HTML.
-    let note = hub.has(&note).then(|| {
-        let mut peeked = hub.peek(&note);
-        if let Some(crate::protocol::Snapshot::Doc(doc)) = &mut peeked.snapshot {
-            doc.awareness.clear();
-        }
-        peeked
-    });
+    let note = hub
+        .doc_text(&note)
+        .map(|text| NotePreview::cut(&text, NOTE_PREVIEW_BYTES));
     provide_context(InitialState {
         watchlist,
         tickers,
