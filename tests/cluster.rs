@@ -1023,3 +1023,163 @@ async fn simulator_ticks_are_fenced_by_its_lease() {
         break;
     }
 }
+
+/// Publishes `price` on `ticker:{symbol}` through `server`'s
+/// `/api/publish`; answers the offset the cluster gave it.
+async fn publish_price(server: &TestServer, symbol: &str, price: f64) -> u64 {
+    let body = json!({"channel": format!("ticker:{symbol}"), "data": {"price": price}});
+    let (status, answer) = common::http_post(
+        server.addr,
+        "/api/publish",
+        Some(ADMIN_KEY),
+        &body.to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    answer["offset"].as_u64().expect("an offset")
+}
+
+/// The next tick a subscriber gets, which must come as a `tick`: a fresh
+/// `subscribed` in its place (the subscription started again) fails.
+async fn live_tick(client: &mut Client) -> Tick {
+    loop {
+        match client.recv().await.message {
+            ServerMessage::Tick(tick) => return tick,
+            ServerMessage::Subscribed(again) => {
+                panic!("a fresh subscribed instead of a tick: {again:?}")
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The ticks a resumed subscription replays, after its `subscribed`.
+async fn replayed_ticks(client: &mut Client, count: usize) -> Vec<u64> {
+    let mut offsets = Vec::new();
+    while offsets.len() < count {
+        offsets.push(live_tick(client).await.offset);
+    }
+    offsets
+}
+
+/// A symbol that never had a tick, watched on two instances: both
+/// subscribers are told one epoch (the cluster's, not each instance's),
+/// the first tick (published on one instance) and the second (on the
+/// other) reach both as ticks 1 and 2, and a client resuming from the
+/// `subscribed` it got, on any instance, is recovered with exactly the ticks
+/// it missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_tick_of_a_new_symbol_reaches_subscribers_waiting_for_it() {
+    let redis = Redis::start();
+    let flags = ["--tick-rate", "0", "--admin-key", ADMIN_KEY];
+    let servers = instances_with(&redis, 3, &flags).await;
+    let (a, b, c) = (&servers[0], &servers[1], &servers[2]);
+    let mut on_a = Client::connected(a).await;
+    let mut on_c = Client::connected(c).await;
+    let first_a = subscribe(&mut on_a, "ticker:NEWSYM", None).await;
+    let first_c = subscribe(&mut on_c, "ticker:NEWSYM", None).await;
+    for first in [&first_a, &first_c] {
+        assert_eq!(first.offset, 0, "no tick yet: {first:?}");
+        assert!(first.snapshot.is_none(), "no quote yet: {first:?}");
+    }
+    // Until its first tick, what Redis keeps of the symbol expires; from
+    // then on it is kept.
+    let keys = ["pulse:offset:ticker:NEWSYM", "pulse:epoch:ticker:NEWSYM"];
+    let ttl = |key| {
+        redis_cli(&redis, &["PTTL", key])
+            .trim()
+            .parse::<i64>()
+            .unwrap()
+    };
+    let unticked = keys.map(ttl);
+    assert_eq!(publish_price(a, "NEWSYM", 10.0).await, 1);
+    for watcher in [&mut on_a, &mut on_c] {
+        let tick = live_tick(watcher).await;
+        assert_eq!((tick.offset, tick.price), (1, 10.0));
+    }
+    for (key, ttl) in keys.iter().zip(unticked) {
+        assert!((1..=90_000).contains(&ttl), "{key} expires: {ttl}");
+    }
+    assert_eq!(keys.map(ttl), [-1, -1], "kept once ticked");
+    assert_eq!(publish_price(c, "NEWSYM", 11.0).await, 2);
+    for watcher in [&mut on_a, &mut on_c] {
+        let tick = live_tick(watcher).await;
+        assert_eq!((tick.offset, tick.price), (2, 11.0));
+    }
+    assert_eq!(first_a.epoch, first_c.epoch, "one epoch for the cluster");
+    // From before the first tick, on an instance that never held the
+    // symbol; and from after it, where it was subscribed.
+    for (server, since, missed) in [(b, 0, vec![1, 2]), (a, 1, vec![2])] {
+        let mut resumed = Client::connected(server).await;
+        let since = json!({"offset": since, "epoch": first_a.epoch});
+        let answer = subscribe(&mut resumed, "ticker:NEWSYM", Some(since)).await;
+        assert!(answer.recovered, "{answer:?}");
+        assert_eq!(
+            (answer.epoch.as_str(), answer.offset),
+            (first_a.epoch.as_str(), 2)
+        );
+        assert_eq!(replayed_ticks(&mut resumed, missed.len()).await, missed);
+    }
+}
+
+/// A symbol first subscribed while Redis is away is served with an epoch of
+/// its instance's; once Redis is back, that instance's subscribers get the
+/// cluster's (a fresh `subscribed`, still before any tick, the same epoch
+/// another instance answers), and the first tick then reaches them as
+/// tick 1 of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_symbol_subscribed_while_redis_is_away_takes_the_clusters_epoch_once_it_is_back() {
+    let redis = Redis::start();
+    let flags = ["--tick-rate", "0", "--admin-key", ADMIN_KEY];
+    let servers = instances_with(&redis, 2, &flags).await;
+    let (a, c) = (&servers[0], &servers[1]);
+    // Both serve (they need Redis to start) before it goes away.
+    let mut on_a = Client::connected(a).await;
+    let mut on_c = Client::connected(c).await;
+    redis.stop();
+    let alone = subscribe(&mut on_a, "ticker:NEWSYM", None).await;
+    assert_eq!(alone.offset, 0);
+    redis.restart();
+    // The relay reconnects every second.
+    let renewed = loop {
+        let envelope = on_a
+            .recv_within(PATIENCE * 3)
+            .await
+            .expect("a fresh subscribed once Redis is back");
+        match envelope.message {
+            ServerMessage::Subscribed(renewed) => break renewed,
+            ServerMessage::Tick(tick) => panic!("a tick before the cluster's epoch: {tick:?}"),
+            _ => {}
+        }
+    };
+    assert_ne!(renewed.epoch, alone.epoch, "{renewed:?}");
+    assert_eq!((renewed.offset, renewed.recovered), (0, false));
+    assert!(renewed.snapshot.is_none(), "{renewed:?}");
+    let kept = redis_cli(&redis, &["GET", "pulse:epoch:ticker:NEWSYM"]);
+    assert_eq!(kept.trim(), renewed.epoch, "the epoch Redis holds");
+    let ttl = redis_cli(&redis, &["PTTL", "pulse:epoch:ticker:NEWSYM"]);
+    let ttl: i64 = ttl.trim().parse().unwrap();
+    assert!(
+        (1..=90_000).contains(&ttl),
+        "held and renewed, yet expiring: {ttl}"
+    );
+    let first_c = subscribe(&mut on_c, "ticker:NEWSYM", None).await;
+    assert_eq!(first_c.epoch, renewed.epoch, "one epoch for the cluster");
+    // C's own connection to Redis may take a moment to come back too.
+    let body = json!({"channel": "ticker:NEWSYM", "data": {"price": 10.0}}).to_string();
+    let deadline = tokio::time::Instant::now() + PATIENCE * 2;
+    loop {
+        let (status, answer) =
+            common::http_post(c.addr, "/api/publish", Some(ADMIN_KEY), &body).await;
+        if status == 200 {
+            assert_eq!(answer["offset"], 1, "{answer}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{status} {answer}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    for watcher in [&mut on_a, &mut on_c] {
+        let tick = live_tick(watcher).await;
+        assert_eq!((tick.offset, tick.price), (1, 10.0));
+    }
+}

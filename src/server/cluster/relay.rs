@@ -41,6 +41,15 @@ const RETRY: Duration = Duration::from_secs(1);
 /// How long to wait before connecting to Redis again.
 const RECONNECT: Duration = Duration::from_secs(1);
 
+/// How long Redis keeps the epoch of a ticker that has had no tick yet once
+/// no instance holds it (each holder renews it every `LINGER`); its first
+/// tick keeps it for good. So a subscribe to a made-up symbol costs Redis
+/// nothing for long.
+const UNTICKED_TTL: Duration = Duration::from_secs(90);
+
+/// Tickers with no tick yet renewed per round trip to Redis.
+const RENEW_BATCH: usize = 256;
+
 /// The Redis channel carrying `channel`.
 pub(super) fn key(channel: &Channel) -> String {
     format!("pulse:{channel}")
@@ -156,7 +165,9 @@ async fn publish_awareness(
 
 /// Gives a tick the cluster's next offset of its channel and publishes it,
 /// atomically: the offset (`INCR`), the epoch (kept while the offsets are:
-/// a Redis that lost them starts a new one), the bounded history (a stream
+/// a Redis that lost them, or never had them, starts a new one; the epoch
+/// that `OPEN_TICKER` gave subscribers before the first tick, with offset 0,
+/// is kept, and from this tick on kept for good), the bounded history (a stream
 /// whose ids are the offsets), the symbol's last quote (where a new
 /// simulator resumes) and the `PUBLISH`, as `{"epoch", "frame"}`.
 /// A simulator's tick is fenced: published only while Redis says this
@@ -168,8 +179,12 @@ async fn publish_awareness(
 /// the instance for a simulator's tick ('' for one from `/api/publish`).
 const TICK_SCRIPT: &str = r#"
 if ARGV[8] ~= '' and redis.call('GET', KEYS[5]) ~= ARGV[8] then return -1 end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('SET', KEYS[2], ARGV[2])
+  redis.call('DEL', KEYS[3])
+end
 local offset = redis.call('INCR', KEYS[1])
-if offset == 1 then redis.call('SET', KEYS[2], ARGV[2]); redis.call('DEL', KEYS[3]) end
+if offset == 1 then redis.call('PERSIST', KEYS[1]); redis.call('PERSIST', KEYS[2]) end
 local epoch = redis.call('GET', KEYS[2])
 if not epoch then epoch = ARGV[2]; redis.call('SET', KEYS[2], epoch) end
 local frame = string.gsub(ARGV[1], ARGV[6], tostring(offset), 1)
@@ -177,6 +192,34 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], tostring(offset) .. '-1', 'f
 redis.call('HSET', KEYS[4], ARGV[3], ARGV[4])
 redis.call('PUBLISH', ARGV[5], '{"epoch":"' .. epoch .. '","frame":' .. frame .. '}')
 return offset
+"#;
+
+/// Opens a ticker for an instance about to serve it: answers its epoch, its
+/// latest offset and its newest kept ticks (newest first), atomically. A
+/// ticker Redis does not know (never ticked, or lost) gets an epoch now,
+/// with offset 0, so that every instance answers its subscribers the epoch
+/// its first tick will carry. Until that tick both keys expire unless
+/// renewed (each call renews them), so unused symbols do not pile up.
+/// KEYS: offset, epoch, history. ARGV: an epoch should none exist, the
+/// time to live of an unticked ticker (ms), the history's length.
+const OPEN_TICKER: &str = r#"
+local offset = redis.call('GET', KEYS[1])
+if not offset then
+  offset = '0'
+  redis.call('SET', KEYS[1], offset, 'PX', ARGV[2])
+  redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+  redis.call('DEL', KEYS[3])
+elseif offset == '0' then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+end
+local epoch = redis.call('GET', KEYS[2])
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('SET', KEYS[2], epoch)
+  if offset == '0' then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
+end
+return {epoch, offset, redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', ARGV[3])}
 "#;
 
 /// Stands for the offset in a tick's frame until the script knows it.
@@ -261,6 +304,7 @@ async fn listen(
         redis,
         pending: Mutex::new(HashSet::new()),
         loading: Mutex::new(HashSet::new()),
+        open_ticker: redis::Script::new(OPEN_TICKER),
     };
     // Channels subscribed (or to subscribe once connected), and since when:
     // presence always.
@@ -295,6 +339,7 @@ async fn listen(
         for channel in watched.keys() {
             relay.catch_up(channel).await;
         }
+        relay.renew_unticked(&watched).await;
         let mut sweep = tokio::time::interval(LINGER);
         let mut retry = tokio::time::interval(RETRY);
         loop {
@@ -327,6 +372,8 @@ struct Listener {
     pending: Mutex<HashSet<Channel>>,
     /// Channels watched for a load that has not said `Loaded` yet: never swept.
     loading: Mutex<HashSet<Channel>>,
+    /// `OPEN_TICKER`, hashed once.
+    open_ticker: redis::Script,
 }
 
 /// `{"head": {"channel", "offset"}}`: a channel's committed head, published
@@ -385,6 +432,10 @@ async fn subscribe_once(
 
 /// An entry of a ticker's history stream: its id and fields (`f`: the frame).
 type StreamEntry = (String, HashMap<String, String>);
+
+/// What `OPEN_TICKER` answers: a ticker's epoch, latest offset and kept
+/// ticks, newest first.
+type Opened = (String, u64, Vec<StreamEntry>);
 
 /// A tick as the relay publishes it.
 #[derive(serde::Deserialize)]
@@ -512,6 +563,7 @@ impl Listener {
                 tracing::warn!(%err, %channel, "cannot unsubscribe in Redis");
             }
         }
+        self.renew_unticked(watched).await;
     }
 
     /// Delivers one published frame (a tick comes as `{"epoch", "frame"}`).
@@ -631,37 +683,98 @@ impl Listener {
         }
     }
 
-    /// Installs a ticker channel from Redis: its epoch, latest offset and
-    /// kept ticks. A symbol that never had a tick is left to the hub.
+    /// Installs a ticker channel from Redis: its epoch (made now if it has
+    /// none yet, so that every instance answers the epoch its first tick
+    /// will carry), latest offset and kept ticks. While Redis cannot be
+    /// read the ticker is served with an epoch of this instance's, until
+    /// the relay is back (`catch_up` then gives it the cluster's).
     async fn load_ticker(&self, channel: &Channel) {
         if self.hub.has(channel) {
             return;
         }
-        let (offset_key, epoch_key, history_key) = sequenced_keys(channel);
-        let mut redis = self.redis.clone();
-        let loaded: redis::RedisResult<(Option<String>, Option<u64>, Vec<StreamEntry>)> =
-            redis::pipe()
-                .get(&epoch_key)
-                .get(&offset_key)
-                .cmd("XREVRANGE")
-                .arg(&history_key)
-                .arg("+")
-                .arg("-")
-                .arg("COUNT")
-                .arg(TICKER_HISTORY)
-                .query_async(&mut redis)
-                .await;
-        match loaded {
-            Ok((Some(epoch), Some(latest), entries)) => {
+        match self.open(channel).await {
+            Ok((epoch, latest, entries)) => {
                 let newest_first = entries
                     .iter()
                     .filter_map(|(_, fields)| fields.get("f").and_then(|frame| tick_of(frame)));
                 let recent = in_a_row(newest_first, latest, |tick| tick.offset);
                 self.hub.install_ticker(channel, epoch, latest, recent);
             }
-            Ok(_) => {}
-            Err(err) => tracing::warn!(%err, %channel, "cannot load a ticker from Redis"),
+            Err(err) => {
+                tracing::warn!(%err, %channel, "cannot load a ticker from Redis");
+                let epoch = crate::server::hub::new_epoch();
+                self.hub.install_ticker(channel, epoch, 0, Vec::new());
+            }
         }
+    }
+
+    /// Runs `OPEN_TICKER` for `channel`.
+    async fn open(&self, channel: &Channel) -> redis::RedisResult<Opened> {
+        let mut redis = self.redis.clone();
+        self.open_invocation(channel).invoke_async(&mut redis).await
+    }
+
+    /// `OPEN_TICKER` with `channel`'s keys and arguments.
+    fn open_invocation(&self, channel: &Channel) -> redis::ScriptInvocation<'_> {
+        let (offset_key, epoch_key, history_key) = sequenced_keys(channel);
+        let mut invocation = self.open_ticker.prepare_invoke();
+        invocation
+            .key(offset_key)
+            .key(epoch_key)
+            .key(history_key)
+            .arg(crate::server::hub::new_epoch())
+            .arg(UNTICKED_TTL.as_millis() as u64)
+            .arg(TICKER_HISTORY);
+        invocation
+    }
+
+    /// Opens again every ticker this hub holds with no tick yet (after a
+    /// reconnect, and every `LINGER`), `RENEW_BATCH` per round trip: see
+    /// `reopened`.
+    async fn renew_unticked(&self, watched: &HashMap<Channel, Instant>) {
+        let unticked: Vec<&Channel> = watched
+            .keys()
+            .filter(|channel| {
+                matches!(channel, Channel::Ticker(_)) && self.hub.held_latest(channel) == Some(0)
+            })
+            .collect();
+        for batch in unticked.chunks(RENEW_BATCH) {
+            let mut pipe = redis::pipe();
+            pipe.load_script(&self.open_ticker).ignore();
+            for channel in batch {
+                pipe.invoke_script(&self.open_invocation(channel));
+            }
+            let mut redis = self.redis.clone();
+            match pipe.query_async::<Vec<Opened>>(&mut redis).await {
+                Ok(opened) => {
+                    for (channel, opened) in batch.iter().zip(opened) {
+                        self.reopened(channel, opened);
+                    }
+                }
+                Err(err) => {
+                    // Renewed at the next sweep, well before they expire.
+                    tracing::warn!(%err, "cannot renew tickers with no tick yet in Redis");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// What Redis said when a ticker this hub holds with no tick yet was
+    /// opened again: its epoch is renewed there (or made again, if Redis lost
+    /// it or this hub served one of its own while Redis was away: the hub's
+    /// subscribers then get a fresh `subscribed` in it), and any tick this
+    /// hub missed is delivered.
+    fn reopened(&self, channel: &Channel, (epoch, latest, entries): Opened) {
+        if latest == 0 {
+            self.hub.reopen_ticker(channel, epoch);
+            return;
+        }
+        let oldest_first = entries
+            .iter()
+            .rev()
+            .filter_map(|(_, fields)| fields.get("f"));
+        self.deliver_ticks(&epoch, oldest_first);
     }
 
     /// Delivers the ticks of `channel` after `latest` (and before `before`)
@@ -681,20 +794,26 @@ impl Listener {
             .query_async(&mut redis)
             .await;
         match entries {
-            Ok(entries) => {
-                for frame in entries.iter().filter_map(|(_, fields)| fields.get("f")) {
-                    let Some(tick) = tick_of(frame) else {
-                        continue;
-                    };
-                    let frame = Utf8Bytes::from(frame.clone());
-                    if let Delivery::Gap { .. } =
-                        self.hub.deliver_tick(epoch, tick.clone(), frame.clone())
-                    {
-                        self.hub.deliver_tick_after_gap(epoch, tick, frame);
-                    }
-                }
-            }
+            Ok(entries) => self.deliver_ticks(
+                epoch,
+                entries.iter().filter_map(|(_, fields)| fields.get("f")),
+            ),
             Err(err) => tracing::warn!(%err, %channel, "cannot fill ticks from Redis"),
+        }
+    }
+
+    /// Delivers ticks read from a Redis history (frames, oldest first) in
+    /// `epoch`; one that does not follow starts the history again.
+    fn deliver_ticks<'a>(&self, epoch: &str, frames: impl Iterator<Item = &'a String>) {
+        for frame in frames {
+            let Some(tick) = tick_of(frame) else {
+                continue;
+            };
+            let frame = Utf8Bytes::from(frame.clone());
+            if let Delivery::Gap { .. } = self.hub.deliver_tick(epoch, tick.clone(), frame.clone())
+            {
+                self.hub.deliver_tick_after_gap(epoch, tick, frame);
+            }
         }
     }
 
@@ -772,8 +891,12 @@ impl Listener {
             return true;
         };
         if let Channel::Ticker(_) = channel {
-            if let Some(epoch) = self.hub.epoch_of(channel) {
-                self.fill_ticks(channel, &epoch, latest, None).await;
+            // One with no tick yet is opened again with the others
+            // (`renew_unticked`), a batch per round trip.
+            if latest > 0 {
+                if let Some(epoch) = self.hub.epoch_of(channel) {
+                    self.fill_ticks(channel, &epoch, latest, None).await;
+                }
             }
             return true;
         }

@@ -386,13 +386,18 @@ impl Hub {
     }
 
     /// The state of `channel`, created on first use when its kind lives in
-    /// memory only (persisted kinds are installed from the store).
+    /// memory only (persisted kinds are installed from the store, and so is
+    /// a ticker when instances run as one: from Redis, with the cluster's
+    /// epoch, which its first tick will carry).
     fn channel(&self, channel: &Channel) -> Result<Arc<Mutex<ChannelState>>, SubscribeError> {
         self.counted(|channels| {
             if let Some(state) = channels.get(channel) {
                 return Ok(state.clone());
             }
             let history = match channel {
+                Channel::Ticker(_) if self.inner.relay.get().is_some() => {
+                    return Err(SubscribeError::NotLoaded)
+                }
                 Channel::Ticker(_) => History::Ticker(TickerHistory::default()),
                 Channel::Presence => History::Presence(PresenceHistory::new(
                     self.inner.presence_grace,

@@ -307,6 +307,27 @@ impl Hub {
         self.install(channel, History::Ticker(history));
     }
 
+    /// Gives a ticker this hub holds with no tick yet the epoch the cluster
+    /// holds for it now (Redis lost the one it had, or this hub served one
+    /// of its own while Redis was away): its subscribers get a fresh
+    /// `subscribed` in it, so their cursor is one the first tick continues.
+    /// A ticker that had a tick learns a new epoch from the next tick.
+    pub fn reopen_ticker(&self, channel: &Channel, epoch: String) {
+        let Some(state) = lock(&self.inner.channels).get(channel).cloned() else {
+            return;
+        };
+        let mut state = lock(&state);
+        let state: &mut ChannelState = &mut state;
+        let History::Ticker(history) = &mut state.history else {
+            return;
+        };
+        if history.ring.latest() > 0 || history.epoch.as_deref() == Some(epoch.as_str()) {
+            return;
+        }
+        history.epoch = Some(epoch);
+        resubscribe(state, &self.inner.epoch);
+    }
+
     /// Delivers a tick the relay brought (offset given by the cluster, in
     /// the cluster's `epoch`): the next offset goes to subscribers; an
     /// older one is known; a skipped one is a gap. A new epoch (Redis lost

@@ -722,6 +722,70 @@ async fn a_new_cluster_epoch_renews_ticker_subscribers() {
     assert_eq!(tick_offsets(&drain(&observer).await), [2]);
 }
 
+/// A hub relaying through other instances (the relay's queues, unread).
+fn clustered_hub() -> Hub {
+    let hub = hub();
+    let (publish, _) = tokio::sync::mpsc::unbounded_channel();
+    let (commands, _) = tokio::sync::mpsc::unbounded_channel();
+    let (awareness, _) = tokio::sync::mpsc::channel(1);
+    hub.relay_through(RelayLink {
+        publish,
+        commands,
+        awareness,
+    });
+    hub
+}
+
+/// When instances run as one a ticker is served only as installed from
+/// Redis, in the cluster's epoch, never with an epoch of this hub's that
+/// its first tick would replace: that tick goes out as a tick.
+#[tokio::test]
+async fn a_clustered_ticker_is_served_in_the_clusters_epoch_only() {
+    let hub = clustered_hub();
+    let observer = Outbox::new(1 << 20);
+    assert_eq!(
+        hub.subscribe(1, &observer, &aapl(), None),
+        Err(SubscribeError::NotLoaded)
+    );
+    hub.install_ticker(&aapl(), "e1".into(), 0, Vec::new());
+    hub.subscribe(1, &observer, &aapl(), None).unwrap();
+    let got = drain(&observer).await;
+    assert_eq!(subscribed(&got[0]).epoch, "e1");
+    let (tick, frame) = cluster_tick(1, 100.0);
+    assert_eq!(hub.deliver_tick("e1", tick, frame), Delivery::Delivered);
+    assert_eq!(tick_offsets(&drain(&observer).await), [1]);
+}
+
+/// A ticker with no tick yet whose epoch the cluster replaced (Redis lost
+/// it, or this hub served its own while Redis was away) gives its
+/// subscribers a fresh `subscribed` in the new one; its first tick then
+/// goes out as a tick. Once ticked, only a tick brings a new epoch.
+#[tokio::test]
+async fn an_unticked_ticker_takes_the_clusters_epoch() {
+    let hub = clustered_hub();
+    let observer = Outbox::new(1 << 20);
+    hub.install_ticker(&aapl(), "mine".into(), 0, Vec::new());
+    hub.subscribe(1, &observer, &aapl(), None).unwrap();
+    drain(&observer).await;
+    hub.reopen_ticker(&aapl(), "mine".into());
+    assert!(drain(&observer).await.is_empty(), "the same epoch: nothing");
+    hub.reopen_ticker(&aapl(), "e2".into());
+    let got = drain(&observer).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    let renewed = subscribed(&got[0]);
+    assert_eq!(
+        (renewed.epoch.as_str(), renewed.offset, renewed.recovered),
+        ("e2", 0, false)
+    );
+    assert!(renewed.snapshot.is_none());
+    let (tick, frame) = cluster_tick(1, 100.0);
+    assert_eq!(hub.deliver_tick("e2", tick, frame), Delivery::Delivered);
+    assert_eq!(tick_offsets(&drain(&observer).await), [1]);
+    hub.reopen_ticker(&aapl(), "e3".into());
+    assert!(drain(&observer).await.is_empty());
+    assert_eq!(hub.epoch_of(&aapl()).as_deref(), Some("e2"));
+}
+
 fn note(offset: u64) -> Notification {
     Notification {
         channel: "user:ann".into(),
