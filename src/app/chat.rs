@@ -16,7 +16,7 @@ use leptos::wasm_bindgen::JsCast;
 use leptos::web_sys::{Element, HtmlElement};
 
 use crate::client::chat::{ChatLine, ChatLog, LineState};
-use crate::client::LiveConnection;
+use crate::client::{Chat, Connection, Identity};
 
 /// The one tab panel every room tab controls (it shows the selected room).
 const PANEL_ID: &str = "chat-panel";
@@ -30,12 +30,14 @@ fn tab_id(room: &str) -> String {
 
 #[component]
 pub fn ChatPanel() -> impl IntoView {
-    let live = expect_context::<LiveConnection>();
+    let chat = expect_context::<Chat>();
+    let identity = expect_context::<Identity>();
+    let connection = expect_context::<Connection>();
     view! {
         <section class="panel chat" aria-labelledby="chat-heading">
             <h2 id="chat-heading">"Chat"</h2>
             <Show
-                when=move || live.user.with(Option::is_some)
+                when=move || identity.user.with(Option::is_some)
                 fallback=|| view! { <p class="empty">"Join to chat."</p> }
             >
                 <Rooms/>
@@ -43,11 +45,11 @@ pub fn ChatPanel() -> impl IntoView {
                     role="tabpanel"
                     id=PANEL_ID
                     class="room-panel"
-                    aria-labelledby=move || tab_id(&live.room.get())
+                    aria-labelledby=move || tab_id(&chat.room.get())
                 >
                     <Log/>
                 </div>
-                <p class="form-problem" role="alert">{move || live.outbox_warning.get()}</p>
+                <p class="form-problem" role="alert">{move || connection.outbox_warning.get()}</p>
                 <Composer/>
             </Show>
         </section>
@@ -69,12 +71,12 @@ fn focus_tab(room: &str) {
 /// The room tabs and the join-a-room form.
 #[component]
 fn Rooms() -> impl IntoView {
-    let live = expect_context::<LiveConnection>();
+    let chat = expect_context::<Chat>();
     let draft = RwSignal::new(String::new());
     let problem = RwSignal::new(None::<String>);
     let on_submit = move |event: SubmitEvent| {
         event.prevent_default();
-        match live.join_room(&draft.get_untracked()) {
+        match chat.join_room(&draft.get_untracked()) {
             Ok(()) => {
                 draft.set(String::new());
                 problem.set(None);
@@ -84,8 +86,8 @@ fn Rooms() -> impl IntoView {
     };
     // Selection follows focus: showing another room's log is cheap.
     let on_keydown = move |event: KeyboardEvent| {
-        let rooms = live.rooms.get_untracked();
-        let shown = live.room.get_untracked();
+        let rooms = chat.rooms.get_untracked();
+        let shown = chat.room.get_untracked();
         let Some(at) = rooms.iter().position(|room| *room == shown) else {
             return;
         };
@@ -97,16 +99,16 @@ fn Rooms() -> impl IntoView {
             _ => return,
         };
         event.prevent_default();
-        live.room.set(rooms[next].clone());
+        chat.room.set(rooms[next].clone());
         focus_tab(&rooms[next]);
     };
     view! {
         <div class="rooms">
             <div role="tablist" aria-label="Rooms" class="room-tabs" on:keydown=on_keydown>
-                <For each=move || live.rooms.get() key=|room| room.clone() let:room>
+                <For each=move || chat.rooms.get() key=|room| room.clone() let:room>
                     {
                         let name = room.clone();
-                        let selected = Memo::new(move |_| live.room.get() == name);
+                        let selected = Memo::new(move |_| chat.room.get() == name);
                         let pick = room.clone();
                         view! {
                             <button
@@ -117,7 +119,7 @@ fn Rooms() -> impl IntoView {
                                 aria-selected=move || selected.get().to_string()
                                 tabindex=move || if selected.get() { "0" } else { "-1" }
                                 class:active=move || selected.get()
-                                on:click=move |_| live.room.set(pick.clone())
+                                on:click=move |_| chat.room.set(pick.clone())
                             >
                                 {format!("#{room}")}
                             </button>
@@ -203,18 +205,18 @@ fn lines_of(log: &HtmlElement) -> Option<Element> {
 /// The `Chat` log of the shown room, with "Load older messages" above it.
 #[component]
 fn Log() -> impl IntoView {
-    let live = expect_context::<LiveConnection>();
+    let chat = expect_context::<Chat>();
     // The scrolling log (it holds the list of lines).
     let list = NodeRef::<leptos::html::Div>::new();
     let older_button = NodeRef::<leptos::html::Button>::new();
-    let shown = move || live.lines(&live.room.get());
+    let shown = move || chat.lines(&chat.room.get());
     let seen = StoredValue::new(None::<Seen>);
     // After each render: follow the newest line if the reader was at the
     // bottom (or the room is new to this view); otherwise keep what the
     // reader sees where it was, moved by what was put above it.
     Effect::new(move |_| {
-        let room = live.room.get();
-        live.lines(&room).track();
+        let room = chat.room.get();
+        chat.lines(&room).track();
         let Some(list) = list.get() else {
             return;
         };
@@ -231,7 +233,7 @@ fn Log() -> impl IntoView {
         let Some(list) = list.get_untracked() else {
             return;
         };
-        let room = live.room.get_untracked();
+        let room = chat.room.get_untracked();
         let now = Seen::measure(&list, room.clone());
         // A log that does not scroll (any more) is not scrolled to its top:
         // its scroll events come from shrinking, not from the reader.
@@ -239,12 +241,12 @@ fn Log() -> impl IntoView {
         let following = now.at_bottom;
         seen.set_value(Some(now));
         // Scrolled up: keep more lines, so what is read is not trimmed away.
-        let lines = live.lines(&room);
+        let lines = chat.lines(&room);
         if lines.try_update_untracked(|log| log.follow(following)) == Some(true) {
             lines.notify();
         }
         if at_top {
-            live.load_older(&room);
+            chat.load_older(&room);
         }
     };
     let each = move || {
@@ -261,7 +263,7 @@ fn Log() -> impl IntoView {
                 type="button"
                 class="link load-older"
                 node_ref=older_button
-                on:click=move |_| live.load_older(&live.room.get_untracked())
+                on:click=move |_| chat.load_older(&chat.room.get_untracked())
             >
                 "Load older messages"
             </button>
@@ -311,7 +313,7 @@ fn Log() -> impl IntoView {
 /// One line; a line this page is sending follows its state in place.
 #[component]
 fn Line(line: Arc<ChatLine>, lines: RwSignal<ChatLog>) -> impl IntoView {
-    let live = expect_context::<LiveConnection>();
+    let chat = expect_context::<Chat>();
     // A confirmed line never changes; one of ours becomes pending, failed or
     // confirmed (gaining its time) under the same key, so only its state and
     // time re-render.
@@ -362,7 +364,7 @@ fn Line(line: Arc<ChatLine>, lines: RwSignal<ChatLog>) -> impl IntoView {
                 <button
                     type="button"
                     class="link"
-                    on:click=move |_| live.retry(&live.room.get_untracked(), &current.get_untracked())
+                    on:click=move |_| chat.retry(&chat.room.get_untracked(), &current.get_untracked())
                 >
                     "Retry"
                 </button>
@@ -387,7 +389,7 @@ fn Line(line: Arc<ChatLine>, lines: RwSignal<ChatLog>) -> impl IntoView {
 /// The `Message` box and `Send`.
 #[component]
 fn Composer() -> impl IntoView {
-    let live = expect_context::<LiveConnection>();
+    let chat = expect_context::<Chat>();
     let draft = RwSignal::new(String::new());
     let on_submit = move |event: SubmitEvent| {
         event.prevent_default();
@@ -395,7 +397,7 @@ fn Composer() -> impl IntoView {
         if text.trim().is_empty() {
             return;
         }
-        live.say(&text, crate::client::new_message_id());
+        chat.say(&text, crate::client::new_message_id());
         draft.set(String::new());
     };
     view! {
@@ -404,7 +406,7 @@ fn Composer() -> impl IntoView {
             <input
                 id="message-input"
                 type="text"
-                placeholder=move || format!("Message #{}", live.room.get())
+                placeholder=move || format!("Message #{}", chat.room.get())
                 maxlength="2000"
                 autocomplete="off"
                 prop:value=move || draft.get()

@@ -6,7 +6,7 @@ use leptos::web_sys;
 
 use super::identity::Identity;
 use super::notifications::NotificationsButton;
-use crate::client::{ConnectionStatus, LiveConnection};
+use crate::client::{Connection, ConnectionStatus};
 
 #[component]
 pub fn Header() -> impl IntoView {
@@ -45,8 +45,8 @@ fn split_label(label: &str) -> (&str, &str) {
 /// connects and the button goes, the badge takes the focus it had.
 #[component]
 fn ConnectionBadge() -> impl IntoView {
-    let live = expect_context::<LiveConnection>();
-    let status = live.status;
+    let connection = expect_context::<Connection>();
+    let status = connection.status;
     let class = move || {
         format!(
             "connection connection-{}",
@@ -93,7 +93,7 @@ fn ConnectionBadge() -> impl IntoView {
                     type="button"
                     class="link"
                     node_ref=retry
-                    on:click=move |_| live.retry.update(|n| *n += 1)
+                    on:click=move |_| connection.retry_now()
                 >
                     "Retry now"
                 </button>

@@ -5,7 +5,7 @@ use leptos::either::Either;
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 
-use crate::client::LiveConnection;
+use crate::client;
 
 /// Up to two initials of a name, for the avatar.
 pub fn initials(name: &str) -> String {
@@ -21,19 +21,19 @@ pub fn initials(name: &str) -> String {
 
 #[component]
 pub fn Identity() -> impl IntoView {
-    let live = expect_context::<LiveConnection>();
+    let identity = expect_context::<client::Identity>();
     let name = RwSignal::new(String::new());
     let on_submit = move |event: SubmitEvent| {
         event.prevent_default();
-        live.join(name.get_untracked());
+        identity.join(name.get_untracked());
     };
     view! {
         <div class="identity">
-            {move || match live.user.get() {
+            {move || match identity.user.get() {
                 Some(user) => Either::Left(view! {
                     <span class="avatar" aria-hidden="true">{initials(&user.name)}</span>
                     <span class="user-name">{user.name.clone()}</span>
-                    <button type="button" on:click=move |_| live.leave()>"Leave"</button>
+                    <button type="button" on:click=move |_| identity.leave()>"Leave"</button>
                 }),
                 None => Either::Right(view! {
                     <form class="join" on:submit=on_submit>
@@ -50,7 +50,7 @@ pub fn Identity() -> impl IntoView {
                         />
                         <button type="submit">"Join"</button>
                         <span id="join-problem" class="form-problem" role="alert">
-                            {move || live.join_problem.get()}
+                            {move || identity.join_problem.get()}
                         </span>
                     </form>
                 }),

@@ -87,7 +87,7 @@ impl Page {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
-    client::provide_live_connection();
+    client::provide_live();
     let page = match Page::current() {
         Page::Dashboard => Either::Left(view! { <Dashboard/> }),
         Page::NotFound => Either::Right(view! { <NotFound/> }),

@@ -20,7 +20,7 @@ use leptos::html::Textarea;
 use leptos::prelude::*;
 
 use crate::client::note::{color_index, Peer};
-use crate::client::LiveConnection;
+use crate::client::{Identity, SharedNote};
 
 /// How often this page renews its cursor for co-editors (Yjs clients drop a
 /// state not renewed within 30 seconds).
@@ -28,31 +28,32 @@ const RENEW_CURSOR_MS: u64 = 15_000;
 
 #[component]
 pub fn NotePanel() -> impl IntoView {
-    let live = expect_context::<LiveConnection>();
+    let note = expect_context::<SharedNote>();
+    let identity = expect_context::<Identity>();
     let area = NodeRef::<Textarea>::new();
     let overlay = NodeRef::<leptos::html::Div>::new();
     // The rendered text; after hydration the text area's value is managed
     // here, never re-rendered (that would move the person's caret).
-    let initial = live.note_text.get_untracked();
+    let initial = note.text.get_untracked();
 
     // A co-editor's edit changed the text: show it, then put the person's
     // selection back where it belongs.
     Effect::new(move |_| {
-        let text = live.note_text.get();
+        let text = note.text.get();
         let Some(area) = area.get() else { return };
         if area.value() != text {
             area.set_value(&text);
-            if let Some((start, end)) = live.note_caret() {
+            if let Some((start, end)) = note.caret() {
                 let _ = area.set_selection_range(start, end);
             }
         }
     });
     Effect::new(move |_| {
-        let Some((start, end)) = live.note_selection_moved.get() else {
+        let Some((start, end)) = note.selection_moved.get() else {
             return;
         };
         if let Some(area) = area.get() {
-            if area.value() == live.note_text.get_untracked() {
+            if area.value() == note.text.get_untracked() {
                 let _ = area.set_selection_range(start, end);
             }
         }
@@ -60,7 +61,7 @@ pub fn NotePanel() -> impl IntoView {
     // Co-editors drop a cursor that is not renewed.
     Effect::new(move |_| {
         if let Ok(handle) = set_interval_with_handle(
-            move || live.share_cursor(),
+            move || note.share_cursor(),
             std::time::Duration::from_millis(RENEW_CURSOR_MS),
         ) {
             on_cleanup(move || handle.clear());
@@ -77,14 +78,14 @@ pub fn NotePanel() -> impl IntoView {
         let (Some(area), Some(selection)) = (area.get_untracked(), selection()) else {
             return;
         };
-        live.note_input(&area.value(), selection);
+        note.input(&area.value(), selection);
     };
     let on_composition = move |event: CompositionEvent| {
         let (Some(area), Some(selection)) = (area.get_untracked(), selection()) else {
             return;
         };
         let composing = event.type_() == "compositionstart";
-        live.note_composing(composing, &area.value(), selection);
+        note.composing(composing, &area.value(), selection);
     };
     let on_keydown = move |event: KeyboardEvent| {
         let key = event.key().to_lowercase();
@@ -94,10 +95,10 @@ pub fn NotePanel() -> impl IntoView {
         if undo || redo {
             // The browser's own undo would undo co-editors' edits too.
             event.prevent_default();
-            live.note_undo(redo);
+            note.undo(redo);
         }
     };
-    let on_select = move || live.note_select(selection());
+    let on_select = move || note.select(selection());
     let on_scroll = move |_: Event| {
         if let (Some(area), Some(overlay)) = (area.get_untracked(), overlay.get_untracked()) {
             overlay.set_scroll_top(area.scroll_top());
@@ -105,12 +106,12 @@ pub fn NotePanel() -> impl IntoView {
     };
     // Signed-in people edit once the note's state is here, and then offline
     // too: their edits wait in the outbox.
-    let editable = move || live.user.with(Option::is_some) && live.note_loaded.get();
+    let editable = move || identity.user.with(Option::is_some) && note.loaded.get();
 
     view! {
         <section class="panel note" aria-labelledby="note-heading">
             <h2 id="note-heading">"Note"</h2>
-            <p class="note-people">{move || people_line(live)}</p>
+            <p class="note-people">{move || people_line(note, identity)}</p>
             <div class="note-frame">
                 <textarea
                     node_ref=area
@@ -126,43 +127,43 @@ pub fn NotePanel() -> impl IntoView {
                     on:mouseup=move |_| on_select()
                     on:select=move |_| on_select()
                     on:focus=move |_| on_select()
-                    on:blur=move |_| live.note_select(None)
+                    on:blur=move |_| note.select(None)
                     on:scroll=on_scroll
                 >{initial}</textarea>
                 <div class="note-overlay" aria-hidden="true" node_ref=overlay>
-                    {move || overlay_view(&live.note_text.get(), &live.note_peers.get())}
+                    {move || overlay_view(&note.text.get(), &note.peers.get())}
                 </div>
             </div>
             <p id="note-hint" class="note-hint">
                 {move || {
-                    let loaded = live.note_loaded.get();
-                    if live.user.with(Option::is_none) {
-                        if !loaded && live.note_cut.get() {
+                    let loaded = note.loaded.get();
+                    if identity.user.with(Option::is_none) {
+                        if !loaded && note.cut.get() {
                             "This is the beginning of the note: join to read all of it and edit it."
                         } else {
                             "Join to edit the note."
                         }
                     } else if !loaded {
                         "Loading the note: it can be edited once it is here."
-                    } else if !live.note_live.get() {
+                    } else if !note.live.get() {
                         "Offline: your edits are kept and sent when the connection is back."
                     } else {
                         "Everyone here edits this note together."
                     }
                 }}
             </p>
-            <p class="form-problem" role="alert">{move || live.note_warning.get()}</p>
+            <p class="form-problem" role="alert">{move || note.warning.get()}</p>
         </section>
     }
 }
 
 /// "In the note: you, Ada, Bob" (co-editors in name order).
-fn people_line(live: LiveConnection) -> String {
+fn people_line(note: SharedNote, identity: Identity) -> String {
     let mut names: Vec<String> = Vec::new();
-    if live.user.with(Option::is_some) && live.note_live.get() {
+    if identity.user.with(Option::is_some) && note.live.get() {
         names.push("you".into());
     }
-    for peer in live.note_peers.get() {
+    for peer in note.peers.get() {
         if !peer.user.name.is_empty() && !names.contains(&peer.user.name) {
             names.push(peer.user.name);
         }

@@ -4,21 +4,22 @@
 
 use leptos::prelude::*;
 
-use crate::client::LiveConnection;
+use crate::client::{Identity, Notifications};
 
 #[component]
 pub fn NotificationsButton() -> impl IntoView {
-    let live = expect_context::<LiveConnection>();
+    let identity = expect_context::<Identity>();
+    let notifications = expect_context::<Notifications>();
     let open = RwSignal::new(false);
     // The total, not the list: the list holds only the newest hundred.
-    let count = move || live.total_unread.get();
+    let count = move || notifications.total_unread.get();
     let label = move || match count() {
         0 => "Notifications, none unread".to_owned(),
         1 => "Notifications, 1 unread".to_owned(),
         n => format!("Notifications, {n} unread"),
     };
     view! {
-        <Show when=move || live.user.with(Option::is_some)>
+        <Show when=move || identity.user.with(Option::is_some)>
             <div class="notifications">
                 <button
                     type="button"
@@ -48,11 +49,12 @@ pub fn NotificationsButton() -> impl IntoView {
 /// The unread notifications, each with "Mark read"; `hidden` unless `open`.
 #[component]
 fn NotificationList(open: RwSignal<bool>) -> impl IntoView {
-    let live = expect_context::<LiveConnection>();
-    let count = move || live.unread.with(Vec::len);
+    let notifications = expect_context::<Notifications>();
+    let count = move || notifications.unread.with(Vec::len);
     let all_read = move |_| {
-        live.mark_read(
-            live.unread
+        notifications.mark_read(
+            notifications
+                .unread
                 .with_untracked(|u| u.iter().map(|n| n.notification_id.clone()).collect()),
         )
     };
@@ -66,7 +68,7 @@ fn NotificationList(open: RwSignal<bool>) -> impl IntoView {
         >
             <Show when=move || { count() > 0 } fallback=|| view! { <p class="empty">"Nothing new."</p> }>
                 <ul>
-                    <For each=move || live.unread.get() key=|n| n.notification_id.clone() let:note>
+                    <For each=move || notifications.unread.get() key=|n| n.notification_id.clone() let:note>
                         <Unread note/>
                     </For>
                 </ul>
@@ -78,13 +80,13 @@ fn NotificationList(open: RwSignal<bool>) -> impl IntoView {
 
 #[component]
 fn Unread(note: crate::protocol::Notification) -> impl IntoView {
-    let live = expect_context::<LiveConnection>();
+    let notifications = expect_context::<Notifications>();
     let id = note.notification_id.clone();
     view! {
         <li>
             <strong>{note.title.clone()}</strong>
             <p>{note.body.clone()}</p>
-            <button type="button" class="link" on:click=move |_| live.mark_read(vec![id.clone()])>"Mark read"</button>
+            <button type="button" class="link" on:click=move |_| notifications.mark_read(vec![id.clone()])>"Mark read"</button>
         </li>
     }
 }
@@ -92,14 +94,14 @@ fn Unread(note: crate::protocol::Notification) -> impl IntoView {
 /// The toast of the newest notification, dismissed by a click.
 #[component]
 pub fn Toast() -> impl IntoView {
-    let live = expect_context::<LiveConnection>();
+    let notifications = expect_context::<Notifications>();
     view! {
         <div class="toast-area" role="status" aria-live="polite" aria-label="New notification">
-            {move || live.toast.get().map(|note| view! {
+            {move || notifications.toast.get().map(|note| view! {
                 <div class="toast">
                     <strong>{note.title.clone()}</strong>
                     <p>{note.body.clone()}</p>
-                    <button type="button" class="link" on:click=move |_| live.toast.set(None)>"Dismiss"</button>
+                    <button type="button" class="link" on:click=move |_| notifications.toast.set(None)>"Dismiss"</button>
                 </div>
             })}
         </div>

@@ -4,27 +4,28 @@
 use leptos::prelude::*;
 
 use super::identity::initials;
-use crate::client::LiveConnection;
+use crate::client::Identity;
 use crate::protocol::{PresenceUser, UserStatus};
 
 #[component]
 pub fn Online() -> impl IntoView {
-    let live = expect_context::<LiveConnection>();
-    let me = move || live.user.with(|u| u.as_ref().map(|u| u.id.clone()));
+    let identity = expect_context::<Identity>();
+    let me = move || identity.user.with(|u| u.as_ref().map(|u| u.id.clone()));
     let alone = move || {
         let me = me();
-        live.people
+        identity
+            .people
             .with(|people| people.iter().all(|p| Some(&p.id) == me.as_ref()))
     };
     view! {
         <section class="panel" aria-labelledby="online-heading">
             <h2 id="online-heading">"Online"</h2>
             <Show
-                when=move || live.user.with(Option::is_some)
+                when=move || identity.user.with(Option::is_some)
                 fallback=|| view! { <p class="empty">"Join to see who is online."</p> }
             >
                 <ul class="people" aria-label="Online">
-                    <For each=move || live.people.get() key=|p| (p.id.clone(), p.name.clone(), p.status, p.connections) let:person>
+                    <For each=move || identity.people.get() key=|p| (p.id.clone(), p.name.clone(), p.status, p.connections) let:person>
                         <Person is_me=me() == Some(person.id.clone()) person/>
                     </For>
                 </ul>

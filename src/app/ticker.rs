@@ -7,17 +7,17 @@ use std::fmt::Write as _;
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 
+use crate::client;
 use crate::client::store::{Direction, QuoteView};
-use crate::client::LiveConnection;
 
 #[component]
 pub fn Watchlist() -> impl IntoView {
-    let live = expect_context::<LiveConnection>();
+    let watchlist = expect_context::<client::Watchlist>();
     let draft = RwSignal::new(String::new());
     let problem = RwSignal::new(None::<String>);
     let on_submit = move |event: SubmitEvent| {
         event.prevent_default();
-        match live.add_symbol(&draft.get_untracked()) {
+        match watchlist.add_symbol(&draft.get_untracked()) {
             Ok(_) => {
                 draft.set(String::new());
                 problem.set(None);
@@ -25,7 +25,7 @@ pub fn Watchlist() -> impl IntoView {
             Err(err) => problem.set(Some(err.to_string())),
         }
     };
-    let empty = move || live.watchlist.with(Vec::is_empty);
+    let empty = move || watchlist.symbols.with(Vec::is_empty);
 
     view! {
        <section class="panel main-column" aria-labelledby="prices-heading">
@@ -69,7 +69,7 @@ pub fn Watchlist() -> impl IntoView {
                        </tr>
                    </thead>
                    <tbody>
-                       <For each=move || live.watchlist.get() key=|symbol| symbol.clone() let:symbol>
+                       <For each=move || watchlist.symbols.get() key=|symbol| symbol.clone() let:symbol>
                            <QuoteRow symbol/>
                        </For>
                    </tbody>
@@ -83,8 +83,8 @@ pub fn Watchlist() -> impl IntoView {
 /// this row's text and one SVG path, nothing else.
 #[component]
 fn QuoteRow(symbol: String) -> impl IntoView {
-    let live = expect_context::<LiveConnection>();
-    let quote = live.quote(&symbol);
+    let watchlist = expect_context::<client::Watchlist>();
+    let quote = watchlist.quote(&symbol);
     let cell = move |format: fn(&QuoteView) -> String| {
         move || quote.with(|q| q.as_ref().map(format).unwrap_or_else(|| "—".to_owned()))
     };
@@ -119,7 +119,7 @@ fn QuoteRow(symbol: String) -> impl IntoView {
     let remove_label = format!("Remove {symbol}");
     let remove = {
         let symbol = symbol.clone();
-        move |_| live.remove_symbol(&symbol)
+        move |_| watchlist.remove_symbol(&symbol)
     };
     view! {
        <tr class=row_class>

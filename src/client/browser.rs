@@ -69,11 +69,6 @@ pub fn now_ms() -> f64 {
     js_sys::Date::now()
 }
 
-/// Runs `then` once, after `ms` milliseconds.
-pub fn later(ms: f64, then: impl FnOnce() + 'static) {
-    gloo_timers::callback::Timeout::new(ms.max(0.0) as u32, then).forget();
-}
-
 /// Whether the page is hidden (another tab, minimised): the user is `away`.
 pub fn page_hidden() -> bool {
     document().is_some_and(|d| d.hidden())

@@ -1,6 +1,7 @@
-//! The browser side of the connection. [`context`] holds the signals the views
-//! read; `socket` (browser builds only) is the IO shell that owns the
-//! WebSocket and writes those signals.
+//! The browser side of the connection. [`context`] holds the page's state,
+//! one context per feature, which the views read; `socket` (browser builds
+//! only) is the IO shell that owns the WebSocket, does the page's IO and
+//! applies what the server says.
 
 pub mod backoff;
 pub mod chat;
@@ -12,8 +13,8 @@ pub mod reconnect;
 pub mod store;
 
 pub use context::{
-    provide_live_connection, ConnectionStatus, LiveConnection, ToDriver, WatchlistError,
-    DEFAULT_ROOM,
+    provide_live, Chat, Connection, ConnectionStatus, Identity, Live, Notifications, SharedNote,
+    ToDriver, Watchlist, WatchlistError, DEFAULT_ROOM,
 };
 pub use initial::{
     cookie, token_cookie, watchlist_cookie, watchlist_from_cookies, InitialState, NotePreview,
@@ -30,20 +31,14 @@ mod socket;
 /// document to keep a cookie in.
 #[cfg(not(feature = "browser"))]
 mod socket {
-    pub fn start(_live: super::LiveConnection) {}
+    pub fn start(_live: super::Live) {}
 }
 
 #[cfg(not(feature = "browser"))]
 mod browser {
-    use crate::protocol::LoginResponse;
-
     pub fn initial_state() -> super::InitialState {
         super::InitialState::default()
     }
-
-    pub fn store_watchlist(_watchlist: &[String]) {}
-
-    pub fn store_token(_token: Option<&str>) {}
 
     pub fn random() -> f64 {
         0.5
@@ -51,22 +46,6 @@ mod browser {
 
     pub fn now_ms() -> f64 {
         0.0
-    }
-
-    pub fn later(_ms: f64, _then: impl FnOnce() + 'static) {}
-
-    pub fn store_outbox(_outbox: &super::outbox::Outbox) {}
-
-    pub fn take_over_outboxes(
-        _user: &str,
-        _found: impl Fn(super::outbox::Outbox) + Clone + 'static,
-    ) {
-    }
-
-    pub fn discard_outboxes(_user: &str) {}
-
-    pub async fn login(_name: &str) -> Result<LoginResponse, String> {
-        Err("signing in needs a browser".into())
     }
 }
 

@@ -9,7 +9,12 @@
 //! It carries out the machine's commands: connect (`hello` with the stored
 //! token once the socket opens), ping, timers, the status, and on `welcome`
 //! one subscribe for everything the page shows (resuming from its offsets),
-//! the current status, then the outbox at its pace.
+//! the current status, then the outbox at its pace. What the page's features
+//! ask of it (sign-in, storage, the note's caret) is in `page.rs`; the
+//! browser's WebSocket in `web_socket.rs`.
+
+mod page;
+mod web_socket;
 
 use futures::channel::mpsc;
 use futures::stream::FuturesUnordered;
@@ -18,18 +23,15 @@ use gloo_timers::future::TimeoutFuture;
 use leptos::prelude::*;
 use std::future::Future;
 use std::pin::Pin;
-use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
-use web_sys::{CloseEvent, MessageEvent, WebSocket};
 
 use super::browser;
-use super::context::ToDriver;
 use super::reconnect::{Command, Event, Reconnect, Timer};
-use super::LiveConnection;
+use super::{Live, ToDriver};
 use crate::protocol::{
     Channel, ClientEnvelope, ClientMessage, Empty, Hello, ServerEnvelope, ServerMessage,
-    StatusUpdate, Subscribe, SubscribeChannel, Unsubscribe, UserStatus,
+    StatusUpdate, Subscribe, SubscribeChannel, UserStatus,
 };
+use web_socket::BrowserSocket;
 
 /// What reaches the loop.
 enum Input {
@@ -52,12 +54,14 @@ enum SocketEvent {
 enum Wake {
     Machine(Timer, u32),
     Outbox,
+    /// The note's caret may be shared again.
+    Cursor,
 }
 
 type TimerFuture = Pin<Box<dyn Future<Output = Wake>>>;
 
 /// Starts the driver on the browser's event loop.
-pub fn start(live: LiveConnection) {
+pub fn start(live: Live) {
     let (inputs, inbox) = mpsc::unbounded::<Input>();
     let send = {
         let inputs = inputs.clone();
@@ -73,75 +77,21 @@ pub fn start(live: LiveConnection) {
         }
     };
 
-    // Watchlist edits and new rooms become subscribe/unsubscribe messages.
-    let to_socket = send.clone();
-    Effect::watch(
-        move || live.watchlist.get(),
-        move |now: &Vec<String>, before: Option<&Vec<String>>, _| {
-            let before = before.cloned().unwrap_or_default();
-            let added: Vec<String> = now
-                .iter()
-                .filter(|s| !before.contains(s))
-                .map(|s| ticker(s))
-                .collect();
-            let removed: Vec<String> = before
-                .iter()
-                .filter(|s| !now.contains(s))
-                .map(|s| ticker(s))
-                .collect();
-            if !added.is_empty() {
-                to_socket(subscribe(live, added));
-            }
-            if !removed.is_empty() {
-                to_socket(ClientMessage::Unsubscribe(Unsubscribe {
-                    channels: removed,
-                }));
-            }
-        },
-        false,
-    );
-    let to_socket = send.clone();
-    Effect::watch(
-        move || live.rooms.get(),
-        move |now: &Vec<String>, before: Option<&Vec<String>>, _| {
-            let before = before.cloned().unwrap_or_default();
-            let added: Vec<String> = now
-                .iter()
-                .filter(|r| !before.contains(r))
-                .map(|r| Channel::Chat(r.clone()).to_string())
-                .collect();
-            if !added.is_empty() && live.user.get_untracked().is_some() {
-                to_socket(subscribe(live, added));
-            }
-        },
-        false,
-    );
-    // Sign-in and sign-out reconnect at once; so does "retry now".
-    let to_machine = event.clone();
-    Effect::watch(
-        move || live.generation.get(),
-        move |_, _, _| to_machine(Event::Restart),
-        false,
-    );
-    let to_machine = event.clone();
-    Effect::watch(
-        move || live.retry.get(),
-        move |_, _, _| to_machine(Event::RetryNow),
-        false,
-    );
+    page::follow(live, send.clone());
 
-    // The views hand messages and "the outbox has more" over here.
+    // The features hand their requests over here.
     let to_driver = inputs.clone();
-    live.install_sender(std::sync::Arc::new(move |request| {
-        to_driver.unbounded_send(Input::Page(request)).is_ok()
-    }));
+    live.connection
+        .install_sender(std::sync::Arc::new(move |request| {
+            to_driver.unbounded_send(Input::Page(request)).is_ok()
+        }));
 
     // A hidden page makes its user `away`; showing it again says `online`
     // and probes the socket (it may have died while the tab slept).
     let to_socket = send;
     let to_machine = event.clone();
     let visibility = window_event_listener(leptos::ev::visibilitychange, move |_| {
-        if live.user.get_untracked().is_some() {
+        if live.identity.user.get_untracked().is_some() {
             to_socket(status_now());
         }
         if !browser::page_hidden() {
@@ -160,9 +110,7 @@ pub fn start(live: LiveConnection) {
 
     browser::hold_tab_lock();
     // What earlier visits of this user left unsent waits for the welcome.
-    if let Some(user) = live.user.get_untracked() {
-        live.take_over_outbox(&user);
-    }
+    page::take_over_outbox(live);
     leptos::task::spawn_local(drive(live, inputs, inbox));
 }
 
@@ -180,104 +128,20 @@ fn status_now() -> ClientMessage {
 }
 
 /// `subscribe` for these channels, each resuming from what the page shows.
-fn subscribe(live: LiveConnection, channels: Vec<String>) -> ClientMessage {
+fn subscribe(live: Live, channels: Vec<String>) -> ClientMessage {
     let channels = channels
         .into_iter()
         .map(|channel| SubscribeChannel {
-            since: live.since(&channel),
+            since: live.connection.since(&channel),
             channel,
         })
         .collect();
     ClientMessage::Subscribe(Subscribe { channels })
 }
 
-/// One browser WebSocket whose events arrive in the loop as inputs.
-struct BrowserSocket {
-    socket: WebSocket,
-    id: u32,
-    _on_open: Closure<dyn FnMut(web_sys::Event)>,
-    _on_message: Closure<dyn FnMut(MessageEvent)>,
-    _on_close: Closure<dyn FnMut(CloseEvent)>,
-}
-
-impl BrowserSocket {
-    fn open(url: &str, id: u32, inputs: &mpsc::UnboundedSender<Input>) -> Result<Self, JsValue> {
-        let socket = WebSocket::new(url)?;
-        let report = |inputs: &mpsc::UnboundedSender<Input>| {
-            let inputs = inputs.clone();
-            move |event: SocketEvent| {
-                let _ = inputs.unbounded_send(Input::Socket { id, event });
-            }
-        };
-        let opened = report(inputs);
-        let on_open = Closure::<dyn FnMut(web_sys::Event)>::new(move |_: web_sys::Event| {
-            opened(SocketEvent::Opened)
-        });
-        let received = report(inputs);
-        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-            received(match event.data().as_string() {
-                Some(text) => SocketEvent::Text(text),
-                None => SocketEvent::Binary,
-            })
-        });
-        let closed = report(inputs);
-        let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
-            closed(SocketEvent::Closed(event.code()))
-        });
-        socket.set_onopen(Some(on_open.as_ref().unchecked_ref()));
-        socket.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-        socket.set_onclose(Some(on_close.as_ref().unchecked_ref()));
-        Ok(BrowserSocket {
-            socket,
-            id,
-            _on_open: on_open,
-            _on_message: on_message,
-            _on_close: on_close,
-        })
-    }
-
-    /// Gives the attempt up now, even if it is still connecting (the browser
-    /// logs that as a failed connection: it is one).
-    fn abandon(self) {
-        self.socket.set_onopen(None);
-        self.socket.set_onmessage(None);
-        self.socket.set_onclose(None);
-        let _ = self.socket.close();
-    }
-
-    /// Sends `text` if the socket is open (a closing one's close event is
-    /// on its way; writing to it would make the browser log an error).
-    fn send(&self, text: &str) {
-        if self.socket.ready_state() == WebSocket::OPEN {
-            let _ = self.socket.send_with_str(text);
-        }
-    }
-}
-
-impl Drop for BrowserSocket {
-    /// Closes the socket; none of its events reach the loop any more.
-    fn drop(&mut self) {
-        self.socket.set_onmessage(None);
-        self.socket.set_onclose(None);
-        if self.socket.ready_state() == WebSocket::CONNECTING {
-            // Closing an attempt under way makes the browser log an error:
-            // let it finish, and close it if it ever opens.
-            let socket = self.socket.clone();
-            let close_when_open = Closure::once_into_js(move || {
-                let _ = socket.close();
-            });
-            self.socket
-                .set_onopen(Some(close_when_open.unchecked_ref()));
-        } else {
-            self.socket.set_onopen(None);
-            let _ = self.socket.close();
-        }
-    }
-}
-
 /// The loop's state.
 struct Driver {
-    live: LiveConnection,
+    live: Live,
     machine: Reconnect,
     inputs: mpsc::UnboundedSender<Input>,
     socket: Option<BrowserSocket>,
@@ -288,10 +152,14 @@ struct Driver {
     timers: FuturesUnordered<TimerFuture>,
     /// When the outbox's wake-up is set for, if it is.
     outbox_wake: Option<f64>,
+    /// When this page last shared its caret in the note, and whether a
+    /// share waits for its turn.
+    cursor_shared: f64,
+    cursor_waiting: bool,
 }
 
 async fn drive(
-    live: LiveConnection,
+    live: Live,
     inputs: mpsc::UnboundedSender<Input>,
     mut inbox: mpsc::UnboundedReceiver<Input>,
 ) {
@@ -304,6 +172,8 @@ async fn drive(
         ready: false,
         timers: FuturesUnordered::new(),
         outbox_wake: None,
+        cursor_shared: f64::MIN,
+        cursor_waiting: false,
     };
     if !browser::online() {
         driver.handle(Event::Offline);
@@ -328,6 +198,11 @@ async fn drive(
                     driver.outbox_wake = None;
                     Input::Page(ToDriver::Pump)
                 }
+                Some(Wake::Cursor) => {
+                    driver.cursor_shared = f64::MIN;
+                    driver.cursor_waiting = false;
+                    Input::Page(ToDriver::ShareCursor { renew: false })
+                }
                 None => continue,
             },
         };
@@ -339,12 +214,7 @@ impl Driver {
     fn on_input(&mut self, input: Input) {
         match input {
             Input::Event(event) => self.handle(event),
-            Input::Page(ToDriver::Send(envelope)) => {
-                if self.ready {
-                    self.send(&envelope);
-                }
-            }
-            Input::Page(ToDriver::Pump) => self.pump(),
+            Input::Page(request) => self.on_request(request),
             Input::Socket { id, event } => {
                 if self.socket.as_ref().is_some_and(|s| s.id == id) {
                     self.on_socket(event);
@@ -384,7 +254,7 @@ impl Driver {
                 at_ms,
                 session,
             } => self.wake_at(at_ms, Wake::Machine(timer, session)),
-            Command::Status(status) => self.live.status.set(status),
+            Command::Status(status) => self.live.connection.status.set(status),
             Command::Flush => {
                 self.ready = true;
                 for message in after_welcome(self.live) {
@@ -425,7 +295,7 @@ impl Driver {
     fn disconnect(&mut self) {
         self.socket = None;
         self.ready = false;
-        self.live.outbox_disconnected();
+        self.live.disconnected();
     }
 
     fn send(&mut self, envelope: &ClientEnvelope) {
@@ -439,7 +309,7 @@ impl Driver {
         if !self.ready {
             return;
         }
-        let due = self.live.outbox_due(now_ms());
+        let due = self.live.connection.outbox_due(now_ms());
         for envelope in &due.send {
             self.send(envelope);
         }
@@ -481,20 +351,22 @@ impl Driver {
 /// page shows, and the user's current status (never a stale queued one).
 /// The note was rendered without its state, so its first subscription has
 /// no `since` and its `subscribed` carries the state; later ones resume.
-fn after_welcome(live: LiveConnection) -> Vec<ClientMessage> {
+fn after_welcome(live: Live) -> Vec<ClientMessage> {
     let mut channels: Vec<String> = live
         .watchlist
+        .symbols
         .get_untracked()
         .iter()
         .map(|s| ticker(s))
         .collect();
-    let user = live.user.get_untracked();
+    let user = live.identity.user.get_untracked();
     let signed_in = user.is_some();
     if let Some(user) = user {
         channels.push(Channel::Presence.to_string());
         channels.push(Channel::User(user.id).to_string());
         channels.extend(
-            live.rooms
+            live.chat
+                .rooms
                 .get_untracked()
                 .iter()
                 .map(|room| Channel::Chat(room.clone()).to_string()),
@@ -513,7 +385,7 @@ fn after_welcome(live: LiveConnection) -> Vec<ClientMessage> {
 
 /// Applies one server frame to the signals; returns the heartbeat interval
 /// when the frame held a `welcome`.
-fn on_text(live: LiveConnection, frame: &str) -> Option<u64> {
+fn on_text(live: Live, frame: &str) -> Option<u64> {
     let envelope = match ServerEnvelope::from_json(frame) {
         Ok(envelope) => envelope,
         Err(err) => {
@@ -528,7 +400,10 @@ fn on_text(live: LiveConnection, frame: &str) -> Option<u64> {
                 heartbeat = Some(welcome.heartbeat_ms);
                 match welcome.user {
                     None => live.signed_out(),
-                    Some(user) => live.welcomed(user),
+                    Some(user) => {
+                        live.welcomed(user);
+                        page::take_over_outbox(live);
+                    }
                 }
             }
             ServerMessage::Error(error) => {
