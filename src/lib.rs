@@ -3,8 +3,9 @@
 //! Code map:
 //! - [`protocol`]: the wire types of `PROTOCOL.md`, serde only, shared by both builds.
 //! - [`app`]: the Leptos views. They read signals and never touch the socket.
-//! - [`client`]: the browser side of the connection: the signals the views
-//!   read and (browser builds only) the socket driver that writes them.
+//! - [`client`]: the browser side: the page's state, one context per feature,
+//!   which the views read, and (browser builds only) the socket driver that
+//!   does the page's IO and applies what the server says.
 //! - `server` (feature `ssr`): axum, tokio, the WebSocket endpoint, the API.
 //!
 //! Entry points: `main.rs` runs the server; [`hydrate`] starts the browser app.
