@@ -2,7 +2,7 @@
 //! [`Reconnect`] machine and the outbox. One loop owns the WebSocket. Socket
 //! events (opened, frame, closed: each tagged with the socket's number, so a
 //! dropped socket's late events are ignored), timers, browser events
-//! (online/offline, visibility) and the views' requests all arrive in that
+//! (online/offline, visibility) and the features' requests all arrive in that
 //! loop as inputs; nothing waits on a socket outside it, so "retry now", a
 //! restart or the connect deadline are handled while an attempt is under way.
 //!
@@ -37,7 +37,7 @@ use web_socket::BrowserSocket;
 enum Input {
     /// Something the machine must hear about.
     Event(Event),
-    /// From the views.
+    /// From the page's features.
     Page(ToDriver),
     /// Socket number `id` did something.
     Socket { id: u32, event: SocketEvent },
