@@ -435,6 +435,7 @@ def summarise(args, kind, label, report, sampler, baseline_rss, window_start, wi
             "min_pings": report.get("min_pings"),
             "closed_early": report["closed_early"],
             "closed_early_by_code": report.get("closed_early_by_code"),
+            "ramp_up_secs": report.get("ramp_up_secs"),
             "subscribed": report.get("subscribed"),
             "msgs_per_sec": round(report["messages_per_sec"]),
             "latency_ms": report.get("latency_ms"),
