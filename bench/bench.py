@@ -435,6 +435,7 @@ def summarise(args, kind, label, report, sampler, baseline_rss, window_start, wi
             "min_pings": report.get("min_pings"),
             "closed_early": report["closed_early"],
             "closed_early_by_code": report.get("closed_early_by_code"),
+            "ramp_up_secs": report.get("ramp_up_secs"),
             "subscribed": report.get("subscribed"),
             "msgs_per_sec": round(report["messages_per_sec"]),
             "latency_ms": report.get("latency_ms"),
@@ -545,8 +546,8 @@ def main():
     parser.add_argument("--heartbeat-ms", type=int, default=None,
                         help=f"both servers' heartbeat (default {IDLE_HEARTBEAT_MS} in idle mode, else {DEFAULT_HEARTBEAT_MS})")
     parser.add_argument("--label", default="", help="a name for the server build, copied into the line")
-    # Below the server's default --max-upgrades-per-sec (1000/s since 1.1), so
-    # that a ramp-up is never answered 1013 (stream and idle clients do not retry).
+    # A steady ramp-up, so that the load generator's own handshakes do not
+    # swamp its core (stream and idle clients do not retry a 1013).
     parser.add_argument("--connect-rate", type=int, default=900)
     parser.add_argument("--settle", type=int, default=5, help="storm: seconds of ticks before the drop")
     parser.add_argument("--verify", type=int, default=10, help="storm: seconds of offset checks after")

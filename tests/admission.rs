@@ -1,6 +1,8 @@
 //! Admission to `/ws` against a real server: the connection cap holds exactly
-//! under a burst of simultaneous upgrades, and one address past its upgrade
-//! rate is turned away while another address still gets in.
+//! under a burst of simultaneous upgrades, one address past its upgrade rate
+//! is turned away while another address still gets in, and a burst on an idle
+//! server is admitted whole (the adaptive pace refuses nobody while the
+//! server has headroom).
 
 mod common;
 
@@ -58,6 +60,11 @@ where
 /// calls, so a loop of them never yields: on the test's one thread the server
 /// sees every request of the burst at once.
 fn send_upgrade(addr: std::net::SocketAddr) -> TcpStream {
+    TcpStream::from_std(send_upgrade_std(addr)).unwrap()
+}
+
+/// The same request on a blocking socket, left non-blocking for tokio.
+fn send_upgrade_std(addr: std::net::SocketAddr) -> std::net::TcpStream {
     use std::io::Write;
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
     let request = format!(
@@ -66,7 +73,7 @@ fn send_upgrade(addr: std::net::SocketAddr) -> TcpStream {
     );
     stream.write_all(request.as_bytes()).unwrap();
     stream.set_nonblocking(true).unwrap();
-    TcpStream::from_std(stream).unwrap()
+    stream
 }
 
 /// Reads the 101 answer (byte by byte, so no frame is consumed), then says
@@ -135,4 +142,37 @@ async fn one_address_past_its_upgrade_rate_gets_1013_and_others_do_not() {
     // The refused address's established sockets are still served.
     first.send(r#"{"type":"ping","data":{}}"#).await;
     assert!(matches!(first.recv().await.message, ServerMessage::Pong(_)));
+}
+
+/// 3,000 clients connecting at once to an idle server with its defaults are
+/// all welcomed: nobody is refused with 1013 (a fixed 1,000 upgrades per
+/// second with bursts of 2,000 refused hundreds of them). One thread writes
+/// every upgrade request back to back while the server and the clients'
+/// handshakes run on the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_on_an_idle_server_is_admitted_whole() {
+    const CLIENTS: usize = 3_000;
+    let server = TestServer::start(&["--tick-rate", "0"]).await;
+    let addr = server.addr;
+    let (sent, mut written) = tokio::sync::mpsc::unbounded_channel();
+    let writer = tokio::task::spawn_blocking(move || {
+        for _ in 0..CLIENTS {
+            sent.send(send_upgrade_std(addr)).unwrap();
+        }
+    });
+    let mut attempts = Vec::new();
+    while let Some(stream) = written.recv().await {
+        let stream = TcpStream::from_std(stream).unwrap();
+        attempts.push(tokio::spawn(finish_upgrade(stream)));
+    }
+    writer.await.unwrap();
+    let mut refused = 0;
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Ok(()) => {}
+            Err(1013) => refused += 1,
+            Err(code) => panic!("closed with {code}"),
+        }
+    }
+    assert_eq!(refused, 0, "of {CLIENTS} clients");
 }

@@ -151,12 +151,13 @@ pub struct Config {
     #[arg(long, env = "PULSE_MAX_UPGRADES_PER_IP", value_parser = parse_positive_rate)]
     pub max_upgrades_per_ip: Option<f64>,
 
-    /// WebSocket upgrades per second the whole server accepts (bursts of
-    /// twice that); past it new sockets are closed with 1013, so a reconnect
-    /// storm cannot starve the connections already open.
-    #[arg(long, env = "PULSE_MAX_UPGRADES_PER_SEC", default_value_t = 1000.0,
-          value_parser = parse_positive_rate)]
-    pub max_upgrades_per_sec: f64,
+    /// A ceiling on WebSocket upgrades per second for the whole server. Unset
+    /// (the default), the pace adapts to the load alone: as fast as
+    /// handshakes can be done while the open connections are served on time,
+    /// slower while they would suffer (upgrades wait their turn, up to 5 s,
+    /// then get 1013).
+    #[arg(long, env = "PULSE_MAX_UPGRADES_PER_SEC", value_parser = parse_ceiling)]
+    pub max_upgrades_per_sec: Option<f64>,
 }
 
 /// The simulator's default symbols: a dozen well-known tickers.
@@ -206,6 +207,17 @@ fn parse_positive_rate(text: &str) -> Result<f64, String> {
         Ok(rate) if rate > 0.0 => Ok(rate),
         _ => Err(format!(
             "`{text}` is not a rate above 0 and at most 1000 per second"
+        )),
+    }
+}
+
+/// A rate above 0 with no upper bound but [`crate::server::ws::pace::MAX_RATE`].
+fn parse_ceiling(text: &str) -> Result<f64, String> {
+    use crate::server::ws::pace::MAX_RATE;
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 && rate <= MAX_RATE => Ok(rate),
+        _ => Err(format!(
+            "`{text}` is not a rate above 0 and at most {MAX_RATE} per second"
         )),
     }
 }
@@ -350,7 +362,15 @@ mod tests {
         assert!(!config.guest_login);
         assert_eq!(config.jwt_secret.as_deref(), Some("s"));
         assert_eq!(config.max_upgrades_per_ip, None);
-        assert_eq!(config.max_upgrades_per_sec, 1000.0);
+        assert_eq!(config.max_upgrades_per_sec, None);
+    }
+
+    #[test]
+    fn the_upgrade_ceiling_may_be_set_above_a_thousand() {
+        let config = Config::try_parse_from(["pulse", "--max-upgrades-per-sec", "20000"]).unwrap();
+        assert_eq!(config.max_upgrades_per_sec, Some(20_000.0));
+        assert!(Config::try_parse_from(["pulse", "--max-upgrades-per-sec", "0"]).is_err());
+        assert!(Config::try_parse_from(["pulse", "--max-upgrades-per-sec", "inf"]).is_err());
     }
 
     #[test]

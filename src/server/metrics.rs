@@ -80,7 +80,7 @@ impl Metrics {
             (
                 "pulse_upgrades_refused_total",
                 "counter",
-                "WebSocket upgrades closed with 1013 (connection cap or upgrade rate)",
+                "WebSocket upgrades closed with 1013 (connection cap, upgrade rate or busy)",
                 &self.upgrades_refused,
             ),
             (
@@ -108,6 +108,29 @@ impl Metrics {
 pub fn render_store_commits(out: &mut String, commits: u64) {
     let help = "transactions the store's writer committed (one fsync each)";
     row(out, "pulse_store_commits_total", "counter", help, commits);
+}
+
+/// Appends the adaptive upgrade pace (`ws/pace.rs`): the rate allowed now
+/// and the smoothed scheduling lag it is decided from.
+pub fn render_pace(out: &mut String, rate: f64, lag: std::time::Duration) {
+    let rows = [
+        (
+            "pulse_upgrade_rate",
+            "WebSocket upgrades per second the adaptive pace allows now",
+            rate,
+        ),
+        (
+            "pulse_scheduling_lag_seconds",
+            "how late the runtime runs a task that is ready (smoothed)",
+            lag.as_secs_f64(),
+        ),
+    ];
+    for (name, help, value) in rows {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+        );
+    }
 }
 
 fn row(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {

@@ -127,10 +127,7 @@ pub async fn serve(
         feeds: feeds.clone(),
         auth,
         store,
-        admission: Arc::new(ws::admission::Admission::new(
-            &config_for_admission,
-            std::time::Instant::now(),
-        )),
+        admission: Arc::new(ws::admission::Admission::new(&config_for_admission)),
     };
     let app = router(state.clone());
     tracing::info!("listening on http://{addr}");
@@ -140,6 +137,15 @@ pub async fn serve(
         seed,
         "market simulator"
     );
+    let delivered = state.metrics.clone();
+    tokio::spawn(state.admission.pace().clone().probe(
+        move || {
+            delivered
+                .messages_out
+                .load(std::sync::atomic::Ordering::Relaxed)
+        },
+        state.shutdown.clone(),
+    ));
     let simulator =
         tokio::spawn(feeds.simulate(state.config.tick_rate, state.shutdown.clone(), lease));
 
@@ -237,6 +243,8 @@ async fn metrics_handler(
 ) -> ([(axum::http::HeaderName, &'static str); 1], String) {
     let mut text = state.metrics.render();
     metrics::render_store_commits(&mut text, state.store.commits());
+    let pace = state.admission.pace();
+    metrics::render_pace(&mut text, pace.rate(), pace.lag());
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -1,9 +1,9 @@
 //! Owns admission to `/ws`, decided before the upgrade: the exact
 //! `--max-connections` cap (a slot is reserved atomically, so a burst of
-//! simultaneous upgrades cannot overshoot it) and the upgrade rates, per client
-//! address (`--max-upgrades-per-ip`) and for the whole server
-//! (`--max-upgrades-per-sec`), so no script and no reconnect storm can starve
-//! the connections already open.
+//! simultaneous upgrades cannot overshoot it), the upgrade rate per client
+//! address (`--max-upgrades-per-ip`), then the server's adaptive pace
+//! ([`super::pace`]: each upgrade waits its turn, so no reconnect storm can
+//! starve the connections already open).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
+use super::pace::{Busy, Pace};
 use super::rate::TokenBucket;
 use crate::server::config::Config;
 
@@ -21,13 +22,21 @@ pub const PRUNE_ADDRESSES_AT: usize = 10_000;
 /// How much burst a rate allows: two seconds' worth.
 const BURST_SECONDS: f64 = 2.0;
 
-/// Why an upgrade was refused; both are answered with close 1013.
+/// Why an upgrade was refused; all are answered with close 1013.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     #[error("server full: try again later")]
     Full,
     #[error("too many new connections: try again later")]
     TooFast,
+    #[error("server busy: try again later")]
+    Busy,
+}
+
+impl From<Busy> for Refusal {
+    fn from(_: Busy) -> Self {
+        Refusal::Busy
+    }
 }
 
 /// Decides which upgrades are served; one per server, shared by handlers.
@@ -35,8 +44,8 @@ pub struct Admission {
     cap: Option<usize>,
     /// Slots held now: one per admitted socket, released by its [`Slot`].
     open: Arc<AtomicUsize>,
-    global: Mutex<TokenBucket>,
     per_address: Option<PerAddress>,
+    pace: Arc<Pace>,
 }
 
 struct PerAddress {
@@ -64,12 +73,11 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Admission {
-    pub fn new(config: &Config, now: Instant) -> Self {
-        let global = config.max_upgrades_per_sec;
+    pub fn new(config: &Config) -> Self {
         Admission {
             cap: config.max_connections,
             open: Arc::new(AtomicUsize::new(0)),
-            global: Mutex::new(TokenBucket::new(global, global * BURST_SECONDS, now)),
+            pace: Arc::new(Pace::new(config.max_upgrades_per_sec)),
             per_address: config.max_upgrades_per_ip.map(|rate| PerAddress {
                 rate,
                 buckets: Mutex::new(HashMap::new()),
@@ -77,7 +85,9 @@ impl Admission {
         }
     }
 
-    /// Admits one upgrade from `address` at `now`, or says why not.
+    /// Admits one upgrade from `address` at `now` under the cap and the
+    /// per-address rate, or says why not; the upgrade then waits its
+    /// [`Admission::turn`].
     pub fn admit(&self, address: Option<IpAddr>, now: Instant) -> Result<Slot, Refusal> {
         if let (Some(limit), Some(address)) = (&self.per_address, address) {
             let mut buckets = lock(&limit.buckets);
@@ -91,10 +101,18 @@ impl Admission {
                 return Err(Refusal::TooFast);
             }
         }
-        if !lock(&self.global).try_take(now) {
-            return Err(Refusal::TooFast);
-        }
         self.reserve()
+    }
+
+    /// Waits until the server's pace lets this upgrade start (at most
+    /// [`super::pace::MAX_WAIT`]); `Busy` past that.
+    pub async fn turn(&self) -> Result<(), Refusal> {
+        Ok(self.pace.turn().await?)
+    }
+
+    /// The pace, for its probe task and `/metrics`.
+    pub fn pace(&self) -> &Arc<Pace> {
+        &self.pace
     }
 
     /// Takes a slot under the cap with one atomic step, so two upgrades can
@@ -126,7 +144,7 @@ mod tests {
     fn admission(flags: &[&str]) -> Admission {
         let mut args = vec!["pulse"];
         args.extend_from_slice(flags);
-        Admission::new(&Config::parse_from(args), Instant::now())
+        Admission::new(&Config::parse_from(args))
     }
 
     #[test]
@@ -180,26 +198,6 @@ mod tests {
         // A second later, five more.
         let later = now + Duration::from_secs(1);
         assert!(admission.admit(Some(script), later).is_ok());
-        drop(admitted);
-    }
-
-    #[test]
-    fn the_server_wide_rate_holds_for_every_address_together() {
-        let admission = admission(&["--max-upgrades-per-sec", "10"]);
-        let now = Instant::now();
-        let admitted: Vec<_> = (0..20u8)
-            .map(|n| {
-                admission
-                    .admit(Some(IpAddr::from([10, 0, 0, n])), now)
-                    .unwrap()
-            })
-            .collect();
-        assert_eq!(
-            admission
-                .admit(Some("10.0.1.1".parse().unwrap()), now)
-                .unwrap_err(),
-            Refusal::TooFast
-        );
         drop(admitted);
     }
 

@@ -6,6 +6,7 @@ pub mod admission;
 mod connection;
 mod origin;
 pub mod outbox;
+pub mod pace;
 mod rate;
 
 mod writer;
@@ -29,8 +30,10 @@ const READ_BUFFER_BYTES: usize = 1024;
 /// Upgrades to a WebSocket. A forbidden `Origin` still gets a socket, closed
 /// at once with 1008, because a browser shows scripts the close code but never
 /// an HTTP status; clients then know not to retry. Past `--max-connections`
-/// or an upgrade rate, a socket is closed at once with 1013 (try again later,
-/// with backoff).
+/// or the per-address rate, a socket is closed at once with 1013 (try again
+/// later, with backoff); otherwise it waits its turn under the server's
+/// adaptive pace, and gets 1013 only if that takes longer than
+/// [`pace::MAX_WAIT`].
 pub async fn handler(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -61,7 +64,11 @@ pub async fn handler(
     let address = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(peer)| peer.ip());
-    let slot = match state.admission.admit(address, std::time::Instant::now()) {
+    let admitted = match state.admission.admit(address, std::time::Instant::now()) {
+        Ok(slot) => state.admission.turn().await.map(|()| slot),
+        Err(refusal) => Err(refusal),
+    };
+    let slot = match admitted {
         Ok(slot) => slot,
         Err(refusal) => {
             tracing::warn!(?address, %refusal, "refusing a WebSocket with 1013");
@@ -72,6 +79,7 @@ pub async fn handler(
             let reason = match refusal {
                 admission::Refusal::Full => "server full: try again later",
                 admission::Refusal::TooFast => "too many new connections: try again later",
+                admission::Refusal::Busy => "server busy: try again later",
             };
             return upgrade
                 .on_upgrade(move |socket| refuse(socket, CloseCode::TryAgainLater, reason));
