@@ -7,13 +7,8 @@ async fn main() -> std::process::ExitCode {
     use clap::Parser;
     use pulse::server::{self, shutdown::shutdown_signal, Config};
 
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,tower_http=warn".into()),
-        )
-        .init();
     let config = Config::parse();
+    server::logging::init(config.log_format);
     match server::run(config, shutdown_signal()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {

@@ -158,6 +158,19 @@ pub struct Config {
     /// then get 1013).
     #[arg(long, env = "PULSE_MAX_UPGRADES_PER_SEC", value_parser = parse_ceiling)]
     pub max_upgrades_per_sec: Option<f64>,
+
+    /// How log lines are written: `text` for people, `json` (one object per
+    /// line, a connection's lines carrying `instance`, `connection` and
+    /// `user` in `span`) for log collectors.
+    #[arg(long, env = "PULSE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// The two ways of writing log lines (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// The simulator's default symbols: a dozen well-known tickers.

@@ -12,6 +12,7 @@ mod feeds;
 mod frames;
 mod http;
 pub mod hub;
+pub mod logging;
 mod metrics;
 mod pages;
 mod security;
@@ -93,10 +94,17 @@ pub async fn serve(
         "sqlite" => tracing::info!(db = %config.db.display(), "database open (SQLite)"),
         kind => tracing::info!(kind, "database open"),
     }
+    let instance: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
     let lease = match &config.redis {
         Some(url) => {
-            let lease =
-                cluster::start(url, hub.clone(), store.clone(), config.presence_grace()).await?;
+            let lease = cluster::start(
+                url,
+                hub.clone(),
+                store.clone(),
+                config.presence_grace(),
+                &instance,
+            )
+            .await?;
             tracing::info!("serving as one with the other instances on Redis");
             Some(lease)
         }
@@ -128,9 +136,10 @@ pub async fn serve(
         auth,
         store,
         admission: Arc::new(ws::admission::Admission::new(&config_for_admission)),
+        instance: instance.clone(),
     };
     let app = router(state.clone());
-    tracing::info!("listening on http://{addr}");
+    tracing::info!(%instance, "listening on http://{addr}");
     tracing::info!(
         symbols = state.config.symbols.0.len(),
         rate = state.config.tick_rate,

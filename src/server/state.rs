@@ -38,6 +38,9 @@ pub struct AppState {
     pub store: Store,
     /// Who may open a WebSocket now: the connection cap and upgrade rates.
     pub admission: Arc<Admission>,
+    /// This process's name among instances (random per start): in the log
+    /// lines of its connections and in Redis.
+    pub instance: Arc<str>,
 }
 
 impl FromRef<AppState> for LeptosOptions {

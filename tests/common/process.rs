@@ -4,12 +4,15 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A `pulse` process on a port of its own, killed on drop.
 pub struct Pulse {
     child: Child,
     pub addr: SocketAddr,
+    /// Every line the process wrote to stdout (its log), so far.
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Pulse {
@@ -26,22 +29,28 @@ impl Pulse {
             .args(["--addr", "127.0.0.1:0", "--db", db])
             .args(tick_rate)
             .args(flags)
-            .envs(env.iter().copied())
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("the pulse binary starts");
         let stdout = child.stdout.take().unwrap();
         let (found, address) = std::sync::mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let kept = log.clone();
         // Keep reading the log, or a full pipe would stall the server.
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or_default();
-                    let _ = found.send(addr.parse::<SocketAddr>().ok());
+                    // Text or JSON: the address ends where its characters do.
+                    let end = rest
+                        .find(|c: char| !(c.is_ascii_hexdigit() || ".:[]".contains(c)))
+                        .unwrap_or(rest.len());
+                    let _ = found.send(rest[..end].parse::<SocketAddr>().ok());
                 }
+                kept.lock().unwrap().push(line);
             }
         });
         let Some(addr) = address.recv_timeout(Duration::from_secs(20)).ok().flatten() else {
@@ -50,7 +59,13 @@ impl Pulse {
             let _ = child.wait();
             panic!("pulse did not say where it listens");
         };
-        Pulse { child, addr }
+        Pulse { child, addr, log }
+    }
+
+    /// The lines the process has logged so far.
+    #[allow(dead_code)] // Not every test binary reads the log.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
     }
 
     /// Kills the process at once (SIGKILL: no shutdown, no flush) and waits

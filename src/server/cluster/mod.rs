@@ -35,16 +35,18 @@ pub enum RelayError {
 /// presence through it, and starts competing for the leases; returns the
 /// simulator's lease. Fails when Redis cannot be reached at start; later
 /// outages are ridden out. `grace` is presence's grace period (used while
-/// this instance leads presence).
+/// this instance leads presence). `instance` names this process (its hash of
+/// connections, its leases).
 pub async fn start(
     url: &str,
     hub: Hub,
     store: Store,
     grace: Duration,
+    instance: &str,
 ) -> Result<Lease, RelayError> {
     let client = redis::Client::open(url)?;
     let publisher = client.get_connection_manager().await?;
-    let instance = uuid::Uuid::new_v4().simple().to_string();
+    let instance = instance.to_owned();
     let (report, reported) = tokio::sync::mpsc::unbounded_channel();
     hub.share_presence(report);
     // The presence channel exists from the start: the relay keeps it.

@@ -16,6 +16,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{header, Extensions, HeaderMap};
 use axum::response::Response;
 use std::net::SocketAddr;
+use tracing::Instrument;
 
 use super::state::AppState;
 use crate::protocol::CloseCode;
@@ -90,11 +91,22 @@ pub async fn handler(
     // The slot travels with the connection's future: whether the upgrade
     // never completes, the connection ends or its task panics, dropping the
     // future frees the place.
+    // Every line the connection logs carries its instance, its id (recorded
+    // once made) and its user (once signed in).
+    let span = tracing::info_span!(
+        "connection",
+        instance = %state.instance,
+        connection = tracing::field::Empty,
+        user = tracing::field::Empty,
+    );
     upgrade.on_upgrade(move |socket| {
-        tracker.track_future(async move {
-            serve_connection(socket, context).await;
-            drop(slot);
-        })
+        tracker.track_future(
+            async move {
+                serve_connection(socket, context).await;
+                drop(slot);
+            }
+            .instrument(span),
+        )
     })
 }
 

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::time::{sleep, Instant, Interval, Sleep};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::outbox::Outbox;
 use super::rate::{TokenBucket, STATUS_BURST, STATUS_RATE};
@@ -105,19 +106,24 @@ where
     let metrics = context.metrics.clone();
     let (sink, stream) = socket.split();
     let outbox = Outbox::new(context.config.max_outbox_bytes);
-    let writer = tokio::spawn(writer::run(
-        sink,
-        outbox.clone(),
-        metrics.clone(),
-        context.config.write_delay(),
-    ));
+    let writer = tokio::spawn(
+        writer::run(
+            sink,
+            outbox.clone(),
+            metrics.clone(),
+            context.config.write_delay(),
+        )
+        .instrument(tracing::Span::current()),
+    );
     let subscriber = NEXT_SUBSCRIBER.fetch_add(1, Relaxed);
     let heartbeat = context.config.heartbeat();
     let now = Instant::now();
     let mut ping = tokio::time::interval_at(now + heartbeat, heartbeat);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    tracing::Span::current().record("connection", id.as_str());
     let mut connection = Connection {
-        id: uuid::Uuid::new_v4().simple().to_string(),
+        id,
         registration: Registration::new(
             context.hub.clone(),
             metrics.clone(),
@@ -361,6 +367,7 @@ impl Connection {
                     if let Err(err) = remembered {
                         tracing::error!(%err, "cannot remember a user");
                     }
+                    tracing::Span::current().record("user", user.id.as_str());
                     self.user = Some(user);
                 }
                 Err(err) => {
