@@ -176,3 +176,61 @@ async fn a_burst_on_an_idle_server_is_admitted_whole() {
     }
     assert_eq!(refused, 0, "of {CLIENTS} clients");
 }
+
+/// An upgrade from 127.0.0.1 whose `X-Forwarded-For` says `client`.
+async fn attempt_forwarded(url: String, client: &str) -> Result<(), u16> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = url.into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("x-forwarded-for", client.parse().unwrap());
+    let (ws, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("the upgrade itself succeeds");
+    welcome_or_close(ws).await
+}
+
+/// Behind a trusted proxy (here 127.0.0.1), the per-address limit counts the
+/// address `X-Forwarded-For` names: one client past its rate gets 1013 while
+/// another behind the same proxy still gets in.
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_address_is_the_one_limited() {
+    let server = TestServer::start(&[
+        "--tick-rate",
+        "0",
+        "--max-upgrades-per-ip",
+        "5",
+        "--trusted-proxies",
+        "127.0.0.0/8",
+    ])
+    .await;
+    for _ in 0..10 {
+        assert_eq!(
+            attempt_forwarded(server.ws_url(), "203.0.113.1").await,
+            Ok(())
+        );
+    }
+    assert_eq!(
+        attempt_forwarded(server.ws_url(), "203.0.113.1").await,
+        Err(1013)
+    );
+    assert_eq!(
+        attempt_forwarded(server.ws_url(), "203.0.113.2").await,
+        Ok(())
+    );
+}
+
+/// From a peer that is no trusted proxy, `X-Forwarded-For` counts for
+/// nothing: changing it does not buy a fresh allowance.
+#[tokio::test]
+async fn forwarded_addresses_from_an_untrusted_peer_are_ignored() {
+    let server = TestServer::start(&["--tick-rate", "0", "--max-upgrades-per-ip", "5"]).await;
+    for n in 0..10 {
+        let claimed = format!("203.0.113.{n}");
+        assert_eq!(attempt_forwarded(server.ws_url(), &claimed).await, Ok(()));
+    }
+    assert_eq!(
+        attempt_forwarded(server.ws_url(), "198.51.100.1").await,
+        Err(1013)
+    );
+}

@@ -1,6 +1,6 @@
 //! `--log-format json` against the real binary: every line is one JSON
 //! object, and the lines about a connection carry the instance, the
-//! connection's id and (once signed in) its user in `span`, so an operator's
+//! connection's id, its address and (once signed in) its user in `span`, so an operator's
 //! collector can follow one connection, or one user across reconnects.
 
 mod common;
@@ -90,6 +90,7 @@ async fn json_logs_parse_and_carry_the_connections_instance_id_and_user() {
     let line = closing(&signed_in_id);
     assert_eq!(line["span"]["instance"], instance.as_str());
     assert_eq!(line["span"]["user"], user.as_str());
+    assert_eq!(line["span"]["client"], "127.0.0.1");
     assert_eq!(line["code"], 1001);
     let line = closing(&anonymous_id);
     assert_eq!(line["span"]["instance"], instance.as_str());

@@ -70,6 +70,14 @@ pub struct Config {
     #[arg(long, env = "PULSE_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
 
+    /// Comma-separated addresses or CIDRs of reverse proxies in front of
+    /// Pulse (`10.0.0.0/8,::1`): from them, and only from them,
+    /// `Forwarded` / `X-Forwarded-For` name the client for the per-address
+    /// limits and the logs. Unset: every peer is the client.
+    #[arg(long, env = "PULSE_TRUSTED_PROXIES", value_delimiter = ',',
+          value_parser = crate::server::client_address::parse_trusted)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
     /// Milliseconds between server Pings; a connection silent for twice this
     /// long is closed.
     #[arg(long, env = "PULSE_HEARTBEAT_MS", default_value_t = DEFAULT_HEARTBEAT_MS,

@@ -1,8 +1,8 @@
 //! Owns how the server's log lines are written: the `RUST_LOG` filter (default
 //! `info`) and `--log-format` (text for people, JSON for collectors). Every
 //! line about a WebSocket connection is written inside that connection's span
-//! (`ws/mod.rs`), so in JSON it carries `span.instance`, `span.connection` and,
-//! once signed in, `span.user`: a user's lines can be followed across
+//! (`ws/mod.rs`), so in JSON it carries `span.instance`, `span.connection`,
+//! `span.client` and, once signed in, `span.user`: a user's lines can be followed across
 //! reconnects.
 
 use tracing_subscriber::EnvFilter;

@@ -6,6 +6,7 @@
 mod api;
 mod assets;
 pub mod auth;
+mod client_address;
 mod cluster;
 pub mod config;
 mod feeds;

@@ -18,6 +18,7 @@ use axum::response::Response;
 use std::net::SocketAddr;
 use tracing::Instrument;
 
+use super::client_address::client_address;
 use super::state::AppState;
 use crate::protocol::CloseCode;
 
@@ -64,7 +65,9 @@ pub async fn handler(
     }
     let address = extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(peer)| peer.ip());
+        .map(|ConnectInfo(peer)| {
+            client_address(peer.ip(), &headers, &state.config.trusted_proxies)
+        });
     let admitted = match state.admission.admit(address, std::time::Instant::now()) {
         Ok(slot) => state.admission.turn().await.map(|()| slot),
         Err(refusal) => Err(refusal),
@@ -98,6 +101,7 @@ pub async fn handler(
         instance = %state.instance,
         connection = tracing::field::Empty,
         user = tracing::field::Empty,
+        client = address.map(tracing::field::display),
     );
     upgrade.on_upgrade(move |socket| {
         tracker.track_future(
