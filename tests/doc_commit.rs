@@ -16,7 +16,6 @@ use serde_json::json;
 use std::time::Duration;
 use yrs::{Doc, ReadTxn, Text, Transact};
 
-
 /// How long a test waits for what a store round trip (or a busy timeout of
 /// SQLite, 5 s) precedes.
 const SLOW: Duration = Duration::from_secs(30);
@@ -77,7 +76,10 @@ async fn one_id_sent_from_two_sockets_at_once_changes_memory_once() {
         );
         send(&mut first, &id, &a).await;
         send(&mut second, &id, &b).await;
-        let (one, other) = (answer(&mut first, &id).await, answer(&mut second, &id).await);
+        let (one, other) = (
+            answer(&mut first, &id).await,
+            answer(&mut second, &id).await,
+        );
         assert_eq!(one, other, "one place for one id");
         assert_eq!(one, Ok(round + 1));
     }
