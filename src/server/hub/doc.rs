@@ -283,8 +283,10 @@ impl DocState {
     ///
     /// Below half the limit the size is estimated (see `size_bound`); above
     /// it the answer is [`Fit::Measure`], and the caller tries the update on
-    /// a copy ([`measure`]) outside the document's lock.
-    pub fn check_update(&self, update: &Update, len: usize) -> Result<Fit, DocError> {
+    /// a copy ([`measure`]) outside the document's lock. The state encoded
+    /// for that copy makes the estimate exact again (only the estimate
+    /// changes here).
+    pub fn check_update(&mut self, update: &Update, len: usize) -> Result<Fit, DocError> {
         // An update that skips clocks of a client is refused: yrs 0.28 is
         // meant to hold such an update back until the gap is filled, but was
         // seen to lose acknowledged letters that way (pulse-loadgen --mode
@@ -300,8 +302,11 @@ impl DocState {
         if self.size_bound + self.reserved + GROWTH * len <= MAX_DOC_BYTES / 2 {
             return Ok(Fit::Fits);
         }
+        let state = self.state();
+        self.size_bound = state.len();
+        self.since_measure = 0;
         Ok(Fit::Measure {
-            state: self.state(),
+            state,
             reserved: self.reserved,
         })
     }

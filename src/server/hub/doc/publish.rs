@@ -175,3 +175,6 @@ impl Hub {
         .unwrap_or(false)
     }
 }
+
+#[cfg(test)]
+mod tests;
