@@ -70,6 +70,11 @@ pub enum DocError {
         "update: it follows an update of Yjs client {0} this document has not received; send that one first (updates of one client in order)"
     )]
     Gap(u64),
+    /// Like `Gap`, while the document waits for updates committed elsewhere
+    /// (a fill from the store is under way): the missing update may be one
+    /// already acknowledged and held here, so this is "later", not "never".
+    #[error("update: this document is catching up with updates committed elsewhere; send it again in a moment")]
+    CatchingUp,
 }
 
 /// What an awareness update changed: the update to relay, and whether it
@@ -297,6 +302,9 @@ impl DocState {
             .iter()
             .find(|(client, lowest)| **lowest > known.get(client))
         {
+            if self.order.filling() {
+                return Err(DocError::CatchingUp);
+            }
             return Err(DocError::Gap(client.get()));
         }
         if self.size_bound + self.reserved + GROWTH * len <= MAX_DOC_BYTES / 2 {

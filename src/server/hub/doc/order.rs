@@ -86,7 +86,6 @@ impl Order {
     }
 
     /// Whether a fill is under way.
-    #[cfg(test)]
     pub fn filling(&self) -> bool {
         self.filling
     }

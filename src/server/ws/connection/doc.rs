@@ -206,6 +206,8 @@ impl Connection {
     ) -> Result<Reservation, ErrorBody> {
         let refused = |err: DocError| match err {
             DocError::TooLarge => ErrorBody::new(ErrorCode::TooLarge, err.to_string()),
+            // Transient: a client sends it again later, as after a failed store.
+            DocError::CatchingUp => ErrorBody::new(ErrorCode::Internal, err.to_string()),
             err => ErrorBody::new(ErrorCode::Invalid, err.to_string()),
         };
         let mut checked = None;

@@ -141,6 +141,37 @@ async fn updates_past_a_gap_wait_for_it_and_then_arrive_in_order() {
     );
 }
 
+/// An update that builds on one acknowledged and held behind a gap is
+/// "later" (`CatchingUp`, answered `internal`), never `invalid`, while the
+/// fill runs; once the gap closes it passes.
+#[tokio::test]
+async fn an_update_building_on_a_held_one_waits_for_the_fill() {
+    let (hub, _outbox) = hub_with_note(1);
+    let client = Doc::with_client_id(3);
+    let text = client.get_or_insert_text("text");
+    text.insert(&mut client.transact_mut(), 0, "c");
+    let mut held = committed(3, "");
+    held.update = crate::server::hub::BASE64.encode(
+        client
+            .transact()
+            .encode_state_as_update_v1(&Default::default()),
+    );
+    hub.publish_doc(&held);
+    let before = client.transact().state_vector();
+    text.insert(&mut client.transact_mut(), 1, "d");
+    let next = client.transact().encode_state_as_update_v1(&before);
+    let check = || {
+        let update = decode_update(&next).unwrap();
+        hub.check_doc_update(&notes(), &update, next.len())
+            .unwrap()
+            .map(|(fit, _)| fit)
+    };
+    assert_eq!(check(), Err(DocError::CatchingUp));
+    hub.deliver_doc(&committed(2, "b"));
+    assert_eq!(check(), Ok(Fit::Fits));
+    assert!(!hub.doc_filled(&notes()));
+}
+
 #[tokio::test]
 async fn a_resume_during_a_fill_replays_only_what_is_complete() {
     let (hub, first) = hub_with_note(0);
