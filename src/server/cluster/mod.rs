@@ -1,11 +1,11 @@
 //! Owns running several Pulse instances as one, through Redis (`--redis`):
-//! chat rooms, users' notification channels, tickers and presence. What one
-//! instance commits or publishes reaches every instance's subscribers in
-//! offset order, and an instance that missed something (it was not
-//! listening yet, or Redis was away) fills it in from the shared store (or,
-//! for tickers and presence, Redis's history). The market simulator runs on
+//! chat rooms, users' notification channels, documents, tickers and
+//! presence. What one instance commits or publishes reaches every
+//! instance's subscribers in offset order, and an instance that missed
+//! something (it was not listening yet, or Redis was away) fills it in from
+//! the shared store (or, for tickers and presence, Redis's history). The market simulator runs on
 //! one instance at a time, and one instance at a time decides who is
-//! online. Documents are still per instance.
+//! online.
 //!
 //! `relay.rs` is the link: one task publishes what this instance committed,
 //! one listens to the channels this instance holds and delivers to its hub.

@@ -1,11 +1,21 @@
 //! Owns one shared document in memory (a `doc:{id}` channel): the yrs
-//! document every accepted update is applied to, its size against the 1 MiB
+//! document every committed update is applied to, its size against the 1 MiB
 //! limit, the recent update frames kept for resume, and the awareness states
 //! of who is editing where (relayed, never stored).
+//!
+//! Memory holds only what the store committed: a client's update is checked
+//! against the committed document without changing it, and applied only
+//! once its commit is published, in offset order (`order.rs`, `publish.rs`;
+//! a gap is filled from the store by `fill.rs`), so a live replica always
+//! equals a fresh snapshot and a fresh load.
 //!
 //! Everything a client sends is decoded with yrs before anything changes; a
 //! panic inside yrs (it asserts on some impossible inputs in debug builds) is
 //! caught and answered as a malformed update, never taken down the server.
+
+mod fill;
+mod order;
+mod publish;
 
 use axum::extract::ws::Utf8Bytes;
 use std::collections::HashMap;
@@ -19,6 +29,10 @@ use yrs::{ClientID, Doc, ReadTxn, StateVector, Transact, Update};
 use super::ring::Ring;
 use super::SubscriberId;
 use crate::protocol::UserRef;
+pub use fill::fill;
+use order::Order;
+pub(super) use publish::after_reload;
+pub use publish::{DocPublished, Reservation};
 
 /// The largest a document's state may grow (PROTOCOL.md Limits), in bytes
 /// of its encoded Yjs state.
@@ -56,6 +70,11 @@ pub enum DocError {
         "update: it follows an update of Yjs client {0} this document has not received; send that one first (updates of one client in order)"
     )]
     Gap(u64),
+    /// Like `Gap`, while the document waits for updates committed elsewhere
+    /// (a fill from the store is under way): the missing update may be one
+    /// already acknowledged and held here, so this is "later", not "never".
+    #[error("update: this document is catching up with updates committed elsewhere; send it again in a moment")]
+    CatchingUp,
 }
 
 /// What an awareness update changed: the update to relay, and whether it
@@ -99,6 +118,35 @@ pub struct DocState {
     bytes_since_compaction: usize,
     /// A compaction is under way (at most one per document).
     compacting: bool,
+    /// Committed updates waiting for the ones before them (`order.rs`).
+    order: Order,
+    /// Growth reserved by updates checked and not yet committed or failed
+    /// (each [`GROWTH`] times its bytes): counted against the limit, so
+    /// updates checked at once cannot pass it together.
+    reserved: usize,
+}
+
+/// What a check against the committed document decided about an update it
+/// let through.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Fit {
+    /// Well below the limit by the estimate.
+    Fits,
+    /// Near the limit: try it on a copy of `state` (the committed document)
+    /// and measure, with `reserved` bytes claimed by others (see [`measure`]).
+    Measure { state: Vec<u8>, reserved: usize },
+}
+
+/// Whether `update`, tried on a copy of the committed `state` (outside any
+/// lock), leaves the document within [`MAX_DOC_BYTES`] with `reserved`
+/// bytes claimed by updates checked before it.
+pub fn measure(state: &[u8], update: &[u8], reserved: usize) -> Result<(), DocError> {
+    let copy = rebuild(state, []);
+    apply(&copy, decode_update(update)?)?;
+    if encode_state(&copy).len() + reserved > MAX_DOC_BYTES {
+        return Err(DocError::TooLarge);
+    }
+    Ok(())
 }
 
 /// Decodes a Yjs v1 update, turning a decoder panic into an error.
@@ -176,15 +224,22 @@ impl DocState {
             compacted_upto: 0,
             bytes_since_compaction: 0,
             compacting: false,
+            order: Order::default(),
+            reserved: 0,
         }
     }
 
     /// Replaces the document and its history with the store's (more was
-    /// missed than can be replayed), keeping the editors' awareness.
+    /// missed than can be replayed), keeping the editors' awareness, the
+    /// updates held for after it and the growth reserved.
     pub fn reload(&mut self, epoch: String, ring: Ring<Utf8Bytes>, doc: Doc, compacted_upto: u64) {
         let editors = std::mem::take(&mut self.editors);
+        let order = std::mem::take(&mut self.order);
+        let reserved = self.reserved;
         *self = DocState::new(epoch, ring, doc);
         self.editors = editors;
+        self.order = order;
+        self.reserved = reserved;
         self.compacted_upto = compacted_upto;
     }
 
@@ -211,24 +266,32 @@ impl DocState {
         }
     }
 
-    /// Applies an update just committed to the store that this document may
-    /// not hold yet (it was applied to a copy dropped meanwhile): applying
-    /// one it holds changes nothing.
-    pub fn absorb(&mut self, bytes: &[u8]) {
+    /// Applies an update the store committed, as a fresh load replays it
+    /// (an update yrs cannot apply is logged and skipped, as there), and
+    /// counts it toward the size estimate.
+    pub fn apply_committed(&mut self, bytes: &[u8]) {
         if let Err(err) = decode_update(bytes).and_then(|update| apply(&self.doc, update)) {
             tracing::error!(%err, "a stored document update cannot be applied");
         }
+        self.size_bound += GROWTH * bytes.len();
+        self.since_measure += 1;
+        if self.since_measure >= MEASURE_EVERY {
+            self.size_bound = encode_state(&self.doc).len();
+            self.since_measure = 0;
+        }
     }
 
-    /// Applies a client's update (already decoded from `bytes`) unless the
-    /// state would pass [`MAX_DOC_BYTES`]. Applying an update the document
-    /// already has changes nothing (a resend).
+    /// Checks a client's update (decoded from `len` bytes) against the
+    /// committed document, changing nothing: one that follows an update of
+    /// its client the document lacks is refused, and so is one that would
+    /// take the state past [`MAX_DOC_BYTES`] with the growth others reserved.
     ///
     /// Below half the limit the size is estimated (see `size_bound`); above
-    /// it, the state is measured after every update, and one that made it
-    /// too large is undone by rebuilding the state from before it.
-    pub fn apply_update(&mut self, bytes: &[u8]) -> Result<(), DocError> {
-        let update = decode_update(bytes)?;
+    /// it the answer is [`Fit::Measure`], and the caller tries the update on
+    /// a copy ([`measure`]) outside the document's lock. The state encoded
+    /// for that copy makes the estimate exact again (only the estimate
+    /// changes here).
+    pub fn check_update(&mut self, update: &Update, len: usize) -> Result<Fit, DocError> {
         // An update that skips clocks of a client is refused: yrs 0.28 is
         // meant to hold such an update back until the gap is filled, but was
         // seen to lose acknowledged letters that way (pulse-loadgen --mode
@@ -239,28 +302,43 @@ impl DocState {
             .iter()
             .find(|(client, lowest)| **lowest > known.get(client))
         {
+            if self.order.filling() {
+                return Err(DocError::CatchingUp);
+            }
             return Err(DocError::Gap(client.get()));
         }
-        if self.size_bound + GROWTH * bytes.len() <= MAX_DOC_BYTES / 2 {
-            apply(&self.doc, update)?;
-            self.size_bound += GROWTH * bytes.len();
-            self.since_measure += 1;
-            if self.since_measure >= MEASURE_EVERY {
-                self.size_bound = encode_state(&self.doc).len();
-                self.since_measure = 0;
-            }
-            return Ok(());
+        if self.size_bound + self.reserved + GROWTH * len <= MAX_DOC_BYTES / 2 {
+            return Ok(Fit::Fits);
         }
-        let before = encode_state(&self.doc);
-        apply(&self.doc, update)?;
-        let size = encode_state(&self.doc).len();
-        if size > MAX_DOC_BYTES {
-            self.doc = rebuild(&before, []);
-            self.size_bound = before.len();
-            return Err(DocError::TooLarge);
-        }
-        self.size_bound = size;
+        let state = self.state();
+        self.size_bound = state.len();
         self.since_measure = 0;
+        Ok(Fit::Measure {
+            state,
+            reserved: self.reserved,
+        })
+    }
+
+    /// Claims (or, `false`, gives back) the growth of an update of `len`
+    /// bytes between its check and its commit.
+    pub fn reserve(&mut self, len: usize, claim: bool) {
+        if claim {
+            self.reserved += GROWTH * len;
+        } else {
+            // A document reloaded meanwhile may not hold the claim any more.
+            self.reserved = self.reserved.saturating_sub(GROWTH * len);
+        }
+    }
+
+    /// Checks and, if it passes, applies a client's update at once, as a
+    /// commit would (for tests of the checks and the application).
+    #[cfg(test)]
+    pub fn apply_update(&mut self, bytes: &[u8]) -> Result<(), DocError> {
+        let update = decode_update(bytes)?;
+        if let Fit::Measure { state, reserved } = self.check_update(&update, bytes.len())? {
+            measure(&state, bytes, reserved)?;
+        }
+        self.apply_committed(bytes);
         Ok(())
     }
 

@@ -30,14 +30,14 @@ use super::frames;
 use super::metrics::Metrics;
 use super::store::{StoredChat, StoredDoc, StoredInbox, Unread, UNREAD_SNAPSHOT};
 use crate::protocol::{
-    Channel, ChatMessage, ChatSnapshot, DocAwarenessEvent, DocSnapshot, DocUpdateEvent,
-    Notification, PresenceSnapshot, ServerMessage, Since, Snapshot, Subscribed, Tick,
-    UnreadSnapshot, UserRef,
+    Channel, ChatMessage, ChatSnapshot, DocAwarenessEvent, DocSnapshot, Notification,
+    PresenceSnapshot, ServerMessage, Since, Snapshot, Subscribed, Tick, UnreadSnapshot, UserRef,
 };
 use base64::Engine as _;
 use doc::DocState;
 pub use doc::{
-    decode_update, encode_state, rebuild, text_of, DocError, DOC_HISTORY, MAX_DOC_BYTES,
+    decode_update, encode_state, fill as fill_doc, measure as measure_doc_update, rebuild, text_of,
+    DocError, DocPublished, Fit, Reservation, DOC_HISTORY, MAX_DOC_BYTES,
 };
 use online::PresenceHistory;
 pub use online::{now as presence_now, PresenceEvent};
@@ -276,23 +276,6 @@ impl History {
             History::Chat(_) | History::Inbox(_) | History::Doc(_) => true,
             History::Presence(_) => false,
         }
-    }
-}
-
-/// Keeps a committed document update (applied to the document if it does
-/// not hold it yet) and queues it for every subscriber.
-fn accept_doc_update(
-    doc: &mut DocState,
-    subscribers: &HashMap<SubscriberId, Arc<dyn Subscriber>>,
-    event: &DocUpdateEvent,
-) {
-    let frame = frames::encode(ServerMessage::DocUpdate(event.clone()));
-    if let Ok(update) = BASE64.decode(&event.update) {
-        doc.absorb(&update);
-    }
-    doc.ring.push(frame.clone());
-    for outbox in subscribers.values() {
-        let _ = outbox.deliver(frame.clone());
     }
 }
 
@@ -794,43 +777,6 @@ impl Hub {
             History::Doc(doc) => Ok(work(&state.name, doc, &state.subscribers)),
             _ => Err(SubscribeError::NotAvailable),
         }
-    }
-
-    /// Applies a client's Yjs update to a loaded document (before it is
-    /// stored: what is refused is neither stored nor acknowledged).
-    pub fn apply_doc_update(
-        &self,
-        channel: &Channel,
-        update: &[u8],
-    ) -> Result<Result<(), DocError>, SubscribeError> {
-        self.with_doc(channel, |_, doc, _| doc.apply_update(update))
-    }
-
-    /// Publishes a document update just committed to the store (in commit
-    /// order) to every subscriber, the sender included: through the relay
-    /// when instances run as one, else straight here. Returns the offset up
-    /// to which the store should compact the document now, if it is due
-    /// (counted on the instance that committed it).
-    pub fn publish_doc(&self, event: &DocUpdateEvent) -> Option<u64> {
-        let channel = Channel::Doc(event.doc.clone());
-        if self.relay(Relayed::Doc(event.clone())) {
-            return self
-                .with_doc(&channel, |_, doc, _| {
-                    doc.compaction_due(event.offset, event.update.len())
-                })
-                .ok()
-                .flatten();
-        }
-        self.with_doc(&channel, |name, doc, subscribers| {
-            if event.offset != doc.ring.latest() + 1 {
-                tracing::error!(channel = %name, offset = event.offset, "document offset out of order");
-                return None;
-            }
-            accept_doc_update(doc, subscribers, event);
-            doc.compaction_due(event.offset, event.update.len())
-        })
-        .ok()
-        .flatten()
     }
 
     /// The store compacted `channel` up to `upto` (or failed to: `None`).

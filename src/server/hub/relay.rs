@@ -14,8 +14,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::ticker::{TickEntry, TickerHistory, HISTORY as TICKER_HISTORY};
 use super::{
-    accept_doc_update, frames, lock, resubscribe, ChannelState, ChatHistory, History, Hub, Quote,
-    Ring, CHAT_HISTORY, DOC_HISTORY, INBOX_HISTORY,
+    frames, lock, resubscribe, ChannelState, ChatHistory, History, Hub, Quote, Ring, CHAT_HISTORY,
+    DOC_HISTORY, INBOX_HISTORY,
 };
 use crate::protocol::{Channel, ChatMessage, DocUpdateEvent, Notification, ServerMessage, Tick};
 use crate::server::store::StoredDoc;
@@ -219,22 +219,6 @@ impl Hub {
         delivery
     }
 
-    /// Delivers a document update the relay brought if it is the next
-    /// offset of a document this hub holds: applied to the document (unless
-    /// it was this instance's, applied before it was stored), kept, and
-    /// queued for every subscriber.
-    pub fn deliver_doc(&self, event: &DocUpdateEvent) -> Delivery {
-        let channel = Channel::Doc(event.doc.clone());
-        self.with_doc(&channel, |_, doc, subscribers| {
-            if let Err(delivery) = placement(doc.ring.latest(), event.offset, false) {
-                return delivery;
-            }
-            accept_doc_update(doc, subscribers, event);
-            Delivery::Delivered
-        })
-        .unwrap_or(Delivery::NotHeld)
-    }
-
     /// Hands a `doc_awareness` frame this hub sent its subscribers to the
     /// relay (if any) for the other instances; dropped when its queue is full.
     pub(super) fn share_awareness(&self, channel: &Channel, frame: Utf8Bytes) {
@@ -261,6 +245,7 @@ impl Hub {
             return;
         };
         let mut state = lock(&state);
+        let state = &mut *state;
         let History::Doc(doc) = &mut state.history else {
             return;
         };
@@ -274,7 +259,11 @@ impl Hub {
             ring.push(frames::encode(ServerMessage::DocUpdate(event)));
         }
         doc.reload(stored.epoch, ring, stored.doc, stored.compacted_upto);
-        resubscribe(&state, &self.inner.epoch);
+        resubscribe(state, &self.inner.epoch);
+        // What was held for after the reloaded offsets follows the renewal.
+        if let History::Doc(doc) = &mut state.history {
+            super::doc::after_reload(doc, &state.subscribers);
+        }
     }
 
     /// Publishes a price from an outside feed and returns its offset: the

@@ -25,7 +25,7 @@ pub use model::{
     Unread, UNREAD_SNAPSHOT,
 };
 
-use crate::protocol::{ChatMessage, Notification, Timestamp, UserRef};
+use crate::protocol::{ChatMessage, DocUpdateEvent, Notification, Timestamp, UserRef};
 
 /// Why the store failed; shown to operators, mapped to `internal` for clients.
 #[derive(Debug, thiserror::Error)]
@@ -196,6 +196,17 @@ impl Store {
         F: FnOnce(StoredDoc) -> R + Send + 'static,
     {
         either!(self, db => db.load_doc(doc_id, keep, then).await)
+    }
+
+    /// Up to `limit` stored updates of document `doc_id` after `offset`,
+    /// oldest first (to fill a gap): a read, never a writer job.
+    pub async fn doc_updates_after(
+        &self,
+        doc_id: String,
+        offset: u64,
+        limit: usize,
+    ) -> Result<Vec<DocUpdateEvent>, StoreError> {
+        either!(self, db => db.doc_updates_after(doc_id, offset, limit).await)
     }
 
     /// Appends an update to its document's log with the next offset, unless

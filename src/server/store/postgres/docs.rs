@@ -198,6 +198,48 @@ impl Postgres {
     }
 }
 
+/// Reads a document's updates after an offset, for a gap's fill.
+impl Postgres {
+    /// Up to `limit` stored updates of document `doc_id` after `offset`,
+    /// oldest first: a read on a connection of its own, never a writer job.
+    pub(crate) async fn doc_updates_after(
+        &self,
+        doc_id: String,
+        offset: u64,
+        limit: usize,
+    ) -> Result<Vec<DocUpdateEvent>, StoreError> {
+        self.read(Box::new(move |db| {
+            Box::pin(async move {
+                let channel = Channel::Doc(doc_id.clone()).to_string();
+                let rows = db
+                    .query(
+                        &db.prepare_cached(
+                            "SELECT seq, user_id, user_name, update_v1 FROM doc_updates
+                             WHERE channel = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                        )
+                        .await?,
+                        &[&channel, &to_db(offset), &(limit as i64)],
+                    )
+                    .await?;
+                Ok(rows
+                    .iter()
+                    .map(|row| DocUpdateEvent {
+                        channel: channel.clone(),
+                        offset: from_db(row.get(0)),
+                        doc: doc_id.clone(),
+                        user: UserRef {
+                            id: row.get(1),
+                            name: row.get(2),
+                        },
+                        update: BASE64.encode(row.get::<_, Vec<u8>>(3)),
+                    })
+                    .collect())
+            })
+        }))
+        .await
+    }
+}
+
 /// The transaction body of `append_doc`.
 async fn append(db: &Transaction<'_>, draft: DocDraft) -> Result<DocAppended, StoreError> {
     let DocDraft {

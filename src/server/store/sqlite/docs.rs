@@ -178,6 +178,41 @@ impl Sqlite {
     }
 }
 
+/// Reads a document's updates after an offset, for a gap's fill.
+impl Sqlite {
+    /// Up to `limit` stored updates of document `doc_id` after `offset`,
+    /// oldest first: a read, never a writer job.
+    pub async fn doc_updates_after(
+        &self,
+        doc_id: String,
+        offset: u64,
+        limit: usize,
+    ) -> Result<Vec<DocUpdateEvent>, StoreError> {
+        self.read(move |db| {
+            let channel = Channel::Doc(doc_id.clone()).to_string();
+            let mut statement = db.prepare_cached(
+                "SELECT offset, user_id, user_name, update_v1 FROM doc_updates
+                 WHERE channel = ?1 AND offset > ?2 ORDER BY offset LIMIT ?3",
+            )?;
+            let rows =
+                statement.query_map(params![channel, offset as i64, limit as i64], |row| {
+                    Ok(DocUpdateEvent {
+                        channel: channel.clone(),
+                        offset: row.get::<_, i64>(0)? as u64,
+                        doc: doc_id.clone(),
+                        user: UserRef {
+                            id: row.get(1)?,
+                            name: row.get(2)?,
+                        },
+                        update: BASE64.encode(row.get::<_, Vec<u8>>(3)?),
+                    })
+                })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+}
+
 /// The transaction body of `append_doc`.
 fn append(db: &Connection, draft: DocDraft) -> Result<DocAppended, StoreError> {
     let DocDraft {

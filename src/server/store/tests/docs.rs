@@ -126,7 +126,34 @@ async fn compaction_keeps_the_text_and_the_newest_updates_for_resume(place: Plac
     assert_eq!(offsets, expected_offsets);
 }
 
+/// A gap's fill reads the updates after an offset, a page at a time,
+/// exactly as they were stored and appended.
+async fn the_updates_after_an_offset_are_read_a_page_at_a_time(place: Place) {
+    let store = place.open().await;
+    let mut writer = Writer::new();
+    let mut stored = Vec::new();
+    for n in 1..=5 {
+        let DocAppended::New(event) = append(&store, &format!("d-{n}"), writer.type_("ab")).await
+        else {
+            panic!("stored")
+        };
+        stored.push(event);
+    }
+    let after = |offset, limit| store.doc_updates_after("notes".into(), offset, limit);
+    assert_eq!(after(1, 2).await.unwrap(), stored[1..3]);
+    assert_eq!(after(3, 10).await.unwrap(), stored[3..]);
+    assert_eq!(after(5, 10).await.unwrap(), []);
+    assert_eq!(
+        store
+            .doc_updates_after("other".into(), 0, 10)
+            .await
+            .unwrap(),
+        []
+    );
+}
+
 both!(
     updates_get_offsets_once_per_envelope_id_and_survive_a_reopen,
-    compaction_keeps_the_text_and_the_newest_updates_for_resume
+    compaction_keeps_the_text_and_the_newest_updates_for_resume,
+    the_updates_after_an_offset_are_read_a_page_at_a_time
 );

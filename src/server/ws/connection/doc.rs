@@ -1,9 +1,11 @@
 //! `doc_update` and `doc_awareness`: a shared document's edits and who is
-//! editing where. An update is decoded and applied with yrs before it is
-//! stored (a malformed one is `invalid`, one that would pass 1 MiB is
-//! `too_large`; neither changes anything), stored exactly once per envelope
-//! id, acknowledged after its commit and published in commit order, and the
-//! document is compacted in the background when due. Awareness is stamped
+//! editing where. An update is decoded and checked with yrs against the
+//! committed document before it is stored, changing nothing (a malformed
+//! one is `invalid`, one that would pass 1 MiB is `too_large`), stored
+//! exactly once per envelope id, and only then applied in memory,
+//! acknowledged and published, in commit order (a gap before it is filled
+//! from the store); the document is compacted in the background when due.
+//! A duplicate or a failed append leaves memory as it was. Awareness is stamped
 //! with the connection's identity, paced to 10 relays a second (the latest
 //! always goes out), and never stored.
 
@@ -19,7 +21,9 @@ use crate::protocol::{
     Ack, Channel, DocAwarenessRequest, DocUpdateRequest, ErrorBody, ErrorCode, ServerMessage,
 };
 use crate::server::frames;
-use crate::server::hub::{DocError, Hub, SubscribeError, SubscriberId};
+use crate::server::hub::{
+    fill_doc, measure_doc_update, DocError, Fit, Hub, Reservation, SubscribeError, SubscriberId,
+};
 use crate::server::store::{DocAppended, DocDraft, Store};
 
 /// Document updates a connection may send per second, on average (a fast
@@ -96,9 +100,10 @@ impl AwarenessPace {
 }
 
 impl Connection {
-    /// Applied, stored (exactly once per envelope id), then acknowledged to
-    /// the sender and published to the document's subscribers in commit
-    /// order (the sender gets its `ack` before its own copy).
+    /// Checked, stored (exactly once per envelope id), then applied in
+    /// memory, acknowledged to the sender and published to the document's
+    /// subscribers in commit order (the sender gets its `ack` before its own
+    /// copy). What is not committed never reaches memory.
     pub(super) async fn doc_update(&mut self, request: DocUpdateRequest, id: Option<String>) {
         let fail = |code, message: &str| ErrorBody::new(code, message).with_id(id.clone());
         let (user, client_id) = match self.author("doc_update", &id) {
@@ -121,9 +126,10 @@ impl Connection {
                 format!("doc_update: at most {DOC_RATE} updates per second; wait a moment");
             return self.resend_or_limited(&user, client_id, message).await;
         }
-        // A resend is acked with its first place and never applied: an id
-        // already stored may come back with other bytes (a client reusing
-        // ids), which must not change the document unrecorded.
+        // A resend is acked with its first place and never stored again: an
+        // id already stored may come back with other bytes (a client reusing
+        // ids). One sent twice at once passes here twice; the store keeps
+        // one, and only what it keeps reaches memory.
         let (user_id, resent) = (user.id.clone(), client_id.clone());
         let store = self.context.store.clone();
         let stored = self
@@ -133,9 +139,10 @@ impl Connection {
         if let Ok(Some((channel, offset))) = stored {
             return self.send(ServerMessage::Ack(Ack::stored(client_id, channel, offset)));
         }
-        if let Err(body) = self.apply_doc_update(&channel, &update).await {
-            return self.send_error(body.with_id(id));
-        }
+        let reservation = match self.check_doc_update(&channel, &update).await {
+            Ok(reservation) => reservation,
+            Err(body) => return self.send_error(body.with_id(id)),
+        };
         let (hub, outbox) = (self.context.hub.clone(), self.outbox.clone());
         let runtime = tokio::runtime::Handle::current();
         let acked = client_id.clone();
@@ -145,7 +152,7 @@ impl Connection {
             client_id: client_id.clone(),
             update,
         };
-        let compactor = store.clone();
+        let background = store.clone();
         let stored = self
             .wait(async move {
                 store
@@ -155,13 +162,22 @@ impl Connection {
                         };
                         let ack = Ack::stored(acked, event.channel.clone(), event.offset);
                         let _ = outbox.push(frames::encode(ServerMessage::Ack(ack)));
-                        if let Some(upto) = hub.publish_doc(event) {
-                            runtime.spawn(compact(hub.clone(), compactor, event.doc.clone(), upto));
+                        // Memory takes the update here, as committed.
+                        let published = hub.publish_doc(event);
+                        if let Some(upto) = published.compact_upto {
+                            let compaction =
+                                compact(hub.clone(), background.clone(), event.doc.clone(), upto);
+                            runtime.spawn(compaction);
+                        }
+                        if published.fill {
+                            let channel = Channel::Doc(event.doc.clone());
+                            runtime.spawn(fill_doc(hub, background, channel));
                         }
                     })
                     .await
             })
             .await;
+        drop(reservation);
         // A document nobody subscribes to leaves memory again (it is all on
         // disk): sending updates to many documents costs no memory.
         self.context.hub.release(&channel);
@@ -181,12 +197,20 @@ impl Connection {
         }
     }
 
-    /// Loads the document if needed and applies `update` to it in memory.
-    async fn apply_doc_update(
+    /// Loads the document if needed and checks `update` against it,
+    /// changing nothing; returns the growth it reserved until its commit.
+    async fn check_doc_update(
         &mut self,
         channel: &Channel,
         update: &[u8],
-    ) -> Result<(), ErrorBody> {
+    ) -> Result<Reservation, ErrorBody> {
+        let refused = |err: DocError| match err {
+            DocError::TooLarge => ErrorBody::new(ErrorCode::TooLarge, err.to_string()),
+            // Transient: a client sends it again later, as after a failed store.
+            DocError::CatchingUp => ErrorBody::new(ErrorCode::Internal, err.to_string()),
+            err => ErrorBody::new(ErrorCode::Invalid, err.to_string()),
+        };
+        let mut checked = None;
         for _ in 0..LOAD_ATTEMPTS {
             let (hub, store) = (self.context.hub.clone(), self.context.store.clone());
             if let Err(err) = self.wait(install(hub, store, channel.clone())).await {
@@ -194,12 +218,23 @@ impl Connection {
                 let message = format!("{channel}: the document could not be loaded; try again");
                 return Err(ErrorBody::new(ErrorCode::Internal, message));
             }
-            match self.context.hub.apply_doc_update(channel, update) {
-                Ok(Ok(())) => return Ok(()),
-                Ok(Err(err @ DocError::TooLarge)) => {
-                    return Err(ErrorBody::new(ErrorCode::TooLarge, err.to_string()))
+            // Decoded here, outside the document's lock (a yrs update is
+            // not `Send`: it is never held across an await).
+            let checked_now = crate::server::hub::decode_update(update).map(|decoded| {
+                self.context
+                    .hub
+                    .check_doc_update(channel, &decoded, update.len())
+            });
+            let checked_now = match checked_now {
+                Ok(checked_now) => checked_now,
+                Err(err) => return Err(refused(err)),
+            };
+            match checked_now {
+                Ok(Ok(fit)) => {
+                    checked = Some(fit);
+                    break;
                 }
-                Ok(Err(err)) => return Err(ErrorBody::new(ErrorCode::Invalid, err.to_string())),
+                Ok(Err(err)) => return Err(refused(err)),
                 // Dropped between the load and now (its last subscriber left).
                 Err(SubscribeError::NotLoaded) => continue,
                 Err(err) => {
@@ -210,8 +245,24 @@ impl Connection {
                 }
             }
         }
-        let message = format!("{channel}: the document could not be loaded; try again");
-        Err(ErrorBody::new(ErrorCode::Internal, message))
+        let Some((fit, reservation)) = checked else {
+            let message = format!("{channel}: the document could not be loaded; try again");
+            return Err(ErrorBody::new(ErrorCode::Internal, message));
+        };
+        if let Fit::Measure { state, reserved } = fit {
+            // Near the limit: tried on a copy, off the runtime's workers and
+            // outside the document's lock.
+            let update = update.to_vec();
+            let measured =
+                tokio::task::spawn_blocking(move || measure_doc_update(&state, &update, reserved))
+                    .await;
+            match measured {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => return Err(refused(err)),
+                Err(_) => return Err(refused(DocError::Malformed("it cannot be applied".into()))),
+            }
+        }
+        Ok(reservation)
     }
 
     /// Stamps and relays an awareness update to the document's other
