@@ -237,6 +237,7 @@ async fn metrics_handler(
 ) -> ([(axum::http::HeaderName, &'static str); 1], String) {
     let mut text = state.metrics.render();
     metrics::render_store_commits(&mut text, state.store.commits());
+    metrics::render_doc_loads(&mut text, state.store.doc_loads());
     (
         [(
             axum::http::header::CONTENT_TYPE,
