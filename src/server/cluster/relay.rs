@@ -973,7 +973,7 @@ impl Listener {
         };
         match self
             .store
-            .load_doc(id.clone(), DOC_HISTORY, |stored| stored)
+            .load_doc(id.clone(), DOC_HISTORY)
             .await
         {
             Ok(stored) => {

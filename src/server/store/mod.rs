@@ -198,19 +198,15 @@ impl Store {
     }
 
     /// A document's epoch, latest offset, newest `keep` updates and the
-    /// document itself, handed to `then` as [`Store::load_chat`] does.
-    pub async fn load_doc<R, F>(
-        &self,
-        doc_id: String,
-        keep: usize,
-        then: F,
-    ) -> Result<R, StoreError>
-    where
-        R: Send + 'static,
-        F: FnOnce(StoredDoc) -> R + Send + 'static,
-    {
+    /// document itself, read in one snapshot (its compacted state and the
+    /// rows after it, so a compaction is seen whole or not at all) and
+    /// rebuilt on the blocking pool. A load is a read: it never waits for the
+    /// writer, nor on PostgreSQL for the writers' cluster-wide lock. What is
+    /// committed after its snapshot is the caller's to add (the hub keeps
+    /// what is published while a document loads: `Hub::load_doc`).
+    pub async fn load_doc(&self, doc_id: String, keep: usize) -> Result<StoredDoc, StoreError> {
         self.doc_loads.fetch_add(1, Relaxed);
-        either!(self, db => db.load_doc(doc_id, keep, then).await)
+        either!(self, db => db.load_doc(doc_id, keep).await)
     }
 
     /// Appends an update to its document's log with the next offset, unless

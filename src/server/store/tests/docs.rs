@@ -51,10 +51,7 @@ async fn load(store: &Store) -> StoredDoc {
 }
 
 async fn load_id(store: &Store, id: &str) -> StoredDoc {
-    store
-        .load_doc(id.into(), DOC_HISTORY, |stored| stored)
-        .await
-        .unwrap()
+    store.load_doc(id.into(), DOC_HISTORY).await.unwrap()
 }
 
 async fn updates_get_offsets_once_per_envelope_id_and_survive_a_reopen(place: Place) {
