@@ -119,7 +119,13 @@ async fn a_document_loads_while_another_process_holds_the_write_lock() {
     let mut ada = Client::signed_in(&first, "Ada").await;
     let doc = Doc::with_client_id(7);
     for (n, word) in ["plans ", "for ", "today"].into_iter().enumerate() {
-        send_update(&mut ada, "plans", &format!("p-{n}"), &type_at_end(&doc, word)).await;
+        send_update(
+            &mut ada,
+            "plans",
+            &format!("p-{n}"),
+            &type_at_end(&doc, word),
+        )
+        .await;
     }
     drop(ada);
     first.shutdown().await;
@@ -145,9 +151,19 @@ async fn a_document_nobody_holds_is_not_read_back_for_every_update_or_subscribe(
     let before = doc_loads(&server).await;
     let doc = Doc::with_client_id(7);
     for n in 0..6 {
-        send_update(&mut ada, "drafts", &format!("d-{n}"), &type_at_end(&doc, "word ")).await;
+        send_update(
+            &mut ada,
+            "drafts",
+            &format!("d-{n}"),
+            &type_at_end(&doc, "word "),
+        )
+        .await;
     }
-    assert_eq!(doc_loads(&server).await - before, 1, "one load for six updates");
+    assert_eq!(
+        doc_loads(&server).await - before,
+        1,
+        "one load for six updates"
+    );
 
     let mut bob = Client::signed_in(&server, "Bob").await;
     for _ in 0..6 {

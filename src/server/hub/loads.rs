@@ -269,7 +269,10 @@ mod tests {
         assert_eq!(hub.latest(&plans()), 3);
         hub.publish_doc(&event(4, type_(&editor, "!")));
         assert_eq!(hub.doc_text(&plans()).as_deref(), Some("one two three!"));
-        assert!(lock(&hub.inner.loads).is_empty(), "nothing kept after the load");
+        assert!(
+            lock(&hub.inner.loads).is_empty(),
+            "nothing kept after the load"
+        );
     }
 
     /// A load keeps at most `LOAD_KEPT` updates: at the bound it installs,

@@ -43,13 +43,13 @@ pub use doc::{
     decode_update, encode_state, rebuild, text_of, DocError, DOC_HISTORY, MAX_DOC_BYTES,
 };
 pub use loads::{LoadError, LOAD_KEPT, LOAD_KEPT_BYTES};
-pub use warm::WARM_DOCS;
 use online::PresenceHistory;
 pub use online::{now as presence_now, PresenceEvent};
 use ring::Ring;
 pub use subscriber::{Gone, Subscriber};
 use ticker::{TickEntry, TickerHistory};
 pub use ticker::{HISTORY as TICKER_HISTORY, RECENT as TICKER_RECENT};
+pub use warm::WARM_DOCS;
 
 /// Presence diffs kept for resume, so a short blip recovers without a snapshot.
 pub const PRESENCE_HISTORY: usize = 256;

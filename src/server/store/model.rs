@@ -158,7 +158,11 @@ impl DocRead {
     /// The document rebuilt from what was read (milliseconds for a large
     /// one) on the blocking pool: never in a writer, never on an async
     /// worker, and with no database connection held.
-    pub(super) async fn rebuild(self, doc_id: String, keep: usize) -> Result<StoredDoc, StoreError> {
+    pub(super) async fn rebuild(
+        self,
+        doc_id: String,
+        keep: usize,
+    ) -> Result<StoredDoc, StoreError> {
         let DocRead {
             epoch,
             latest,

@@ -104,9 +104,9 @@ impl Postgres {
             Some(read) => read,
             None => {
                 self.create_channel(&channel).await?;
-                self.read_doc(&channel, keep).await?.ok_or_else(|| {
-                    StoreError::Malformed(format!("the row of {channel} is gone"))
-                })?
+                self.read_doc(&channel, keep)
+                    .await?
+                    .ok_or_else(|| StoreError::Malformed(format!("the row of {channel} is gone")))?
             }
         };
         read.rebuild(doc_id, keep).await

@@ -153,7 +153,10 @@ async fn a_document_loads_while_the_writers_lock_is_held(place: Place) {
     };
     assert_eq!(event.offset, 1);
     let again = load_id(&store, "fresh").await;
-    assert_eq!((again.epoch.as_str(), text_of(&again.doc).as_str()), (fresh.epoch.as_str(), "x"));
+    assert_eq!(
+        (again.epoch.as_str(), text_of(&again.doc).as_str()),
+        (fresh.epoch.as_str(), "x")
+    );
 }
 
 both!(
