@@ -133,6 +133,13 @@ pub fn render_pace(out: &mut String, rate: f64, lag: std::time::Duration) {
     }
 }
 
+/// Appends the store's count of documents read back whole (each one a
+/// rebuild of the document from its stored state and log).
+pub fn render_doc_loads(out: &mut String, loads: u64) {
+    let help = "documents loaded whole from the store (each one rebuilt from its state and log)";
+    row(out, "pulse_doc_loads_total", "counter", help, loads);
+}
+
 fn row(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
     let _ = writeln!(
         out,

@@ -255,6 +255,7 @@ async fn metrics_handler(
     metrics::render_store_commits(&mut text, state.store.commits());
     let pace = state.admission.pace();
     metrics::render_pace(&mut text, pace.rate(), pace.lag());
+    metrics::render_doc_loads(&mut text, state.store.doc_loads());
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -7,7 +7,7 @@ use axum::http::request::Parts;
 use leptos::prelude::{provide_context, use_context};
 
 use super::auth::Auth;
-use super::hub::{Hub, DOC_HISTORY, INBOX_HISTORY};
+use super::hub::{Hub, LoadError, INBOX_HISTORY};
 use super::store::Store;
 use crate::client::{
     cookie, watchlist_from_cookies, InitialState, NotePreview, NOTE_PREVIEW_BYTES, TOKEN_COOKIE,
@@ -96,12 +96,10 @@ fn load_now(hub: &Hub, store: &Store, channel: &Channel) {
             let load = store.load_inbox(id.clone(), INBOX_HISTORY, move |stored| {
                 hub.install_inbox(&installed, stored)
             });
-            tokio::task::block_in_place(|| runtime.block_on(load))
+            tokio::task::block_in_place(|| runtime.block_on(load)).map_err(LoadError::from)
         }
-        Channel::Doc(id) => {
-            let load = store.load_doc(id.clone(), DOC_HISTORY, move |stored| {
-                hub.install_doc(&installed, stored)
-            });
+        Channel::Doc(_) => {
+            let load = hub.load_doc(store, channel);
             tokio::task::block_in_place(|| runtime.block_on(load))
         }
         _ => Ok(()),

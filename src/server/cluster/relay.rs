@@ -971,11 +971,7 @@ impl Listener {
         let Channel::Doc(id) = channel else {
             return true;
         };
-        match self
-            .store
-            .load_doc(id.clone(), DOC_HISTORY, |stored| stored)
-            .await
-        {
+        match self.store.load_doc(id.clone(), DOC_HISTORY).await {
             Ok(stored) => {
                 let reaches = stored
                     .recent

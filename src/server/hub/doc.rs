@@ -31,7 +31,7 @@ use super::SubscriberId;
 use crate::protocol::UserRef;
 pub use fill::fill;
 use order::Order;
-pub(super) use publish::after_reload;
+pub(super) use publish::{accept, after_reload};
 pub use publish::{DocPublished, Reservation};
 
 /// The largest a document's state may grow (PROTOCOL.md Limits), in bytes

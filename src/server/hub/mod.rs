@@ -7,16 +7,19 @@
 //! and the first live one: a recovered subscription has no gap and no double.
 //!
 //! A channel costs memory only while it is used: one nobody subscribes to is
-//! dropped (a persisted one is reloaded from the store when next needed), and
-//! a ticker nobody published to allocates no history.
+//! dropped (a persisted one is reloaded from the store when next needed;
+//! the last few documents released stay warm, `warm.rs`), and a ticker
+//! nobody published to allocates no history.
 
 mod doc;
+mod loads;
 mod online;
 mod presence;
 mod relay;
 mod ring;
 mod subscriber;
 mod ticker;
+mod warm;
 
 use axum::extract::ws::Utf8Bytes;
 pub use relay::{Delivery, RelayCommand, RelayLink, Relayed};
@@ -39,12 +42,14 @@ pub use doc::{
     decode_update, encode_state, fill as fill_doc, measure as measure_doc_update, rebuild, text_of,
     DocError, DocPublished, Fit, Reservation, DOC_HISTORY, MAX_DOC_BYTES,
 };
+pub use loads::{LoadError, LOAD_KEPT, LOAD_KEPT_BYTES};
 use online::PresenceHistory;
 pub use online::{now as presence_now, PresenceEvent};
 use ring::Ring;
 pub use subscriber::{Gone, Subscriber};
 use ticker::{TickEntry, TickerHistory};
 pub use ticker::{HISTORY as TICKER_HISTORY, RECENT as TICKER_RECENT};
+pub use warm::WARM_DOCS;
 
 /// Presence diffs kept for resume, so a short blip recovers without a snapshot.
 pub const PRESENCE_HISTORY: usize = 256;
@@ -106,6 +111,12 @@ impl WeakHub {
 
 struct Inner {
     channels: Mutex<HashMap<Channel, Arc<Mutex<ChannelState>>>>,
+    /// Documents being loaded from the store and what was published for
+    /// them meanwhile (`loads.rs`). Taken after `channels` when both are.
+    loads: Mutex<HashMap<Channel, loads::Loading>>,
+    /// Documents nobody subscribes to that stay in memory (`warm.rs`).
+    /// Taken only under `channels`.
+    warm: Mutex<warm::Warm>,
     /// The epoch of every in-memory channel: new with each server start,
     /// because that is when their history is lost.
     epoch: String,
@@ -301,6 +312,20 @@ fn resubscribe(state: &ChannelState, hub_epoch: &str) {
     }
 }
 
+/// Drops `channel` from `channels` (the hub's map, locked by the caller)
+/// if nobody subscribes to it.
+fn drop_if_unused(channels: &mut HashMap<Channel, Arc<Mutex<ChannelState>>>, channel: &Channel) {
+    let Some(state) = channels.get(channel) else {
+        return;
+    };
+    let mut state = lock(state);
+    if state.subscribers.is_empty() && state.history.droppable() && !pinned(channel) {
+        state.dropped = true;
+        drop(state);
+        channels.remove(channel);
+    }
+}
+
 /// The default room and the note stay in memory: every page renders them.
 fn pinned(channel: &Channel) -> bool {
     match channel {
@@ -334,6 +359,8 @@ impl Hub {
         let hub = Hub {
             inner: Arc::new(Inner {
                 channels: Mutex::new(HashMap::new()),
+                loads: Mutex::new(HashMap::new()),
+                warm: Mutex::new(warm::Warm::default()),
                 epoch,
                 metrics,
                 presence_grace,
@@ -513,11 +540,21 @@ impl Hub {
             }
             let droppable =
                 guard.subscribers.is_empty() && guard.history.droppable() && !pinned(channel);
-            if droppable {
-                guard.dropped = true;
-                drop(guard);
-                channels.remove(channel);
+            if !droppable {
+                return;
             }
+            if let History::Doc(_) = guard.history {
+                // Kept warm: the next update or subscribe needs no reload.
+                drop(guard);
+                let past = lock(&self.inner.warm).released(channel);
+                for cold in past {
+                    drop_if_unused(channels, &cold);
+                }
+                return;
+            }
+            guard.dropped = true;
+            drop(guard);
+            channels.remove(channel);
         });
     }
 
@@ -747,14 +784,7 @@ impl Hub {
         if self.has(channel) {
             return;
         }
-        let base = stored.latest - stored.recent.len() as u64;
-        let mut ring = Ring::after_offset(DOC_HISTORY, base);
-        for event in stored.recent {
-            ring.push(frames::encode(ServerMessage::DocUpdate(event)));
-        }
-        let mut doc = DocState::new(stored.epoch, ring, stored.doc);
-        doc.compacted_upto = stored.compacted_upto;
-        self.install(channel, History::Doc(doc));
+        self.install(channel, History::Doc(loads::doc_state(stored)));
     }
 
     /// Runs `work` on a document in memory; `NotLoaded` if it is not (load

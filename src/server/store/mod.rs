@@ -18,6 +18,7 @@ mod postgres;
 mod sqlite;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 pub use model::{
@@ -74,6 +75,9 @@ pub enum StoreError {
 #[derive(Clone)]
 pub struct Store {
     backend: Backend,
+    /// Documents read back whole since the start (`pulse_doc_loads_total`):
+    /// each one is a rebuild, so operators see a document reloaded too often.
+    doc_loads: Arc<AtomicU64>,
 }
 
 #[derive(Clone)]
@@ -96,17 +100,22 @@ impl Store {
     /// The SQLite file at `path` (created, with its folder, if needed),
     /// migrated.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Ok(Store {
-            backend: Backend::Sqlite(sqlite::Sqlite::open(path)?),
-        })
+        Ok(Store::over(Backend::Sqlite(sqlite::Sqlite::open(path)?)))
     }
 
     /// PostgreSQL at `url` (`postgres://user:password@host:port/database`),
     /// migrated by whichever instance takes the migration lock first.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        Ok(Store {
-            backend: Backend::Postgres(postgres::Postgres::connect(url).await?),
-        })
+        Ok(Store::over(Backend::Postgres(
+            postgres::Postgres::connect(url).await?,
+        )))
+    }
+
+    fn over(backend: Backend) -> Self {
+        Store {
+            backend,
+            doc_loads: Arc::new(AtomicU64::new(0)),
+        }
     }
 
     /// The store the flags ask for: PostgreSQL when `database_url` is set,
@@ -129,6 +138,11 @@ impl Store {
     /// How many transactions the writer has committed since the start.
     pub fn commits(&self) -> u64 {
         either!(self, db => db.commits())
+    }
+
+    /// How many times a document was read back whole since the start.
+    pub fn doc_loads(&self) -> u64 {
+        self.doc_loads.load(Relaxed)
     }
 
     /// A chat channel's epoch, latest offset and newest `keep` messages,
@@ -184,18 +198,15 @@ impl Store {
     }
 
     /// A document's epoch, latest offset, newest `keep` updates and the
-    /// document itself, handed to `then` as [`Store::load_chat`] does.
-    pub async fn load_doc<R, F>(
-        &self,
-        doc_id: String,
-        keep: usize,
-        then: F,
-    ) -> Result<R, StoreError>
-    where
-        R: Send + 'static,
-        F: FnOnce(StoredDoc) -> R + Send + 'static,
-    {
-        either!(self, db => db.load_doc(doc_id, keep, then).await)
+    /// document itself, read in one snapshot (its compacted state and the
+    /// rows after it, so a compaction is seen whole or not at all) and
+    /// rebuilt on the blocking pool. A load is a read: it never waits for the
+    /// writer, nor on PostgreSQL for the writers' cluster-wide lock. What is
+    /// committed after its snapshot is the caller's to add (the hub keeps
+    /// what is published while a document loads: `Hub::load_doc`).
+    pub async fn load_doc(&self, doc_id: String, keep: usize) -> Result<StoredDoc, StoreError> {
+        self.doc_loads.fetch_add(1, Relaxed);
+        either!(self, db => db.load_doc(doc_id, keep).await)
     }
 
     /// Up to `limit` stored updates of document `doc_id` after `offset`,

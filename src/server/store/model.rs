@@ -3,6 +3,7 @@
 //! and the rules both databases apply the same way (who an `@mention`
 //! notifies and what the notification says, a new channel's epoch).
 
+use super::StoreError;
 use crate::protocol::{ChatMessage, DocUpdateEvent, Notification, Timestamp, UserRef};
 
 /// Unread notifications in a user's snapshot (PROTOCOL.md: the newest 100).
@@ -140,6 +141,49 @@ pub(super) fn split_doc_rows(
         })
         .collect();
     (unfolded, recent)
+}
+
+/// A document as one read snapshot holds it, before its rebuild: the
+/// channel's epoch and latest offset, the compacted state and the offset it
+/// covers, and the update rows from `keep` before that offset on.
+pub(super) struct DocRead {
+    pub epoch: String,
+    pub latest: u64,
+    pub state: Vec<u8>,
+    pub upto: u64,
+    pub rows: Vec<(u64, UserRef, Vec<u8>)>,
+}
+
+impl DocRead {
+    /// The document rebuilt from what was read (milliseconds for a large
+    /// one) on the blocking pool: never in a writer, never on an async
+    /// worker, and with no database connection held.
+    pub(super) async fn rebuild(
+        self,
+        doc_id: String,
+        keep: usize,
+    ) -> Result<StoredDoc, StoreError> {
+        let DocRead {
+            epoch,
+            latest,
+            state,
+            upto,
+            rows,
+        } = self;
+        let rebuilt = tokio::task::spawn_blocking(move || {
+            let channel = crate::protocol::Channel::Doc(doc_id.clone()).to_string();
+            let (unfolded, recent) = split_doc_rows(&doc_id, &channel, rows, upto, keep);
+            (crate::server::hub::rebuild(&state, unfolded), recent)
+        });
+        let (doc, recent) = rebuilt.await?;
+        Ok(StoredDoc {
+            epoch,
+            latest,
+            recent,
+            doc,
+            compacted_upto: upto,
+        })
+    }
 }
 
 /// The epoch a channel gets when its row is created: one per process, so a

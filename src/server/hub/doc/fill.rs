@@ -39,10 +39,7 @@ pub async fn fill(hub: Hub, store: Store, channel: Channel) {
         let full = page.len() == PAGE;
         if page.first().is_some_and(|first| first.offset > latest + 1) {
             // Compacted away: the document comes back whole.
-            match store
-                .load_doc(id.clone(), DOC_HISTORY, |stored| stored)
-                .await
-            {
+            match store.load_doc(id.clone(), DOC_HISTORY).await {
                 Ok(stored) => hub.reinstall_doc(&channel, stored),
                 Err(err) => {
                     tracing::error!(%err, %channel, "cannot reload a document; retrying");

@@ -47,7 +47,7 @@ impl Drop for Reservation {
 
 /// Applies a committed update to the document, keeps its frame for resume
 /// and queues it for every subscriber; then whatever was held for after it.
-fn accept(
+pub(in crate::server::hub) fn accept(
     doc: &mut DocState,
     subscribers: &HashMap<SubscriberId, Arc<dyn Subscriber>>,
     event: DocUpdateEvent,
@@ -132,6 +132,8 @@ impl Hub {
     pub fn publish_doc(&self, event: &DocUpdateEvent) -> DocPublished {
         self.relay(Relayed::Doc(event.clone()));
         let channel = Channel::Doc(event.doc.clone());
+        // A load under way may have read the store before this commit.
+        self.keep_for_loads(&channel, event);
         self.with_doc(&channel, |name, doc, subscribers| {
             let (delivery, fill) = take(doc, subscribers, event, true);
             if let Delivery::Gap { latest } = delivery {

@@ -32,6 +32,9 @@ use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
+/// For tests that hold the writers' lock from another session.
+#[cfg(test)]
+pub(super) use writer::WRITE_LOCK;
 use writer::{Job, Queued};
 
 /// Connections one instance holds for reads at most; the writer has a pool

@@ -35,7 +35,7 @@ const QUEUE_CAPACITY: usize = 1024;
 const MAX_GROUP: usize = 64;
 
 /// The advisory lock every group holds until its commit ("pulse" + 1).
-const WRITE_LOCK: i64 = 0x7075_6c73_6501;
+pub(in crate::server::store) const WRITE_LOCK: i64 = 0x7075_6c73_6501;
 
 /// One unit of work for the writer; type-erased so that jobs with different
 /// results share one queue. Answered after its group (`Answer`).

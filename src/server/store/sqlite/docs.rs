@@ -3,6 +3,8 @@
 //! per (user, envelope id) like chat; the compacted state that folds the
 //! log's older rows; and loading a document back into memory.
 //!
+//! Loading a document is a read (one snapshot on a read connection, the
+//! rebuild on the blocking pool); it never waits for the writer.
 //! Compaction never holds the writer for long: the fold (rebuilding the
 //! document from the stored state and rows, which may take milliseconds for
 //! a large one) runs on a read connection on the blocking pool, and only
@@ -15,7 +17,7 @@ use super::chat::{channel_or_new, channel_row, sent_offset};
 use super::Sqlite;
 use crate::protocol::{Channel, DocUpdateEvent, UserRef};
 use crate::server::hub::{encode_state, rebuild, DOC_HISTORY};
-use crate::server::store::model::{split_doc_rows, DocAppended, DocDraft, StoredDoc};
+use crate::server::store::model::{DocAppended, DocDraft, DocRead, StoredDoc};
 use crate::server::store::StoreError;
 
 const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -58,41 +60,33 @@ fn rows_after(
 
 impl Sqlite {
     /// A document's epoch, latest offset, newest `keep` updates and the
-    /// document itself, handed to `then` on the writer thread after its
-    /// group is committed (a writer job for the same reason as
-    /// [`Sqlite::load_chat`]: nothing committed around the load is missed or
-    /// published twice).
-    pub async fn load_doc<R, F>(
-        &self,
-        doc_id: String,
-        keep: usize,
-        then: F,
-    ) -> Result<R, StoreError>
-    where
-        R: Send + 'static,
-        F: FnOnce(StoredDoc) -> R + Send + 'static,
-    {
-        self.write(
-            move |db| {
-                let channel = Channel::Doc(doc_id.clone()).to_string();
-                let (epoch, latest) = channel_or_new(db, &channel)?;
-                let (state, upto) = state_row(db, &channel)?;
+    /// document itself. Its rows are read in one snapshot on a read
+    /// connection (a compaction, swapped in by the writer in one
+    /// transaction, is seen whole or not at all), and it is rebuilt on the
+    /// blocking pool once that connection is free again: a load never waits
+    /// for the writer, and no write waits for a load. A document nobody
+    /// wrote to has no row and is read as empty, with the epoch its first
+    /// update will store.
+    pub async fn load_doc(&self, doc_id: String, keep: usize) -> Result<StoredDoc, StoreError> {
+        let channel = Channel::Doc(doc_id.clone()).to_string();
+        let read = self
+            .read(move |db| {
+                let snapshot = db.unchecked_transaction()?;
+                let (epoch, latest) = channel_or_new(&snapshot, &channel)?;
+                let (state, upto) = state_row(&snapshot, &channel)?;
                 // The rows kept after a compaction reach back before `upto`
                 // (for resume); the document needs only those after it.
-                let rows = rows_after(db, &channel, upto.saturating_sub(keep as u64))?;
-                let (unfolded, recent) = split_doc_rows(&doc_id, &channel, rows, upto, keep);
-                let doc = rebuild(&state, unfolded);
-                Ok(StoredDoc {
+                let rows = rows_after(&snapshot, &channel, upto.saturating_sub(keep as u64))?;
+                Ok(DocRead {
                     epoch,
                     latest,
-                    recent,
-                    doc,
-                    compacted_upto: upto,
+                    state,
+                    upto,
+                    rows,
                 })
-            },
-            then,
-        )
-        .await
+            })
+            .await?;
+        read.rebuild(doc_id, keep).await
     }
 
     /// Appends an update to its document's log with the next offset, unless

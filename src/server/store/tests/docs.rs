@@ -47,10 +47,11 @@ async fn append(store: &Store, id: &str, update: Vec<u8>) -> DocAppended {
 }
 
 async fn load(store: &Store) -> StoredDoc {
-    store
-        .load_doc("notes".into(), DOC_HISTORY, |stored| stored)
-        .await
-        .unwrap()
+    load_id(store, "notes").await
+}
+
+async fn load_id(store: &Store, id: &str) -> StoredDoc {
+    store.load_doc(id.into(), DOC_HISTORY).await.unwrap()
 }
 
 async fn updates_get_offsets_once_per_envelope_id_and_survive_a_reopen(place: Place) {
@@ -152,8 +153,41 @@ async fn the_updates_after_an_offset_are_read_a_page_at_a_time(place: Place) {
     );
 }
 
+/// Issue 21 point 7: loading a document is a read. With the writers' lock
+/// held from outside (SQLite's write lock; on PostgreSQL the advisory lock
+/// of every instance's writer), a stored document still loads whole, and so
+/// does one nobody wrote to; the epoch that load hands out is the one its
+/// first update keeps.
+async fn a_document_loads_while_the_writers_lock_is_held(place: Place) {
+    let store = place.open().await;
+    let mut writer = Writer::new();
+    append(&store, "d-1", writer.type_("hello")).await;
+    append(&store, "d-2", writer.type_(" world")).await;
+    let held = place.hold_write_lock().await;
+    let loaded = load(&store).await;
+    assert_eq!(text_of(&loaded.doc), "hello world");
+    assert_eq!(loaded.latest, 2);
+    let fresh = load_id(&store, "fresh").await;
+    assert_eq!((fresh.latest, fresh.recent.len()), (0, 0));
+    drop(held);
+    let draft = DocDraft {
+        doc: "fresh".into(),
+        ..doc_draft("f-1", Writer::new().type_("x"))
+    };
+    let DocAppended::New(event) = store.append_doc(draft, |_| {}).await.unwrap() else {
+        panic!("stored")
+    };
+    assert_eq!(event.offset, 1);
+    let again = load_id(&store, "fresh").await;
+    assert_eq!(
+        (again.epoch.as_str(), text_of(&again.doc).as_str()),
+        (fresh.epoch.as_str(), "x")
+    );
+}
+
 both!(
     updates_get_offsets_once_per_envelope_id_and_survive_a_reopen,
     compaction_keeps_the_text_and_the_newest_updates_for_resume,
-    the_updates_after_an_offset_are_read_a_page_at_a_time
+    the_updates_after_an_offset_are_read_a_page_at_a_time,
+    a_document_loads_while_the_writers_lock_is_held
 );

@@ -34,6 +34,33 @@ impl Place {
         Place::Postgres(cluster::shared().create_database())
     }
 
+    /// Keeps the store's writer from writing until dropped, as another
+    /// process would: SQLite's write lock (`BEGIN IMMEDIATE` on a connection
+    /// of its own to the file), or the advisory lock every PostgreSQL writer
+    /// group takes, held by a session of its own.
+    async fn hold_write_lock(&self) -> WriteLock {
+        match self {
+            Place::Sqlite(path) => {
+                let connection = rusqlite::Connection::open(path).expect("the file opens");
+                connection
+                    .execute_batch("BEGIN IMMEDIATE")
+                    .expect("the write lock is free");
+                WriteLock::Sqlite(connection)
+            }
+            Place::Postgres(url) => {
+                let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                    .await
+                    .expect("PostgreSQL connects");
+                tokio::spawn(connection);
+                client
+                    .execute("SELECT pg_advisory_lock($1)", &[&postgres::WRITE_LOCK])
+                    .await
+                    .expect("the writers' lock is free");
+                WriteLock::Postgres(client)
+            }
+        }
+    }
+
     /// Opens (the first time: creates and migrates) the store on this place.
     async fn open(&self) -> Store {
         match self {
@@ -41,6 +68,14 @@ impl Place {
             Place::Postgres(url) => Store::connect(url).await.expect("PostgreSQL connects"),
         }
     }
+}
+
+/// The writers' lock held by [`Place::hold_write_lock`]; released on drop
+/// (the connection or session ends).
+#[allow(dead_code)] // held for its drop only
+pub(super) enum WriteLock {
+    Sqlite(rusqlite::Connection),
+    Postgres(tokio_postgres::Client),
 }
 
 /// Runs each named `async fn(Place)` of the calling module as two tests,

@@ -6,8 +6,8 @@ use super::Connection;
 use crate::protocol::{
     Channel, ErrorBody, ErrorCode, ServerMessage, Subscribe, Unsubscribe, Unsubscribed,
 };
-use crate::server::hub::{Hub, SubscribeError, CHAT_HISTORY, DOC_HISTORY, INBOX_HISTORY};
-use crate::server::store::{Store, StoreError};
+use crate::server::hub::{Hub, LoadError, SubscribeError, CHAT_HISTORY, INBOX_HISTORY};
+use crate::server::store::Store;
 use std::collections::HashSet;
 
 /// The most channels one connection may subscribe to.
@@ -130,9 +130,11 @@ impl Connection {
     }
 }
 
-/// Loads a persisted channel into the hub on first use (the store installs
-/// it after its commit point, so nothing committed around the load is lost).
-pub(super) async fn install(hub: Hub, store: Store, channel: Channel) -> Result<(), StoreError> {
+/// Loads a persisted channel into the hub on first use (nothing committed
+/// around the load is lost: a room or inbox is installed after its commit
+/// point by the store's writer; a document is read beside the writer, and
+/// the hub applies what was published while it loaded).
+pub(super) async fn install(hub: Hub, store: Store, channel: Channel) -> Result<(), LoadError> {
     if hub.has(&channel) {
         // Held already (perhaps rendered into a page without a subscriber):
         // make sure the relay, if any, listens to it.
@@ -167,13 +169,7 @@ pub(super) async fn install(hub: Hub, store: Store, channel: Channel) -> Result<
                 })
                 .await?
         }
-        Channel::Doc(id) => {
-            store
-                .load_doc(id.clone(), DOC_HISTORY, move |stored| {
-                    installer.install_doc(&installed, stored)
-                })
-                .await?
-        }
+        Channel::Doc(_) => hub.load_doc(&store, &channel).await?,
         Channel::Ticker(_) | Channel::Presence => return Ok(()),
     }
     hub.loaded(&channel);
