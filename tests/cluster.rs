@@ -1183,3 +1183,32 @@ async fn a_symbol_subscribed_while_redis_is_away_takes_the_clusters_epoch_once_i
         assert_eq!((tick.offset, tick.price), (1, 10.0));
     }
 }
+
+/// Two deployments share one Redis, each under its own `--redis-prefix`
+/// and with its own database: chat on one reaches that deployment's other
+/// instance and never the other deployment (the same room name on both),
+/// and every key either writes starts with its prefix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_deployments_share_one_redis_under_their_own_prefixes() {
+    let redis = Redis::start();
+    let blue = instances_with(&redis, 2, &["--tick-rate", "0", "--redis-prefix", "blue"]).await;
+    let green = instances_with(&redis, 1, &["--tick-rate", "0", "--redis-prefix", "green"]).await;
+    let mut blue_reader = Client::signed_in(&blue[1], "Bea").await;
+    subscribe(&mut blue_reader, "chat:general", None).await;
+    let mut green_reader = Client::signed_in(&green[0], "Gus").await;
+    subscribe(&mut green_reader, "chat:general", None).await;
+    let mut sender = Client::signed_in(&blue[0], "Ann").await;
+    say(&mut sender, "b-1", "only for blue").await;
+    let got = chats(&mut blue_reader, 1).await;
+    assert_eq!(got[0].text, "only for blue");
+    no_more_chat(&mut green_reader).await;
+    let keys = redis_cli(&redis, &["--scan", "--pattern", "*"]);
+    let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+    assert!(keys.iter().any(|k| k.starts_with("blue:")), "{keys:?}");
+    assert!(keys.iter().any(|k| k.starts_with("green:")), "{keys:?}");
+    assert!(
+        keys.iter()
+            .all(|k| k.starts_with("blue:") || k.starts_with("green:")),
+        "{keys:?}"
+    );
+}

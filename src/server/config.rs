@@ -59,6 +59,11 @@ pub struct Config {
     #[arg(long, env = "PULSE_REDIS_URL")]
     pub redis: Option<String>,
 
+    /// The prefix of every Redis key and pub/sub channel this deployment
+    /// uses (`{prefix}:…`), so two deployments can share one Redis.
+    #[arg(long, env = "PULSE_REDIS_PREFIX", default_value = "pulse", value_parser = parse_prefix)]
+    pub redis_prefix: String,
+
     /// Chat messages a connection may send per second, sustained (bursts of
     /// up to 10 pass); more are answered `rate_limited`.
     #[arg(long, env = "PULSE_CHAT_RATE", default_value_t = 5.0, value_parser = parse_rate)]
@@ -229,6 +234,21 @@ fn parse_positive_rate(text: &str) -> Result<f64, String> {
         _ => Err(format!(
             "`{text}` is not a rate above 0 and at most 1000 per second"
         )),
+    }
+}
+
+/// A Redis key prefix: 1 to 64 letters, digits, `_`, `-` or `.`.
+fn parse_prefix(text: &str) -> Result<String, String> {
+    let fine = (1..=64).contains(&text.len())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+    if fine {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "`{text}` is not a key prefix: 1 to 64 letters, digits, `_`, `-` or `.`"
+        ))
     }
 }
 

@@ -104,6 +104,7 @@ pub async fn serve(
                 store.clone(),
                 config.presence_grace(),
                 &instance,
+                &config.redis_prefix,
             )
             .await?;
             tracing::info!("serving as one with the other instances on Redis");

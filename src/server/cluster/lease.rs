@@ -15,10 +15,6 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use tokio::sync::watch;
 
-use super::relay::QUOTES;
-
-/// The simulator's lease.
-pub(super) const SIMULATOR: &str = "pulse:simulator";
 /// How long the lease lasts unless renewed.
 const TTL: Duration = Duration::from_secs(3);
 /// How often the holder renews it, and others try to take it.
@@ -45,15 +41,26 @@ return 0
 pub struct Lease {
     holding: watch::Receiver<bool>,
     redis: ConnectionManager,
+    /// Where the last price of every symbol is kept (`Keys::quotes`).
+    quotes: String,
 }
 
 impl Lease {
     /// Starts trying to take (and then renewing) the lease `key` as
     /// `instance`; it is let go once every copy of this `Lease` is dropped.
-    pub(super) fn spawn(redis: ConnectionManager, key: &'static str, instance: String) -> Lease {
+    pub(super) fn spawn(
+        redis: ConnectionManager,
+        key: String,
+        instance: String,
+        quotes: String,
+    ) -> Lease {
         let (held, holding) = watch::channel(false);
         tokio::spawn(hold(redis.clone(), key, instance, held));
-        Lease { holding, redis }
+        Lease {
+            holding,
+            redis,
+            quotes,
+        }
     }
 
     /// Waits until this instance holds the lease (or the lease task ended).
@@ -70,7 +77,7 @@ impl Lease {
     pub async fn last_prices(&self) -> HashMap<String, f64> {
         let mut redis = self.redis.clone();
         redis::cmd("HGETALL")
-            .arg(QUOTES)
+            .arg(&self.quotes)
             .query_async(&mut redis)
             .await
             .unwrap_or_default()
@@ -79,7 +86,7 @@ impl Lease {
 
 async fn hold(
     mut redis: ConnectionManager,
-    key: &'static str,
+    key: String,
     instance: String,
     held: watch::Sender<bool>,
 ) {
@@ -93,13 +100,13 @@ async fn hold(
             // The simulator ended (the server is shutting down): let the
             // lease go now rather than when it expires.
             () = held.closed() => {
-                let _: redis::RedisResult<i64> = release.key(key).arg(&instance).invoke_async(&mut redis).await;
+                let _: redis::RedisResult<i64> = release.key(&key).arg(&instance).invoke_async(&mut redis).await;
                 return;
             }
         }
         let holding = if *held.borrow() {
             let renewed: redis::RedisResult<i64> = renew
-                .key(key)
+                .key(&key)
                 .arg(&instance)
                 .arg(ttl_ms)
                 .invoke_async(&mut redis)
@@ -107,7 +114,7 @@ async fn hold(
             matches!(renewed, Ok(1))
         } else {
             let taken: redis::RedisResult<Option<String>> = redis::cmd("SET")
-                .arg(key)
+                .arg(&key)
                 .arg(&instance)
                 .arg("NX")
                 .arg("PX")

@@ -13,12 +13,14 @@
 //! decides who is online. `lease.rs` decides which instance does each
 //! once-per-cluster job.
 
+mod keys;
 mod lease;
 mod presence;
 mod relay;
 
 use std::time::Duration;
 
+use keys::Keys;
 pub use lease::Lease;
 
 use crate::server::hub::Hub;
@@ -43,7 +45,9 @@ pub async fn start(
     store: Store,
     grace: Duration,
     instance: &str,
+    prefix: &str,
 ) -> Result<Lease, RelayError> {
+    let keys = Keys::new(prefix);
     let client = redis::Client::open(url)?;
     let publisher = client.get_connection_manager().await?;
     let instance = instance.to_owned();
@@ -57,20 +61,31 @@ pub async fn start(
         hub.clone(),
         store,
         instance.clone(),
+        keys.clone(),
     );
     tokio::spawn(presence::report(
         publisher.clone(),
-        instance.clone(),
+        (instance.clone(), keys.clone()),
         reported,
     ));
-    let leading = Lease::spawn(publisher.clone(), presence::LEADER, instance.clone());
+    let leading = Lease::spawn(
+        publisher.clone(),
+        keys.presence_leader(),
+        instance.clone(),
+        keys.quotes(),
+    );
     let lead = presence::lead(
         client,
         publisher.clone(),
-        (leading, instance.clone()),
+        (leading, instance.clone(), keys.clone()),
         grace,
         hub.downgrade(),
     );
     tokio::spawn(lead);
-    Ok(Lease::spawn(publisher, lease::SIMULATOR, instance))
+    Ok(Lease::spawn(
+        publisher,
+        keys.simulator(),
+        instance,
+        keys.quotes(),
+    ))
 }

@@ -25,17 +25,9 @@ use crate::server::hub::presence_now as now;
 use crate::server::hub::{Presence, PresenceChange};
 use crate::server::hub::{PresenceEvent, SubscriberId, WeakHub, PRESENCE_HISTORY};
 
+use super::keys::Keys;
 use super::lease::Lease;
-use super::relay::{key, sequenced_keys, OFFSET_MARK};
-
-/// Every instance that reported connections (a set of instance ids).
-const INSTANCES: &str = "pulse:presence:instances";
-/// Where an instance's event names it after changing its hash.
-const EVENTS: &str = "pulse:presence:events";
-/// Who is online as the published diffs tell it (a hash: id → user JSON).
-pub(super) const USERS: &str = "pulse:presence:users";
-/// The leader's lease.
-pub(super) const LEADER: &str = "pulse:presence:leader";
+use super::relay::OFFSET_MARK;
 
 /// How often an instance refreshes its hash, and the leader reads them all.
 const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -47,11 +39,6 @@ const REWRITE_EVERY: u32 = 10;
 const SEED_STAY: Duration = Duration::from_secs(6);
 /// How long an instance's hash outlives its last heartbeat.
 pub(super) const EXPIRY: Duration = Duration::from_secs(3);
-
-/// The hash of `instance`'s connections (connection id → [`Conn`] JSON).
-fn connections_key(instance: &str) -> String {
-    format!("pulse:presence:conns:{instance}")
-}
 
 /// One identified connection, as its instance reports it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -85,10 +72,11 @@ return 1
 /// hash alive and writes it whole again when Redis lost it.
 pub(super) async fn report(
     mut redis: ConnectionManager,
-    instance: String,
+    (instance, keys): (String, Keys),
     mut events: mpsc::UnboundedReceiver<PresenceEvent>,
 ) {
-    let hash = connections_key(&instance);
+    let hash = keys.presence_connections(&instance);
+    let (instances, events_channel) = (keys.presence_instances(), keys.presence_events());
     let write = redis::Script::new(CHANGE_SCRIPT);
     let mut table: BTreeMap<SubscriberId, Conn> = BTreeMap::new();
     // Whether Redis may not hold the table as it is (at start, after an error).
@@ -116,7 +104,7 @@ pub(super) async fn report(
                     .key(&hash)
                     .arg(if untouched { "1" } else { "0" })
                     .arg(EXPIRY.as_millis() as u64)
-                    .arg(EVENTS)
+                    .arg(&events_channel)
                     .arg(&instance);
                 for id in touched {
                     change.arg(id).arg(table.get(&id).map(json).unwrap_or_default());
@@ -140,7 +128,7 @@ pub(super) async fn report(
                 }
                 if !stale {
                     let alive: redis::RedisResult<(i64, bool)> = redis::pipe()
-                        .sadd(INSTANCES, &instance)
+                        .sadd(&instances, &instance)
                         .pexpire(&hash, EXPIRY.as_millis() as i64)
                         .query_async(&mut redis)
                         .await;
@@ -160,9 +148,9 @@ pub(super) async fn report(
                     }
                     pipe.pexpire(&hash, EXPIRY.as_millis() as i64)
                         .ignore()
-                        .sadd(INSTANCES, &instance)
+                        .sadd(&instances, &instance)
                         .ignore()
-                        .publish(EVENTS, &instance)
+                        .publish(&events_channel, &instance)
                         .ignore();
                     let written: redis::RedisResult<()> = pipe.query_async(&mut redis).await;
                     stale = written.is_err();
@@ -262,19 +250,20 @@ fn invoke<'a>(
     frame: &str,
     second: String,
     instance: &str,
+    keys: &Keys,
 ) -> redis::ScriptInvocation<'a> {
-    let (offset_key, epoch_key, history_key) = sequenced_keys(&Channel::Presence);
+    let (offset_key, epoch_key, history_key) = keys.sequenced(&Channel::Presence);
     let mut invocation = script.prepare_invoke();
     invocation
         .key(offset_key)
         .key(epoch_key)
         .key(history_key)
-        .key(USERS)
-        .key(LEADER)
+        .key(keys.presence_users())
+        .key(keys.presence_leader())
         .arg(frame)
         .arg(second)
         .arg(PRESENCE_HISTORY)
-        .arg(key(&Channel::Presence))
+        .arg(keys.channel(&Channel::Presence))
         .arg(instance);
     invocation
 }
@@ -298,6 +287,8 @@ struct Leader {
     redis: ConnectionManager,
     /// This instance (what the lease holds).
     instance: String,
+    /// This deployment's key names.
+    keys: Keys,
     presence: Presence<Global>,
     /// Each instance's connections as last read.
     known: HashMap<String, BTreeMap<SubscriberId, Conn>>,
@@ -314,7 +305,7 @@ struct Leader {
 pub(super) async fn lead(
     client: redis::Client,
     redis: ConnectionManager,
-    (mut lease, instance): (Lease, String),
+    (mut lease, instance, keys): (Lease, String, Keys),
     grace: Duration,
     hub: WeakHub,
 ) {
@@ -331,6 +322,7 @@ pub(super) async fn lead(
         let mut leader = Leader {
             redis: redis.clone(),
             instance: instance.clone(),
+            keys: keys.clone(),
             presence: Presence::new(grace),
             known: HashMap::new(),
             reset: false,
@@ -356,11 +348,11 @@ impl Leader {
         hub: &WeakHub,
     ) -> Result<(), Lost> {
         let mut pubsub = client.get_async_pubsub().await?;
-        pubsub.subscribe(EVENTS).await?;
+        pubsub.subscribe(self.keys.presence_events()).await?;
         let (epoch, shown): (Option<String>, HashMap<String, String>) = redis::pipe()
             .atomic()
-            .get(sequenced_keys(&Channel::Presence).1)
-            .hgetall(USERS)
+            .get(self.keys.sequenced(&Channel::Presence).1)
+            .hgetall(self.keys.presence_users())
             .query_async(&mut self.redis)
             .await?;
         match epoch {
@@ -420,8 +412,8 @@ impl Leader {
     async fn read_all(&mut self) -> Result<(), Lost> {
         // Who reported, and whether Redis still has the stream, in one trip.
         let (listed, epoch): (Vec<String>, Option<String>) = redis::pipe()
-            .smembers(INSTANCES)
-            .get(sequenced_keys(&Channel::Presence).1)
+            .smembers(self.keys.presence_instances())
+            .get(self.keys.sequenced(&Channel::Presence).1)
             .query_async(&mut self.redis)
             .await?;
         let mut instances: BTreeSet<String> = listed.into_iter().collect();
@@ -431,7 +423,7 @@ impl Leader {
         if !empty.is_empty() {
             // Its next heartbeat lists a live instance again.
             let _: redis::RedisResult<()> = redis::cmd("SREM")
-                .arg(INSTANCES)
+                .arg(self.keys.presence_instances())
                 .arg(&empty)
                 .query_async(&mut self.redis)
                 .await;
@@ -453,7 +445,7 @@ impl Leader {
         }
         let mut pipe = redis::pipe();
         for instance in instances {
-            pipe.hgetall(connections_key(instance));
+            pipe.hgetall(self.keys.presence_connections(instance));
         }
         let tables: Vec<HashMap<String, String>> = pipe.query_async(&mut self.redis).await?;
         let at = now();
@@ -503,7 +495,8 @@ impl Leader {
             }
             let frame = diff_frame(OFFSET_MARK, &change);
             let mark = OFFSET_MARK.to_string();
-            let mut invocation = invoke(&self.diff, frame.as_str(), mark, &self.instance);
+            let mut invocation =
+                invoke(&self.diff, frame.as_str(), mark, &self.instance, &self.keys);
             invocation.arg(change.joins.len() + change.updates.len());
             for user in change.joins.iter().chain(&change.updates) {
                 invocation.arg(&user.id).arg(json(user));
@@ -531,7 +524,13 @@ impl Leader {
         };
         let frame = diff_frame(1, &everyone);
         let epoch = crate::server::hub::new_epoch();
-        let mut invocation = invoke(&self.restart, frame.as_str(), epoch, &self.instance);
+        let mut invocation = invoke(
+            &self.restart,
+            frame.as_str(),
+            epoch,
+            &self.instance,
+            &self.keys,
+        );
         for user in &users {
             invocation.arg(&user.id).arg(json(user));
         }

@@ -1,5 +1,5 @@
 //! Owns the Redis relay of persisted channels: publishing each message this
-//! instance committed on `pulse:{channel}`, listening (SUBSCRIBE) to the
+//! instance committed on `{prefix}:{channel}` (`keys.rs`), listening (SUBSCRIBE) to the
 //! channels this instance's hub holds, and delivering what arrives, in
 //! offset order, filling any gap from the store.
 //!
@@ -28,6 +28,8 @@ use crate::server::hub::{
 };
 use crate::server::store::Store;
 
+use super::keys::Keys;
+
 /// How long a channel this hub no longer holds stays subscribed in Redis (a
 /// load in progress holds nothing yet).
 const LINGER: Duration = Duration::from_secs(30);
@@ -50,11 +52,6 @@ const UNTICKED_TTL: Duration = Duration::from_secs(90);
 /// Tickers with no tick yet renewed per round trip to Redis.
 const RENEW_BATCH: usize = 256;
 
-/// The Redis channel carrying `channel`.
-pub(super) fn key(channel: &Channel) -> String {
-    format!("pulse:{channel}")
-}
-
 /// How many awareness frames may wait for Redis (more are dropped).
 const AWARENESS_QUEUE: usize = 1024;
 
@@ -67,6 +64,7 @@ pub(super) fn start(
     hub: Hub,
     store: Store,
     instance: String,
+    keys: Keys,
 ) {
     let (publish, outgoing) = mpsc::unbounded_channel();
     let (commands, asked) = mpsc::unbounded_channel();
@@ -77,6 +75,7 @@ pub(super) fn start(
         hub.clone(),
         store,
         instance.clone(),
+        keys.clone(),
     );
     tokio::spawn(listening);
     let (awareness, carets) = mpsc::channel(AWARENESS_QUEUE);
@@ -84,8 +83,15 @@ pub(super) fn start(
         publisher.clone(),
         carets,
         instance.clone(),
+        keys.clone(),
     ));
-    tokio::spawn(publish_all(publisher, outgoing, hub.clone(), instance));
+    tokio::spawn(publish_all(
+        publisher,
+        outgoing,
+        hub.clone(),
+        instance,
+        keys,
+    ));
     hub.relay_through(RelayLink {
         publish,
         commands,
@@ -101,6 +107,7 @@ async fn publish_all(
     mut outgoing: mpsc::UnboundedReceiver<Relayed>,
     hub: Hub,
     instance: String,
+    keys: Keys,
 ) {
     let tick_script = redis::Script::new(TICK_SCRIPT);
     while let Some(message) = outgoing.recv().await {
@@ -112,7 +119,7 @@ async fn publish_all(
                 } else {
                     ""
                 };
-                let offset = publish_tick(&mut redis, &tick_script, quote, fence).await;
+                let offset = publish_tick(&mut redis, &tick_script, &keys, quote, fence).await;
                 if let Some(answer) = answer {
                     let _ = answer.send(offset);
                 }
@@ -125,7 +132,7 @@ async fn publish_all(
             Relayed::Doc(ref event) => (&event.channel, ServerMessage::DocUpdate(event.clone())),
         };
         let published: redis::RedisResult<i64> = redis::cmd("PUBLISH")
-            .arg(format!("pulse:{channel}"))
+            .arg(keys.channel(channel))
             .arg(frames::encode(frame).as_str())
             .query_async(&mut redis)
             .await;
@@ -148,11 +155,12 @@ async fn publish_awareness(
     mut redis: ConnectionManager,
     mut carets: mpsc::Receiver<(Channel, Utf8Bytes)>,
     instance: String,
+    keys: Keys,
 ) {
     while let Some((channel, frame)) = carets.recv().await {
         let carried = format!(r#"{{"awareness":{frame},"from":"{instance}"}}"#);
         let published: redis::RedisResult<i64> = redis::cmd("PUBLISH")
-            .arg(key(&channel))
+            .arg(keys.channel(&channel))
             .arg(carried)
             .query_async(&mut redis)
             .await;
@@ -225,22 +233,10 @@ return {epoch, offset, redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', ARGV[
 /// Stands for the offset in a tick's frame until the script knows it.
 pub(super) const OFFSET_MARK: u64 = u64::MAX;
 
-/// The Redis keys of a channel Redis gives offsets to (a ticker, presence):
-/// its offset, epoch and history.
-pub(super) fn sequenced_keys(channel: &Channel) -> (String, String, String) {
-    (
-        format!("pulse:offset:{channel}"),
-        format!("pulse:epoch:{channel}"),
-        format!("pulse:history:{channel}"),
-    )
-}
-
-/// Where each symbol's last quote is kept (a hash: symbol → price).
-pub(super) const QUOTES: &str = "pulse:quotes";
-
 async fn publish_tick(
     redis: &mut ConnectionManager,
     script: &redis::Script,
+    keys: &Keys,
     quote: Quote,
     fence: &str,
 ) -> Option<u64> {
@@ -254,19 +250,19 @@ async fn publish_tick(
         change_pct: quote.change_pct,
         volume: quote.volume,
     };
-    let (offset_key, epoch_key, history_key) = sequenced_keys(&channel);
+    let (offset_key, epoch_key, history_key) = keys.sequenced(&channel);
     let epoch = crate::server::hub::new_epoch();
     let published: redis::RedisResult<i64> = script
         .key(offset_key)
         .key(epoch_key)
         .key(history_key)
-        .key(QUOTES)
-        .key(super::lease::SIMULATOR)
+        .key(keys.quotes())
+        .key(keys.simulator())
         .arg(frames::encode(ServerMessage::Tick(tick)).as_str())
         .arg(epoch)
         .arg(&quote.symbol)
         .arg(quote.price)
-        .arg(key(&channel))
+        .arg(keys.channel(&channel))
         .arg(OFFSET_MARK.to_string())
         .arg(TICKER_HISTORY)
         .arg(fence)
@@ -296,11 +292,13 @@ async fn listen(
     hub: Hub,
     store: Store,
     instance: String,
+    keys: Keys,
 ) {
     let relay = Listener {
         hub,
         store,
         instance,
+        keys,
         redis,
         pending: Mutex::new(HashSet::new()),
         loading: Mutex::new(HashSet::new()),
@@ -331,7 +329,7 @@ async fn listen(
         };
         let (mut sink, mut stream) = pubsub.split();
         for channel in watched.keys() {
-            if let Err(err) = sink.subscribe(key(channel)).await {
+            if let Err(err) = sink.subscribe(relay.keys.channel(channel)).await {
                 tracing::warn!(%err, %channel, "cannot subscribe in Redis");
             }
         }
@@ -366,6 +364,8 @@ struct Listener {
     store: Store,
     /// This instance's name (it skips the awareness it relayed itself).
     instance: String,
+    /// This deployment's key names.
+    keys: Keys,
     /// For reading tickers' and presence's history and publishing hints.
     redis: ConnectionManager,
     /// Channels whose gap the store could not fill yet (retried every second).
@@ -417,12 +417,13 @@ async fn subscribe_once(
     sink: Option<&mut PubSubSink>,
     watched: &mut HashMap<Channel, Instant>,
     channel: &Channel,
+    keys: &Keys,
 ) -> bool {
     if watched.contains_key(channel) {
         return false;
     }
     if let Some(sink) = sink {
-        if let Err(err) = sink.subscribe(key(channel)).await {
+        if let Err(err) = sink.subscribe(keys.channel(channel)).await {
             tracing::warn!(%err, %channel, "cannot subscribe in Redis");
         }
     }
@@ -488,7 +489,7 @@ impl Listener {
     ) {
         match command {
             RelayCommand::Watch(channel, listening) => {
-                subscribe_once(sink, watched, &channel).await;
+                subscribe_once(sink, watched, &channel, &self.keys).await;
                 if let Channel::Ticker(_) = channel {
                     // A ticker has no store: its epoch, offsets and history
                     // are in Redis, and this hub installs them from there.
@@ -502,11 +503,11 @@ impl Listener {
             RelayCommand::Loaded(channel) => {
                 lock(&self.loading).remove(&channel);
                 // Listens again if it was swept while its load was slow.
-                subscribe_once(sink, watched, &channel).await;
+                subscribe_once(sink, watched, &channel, &self.keys).await;
                 self.catch_up(&channel).await;
             }
             RelayCommand::Ensure(channel) => {
-                if subscribe_once(sink, watched, &channel).await {
+                if subscribe_once(sink, watched, &channel, &self.keys).await {
                     self.catch_up(&channel).await;
                 }
             }
@@ -537,7 +538,7 @@ impl Listener {
     async fn hint(&self, channel: &Channel, hint: &impl serde::Serialize) {
         let mut redis = self.redis.clone();
         let published: redis::RedisResult<i64> = redis::cmd("PUBLISH")
-            .arg(key(channel))
+            .arg(self.keys.channel(channel))
             .arg(serde_json::to_string(hint).unwrap_or_default())
             .query_async(&mut redis)
             .await;
@@ -559,7 +560,7 @@ impl Listener {
             .collect();
         for channel in stale {
             watched.remove(&channel);
-            if let Err(err) = sink.unsubscribe(key(&channel)).await {
+            if let Err(err) = sink.unsubscribe(self.keys.channel(&channel)).await {
                 tracing::warn!(%err, %channel, "cannot unsubscribe in Redis");
             }
         }
@@ -716,7 +717,7 @@ impl Listener {
 
     /// `OPEN_TICKER` with `channel`'s keys and arguments.
     fn open_invocation(&self, channel: &Channel) -> redis::ScriptInvocation<'_> {
-        let (offset_key, epoch_key, history_key) = sequenced_keys(channel);
+        let (offset_key, epoch_key, history_key) = self.keys.sequenced(channel);
         let mut invocation = self.open_ticker.prepare_invoke();
         invocation
             .key(offset_key)
@@ -781,7 +782,7 @@ impl Listener {
     /// from the Redis history.
     async fn fill_ticks(&self, channel: &Channel, epoch: &str, latest: u64, before: Option<u64>) {
         let mut redis = self.redis.clone();
-        let (_, _, history_key) = sequenced_keys(channel);
+        let (_, _, history_key) = self.keys.sequenced(channel);
         let end = match before {
             Some(before) if before > latest + 1 => format!("{}-1", before - 1),
             Some(_) => return,
@@ -839,7 +840,7 @@ impl Listener {
     /// every second (with the channels whose gap is pending).
     async fn load_presence(&self) {
         let mut redis = self.redis.clone();
-        let (offset_key, epoch_key, history_key) = sequenced_keys(&Channel::Presence);
+        let (offset_key, epoch_key, history_key) = self.keys.sequenced(&Channel::Presence);
         type Loaded = (
             Option<String>,
             Option<u64>,
@@ -850,7 +851,7 @@ impl Listener {
             .atomic()
             .get(&epoch_key)
             .get(&offset_key)
-            .hgetall(super::presence::USERS)
+            .hgetall(self.keys.presence_users())
             .cmd("XREVRANGE")
             .arg(&history_key)
             .arg("+")
