@@ -1212,3 +1212,60 @@ async fn two_deployments_share_one_redis_under_their_own_prefixes() {
         "{keys:?}"
     );
 }
+
+/// `publish_price`, again until Redis (just started again) answers.
+async fn publish_price_once_redis_answers(server: &TestServer, symbol: &str, price: f64) -> u64 {
+    let body = json!({"channel": format!("ticker:{symbol}"), "data": {"price": price}});
+    for _ in 0..50 {
+        let (status, answer) = common::http_post(
+            server.addr,
+            "/api/publish",
+            Some(ADMIN_KEY),
+            &body.to_string(),
+        )
+        .await;
+        if status == 200 {
+            return answer["offset"].as_u64().expect("an offset");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("Redis never answered a publish again");
+}
+
+/// A Redis started again from an older snapshot (a restore from a backup)
+/// holds offsets the cluster already used after it: the ticker starts a new
+/// epoch there instead of handing out those offsets again under the old
+/// one, and its subscriber gets a fresh `subscribed` with the new epoch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restored_from_an_older_snapshot_starts_a_new_ticker_epoch() {
+    let redis = Redis::start();
+    let flags = ["--tick-rate", "0", "--admin-key", ADMIN_KEY];
+    let servers = instances_with(&redis, 1, &flags).await;
+    let server = &servers[0];
+    let mut watcher = Client::connected(server).await;
+    let first = subscribe(&mut watcher, "ticker:SNAP", None).await;
+    for n in 1..=5u64 {
+        if n == 4 {
+            // The backup: offsets 4 and 5 come after it.
+            redis.save();
+        }
+        assert_eq!(publish_price(server, "SNAP", n as f64).await, n);
+        assert_eq!(live_tick(&mut watcher).await.offset, n);
+    }
+    redis.restart_from_snapshot();
+    let offset = publish_price_once_redis_answers(server, "SNAP", 6.0).await;
+    assert_eq!(offset, 1, "offsets start again, under a new epoch");
+    // The relay reconnects every second.
+    let renewed = loop {
+        let envelope = watcher
+            .recv_within(PATIENCE * 3)
+            .await
+            .expect("a fresh subscribed with the new epoch");
+        match envelope.message {
+            ServerMessage::Subscribed(renewed) => break renewed,
+            ServerMessage::Tick(tick) => panic!("a tick under the old epoch: {tick:?}"),
+            _ => {}
+        }
+    };
+    assert_ne!(renewed.epoch, first.epoch);
+}

@@ -1,8 +1,9 @@
 //! A private `redis-server` for tests: on a free port of 127.0.0.1, with no
-//! persistence (`--save ''`, no append-only file), a child of the test
-//! process that dies with it (`setpriv --pdeathsig`), stopped on drop. It
-//! can be stopped and started again on the same port, for tests of an
-//! outage.
+//! automatic persistence (`--save ''`, no append-only file) in a temporary
+//! folder of its own, a child of the test process that dies with it
+//! (`setpriv --pdeathsig`), stopped on drop. It can be stopped and started
+//! again on the same port, for tests of an outage: empty, or from a
+//! snapshot taken earlier (`save`), as a restore from a backup would.
 
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -13,6 +14,8 @@ use std::time::{Duration, Instant};
 pub struct Redis {
     port: u16,
     server: Mutex<Option<Child>>,
+    /// Its working folder: where `save` writes the snapshot.
+    dir: std::path::PathBuf,
 }
 
 #[allow(dead_code)]
@@ -23,9 +26,12 @@ impl Redis {
             .and_then(|listener| listener.local_addr())
             .expect("a free port")
             .port();
+        let dir = std::env::temp_dir().join(format!("pulse-redis-{port}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a folder for redis");
         let redis = Redis {
             port,
             server: Mutex::new(None),
+            dir,
         };
         redis.restart();
         redis
@@ -44,9 +50,33 @@ impl Redis {
         }
     }
 
+    /// Writes a snapshot of what the server holds now (`SAVE`).
+    pub fn save(&self) {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "SAVE"])
+            .output()
+            .expect("redis-cli runs");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("OK"),
+            "{out:?}"
+        );
+    }
+
+    /// Starts the server again from the last `save` (as a restore from a
+    /// backup: what changed since is gone).
+    pub fn restart_from_snapshot(&self) {
+        assert!(self.dir.join("dump.rdb").exists(), "no snapshot saved");
+        self.start_server();
+    }
+
     /// Starts the server (again) on the same port, empty, and waits until
     /// it accepts connections.
     pub fn restart(&self) {
+        let _ = std::fs::remove_file(self.dir.join("dump.rdb"));
+        self.start_server();
+    }
+
+    fn start_server(&self) {
         self.stop();
         // The death signal is set by setpriv, which then execs the server:
         // it is killed with this process however this process ends.
@@ -54,6 +84,8 @@ impl Redis {
             .args(["--pdeathsig", "SIGKILL", "--", "redis-server"])
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -74,5 +106,6 @@ impl Redis {
 impl Drop for Redis {
     fn drop(&mut self) {
         self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

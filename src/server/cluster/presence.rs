@@ -194,16 +194,19 @@ fn json<T: serde::Serialize>(value: &T) -> String {
 /// atomically with the stream's history and the list of who is online, if
 /// the caller still holds the leader's lease (else -1: a leader that lost it
 /// while paused publishes nothing). Answers nil when the epoch is gone
-/// (Redis lost its keys): the leader then starts a new epoch with its whole
-/// list ([`RESET_SCRIPT`]).
+/// (Redis lost its keys) or was made by another run of Redis (restored from
+/// a snapshot: its offsets may be reused; an epoch ends with `.` and the
+/// first 12 hex digits of its Redis's `run_id`): the leader then starts a
+/// new epoch with its whole list ([`RESET_SCRIPT`]).
 /// KEYS: offset, epoch, history, users, the lease. ARGV: the frame with the
 /// offset mark, the mark, the history length, the Redis channel, the
 /// instance, the number of users to set, then (id, user) pairs to set,
 /// then ids to remove.
 const DIFF_SCRIPT: &str = r#"
 if redis.call('GET', KEYS[5]) ~= ARGV[5] then return -1 end
+local run = string.sub(string.match(redis.call('INFO', 'server'), 'run_id:(%x+)'), 1, 12)
 local epoch = redis.call('GET', KEYS[2])
-if not epoch then return false end
+if not epoch or string.sub(epoch, -13) ~= '.' .. run then return false end
 local offset = redis.call('INCR', KEYS[1])
 local frame = string.gsub(ARGV[1], ARGV[2], tostring(offset), 1)
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], tostring(offset) .. '-1', 'f', frame)
@@ -222,14 +225,27 @@ return offset
 /// user) pairs.
 const RESET_SCRIPT: &str = r#"
 if redis.call('GET', KEYS[5]) ~= ARGV[5] then return -1 end
+local run = string.sub(string.match(redis.call('INFO', 'server'), 'run_id:(%x+)'), 1, 12)
+local epoch = ARGV[2] .. '.' .. run
 redis.call('DEL', KEYS[3], KEYS[4])
 redis.call('SET', KEYS[1], 1)
-redis.call('SET', KEYS[2], ARGV[2])
+redis.call('SET', KEYS[2], epoch)
 for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1]) end
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '1-1', 'f', ARGV[1])
-redis.call('PUBLISH', ARGV[4], '{"epoch":"' .. ARGV[2] .. '","frame":' .. ARGV[1] .. '}')
+redis.call('PUBLISH', ARGV[4], '{"epoch":"' .. epoch .. '","frame":' .. ARGV[1] .. '}')
 return 1
 "#;
+
+/// Whether `epoch` was made by the Redis whose `INFO server` is `info`:
+/// the scripts end every epoch with `.` and the first 12 hex digits of the
+/// `run_id` (a new one at every Redis start).
+fn of_this_run(epoch: &str, info: &str) -> bool {
+    let run = info
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("run_id:"))
+        .unwrap_or_default();
+    run.len() >= 12 && epoch.ends_with(&format!(".{}", &run[..12]))
+}
 
 /// A `presence_diff` frame telling `change` at `offset`.
 fn diff_frame(offset: u64, change: &PresenceChange) -> Utf8Bytes {
@@ -411,9 +427,11 @@ impl Leader {
     /// known), forgets instances with none, and publishes what changed.
     async fn read_all(&mut self) -> Result<(), Lost> {
         // Who reported, and whether Redis still has the stream, in one trip.
-        let (listed, epoch): (Vec<String>, Option<String>) = redis::pipe()
+        let (listed, epoch, info): (Vec<String>, Option<String>, String) = redis::pipe()
             .smembers(self.keys.presence_instances())
             .get(self.keys.sequenced(&Channel::Presence).1)
+            .cmd("INFO")
+            .arg("server")
             .query_async(&mut self.redis)
             .await?;
         let mut instances: BTreeSet<String> = listed.into_iter().collect();
@@ -428,7 +446,7 @@ impl Leader {
                 .query_async(&mut self.redis)
                 .await;
         }
-        if epoch.is_none() {
+        if !epoch.is_some_and(|epoch| of_this_run(&epoch, &info)) {
             self.reset = true;
         }
         if self.reset {
@@ -543,5 +561,19 @@ impl Leader {
             Err(err) => tracing::warn!(%err, "cannot start a new presence epoch; retrying"),
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::of_this_run;
+
+    #[test]
+    fn an_epoch_belongs_to_the_redis_run_that_made_it() {
+        let info = "# Server\r\nredis_version:7.0.15\r\nrun_id:42134c122057703c14a37d6cea4160d0c7c2e862\r\n";
+        assert!(of_this_run("9f3a.42134c122057", info));
+        assert!(!of_this_run("9f3a.000000000000", info));
+        assert!(!of_this_run("9f3a", info));
+        assert!(!of_this_run("9f3a.42134c122057", "# Server\r\n"));
     }
 }

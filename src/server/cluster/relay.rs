@@ -173,7 +173,10 @@ async fn publish_awareness(
 
 /// Gives a tick the cluster's next offset of its channel and publishes it,
 /// atomically: the offset (`INCR`), the epoch (kept while the offsets are:
-/// a Redis that lost them, or never had them, starts a new one; the epoch
+/// a Redis that lost them, never had them, or started again from an older
+/// snapshot starts a new one: every epoch ends with `.` and the first 12
+/// hex digits of the `run_id` of the Redis that made it, which changes at
+/// every Redis start, so offsets are never reused under one epoch; the epoch
 /// that `OPEN_TICKER` gave subscribers before the first tick, with offset 0,
 /// is kept, and from this tick on kept for good), the bounded history (a stream
 /// whose ids are the offsets), the symbol's last quote (where a new
@@ -187,14 +190,16 @@ async fn publish_awareness(
 /// the instance for a simulator's tick ('' for one from `/api/publish`).
 const TICK_SCRIPT: &str = r#"
 if ARGV[8] ~= '' and redis.call('GET', KEYS[5]) ~= ARGV[8] then return -1 end
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('SET', KEYS[2], ARGV[2])
+local run = string.sub(string.match(redis.call('INFO', 'server'), 'run_id:(%x+)'), 1, 12)
+local epoch = redis.call('GET', KEYS[2])
+if redis.call('EXISTS', KEYS[1]) == 0 or not epoch or string.sub(epoch, -13) ~= '.' .. run then
+  epoch = ARGV[2] .. '.' .. run
+  redis.call('SET', KEYS[2], epoch)
+  redis.call('SET', KEYS[1], 0)
   redis.call('DEL', KEYS[3])
 end
 local offset = redis.call('INCR', KEYS[1])
 if offset == 1 then redis.call('PERSIST', KEYS[1]); redis.call('PERSIST', KEYS[2]) end
-local epoch = redis.call('GET', KEYS[2])
-if not epoch then epoch = ARGV[2]; redis.call('SET', KEYS[2], epoch) end
 local frame = string.gsub(ARGV[1], ARGV[6], tostring(offset), 1)
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], tostring(offset) .. '-1', 'f', frame)
 redis.call('HSET', KEYS[4], ARGV[3], ARGV[4])
@@ -204,28 +209,29 @@ return offset
 
 /// Opens a ticker for an instance about to serve it: answers its epoch, its
 /// latest offset and its newest kept ticks (newest first), atomically. A
-/// ticker Redis does not know (never ticked, or lost) gets an epoch now,
+/// ticker Redis does not know (never ticked, lost, or kept from another run
+/// of Redis: see `TICK_SCRIPT`) gets an epoch now,
 /// with offset 0, so that every instance answers its subscribers the epoch
 /// its first tick will carry. Until that tick both keys expire unless
 /// renewed (each call renews them), so unused symbols do not pile up.
 /// KEYS: offset, epoch, history. ARGV: an epoch should none exist, the
 /// time to live of an unticked ticker (ms), the history's length.
 const OPEN_TICKER: &str = r#"
+local run = string.sub(string.match(redis.call('INFO', 'server'), 'run_id:(%x+)'), 1, 12)
 local offset = redis.call('GET', KEYS[1])
+local epoch = redis.call('GET', KEYS[2])
+if not epoch or string.sub(epoch, -13) ~= '.' .. run then
+  offset = false
+end
 if not offset then
   offset = '0'
+  epoch = ARGV[1] .. '.' .. run
   redis.call('SET', KEYS[1], offset, 'PX', ARGV[2])
-  redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+  redis.call('SET', KEYS[2], epoch, 'PX', ARGV[2])
   redis.call('DEL', KEYS[3])
 elseif offset == '0' then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   redis.call('PEXPIRE', KEYS[2], ARGV[2])
-end
-local epoch = redis.call('GET', KEYS[2])
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('SET', KEYS[2], epoch)
-  if offset == '0' then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
 end
 return {epoch, offset, redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', ARGV[3])}
 "#;
@@ -780,6 +786,18 @@ impl Listener {
 
     /// Delivers the ticks of `channel` after `latest` (and before `before`)
     /// from the Redis history.
+    /// The epoch Redis holds for a ticker, if it answers and has one.
+    async fn epoch_in_redis(&self, channel: &Channel) -> Option<String> {
+        let mut redis = self.redis.clone();
+        let (_, epoch_key, _) = self.keys.sequenced(channel);
+        redis::cmd("GET")
+            .arg(epoch_key)
+            .query_async::<Option<String>>(&mut redis)
+            .await
+            .ok()
+            .flatten()
+    }
+
     async fn fill_ticks(&self, channel: &Channel, epoch: &str, latest: u64, before: Option<u64>) {
         let mut redis = self.redis.clone();
         let (_, _, history_key) = self.keys.sequenced(channel);
@@ -896,7 +914,16 @@ impl Listener {
             // (`renew_unticked`), a batch per round trip.
             if latest > 0 {
                 if let Some(epoch) = self.hub.epoch_of(channel) {
-                    self.fill_ticks(channel, &epoch, latest, None).await;
+                    // Redis may have started a new epoch meanwhile (it lost
+                    // its keys, or came back from an older snapshot): then
+                    // the whole new history is delivered, and its first tick
+                    // renews the subscribers.
+                    match self.epoch_in_redis(channel).await {
+                        Some(current) if current != epoch => {
+                            self.fill_ticks(channel, &current, 0, None).await
+                        }
+                        _ => self.fill_ticks(channel, &epoch, latest, None).await,
+                    }
                 }
             }
             return true;
