@@ -1,11 +1,14 @@
 //! `doc_update` and `doc_awareness`: a shared document's edits and who is
-//! editing where. An update is decoded and applied with yrs before it is
-//! stored (a malformed one is `invalid`, one that would pass 1 MiB is
+//! editing where. An update is charged against the rate first, then
+//! pre-scanned (every count bounded by its bytes) and decoded on this task,
+//! admitted only if it integrates fully into the document (else `invalid`),
+//! applied with yrs before it is stored (one that would pass 1 MiB is
 //! `too_large`; neither changes anything), stored exactly once per envelope
 //! id, acknowledged after its commit and published in commit order, and the
-//! document is compacted in the background when due. Awareness is stamped
-//! with the connection's identity, paced to 10 relays a second (the latest
-//! always goes out), and never stored.
+//! document is compacted in the background when due. Awareness is charged
+//! against its pace, then decoded here (never under the hub's lock), stamped
+//! with the connection's identity, relayed at most 10 times a second —
+//! removals too, folded into the next relay — and never stored.
 
 use base64::Engine as _;
 use std::collections::BTreeSet;
@@ -19,7 +22,10 @@ use crate::protocol::{
     Ack, Channel, DocAwarenessRequest, DocUpdateRequest, ErrorBody, ErrorCode, ServerMessage,
 };
 use crate::server::frames;
-use crate::server::hub::{DocError, Hub, SubscribeError, SubscriberId};
+use crate::server::hub::{
+    decode_awareness, scan_update, DocError, Hub, Refusal, SubscribeError, SubscriberId,
+    UpdateShape,
+};
 use crate::server::store::{DocAppended, DocDraft, Store};
 
 /// Document updates a connection may send per second, on average (a fast
@@ -105,21 +111,30 @@ impl Connection {
             Ok(author) => author,
             Err(body) => return self.send_error(body),
         };
-        let (channel, update) = match doc_request(&request.doc, &request.update) {
-            Ok(request) => request,
-            Err(body) => return self.send_error(body.with_id(id)),
-        };
-        // Garbage is refused before the document is even loaded.
-        if update.is_empty() {
-            return self.send_error(fail(ErrorCode::Invalid, "update: empty"));
-        }
-        if let Err(err) = crate::server::hub::decode_update(&update) {
-            return self.send_error(fail(ErrorCode::Invalid, &err.to_string()));
-        }
+        // Charged before anything is decoded: garbage costs a token too.
         if !self.doc_bucket.try_take(Instant::now().into_std()) {
             let message =
                 format!("doc_update: at most {DOC_RATE} updates per second; wait a moment");
             return self.resend_or_limited(&user, client_id, message).await;
+        }
+        let (channel, update) = match doc_request(&request.doc, &request.update) {
+            Ok(request) => request,
+            Err(body) => return self.send_error(body.with_id(id)),
+        };
+        // Garbage is refused before the document is even loaded, and yrs
+        // reads only what the pre-scan bounded.
+        if update.is_empty() {
+            return self.send_error(fail(ErrorCode::Invalid, "update: empty"));
+        }
+        let shape = match scan_update(&update) {
+            Ok(shape) => shape,
+            Err(err) => {
+                let message = Refusal::from(err).to_string();
+                return self.send_error(fail(ErrorCode::Invalid, &message));
+            }
+        };
+        if let Err(err) = crate::server::hub::decode_update(&update) {
+            return self.send_error(fail(ErrorCode::Invalid, &err.to_string()));
         }
         // A resend is acked with its first place and never applied: an id
         // already stored may come back with other bytes (a client reusing
@@ -133,7 +148,7 @@ impl Connection {
         if let Ok(Some((channel, offset))) = stored {
             return self.send(ServerMessage::Ack(Ack::stored(client_id, channel, offset)));
         }
-        if let Err(body) = self.apply_doc_update(&channel, &update).await {
+        if let Err(body) = self.apply_doc_update(&channel, &update, &shape).await {
             return self.send_error(body.with_id(id));
         }
         let (hub, outbox) = (self.context.hub.clone(), self.outbox.clone());
@@ -181,11 +196,13 @@ impl Connection {
         }
     }
 
-    /// Loads the document if needed and applies `update` to it in memory.
+    /// Loads the document if needed, admits `update` (of `shape`) against it
+    /// and applies it in memory.
     async fn apply_doc_update(
         &mut self,
         channel: &Channel,
         update: &[u8],
+        shape: &UpdateShape,
     ) -> Result<(), ErrorBody> {
         for _ in 0..LOAD_ATTEMPTS {
             let (hub, store) = (self.context.hub.clone(), self.context.store.clone());
@@ -194,7 +211,14 @@ impl Connection {
                 let message = format!("{channel}: the document could not be loaded; try again");
                 return Err(ErrorBody::new(ErrorCode::Internal, message));
             }
-            match self.context.hub.apply_doc_update(channel, update) {
+            let hub = &self.context.hub;
+            let applied =
+                hub.admit_doc_update(channel, shape)
+                    .and_then(|admitted| match admitted {
+                        Ok(()) => hub.apply_doc_update(channel, update),
+                        Err(refused) => Ok(Err(refused)),
+                    });
+            match applied {
                 Ok(Ok(())) => return Ok(()),
                 Ok(Err(err @ DocError::TooLarge)) => {
                     return Err(ErrorBody::new(ErrorCode::TooLarge, err.to_string()))
@@ -232,18 +256,22 @@ impl Connection {
             let message = format!("doc: subscribe to {channel} before sending awareness");
             return self.send_error(fail(ErrorCode::Invalid, &message));
         }
+        // Charged against the pace before it is decoded; a paced one is
+        // kept for the flush, which is scheduled whatever the decode says.
         let admitted = self.awareness_pace.admit(&channel, Instant::now());
         let hub = &self.context.hub;
-        match hub.doc_awareness(&channel, self.subscriber, &user, &update, admitted.is_ok()) {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => return self.send_error(fail(ErrorCode::Invalid, &err.to_string())),
-            Err(err) => {
-                return self.send_error(fail(ErrorCode::NotFound, &format!("{channel}: {err}")))
-            }
-        }
         if let Err(Some(at)) = admitted {
             let pace = self.awareness_pace.clone();
             tokio::spawn(pace.flush(at, hub.clone(), self.subscriber));
+        }
+        let entries = match decode_awareness(&update) {
+            Ok(entries) => entries,
+            Err(err) => return self.send_error(fail(ErrorCode::Invalid, &err.to_string())),
+        };
+        if let Err(err) =
+            hub.doc_awareness(&channel, self.subscriber, &user, entries, admitted.is_ok())
+        {
+            self.send_error(fail(ErrorCode::NotFound, &format!("{channel}: {err}")));
         }
     }
 }
