@@ -201,10 +201,17 @@ async fn hostile_frames_are_invalid_and_a_bystander_is_answered_meanwhile() {
         mallory.send(&doc_update(&id, &update)).await;
         carol.send(r#"{"type":"ping","data":{}}"#).await;
         while !matches!(carol.recv().await.message, ServerMessage::Pong(_)) {}
-        assert_eq!(answer(&mut mallory, &id).await, Err(ErrorCode::Invalid), "frame {n}");
+        assert_eq!(
+            answer(&mut mallory, &id).await,
+            Err(ErrorCode::Invalid),
+            "frame {n}"
+        );
     }
     // Awareness claiming 2^31 and 2^22 states, in a few bytes.
-    for claim in [[0x80, 0x80, 0x80, 0x80, 0x08], [0x80, 0x80, 0x80, 0x02, 0x00]] {
+    for claim in [
+        [0x80, 0x80, 0x80, 0x80, 0x08],
+        [0x80, 0x80, 0x80, 0x02, 0x00],
+    ] {
         let mut update = claim.to_vec();
         update.extend([7, 1, 2, b'{', b'}']);
         let frame = json!({"type": "doc_awareness", "id": "aw",
@@ -233,7 +240,9 @@ async fn a_doc_update_over_the_rate_is_rate_limited_even_when_it_is_garbage() {
     let mut mallory = Client::signed_in(&server, "Mallory").await;
     let total = 300;
     for n in 0..total {
-        mallory.send(&doc_update(&format!("g-{n}"), &[1, 2, 3])).await;
+        mallory
+            .send(&doc_update(&format!("g-{n}"), &[1, 2, 3]))
+            .await;
     }
     let mut codes = HashMap::new();
     for n in 0..total {
@@ -270,7 +279,11 @@ async fn updates_that_cannot_integrate_are_refused_and_the_note_stays_open() {
         let merged = yrs::merge_updates_v1([first.as_slice(), third.as_slice()]).unwrap();
         let id = format!("skip-{n}");
         mallory.send(&doc_update(&id, &merged)).await;
-        assert_eq!(answer(&mut mallory, &id).await, Err(ErrorCode::Invalid), "update {n}");
+        assert_eq!(
+            answer(&mut mallory, &id).await,
+            Err(ErrorCode::Invalid),
+            "update {n}"
+        );
     }
     let (mut bob, doc) = editor(&server, "Bob").await;
     let state = doc

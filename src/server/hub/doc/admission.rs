@@ -64,7 +64,7 @@ impl Shape {
                 return Err(Refusal::Unknown(id));
             }
         }
-        for &(client, start, end) in &self.deletes {
+        for &(client, _, end) in &self.deletes {
             if end > reach(client) {
                 return Err(Refusal::UnknownDeletion(client));
             }
