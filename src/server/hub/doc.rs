@@ -156,8 +156,9 @@ pub fn text_of(doc: &Doc) -> String {
 
 /// A document built from a compacted state and the updates after it (the
 /// store's rows); an unreadable row is skipped and logged, never fatal.
-/// What cannot integrate once every row is in (stored before the server
-/// refused such updates) is dropped, so compaction does not keep it.
+/// What cannot integrate yet is kept pending here (a compaction folds only a
+/// prefix of the log; later rows may complete it); [`DocState::new`] drops
+/// what is still pending once the whole log is in.
 pub fn rebuild(state: &[u8], updates: impl IntoIterator<Item = Vec<u8>>) -> Doc {
     let doc = Doc::new();
     for bytes in std::iter::once(state.to_vec()).chain(updates) {
@@ -168,16 +169,19 @@ pub fn rebuild(state: &[u8], updates: impl IntoIterator<Item = Vec<u8>>) -> Doc 
             tracing::error!(%err, "a stored document update cannot be applied");
         }
     }
-    if prune_pending(&doc) {
-        tracing::warn!("a stored document held content that cannot integrate; dropped it");
-    }
     doc
 }
 
 impl DocState {
     /// A document as loaded: `doc` holds every stored update; `ring` the
-    /// frames of the newest ones.
+    /// frames of the newest ones. What is still pending in it (stored by a
+    /// server that did not refuse updates which cannot integrate) is
+    /// dropped: nothing else can complete it, and it would count toward the
+    /// 1 MiB bound unseen.
     pub fn new(epoch: String, ring: Ring<Utf8Bytes>, doc: Doc) -> Self {
+        if prune_pending(&doc) {
+            tracing::warn!("a stored document held content that cannot integrate; dropped it");
+        }
         let size_bound = encode_state(&doc).len();
         DocState {
             epoch,

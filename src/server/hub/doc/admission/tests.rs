@@ -539,3 +539,28 @@ fn mutations_of_one_session(seed: u64) {
     }
     assert!(admitted_mutations > 300, "{admitted_mutations} admitted");
 }
+
+/// A note an older server let fill with pending content is cleaned when it
+/// is loaded (rebuilt from its stored rows and installed); a compaction's
+/// fold of a prefix of the log keeps what later rows may complete.
+#[test]
+fn a_loaded_document_drops_pending_content_stored_before() {
+    let ada = Doc::with_client_id(1);
+    let first = insert(&ada, 0, "a");
+    let _never_sent = insert(&ada, 1, "b");
+    let third = insert(&ada, 2, &"z".repeat(10_000));
+    let hole = yrs::merge_updates_v1([first.as_slice(), third.as_slice()]).unwrap();
+    let polluted = Doc::new();
+    apply(&polluted, &hole);
+    assert!(polluted.transact().has_missing_updates());
+    let stored = polluted
+        .transact()
+        .encode_state_as_update_v1(&Default::default());
+    assert!(stored.len() > 10_000, "the pending content is in the state");
+    let folded = super::super::rebuild(&stored, [first.clone()]);
+    assert!(folded.transact().has_missing_updates(), "a fold keeps it");
+    let ring = crate::server::hub::ring::Ring::new(10);
+    let loaded = super::super::DocState::new("e1".into(), ring, folded);
+    assert!(loaded.state().len() < 100, "{} bytes", loaded.state().len());
+    assert_eq!(loaded.text(), "a");
+}
