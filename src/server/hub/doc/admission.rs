@@ -125,4 +125,6 @@ impl Shape {
 }
 
 #[cfg(test)]
+mod generated;
+#[cfg(test)]
 mod tests;
