@@ -9,22 +9,31 @@
 //! a gap is filled from the store by `fill.rs`), so a live replica always
 //! equals a fresh snapshot and a fresh load.
 //!
-//! Everything a client sends is decoded with yrs before anything changes; a
-//! panic inside yrs (it asserts on some impossible inputs in debug builds) is
-//! caught and answered as a malformed update, never taken down the server.
+//! Everything a client sends is pre-scanned (`scan.rs`: every count bounded
+//! by the bytes that follow it) and checked against the document
+//! (`admission.rs`: it integrates fully, nothing stays pending) before yrs
+//! decodes or applies it; a panic inside yrs (it asserts on some impossible
+//! inputs in debug builds) is caught and answered as a malformed update,
+//! never taken down the server. Awareness is decoded and checked on the
+//! connection's task (`awareness.rs`), never under the channel's lock.
+
+pub mod admission;
+pub mod awareness;
+mod lib0;
+pub mod scan;
 
 mod fill;
 mod order;
 mod publish;
 
 use axum::extract::ws::Utf8Bytes;
-use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
-use yrs::sync::awareness::{AwarenessUpdate, AwarenessUpdateEntry};
 use yrs::updates::decoder::Decode;
-use yrs::updates::encoder::Encode;
-use yrs::{ClientID, Doc, ReadTxn, StateVector, Transact, Update};
+use yrs::{Doc, ReadTxn, StateVector, Transact, Update, WriteTxn};
+
+use admission::Refusal;
+use awareness::{Editors, Entries};
 
 use super::ring::Ring;
 use super::SubscriberId;
@@ -75,27 +84,8 @@ pub enum DocError {
     /// already acknowledged and held here, so this is "later", not "never".
     #[error("update: this document is catching up with updates committed elsewhere; send it again in a moment")]
     CatchingUp,
-}
-
-/// What an awareness update changed: the update to relay, and whether it
-/// removed a state (a removal is relayed at once, never paced away).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Accepted {
-    pub update: Vec<u8>,
-    pub removes: bool,
-}
-
-/// One editor's awareness state, as relayed (identity stamped by the server).
-#[derive(Debug, Clone)]
-struct Editor {
-    /// The connection that announced it: whose end removes it.
-    owner: SubscriberId,
-    /// Whose state it is: the same user's next connection (a page that
-    /// reconnected before the server noticed its old socket died) may take
-    /// it over; nobody else may.
-    user_id: String,
-    clock: u32,
-    json: Arc<str>,
+    #[error(transparent)]
+    Refused(#[from] Refusal),
 }
 
 /// A document in memory.
@@ -111,7 +101,7 @@ pub struct DocState {
     size_bound: usize,
     /// Updates applied since the last exact measure.
     since_measure: usize,
-    editors: HashMap<u64, Editor>,
+    editors: Editors,
     /// The offset the store's compacted state covers.
     pub compacted_upto: u64,
     /// Bytes of updates published since that compaction.
@@ -158,22 +148,40 @@ pub fn decode_update(bytes: &[u8]) -> Result<Update, DocError> {
     }
 }
 
-fn decode_awareness(bytes: &[u8]) -> Result<AwarenessUpdate, DocError> {
-    match catch_unwind(|| AwarenessUpdate::decode_v1(bytes)) {
-        Ok(Ok(update)) => Ok(update),
-        Ok(Err(err)) => Err(DocError::BadAwareness(err.to_string())),
-        Err(_) => Err(DocError::BadAwareness("it cannot be read".into())),
+/// Applies `update` to `doc`; a yrs error or panic is a malformed update.
+/// Whatever yrs could not integrate is dropped and the update refused:
+/// nothing may stay pending in a document (admission refuses such updates
+/// before they get here; this is the last line).
+fn apply(doc: &Doc, update: Update) -> Result<(), DocError> {
+    integrate(doc, update)?;
+    if prune_pending(doc) {
+        tracing::error!("an admitted document update left content pending; dropped it");
+        return Err(DocError::Malformed(
+            "it refers to content the document does not hold".into(),
+        ));
     }
+    Ok(())
 }
 
-/// Applies `update` to `doc`; a yrs error or panic is a malformed update.
-fn apply(doc: &Doc, update: Update) -> Result<(), DocError> {
+/// Applies `update` to `doc` as yrs does (keeping what it cannot integrate
+/// yet as pending).
+fn integrate(doc: &Doc, update: Update) -> Result<(), DocError> {
     let applied = catch_unwind(AssertUnwindSafe(|| doc.transact_mut().apply_update(update)));
     match applied {
         Ok(Ok(())) => Ok(()),
         Ok(Err(err)) => Err(DocError::Malformed(err.to_string())),
         Err(_) => Err(DocError::Malformed("it cannot be applied".into())),
     }
+}
+
+/// Drops whatever `doc` holds pending (content waiting for content it never
+/// received); returns whether there was any.
+fn prune_pending(doc: &Doc) -> bool {
+    if !doc.transact().has_missing_updates() {
+        return false;
+    }
+    catch_unwind(AssertUnwindSafe(|| doc.transact_mut().prune_pending())).ok();
+    true
 }
 
 /// The whole state of `doc` as one v1 update.
@@ -196,13 +204,16 @@ pub fn text_of(doc: &Doc) -> String {
 
 /// A document built from a compacted state and the updates after it (the
 /// store's rows); an unreadable row is skipped and logged, never fatal.
+/// What cannot integrate yet is kept pending here (a compaction folds only a
+/// prefix of the log; later rows may complete it); [`DocState::new`] drops
+/// what is still pending once the whole log is in.
 pub fn rebuild(state: &[u8], updates: impl IntoIterator<Item = Vec<u8>>) -> Doc {
     let doc = Doc::new();
     for bytes in std::iter::once(state.to_vec()).chain(updates) {
         if bytes.is_empty() {
             continue;
         }
-        if let Err(err) = decode_update(&bytes).and_then(|update| apply(&doc, update)) {
+        if let Err(err) = decode_update(&bytes).and_then(|update| integrate(&doc, update)) {
             tracing::error!(%err, "a stored document update cannot be applied");
         }
     }
@@ -211,8 +222,14 @@ pub fn rebuild(state: &[u8], updates: impl IntoIterator<Item = Vec<u8>>) -> Doc 
 
 impl DocState {
     /// A document as loaded: `doc` holds every stored update; `ring` the
-    /// frames of the newest ones.
+    /// frames of the newest ones. What is still pending in it (stored by a
+    /// server that did not refuse updates which cannot integrate) is
+    /// dropped: nothing else can complete it, and it would count toward the
+    /// 1 MiB bound unseen.
     pub fn new(epoch: String, ring: Ring<Utf8Bytes>, doc: Doc) -> Self {
+        if prune_pending(&doc) {
+            tracing::warn!("a stored document held content that cannot integrate; dropped it");
+        }
         let size_bound = encode_state(&doc).len();
         DocState {
             epoch,
@@ -220,7 +237,7 @@ impl DocState {
             doc,
             size_bound,
             since_measure: 0,
-            editors: HashMap::new(),
+            editors: Editors::default(),
             compacted_upto: 0,
             bytes_since_compaction: 0,
             compacting: false,
@@ -342,6 +359,11 @@ impl DocState {
         Ok(())
     }
 
+    /// The document's state vector (what an update is admitted against).
+    pub fn state_vector(&self) -> StateVector {
+        self.doc.transact().state_vector()
+    }
+
     /// The whole state, for a snapshot.
     pub fn state(&self) -> Vec<u8> {
         encode_state(&self.doc)
@@ -354,80 +376,19 @@ impl DocState {
 
     /// Every editor's awareness state, as one awareness update.
     pub fn awareness(&self) -> Vec<u8> {
-        encode_entries(
-            self.editors
-                .iter()
-                .map(|(&client, editor)| (client, editor.clock, editor.json.clone())),
-        )
+        self.editors.all()
     }
 
-    /// Takes a connection's awareness update: each state is stamped with the
-    /// connection's `user` (nobody appears as someone else), a state owned by
-    /// another connection or older than the one held is left out, and a
-    /// `null` state removes the sender's own. Every state is checked before
-    /// any is taken. Returns what to relay (what was accepted), or `None`
-    /// when nothing was.
+    /// Takes a connection's checked awareness entries (see
+    /// [`Editors::take`]); returns what to relay now, if anything.
     pub fn awareness_from(
         &mut self,
         owner: SubscriberId,
         user: &UserRef,
-        bytes: &[u8],
-    ) -> Result<Option<Accepted>, DocError> {
-        let update = decode_awareness(bytes)?;
-        for (client, entry) in &update.clients {
-            let state: serde_json::Value = serde_json::from_str(&entry.json).map_err(|err| {
-                DocError::BadAwareness(format!("state of {}: {err}", client.get()))
-            })?;
-            if !state.is_null() && !state.is_object() {
-                return Err(DocError::BadAwareness(
-                    "a state must be a JSON object".into(),
-                ));
-            }
-            if entry.json.len() > MAX_AWARENESS_STATE {
-                return Err(DocError::BadAwareness(format!(
-                    "a state is at most {MAX_AWARENESS_STATE} bytes of JSON"
-                )));
-            }
-        }
-        let mut accepted = Vec::new();
-        let mut removes = false;
-        for (client, entry) in update.clients {
-            let client = client_number(client);
-            let held = self.editors.get(&client);
-            let theirs = |held: &Editor| held.owner != owner && held.user_id != user.id;
-            if held.is_some_and(|held| theirs(held) || held.clock > entry.clock) {
-                continue;
-            }
-            let state: serde_json::Value = serde_json::from_str(&entry.json)
-                .map_err(|err| DocError::BadAwareness(format!("state of {client}: {err}")))?;
-            if state.is_null() {
-                if self.editors.remove(&client).is_some() {
-                    accepted.push((client, entry.clock, Arc::from("null")));
-                    removes = true;
-                }
-                continue;
-            }
-            let json: Arc<str> = stamp(state, user)
-                .ok_or_else(|| DocError::BadAwareness("a state must be a JSON object".into()))?
-                .into();
-            if held.is_none() && self.clients_of(owner) >= MAX_CLIENTS_PER_CONNECTION {
-                continue;
-            }
-            self.editors.insert(
-                client,
-                Editor {
-                    owner,
-                    user_id: user.id.clone(),
-                    clock: entry.clock,
-                    json: json.clone(),
-                },
-            );
-            accepted.push((client, entry.clock, json));
-        }
-        Ok((!accepted.is_empty()).then(|| Accepted {
-            update: encode_entries(accepted),
-            removes,
-        }))
+        entries: Entries,
+        relay: bool,
+    ) -> Option<Vec<u8>> {
+        self.editors.take(owner, user, entries, relay)
     }
 
     /// Every editor's state as a `doc_awareness` frame of channel `name`
@@ -440,66 +401,17 @@ impl DocState {
         Some(super::awareness_frame(name, &channel, &self.awareness()))
     }
 
-    /// The current states `owner` announced, as one update (for relaying
-    /// the latest after a paced-out one); `None` if it has none.
-    pub fn awareness_of(&self, owner: SubscriberId) -> Option<Vec<u8>> {
-        let entries: Vec<_> = self
-            .editors
-            .iter()
-            .filter(|(_, editor)| editor.owner == owner)
-            .map(|(&client, editor)| (client, editor.clock, editor.json.clone()))
-            .collect();
-        (!entries.is_empty()).then(|| encode_entries(entries))
+    /// The current states `owner` announced and what it removed since its
+    /// last relay, as one update (its paced relay); `None` if nothing.
+    pub fn awareness_of(&mut self, owner: SubscriberId) -> Option<Vec<u8>> {
+        self.editors.latest_of(owner)
     }
 
     /// Removes every state `owner` announced (it left or died): the removal
     /// update for the others, or `None` if it had none.
     pub fn remove_editor(&mut self, owner: SubscriberId) -> Option<Vec<u8>> {
-        let mut removed = Vec::new();
-        self.editors.retain(|&client, editor| {
-            if editor.owner == owner {
-                // y-protocols drops a state on a newer clock with `null`.
-                removed.push((client, editor.clock.wrapping_add(1), Arc::from("null")));
-                false
-            } else {
-                true
-            }
-        });
-        (!removed.is_empty()).then(|| encode_entries(removed))
+        self.editors.remove_owner(owner)
     }
-
-    fn clients_of(&self, owner: SubscriberId) -> usize {
-        self.editors.values().filter(|e| e.owner == owner).count()
-    }
-}
-
-/// The state with `user.id` and `user.name` set to the connection's; `None`
-/// unless it is an object. Other fields (`color`, `cursor`) are kept.
-fn stamp(mut state: serde_json::Value, user: &UserRef) -> Option<String> {
-    let object = state.as_object_mut()?;
-    let person = object
-        .entry("user")
-        .or_insert_with(|| serde_json::Value::Object(Default::default()));
-    if !person.is_object() {
-        *person = serde_json::Value::Object(Default::default());
-    }
-    let person = person.as_object_mut()?;
-    person.insert("id".into(), user.id.clone().into());
-    person.insert("name".into(), user.name.clone().into());
-    Some(state.to_string())
-}
-
-/// The Yjs client number of a yrs [`ClientID`].
-fn client_number(client: ClientID) -> u64 {
-    client.get()
-}
-
-fn encode_entries(entries: impl IntoIterator<Item = (u64, u32, Arc<str>)>) -> Vec<u8> {
-    let clients = entries
-        .into_iter()
-        .map(|(client, clock, json)| (ClientID::new(client), AwarenessUpdateEntry { clock, json }))
-        .collect();
-    AwarenessUpdate { clients }.encode_v1()
 }
 
 #[cfg(test)]

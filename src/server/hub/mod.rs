@@ -37,6 +37,9 @@ use crate::protocol::{
     PresenceSnapshot, ServerMessage, Since, Snapshot, Subscribed, Tick, UnreadSnapshot, UserRef,
 };
 use base64::Engine as _;
+pub use doc::admission::Refusal;
+pub use doc::awareness::{decode as decode_awareness, Entries as AwarenessEntries};
+pub use doc::scan::{scan as scan_update, Shape as UpdateShape};
 use doc::DocState;
 pub use doc::{
     decode_update, encode_state, fill as fill_doc, measure as measure_doc_update, rebuild, text_of,
@@ -814,36 +817,35 @@ impl Hub {
         let _ = self.with_doc(channel, |_, doc, _| doc.compacted(upto));
     }
 
-    /// Takes a connection's awareness update for a document it subscribes
-    /// to, stamped with its `user`, and relays what was accepted to the
-    /// other subscribers now, or only keeps it when `relay` is false (the
-    /// connection is paced; [`Hub::relay_awareness`] sends the latest later).
+    /// Takes a connection's awareness entries (decoded and checked on its
+    /// own task) for a document it subscribes to, stamped with its `user`,
+    /// and relays what was accepted to the other subscribers now, or only
+    /// keeps it, removals included, when `relay` is false (the connection is
+    /// paced; [`Hub::relay_awareness`] sends the latest later).
     pub fn doc_awareness(
         &self,
         channel: &Channel,
         owner: SubscriberId,
         user: &UserRef,
-        update: &[u8],
+        entries: AwarenessEntries,
         relay: bool,
-    ) -> Result<Result<(), DocError>, SubscribeError> {
+    ) -> Result<(), SubscribeError> {
         self.with_doc(channel, |name, doc, subscribers| {
             if !subscribers.contains_key(&owner) {
-                return Ok(());
+                return;
             }
-            let accepted = doc.awareness_from(owner, user, update)?;
-            if let Some(accepted) = accepted.filter(|a| relay || a.removes) {
-                let frame = awareness_frame(name, channel, &accepted.update);
+            if let Some(update) = doc.awareness_from(owner, user, entries, relay) {
+                let frame = awareness_frame(name, channel, &update);
                 for (_, outbox) in subscribers.iter().filter(|(id, _)| **id != owner) {
                     let _ = outbox.deliver(frame.clone());
                 }
                 self.share_awareness(channel, frame);
             }
-            Ok(())
         })
     }
 
-    /// Relays the awareness states `owner` holds in `channel` now (the
-    /// latest of those it sent while paced).
+    /// Relays the awareness states `owner` holds in `channel` now and what
+    /// it removed meanwhile (the latest of what it sent while paced).
     pub fn relay_awareness(&self, channel: &Channel, owner: SubscriberId) {
         let _ = self.with_doc(channel, |name, doc, subscribers| {
             if let Some(states) = doc.awareness_of(owner) {

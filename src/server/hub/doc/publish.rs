@@ -123,6 +123,19 @@ impl Hub {
         })
     }
 
+    /// Whether a client's pre-scanned update integrates fully into a loaded
+    /// document: its state vector is taken under the channel's lock, the
+    /// check runs after the lock is released. The document only grows, so
+    /// what is admitted against it now stays admissible.
+    pub fn admit_doc_update(
+        &self,
+        channel: &Channel,
+        shape: &super::scan::Shape,
+    ) -> Result<Result<(), DocError>, SubscribeError> {
+        let known = self.with_doc(channel, |_, doc, _| doc.state_vector())?;
+        Ok(shape.admit(&known).map_err(DocError::from))
+    }
+
     /// Publishes a document update this instance just committed (called in
     /// commit order): applied here in offset order and queued for every
     /// subscriber, the sender included, and handed to the relay (if any)

@@ -1,6 +1,8 @@
+use super::awareness::encode_entries;
 use super::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use std::collections::HashMap;
 use std::collections::VecDeque;
 use yrs::{GetString, Text};
 
@@ -135,6 +137,18 @@ fn deleting_every_other_character_is_counted_against_the_limit() {
     assert!(size <= MAX_DOC_BYTES, "{size} bytes");
 }
 
+impl DocState {
+    /// An awareness update as a connection that is not paced sends it.
+    fn take_awareness(
+        &mut self,
+        owner: SubscriberId,
+        user: &UserRef,
+        bytes: &[u8],
+    ) -> Result<Option<Vec<u8>>, DocError> {
+        Ok(self.awareness_from(owner, user, awareness::decode(bytes)?, true))
+    }
+}
+
 fn awareness_update(entries: &[(u64, u32, &str)]) -> Vec<u8> {
     encode_entries(
         entries
@@ -144,7 +158,7 @@ fn awareness_update(entries: &[(u64, u32, &str)]) -> Vec<u8> {
 }
 
 fn states(bytes: &[u8]) -> HashMap<u64, (u32, serde_json::Value)> {
-    decode_awareness(bytes)
+    yrs::sync::awareness::AwarenessUpdate::decode_v1(bytes)
         .unwrap()
         .clients
         .into_iter()
@@ -160,10 +174,9 @@ fn awareness_is_stamped_with_the_connections_identity() {
     let mut server = server();
     let forged = r##"{"user":{"id":"bob","name":"Bob","color":"#ff0000"},"cursor":null}"##;
     let relay = server
-        .awareness_from(1, &alice(), &awareness_update(&[(7, 1, forged)]))
+        .take_awareness(1, &alice(), &awareness_update(&[(7, 1, forged)]))
         .unwrap()
-        .expect("accepted")
-        .update;
+        .expect("accepted");
     let (clock, state) = &states(&relay)[&7];
     assert_eq!(*clock, 1);
     assert_eq!(state["user"]["id"], "alice");
@@ -177,7 +190,7 @@ fn nobody_can_change_or_remove_another_connections_state() {
     let mut server = server();
     let state = r#"{"cursor":null}"#;
     server
-        .awareness_from(1, &alice(), &awareness_update(&[(7, 1, state)]))
+        .take_awareness(1, &alice(), &awareness_update(&[(7, 1, state)]))
         .unwrap();
     let mallory = UserRef {
         id: "mallory".into(),
@@ -185,7 +198,7 @@ fn nobody_can_change_or_remove_another_connections_state() {
     };
     for attempt in [(7, 5, state), (7, 5, "null")] {
         let relay = server
-            .awareness_from(2, &mallory, &awareness_update(&[attempt]))
+            .take_awareness(2, &mallory, &awareness_update(&[attempt]))
             .unwrap();
         assert_eq!(relay, None);
     }
@@ -193,7 +206,7 @@ fn nobody_can_change_or_remove_another_connections_state() {
     // Alice's page on a new connection (the old one not noticed dead yet)
     // takes its own client id over; the old connection's end leaves it.
     let taken = server
-        .awareness_from(3, &alice(), &awareness_update(&[(7, 2, state)]))
+        .take_awareness(3, &alice(), &awareness_update(&[(7, 2, state)]))
         .unwrap();
     assert!(taken.is_some());
     assert_eq!(server.remove_editor(1), None);
@@ -205,20 +218,19 @@ fn an_older_state_is_ignored_and_null_removes_ones_own() {
     let mut server = server();
     let update = |clock, json| awareness_update(&[(7, clock, json)]);
     server
-        .awareness_from(1, &alice(), &update(3, "{}"))
+        .take_awareness(1, &alice(), &update(3, "{}"))
         .unwrap();
     assert_eq!(
         server
-            .awareness_from(1, &alice(), &update(2, "{}"))
+            .take_awareness(1, &alice(), &update(2, "{}"))
             .unwrap(),
         None
     );
     let removal = server
-        .awareness_from(1, &alice(), &update(4, "null"))
+        .take_awareness(1, &alice(), &update(4, "null"))
         .unwrap()
         .expect("relayed");
-    assert!(removal.removes);
-    assert_eq!(states(&removal.update)[&7], (4, serde_json::Value::Null));
+    assert_eq!(states(&removal)[&7], (4, serde_json::Value::Null));
     assert!(states(&server.awareness()).is_empty());
 }
 
@@ -226,14 +238,14 @@ fn an_older_state_is_ignored_and_null_removes_ones_own() {
 fn a_leaving_connection_takes_its_states_along() {
     let mut server = server();
     server
-        .awareness_from(
+        .take_awareness(
             1,
             &alice(),
             &awareness_update(&[(7, 3, "{}"), (8, 1, "{}")]),
         )
         .unwrap();
     server
-        .awareness_from(2, &alice(), &awareness_update(&[(9, 1, "{}")]))
+        .take_awareness(2, &alice(), &awareness_update(&[(9, 1, "{}")]))
         .unwrap();
     let removal = states(&server.remove_editor(1).expect("had states"));
     assert_eq!(removal[&7], (4, serde_json::Value::Null));
@@ -252,7 +264,7 @@ fn bad_awareness_is_refused() {
         awareness_update(&[(7, 1, &format!("{{\"pad\":\"{}\"}}", "x".repeat(5000)))]),
     ];
     for bytes in refused {
-        let answer = server.awareness_from(1, &alice(), &bytes);
+        let answer = server.take_awareness(1, &alice(), &bytes);
         assert!(
             matches!(answer, Err(DocError::BadAwareness(_))),
             "{answer:?}"
@@ -266,7 +278,7 @@ fn one_connection_announces_a_bounded_number_of_clients() {
     let mut server = server();
     let many: Vec<_> = (1..=20).map(|client| (client, 1, "{}")).collect();
     server
-        .awareness_from(1, &alice(), &awareness_update(&many))
+        .take_awareness(1, &alice(), &awareness_update(&many))
         .unwrap();
     assert_eq!(
         states(&server.awareness()).len(),

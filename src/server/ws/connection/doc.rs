@@ -1,13 +1,16 @@
 //! `doc_update` and `doc_awareness`: a shared document's edits and who is
-//! editing where. An update is decoded and checked with yrs against the
-//! committed document before it is stored, changing nothing (a malformed
-//! one is `invalid`, one that would pass 1 MiB is `too_large`), stored
-//! exactly once per envelope id, and only then applied in memory,
-//! acknowledged and published, in commit order (a gap before it is filled
-//! from the store); the document is compacted in the background when due.
-//! A duplicate or a failed append leaves memory as it was. Awareness is stamped
-//! with the connection's identity, paced to 10 relays a second (the latest
-//! always goes out), and never stored.
+//! editing where. An update is charged against the rate first, then
+//! pre-scanned (every count bounded by its bytes), admitted only if it
+//! integrates fully into the committed document (else `invalid`), decoded
+//! and checked with yrs against it before it is stored, changing nothing
+//! (one that would pass 1 MiB is `too_large`), stored exactly once per
+//! envelope id, and only then applied in memory, acknowledged and published,
+//! in commit order (a gap before it is filled from the store); the document
+//! is compacted in the background when due. A duplicate or a failed append
+//! leaves memory as it was. Awareness is charged against its pace, then
+//! decoded here (never under the hub's lock), stamped with the connection's
+//! identity, relayed at most 10 times a second — removals too, folded into
+//! the next relay — and never stored.
 
 use base64::Engine as _;
 use std::collections::BTreeSet;
@@ -22,7 +25,8 @@ use crate::protocol::{
 };
 use crate::server::frames;
 use crate::server::hub::{
-    fill_doc, measure_doc_update, DocError, Fit, Hub, Reservation, SubscribeError, SubscriberId,
+    decode_awareness, fill_doc, measure_doc_update, scan_update, DocError, Fit, Hub, Refusal,
+    Reservation, SubscribeError, SubscriberId, UpdateShape,
 };
 use crate::server::store::{DocAppended, DocDraft, Store};
 
@@ -110,21 +114,30 @@ impl Connection {
             Ok(author) => author,
             Err(body) => return self.send_error(body),
         };
-        let (channel, update) = match doc_request(&request.doc, &request.update) {
-            Ok(request) => request,
-            Err(body) => return self.send_error(body.with_id(id)),
-        };
-        // Garbage is refused before the document is even loaded.
-        if update.is_empty() {
-            return self.send_error(fail(ErrorCode::Invalid, "update: empty"));
-        }
-        if let Err(err) = crate::server::hub::decode_update(&update) {
-            return self.send_error(fail(ErrorCode::Invalid, &err.to_string()));
-        }
+        // Charged before anything is decoded: garbage costs a token too.
         if !self.doc_bucket.try_take(Instant::now().into_std()) {
             let message =
                 format!("doc_update: at most {DOC_RATE} updates per second; wait a moment");
             return self.resend_or_limited(&user, client_id, message).await;
+        }
+        let (channel, update) = match doc_request(&request.doc, &request.update) {
+            Ok(request) => request,
+            Err(body) => return self.send_error(body.with_id(id)),
+        };
+        // Garbage is refused before the document is even loaded, and yrs
+        // reads only what the pre-scan bounded.
+        if update.is_empty() {
+            return self.send_error(fail(ErrorCode::Invalid, "update: empty"));
+        }
+        let shape = match scan_update(&update) {
+            Ok(shape) => shape,
+            Err(err) => {
+                let message = Refusal::from(err).to_string();
+                return self.send_error(fail(ErrorCode::Invalid, &message));
+            }
+        };
+        if let Err(err) = crate::server::hub::decode_update(&update) {
+            return self.send_error(fail(ErrorCode::Invalid, &err.to_string()));
         }
         // A resend is acked with its first place and never stored again: an
         // id already stored may come back with other bytes (a client reusing
@@ -139,7 +152,7 @@ impl Connection {
         if let Ok(Some((channel, offset))) = stored {
             return self.send(ServerMessage::Ack(Ack::stored(client_id, channel, offset)));
         }
-        let reservation = match self.check_doc_update(&channel, &update).await {
+        let reservation = match self.check_doc_update(&channel, &update, &shape).await {
             Ok(reservation) => reservation,
             Err(body) => return self.send_error(body.with_id(id)),
         };
@@ -197,12 +210,14 @@ impl Connection {
         }
     }
 
-    /// Loads the document if needed and checks `update` against it,
-    /// changing nothing; returns the growth it reserved until its commit.
+    /// Loads the document if needed, admits `update` (of `shape`: it
+    /// integrates fully) and checks it against the document, changing
+    /// nothing; returns the growth it reserved until its commit.
     async fn check_doc_update(
         &mut self,
         channel: &Channel,
         update: &[u8],
+        shape: &UpdateShape,
     ) -> Result<Reservation, ErrorBody> {
         let refused = |err: DocError| match err {
             DocError::TooLarge => ErrorBody::new(ErrorCode::TooLarge, err.to_string()),
@@ -217,6 +232,19 @@ impl Connection {
                 tracing::error!(%err, %channel, "cannot load a document");
                 let message = format!("{channel}: the document could not be loaded; try again");
                 return Err(ErrorBody::new(ErrorCode::Internal, message));
+            }
+            // Admitted against the document's state vector, read under its
+            // lock and checked after it is released.
+            match self.context.hub.admit_doc_update(channel, shape) {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => return Err(refused(err)),
+                Err(SubscribeError::NotLoaded) => continue,
+                Err(err) => {
+                    return Err(ErrorBody::new(
+                        ErrorCode::NotFound,
+                        format!("{channel}: {err}"),
+                    ))
+                }
             }
             // Decoded here, outside the document's lock (a yrs update is
             // not `Send`: it is never held across an await).
@@ -283,18 +311,22 @@ impl Connection {
             let message = format!("doc: subscribe to {channel} before sending awareness");
             return self.send_error(fail(ErrorCode::Invalid, &message));
         }
+        // Charged against the pace before it is decoded; a paced one is
+        // kept for the flush, which is scheduled whatever the decode says.
         let admitted = self.awareness_pace.admit(&channel, Instant::now());
         let hub = &self.context.hub;
-        match hub.doc_awareness(&channel, self.subscriber, &user, &update, admitted.is_ok()) {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => return self.send_error(fail(ErrorCode::Invalid, &err.to_string())),
-            Err(err) => {
-                return self.send_error(fail(ErrorCode::NotFound, &format!("{channel}: {err}")))
-            }
-        }
         if let Err(Some(at)) = admitted {
             let pace = self.awareness_pace.clone();
             tokio::spawn(pace.flush(at, hub.clone(), self.subscriber));
+        }
+        let entries = match decode_awareness(&update) {
+            Ok(entries) => entries,
+            Err(err) => return self.send_error(fail(ErrorCode::Invalid, &err.to_string())),
+        };
+        if let Err(err) =
+            hub.doc_awareness(&channel, self.subscriber, &user, entries, admitted.is_ok())
+        {
+            self.send_error(fail(ErrorCode::NotFound, &format!("{channel}: {err}")));
         }
     }
 }
