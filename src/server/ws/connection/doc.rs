@@ -233,30 +233,17 @@ impl Connection {
                 let message = format!("{channel}: the document could not be loaded; try again");
                 return Err(ErrorBody::new(ErrorCode::Internal, message));
             }
-            // Admitted against the document's state vector, read under its
-            // lock and checked after it is released.
-            match self.context.hub.admit_doc_update(channel, shape) {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => return Err(refused(err)),
-                Err(SubscribeError::NotLoaded) => continue,
-                Err(err) => {
-                    return Err(ErrorBody::new(
-                        ErrorCode::NotFound,
-                        format!("{channel}: {err}"),
-                    ))
+            // Admitted against the document's state vector (read under its
+            // lock, checked after it is released), then decoded here,
+            // outside the lock (a yrs update is not `Send`: it is never held
+            // across an await), and checked against the committed document.
+            let hub = &self.context.hub;
+            let checked_now = hub.admit_doc_update(channel, shape).and_then(|admitted| {
+                match admitted.and_then(|()| crate::server::hub::decode_update(update)) {
+                    Ok(decoded) => hub.check_doc_update(channel, &decoded, update.len()),
+                    Err(err) => Ok(Err(err)),
                 }
-            }
-            // Decoded here, outside the document's lock (a yrs update is
-            // not `Send`: it is never held across an await).
-            let checked_now = crate::server::hub::decode_update(update).map(|decoded| {
-                self.context
-                    .hub
-                    .check_doc_update(channel, &decoded, update.len())
             });
-            let checked_now = match checked_now {
-                Ok(checked_now) => checked_now,
-                Err(err) => return Err(refused(err)),
-            };
             match checked_now {
                 Ok(Ok(fit)) => {
                     checked = Some(fit);
