@@ -14,8 +14,8 @@ use crate::build_id::{BUILD_ID, PREFIXES};
 #[derive(Debug, thiserror::Error)]
 #[error(
     "the site bundle {path} is not this server's build: it was built {found} and this server is \
-     {BUILD_ID}, so its pages would fail to start in the browser. Rebuild the site with {fix} \
-     (or start with --allow-stale-bundle / PULSE_ALLOW_STALE_BUNDLE=1 to serve it anyway)",
+     {BUILD_ID}, so its pages would fail to start in the browser. Rebuild the site with {fix}, \
+     or start with --allow-stale-bundle (PULSE_ALLOW_STALE_BUNDLE=1) to serve it anyway",
     path = path.display(),
     found = describe(found.as_deref()),
     fix = fix_command(),
@@ -27,19 +27,41 @@ pub struct StaleBundle {
 }
 
 /// Checks the bundle at `wasm` (the file the page links): `Ok` when it is
-/// this build's or there is none.
+/// this build's or the site has no bundle at all. When that file is missing
+/// but its folder holds others (a hashed release bundle under a binary
+/// without `hash.txt` beside it), one of them must be this build's.
 pub fn check(wasm: &Path) -> Result<(), StaleBundle> {
-    let Ok(bytes) = std::fs::read(wasm) else {
-        return Ok(());
+    let candidates = if wasm.is_file() {
+        vec![wasm.to_path_buf()]
+    } else {
+        others_beside(wasm)
     };
-    if build_ids(&bytes).any(|id| id == BUILD_ID) {
-        return Ok(());
+    let mut stale = None;
+    for path in candidates {
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        if build_ids(&bytes).any(|id| id == BUILD_ID) {
+            return Ok(());
+        }
+        let found = build_ids(&bytes).next().map(str::to_owned);
+        stale.get_or_insert(StaleBundle { path, found });
     }
-    let found = build_ids(&bytes).next().map(str::to_owned);
-    Err(StaleBundle {
-        path: wasm.to_path_buf(),
-        found,
-    })
+    stale.map_or(Ok(()), Err)
+}
+
+/// The `.wasm` files in the folder of `wasm`, by name.
+fn others_beside(wasm: &Path) -> Vec<PathBuf> {
+    let Some(Ok(entries)) = wasm.parent().map(std::fs::read_dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<PathBuf> = entries
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "wasm"))
+        .collect();
+    found.sort();
+    found
 }
 
 /// Every build id in `bytes`: a known prefix and 16 hex digits.
@@ -78,7 +100,7 @@ fn fix_command() -> &'static str {
     if BUILD_ID.starts_with(PREFIXES[0]) {
         "`cargo leptos build --release`"
     } else {
-        "`cargo leptos watch` (or `cargo leptos build`)"
+        "`cargo leptos watch` or `cargo leptos build`"
     }
 }
 
@@ -86,21 +108,21 @@ fn fix_command() -> &'static str {
 mod tests {
     use super::*;
 
-    /// A bundle file with `contents`, removed on drop.
+    /// A folder of its own holding one bundle file, removed on drop.
     struct Bundle(PathBuf);
     impl Drop for Bundle {
         fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
+            let _ = std::fs::remove_dir_all(&self.0);
         }
     }
 
     fn bundle(contents: &[u8]) -> (Bundle, PathBuf) {
-        let path = std::env::temp_dir().join(format!(
-            "pulse-bundle-{}.wasm",
-            uuid::Uuid::new_v4().simple()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("pulse-bundle-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("pulse.0123abc.wasm");
         std::fs::write(&path, contents).unwrap();
-        (Bundle(path.clone()), path)
+        (Bundle(dir), path)
     }
 
     #[test]
@@ -138,6 +160,14 @@ mod tests {
         let err = check(&path).unwrap_err();
         assert_eq!(err.found, None);
         assert!(err.to_string().contains("no build id"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_bundle_beside_one_of_another_build_is_refused() {
+        let (_dir, other) = bundle(b"\0asm..pulse-release-00000000000000ff..");
+        let linked = other.with_file_name("pulse.wasm");
+        let err = check(&linked).unwrap_err();
+        assert_eq!(err.found.as_deref(), Some("pulse-release-00000000000000ff"));
     }
 
     #[test]
