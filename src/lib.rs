@@ -1,6 +1,7 @@
 //! Pulse: a live dashboard and WebSocket server in one crate, built twice.
 //!
 //! Code map:
+//! - [`build_id`]: which build this is, the same in the server and its bundle.
 //! - [`protocol`]: the wire types of `PROTOCOL.md`, serde only, shared by both builds.
 //! - [`app`]: the Leptos views. They read signals and never touch the socket.
 //! - [`client`]: the browser side: the page's state, one context per feature,
@@ -11,6 +12,7 @@
 //! Entry points: `main.rs` runs the server; [`hydrate`] starts the browser app.
 
 pub mod app;
+pub mod build_id;
 pub mod client;
 pub mod protocol;
 #[cfg(feature = "ssr")]

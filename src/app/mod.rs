@@ -4,6 +4,7 @@
 mod chat;
 mod header;
 mod identity;
+mod new_version;
 mod note;
 mod notifications;
 mod presence;
@@ -16,6 +17,7 @@ use leptos_meta::{provide_meta_context, HashedStylesheet, MetaTags, Title};
 use crate::client;
 use chat::ChatPanel;
 use header::Header;
+use new_version::NewVersionBanner;
 use note::NotePanel;
 use notifications::Toast;
 use presence::Online;
@@ -103,6 +105,7 @@ pub fn App() -> impl IntoView {
 fn Dashboard() -> impl IntoView {
     view! {
        <Header/>
+       <NewVersionBanner/>
        <main class="layout">
            <Watchlist/>
            <aside class="side-column" aria-label="People">

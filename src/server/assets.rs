@@ -143,6 +143,21 @@ pub fn has_hashed_bundle(options: &LeptosOptions) -> bool {
     })
 }
 
+/// The wasm bundle the page links: `pkg/pulse.<hash>.wasm` in a hashed
+/// build (`options.hash_files`, set by [`has_hashed_bundle`]), else
+/// `pkg/pulse.wasm`.
+pub fn wasm_path(options: &LeptosOptions) -> PathBuf {
+    let hash = options
+        .hash_files
+        .then(|| read_hash_file(options))
+        .and_then(|entries| entries.into_iter().find(|(kind, _)| kind == "wasm"))
+        .map(|(_, hash)| format!(".{hash}"))
+        .unwrap_or_default();
+    Path::new(options.site_root.as_ref())
+        .join(options.site_pkg_dir.as_ref())
+        .join(format!("{}{hash}.wasm", options.output_name))
+}
+
 /// The `(kind, hash)` pairs of the hash file beside the binary; none when
 /// there is no such file.
 fn read_hash_file(options: &LeptosOptions) -> Vec<(String, String)> {

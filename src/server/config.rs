@@ -83,6 +83,12 @@ pub struct Config {
           value_parser = crate::server::client_address::parse_trusted)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
 
+    /// Serve a site bundle (`target/site/pkg/*.wasm`) built from other
+    /// sources or as another kind of build, with a loud warning, instead of
+    /// refusing to start: its pages may fail to start in the browser.
+    #[arg(long, env = "PULSE_ALLOW_STALE_BUNDLE")]
+    pub allow_stale_bundle: bool,
+
     /// Milliseconds between server Pings; a connection silent for twice this
     /// long is closed.
     #[arg(long, env = "PULSE_HEARTBEAT_MS", default_value_t = DEFAULT_HEARTBEAT_MS,

@@ -6,6 +6,7 @@
 mod api;
 mod assets;
 pub mod auth;
+mod bundle;
 mod client_address;
 mod cluster;
 pub mod config;
@@ -57,17 +58,21 @@ pub enum ServerError {
     Store(#[from] store::StoreError),
     #[error("{0}")]
     Relay(#[from] cluster::RelayError),
+    #[error("{0}")]
+    StaleBundle(#[from] bundle::StaleBundle),
     #[error("leptos configuration: {0}")]
     Leptos(String),
     #[error("serving: {0}")]
     Serve(#[from] std::io::Error),
 }
 
-/// Binds `config.addr` and serves until `shutdown` completes.
+/// Checks the site's bundle ([`check_bundle`]), binds `config.addr` and
+/// serves until `shutdown` completes.
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    check_bundle(&config)?;
     let listener = TcpListener::bind(config.addr)
         .await
         .map_err(|source| ServerError::Bind {
@@ -276,6 +281,21 @@ fn jwt_secret(config: &Config) -> Vec<u8> {
             );
             rand::random::<[u8; 32]>().to_vec()
         }
+    }
+}
+
+/// Refuses a site bundle that is not this server's build (`bundle.rs`), or
+/// with `--allow-stale-bundle` warns loudly and serves it. Only the binary
+/// checks: tests serve in-process with whatever `target/site` holds.
+fn check_bundle(config: &Config) -> Result<(), ServerError> {
+    let options = leptos_options(config.addr)?;
+    match bundle::check(&assets::wasm_path(&options)) {
+        Ok(()) => Ok(()),
+        Err(stale) if config.allow_stale_bundle => {
+            tracing::warn!("STALE SITE BUNDLE, served anyway (--allow-stale-bundle): {stale}");
+            Ok(())
+        }
+        Err(stale) => Err(stale.into()),
     }
 }
 

@@ -31,6 +31,9 @@ impl Pulse {
             .args(flags)
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "info")
+            // No site: the bundle `target/site` may hold (a release build's)
+            // is not this debug binary's, and these tests need no pages.
+            .env("LEPTOS_SITE_ROOT", "target/no-site")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

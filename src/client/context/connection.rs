@@ -78,6 +78,9 @@ pub struct Connection {
     pub status: RwSignal<ConnectionStatus>,
     /// Set when the outbox overflowed and dropped a message.
     pub outbox_warning: RwSignal<Option<String>>,
+    /// Whether the server is another build than this page's (its
+    /// `welcome.build`): a new version is out, and a reload gets it.
+    pub new_version: RwSignal<bool>,
     /// Hands a request to the socket driver (installed by it; `None` on the
     /// server and in native tests).
     sender: StoredValue<Option<Sender>>,
@@ -102,6 +105,7 @@ impl Connection {
         Connection {
             status: RwSignal::new(ConnectionStatus::Offline { connecting: true }),
             outbox_warning: RwSignal::new(None),
+            new_version: RwSignal::new(false),
             sender: StoredValue::new(None),
             outbox: StoredValue::new(outbox),
             cursors: StoredValue::new(Cursors::default()),
@@ -112,6 +116,14 @@ impl Connection {
     /// Runs `make` under the app's owner (for signals made on demand).
     pub(super) fn in_app<T>(&self, make: impl FnOnce() -> T) -> T {
         self.owner.with_value(|owner| owner.with(make))
+    }
+
+    /// The server said `welcome` as build `server_build`.
+    pub fn welcomed_by(&self, server_build: &str) {
+        let other = crate::build_id::is_other_build(server_build);
+        if other != self.new_version.get_untracked() {
+            self.new_version.set(other);
+        }
     }
 
     /// Lets the socket driver take requests from the features.

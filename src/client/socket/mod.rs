@@ -398,6 +398,7 @@ fn on_text(live: Live, frame: &str) -> Option<u64> {
         match envelope.message {
             ServerMessage::Welcome(welcome) => {
                 heartbeat = Some(welcome.heartbeat_ms);
+                live.connection.welcomed_by(&welcome.build);
                 match welcome.user {
                     None => live.signed_out(),
                     Some(user) => {

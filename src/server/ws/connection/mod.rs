@@ -52,8 +52,8 @@ const CHAT_BURST: f64 = 10.0;
 /// Numbers connections within this process (the hub's subscriber ids).
 static NEXT_SUBSCRIBER: AtomicU64 = AtomicU64::new(1);
 
-/// The build this server reports in `welcome.build`.
-pub const BUILD: &str = env!("CARGO_PKG_VERSION");
+/// The build this server reports in `welcome.build` (its bundle's too).
+pub const BUILD: &str = crate::build_id::BUILD_ID;
 
 /// What a connection needs from the server, cloned per connection.
 #[derive(Clone)]
