@@ -19,7 +19,7 @@
 use axum::extract::ws::Utf8Bytes;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use crate::server::hub::{Gone, Subscriber};
@@ -46,12 +46,23 @@ pub enum PushError {
 /// What the writer does next.
 #[derive(Debug, PartialEq)]
 pub enum Next {
-    /// Frames to write, in order.
-    Frames(Vec<Utf8Bytes>),
+    /// Frames to write, in order, and when each was queued.
+    Frames(Vec<Utf8Bytes>, Drained),
     /// A WebSocket Ping.
     Ping,
     /// Write the close frame and stop.
     Close(u16, &'static str),
+}
+
+/// What the writer learns of the frames it took, for `/metrics`.
+#[derive(Debug, PartialEq, Default)]
+pub struct Drained {
+    /// When each frame was queued (a conflated tick: when it replaced the
+    /// older one), in the frames' order.
+    pub queued_at: Vec<Instant>,
+    /// Bytes queued when they were taken: those taken, and the live frames
+    /// and answers left behind (ticks left behind are not counted).
+    pub depth: usize,
 }
 
 /// A connection's outbound queue; shared by the connection task, the hub and
@@ -85,6 +96,7 @@ enum Kind {
 struct Queued {
     frame: Utf8Bytes,
     kind: Kind,
+    at: Instant,
 }
 
 #[derive(Debug, Default)]
@@ -141,6 +153,7 @@ impl Outbox {
         state.frames.push_back(Queued {
             frame,
             kind: Kind::Live,
+            at: Instant::now(),
         });
         drop(state);
         self.ready.notify_one();
@@ -164,9 +177,11 @@ impl Outbox {
             return Err(self.overflow(state));
         }
         state.answer_bytes += size;
+        let at = Instant::now();
         state.frames.extend(answer.into_iter().map(|frame| Queued {
             frame,
             kind: Kind::Answer,
+            at,
         }));
         drop(state);
         self.ready.notify_one();
@@ -194,7 +209,9 @@ impl Outbox {
         if let Some(&sequence) = state.queued_ticks.get(channel) {
             if sequence >= taken {
                 let index = (sequence - taken) as usize;
-                state.frames[index].frame = frame;
+                let queued = &mut state.frames[index];
+                queued.frame = frame;
+                queued.at = Instant::now();
                 return Ok(true);
             }
         }
@@ -202,6 +219,7 @@ impl Outbox {
         state.frames.push_back(Queued {
             frame,
             kind: Kind::Tick,
+            at: Instant::now(),
         });
         state.queued_ticks.insert(channel.clone(), sequence);
         drop(state);
@@ -298,6 +316,7 @@ impl Outbox {
         }
         if !state.frames.is_empty() {
             let mut frames = Vec::new();
+            let mut queued_at = Vec::new();
             let mut size = 0;
             while let Some(front) = state.frames.front() {
                 if !frames.is_empty() && size + front.frame.len() > max_bytes {
@@ -311,11 +330,13 @@ impl Outbox {
                     Kind::Tick => {}
                 }
                 frames.push(queued.frame);
+                queued_at.push(queued.at);
             }
             state.taken += frames.len() as u64;
             let taken = state.taken;
             state.queued_ticks.retain(|_, sequence| *sequence >= taken);
-            return Some(Next::Frames(frames));
+            let depth = size + state.bytes + state.answer_bytes;
+            return Some(Next::Frames(frames, Drained { queued_at, depth }));
         }
         state.close.map(|(code, reason)| Next::Close(code, reason))
     }
@@ -371,7 +392,7 @@ mod tests {
 
     async fn frames(outbox: &Outbox) -> Vec<String> {
         match outbox.next(usize::MAX).await {
-            Next::Frames(frames) => frames.iter().map(|f| f.as_str().to_owned()).collect(),
+            Next::Frames(frames, _) => frames.iter().map(|f| f.as_str().to_owned()).collect(),
             other => panic!("expected frames, got {other:?}"),
         }
     }
@@ -576,7 +597,7 @@ mod tests {
             outbox.push(text(&format!("{n}{n}{n}"))).unwrap();
         }
         match outbox.next(7).await {
-            Next::Frames(frames) => assert_eq!(frames.len(), 2),
+            Next::Frames(frames, _) => assert_eq!(frames.len(), 2),
             other => panic!("{other:?}"),
         }
     }
