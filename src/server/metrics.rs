@@ -36,6 +36,12 @@ struct KindLabel {
     kind: &'static str,
 }
 
+/// A gauge labelled by lease (its Redis key).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LeaseLabel {
+    lease: &'static str,
+}
+
 /// The channel kinds, in the order of [`Metrics::subscriptions`].
 const KINDS: [&str; 5] = ["ticker", "presence", "chat", "user", "doc"];
 
@@ -71,6 +77,8 @@ pub struct Metrics {
     /// The families the two gauges above belong to.
     by_transport: Family<TransportLabel, Gauge>,
     by_kind: Family<KindLabel, Gauge>,
+    /// 1 while this instance holds a lease (only with `--redis`).
+    leases: Family<LeaseLabel, Gauge>,
     /// From a frame's entry into an outbox to its writer having written it.
     pub delivery_latency: Histogram,
     /// Bytes queued in an outbox when its writer takes frames from it.
@@ -112,6 +120,7 @@ impl Default for Metrics {
             subscriptions,
             by_transport,
             by_kind,
+            leases: Family::default(),
             delivery_latency: latency,
             outbox_depth: Histogram::new(exponential_buckets(64.0, 4.0, 10)),
             upgrade_rate: Gauge::default(),
@@ -198,6 +207,11 @@ impl Metrics {
             "subscriptions held now, by channel kind",
             m.by_kind.clone(),
         );
+        r.register(
+            "pulse_lease_held",
+            "1 while this instance holds the lease (with --redis)",
+            m.leases.clone(),
+        );
         r.register_with_unit(
             "pulse_delivery_latency",
             "from a frame queued for a connection to its writer having written it",
@@ -269,6 +283,11 @@ impl Metrics {
                 code: code.to_owned(),
             })
             .inc();
+    }
+
+    /// The gauge saying whether this instance holds `lease` (its key).
+    pub fn lease(&self, lease: &'static str) -> Gauge {
+        self.leases.get_or_create(&LeaseLabel { lease }).clone()
     }
 
     /// The gauge of subscriptions to channels of `channel`'s kind.

@@ -106,6 +106,7 @@ pub async fn serve(
                 store.clone(),
                 config.presence_grace(),
                 &instance,
+                &metrics,
             )
             .await?;
             tracing::info!("serving as one with the other instances on Redis");

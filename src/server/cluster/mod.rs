@@ -22,6 +22,7 @@ use std::time::Duration;
 pub use lease::Lease;
 
 use crate::server::hub::Hub;
+use crate::server::metrics::Metrics;
 use crate::server::store::Store;
 
 /// Why the cluster link could not start.
@@ -43,6 +44,7 @@ pub async fn start(
     store: Store,
     grace: Duration,
     instance: &str,
+    metrics: &Metrics,
 ) -> Result<Lease, RelayError> {
     let client = redis::Client::open(url)?;
     let publisher = client.get_connection_manager().await?;
@@ -63,7 +65,12 @@ pub async fn start(
         instance.clone(),
         reported,
     ));
-    let leading = Lease::spawn(publisher.clone(), presence::LEADER, instance.clone());
+    let leading = Lease::spawn(
+        publisher.clone(),
+        presence::LEADER,
+        instance.clone(),
+        metrics.lease(presence::LEADER),
+    );
     let lead = presence::lead(
         client,
         publisher.clone(),
@@ -72,5 +79,11 @@ pub async fn start(
         hub.downgrade(),
     );
     tokio::spawn(lead);
-    Ok(Lease::spawn(publisher, lease::SIMULATOR, instance))
+    let simulator = metrics.lease(lease::SIMULATOR);
+    Ok(Lease::spawn(
+        publisher,
+        lease::SIMULATOR,
+        instance,
+        simulator,
+    ))
 }
