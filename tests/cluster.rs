@@ -128,6 +128,20 @@ async fn ticks_have_one_offset_sequence_on_every_instance() {
         }
     }
     assert!(shared > 0, "the watchers' windows overlap");
+    // The one simulator is the one instance whose `/metrics` says it holds
+    // the lease.
+    let mut holders = 0;
+    for server in &servers {
+        let (_, metrics) = common::http_get(server.addr, "/metrics").await;
+        let held = r#"pulse_lease_held{lease="pulse:simulator"} "#;
+        let value = metrics.lines().find_map(|line| line.strip_prefix(held));
+        holders += value
+            .expect("a pulse_lease_held line")
+            .trim()
+            .parse::<u32>()
+            .unwrap();
+    }
+    assert_eq!(holders, 1, "one instance holds the simulator's lease");
 }
 
 /// The instance holding the simulator's lease shuts down: it lets the lease

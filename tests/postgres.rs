@@ -159,6 +159,21 @@ async fn two_instances_on_one_database_append_without_gap_or_double() {
             assert_eq!(stored[offset], format!("u{user}-m{n}"));
         }
     }
+
+    // Each instance's PostgreSQL writer timed every group it committed.
+    for addr in [a.addr, b.addr] {
+        let (_, metrics) = common::http_get(addr, "/metrics").await;
+        let value = |name: &str| -> u64 {
+            let line = metrics.lines().find_map(|line| line.strip_prefix(name));
+            line.unwrap_or_else(|| panic!("no {name} in {metrics}"))
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        let commits = value("pulse_store_commits_total ");
+        assert!(commits >= 1, "{metrics}");
+        assert_eq!(value("pulse_store_commit_seconds_count "), commits);
+    }
 }
 
 /// The next `chat_send` answer for `id`: its ack's offset, or its error code.

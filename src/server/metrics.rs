@@ -1,148 +1,319 @@
-//! Owns the server's counters and their Prometheus text rendering at `/metrics`.
+//! Owns the server's metrics and their exposition at `/metrics`, through the
+//! `prometheus-client` library: one [`Registry`] per server (tests run
+//! several servers in one process, so nothing is global). Hot paths hold
+//! pre-resolved handles (a counter, a gauge, a histogram: one atomic add or
+//! one short lock each); label lookups happen only on rare events (an error,
+//! a close).
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::{Registry, Unit};
+use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
+use std::time::Duration;
 
-/// Counters updated by connections; read by `/metrics`.
-#[derive(Debug, Default)]
+use crate::protocol::{Channel, ErrorCode};
+
+/// A metric labelled by a protocol code (an error code, a close code).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabel {
+    pub code: String,
+}
+
+/// A gauge of connections labelled by how they arrived.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransportLabel {
+    transport: &'static str,
+    tls: &'static str,
+}
+
+/// A gauge of subscriptions labelled by channel kind.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+/// A gauge labelled by lease (its Redis key).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LeaseLabel {
+    lease: String,
+}
+
+/// The channel kinds, in the order of [`Metrics::subscriptions`].
+const KINDS: [&str; 5] = ["ticker", "presence", "chat", "user", "doc"];
+
+/// The metrics updated by connections, the hub and the store; read by
+/// `/metrics`. Handles are cheap clones sharing one value.
+#[derive(Debug)]
 pub struct Metrics {
-    pub connections_open: AtomicU64,
-    pub connections_total: AtomicU64,
-    pub messages_in: AtomicU64,
-    pub messages_out: AtomicU64,
-    pub protocol_errors: AtomicU64,
-    pub ticks_published: AtomicU64,
+    pub connections_open: Gauge,
+    /// The WebSocket connections open now (`transport="websocket"`,
+    /// `tls="false"`: the only transport so far; TLS ends in front of Pulse).
+    pub connections_websocket: Gauge,
+    pub connections_total: Counter,
+    pub messages_in: Counter,
+    pub messages_out: Counter,
+    /// Error messages sent, by code.
+    pub errors_by_code: Family<CodeLabel, Counter>,
+    /// Connections ended, by the close code the server sent (`peer` when
+    /// the peer closed or vanished first).
+    pub closes_by_code: Family<CodeLabel, Counter>,
+    pub ticks_published: Counter,
     /// Ticks replaced by a newer one before a slow reader got them.
-    pub ticks_conflated: AtomicU64,
+    pub ticks_conflated: Counter,
     /// Connections closed with 4008 (slow consumer).
-    pub slow_consumers: AtomicU64,
+    pub slow_consumers: Counter,
     /// Upgrades answered 1013 (the cap or an upgrade rate).
-    pub upgrades_refused: AtomicU64,
+    pub upgrades_refused: Counter,
     /// Client messages answered `rate_limited`.
-    pub rate_limited: AtomicU64,
+    pub rate_limited: Counter,
     /// Channels the hub holds in memory now (kept by the hub).
-    pub hub_channels: AtomicU64,
+    pub hub_channels: Gauge,
+    /// Subscriptions held now, one gauge per channel kind ([`KINDS`]).
+    subscriptions: [Gauge; 5],
+    /// The families the two gauges above belong to.
+    by_transport: Family<TransportLabel, Gauge>,
+    by_kind: Family<KindLabel, Gauge>,
+    /// 1 while this instance holds a lease (only with `--redis`).
+    leases: Family<LeaseLabel, Gauge>,
+    /// From a frame's entry into an outbox to its writer having written it.
+    pub delivery_latency: Histogram,
+    /// Bytes queued in an outbox when its writer takes frames from it.
+    pub outbox_depth: Histogram,
+    /// The adaptive upgrade pace (`ws/pace.rs`), set when scraped.
+    upgrade_rate: Gauge<f64, AtomicU64>,
+    scheduling_lag: Gauge<f64, AtomicU64>,
+    registry: Mutex<Registry>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        // 50 µs to ~6.5 s.
+        let latency = Histogram::new(exponential_buckets(0.000_05, 2.0, 18));
+        let by_transport = Family::<TransportLabel, Gauge>::default();
+        // A family's member and the handle cloned from it share one value.
+        let connections_websocket = by_transport
+            .get_or_create(&TransportLabel {
+                transport: "websocket",
+                tls: "false",
+            })
+            .clone();
+        let by_kind = Family::<KindLabel, Gauge>::default();
+        let subscriptions = KINDS.map(|kind| by_kind.get_or_create(&KindLabel { kind }).clone());
+        let metrics = Metrics {
+            connections_open: Gauge::default(),
+            connections_websocket,
+            connections_total: Counter::default(),
+            messages_in: Counter::default(),
+            messages_out: Counter::default(),
+            errors_by_code: Family::default(),
+            closes_by_code: Family::default(),
+            ticks_published: Counter::default(),
+            ticks_conflated: Counter::default(),
+            slow_consumers: Counter::default(),
+            upgrades_refused: Counter::default(),
+            rate_limited: Counter::default(),
+            hub_channels: Gauge::default(),
+            subscriptions,
+            by_transport,
+            by_kind,
+            leases: Family::default(),
+            delivery_latency: latency,
+            outbox_depth: Histogram::new(exponential_buckets(64.0, 4.0, 10)),
+            upgrade_rate: Gauge::default(),
+            scheduling_lag: Gauge::default(),
+            registry: Mutex::new(Registry::default()),
+        };
+        metrics.register_own();
+        metrics
+    }
 }
 
 impl Metrics {
-    /// The Prometheus text exposition of every counter.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        let rows = [
-            (
-                "pulse_connections_open",
-                "gauge",
-                "WebSocket connections open now",
-                &self.connections_open,
-            ),
-            (
-                "pulse_connections_total",
-                "counter",
-                "WebSocket connections accepted",
-                &self.connections_total,
-            ),
-            (
-                "pulse_messages_in_total",
-                "counter",
-                "client messages received",
-                &self.messages_in,
-            ),
-            (
-                "pulse_messages_out_total",
-                "counter",
-                "server messages sent",
-                &self.messages_out,
-            ),
-            (
-                "pulse_protocol_errors_total",
-                "counter",
-                "error messages sent to clients",
-                &self.protocol_errors,
-            ),
-            (
-                "pulse_ticks_published_total",
-                "counter",
-                "ticks published on ticker channels",
-                &self.ticks_published,
-            ),
-            (
-                "pulse_ticks_conflated_total",
-                "counter",
-                "ticks dropped for a slow reader because a newer one replaced them",
-                &self.ticks_conflated,
-            ),
-            (
-                "pulse_slow_consumers_total",
-                "counter",
-                "connections closed with 4008 (slow consumer)",
-                &self.slow_consumers,
-            ),
-            (
-                "pulse_upgrades_refused_total",
-                "counter",
-                "WebSocket upgrades closed with 1013 (connection cap, upgrade rate or busy)",
-                &self.upgrades_refused,
-            ),
-            (
-                "pulse_rate_limited_total",
-                "counter",
-                "client messages answered rate_limited",
-                &self.rate_limited,
-            ),
-            (
-                "pulse_hub_channels",
-                "gauge",
-                "channels held in memory by the hub",
-                &self.hub_channels,
-            ),
-        ];
-        for (name, kind, help, value) in rows {
-            row(&mut out, name, kind, help, value.load(Relaxed));
-        }
-        out
-    }
-}
-
-/// Appends the store's commit counter, which the store's writer thread
-/// keeps itself: writes minus commits is what group commit saved in fsyncs.
-pub fn render_store_commits(out: &mut String, commits: u64) {
-    let help = "transactions the store's writer committed (one fsync each)";
-    row(out, "pulse_store_commits_total", "counter", help, commits);
-}
-
-/// Appends the adaptive upgrade pace (`ws/pace.rs`): the rate allowed now
-/// and the smoothed scheduling lag it is decided from.
-pub fn render_pace(out: &mut String, rate: f64, lag: std::time::Duration) {
-    let rows = [
-        (
+    fn register_own(&self) {
+        let mut registry = self.registry();
+        let r = &mut *registry;
+        let m = self;
+        r.register(
+            "pulse_connections_open",
+            "WebSocket connections open now",
+            m.connections_open.clone(),
+        );
+        r.register(
+            "pulse_connections_by_transport",
+            "connections open now, by transport and whether TLS reached Pulse",
+            m.by_transport.clone(),
+        );
+        r.register(
+            "pulse_connections",
+            "WebSocket connections accepted",
+            m.connections_total.clone(),
+        );
+        r.register(
+            "pulse_messages_in",
+            "client messages received",
+            m.messages_in.clone(),
+        );
+        r.register(
+            "pulse_messages_out",
+            "server messages sent",
+            m.messages_out.clone(),
+        );
+        r.register(
+            "pulse_protocol_errors",
+            "error messages sent to clients, by code",
+            m.errors_by_code.clone(),
+        );
+        r.register(
+            "pulse_closes",
+            "connections ended, by the close code the server sent (peer: the peer closed first)",
+            m.closes_by_code.clone(),
+        );
+        r.register(
+            "pulse_ticks_published",
+            "ticks published on ticker channels",
+            m.ticks_published.clone(),
+        );
+        r.register(
+            "pulse_ticks_conflated",
+            "ticks dropped for a slow reader because a newer one replaced them",
+            m.ticks_conflated.clone(),
+        );
+        r.register(
+            "pulse_slow_consumers",
+            "connections closed with 4008 (slow consumer)",
+            m.slow_consumers.clone(),
+        );
+        r.register(
+            "pulse_upgrades_refused",
+            "WebSocket upgrades closed with 1013 (connection cap, upgrade rate or busy)",
+            m.upgrades_refused.clone(),
+        );
+        r.register(
+            "pulse_rate_limited",
+            "client messages answered rate_limited",
+            m.rate_limited.clone(),
+        );
+        r.register(
+            "pulse_hub_channels",
+            "channels held in memory by the hub",
+            m.hub_channels.clone(),
+        );
+        r.register(
+            "pulse_subscriptions",
+            "subscriptions held now, by channel kind",
+            m.by_kind.clone(),
+        );
+        r.register(
+            "pulse_lease_held",
+            "1 while this instance holds the lease (with --redis)",
+            m.leases.clone(),
+        );
+        r.register_with_unit(
+            "pulse_delivery_latency",
+            "from a frame queued for a connection to its writer having written it",
+            Unit::Seconds,
+            m.delivery_latency.clone(),
+        );
+        r.register_with_unit(
+            "pulse_outbox_depth",
+            "bytes queued for a connection when its writer takes frames",
+            Unit::Bytes,
+            m.outbox_depth.clone(),
+        );
+        r.register(
             "pulse_upgrade_rate",
             "WebSocket upgrades per second the adaptive pace allows now",
-            rate,
-        ),
-        (
-            "pulse_scheduling_lag_seconds",
+            m.upgrade_rate.clone(),
+        );
+        r.register_with_unit(
+            "pulse_scheduling_lag",
             "how late the runtime runs a task that is ready (smoothed)",
-            lag.as_secs_f64(),
-        ),
-    ];
-    for (name, help, value) in rows {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            Unit::Seconds,
+            m.scheduling_lag.clone(),
         );
     }
-}
 
-/// Appends the store's count of documents read back whole (each one a
-/// rebuild of the document from its stored state and log).
-pub fn render_doc_loads(out: &mut String, loads: u64) {
-    let help = "documents loaded whole from the store (each one rebuilt from its state and log)";
-    row(out, "pulse_doc_loads_total", "counter", help, loads);
-}
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        // Registering and encoding leave the registry whole even if a
+        // panic interrupted them, so a poisoned lock is used as is.
+        self.registry
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 
-fn row(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
-    let _ = writeln!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-    );
+    /// Registers the store's own metrics (its writer keeps them): commits,
+    /// their duration, and documents loaded whole.
+    pub fn register_store(&self, commits: Counter, commit_seconds: Histogram, doc_loads: Counter) {
+        let mut registry = self.registry();
+        registry.register(
+            "pulse_store_commits",
+            "transactions the store's writer committed (one fsync each)",
+            commits,
+        );
+        registry.register_with_unit(
+            "pulse_store_commit",
+            "time the store's writer took to run and commit one group of writes",
+            Unit::Seconds,
+            commit_seconds,
+        );
+        registry.register(
+            "pulse_doc_loads",
+            "documents loaded whole from the store (each one rebuilt from its state and log)",
+            doc_loads,
+        );
+    }
+
+    /// Counts an error message sent with `code`.
+    pub fn error_sent(&self, code: ErrorCode) {
+        self.errors_by_code
+            .get_or_create(&CodeLabel {
+                code: code.as_str().to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a connection ended with `code` (`peer` when the peer left).
+    pub fn closed(&self, code: &str) {
+        self.closes_by_code
+            .get_or_create(&CodeLabel {
+                code: code.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The gauge saying whether this instance holds `lease` (its key).
+    pub fn lease(&self, lease: &str) -> Gauge {
+        let label = LeaseLabel {
+            lease: lease.to_owned(),
+        };
+        self.leases.get_or_create(&label).clone()
+    }
+
+    /// The gauge of subscriptions to channels of `channel`'s kind.
+    pub fn subscriptions(&self, channel: &Channel) -> &Gauge {
+        let index = match channel {
+            Channel::Ticker(_) => 0,
+            Channel::Presence => 1,
+            Channel::Chat(_) => 2,
+            Channel::User(_) => 3,
+            Channel::Doc(_) => 4,
+        };
+        &self.subscriptions[index]
+    }
+
+    /// The OpenMetrics text of every metric, with the adaptive pace's
+    /// `rate` and scheduling `lag` as they are now.
+    pub fn render(&self, rate: f64, lag: Duration) -> String {
+        self.upgrade_rate.set(rate);
+        self.scheduling_lag.set(lag.as_secs_f64());
+        let mut out = String::new();
+        let registry = self.registry();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        out
+    }
 }

@@ -96,6 +96,8 @@ pub async fn serve(
     let hub = Hub::new(metrics.clone(), config.presence_grace());
     let auth = Arc::new(Auth::new(&jwt_secret(&config), config.token_ttl()));
     let store = store::Store::from_flags(&config.db, config.database_url.as_deref()).await?;
+    let (commits, commit_seconds, doc_loads) = store.metrics();
+    metrics.register_store(commits, commit_seconds, doc_loads);
     match store.kind() {
         "sqlite" => tracing::info!(db = %config.db.display(), "database open (SQLite)"),
         kind => tracing::info!(kind, "database open"),
@@ -110,6 +112,7 @@ pub async fn serve(
                 config.presence_grace(),
                 &instance,
                 &config.redis_prefix,
+                &metrics,
             )
             .await?;
             tracing::info!("serving as one with the other instances on Redis");
@@ -154,14 +157,13 @@ pub async fn serve(
         "market simulator"
     );
     let delivered = state.metrics.clone();
-    tokio::spawn(state.admission.pace().clone().probe(
-        move || {
-            delivered
-                .messages_out
-                .load(std::sync::atomic::Ordering::Relaxed)
-        },
-        state.shutdown.clone(),
-    ));
+    tokio::spawn(
+        state
+            .admission
+            .pace()
+            .clone()
+            .probe(move || delivered.messages_out.get(), state.shutdown.clone()),
+    );
     let simulator =
         tokio::spawn(feeds.simulate(state.config.tick_rate, state.shutdown.clone(), lease));
 
@@ -257,15 +259,12 @@ pub fn router(state: AppState) -> Router {
 async fn metrics_handler(
     axum::extract::State(state): axum::extract::State<AppState>,
 ) -> ([(axum::http::HeaderName, &'static str); 1], String) {
-    let mut text = state.metrics.render();
-    metrics::render_store_commits(&mut text, state.store.commits());
     let pace = state.admission.pace();
-    metrics::render_pace(&mut text, pace.rate(), pace.lag());
-    metrics::render_doc_loads(&mut text, state.store.doc_loads());
+    let text = state.metrics.render(pace.rate(), pace.lag());
     (
         [(
             axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         text,
     )

@@ -9,6 +9,7 @@
 //! scripts check the lease's key), so a holder paused past its lease never
 //! publishes beside the new one.
 
+use prometheus_client::metrics::gauge::Gauge;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -48,14 +49,17 @@ pub struct Lease {
 impl Lease {
     /// Starts trying to take (and then renewing) the lease `key` as
     /// `instance`; it is let go once every copy of this `Lease` is dropped.
+    /// `gauge` is 1 while this instance holds the lease, else 0
+    /// (`pulse_lease_held{lease}`).
     pub(super) fn spawn(
         redis: ConnectionManager,
         key: String,
         instance: String,
         quotes: String,
+        gauge: Gauge,
     ) -> Lease {
         let (held, holding) = watch::channel(false);
-        tokio::spawn(hold(redis.clone(), key, instance, held));
+        tokio::spawn(hold(redis.clone(), key, instance, held, gauge));
         Lease {
             holding,
             redis,
@@ -89,6 +93,7 @@ async fn hold(
     key: String,
     instance: String,
     held: watch::Sender<bool>,
+    gauge: Gauge,
 ) {
     let renew = redis::Script::new(RENEW);
     let release = redis::Script::new(RELEASE);
@@ -100,6 +105,7 @@ async fn hold(
             // The simulator ended (the server is shutting down): let the
             // lease go now rather than when it expires.
             () = held.closed() => {
+                gauge.set(0);
                 let _: redis::RedisResult<i64> = release.key(&key).arg(&instance).invoke_async(&mut redis).await;
                 return;
             }
@@ -129,6 +135,7 @@ async fn hold(
             } else {
                 tracing::warn!(lease = key, "this instance no longer holds the lease");
             }
+            gauge.set(i64::from(holding));
             if held.send(holding).is_err() {
                 return;
             }

@@ -24,6 +24,7 @@ use keys::Keys;
 pub use lease::Lease;
 
 use crate::server::hub::Hub;
+use crate::server::metrics::Metrics;
 use crate::server::store::Store;
 
 /// Why the cluster link could not start.
@@ -46,6 +47,7 @@ pub async fn start(
     grace: Duration,
     instance: &str,
     prefix: &str,
+    metrics: &Metrics,
 ) -> Result<Lease, RelayError> {
     let keys = Keys::new(prefix);
     let client = redis::Client::open(url)?;
@@ -73,6 +75,7 @@ pub async fn start(
         keys.presence_leader(),
         instance.clone(),
         keys.quotes(),
+        metrics.lease(&keys.presence_leader()),
     );
     let lead = presence::lead(
         client,
@@ -82,10 +85,12 @@ pub async fn start(
         hub.downgrade(),
     );
     tokio::spawn(lead);
+    let simulator = metrics.lease(&keys.simulator());
     Ok(Lease::spawn(
         publisher,
         keys.simulator(),
         instance,
         keys.quotes(),
+        simulator,
     ))
 }

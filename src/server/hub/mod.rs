@@ -24,7 +24,6 @@ mod warm;
 use axum::extract::ws::Utf8Bytes;
 pub use relay::{Delivery, RelayCommand, RelayLink, Relayed};
 use std::collections::HashMap;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -394,7 +393,7 @@ impl Hub {
         let mut channels = lock(&self.inner.channels);
         let result = change(&mut channels);
         let count = channels.len() as u64;
-        self.inner.metrics.hub_channels.store(count, Relaxed);
+        self.inner.metrics.hub_channels.set(count as i64);
         result
     }
 
@@ -606,10 +605,10 @@ impl Hub {
             frame: frame.clone(),
         });
         let metrics = &self.inner.metrics;
-        metrics.ticks_published.fetch_add(1, Relaxed);
+        metrics.ticks_published.inc();
         for outbox in state.subscribers.values() {
             match outbox.deliver_tick(&state.name, frame.clone()) {
-                Ok(true) => metrics.ticks_conflated.fetch_add(1, Relaxed),
+                Ok(true) => metrics.ticks_conflated.inc(),
                 Ok(false) => 0,
                 Err(Gone) => 0,
             };

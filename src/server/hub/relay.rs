@@ -366,10 +366,7 @@ impl Hub {
         }
         if new_epoch {
             history.ring.push(TickEntry { tick, frame });
-            self.inner
-                .metrics
-                .ticks_published
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.inner.metrics.ticks_published.inc();
             resubscribe(state, &self.inner.epoch);
             return Delivery::Delivered;
         }

@@ -27,7 +27,7 @@ fn quote(price: f64) -> Quote {
 async fn drain(outbox: &Outbox) -> Vec<ServerMessage> {
     let mut messages = Vec::new();
     while outbox.queued().0 > 0 {
-        let Next::Frames(frames) = outbox.next(usize::MAX).await else {
+        let Next::Frames(frames, _) = outbox.next(usize::MAX).await else {
             panic!()
         };
         for frame in frames {
@@ -352,7 +352,7 @@ async fn unknown_tickers_cost_nothing() {
         hub.unsubscribe(1, ticker);
     }
     assert_eq!(hub.channel_count(), 0);
-    assert_eq!(hub.inner.metrics.hub_channels.load(Relaxed), 0);
+    assert_eq!(hub.inner.metrics.hub_channels.get(), 0);
 }
 
 fn diffs(messages: &[ServerMessage]) -> Vec<PresenceDiff> {

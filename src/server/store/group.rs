@@ -2,13 +2,35 @@
 //! together: each job's answer, kept back until its group's commit, and
 //! answering the whole group once the commit went one way or the other.
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::oneshot;
 
 use super::StoreError;
+
+/// What a writer counts of its commits (`pulse_store_commits_total` and
+/// `pulse_store_commit_seconds`); cheap to clone, the clones share the values.
+#[derive(Debug, Clone)]
+pub struct Commits {
+    /// Groups committed (one transaction, one fsync each).
+    pub count: Counter,
+    /// Time from a group's first statement to its commit done.
+    pub seconds: Histogram,
+}
+
+impl Default for Commits {
+    fn default() -> Self {
+        Commits {
+            count: Counter::default(),
+            // 100 µs to ~3 s.
+            seconds: Histogram::new(exponential_buckets(0.000_1, 2.0, 16)),
+        }
+    }
+}
 
 /// How a job of a group is answered once the group is over.
 pub(super) trait Answer: Send {
@@ -67,11 +89,13 @@ where
 pub(super) fn answer_group<J: Answer + ?Sized>(
     outcomes: Vec<(Box<J>, Result<(), StoreError>)>,
     committed: Result<(), String>,
-    commits: &AtomicU64,
+    commits: &Commits,
+    started: Instant,
 ) {
     match committed {
         Ok(()) => {
-            commits.fetch_add(1, Relaxed);
+            commits.seconds.observe(started.elapsed().as_secs_f64());
+            commits.count.inc();
             for (job, outcome) in outcomes {
                 match outcome {
                     Ok(()) => {

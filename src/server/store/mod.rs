@@ -17,8 +17,9 @@ mod model;
 mod postgres;
 mod sqlite;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 pub use model::{
@@ -77,7 +78,7 @@ pub struct Store {
     backend: Backend,
     /// Documents read back whole since the start (`pulse_doc_loads_total`):
     /// each one is a rebuild, so operators see a document reloaded too often.
-    doc_loads: Arc<AtomicU64>,
+    doc_loads: Counter,
 }
 
 #[derive(Clone)]
@@ -114,7 +115,7 @@ impl Store {
     fn over(backend: Backend) -> Self {
         Store {
             backend,
-            doc_loads: Arc::new(AtomicU64::new(0)),
+            doc_loads: Counter::default(),
         }
     }
 
@@ -140,9 +141,20 @@ impl Store {
         either!(self, db => db.commits())
     }
 
+    /// What `/metrics` shows of the store: commits, their duration and
+    /// documents loaded whole (clones sharing the store's values).
+    pub fn metrics(&self) -> (Counter, Histogram, Counter) {
+        let commits = either!(self, db => db.commit_metrics());
+        (
+            commits.count.clone(),
+            commits.seconds.clone(),
+            self.doc_loads.clone(),
+        )
+    }
+
     /// How many times a document was read back whole since the start.
     pub fn doc_loads(&self) -> u64 {
-        self.doc_loads.load(Relaxed)
+        self.doc_loads.get()
     }
 
     /// A chat channel's epoch, latest offset and newest `keep` messages,
@@ -205,7 +217,7 @@ impl Store {
     /// committed after its snapshot is the caller's to add (the hub keeps
     /// what is published while a document loads: `Hub::load_doc`).
     pub async fn load_doc(&self, doc_id: String, keep: usize) -> Result<StoredDoc, StoreError> {
-        self.doc_loads.fetch_add(1, Relaxed);
+        self.doc_loads.inc();
         either!(self, db => db.load_doc(doc_id, keep).await)
     }
 

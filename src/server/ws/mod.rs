@@ -76,10 +76,8 @@ pub async fn handler(
         Ok(slot) => slot,
         Err(refusal) => {
             tracing::warn!(?address, %refusal, "refusing a WebSocket with 1013");
-            state
-                .metrics
-                .upgrades_refused
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            state.metrics.upgrades_refused.inc();
+            state.metrics.closed("1013");
             let reason = match refusal {
                 admission::Refusal::Full => "server full: try again later",
                 admission::Refusal::TooFast => "too many new connections: try again later",

@@ -19,7 +19,7 @@
 use axum::extract::ws::Utf8Bytes;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use crate::server::hub::{Gone, Subscriber};
@@ -46,12 +46,23 @@ pub enum PushError {
 /// What the writer does next.
 #[derive(Debug, PartialEq)]
 pub enum Next {
-    /// Frames to write, in order.
-    Frames(Vec<Utf8Bytes>),
+    /// Frames to write, in order, and when each was queued.
+    Frames(Vec<Utf8Bytes>, Drained),
     /// A WebSocket Ping.
     Ping,
     /// Write the close frame and stop.
     Close(u16, &'static str),
+}
+
+/// What the writer learns of the frames it took, for `/metrics`.
+#[derive(Debug, PartialEq, Default)]
+pub struct Drained {
+    /// When each frame was queued (a conflated tick: when it replaced the
+    /// older one), in the frames' order.
+    pub queued_at: Vec<Instant>,
+    /// Bytes queued when they were taken: those taken, and the live frames
+    /// and answers left behind (ticks left behind are not counted).
+    pub depth: usize,
 }
 
 /// A connection's outbound queue; shared by the connection task, the hub and
@@ -85,6 +96,7 @@ enum Kind {
 struct Queued {
     frame: Utf8Bytes,
     kind: Kind,
+    at: Instant,
 }
 
 #[derive(Debug, Default)]
@@ -141,6 +153,7 @@ impl Outbox {
         state.frames.push_back(Queued {
             frame,
             kind: Kind::Live,
+            at: Instant::now(),
         });
         drop(state);
         self.ready.notify_one();
@@ -164,9 +177,11 @@ impl Outbox {
             return Err(self.overflow(state));
         }
         state.answer_bytes += size;
+        let at = Instant::now();
         state.frames.extend(answer.into_iter().map(|frame| Queued {
             frame,
             kind: Kind::Answer,
+            at,
         }));
         drop(state);
         self.ready.notify_one();
@@ -194,7 +209,9 @@ impl Outbox {
         if let Some(&sequence) = state.queued_ticks.get(channel) {
             if sequence >= taken {
                 let index = (sequence - taken) as usize;
-                state.frames[index].frame = frame;
+                let queued = &mut state.frames[index];
+                queued.frame = frame;
+                queued.at = Instant::now();
                 return Ok(true);
             }
         }
@@ -202,6 +219,7 @@ impl Outbox {
         state.frames.push_back(Queued {
             frame,
             kind: Kind::Tick,
+            at: Instant::now(),
         });
         state.queued_ticks.insert(channel.clone(), sequence);
         drop(state);
@@ -298,6 +316,7 @@ impl Outbox {
         }
         if !state.frames.is_empty() {
             let mut frames = Vec::new();
+            let mut queued_at = Vec::new();
             let mut size = 0;
             while let Some(front) = state.frames.front() {
                 if !frames.is_empty() && size + front.frame.len() > max_bytes {
@@ -311,11 +330,13 @@ impl Outbox {
                     Kind::Tick => {}
                 }
                 frames.push(queued.frame);
+                queued_at.push(queued.at);
             }
             state.taken += frames.len() as u64;
             let taken = state.taken;
             state.queued_ticks.retain(|_, sequence| *sequence >= taken);
-            return Some(Next::Frames(frames));
+            let depth = size + state.bytes + state.answer_bytes;
+            return Some(Next::Frames(frames, Drained { queued_at, depth }));
         }
         state.close.map(|(code, reason)| Next::Close(code, reason))
     }
@@ -362,270 +383,4 @@ impl Subscriber for Outbox {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn text(s: &str) -> Utf8Bytes {
-        Utf8Bytes::from(s.to_owned())
-    }
-
-    async fn frames(outbox: &Outbox) -> Vec<String> {
-        match outbox.next(usize::MAX).await {
-            Next::Frames(frames) => frames.iter().map(|f| f.as_str().to_owned()).collect(),
-            other => panic!("expected frames, got {other:?}"),
-        }
-    }
-
-    #[tokio::test]
-    async fn frames_come_out_in_order() {
-        let outbox = Outbox::new(1024);
-        outbox.push(text("a")).unwrap();
-        outbox.push(text("b")).unwrap();
-        assert_eq!(frames(&outbox).await, ["a", "b"]);
-    }
-
-    #[tokio::test]
-    async fn a_queued_tick_is_replaced_in_place_by_a_newer_one() {
-        let outbox = Outbox::new(1024);
-        let aapl: Arc<str> = "ticker:AAPL".into();
-        let msft: Arc<str> = "ticker:MSFT".into();
-        assert!(!outbox.push_tick(&aapl, text("aapl-1")).unwrap());
-        outbox.push(text("chat")).unwrap();
-        outbox.push_tick(&msft, text("msft-1")).unwrap();
-        assert!(outbox.push_tick(&aapl, text("aapl-2")).unwrap());
-        assert!(outbox.push_tick(&aapl, text("aapl-3")).unwrap());
-        assert_eq!(frames(&outbox).await, ["aapl-3", "chat", "msft-1"]);
-        // Once written, a tick is no longer replaceable: the next one queues.
-        assert!(!outbox.push_tick(&aapl, text("aapl-4")).unwrap());
-        assert_eq!(frames(&outbox).await, ["aapl-4"]);
-    }
-
-    #[tokio::test]
-    async fn ticks_stay_bounded_however_many_arrive() {
-        let outbox = Outbox::new(64);
-        let channels: Vec<Arc<str>> = (0..10).map(|n| format!("ticker:S{n}").into()).collect();
-        for round in 0..10_000 {
-            for channel in &channels {
-                outbox
-                    .push_tick(channel, text(&format!("{channel}-{round}")))
-                    .unwrap();
-            }
-        }
-        assert_eq!(outbox.queued().0, 10, "one queued tick per channel");
-    }
-
-    #[tokio::test]
-    async fn going_over_budget_makes_a_slow_consumer() {
-        let outbox = Outbox::new(10);
-        outbox.push(text("12345")).unwrap();
-        outbox.push(text("12345")).unwrap();
-        assert_eq!(outbox.push(text("x")), Err(PushError::SlowConsumer));
-        outbox.overflowed().await;
-        assert_eq!(outbox.push(text("y")), Err(PushError::Closed));
-    }
-
-    #[tokio::test]
-    async fn ticks_do_not_use_the_budget_of_other_frames() {
-        let outbox = Outbox::new(10);
-        let aapl: Arc<str> = "ticker:AAPL".into();
-        outbox.push_tick(&aapl, text("a long tick frame")).unwrap();
-        outbox.push(text("1234567890")).unwrap();
-        assert_eq!(outbox.queued(), (2, 10));
-        frames(&outbox).await;
-        assert_eq!(outbox.queued(), (0, 0));
-        outbox.push(text("1234567890")).unwrap();
-    }
-
-    #[tokio::test]
-    async fn subscribe_answers_do_not_use_the_budget() {
-        let outbox = Outbox::new(10);
-        for _ in 0..100 {
-            outbox
-                .push_answer(vec![text("a replayed message")])
-                .unwrap();
-        }
-        assert_eq!(outbox.queued(), (100, 0));
-        assert_eq!(outbox.queued_answers(), 1800);
-        outbox.push(text("1234567890")).unwrap();
-        assert_eq!(outbox.push(text("x")), Err(PushError::SlowConsumer));
-    }
-
-    /// `n` bytes of text.
-    fn sized(n: usize) -> Utf8Bytes {
-        text(&"a".repeat(n))
-    }
-
-    /// Answers are taken up to their bound exactly; the next byte makes a
-    /// slow consumer (closed with 4008), and nothing more is queued.
-    #[tokio::test]
-    async fn answers_fit_up_to_their_bound_and_past_it_make_a_slow_consumer() {
-        let outbox = Outbox::new(1024);
-        let quarter = MAX_ANSWER_BYTES / 4;
-        for _ in 0..3 {
-            outbox.push_answer(vec![sized(quarter)]).unwrap();
-        }
-        outbox
-            .push_answer(vec![sized(quarter - 10), sized(10)])
-            .unwrap();
-        assert_eq!(outbox.queued_answers(), MAX_ANSWER_BYTES);
-        assert_eq!(
-            outbox.push_answer(vec![sized(1)]),
-            Err(PushError::SlowConsumer)
-        );
-        outbox.overflowed().await;
-        assert_eq!(outbox.push(text("live")), Err(PushError::Closed));
-        assert_eq!(outbox.queued(), (5, 0), "nothing more queued");
-    }
-
-    /// One answer always fits, however large (a full document's snapshot),
-    /// when no other is queued; another on top of it does not.
-    #[tokio::test]
-    async fn one_answer_always_fits_however_large() {
-        let outbox = Outbox::new(1024);
-        outbox
-            .push_answer(vec![sized(MAX_ANSWER_BYTES + 1)])
-            .unwrap();
-        frames(&outbox).await;
-        outbox
-            .push_answer(vec![sized(MAX_ANSWER_BYTES - 1), sized(2)])
-            .unwrap();
-        assert_eq!(
-            outbox.push_answer(vec![sized(1)]),
-            Err(PushError::SlowConsumer)
-        );
-    }
-
-    /// An answer and what follows it are queued whole or not at all: a
-    /// replay that would not fit leaves no lone `subscribed` behind.
-    #[tokio::test]
-    async fn an_answer_is_queued_whole_or_not_at_all() {
-        let outbox = Outbox::new(1024);
-        outbox.push_answer(vec![sized(100)]).unwrap();
-        let answer = vec![text("subscribed"), sized(MAX_ANSWER_BYTES)];
-        assert_eq!(outbox.push_answer(answer), Err(PushError::SlowConsumer));
-        assert_eq!(outbox.queued(), (1, 0));
-        assert_eq!(outbox.queued_answers(), 100);
-    }
-
-    /// Live traffic up to its budget and answers up to theirs do not count
-    /// against each other: a large answer never closes a connection whose
-    /// live queue is nearly full, and answers never shrink the live budget.
-    #[tokio::test]
-    async fn live_frames_and_answers_have_separate_bounds() {
-        let outbox = Outbox::new(1000);
-        outbox.push(sized(990)).unwrap();
-        outbox
-            .push_answer(vec![sized(MAX_ANSWER_BYTES / 2)])
-            .unwrap();
-        outbox
-            .push_answer(vec![sized(MAX_ANSWER_BYTES / 2)])
-            .unwrap();
-        outbox.push(sized(10)).unwrap();
-        assert_eq!(outbox.queued(), (4, 1000));
-        assert_eq!(outbox.queued_answers(), MAX_ANSWER_BYTES);
-        assert_eq!(outbox.push(sized(1)), Err(PushError::SlowConsumer));
-    }
-
-    /// Answers the writer took free their bound: a client that reads may
-    /// be answered any number of times.
-    #[tokio::test]
-    async fn written_answers_free_their_bound() {
-        let outbox = Outbox::new(1024);
-        for _ in 0..20 {
-            outbox
-                .push_answer(vec![sized(MAX_ANSWER_BYTES / 2), sized(10)])
-                .unwrap();
-            outbox
-                .push_answer(vec![sized(MAX_ANSWER_BYTES / 2 - 10)])
-                .unwrap();
-            while outbox.queued().0 > 0 {
-                frames(&outbox).await;
-            }
-            assert_eq!(outbox.queued_answers(), 0);
-        }
-    }
-
-    #[tokio::test]
-    async fn written_frames_free_their_budget() {
-        let outbox = Outbox::new(10);
-        for _ in 0..100 {
-            outbox.push(text("12345678")).unwrap();
-            frames(&outbox).await;
-        }
-    }
-
-    #[tokio::test]
-    async fn graceful_close_comes_after_queued_frames_and_close_now_drops_them() {
-        let outbox = Outbox::new(1024);
-        outbox.push(text("last words")).unwrap();
-        outbox.close_after_queued(1001, "bye");
-        assert_eq!(outbox.push(text("late")), Err(PushError::Closed));
-        assert_eq!(frames(&outbox).await, ["last words"]);
-        assert_eq!(outbox.next(1024).await, Next::Close(1001, "bye"));
-
-        let outbox = Outbox::new(1024);
-        outbox.push(text("never sent")).unwrap();
-        outbox.close_now(4008, "slow");
-        assert_eq!(outbox.next(1024).await, Next::Close(4008, "slow"));
-    }
-
-    #[tokio::test]
-    async fn a_batch_respects_its_byte_limit() {
-        let outbox = Outbox::new(1024);
-        for n in 0..5 {
-            outbox.push(text(&format!("{n}{n}{n}"))).unwrap();
-        }
-        match outbox.next(7).await {
-            Next::Frames(frames) => assert_eq!(frames.len(), 2),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    /// `--write-delay-ms`: ticks wait for the delay, so those that arrive
-    /// meanwhile share their frame; anything else ends the wait at once.
-    #[tokio::test(start_paused = true)]
-    async fn held_ticks_wait_for_company_and_anything_else_goes_at_once() {
-        use tokio::time::{timeout, Instant};
-        let delay = Duration::from_millis(20);
-        let outbox = Outbox::new(1024);
-        let aapl: Arc<str> = "ticker:AAPL".into();
-        let msft: Arc<str> = "ticker:MSFT".into();
-
-        // Nothing queued: the hold waits for something.
-        assert!(timeout(delay * 5, outbox.hold_ticks(delay)).await.is_err());
-
-        outbox.push_tick(&aapl, text("aapl")).unwrap();
-        let started = Instant::now();
-        let joined = async {
-            tokio::time::sleep(delay / 2).await;
-            outbox.push_tick(&msft, text("msft")).unwrap();
-        };
-        tokio::join!(outbox.hold_ticks(delay), joined);
-        assert_eq!(started.elapsed(), delay, "a tick waits the whole delay");
-        assert_eq!(frames(&outbox).await, ["aapl", "msft"], "in one frame");
-
-        // A chat message (an ack, an answer) pushed during the hold ends it.
-        outbox.push_tick(&aapl, text("aapl-2")).unwrap();
-        let started = Instant::now();
-        let chat = async {
-            tokio::time::sleep(delay / 4).await;
-            outbox.push(text("chat")).unwrap();
-        };
-        tokio::join!(outbox.hold_ticks(delay), chat);
-        assert_eq!(started.elapsed(), delay / 4);
-        assert_eq!(frames(&outbox).await, ["aapl-2", "chat"]);
-
-        // So does a Ping; and anything but a tick is never held.
-        outbox.push_tick(&aapl, text("aapl-3")).unwrap();
-        outbox.ping();
-        let started = Instant::now();
-        outbox.hold_ticks(delay).await;
-        assert_eq!(started.elapsed(), Duration::ZERO);
-        assert_eq!(outbox.next(1024).await, Next::Ping);
-        assert_eq!(frames(&outbox).await, ["aapl-3"]);
-        outbox.push(text("ack")).unwrap();
-        let started = Instant::now();
-        outbox.hold_ticks(delay).await;
-        assert_eq!(started.elapsed(), Duration::ZERO);
-    }
-}
+mod tests;

@@ -4,9 +4,8 @@
 
 use axum::extract::ws::Message;
 use futures_util::{Sink, SinkExt};
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::outbox::{Next, Outbox};
 use crate::server::frames;
@@ -28,15 +27,23 @@ where
         }
         let message = match outbox.next(MAX_BATCH_BYTES).await {
             Next::Ping => Message::Ping(Default::default()),
-            Next::Frames(messages) => {
-                metrics
-                    .messages_out
-                    .fetch_add(messages.len() as u64, Relaxed);
-                if let [single] = messages.as_slice() {
+            Next::Frames(messages, drained) => {
+                metrics.messages_out.inc_by(messages.len() as u64);
+                metrics.outbox_depth.observe(drained.depth as f64);
+                let message = if let [single] = messages.as_slice() {
                     Message::Text(single.clone())
                 } else {
                     Message::Text(frames::batch(&messages))
+                };
+                if sink.send(message).await.is_err() {
+                    return;
                 }
+                let written = Instant::now();
+                for queued_at in drained.queued_at {
+                    let latency = written.saturating_duration_since(queued_at);
+                    metrics.delivery_latency.observe(latency.as_secs_f64());
+                }
+                continue;
             }
             Next::Close(code, reason) => {
                 let _ = sink.send(frames::close_code(code, reason)).await;

@@ -23,14 +23,13 @@ mod migrations;
 mod notifications;
 mod writer;
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction};
 use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 
+use super::group::Commits;
 use super::StoreError;
 /// For tests that hold the writers' lock from another session.
 #[cfg(test)]
@@ -75,7 +74,7 @@ pub(super) struct Postgres {
     /// Into the writer task (`writer::run`).
     jobs: mpsc::Sender<Box<dyn Job>>,
     /// Transactions the writer has committed.
-    commits: Arc<AtomicU64>,
+    commits: Commits,
 }
 
 impl Postgres {
@@ -96,7 +95,7 @@ impl Postgres {
         let pool = pool_of(config.clone(), READ_POOL_SIZE)?;
         let writer_pool = pool_of(config, WRITER_POOL_SIZE)?;
         migrations::migrate(&writer_pool, migrations::latest_version()).await?;
-        let commits = Arc::new(AtomicU64::new(0));
+        let commits = Commits::default();
         let jobs = writer::spawn(writer_pool, commits.clone());
         Ok(Postgres {
             pool,
@@ -150,7 +149,12 @@ impl Postgres {
 
     /// How many transactions the writer has committed since `connect`.
     pub(super) fn commits(&self) -> u64 {
-        self.commits.load(Relaxed)
+        self.commits.count.get()
+    }
+
+    /// The writer's commit count and durations (`/metrics`).
+    pub(super) fn commit_metrics(&self) -> &Commits {
+        &self.commits
     }
 }
 

@@ -17,15 +17,14 @@
 //! allows too; group commit is what makes it carry the load.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::time::Instant;
 
 use deadpool_postgres::{Pool, Transaction};
 use futures_util::future::{BoxFuture, FutureExt};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Work, WORK_LIMIT};
-use crate::server::store::group::{answer_group, Answer, Pending};
+use crate::server::store::group::{answer_group, Answer, Commits, Pending};
 use crate::server::store::StoreError;
 
 /// How many jobs may wait for the writer; a caller finding it full waits.
@@ -100,7 +99,7 @@ where
 type Outcome = (Box<dyn Job>, Result<(), StoreError>);
 
 /// Starts the writer task; the queue it returns is its only input.
-pub(super) fn spawn(pool: Pool, commits: Arc<AtomicU64>) -> mpsc::Sender<Box<dyn Job>> {
+pub(super) fn spawn(pool: Pool, commits: Commits) -> mpsc::Sender<Box<dyn Job>> {
     let (jobs, queue) = mpsc::channel(QUEUE_CAPACITY);
     tokio::spawn(run(pool, queue, commits));
     jobs
@@ -109,14 +108,15 @@ pub(super) fn spawn(pool: Pool, commits: Arc<AtomicU64>) -> mpsc::Sender<Box<dyn
 /// The writer: waits for a job, takes every job queued behind it (up to
 /// `MAX_GROUP`), commits them as one group; ends when every handle is gone
 /// and the queue is empty.
-async fn run(pool: Pool, mut queue: mpsc::Receiver<Box<dyn Job>>, commits: Arc<AtomicU64>) {
+async fn run(pool: Pool, mut queue: mpsc::Receiver<Box<dyn Job>>, commits: Commits) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while queue.recv_many(&mut group, MAX_GROUP).await > 0 {
+        let started = Instant::now();
         let mut outcomes: Vec<Outcome> = group.drain(..).map(|job| (job, Ok(()))).collect();
         let committed = run_group(&pool, &mut outcomes)
             .await
             .map_err(|err| err.to_string());
-        answer_group(outcomes, committed, &commits);
+        answer_group(outcomes, committed, &commits, started);
     }
 }
 

@@ -23,10 +23,10 @@ mod writer;
 
 use rusqlite::Connection;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
+use super::group::Commits;
 use super::StoreError;
 use readers::Readers;
 use writer::{Job, Queued};
@@ -46,7 +46,7 @@ pub struct Sqlite {
     readers: Arc<Readers>,
     /// Transactions the writer committed (each one fsync), for tests and
     /// operators: fewer than writes means group commit is at work.
-    commits: Arc<AtomicU64>,
+    commits: Commits,
     /// Copies the write-ahead log into the file, off the commit path; stops
     /// with the last handle.
     _checkpointer: Arc<checkpoint::Checkpointer>,
@@ -71,7 +71,7 @@ impl Sqlite {
         migrations::migrate(&mut connection)?;
         // Readers open after the migrations, so they never see an old schema.
         let readers = Arc::new(Readers::open(path, READ_CONNECTIONS)?);
-        let commits = Arc::new(AtomicU64::new(0));
+        let commits = Commits::default();
         let jobs = writer::spawn(connection, commits.clone())?;
         let checkpointer = Arc::new(checkpoint::spawn(path)?);
         Ok(Sqlite {
@@ -123,7 +123,12 @@ impl Sqlite {
 
     /// How many transactions the writer has committed since `open`.
     pub fn commits(&self) -> u64 {
-        self.commits.load(Relaxed)
+        self.commits.count.get()
+    }
+
+    /// The writer's commit count and durations (`/metrics`).
+    pub(super) fn commit_metrics(&self) -> &Commits {
+        &self.commits
     }
 }
 

@@ -9,13 +9,12 @@
 //! callback publishes is on disk, and publication keeps commit order.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::time::Instant;
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::server::store::group::{answer_group, Answer, Pending};
+use crate::server::store::group::{answer_group, Answer, Commits, Pending};
 use crate::server::store::StoreError;
 
 /// How many jobs may wait for the writer; a caller finding it full waits
@@ -87,7 +86,7 @@ type Outcome = (Box<dyn Job>, Result<(), StoreError>);
 /// Starts the writer thread on `db`; the queue it returns is its only input.
 pub(super) fn spawn(
     db: Connection,
-    commits: Arc<AtomicU64>,
+    commits: Commits,
 ) -> Result<mpsc::Sender<Box<dyn Job>>, StoreError> {
     let (jobs, queue) = mpsc::channel(QUEUE_CAPACITY);
     std::thread::Builder::new()
@@ -100,7 +99,7 @@ pub(super) fn spawn(
 /// The writer thread: waits for a job, takes every job queued behind it (up
 /// to `MAX_GROUP`), commits them as one group; ends when every `Store` handle
 /// is gone and the queue is empty.
-fn run(mut db: Connection, mut queue: mpsc::Receiver<Box<dyn Job>>, commits: &AtomicU64) {
+fn run(mut db: Connection, mut queue: mpsc::Receiver<Box<dyn Job>>, commits: &Commits) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while queue.blocking_recv_many(&mut group, MAX_GROUP) > 0 {
         commit_group(&mut db, std::mem::take(&mut group), commits);
@@ -108,10 +107,11 @@ fn run(mut db: Connection, mut queue: mpsc::Receiver<Box<dyn Job>>, commits: &At
 }
 
 /// Runs `group` in one transaction and answers every job of it.
-fn commit_group(db: &mut Connection, group: Vec<Box<dyn Job>>, commits: &AtomicU64) {
+fn commit_group(db: &mut Connection, group: Vec<Box<dyn Job>>, commits: &Commits) {
+    let started = Instant::now();
     let mut outcomes: Vec<Outcome> = group.into_iter().map(|job| (job, Ok(()))).collect();
     let committed = run_group(db, &mut outcomes);
-    answer_group(outcomes, committed, commits);
+    answer_group(outcomes, committed, commits, started);
 }
 
 /// The transaction of one group: every job in its savepoint, then the

@@ -147,6 +147,12 @@ where
     let ending = connection.run().await;
     connection.registration.release();
     match ending {
+        Ending::Close(code, _) | Ending::CloseNow(code, _) => {
+            metrics.closed(&code.code().to_string())
+        }
+        Ending::PeerGone => metrics.closed("peer"),
+    }
+    match ending {
         Ending::Close(code, reason) => {
             tracing::debug!(code = code.code(), reason, "closing connection");
             outbox.close_after_queued(code.code(), reason);
@@ -229,7 +235,7 @@ impl Connection {
                 None => tokio::select! {
                     _ = shutdown.cancelled() => return Ending::Close(CloseCode::GoingAway, "server shutting down"),
                     _ = outbox.overflowed() => {
-                        self.context.metrics.slow_consumers.fetch_add(1, Relaxed);
+                        self.context.metrics.slow_consumers.inc();
                         return Ending::CloseNow(CloseCode::SlowConsumer, "slow consumer: resume from your offsets");
                     }
                     _ = &mut hello_deadline, if matches!(self.phase, Phase::AwaitingHello) => {
@@ -294,7 +300,7 @@ impl Connection {
                             message: ClientMessage::Ping(Empty {}),
                             ..
                         })) if matches!(self.phase, Phase::Ready) => {
-                            self.context.metrics.messages_in.fetch_add(1, Relaxed);
+                            self.context.metrics.messages_in.inc();
                             self.send(ServerMessage::Pong(Empty {}));
                         }
                         Received::Control => {}
@@ -307,7 +313,7 @@ impl Connection {
 
     /// Answers one client message; `Some` ends the connection.
     async fn on_message(&mut self, decoded: Result<ClientEnvelope, DecodeError>) -> Option<Ending> {
-        self.context.metrics.messages_in.fetch_add(1, Relaxed);
+        self.context.metrics.messages_in.inc();
         let envelope = match decoded {
             Ok(envelope) => envelope,
             Err(err) => {
@@ -397,7 +403,7 @@ impl Connection {
     }
 
     fn send_error(&self, body: ErrorBody) {
-        self.context.metrics.protocol_errors.fetch_add(1, Relaxed);
+        self.context.metrics.error_sent(body.code);
         self.send(ServerMessage::Error(body));
     }
 }

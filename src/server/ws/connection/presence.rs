@@ -21,10 +21,7 @@ impl Connection {
             );
         };
         if !self.status_bucket.try_take(Instant::now().into_std()) {
-            self.context
-                .metrics
-                .rate_limited
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.context.metrics.rate_limited.inc();
             let message = format!("status: at most {STATUS_RATE} per second; wait a moment");
             return self.send_error(ErrorBody::new(ErrorCode::RateLimited, message).with_id(id));
         }

@@ -4,7 +4,6 @@
 //! error, a panic or an abort (mini-redis' `DbDropGuard` habit).
 
 use std::collections::BTreeSet;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use crate::protocol::{Channel, CloseCode, UserRef};
@@ -35,8 +34,9 @@ impl Registration {
         outbox: Arc<Outbox>,
         subscriber: SubscriberId,
     ) -> Self {
-        metrics.connections_open.fetch_add(1, Relaxed);
-        metrics.connections_total.fetch_add(1, Relaxed);
+        metrics.connections_open.inc();
+        metrics.connections_websocket.inc();
+        metrics.connections_total.inc();
         Registration {
             hub,
             metrics,
@@ -45,6 +45,22 @@ impl Registration {
             subscriptions: BTreeSet::new(),
             present_as: None,
             released: false,
+        }
+    }
+
+    /// Notes a channel the hub now delivers to this connection (counted in
+    /// `pulse_subscriptions{kind}`).
+    pub fn subscribed(&mut self, channel: Channel) {
+        let gauge = self.metrics.subscriptions(&channel);
+        if self.subscriptions.insert(channel) {
+            gauge.inc();
+        }
+    }
+
+    /// Notes a channel no longer delivered to this connection.
+    pub fn unsubscribed(&mut self, channel: &Channel) {
+        if self.subscriptions.remove(channel) {
+            self.metrics.subscriptions(channel).dec();
         }
     }
 
@@ -61,6 +77,7 @@ impl Registration {
             return;
         }
         for channel in std::mem::take(&mut self.subscriptions) {
+            self.metrics.subscriptions(&channel).dec();
             self.hub.unsubscribe(self.subscriber, &channel);
         }
         if let Some(user_id) = self.present_as.take() {
@@ -78,6 +95,7 @@ impl Drop for Registration {
             self.outbox
                 .close_now(CloseCode::Internal.code(), "internal error");
         }
-        self.metrics.connections_open.fetch_sub(1, Relaxed);
+        self.metrics.connections_open.dec();
+        self.metrics.connections_websocket.dec();
     }
 }

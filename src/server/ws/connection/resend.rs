@@ -3,8 +3,6 @@
 //! something already stored even when the sender is over its rate limit
 //! (PROTOCOL 1.1 Limits: a resend is recognised before it is rate-limited).
 
-use std::sync::atomic::Ordering::Relaxed;
-
 use super::Connection;
 use crate::protocol::{Ack, ErrorBody, ErrorCode, ServerMessage, UserRef};
 
@@ -45,7 +43,7 @@ impl Connection {
         if let Ok(Some((channel, offset))) = stored {
             return self.send(ServerMessage::Ack(Ack::stored(client_id, channel, offset)));
         }
-        self.context.metrics.rate_limited.fetch_add(1, Relaxed);
+        self.context.metrics.rate_limited.inc();
         let body = ErrorBody::new(ErrorCode::RateLimited, message).with_id(Some(client_id));
         self.send_error(body);
     }

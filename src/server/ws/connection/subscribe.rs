@@ -94,7 +94,7 @@ impl Connection {
             };
             match subscribed {
                 Ok(Ok(())) => {
-                    self.registration.subscriptions.insert(channel);
+                    self.registration.subscribed(channel);
                 }
                 Ok(Err(err @ (SubscribeError::NotAvailable | SubscribeError::NotLoaded))) => {
                     let message = format!("{channel}: {err}");
@@ -118,7 +118,7 @@ impl Connection {
                 Ok(channel) => {
                     self.context.hub.unsubscribe(self.subscriber, &channel);
                     self.outbox.forget_channel(&name);
-                    self.registration.subscriptions.remove(&channel);
+                    self.registration.unsubscribed(&channel);
                     self.send(ServerMessage::Unsubscribed(Unsubscribed { channel: name }));
                 }
                 Err(err) => {

@@ -163,7 +163,7 @@ async fn a_stalled_reader_is_conflated_while_a_reader_gets_every_tick() {
             }
         }
     }
-    let conflated = context.metrics.ticks_conflated.load(Relaxed);
+    let conflated = context.metrics.ticks_conflated.get();
     assert!(
         conflated >= 2 * rounds - 10,
         "only {conflated} ticks conflated"
@@ -296,13 +296,13 @@ async fn a_connection_task_that_panics_leaves_nothing_behind() {
     }
     let aaa = Channel::Ticker("AAA".into());
     assert_eq!(context.hub.subscriber_count(&aaa), 1);
-    assert_eq!(context.metrics.connections_open.load(Relaxed), 1);
+    assert_eq!(context.metrics.connections_open.get(), 1);
     assert_eq!(context.hub.presence_users().len(), 1);
 
     client.send(PANIC);
     assert_eq!(close_of(&mut client).await.0, 1011);
     assert_eq!(context.hub.subscriber_count(&aaa), 0);
-    assert_eq!(context.metrics.connections_open.load(Relaxed), 0);
+    assert_eq!(context.metrics.connections_open.get(), 0);
     tokio::time::sleep(context.config.presence_grace() * 2).await;
     assert!(context.hub.presence_users().is_empty());
 }
@@ -327,7 +327,7 @@ async fn a_reader_too_far_behind_on_replies_is_closed_with_4008() {
         }
     }
     assert_eq!(close.map(|f| f.code), Some(4008));
-    assert_eq!(context.metrics.slow_consumers.load(Relaxed), 1);
+    assert_eq!(context.metrics.slow_consumers.get(), 1);
 }
 
 /// While the store is slow (its writer held busy), a connection waiting to

@@ -65,7 +65,7 @@ fn committed(offset: u64, what: &str) -> DocUpdateEvent {
 async fn delivered(outbox: &Outbox) -> Vec<u64> {
     let mut offsets = Vec::new();
     while outbox.queued().0 > 0 {
-        let Next::Frames(frames) = outbox.next(usize::MAX).await else {
+        let Next::Frames(frames, _) = outbox.next(usize::MAX).await else {
             panic!("frames")
         };
         for frame in frames {
