@@ -8,21 +8,25 @@
 //! whatever is queued as one transaction and runs each write's callback
 //! after that commit, in queue order: what an instance publishes keeps its
 //! commit order, as with SQLite. Several instances may write to one
-//! database: a channel's next offset comes from its row in `channels`,
-//! incremented in the transaction (no gap: a rolled-back transaction takes
-//! its increment with it), and `(user, envelope id)` is a primary key.
+//! database: a channel's next offset comes from its row in `channels`
+//! (`channels.rs`), incremented in the transaction (no gap: a rolled-back
+//! transaction takes its increment with it), and `(user, envelope id)` is a
+//! primary key. A channel gets its row with its first write, in the
+//! database's epoch, so a load writes nothing.
 //! Reads take a pooled connection of their own and never wait for writes.
 //!
 //! When the database goes away, a write waits at most for the pool's
 //! timeouts and then fails (never a false success); the pool connects again
 //! when it is back, with no restart.
 
+mod channels;
 mod chat;
 mod docs;
 mod migrations;
 mod notifications;
 mod writer;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction};
@@ -75,6 +79,9 @@ pub(super) struct Postgres {
     jobs: mpsc::Sender<Box<dyn Job>>,
     /// Transactions the writer has committed.
     commits: Commits,
+    /// The database's epoch (`pulse_epoch`): a channel's until its first
+    /// write, which stores it in the channel's row.
+    epoch: Arc<str>,
 }
 
 impl Postgres {
@@ -95,12 +102,14 @@ impl Postgres {
         let pool = pool_of(config.clone(), READ_POOL_SIZE)?;
         let writer_pool = pool_of(config, WRITER_POOL_SIZE)?;
         migrations::migrate(&writer_pool, migrations::latest_version()).await?;
+        let epoch = migrations::epoch(&writer_pool).await?;
         let commits = Commits::default();
         let jobs = writer::spawn(writer_pool, commits.clone());
         Ok(Postgres {
             pool,
             jobs,
             commits,
+            epoch,
         })
     }
 

@@ -12,6 +12,7 @@
 //! The write-ahead log is copied into the file by a thread of its own
 //! (`checkpoint.rs`), never inside a commit.
 
+mod channels;
 mod chat;
 mod checkpoint;
 mod docs;
