@@ -29,16 +29,14 @@ mod writer;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::group::{Commits, Jobs, Queued};
+use super::StoreError;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction};
 use futures_util::future::BoxFuture;
-use tokio::sync::{mpsc, oneshot};
-
-use super::group::Commits;
-use super::StoreError;
+use writer::Job;
 /// For tests that hold the writers' lock from another session.
 #[cfg(test)]
 pub(super) use writer::WRITE_LOCK;
-use writer::{Job, Queued};
 
 /// Connections one instance holds for reads at most; the writer has a pool
 /// of its own, of one connection, so reads can never starve writes.
@@ -76,7 +74,7 @@ pub(super) struct Postgres {
     /// Connections for reads (`read`); the writer has its own.
     pool: Pool,
     /// Into the writer task (`writer::run`).
-    jobs: mpsc::Sender<Box<dyn Job>>,
+    jobs: Jobs<dyn Job>,
     /// Transactions the writer has committed.
     commits: Commits,
     /// The database's epoch (`pulse_epoch`): a channel's until its first
@@ -122,13 +120,9 @@ impl Postgres {
         R: Send + 'static,
         C: FnOnce(T) -> R + Send + 'static,
     {
-        let (answer, answered) = oneshot::channel();
-        let job: Box<dyn Job> = Box::new(Queued::new(work, then, answer));
         self.jobs
-            .send(job)
+            .write(|answer| -> Box<dyn Job> { Box::new(Queued::new(work, then, answer)) })
             .await
-            .map_err(|_| StoreError::WriterGone)?;
-        answered.await.map_err(|_| StoreError::WriterGone)?
     }
 
     /// Runs `work` in a read-only transaction on a pooled connection of its
