@@ -22,11 +22,12 @@
 //! Pure: time comes in as an argument; the browser stores the outbox across
 //! reloads under a key of its user and tab (see `browser.rs`).
 
-use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
 use super::note::{merge_updates, NOTE_DOC};
-use crate::protocol::{ClientEnvelope, ClientMessage, DocUpdateRequest};
+use crate::protocol::{
+    ClientEnvelope, ClientMessage, DocUpdateRequest, StoredEntry, StoredNote, StoredOutbox,
+};
 
 /// The most messages waiting at once.
 pub const OUTBOX_CAPACITY: usize = 100;
@@ -50,46 +51,10 @@ enum Sent {
     InFlight,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 struct Entry {
-    #[serde(deserialize_with = "queued_envelope")]
     envelope: ClientEnvelope,
-    #[serde(skip)]
     sent: Sent,
-}
-
-/// Reads back a stored entry's envelope: only the kinds an outbox holds
-/// (`chat_send`, `mark_read`), each read by serde alone. The protocol's full
-/// client decoder (every kind, errors naming the field) is the server's; in
-/// the page it was 25 KB of the wasm bundle.
-fn queued_envelope<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<ClientEnvelope, D::Error> {
-    use serde::de::Error;
-    #[derive(Deserialize)]
-    struct Stored {
-        #[serde(rename = "type")]
-        kind: String,
-        data: Box<serde_json::value::RawValue>,
-        #[serde(default)]
-        id: Option<String>,
-    }
-    let stored = Stored::deserialize(deserializer)?;
-    let data = stored.data.get();
-    let message = match stored.kind.as_str() {
-        "chat_send" => {
-            ClientMessage::ChatSend(serde_json::from_str(data).map_err(D::Error::custom)?)
-        }
-        "mark_read" => {
-            ClientMessage::MarkRead(serde_json::from_str(data).map_err(D::Error::custom)?)
-        }
-        other => return Err(D::Error::custom(format_args!("`{other}` is never queued"))),
-    };
-    Ok(ClientEnvelope {
-        message,
-        timestamp: None,
-        id: stored.id,
-    })
 }
 
 /// A token bucket slightly slower than the server's.
@@ -155,15 +120,27 @@ pub const NOTE_UPDATE_MAX: usize = 40 * 1024;
 /// id, and everything typed since, merged into as few as fit under
 /// [`NOTE_UPDATE_MAX`] each, going one at a time after it. Updates are kept
 /// as the base64 they travel as.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct NoteQueue {
     /// Envelope ids are `{base}-{count}`: unique per user across reloads.
     base: String,
     count: u64,
     flight: Option<(String, String)>,
     waiting: VecDeque<String>,
-    #[serde(skip)]
     sent: Sent,
+}
+
+impl From<StoredNote> for NoteQueue {
+    /// A stored queue, nothing of it sent on this page's connection yet.
+    fn from(stored: StoredNote) -> Self {
+        NoteQueue {
+            base: stored.base,
+            count: stored.count,
+            flight: stored.flight,
+            waiting: stored.waiting.into(),
+            sent: Sent::No,
+        }
+    }
 }
 
 impl NoteQueue {
@@ -242,18 +219,46 @@ impl NoteQueue {
     pub fn flight_is(&self, id: &str) -> bool {
         self.flight.as_ref().is_some_and(|(flight, _)| flight == id)
     }
+
+    /// The queue as it is stored.
+    fn stored(&self) -> StoredNote {
+        StoredNote {
+            base: self.base.clone(),
+            count: self.count,
+            flight: self.flight.clone(),
+            waiting: self.waiting.iter().cloned().collect(),
+        }
+    }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Outbox {
     /// The id of the user whose messages these are.
     owner: Option<String>,
     entries: VecDeque<Entry>,
-    #[serde(skip)]
     pace: Pace,
     /// The note's edits not acknowledged yet.
-    #[serde(default)]
     note: NoteQueue,
+}
+
+impl From<StoredOutbox> for Outbox {
+    /// An outbox read back from storage (`protocol::StoredOutbox`): nothing
+    /// of it sent on this page's connection yet, the pace full.
+    fn from(stored: StoredOutbox) -> Self {
+        Outbox {
+            owner: stored.owner,
+            entries: stored
+                .entries
+                .into_iter()
+                .map(|entry| Entry {
+                    envelope: entry.envelope,
+                    sent: Sent::No,
+                })
+                .collect(),
+            pace: Pace::default(),
+            note: stored.note.into(),
+        }
+    }
 }
 
 impl Outbox {
@@ -443,6 +448,22 @@ impl Outbox {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty() && self.note.is_empty()
     }
+
+    /// The outbox as it is stored (`protocol::StoredOutbox`: its JSON is
+    /// the protocol's).
+    pub fn stored(&self) -> StoredOutbox {
+        StoredOutbox {
+            owner: self.owner.clone(),
+            entries: self
+                .entries
+                .iter()
+                .map(|entry| StoredEntry {
+                    envelope: entry.envelope.clone(),
+                })
+                .collect(),
+            note: self.note.stored(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -609,8 +630,8 @@ mod tests {
         let mut theirs = Outbox::for_user("ann");
         theirs.push_note(&ada.edit("offline", 7).unwrap(), || "d-t".into());
         theirs.due(0.0);
-        let stored = serde_json::to_string(&theirs).unwrap();
-        let theirs: Outbox = serde_json::from_str(&stored).unwrap();
+        let stored = theirs.stored().to_json().unwrap();
+        let theirs = Outbox::from(StoredOutbox::from_json(&stored).unwrap());
         assert_eq!(theirs.note().updates().count(), 1);
         let mut mine = Outbox::for_user("ann");
         mine.merge(theirs);
@@ -657,8 +678,8 @@ mod tests {
         outbox.push(read("r1", &["n1", "n2"]));
         assert_eq!(outbox.pending_reads().collect::<Vec<_>>(), ["n1", "n2"]);
         outbox.due(0.0);
-        let stored = serde_json::to_string(&outbox).unwrap();
-        let mut back: Outbox = serde_json::from_str(&stored).unwrap();
+        let stored = outbox.stored().to_json().unwrap();
+        let mut back = Outbox::from(StoredOutbox::from_json(&stored).unwrap());
         assert_eq!(back.owner(), Some("ann"));
         assert_eq!(
             ids(&back.due(0.0).send),

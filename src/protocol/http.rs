@@ -55,10 +55,42 @@ pub struct PresenceResponse {
     pub users: Vec<PresenceUser>,
 }
 
+/// `POST /api/publish` body: a tick from an outside feed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublishRequest {
+    /// A `ticker:{SYMBOL}` channel (the server checks it).
+    pub channel: String,
+    pub data: PublishData,
+}
+
+/// The tick of a [`PublishRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublishData {
+    pub price: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<u64>,
+}
+
 /// `POST /api/publish` answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PublishResponse {
     pub channel: String,
+    pub offset: u64,
+}
+
+/// `POST /api/notify` body: a notification for `user` (`body` may be left out).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotifyRequest {
+    pub user: String,
+    pub title: String,
+    #[serde(default)]
+    pub body: String,
+}
+
+/// `POST /api/notify` answer: where the notification was stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotifyResponse {
+    pub notification_id: String,
     pub offset: u64,
 }
 

@@ -421,7 +421,14 @@ fn http_api_bodies() {
     check::<PresenceResponse>(
         r#"{"users":[{"id":"alice","name":"Alice","status":"away","connections":2}]}"#,
     );
+    check::<PublishRequest>(r#"{"channel":"ticker:XYZ","data":{"price":12.5,"volume":100}}"#);
+    let bare = check::<PublishRequest>(r#"{"channel":"ticker:XYZ","data":{"price":12.5}}"#);
+    assert_eq!(bare.data.volume, None);
     check::<PublishResponse>(r#"{"channel":"ticker:XYZ","offset":1}"#);
+    check::<NotifyRequest>(r#"{"user":"alice","title":"Hi","body":"There"}"#);
+    let untold: NotifyRequest = serde_json::from_str(r#"{"user":"alice","title":"Hi"}"#).unwrap();
+    assert_eq!(untold.body, "");
+    check::<NotifyResponse>(r#"{"notification_id":"n1","offset":3}"#);
     check::<ApiErrorResponse>(
         r#"{"error":{"code":"invalid","message":"name: must not be empty"}}"#,
     );

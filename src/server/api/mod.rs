@@ -1,7 +1,8 @@
 //! Owns the HTTP API under `/api`: guest login, who is online (for a user or
 //! the admin), and the admin routes (`POST /api/publish`, `/api/notify`)
 //! behind the admin key. Bodies are bounded by [`body`].
-//! Errors are JSON `{"error": {"code", "message"}}` with the protocol's codes.
+//! Errors are JSON `{"error": {"code", "message"}}` with the protocol's codes;
+//! every body, asked or answered, is a type of `protocol/http.rs`.
 
 mod body;
 mod error;
@@ -11,12 +12,12 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::state::AppState;
 use crate::protocol::{
-    Channel, ErrorCode, LoginRequest, LoginResponse, PresenceResponse, PublishResponse,
+    Channel, ErrorCode, LoginRequest, LoginResponse, NotifyRequest, NotifyResponse,
+    PresenceResponse, PublishRequest, PublishResponse,
 };
 use crate::server::auth;
 pub use error::ApiError;
@@ -114,19 +115,6 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiErro
     })
 }
 
-#[derive(Deserialize)]
-struct PublishRequest {
-    channel: String,
-    data: PublishData,
-}
-
-#[derive(Deserialize)]
-struct PublishData {
-    price: f64,
-    #[serde(default)]
-    volume: Option<u64>,
-}
-
 /// `POST /api/publish {"channel": "ticker:XYZ", "data": {"price", "volume"?}}`.
 async fn publish(
     State(state): State<AppState>,
@@ -191,20 +179,6 @@ async fn presence(
     Ok(Json(PresenceResponse {
         users: state.hub.presence_users(),
     }))
-}
-
-#[derive(Deserialize)]
-struct NotifyRequest {
-    user: String,
-    title: String,
-    #[serde(default)]
-    body: String,
-}
-
-#[derive(serde::Serialize)]
-struct NotifyResponse {
-    notification_id: String,
-    offset: u64,
 }
 
 /// `POST /api/notify {"user", "title", "body"}` with the admin key: stores
