@@ -2,9 +2,9 @@
 //! per (user, envelope id), the compacted state folding its older rows, and
 //! loading a document back into memory. A load is a read (a read-only
 //! snapshot on a pooled connection of its own, never a writer job nor under
-//! the writers' lock, writing nothing); rebuilding a document (which may take milliseconds
-//! for a large one) runs on the blocking pool, never on the task that
-//! awaits the database.
+//! the writers' lock, writing nothing); rebuilding a document (which may
+//! take milliseconds for a large one) runs on the blocking pool, never on
+//! the task that awaits the database.
 
 use std::sync::Arc;
 
