@@ -1,6 +1,7 @@
 //! Owns the JSON bodies of the HTTP API (PROTOCOL.md "HTTP API"), shared by
 //! the server's handlers and the browser's calls.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::codes::ErrorCode;
@@ -104,4 +105,31 @@ pub struct ApiErrorResponse {
 pub struct ApiErrorBody {
     pub code: ErrorCode,
     pub message: String,
+}
+
+/// Reads an `/api/*` request body as `T`: `bad_json` when it is not JSON,
+/// `invalid` naming the failing field (`data.price: …`, or `body: …` for
+/// the body as a whole) when it is JSON of another shape.
+pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiErrorBody> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiErrorBody {
+                code: ErrorCode::BadJson,
+                message: format!("the body is not valid JSON: {inner}"),
+            }
+        } else if path == "." {
+            ApiErrorBody {
+                code: ErrorCode::Invalid,
+                message: format!("body: {inner}"),
+            }
+        } else {
+            ApiErrorBody {
+                code: ErrorCode::Invalid,
+                message: format!("{path}: {inner}"),
+            }
+        }
+    })
 }

@@ -26,8 +26,8 @@ pub use client::{
 pub use codes::{CloseCode, ErrorCode};
 pub use envelope::{batch_json, decode_client, ClientEnvelope, DecodeError, Empty, ServerEnvelope};
 pub use http::{
-    check_guest_name, ApiErrorBody, ApiErrorResponse, LoginRequest, LoginResponse, NotifyRequest,
-    NotifyResponse, PresenceResponse, PublishData, PublishRequest, PublishResponse,
+    check_guest_name, decode_body, ApiErrorBody, ApiErrorResponse, LoginRequest, LoginResponse,
+    NotifyRequest, NotifyResponse, PresenceResponse, PublishData, PublishRequest, PublishResponse,
     GUEST_ID_PREFIX,
 };
 pub use server::{

@@ -415,6 +415,32 @@ fn unknown_fields_are_ignored_for_forward_compatibility() {
 }
 
 #[test]
+fn an_api_body_that_is_not_json_or_not_the_shape_says_which() {
+    let garbage = decode_body::<LoginRequest>(b"{\"name\":").unwrap_err();
+    assert_eq!(garbage.code, ErrorCode::BadJson);
+    assert!(garbage.message.starts_with("the body is not valid JSON"));
+    let field = decode_body::<PublishRequest>(br#"{"channel":"ticker:X","data":{"price":"1"}}"#)
+        .unwrap_err();
+    assert_eq!(field.code, ErrorCode::Invalid);
+    assert!(
+        field.message.starts_with("data.price: "),
+        "{}",
+        field.message
+    );
+    let whole = decode_body::<NotifyRequest>(b"[]").unwrap_err();
+    assert_eq!(
+        (whole.code, whole.message.starts_with("body: ")),
+        (ErrorCode::Invalid, true)
+    );
+    assert_eq!(
+        decode_body::<LoginRequest>(br#"{"name":"Ann"}"#)
+            .unwrap()
+            .name,
+        "Ann"
+    );
+}
+
+#[test]
 fn http_api_bodies() {
     check::<LoginRequest>(r#"{"name":"Alice"}"#);
     check::<LoginResponse>(r#"{"token":"a.b.c","user":{"id":"alice","name":"Alice"}}"#);

@@ -16,7 +16,7 @@ use subtle::ConstantTimeEq;
 
 use super::state::AppState;
 use crate::protocol::{
-    Channel, ErrorCode, LoginRequest, LoginResponse, NotifyRequest, NotifyResponse,
+    decode_body, Channel, ErrorCode, LoginRequest, LoginResponse, NotifyRequest, NotifyResponse,
     PresenceResponse, PublishRequest, PublishResponse,
 };
 use crate::server::auth;
@@ -93,26 +93,10 @@ fn require_user_or_admin(state: &AppState, headers: &HeaderMap) -> Result<(), Ap
     }
 }
 
-/// Parses a JSON body, naming the failing field in the error.
+/// Reads a request body as `T` (`protocol::decode_body`: the error names
+/// the failing field).
 fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut de).map_err(|err| {
-        let path = err.path().to_string();
-        let inner = err.into_inner();
-        let message = if inner.is_syntax() || inner.is_eof() {
-            format!("the body is not valid JSON: {inner}")
-        } else if path == "." {
-            format!("body: {inner}")
-        } else {
-            format!("{path}: {inner}")
-        };
-        let code = if inner.is_syntax() || inner.is_eof() {
-            ErrorCode::BadJson
-        } else {
-            ErrorCode::Invalid
-        };
-        ApiError::new(code, message)
-    })
+    decode_body(body).map_err(|error| ApiError::new(error.code, error.message))
 }
 
 /// `POST /api/publish {"channel": "ticker:XYZ", "data": {"price", "volume"?}}`.
