@@ -1,4 +1,5 @@
-//! Owns an awareness state's JSON (PROTOCOL.md "Documents": each state is
+//! Owns an awareness state's JSON (PROTOCOL.md, "Channels, offsets and
+//! resume": each state is
 //! `{"user": {"id", "name", "color"}, "cursor": {"anchor", "head"} | null}`),
 //! the part of a y-protocols awareness update that says who edits where.
 //! The positions are Yjs relative positions, whose JSON is yrs' own
