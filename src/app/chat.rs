@@ -16,7 +16,7 @@ use leptos::wasm_bindgen::JsCast;
 use leptos::web_sys::{Element, HtmlElement};
 
 use crate::client::chat::{ChatLine, ChatLog, LineState};
-use crate::client::{Chat, Connection, Identity};
+use crate::client::{Chat, Identity};
 
 /// The one tab panel every room tab controls (it shows the selected room).
 const PANEL_ID: &str = "chat-panel";
@@ -32,7 +32,6 @@ fn tab_id(room: &str) -> String {
 pub fn ChatPanel() -> impl IntoView {
     let chat = expect_context::<Chat>();
     let identity = expect_context::<Identity>();
-    let connection = expect_context::<Connection>();
     view! {
         <section class="panel chat" aria-labelledby="chat-heading">
             <h2 id="chat-heading">"Chat"</h2>
@@ -49,7 +48,7 @@ pub fn ChatPanel() -> impl IntoView {
                 >
                     <Log/>
                 </div>
-                <p class="form-problem" role="alert">{move || connection.outbox_warning.get()}</p>
+                <p class="form-problem" role="alert">{move || chat.outbox_warning.get()}</p>
                 <Composer/>
             </Show>
         </section>

@@ -10,6 +10,7 @@ use super::initial::{
     DEFAULT_WATCHLIST, TOKEN_COOKIE,
 };
 use super::outbox::Outbox;
+use crate::protocol::StoredOutbox;
 use crate::protocol::{ApiErrorResponse, LoginRequest, LoginResponse};
 
 /// Where outboxes wait across reloads: `pulse_outbox:{user id}:{tab id}`.
@@ -209,8 +210,8 @@ fn claim_outboxes(user: &str, found: impl Fn(Outbox) + Clone + 'static, wait: bo
             if let Some(storage) = local_storage() {
                 let json = storage.get_item(&key).ok().flatten();
                 let _ = storage.remove_item(&key);
-                if let Some(outbox) = json.and_then(|j| serde_json::from_str(&j).ok()) {
-                    found(outbox);
+                if let Some(stored) = json.and_then(|j| StoredOutbox::from_json(&j).ok()) {
+                    found(Outbox::from(stored));
                 }
             }
             JsValue::UNDEFINED
@@ -237,7 +238,7 @@ pub fn store_outbox(outbox: &Outbox) {
     let key = outbox_key(user, tab_id());
     if outbox.is_empty() {
         let _ = storage.remove_item(&key);
-    } else if let Ok(json) = serde_json::to_string(outbox) {
+    } else if let Ok(json) = outbox.stored().to_json() {
         let _ = storage.set_item(&key, &json);
     }
 }

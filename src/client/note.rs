@@ -8,7 +8,6 @@
 //! Pure: no DOM, no socket, no clock of its own (the undo manager's clock
 //! comes in), so every rule is tested natively.
 
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use yrs::sync::awareness::{AwarenessUpdate, AwarenessUpdateEntry};
@@ -44,33 +43,13 @@ pub enum NoteError {
     Awareness(String),
 }
 
-/// A caret or selection: where it starts (`anchor`) and where it ends
-/// (`head`), as Yjs relative positions (`Y.relativePositionToJSON`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Cursor {
-    pub anchor: StickyIndex,
-    pub head: StickyIndex,
-}
+pub use crate::protocol::EditorUser;
 
-/// Who a co-editor is, as their awareness state says.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-pub struct EditorUser {
-    #[serde(default)]
-    pub id: String,
-    #[serde(default)]
-    pub name: String,
-    #[serde(default)]
-    pub color: String,
-}
+/// A caret or selection in this replica's terms.
+type Cursor = crate::protocol::Cursor<StickyIndex>;
 
-/// One awareness state (PROTOCOL.md: `{"user", "cursor"}`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-pub struct EditorState {
-    #[serde(default)]
-    pub user: EditorUser,
-    #[serde(default)]
-    pub cursor: Option<Cursor>,
-}
+/// One awareness state (its JSON is `protocol::EditorState`'s).
+type EditorState = crate::protocol::EditorState<StickyIndex>;
 
 /// A co-editor as the panel shows them: their caret and selection resolved
 /// to offsets in the current text (`None` when the text they point at has
@@ -269,8 +248,7 @@ impl Note {
             cursor,
         };
         self.clock += 1;
-        let json = serde_json::to_string(&state).unwrap_or_else(|_| "{}".into());
-        encode_awareness(self.client_id(), self.clock, json)
+        encode_awareness(self.client_id(), self.clock, state.to_json())
     }
 
     /// Takes co-editors' awareness states (a snapshot's or a relayed
@@ -294,9 +272,7 @@ impl Note {
                 continue;
             }
             // A state this page cannot read counts as no state.
-            let state = serde_json::from_str::<Option<EditorState>>(&entry.json)
-                .ok()
-                .flatten();
+            let state = EditorState::from_json(&entry.json);
             self.peers.insert(client, (entry.clock, state));
         }
         Ok(())

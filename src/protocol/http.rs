@@ -1,6 +1,7 @@
 //! Owns the JSON bodies of the HTTP API (PROTOCOL.md "HTTP API"), shared by
 //! the server's handlers and the browser's calls.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::codes::ErrorCode;
@@ -55,10 +56,42 @@ pub struct PresenceResponse {
     pub users: Vec<PresenceUser>,
 }
 
+/// `POST /api/publish` body: a tick from an outside feed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublishRequest {
+    /// A `ticker:{SYMBOL}` channel (the server checks it).
+    pub channel: String,
+    pub data: PublishData,
+}
+
+/// The tick of a [`PublishRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublishData {
+    pub price: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<u64>,
+}
+
 /// `POST /api/publish` answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PublishResponse {
     pub channel: String,
+    pub offset: u64,
+}
+
+/// `POST /api/notify` body: a notification for `user` (`body` may be left out).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotifyRequest {
+    pub user: String,
+    pub title: String,
+    #[serde(default)]
+    pub body: String,
+}
+
+/// `POST /api/notify` answer: where the notification was stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotifyResponse {
+    pub notification_id: String,
     pub offset: u64,
 }
 
@@ -72,4 +105,31 @@ pub struct ApiErrorResponse {
 pub struct ApiErrorBody {
     pub code: ErrorCode,
     pub message: String,
+}
+
+/// Reads an `/api/*` request body as `T`: `bad_json` when it is not JSON,
+/// `invalid` naming the failing field (`data.price: …`, or `body: …` for
+/// the body as a whole) when it is JSON of another shape.
+pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiErrorBody> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiErrorBody {
+                code: ErrorCode::BadJson,
+                message: format!("the body is not valid JSON: {inner}"),
+            }
+        } else if path == "." {
+            ApiErrorBody {
+                code: ErrorCode::Invalid,
+                message: format!("body: {inner}"),
+            }
+        } else {
+            ApiErrorBody {
+                code: ErrorCode::Invalid,
+                message: format!("{path}: {inner}"),
+            }
+        }
+    })
 }

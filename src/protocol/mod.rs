@@ -7,14 +7,17 @@
 //! [`decode_client`] turns a text frame into a message or a [`DecodeError`]
 //! whose [`ErrorCode`] is the `error.code` the server answers with.
 
+mod awareness;
 mod channel;
 mod client;
 mod codes;
 mod envelope;
 mod http;
 mod server;
+mod stored;
 mod time;
 
+pub use awareness::{Cursor, EditorState, EditorUser};
 pub use channel::{Channel, ChannelError};
 pub use client::{
     ChatSend, ClientMessage, DocAwarenessRequest, DocUpdateRequest, Hello, HistoryRequest,
@@ -23,8 +26,9 @@ pub use client::{
 pub use codes::{CloseCode, ErrorCode};
 pub use envelope::{batch_json, decode_client, ClientEnvelope, DecodeError, Empty, ServerEnvelope};
 pub use http::{
-    check_guest_name, ApiErrorBody, ApiErrorResponse, LoginRequest, LoginResponse,
-    PresenceResponse, PublishResponse, GUEST_ID_PREFIX,
+    check_guest_name, decode_body, ApiErrorBody, ApiErrorResponse, LoginRequest, LoginResponse,
+    NotifyRequest, NotifyResponse, PresenceResponse, PublishData, PublishRequest, PublishResponse,
+    GUEST_ID_PREFIX,
 };
 pub use server::{
     Ack, Batch, ChatMessage, ChatSnapshot, DocAwarenessEvent, DocSnapshot, DocUpdateEvent,
@@ -32,6 +36,7 @@ pub use server::{
     ServerMessage, Snapshot, Subscribed, Tick, TickerSnapshot, UnreadSnapshot, Unsubscribed,
     UserRef, Welcome,
 };
+pub use stored::{StoredEntry, StoredNote, StoredOutbox};
 pub use time::Timestamp;
 
 /// Seconds between server WebSocket Pings unless configured otherwise.

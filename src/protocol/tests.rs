@@ -415,13 +415,46 @@ fn unknown_fields_are_ignored_for_forward_compatibility() {
 }
 
 #[test]
+fn an_api_body_that_is_not_json_or_not_the_shape_says_which() {
+    let garbage = decode_body::<LoginRequest>(b"{\"name\":").unwrap_err();
+    assert_eq!(garbage.code, ErrorCode::BadJson);
+    assert!(garbage.message.starts_with("the body is not valid JSON"));
+    let field = decode_body::<PublishRequest>(br#"{"channel":"ticker:X","data":{"price":"1"}}"#)
+        .unwrap_err();
+    assert_eq!(field.code, ErrorCode::Invalid);
+    assert!(
+        field.message.starts_with("data.price: "),
+        "{}",
+        field.message
+    );
+    let whole = decode_body::<NotifyRequest>(b"[]").unwrap_err();
+    assert_eq!(
+        (whole.code, whole.message.starts_with("body: ")),
+        (ErrorCode::Invalid, true)
+    );
+    assert_eq!(
+        decode_body::<LoginRequest>(br#"{"name":"Ann"}"#)
+            .unwrap()
+            .name,
+        "Ann"
+    );
+}
+
+#[test]
 fn http_api_bodies() {
     check::<LoginRequest>(r#"{"name":"Alice"}"#);
     check::<LoginResponse>(r#"{"token":"a.b.c","user":{"id":"alice","name":"Alice"}}"#);
     check::<PresenceResponse>(
         r#"{"users":[{"id":"alice","name":"Alice","status":"away","connections":2}]}"#,
     );
+    check::<PublishRequest>(r#"{"channel":"ticker:XYZ","data":{"price":12.5,"volume":100}}"#);
+    let bare = check::<PublishRequest>(r#"{"channel":"ticker:XYZ","data":{"price":12.5}}"#);
+    assert_eq!(bare.data.volume, None);
     check::<PublishResponse>(r#"{"channel":"ticker:XYZ","offset":1}"#);
+    check::<NotifyRequest>(r#"{"user":"alice","title":"Hi","body":"There"}"#);
+    let untold: NotifyRequest = serde_json::from_str(r#"{"user":"alice","title":"Hi"}"#).unwrap();
+    assert_eq!(untold.body, "");
+    check::<NotifyResponse>(r#"{"notification_id":"n1","offset":3}"#);
     check::<ApiErrorResponse>(
         r#"{"error":{"code":"invalid","message":"name: must not be empty"}}"#,
     );

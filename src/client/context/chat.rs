@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use super::connection::Connection;
 use super::identity::Identity;
 use crate::client::chat::{self, ChatLine, ChatLog};
+use crate::client::outbox::OUTBOX_CAPACITY;
 use crate::client::store::Renewal;
 use crate::protocol::{
     Ack, Channel, ChatMessage, ChatSend, ClientEnvelope, ClientMessage, HistoryPage,
@@ -25,6 +26,9 @@ pub struct Chat {
     /// Chat rooms joined on this page, and the one shown.
     pub rooms: RwSignal<Vec<String>>,
     pub room: RwSignal<String>,
+    /// Set when the outbox overflowed and dropped a message (chat lines and
+    /// read marks are queued through this feature: `enqueue`).
+    pub outbox_warning: RwSignal<Option<String>>,
     /// One signal per room's log.
     lines: StoredValue<HashMap<String, RwSignal<ChatLog>>>,
     connection: Connection,
@@ -36,6 +40,7 @@ impl Chat {
         Chat {
             rooms: RwSignal::new(vec![DEFAULT_ROOM.to_owned()]),
             room: RwSignal::new(DEFAULT_ROOM.to_owned()),
+            outbox_warning: RwSignal::new(None),
             lines: StoredValue::new(HashMap::new()),
             connection,
             identity,
@@ -72,10 +77,14 @@ impl Chat {
         self.enqueue(&user, ClientEnvelope::new(message).with_id(id));
     }
 
-    /// Puts a message into `user`'s outbox; a chat line the full outbox
-    /// dropped to make room fails.
+    /// Puts a message into `user`'s outbox; when the full outbox dropped its
+    /// oldest to make room, the panel says so and that line (if it was a
+    /// chat line) fails.
     pub(super) fn enqueue(&self, user: &UserRef, envelope: ClientEnvelope) {
         if let Some(dropped) = self.connection.enqueue(user, envelope) {
+            self.outbox_warning.set(Some(format!(
+                "More than {OUTBOX_CAPACITY} messages were waiting for the connection; the oldest was dropped."
+            )));
             self.fail_line(&dropped, "dropped: too many messages waiting");
         }
     }

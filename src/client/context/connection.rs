@@ -7,7 +7,7 @@
 
 use leptos::prelude::*;
 
-use crate::client::outbox::{Due, Outbox, OUTBOX_CAPACITY};
+use crate::client::outbox::{Due, Outbox};
 use crate::client::store::{Cursors, Renewal};
 use crate::protocol::{ClientEnvelope, ClientMessage, Since, Subscribed, UserRef};
 
@@ -76,8 +76,6 @@ pub struct Connection {
     /// Written by the socket driver only (the reconnection machine's
     /// `Status` command).
     pub status: RwSignal<ConnectionStatus>,
-    /// Set when the outbox overflowed and dropped a message.
-    pub outbox_warning: RwSignal<Option<String>>,
     /// Whether the server is another build than this page's (its
     /// `welcome.build`): a new version is out, and a reload gets it.
     pub new_version: RwSignal<bool>,
@@ -104,7 +102,6 @@ impl Connection {
         };
         Connection {
             status: RwSignal::new(ConnectionStatus::Offline { connecting: true }),
-            outbox_warning: RwSignal::new(None),
             new_version: RwSignal::new(false),
             sender: StoredValue::new(None),
             outbox: StoredValue::new(outbox),
@@ -180,7 +177,7 @@ impl Connection {
 
     /// Puts `envelope` (with an id) into `user`'s outbox and asks the driver
     /// to store and send it. When the outbox was full, its oldest message was
-    /// dropped: the warning says so and that message's id is returned.
+    /// dropped: its id is returned (the feature that queued says so).
     pub(super) fn enqueue(&self, user: &UserRef, envelope: ClientEnvelope) -> Option<String> {
         let dropped = self
             .outbox
@@ -191,11 +188,6 @@ impl Connection {
                 outbox.push(envelope)
             })
             .flatten();
-        if dropped.is_some() {
-            self.outbox_warning.set(Some(format!(
-                "More than {OUTBOX_CAPACITY} messages were waiting for the connection; the oldest was dropped."
-            )));
-        }
         self.store_outbox();
         self.ask(ToDriver::Pump);
         dropped.and_then(|dropped| dropped.id)

@@ -196,4 +196,27 @@ mod tests {
             "ann's message is not bob's"
         );
     }
+
+    /// Saying more than the outbox holds fails the oldest line, and the
+    /// chat feature (whose lines they are) says so: the action writes its
+    /// own feature's state, never the connection's signals.
+    #[test]
+    fn a_full_outbox_fails_the_oldest_line_and_the_chat_panel_says_so() {
+        use crate::client::outbox::OUTBOX_CAPACITY;
+        let owner = Owner::new();
+        owner.set();
+        let live = signed_in();
+        for n in 0..=OUTBOX_CAPACITY {
+            live.chat.say("queued while offline", format!("c-{n}"));
+        }
+        assert_eq!(
+            states(&live)[0],
+            chat::LineState::Failed("dropped: too many messages waiting".into())
+        );
+        assert!(live
+            .chat
+            .outbox_warning
+            .get_untracked()
+            .is_some_and(|warning| warning.contains("the oldest was dropped")));
+    }
 }

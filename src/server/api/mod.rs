@@ -1,7 +1,8 @@
 //! Owns the HTTP API under `/api`: guest login, who is online (for a user or
 //! the admin), and the admin routes (`POST /api/publish`, `/api/notify`)
 //! behind the admin key. Bodies are bounded by [`body`].
-//! Errors are JSON `{"error": {"code", "message"}}` with the protocol's codes.
+//! Errors are JSON `{"error": {"code", "message"}}` with the protocol's codes;
+//! every body, asked or answered, is a type of `protocol/http.rs`.
 
 mod body;
 mod error;
@@ -11,12 +12,12 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::state::AppState;
 use crate::protocol::{
-    Channel, ErrorCode, LoginRequest, LoginResponse, PresenceResponse, PublishResponse,
+    decode_body, Channel, ErrorCode, LoginRequest, LoginResponse, NotifyRequest, NotifyResponse,
+    PresenceResponse, PublishRequest, PublishResponse,
 };
 use crate::server::auth;
 pub use error::ApiError;
@@ -92,39 +93,10 @@ fn require_user_or_admin(state: &AppState, headers: &HeaderMap) -> Result<(), Ap
     }
 }
 
-/// Parses a JSON body, naming the failing field in the error.
+/// Reads a request body as `T` (`protocol::decode_body`: the error names
+/// the failing field).
 fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut de).map_err(|err| {
-        let path = err.path().to_string();
-        let inner = err.into_inner();
-        let message = if inner.is_syntax() || inner.is_eof() {
-            format!("the body is not valid JSON: {inner}")
-        } else if path == "." {
-            format!("body: {inner}")
-        } else {
-            format!("{path}: {inner}")
-        };
-        let code = if inner.is_syntax() || inner.is_eof() {
-            ErrorCode::BadJson
-        } else {
-            ErrorCode::Invalid
-        };
-        ApiError::new(code, message)
-    })
-}
-
-#[derive(Deserialize)]
-struct PublishRequest {
-    channel: String,
-    data: PublishData,
-}
-
-#[derive(Deserialize)]
-struct PublishData {
-    price: f64,
-    #[serde(default)]
-    volume: Option<u64>,
+    decode_body(body).map_err(|error| ApiError::new(error.code, error.message))
 }
 
 /// `POST /api/publish {"channel": "ticker:XYZ", "data": {"price", "volume"?}}`.
@@ -191,20 +163,6 @@ async fn presence(
     Ok(Json(PresenceResponse {
         users: state.hub.presence_users(),
     }))
-}
-
-#[derive(Deserialize)]
-struct NotifyRequest {
-    user: String,
-    title: String,
-    #[serde(default)]
-    body: String,
-}
-
-#[derive(serde::Serialize)]
-struct NotifyResponse {
-    notification_id: String,
-    offset: u64,
 }
 
 /// `POST /api/notify {"user", "title", "body"}` with the admin key: stores

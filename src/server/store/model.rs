@@ -186,14 +186,6 @@ impl DocRead {
     }
 }
 
-/// The epoch a channel gets when its row is created: one per process, so a
-/// room loaded while still empty (this epoch, offset 0) and the same room
-/// after its first message agree, before and after a restart.
-pub(super) fn new_channel_epoch() -> &'static str {
-    static EPOCH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    EPOCH.get_or_init(crate::server::hub::new_epoch)
-}
-
 /// The names `@mentioned` in a chat text: `@` then letters, digits, `.`,
 /// `_` or `-`, case-folded (user ids are matched case-folded), each once, in
 /// order of appearance.

@@ -1,122 +1,21 @@
-//! Owns chat rooms in PostgreSQL: a persisted channel's row (epoch, latest
-//! offset), taking the next offset in the transaction, appending a message
-//! and its mentions' notifications exactly once per (user, envelope id),
-//! and reading history back.
+//! Owns chat rooms in PostgreSQL: appending a message and its mentions'
+//! notifications exactly once per (user, envelope id), and reading history
+//! back (a channel's row and the envelope ids: `channels.rs`).
+
+use std::sync::Arc;
 
 use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
 
+use super::channels::{self, claim, next_offset, sent_offset, settle_claim};
 use super::{from_db, notifications, to_db, Postgres};
 use crate::protocol::{Channel, ChatMessage, Notification, Timestamp, UserRef};
 use crate::server::store::model::{
-    mention_notice, mentioned_users, new_channel_epoch, Appended, ChatDraft, StoredChat,
+    mention_notice, mentioned_users, Appended, ChatDraft, StoredChat,
 };
 use crate::server::store::StoreError;
 
 const COLUMNS: &str = "channel, seq, msg_id, user_id, user_name, text, sent_at";
-
-/// The epoch and latest offset of `channel`, creating its row (with this
-/// process's epoch) if it has none: the first instance to load or write a
-/// channel fixes its epoch, and every other instance then reads the same.
-pub(super) async fn channel_row(
-    db: &Transaction<'_>,
-    channel: &str,
-) -> Result<(String, u64), StoreError> {
-    db.execute(
-        &db.prepare_cached(
-            "INSERT INTO channels (name, epoch) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        )
-        .await?,
-        &[&channel, &new_channel_epoch()],
-    )
-    .await?;
-    let row = db
-        .query_one(
-            &db.prepare_cached("SELECT epoch, latest FROM channels WHERE name = $1")
-                .await?,
-            &[&channel],
-        )
-        .await?;
-    Ok((row.get(0), from_db(row.get(1))))
-}
-
-/// Takes `channel`'s next offset: the row's `latest`, incremented in this
-/// transaction (which holds the row until it ends, so no other transaction
-/// gets the same offset, and a rollback gives it back).
-pub(super) async fn next_offset(db: &Transaction<'_>, channel: &str) -> Result<u64, StoreError> {
-    let row = db
-        .query_one(
-            &db.prepare_cached(
-                "INSERT INTO channels (name, epoch, latest) VALUES ($1, $2, 1)
-                 ON CONFLICT (name) DO UPDATE SET latest = channels.latest + 1
-                 RETURNING latest",
-            )
-            .await?,
-            &[&channel, &new_channel_epoch()],
-        )
-        .await?;
-    Ok(from_db(row.get(0)))
-}
-
-/// Claims `(user_id, client_id)` for a write about to be stored in
-/// `channel`, or returns where the earlier write with that key was stored.
-/// The claim is the primary key of `sent_ids`: of two instances racing on
-/// one resend, the second waits for the first's commit and then finds it.
-pub(super) async fn claim(
-    db: &Transaction<'_>,
-    user_id: &str,
-    client_id: &str,
-    channel: &str,
-) -> Result<Option<(String, u64)>, StoreError> {
-    let claimed = db
-        .execute(
-            &db.prepare_cached(
-                "INSERT INTO sent_ids (user_id, client_id, channel, seq) VALUES ($1, $2, $3, 0)
-                 ON CONFLICT DO NOTHING",
-            )
-            .await?,
-            &[&user_id, &client_id, &channel],
-        )
-        .await?;
-    if claimed == 1 {
-        return Ok(None);
-    }
-    sent_offset(db, user_id, client_id).await
-}
-
-/// Records the offset a claimed write got (`claim`).
-pub(super) async fn settle_claim(
-    db: &Transaction<'_>,
-    user_id: &str,
-    client_id: &str,
-    offset: u64,
-) -> Result<(), StoreError> {
-    db.execute(
-        &db.prepare_cached("UPDATE sent_ids SET seq = $3 WHERE user_id = $1 AND client_id = $2")
-            .await?,
-        &[&user_id, &client_id, &to_db(offset)],
-    )
-    .await?;
-    Ok(())
-}
-
-/// Where `user_id`'s write with envelope id `client_id` was stored, if it was.
-async fn sent_offset(
-    db: &Transaction<'_>,
-    user_id: &str,
-    client_id: &str,
-) -> Result<Option<(String, u64)>, StoreError> {
-    let row = db
-        .query_opt(
-            &db.prepare_cached(
-                "SELECT channel, seq FROM sent_ids WHERE user_id = $1 AND client_id = $2",
-            )
-            .await?,
-            &[&user_id, &client_id],
-        )
-        .await?;
-    Ok(row.map(|row| (row.get(0), from_db(row.get(1)))))
-}
 
 fn message_from_row(row: &Row) -> Result<ChatMessage, StoreError> {
     let channel: String = row.get(0);
@@ -169,7 +68,8 @@ async fn messages(
 impl Postgres {
     /// A chat channel's epoch, latest offset and newest `keep` messages,
     /// handed to `then` after the commit: a writer job, so that nothing this
-    /// instance commits around the load is missed or published twice.
+    /// instance commits around the load is missed or published twice, but a
+    /// read (a room nobody wrote to is read as empty, not created).
     pub(crate) async fn load_chat<R, F>(
         &self,
         channel: String,
@@ -180,10 +80,11 @@ impl Postgres {
         R: Send + 'static,
         F: FnOnce(StoredChat) -> R + Send + 'static,
     {
+        let epoch = self.epoch.clone();
         self.write(
             Box::new(move |db| {
                 Box::pin(async move {
-                    let (epoch, latest) = channel_row(db, &channel).await?;
+                    let (epoch, latest) = channels::or_new(db, &channel, &epoch).await?;
                     let recent = messages(db, &channel, u64::MAX, keep).await?;
                     Ok(StoredChat {
                         epoch,
@@ -232,8 +133,9 @@ impl Postgres {
     where
         F: FnOnce(&Appended, &[Notification]) + Send + 'static,
     {
+        let epoch = self.epoch.clone();
         self.write(
-            Box::new(move |db| Box::pin(append(db, draft))),
+            Box::new(move |db| Box::pin(append(db, draft, epoch))),
             move |(appended, notified): (Appended, Vec<Notification>)| {
                 on_commit(&appended, &notified);
                 appended
@@ -247,6 +149,7 @@ impl Postgres {
 async fn append(
     db: &Transaction<'_>,
     draft: ChatDraft,
+    epoch: Arc<str>,
 ) -> Result<(Appended, Vec<Notification>), StoreError> {
     let ChatDraft {
         room,
@@ -260,7 +163,7 @@ async fn append(
     if let Some((channel, offset)) = claim(db, &user.id, &client_id, &channel).await? {
         return Ok((Appended::Duplicate { channel, offset }, Vec::new()));
     }
-    let offset = next_offset(db, &channel).await?;
+    let offset = next_offset(db, &channel, &epoch).await?;
     let message = ChatMessage {
         channel: channel.clone(),
         offset,
@@ -287,7 +190,7 @@ async fn append(
     )
     .await?;
     settle_claim(db, &message.user.id, &client_id, offset).await?;
-    let notified = notify(db, &message, &mentioned).await?;
+    let notified = notify(db, &message, &mentioned, &epoch).await?;
     Ok((Appended::New(message), notified))
 }
 
@@ -297,6 +200,7 @@ async fn notify(
     db: &Transaction<'_>,
     message: &ChatMessage,
     mentioned: &[String],
+    epoch: &str,
 ) -> Result<Vec<Notification>, StoreError> {
     if mentioned.is_empty() {
         return Ok(Vec::new());
@@ -339,7 +243,7 @@ async fn notify(
     let (title, body) = mention_notice(message);
     let mut notified = Vec::with_capacity(users.len());
     for id in &users {
-        notified.push(notifications::insert(db, id, &title, &body, &message.sent_at).await?);
+        notified.push(notifications::insert(db, id, &title, &body, &message.sent_at, epoch).await?);
     }
     Ok(notified)
 }

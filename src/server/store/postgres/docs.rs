@@ -2,18 +2,20 @@
 //! per (user, envelope id), the compacted state folding its older rows, and
 //! loading a document back into memory. A load is a read (a read-only
 //! snapshot on a pooled connection of its own, never a writer job nor under
-//! the writers' lock); rebuilding a document (which may take milliseconds
-//! for a large one) runs on the blocking pool, never on the task that
-//! awaits the database.
+//! the writers' lock, writing nothing); rebuilding a document (which may
+//! take milliseconds for a large one) runs on the blocking pool, never on
+//! the task that awaits the database.
+
+use std::sync::Arc;
 
 use base64::Engine as _;
 use deadpool_postgres::Transaction;
 
-use super::chat::{claim, next_offset, settle_claim};
-use super::{from_db, to_db, Postgres, WORK_LIMIT};
+use super::channels::{self, claim, next_offset, settle_claim};
+use super::{from_db, to_db, Postgres};
 use crate::protocol::{Channel, DocUpdateEvent, UserRef};
 use crate::server::hub::{encode_state, rebuild, DOC_HISTORY};
-use crate::server::store::model::{new_channel_epoch, DocAppended, DocDraft, DocRead, StoredDoc};
+use crate::server::store::model::{DocAppended, DocDraft, DocRead, StoredDoc};
 use crate::server::store::StoreError;
 
 const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -31,21 +33,6 @@ async fn state_row(db: &Transaction<'_>, channel: &str) -> Result<(Vec<u8>, u64)
     Ok(row
         .map(|row| (row.get(0), from_db(row.get(1))))
         .unwrap_or_default())
-}
-
-/// The epoch and latest offset of `channel`, if it has a row.
-async fn existing_channel(
-    db: &Transaction<'_>,
-    channel: &str,
-) -> Result<Option<(String, u64)>, StoreError> {
-    let row = db
-        .query_opt(
-            &db.prepare_cached("SELECT epoch, latest FROM channels WHERE name = $1")
-                .await?,
-            &[&channel],
-        )
-        .await?;
-    Ok(row.map(|row| (row.get(0), from_db(row.get(1)))))
 }
 
 /// The stored update rows of `channel` after `offset`, oldest first.
@@ -90,72 +77,34 @@ impl Postgres {
     /// connection of its own (a compaction is seen whole or not at all) and
     /// rebuilt on the blocking pool with no connection held: a load never
     /// waits for this instance's writer or for the writers' lock all
-    /// instances share. A document nobody wrote to first gets its channel
-    /// row, alone (`INSERT … ON CONFLICT DO NOTHING`, outside any writer
-    /// group): the first instance to load or write a document fixes its
-    /// epoch, and every other then reads the same.
+    /// instances share, and writes nothing (a document nobody wrote to is
+    /// read as empty, in the epoch its first update will store).
     pub(crate) async fn load_doc(
         &self,
         doc_id: String,
         keep: usize,
     ) -> Result<StoredDoc, StoreError> {
         let channel = Channel::Doc(doc_id.clone()).to_string();
-        let read = match self.read_doc(&channel, keep).await? {
-            Some(read) => read,
-            None => {
-                self.create_channel(&channel).await?;
-                self.read_doc(&channel, keep)
-                    .await?
-                    .ok_or_else(|| StoreError::Malformed(format!("the row of {channel} is gone")))?
-            }
-        };
+        let epoch = self.epoch.clone();
+        let read = self
+            .read(Box::new(move |db| {
+                Box::pin(async move {
+                    let (epoch, latest) = channels::or_new(db, &channel, &epoch).await?;
+                    let (state, upto) = state_row(db, &channel).await?;
+                    // The rows kept after a compaction reach back before
+                    // `upto` (for resume); the document needs those after it.
+                    let rows = rows_after(db, &channel, upto.saturating_sub(keep as u64)).await?;
+                    Ok(DocRead {
+                        epoch,
+                        latest,
+                        state,
+                        upto,
+                        rows,
+                    })
+                })
+            }))
+            .await?;
         read.rebuild(doc_id, keep).await
-    }
-
-    /// What loading `channel` reads, in one snapshot; `None` when the
-    /// channel has no row yet.
-    async fn read_doc(&self, channel: &str, keep: usize) -> Result<Option<DocRead>, StoreError> {
-        let channel = channel.to_owned();
-        self.read(Box::new(move |db| {
-            Box::pin(async move {
-                let Some((epoch, latest)) = existing_channel(db, &channel).await? else {
-                    return Ok(None);
-                };
-                let (state, upto) = state_row(db, &channel).await?;
-                // The rows kept after a compaction reach back before `upto`
-                // (for resume); the document needs those after it.
-                let rows = rows_after(db, &channel, upto.saturating_sub(keep as u64)).await?;
-                Ok(Some(DocRead {
-                    epoch,
-                    latest,
-                    state,
-                    upto,
-                    rows,
-                }))
-            })
-        }))
-        .await
-    }
-
-    /// Gives `channel` its row with this process's epoch unless it has one:
-    /// one statement on a pooled connection, committed alone.
-    async fn create_channel(&self, channel: &str) -> Result<(), StoreError> {
-        let client = self.pool.get().await?;
-        let insert = async {
-            client
-                .execute(
-                    "INSERT INTO channels (name, epoch) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                    &[&channel, &new_channel_epoch()],
-                )
-                .await
-        };
-        match tokio::time::timeout(WORK_LIMIT, insert).await {
-            Ok(done) => done.map(drop).map_err(StoreError::from),
-            Err(_) => {
-                drop(deadpool_postgres::Object::take(client));
-                Err(StoreError::TimedOut)
-            }
-        }
     }
 
     /// Appends an update with its document's next offset, unless this user
@@ -168,8 +117,9 @@ impl Postgres {
     where
         F: FnOnce(&DocAppended) + Send + 'static,
     {
+        let epoch = self.epoch.clone();
         self.write(
-            Box::new(move |db| Box::pin(append(db, draft))),
+            Box::new(move |db| Box::pin(append(db, draft, epoch))),
             move |appended| {
                 on_commit(&appended);
                 appended
@@ -293,7 +243,11 @@ impl Postgres {
 }
 
 /// The transaction body of `append_doc`.
-async fn append(db: &Transaction<'_>, draft: DocDraft) -> Result<DocAppended, StoreError> {
+async fn append(
+    db: &Transaction<'_>,
+    draft: DocDraft,
+    epoch: Arc<str>,
+) -> Result<DocAppended, StoreError> {
     let DocDraft {
         doc,
         user,
@@ -304,7 +258,7 @@ async fn append(db: &Transaction<'_>, draft: DocDraft) -> Result<DocAppended, St
     if let Some((channel, offset)) = claim(db, &user.id, &client_id, &channel).await? {
         return Ok(DocAppended::Duplicate { channel, offset });
     }
-    let offset = next_offset(db, &channel).await?;
+    let offset = next_offset(db, &channel, &epoch).await?;
     db.execute(
         &db.prepare_cached(
             "INSERT INTO doc_updates (channel, seq, user_id, user_name, update_v1)

@@ -8,33 +8,35 @@
 //! whatever is queued as one transaction and runs each write's callback
 //! after that commit, in queue order: what an instance publishes keeps its
 //! commit order, as with SQLite. Several instances may write to one
-//! database: a channel's next offset comes from its row in `channels`,
-//! incremented in the transaction (no gap: a rolled-back transaction takes
-//! its increment with it), and `(user, envelope id)` is a primary key.
+//! database: a channel's next offset comes from its row in `channels`
+//! (`channels.rs`), incremented in the transaction (no gap: a rolled-back
+//! transaction takes its increment with it), and `(user, envelope id)` is a
+//! primary key. A channel gets its row with its first write, in the
+//! database's epoch, so a load writes nothing.
 //! Reads take a pooled connection of their own and never wait for writes.
 //!
 //! When the database goes away, a write waits at most for the pool's
 //! timeouts and then fails (never a false success); the pool connects again
 //! when it is back, with no restart.
 
+mod channels;
 mod chat;
 mod docs;
 mod migrations;
 mod notifications;
 mod writer;
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use super::group::{Commits, Jobs, Queued};
+use super::StoreError;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction};
 use futures_util::future::BoxFuture;
-use tokio::sync::{mpsc, oneshot};
-
-use super::group::Commits;
-use super::StoreError;
+use writer::Job;
 /// For tests that hold the writers' lock from another session.
 #[cfg(test)]
 pub(super) use writer::WRITE_LOCK;
-use writer::{Job, Queued};
 
 /// Connections one instance holds for reads at most; the writer has a pool
 /// of its own, of one connection, so reads can never starve writes.
@@ -72,9 +74,12 @@ pub(super) struct Postgres {
     /// Connections for reads (`read`); the writer has its own.
     pool: Pool,
     /// Into the writer task (`writer::run`).
-    jobs: mpsc::Sender<Box<dyn Job>>,
+    jobs: Jobs<dyn Job>,
     /// Transactions the writer has committed.
     commits: Commits,
+    /// The database's epoch (`pulse_epoch`): a channel's until its first
+    /// write, which stores it in the channel's row.
+    epoch: Arc<str>,
 }
 
 impl Postgres {
@@ -95,12 +100,14 @@ impl Postgres {
         let pool = pool_of(config.clone(), READ_POOL_SIZE)?;
         let writer_pool = pool_of(config, WRITER_POOL_SIZE)?;
         migrations::migrate(&writer_pool, migrations::latest_version()).await?;
+        let epoch = migrations::epoch(&writer_pool).await?;
         let commits = Commits::default();
         let jobs = writer::spawn(writer_pool, commits.clone());
         Ok(Postgres {
             pool,
             jobs,
             commits,
+            epoch,
         })
     }
 
@@ -113,13 +120,9 @@ impl Postgres {
         R: Send + 'static,
         C: FnOnce(T) -> R + Send + 'static,
     {
-        let (answer, answered) = oneshot::channel();
-        let job: Box<dyn Job> = Box::new(Queued::new(work, then, answer));
         self.jobs
-            .send(job)
+            .write(|answer| -> Box<dyn Job> { Box::new(Queued::new(work, then, answer)) })
             .await
-            .map_err(|_| StoreError::WriterGone)?;
-        answered.await.map_err(|_| StoreError::WriterGone)?
     }
 
     /// Runs `work` in a read-only transaction on a pooled connection of its

@@ -5,7 +5,7 @@
 use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
 
-use super::chat::{channel_row, next_offset};
+use super::channels::{self, next_offset};
 use super::{from_db, to_db, Postgres};
 use crate::protocol::{Channel, Notification, Timestamp, UserRef};
 use crate::server::store::model::{StoredInbox, Unread, UNREAD_SNAPSHOT};
@@ -108,9 +108,12 @@ impl Postgres {
     where
         F: FnOnce(&Notification) + Send + 'static,
     {
+        let epoch = self.epoch.clone();
         self.write(
             Box::new(move |db| {
-                Box::pin(async move { insert(db, &user_id, &title, &body, &created_at).await })
+                Box::pin(
+                    async move { insert(db, &user_id, &title, &body, &created_at, &epoch).await },
+                )
             }),
             move |notification| {
                 on_commit(&notification);
@@ -121,7 +124,7 @@ impl Postgres {
     }
 
     /// A user's channel, handed to `then` after the commit (a writer job
-    /// for the reason `load_chat` gives).
+    /// for the reason `load_chat` gives, and like it a read).
     pub(crate) async fn load_inbox<R, F>(
         &self,
         user_id: String,
@@ -132,11 +135,12 @@ impl Postgres {
         R: Send + 'static,
         F: FnOnce(StoredInbox) -> R + Send + 'static,
     {
+        let epoch = self.epoch.clone();
         self.write(
             Box::new(move |db| {
                 Box::pin(async move {
                     let channel = Channel::User(user_id).to_string();
-                    let (epoch, latest) = channel_row(db, &channel).await?;
+                    let (epoch, latest) = channels::or_new(db, &channel, &epoch).await?;
                     let recent = newest(db, &channel, keep, false).await?;
                     let unread = unread(db, &channel).await?;
                     Ok(StoredInbox {
@@ -206,9 +210,10 @@ pub(super) async fn insert(
     title: &str,
     body: &str,
     created_at: &Timestamp,
+    epoch: &str,
 ) -> Result<Notification, StoreError> {
     let channel = Channel::User(user_id.to_owned()).to_string();
-    let offset = next_offset(db, &channel).await?;
+    let offset = next_offset(db, &channel, epoch).await?;
     let notification = Notification {
         channel: channel.clone(),
         offset,

@@ -5,7 +5,8 @@
 //! `MAX_GROUP` jobs): one transaction on a pooled connection, a savepoint
 //! per job (a job that fails is rolled back alone and answers its error),
 //! one `COMMIT`. Only after that commit does each job's callback run, in
-//! queue order, and its caller get the answer. If the connection fails
+//! queue order, and its caller get the answer (the queue, the group and its
+//! answers are `store/group.rs`'s, as for SQLite). If the connection fails
 //! (the database went away), the whole group answers an error: nothing of
 //! it is acknowledged, whether or not the server got to commit it, and an
 //! idempotent resend finds out which.
@@ -17,21 +18,14 @@
 //! allows too; group commit is what makes it carry the load.
 
 use std::panic::AssertUnwindSafe;
-use std::time::Instant;
 
 use deadpool_postgres::{Pool, Transaction};
 use futures_util::future::{BoxFuture, FutureExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::{Work, WORK_LIMIT};
-use crate::server::store::group::{answer_group, Answer, Commits, Pending};
+use crate::server::store::group::{self, Answer, Commits, Group, Jobs, Outcome, Queued};
 use crate::server::store::StoreError;
-
-/// How many jobs may wait for the writer; a caller finding it full waits.
-const QUEUE_CAPACITY: usize = 1024;
-
-/// The most jobs committed in one transaction.
-const MAX_GROUP: usize = 64;
 
 /// The advisory lock every group holds until its commit ("pulse" + 1).
 pub(in crate::server::store) const WRITE_LOCK: i64 = 0x7075_6c73_6501;
@@ -44,85 +38,45 @@ pub(super) trait Job: Answer {
     fn run<'a>(&'a mut self, db: &'a Transaction<'a>) -> BoxFuture<'a, Result<(), StoreError>>;
 }
 
-/// A job built from a transaction body and a callback producing the answer.
-pub(super) struct Queued<T, C, R> {
-    work: Option<Work<T>>,
-    pending: Pending<T, C, R>,
-}
-
-impl<T, C, R> Queued<T, C, R> {
-    pub(super) fn new(
-        work: Work<T>,
-        then: C,
-        answer: oneshot::Sender<Result<R, StoreError>>,
-    ) -> Self {
-        Queued {
-            work: Some(work),
-            pending: Pending::new(then, answer),
-        }
-    }
-}
-
-impl<T, C, R> Job for Queued<T, C, R>
+impl<T, C, R> Job for Queued<Work<T>, T, C, R>
 where
     T: Send,
     R: Send,
     C: FnOnce(T) -> R + Send,
 {
     fn run<'a>(&'a mut self, db: &'a Transaction<'a>) -> BoxFuture<'a, Result<(), StoreError>> {
-        let work = self.work.take();
+        let work = self.take_work();
         Box::pin(async move {
             if let Some(work) = work {
-                self.pending.result = Some(work(db).await?);
+                let result = work(db).await?;
+                self.keep(result);
             }
             Ok(())
         })
     }
 }
 
-impl<T, C, R> Answer for Queued<T, C, R>
-where
-    T: Send,
-    R: Send,
-    C: FnOnce(T) -> R + Send,
-{
-    fn committed(self: Box<Self>) {
-        Box::new(self.pending).committed()
-    }
-
-    fn failed(self: Box<Self>, error: StoreError) {
-        Box::new(self.pending).failed(error)
-    }
-}
-
-/// A job of the group being committed, and how its own part went.
-type Outcome = (Box<dyn Job>, Result<(), StoreError>);
-
 /// Starts the writer task; the queue it returns is its only input.
-pub(super) fn spawn(pool: Pool, commits: Commits) -> mpsc::Sender<Box<dyn Job>> {
-    let (jobs, queue) = mpsc::channel(QUEUE_CAPACITY);
+pub(super) fn spawn(pool: Pool, commits: Commits) -> Jobs<dyn Job> {
+    let (jobs, queue) = group::queue();
     tokio::spawn(run(pool, queue, commits));
     jobs
 }
 
-/// The writer: waits for a job, takes every job queued behind it (up to
-/// `MAX_GROUP`), commits them as one group; ends when every handle is gone
-/// and the queue is empty.
+/// The writer: commits one group after another; ends when every handle is
+/// gone and the queue is empty.
 async fn run(pool: Pool, mut queue: mpsc::Receiver<Box<dyn Job>>, commits: Commits) {
-    let mut group = Vec::with_capacity(MAX_GROUP);
-    while queue.recv_many(&mut group, MAX_GROUP).await > 0 {
-        let started = Instant::now();
-        let mut outcomes: Vec<Outcome> = group.drain(..).map(|job| (job, Ok(()))).collect();
-        let committed = run_group(&pool, &mut outcomes)
+    while let Some(mut group) = Group::next(&mut queue).await {
+        let committed = run_group(&pool, group.outcomes())
             .await
             .map_err(|err| err.to_string());
-        answer_group(outcomes, committed, &commits, started);
+        group.answer(committed, &commits);
     }
 }
 
 /// The transaction of one group: the lock, every job in its savepoint, then
 /// the commit. An `Err` means nothing of the group may be acknowledged.
-async fn run_group(pool: &Pool, outcomes: &mut [Outcome]) -> Result<(), StoreError> {
+async fn run_group(pool: &Pool, outcomes: &mut [Outcome<dyn Job>]) -> Result<(), StoreError> {
     let mut client = pool.get().await?;
     match tokio::time::timeout(WORK_LIMIT, run_on(&mut client, outcomes)).await {
         Ok(done) => done,
@@ -137,7 +91,7 @@ async fn run_group(pool: &Pool, outcomes: &mut [Outcome]) -> Result<(), StoreErr
 /// The group's transaction on `client`.
 async fn run_on(
     client: &mut deadpool_postgres::Object,
-    outcomes: &mut [Outcome],
+    outcomes: &mut [Outcome<dyn Job>],
 ) -> Result<(), StoreError> {
     let mut transaction = client.transaction().await?;
     transaction

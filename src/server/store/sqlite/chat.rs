@@ -1,68 +1,15 @@
-//! Owns chat rooms on disk: a persisted channel's epoch and latest offset,
-//! appending a message (and its mentions' notifications) exactly once per
-//! (user, envelope id), and reading the recent history back.
+//! Owns chat rooms on disk: appending a message (and its mentions'
+//! notifications) exactly once per (user, envelope id), and reading the
+//! recent history back (a channel's row and the envelope ids:
+//! `channels.rs`).
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 
+use super::channels::{self, next_offset, record_sent, sent_offset};
 use super::{mentions, Sqlite};
 use crate::protocol::{Channel, ChatMessage, Notification, Timestamp, UserRef};
-use crate::server::store::model::{new_channel_epoch, Appended, ChatDraft, StoredChat};
+use crate::server::store::model::{Appended, ChatDraft, StoredChat};
 use crate::server::store::StoreError;
-
-/// The epoch and latest offset of `channel`, if it exists: a channel gets
-/// its row with its first message, so reading one never writes.
-pub(super) fn existing_channel(
-    db: &Connection,
-    channel: &str,
-) -> Result<Option<(String, u64)>, rusqlite::Error> {
-    db.query_row(
-        "SELECT epoch, latest FROM channels WHERE name = ?1",
-        [channel],
-        |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64)),
-    )
-    .optional()
-}
-
-/// Where `user_id`'s message with envelope id `client_id` was stored, if it
-/// was: the idempotency key of `chat_send`, read by the append itself and by
-/// a resend over the rate limit.
-pub(super) fn sent_offset(
-    db: &Connection,
-    user_id: &str,
-    client_id: &str,
-) -> Result<Option<(String, u64)>, rusqlite::Error> {
-    db.prepare_cached("SELECT channel, offset FROM sent_ids WHERE user_id = ?1 AND client_id = ?2")?
-        .query_row(params![user_id, client_id], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
-        })
-        .optional()
-}
-
-/// The epoch and latest offset of `channel`, or those it will have: a
-/// channel nobody wrote to yet is read as empty, never created.
-pub(super) fn channel_or_new(
-    db: &Connection,
-    channel: &str,
-) -> Result<(String, u64), rusqlite::Error> {
-    Ok(existing_channel(db, channel)?.unwrap_or_else(|| (new_channel_epoch().to_owned(), 0)))
-}
-
-/// The epoch and latest offset of `channel`, creating the row on first use
-/// (only when a message is about to be stored in it).
-pub(super) fn channel_row(
-    db: &Connection,
-    channel: &str,
-) -> Result<(String, u64), rusqlite::Error> {
-    if let Some(found) = existing_channel(db, channel)? {
-        return Ok(found);
-    }
-    let epoch = new_channel_epoch().to_owned();
-    db.execute(
-        "INSERT INTO channels (name, epoch, latest) VALUES (?1, ?2, 0)",
-        params![channel, epoch],
-    )?;
-    Ok((epoch, 0))
-}
 
 fn message_from_row(row: &rusqlite::Row<'_>) -> Result<ChatMessage, rusqlite::Error> {
     let channel: String = row.get(0)?;
@@ -108,8 +55,8 @@ impl Sqlite {
     /// channel in the hub) in queue order with every other job's callback. A
     /// message queued before this load is in what it reads; one queued after
     /// is published after the install. So nothing committed between the read
-    /// and the install is missed or doubled. (It also creates the channel's
-    /// row on first use, which is a write.) It runs once per channel the hub
+    /// and the install is missed or doubled. It writes nothing (a room
+    /// nobody wrote to is read as empty), and runs once per channel the hub
     /// loads, so it costs the writer little.
     pub async fn load_chat<R, F>(
         &self,
@@ -123,7 +70,7 @@ impl Sqlite {
     {
         self.write(
             move |db| {
-                let (epoch, latest) = channel_or_new(db, &channel)?;
+                let (epoch, latest) = channels::or_new(db, &channel)?;
                 let mut statement = db.prepare_cached(&format!(
                     "SELECT {COLUMNS} FROM chat_messages WHERE channel = ?1 ORDER BY offset DESC LIMIT ?2"
                 ))?;
@@ -209,8 +156,7 @@ fn append(db: &Connection, draft: ChatDraft) -> Result<(Appended, Vec<Notificati
     if let Some((channel, offset)) = sent_offset(db, &user.id, &client_id)? {
         return Ok((Appended::Duplicate { channel, offset }, Vec::new()));
     }
-    let (_, latest) = channel_row(db, &channel)?;
-    let offset = latest + 1;
+    let offset = next_offset(db, &channel)?;
     let message = ChatMessage {
         channel: channel.clone(),
         offset,
@@ -232,14 +178,7 @@ fn append(db: &Connection, draft: ChatDraft) -> Result<(Appended, Vec<Notificati
             message.sent_at.to_string()
         ],
     )?;
-    db.execute(
-        "UPDATE channels SET latest = ?2 WHERE name = ?1",
-        params![channel, offset as i64],
-    )?;
-    db.execute(
-        "INSERT INTO sent_ids (user_id, client_id, channel, offset) VALUES (?1, ?2, ?3, ?4)",
-        params![message.user.id, client_id, channel, offset as i64],
-    )?;
+    record_sent(db, &message.user.id, &client_id, &channel, offset)?;
     let notified = mentions::notify(db, &message, &mentioned)?;
     Ok((Appended::New(message), notified))
 }

@@ -13,7 +13,7 @@
 use base64::Engine as _;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::chat::{channel_or_new, channel_row, sent_offset};
+use super::channels::{self, next_offset, record_sent, sent_offset};
 use super::Sqlite;
 use crate::protocol::{Channel, DocUpdateEvent, UserRef};
 use crate::server::hub::{encode_state, rebuild, DOC_HISTORY};
@@ -72,7 +72,7 @@ impl Sqlite {
         let read = self
             .read(move |db| {
                 let snapshot = db.unchecked_transaction()?;
-                let (epoch, latest) = channel_or_new(&snapshot, &channel)?;
+                let (epoch, latest) = channels::or_new(&snapshot, &channel)?;
                 let (state, upto) = state_row(&snapshot, &channel)?;
                 // The rows kept after a compaction reach back before `upto`
                 // (for resume); the document needs only those after it.
@@ -219,19 +219,13 @@ fn append(db: &Connection, draft: DocDraft) -> Result<DocAppended, StoreError> {
     if let Some((channel, offset)) = sent_offset(db, &user.id, &client_id)? {
         return Ok(DocAppended::Duplicate { channel, offset });
     }
-    let (_, latest) = channel_row(db, &channel)?;
-    let offset = latest + 1;
+    let offset = next_offset(db, &channel)?;
     db.prepare_cached(
         "INSERT INTO doc_updates (channel, offset, user_id, user_name, update_v1)
          VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
     .execute(params![channel, offset as i64, user.id, user.name, update])?;
-    db.prepare_cached("UPDATE channels SET latest = ?2 WHERE name = ?1")?
-        .execute(params![channel, offset as i64])?;
-    db.prepare_cached(
-        "INSERT INTO sent_ids (user_id, client_id, channel, offset) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![user.id, client_id, channel, offset as i64])?;
+    record_sent(db, &user.id, &client_id, &channel, offset)?;
     Ok(DocAppended::New(DocUpdateEvent {
         channel,
         offset,

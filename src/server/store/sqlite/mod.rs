@@ -12,6 +12,7 @@
 //! The write-ahead log is copied into the file by a thread of its own
 //! (`checkpoint.rs`), never inside a commit.
 
+mod channels;
 mod chat;
 mod checkpoint;
 mod docs;
@@ -21,15 +22,13 @@ mod notifications;
 mod readers;
 mod writer;
 
+use super::group::{Commits, Jobs, Queued};
+use super::StoreError;
+use readers::Readers;
 use rusqlite::Connection;
 use std::path::Path;
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
-
-use super::group::Commits;
-use super::StoreError;
-use readers::Readers;
-use writer::{Job, Queued};
+use writer::Job;
 
 /// How many read-only connections serve reads at once; more readers wait
 /// (asynchronously) for one to be free.
@@ -41,7 +40,7 @@ const READ_CONNECTIONS: usize = 4;
 pub struct Sqlite {
     /// Into the writer thread (`writer::run`), the only user of the
     /// read-write connection.
-    jobs: mpsc::Sender<Box<dyn Job>>,
+    jobs: Jobs<dyn Job>,
     /// Read-only connections, used from the blocking pool.
     readers: Arc<Readers>,
     /// Transactions the writer committed (each one fsync), for tests and
@@ -93,23 +92,9 @@ impl Sqlite {
         W: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
         C: FnOnce(T) -> R + Send + 'static,
     {
-        let (answer, answered) = oneshot::channel();
-        let job: Box<dyn Job> = Box::new(Queued::new(work, then, answer));
         self.jobs
-            .send(job)
+            .write(|answer| -> Box<dyn Job> { Box::new(Queued::new(work, then, answer)) })
             .await
-            .map_err(|_| StoreError::WriterGone)?;
-        // Unit tests run on a paused clock (`start_paused`), and a
-        // current-thread runtime that sees nothing to do jumps that clock to
-        // its next timer: it cannot see the writer thread working, so every
-        // write would fire heartbeat and hello deadlines early. A blocking
-        // task is something tokio's test clock waits for. Production awaits
-        // the answer directly and holds no thread.
-        #[cfg(test)]
-        let answered = tokio::task::spawn_blocking(move || answered.blocking_recv()).await?;
-        #[cfg(not(test))]
-        let answered = answered.await;
-        answered.map_err(|_| StoreError::WriterGone)?
     }
 
     /// Runs `work` on a read-only connection on the blocking pool.

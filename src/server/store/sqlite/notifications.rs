@@ -4,7 +4,7 @@
 
 use rusqlite::{params, Connection};
 
-use super::chat::{channel_or_new, channel_row};
+use super::channels::{self, next_offset};
 use super::Sqlite;
 use crate::protocol::{Channel, Notification, Timestamp, UserRef};
 use crate::server::store::model::{StoredInbox, Unread, UNREAD_SNAPSHOT};
@@ -101,7 +101,7 @@ impl Sqlite {
         self.write(
             move |db| {
                 let channel = Channel::User(user_id.clone()).to_string();
-                let (epoch, latest) = channel_or_new(db, &channel)?;
+                let (epoch, latest) = channels::or_new(db, &channel)?;
                 let mut recent = db
                     .prepare_cached(&format!(
                         "SELECT {COLUMNS} FROM notifications WHERE channel = ?1 ORDER BY offset DESC LIMIT ?2"
@@ -164,10 +164,10 @@ pub(super) fn insert(
     created_at: &Timestamp,
 ) -> Result<Notification, rusqlite::Error> {
     let channel = Channel::User(user_id.to_owned()).to_string();
-    let (_, latest) = channel_row(db, &channel)?;
+    let offset = next_offset(db, &channel)?;
     let notification = Notification {
         channel: channel.clone(),
-        offset: latest + 1,
+        offset,
         notification_id: uuid::Uuid::new_v4().simple().to_string(),
         title: title.to_owned(),
         body: body.to_owned(),
@@ -186,10 +186,6 @@ pub(super) fn insert(
             notification.created_at.to_string(),
             user_id
         ],
-    )?;
-    db.execute(
-        "UPDATE channels SET latest = ?2 WHERE name = ?1",
-        params![channel, notification.offset as i64],
     )?;
     Ok(notification)
 }

@@ -1,6 +1,6 @@
 //! What only the SQLite backend has, against real files in a temporary
-//! folder: the file and its folder created, rows written only by writes, WAL
-//! checkpoints off the commit path; the writer's group commit and the read
+//! folder: the file and its folder created, WAL checkpoints off the commit
+//! path; the writer's group commit and the read
 //! pool in `tests/writer.rs`. What both databases promise is tested once for
 //! both, in `store/tests/`.
 
@@ -33,49 +33,6 @@ async fn a_new_file_and_its_folder_are_created_and_migrated() {
         .await
         .unwrap();
     assert_eq!(version, migrations::latest_version());
-}
-
-fn channel_rows(path: &std::path::Path) -> i64 {
-    rusqlite::Connection::open(path)
-        .unwrap()
-        .query_row("SELECT COUNT(*) FROM channels", [], |row| row.get(0))
-        .unwrap()
-}
-
-/// Loading a room or inbox nobody wrote to stores nothing; the epoch it is
-/// loaded with is the one its first message stores, so a client that joined
-/// it empty resumes with a replay, also after a restart.
-#[tokio::test]
-async fn loading_a_room_or_inbox_that_never_had_a_message_writes_nothing() {
-    let (path, store) = temp_db();
-    let room = store
-        .load_chat("chat:general".into(), 50, |s| s)
-        .await
-        .unwrap();
-    assert_eq!((room.latest, room.recent.len()), (0, 0));
-    let inbox = store.load_inbox("ann".into(), 10, |i| i).await.unwrap();
-    assert_eq!(inbox.latest, 0);
-    assert_eq!(channel_rows(&path), 0);
-    // The first message creates the room, from offset 1, in the epoch the
-    // empty room was loaded with; likewise the first notification.
-    let Appended::New(first) = send(&store, ann(), "c-1", "hi").await else {
-        panic!()
-    };
-    assert_eq!(first.offset, 1);
-    store
-        .append_notification("ann".into(), "t".into(), "b".into(), now(), |_| {})
-        .await
-        .unwrap();
-    assert_eq!(channel_rows(&path), 2);
-    drop(store);
-    let reopened = Sqlite::open(&path).unwrap();
-    let loaded = reopened
-        .load_chat("chat:general".into(), 50, |s| s)
-        .await
-        .unwrap();
-    assert_eq!((loaded.epoch, loaded.latest), (room.epoch, 1));
-    let loaded = reopened.load_inbox("ann".into(), 10, |i| i).await.unwrap();
-    assert_eq!((loaded.epoch, loaded.latest), (inbox.epoch, 1));
 }
 
 /// Committed pages reach the database file by themselves, copied from the

@@ -16,8 +16,9 @@ impl Place {
         }
     }
 
-    /// What the previous release left: the schema before the latest (no
-    /// shared documents yet) holding one chat message of Ann's.
+    /// What the previous release left: the schema before the latest (on
+    /// SQLite no shared documents yet; on PostgreSQL no database epoch)
+    /// holding one chat message of Ann's.
     async fn previous_release_with_a_message(&self) {
         match self {
             Place::Sqlite(path) => crate::server::store::sqlite::at_version(
@@ -31,7 +32,7 @@ impl Place {
             .unwrap(),
             Place::Postgres(url) => crate::server::store::postgres::at_version(
                 url,
-                1,
+                2,
                 "INSERT INTO channels (name, epoch, latest) VALUES ('chat:general', 'old-epoch', 1);
                  INSERT INTO chat_messages (channel, seq, msg_id, user_id, user_name, text, sent_at)
                  VALUES ('chat:general', 1, 'm-1', 'ann', 'Ann', 'from before', '2026-11-25T17:30:00.123456Z');

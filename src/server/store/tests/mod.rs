@@ -4,6 +4,7 @@
 //! once per test process). What only one of them has is tested beside it
 //! (`sqlite/tests.rs`).
 
+mod channels;
 mod chat;
 mod docs;
 mod mentions;

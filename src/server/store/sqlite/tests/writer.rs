@@ -9,7 +9,7 @@ use crate::protocol::UserRef;
 
 /// Yields until `count` jobs wait in the writer's queue.
 async fn until_queued(store: &Sqlite, count: usize) {
-    while store.jobs.max_capacity() - store.jobs.capacity() < count {
+    while store.jobs.waiting() < count {
         tokio::task::yield_now().await;
     }
 }
