@@ -7,6 +7,7 @@ use crate::protocol::{
     Channel, ErrorBody, ErrorCode, ServerMessage, Subscribe, Unsubscribe, Unsubscribed,
 };
 use crate::server::hub::{Hub, LoadError, SubscribeError, CHAT_HISTORY, INBOX_HISTORY};
+use crate::server::metrics::ChannelKind;
 use crate::server::store::Store;
 use std::collections::HashSet;
 
@@ -52,6 +53,9 @@ impl Connection {
         let mut listed = HashSet::new();
         let channels = subscribe.channels.into_iter();
         for entry in channels.filter(|entry| listed.insert(entry.channel.clone())) {
+            // Timed from here to the channel's first frame written
+            // (`pulse_subscribe_first_message_seconds`).
+            let since = std::time::Instant::now();
             let error = |code, message: String| {
                 ErrorBody::new(code, message)
                     .with_id(id.clone())
@@ -82,12 +86,15 @@ impl Connection {
                 if let Err(err) = self.wait(install(hub, store, loading)).await {
                     break Err(err);
                 }
-                match self.context.hub.subscribe(
+                self.outbox.time_answer(ChannelKind::of(&channel), since);
+                let answered = self.context.hub.subscribe(
                     self.subscriber,
                     &self.outbox,
                     &channel,
                     entry.since.as_ref(),
-                ) {
+                );
+                self.outbox.untime_answer();
+                match answered {
                     Err(SubscribeError::NotLoaded) if attempts < LOAD_ATTEMPTS => continue,
                     done => break Ok(done),
                 }
