@@ -328,7 +328,8 @@ async fn subscribe_to_first_message_is_timed_by_kind() {
     } else {
         during
     };
-    let moved = |kind: &str| during.get(first, &[("kind", kind)]) - before.get(first, &[("kind", kind)]);
+    let moved =
+        |kind: &str| during.get(first, &[("kind", kind)]) - before.get(first, &[("kind", kind)]);
     assert_eq!(moved("ticker"), 2.0, "two ticker subscriptions timed");
     assert_eq!(moved("chat"), 1.0, "one chat subscription timed");
     assert_eq!(moved("user"), 0.0, "a refused subscribe is not timed");

@@ -142,8 +142,11 @@ impl Default for Metrics {
             })
             .clone();
         let by_kind = Family::<KindLabel, Gauge>::default();
-        let subscriptions = [0, 1, 2, 3, 4]
-            .map(|index| by_kind.get_or_create(&KindLabel { kind: KINDS[index] }).clone());
+        let subscriptions = [0, 1, 2, 3, 4].map(|index| {
+            by_kind
+                .get_or_create(&KindLabel { kind: KINDS[index] })
+                .clone()
+        });
         let first_message_by_kind =
             Family::new_with_constructor(first_message_histogram as fn() -> Histogram);
         let first_message = KINDS.map(|kind| {

@@ -384,6 +384,14 @@ impl Outbox {
         state.close.map(|(code, reason)| Next::Close(code, reason))
     }
 
+    /// Frames and bytes queued now, of every kind (the admin view's
+    /// slowest consumers).
+    pub fn backlog(&self) -> (usize, usize) {
+        let state = self.lock();
+        let bytes = state.frames.iter().map(|queued| queued.frame.len()).sum();
+        (state.frames.len(), bytes)
+    }
+
     /// Frames and live bytes queued now (for tests).
     #[cfg(test)]
     pub fn queued(&self) -> (usize, usize) {

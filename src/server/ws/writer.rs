@@ -45,7 +45,9 @@ where
                 }
                 for first in drained.firsts {
                     let waited = written.saturating_duration_since(first.since);
-                    metrics.first_message(first.kind).observe(waited.as_secs_f64());
+                    metrics
+                        .first_message(first.kind)
+                        .observe(waited.as_secs_f64());
                 }
                 continue;
             }

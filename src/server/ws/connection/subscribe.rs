@@ -1,8 +1,10 @@
 //! `subscribe` and `unsubscribe`: who may watch which channel, the per
 //! connection cap, loading a persisted channel from the store on first use,
-//! and registering with the hub (which answers and replays).
+//! and registering with the hub (which answers and replays); the `admin`
+//! channel, answered by the admin feed, for sockets opened with the session.
 
 use super::Connection;
+use crate::protocol::admin::ADMIN_CHANNEL;
 use crate::protocol::{
     Channel, ErrorBody, ErrorCode, ServerMessage, Subscribe, Unsubscribe, Unsubscribed,
 };
@@ -61,6 +63,12 @@ impl Connection {
                     .with_id(id.clone())
                     .with_channel(entry.channel.clone())
             };
+            if entry.channel == ADMIN_CHANNEL {
+                if let Err(body) = self.subscribe_admin(since) {
+                    self.send_error(body.with_id(id.clone()).with_channel(entry.channel.clone()));
+                }
+                continue;
+            }
             let channel: Channel = match entry.channel.parse() {
                 Ok(channel) => channel,
                 Err(err) => {
@@ -118,9 +126,36 @@ impl Connection {
         }
     }
 
+    /// `admin`: only for a socket opened with the admin session cookie
+    /// (`forbidden` otherwise); answered with the latest snapshot, then one
+    /// a second. Subscribing again is answered again.
+    fn subscribe_admin(&mut self, since: std::time::Instant) -> Result<(), ErrorBody> {
+        if !self.context.admin_session {
+            return Err(ErrorBody::new(
+                ErrorCode::Forbidden,
+                "admin: only a connection opened with the admin session may subscribe; \
+                 sign in at /admin",
+            ));
+        }
+        self.outbox.time_answer(ChannelKind::Admin, since);
+        let subscribed = self.context.admin.subscribe(self.subscriber, &self.outbox);
+        self.outbox.untime_answer();
+        // Gone: the outbox is sealed and the select loop is about to close.
+        if subscribed.is_ok() {
+            self.registration.watches_admin = true;
+        }
+        Ok(())
+    }
+
     /// One `unsubscribed` per channel; unsubscribing twice is harmless.
     pub(super) fn unsubscribe(&mut self, unsubscribe: Unsubscribe, id: Option<String>) {
         for name in unsubscribe.channels {
+            if name == ADMIN_CHANNEL {
+                self.context.admin.unsubscribe(self.subscriber);
+                self.registration.watches_admin = false;
+                self.send(ServerMessage::Unsubscribed(Unsubscribed { channel: name }));
+                continue;
+            }
             match name.parse::<Channel>() {
                 Ok(channel) => {
                     self.context.hub.unsubscribe(self.subscriber, &channel);
