@@ -278,3 +278,59 @@ async fn snapshots_agree_with_metrics_read_at_the_same_moment() {
     admin.send(json!({"type": "ping", "data": {}})).await;
     assert_eq!(admin.next().await["type"], "pong");
 }
+
+/// Two instances on one Redis (and PostgreSQL): the view on either shows
+/// both, each with its own connections, the total, and which instance
+/// holds the simulator's and presence's leases (one each).
+#[tokio::test]
+async fn with_several_instances_the_view_shows_each_and_the_total() {
+    let redis = common::redis::Redis::start();
+    let database = common::postgres::shared().create_database();
+    let redis_url = redis.url();
+    let mut flags = common::shared_flags(&database, &redis_url);
+    // The simulator runs (slowly), so its lease is held somewhere.
+    flags.extend(["--tick-rate", "1", "--admin-key", KEY]);
+    let first = TestServer::start(&flags).await;
+    let second = TestServer::start(&flags).await;
+
+    let cookie = session(&sign_in(first.addr, KEY, &[]).await);
+    let mut admin = Socket::open(first.addr, Some(&cookie)).await;
+    let _elsewhere = [
+        Client::connected(&second).await,
+        Client::connected(&second).await,
+    ];
+    assert_eq!(admin.subscribe_admin().await[0]["type"], "subscribed");
+
+    // Leases change hands within seconds of a start: read snapshots until
+    // both instances report and both leases are held.
+    for _ in 0..30 {
+        let message = admin.next().await;
+        if message["type"] != "admin" {
+            continue;
+        }
+        let snapshot = &message["data"];
+        let instances = snapshot["instances"].as_array().unwrap();
+        let connections: Vec<u64> = instances
+            .iter()
+            .map(|i| i["connections"].as_u64().unwrap())
+            .collect();
+        let leases: Vec<String> = instances
+            .iter()
+            .flat_map(|i| i["leases"].as_array().unwrap().clone())
+            .map(|lease| lease.as_str().unwrap().to_owned())
+            .collect();
+        let held = |name: &str| leases.iter().filter(|l| *l == name).count();
+        if connections != [1, 2] || held("simulator") != 1 || held("presence:leader") != 1 {
+            continue;
+        }
+        assert_eq!(
+            instances[0]["instance"], snapshot["instance"],
+            "this one first"
+        );
+        assert_ne!(instances[0]["instance"], instances[1]["instance"]);
+        assert_eq!(snapshot["total"]["connections"], 3);
+        redis.stop();
+        return;
+    }
+    panic!("no snapshot showed both instances with their connections and leases");
+}
