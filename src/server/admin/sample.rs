@@ -20,6 +20,9 @@ const PERCENTILE_WINDOW: usize = 10;
 /// One metric line: its labels and value.
 type Line = (Vec<(String, String)>, f64);
 
+/// A histogram's cumulative buckets: (upper bound in seconds, count).
+type Buckets = Vec<(f64, f64)>;
+
 /// The samples of one OpenMetrics text, by metric name.
 #[derive(Debug, Default)]
 pub struct Samples(HashMap<String, Vec<Line>>);
@@ -70,8 +73,8 @@ impl Samples {
     }
 
     /// An unlabelled histogram's cumulative buckets: (upper bound, count).
-    pub fn buckets(&self, histogram: &str) -> Vec<(f64, f64)> {
-        let mut buckets: Vec<(f64, f64)> = self
+    pub fn buckets(&self, histogram: &str) -> Buckets {
+        let mut buckets: Buckets = self
             .by(&format!("{histogram}_bucket"), "le")
             .into_iter()
             .filter_map(|(bound, count)| Some((bound.parse::<f64>().ok()?, count)))
@@ -138,8 +141,8 @@ pub struct Sampler {
     /// `--redis-prefix` and a colon: stripped from lease names.
     lease_prefix: String,
     last: Option<(Instant, f64, f64)>,
-    delivery: VecDeque<Vec<(f64, f64)>>,
-    commits: VecDeque<Vec<(f64, f64)>>,
+    delivery: VecDeque<Buckets>,
+    commits: VecDeque<Buckets>,
     offsets: HashMap<Channel, u64>,
     history: VecDeque<u64>,
     samples_taken: u64,
@@ -270,7 +273,7 @@ impl Sampler {
     /// Adds this second's connection count to the chart: one point per
     /// [`HISTORY_STEP_SECS`], the most seen in it.
     fn remember(&mut self, connections: u64) {
-        if self.samples_taken % HISTORY_STEP_SECS == 0 {
+        if self.samples_taken.is_multiple_of(HISTORY_STEP_SECS) {
             self.history.push_back(connections);
             if self.history.len() > HISTORY_POINTS {
                 self.history.pop_front();
@@ -284,10 +287,7 @@ impl Sampler {
 
 /// Keeps the last [`PERCENTILE_WINDOW`] + 1 readings of a histogram and
 /// returns the oldest and the newest (`None` before the second reading).
-fn window(
-    kept: &mut VecDeque<Vec<(f64, f64)>>,
-    newest: Vec<(f64, f64)>,
-) -> Option<(Vec<(f64, f64)>, Vec<(f64, f64)>)> {
+fn window(kept: &mut VecDeque<Buckets>, newest: Buckets) -> Option<(Buckets, Buckets)> {
     kept.push_back(newest);
     if kept.len() > PERCENTILE_WINDOW + 1 {
         kept.pop_front();
