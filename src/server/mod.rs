@@ -15,6 +15,7 @@ mod feeds;
 mod frames;
 mod http;
 pub mod hub;
+mod inspector;
 pub mod logging;
 mod metrics;
 mod pages;
@@ -252,6 +253,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics_handler))
         .merge(api::routes(&state))
         .merge(admin::routes())
+        .merge(inspector::routes())
         .leptos_routes_with_context(&state, routes, page_context, move || shell(options.clone()))
         .fallback(
             move |State(state): State<AppState>, request: Request| async move {
