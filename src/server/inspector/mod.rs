@@ -14,7 +14,10 @@ use super::state::AppState;
 /// The inspector's routes (merged before the pages).
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/inspector/hook.js", get(|| async { script(include_str!("hook.js")) }))
+        .route(
+            "/inspector/hook.js",
+            get(|| async { script(include_str!("hook.js")) }),
+        )
         .route(
             "/inspector/inspector.js",
             get(|| async { script(include_str!("inspector.js")) }),
