@@ -278,3 +278,64 @@ async fn every_metric_moves_with_traffic() {
     assert_eq!(moved("pulse_closes_total", &[("code", "1009")]), 1.0);
     assert_eq!(moved("pulse_closes_total", &[("code", "peer")]), 1.0);
 }
+
+/// Scrapes until the sample `name{labels}` reached `at_least` (a histogram
+/// observes a frame just after writing it, so a client may read it first).
+async fn once_at_least(
+    server: &TestServer,
+    name: &str,
+    labels: &[(&str, &str)],
+    at_least: f64,
+) -> Metrics {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let metrics = scrape(server).await;
+        if metrics.get(name, labels) >= at_least || tokio::time::Instant::now() > deadline {
+            return metrics;
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Each channel subscribed to is timed once, by its kind, from its
+/// `subscribe` to its first frame written (its `subscribed`); a refused
+/// subscribe, which writes no frame of the channel, is not timed.
+#[tokio::test]
+async fn subscribe_to_first_message_is_timed_by_kind() {
+    let server = TestServer::start(&["--tick-rate", "0", "--symbols", "AAPL,MSFT"]).await;
+    let first = "pulse_subscribe_first_message_seconds_count";
+    let before = scrape(&server).await;
+    let mut ann = Client::signed_in(&server, "ann").await;
+    let channels = json!([
+        {"channel": "ticker:AAPL"},
+        {"channel": "ticker:MSFT"},
+        {"channel": "chat:general"},
+        {"channel": "user:someone-else"},
+    ]);
+    ann.send(&json!({"type": "subscribe", "data": {"channels": channels}}).to_string())
+        .await;
+    let mut subscribed = 0;
+    while subscribed < 3 {
+        match ann.recv().await.message {
+            ServerMessage::Subscribed(_) => subscribed += 1,
+            ServerMessage::Error(error) => assert_eq!(error.code.as_str(), "forbidden"),
+            other => panic!("expected subscribed, got {other:?}"),
+        }
+    }
+    let during = once_at_least(&server, first, &[("kind", "chat")], 1.0).await;
+    let during = if during.get(first, &[("kind", "ticker")]) < 2.0 {
+        once_at_least(&server, first, &[("kind", "ticker")], 2.0).await
+    } else {
+        during
+    };
+    let moved =
+        |kind: &str| during.get(first, &[("kind", kind)]) - before.get(first, &[("kind", kind)]);
+    assert_eq!(moved("ticker"), 2.0, "two ticker subscriptions timed");
+    assert_eq!(moved("chat"), 1.0, "one chat subscription timed");
+    assert_eq!(moved("user"), 0.0, "a refused subscribe is not timed");
+    let sum = during.get(
+        "pulse_subscribe_first_message_seconds_sum",
+        &[("kind", "chat")],
+    );
+    assert!(sum > 0.0, "a time was observed: {sum}");
+}

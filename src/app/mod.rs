@@ -37,6 +37,10 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 // file's name carries its hash in a hashed release build.
                 <HashedStylesheet options=options.clone() id="leptos"/>
                 <AutoReload options=options.clone()/>
+                // The protocol inspector's hook (server/inspector/): plain
+                // JavaScript before the bundle, so it sees the page's socket;
+                // the inspector itself loads only when opened.
+                <script type="module" src="/inspector/hook.js" nonce=leptos::nonce::use_nonce()></script>
                 <HydrationScripts options/>
                 <MetaTags/>
             </head>

@@ -7,6 +7,7 @@
 //! [`decode_client`] turns a text frame into a message or a [`DecodeError`]
 //! whose [`ErrorCode`] is the `error.code` the server answers with.
 
+pub mod admin;
 mod awareness;
 mod channel;
 mod client;

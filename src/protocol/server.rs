@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::admin::AdminSnapshot;
 use super::client::UserStatus;
 use super::codes::ErrorCode;
 use super::envelope::{Empty, ServerEnvelope};
@@ -28,6 +29,9 @@ pub enum ServerMessage {
     Batch(Batch),
     /// Extension: the answer to a client `history`.
     History(HistoryPage),
+    /// Extension: the `admin` channel's snapshot, once a second (boxed: it
+    /// is much larger than the other messages).
+    Admin(Box<AdminSnapshot>),
 }
 
 impl ServerMessage {
@@ -50,6 +54,11 @@ impl ServerMessage {
             "error" => ServerMessage::Error(serde_json::from_str(data)?),
             "batch" => ServerMessage::Batch(serde_json::from_str(data)?),
             "history" => ServerMessage::History(serde_json::from_str(data)?),
+            // Only an operator's page (plain JavaScript) and server-side
+            // readers (tests, tools) see `admin`; the dashboard never
+            // subscribes to it, so its bundle carries no decoder for it.
+            #[cfg(feature = "ssr")]
+            "admin" => ServerMessage::Admin(serde_json::from_str(data)?),
             other => {
                 return Err(serde_json::Error::custom(format_args!(
                     "unknown message type `{other}`"

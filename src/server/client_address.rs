@@ -32,6 +32,24 @@ pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> I
     client
 }
 
+/// Whether the request reached us over TLS, as far as we can tell: for now
+/// only a trusted proxy's `X-Forwarded-Proto: https` says so (Pulse speaks
+/// plain HTTP itself). The one place that decides it (the admin cookie's
+/// `Secure` flag asks here): TLS served by Pulse itself adds its case here.
+pub fn came_over_tls(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> bool {
+    if !trusted.iter().any(|net| net.contains(&peer)) {
+        return false;
+    }
+    // The nearest proxy's word counts: the last value, several lines being one list.
+    headers
+        .get_all("x-forwarded-proto")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|line| line.split(','))
+        .next_back()
+        .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
+}
+
 /// The addresses the proxies added, left (the original client) to right (the
 /// proxy nearest to us); `None` for a hop that names no address. `Forwarded`
 /// wins when present; several header lines are one list.
@@ -104,6 +122,20 @@ mod tests {
 
     fn trusted(list: &[&str]) -> Vec<IpNet> {
         list.iter().map(|t| parse_trusted(t).unwrap()).collect()
+    }
+
+    #[test]
+    fn only_a_trusted_proxy_says_the_request_came_over_tls() {
+        let https = headers(&[("x-forwarded-proto", "https")]);
+        let proxies = trusted(&["10.0.0.0/8"]);
+        assert!(came_over_tls(ip("10.0.0.1"), &https, &proxies));
+        assert!(!came_over_tls(ip("192.0.2.1"), &https, &proxies));
+        assert!(!came_over_tls(ip("10.0.0.1"), &https, &[]));
+        let http = headers(&[("x-forwarded-proto", "http")]);
+        assert!(!came_over_tls(ip("10.0.0.1"), &http, &proxies));
+        assert!(!came_over_tls(ip("10.0.0.1"), &headers(&[]), &proxies));
+        let chain = headers(&[("x-forwarded-proto", "http, https")]);
+        assert!(came_over_tls(ip("10.0.0.1"), &chain, &proxies));
     }
 
     #[test]

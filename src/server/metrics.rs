@@ -42,8 +42,44 @@ struct LeaseLabel {
     lease: String,
 }
 
-/// The channel kinds, in the order of [`Metrics::subscriptions`].
-const KINDS: [&str; 5] = ["ticker", "presence", "chat", "user", "doc"];
+/// The channel kinds, in the order of [`Metrics::subscriptions`] and of
+/// [`ChannelKind`] (`admin` last: it has no subscriptions gauge).
+const KINDS: [&str; 6] = ["ticker", "presence", "chat", "user", "doc", "admin"];
+
+/// A channel's kind, as `/metrics` labels it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelKind {
+    Ticker,
+    Presence,
+    Chat,
+    User,
+    Doc,
+    /// The operators' `admin` channel (not a [`Channel`]: the hub never holds it).
+    Admin,
+}
+
+impl ChannelKind {
+    pub fn of(channel: &Channel) -> Self {
+        match channel {
+            Channel::Ticker(_) => ChannelKind::Ticker,
+            Channel::Presence => ChannelKind::Presence,
+            Channel::Chat(_) => ChannelKind::Chat,
+            Channel::User(_) => ChannelKind::User,
+            Channel::Doc(_) => ChannelKind::Doc,
+        }
+    }
+
+    /// Its place in [`KINDS`].
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A subscribe-to-first-message histogram: 100 µs to ~13 s (a subscribe may
+/// wait for a channel's load from the store).
+fn first_message_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_1, 2.0, 18))
+}
 
 /// The metrics updated by connections, the hub and the store; read by
 /// `/metrics`. Handles are cheap clones sharing one value.
@@ -72,8 +108,12 @@ pub struct Metrics {
     pub rate_limited: Counter,
     /// Channels the hub holds in memory now (kept by the hub).
     pub hub_channels: Gauge,
-    /// Subscriptions held now, one gauge per channel kind ([`KINDS`]).
+    /// Subscriptions held now, one gauge per channel kind ([`KINDS`] but `admin`).
     subscriptions: [Gauge; 5],
+    /// From a `subscribe` being handled to the channel's first frame (its
+    /// `subscribed`) written to the socket, one histogram per [`KINDS`].
+    first_message: [Histogram; 6],
+    first_message_by_kind: Family<KindLabel, Histogram, fn() -> Histogram>,
     /// The families the two gauges above belong to.
     by_transport: Family<TransportLabel, Gauge>,
     by_kind: Family<KindLabel, Gauge>,
@@ -102,7 +142,18 @@ impl Default for Metrics {
             })
             .clone();
         let by_kind = Family::<KindLabel, Gauge>::default();
-        let subscriptions = KINDS.map(|kind| by_kind.get_or_create(&KindLabel { kind }).clone());
+        let subscriptions = [0, 1, 2, 3, 4].map(|index| {
+            by_kind
+                .get_or_create(&KindLabel { kind: KINDS[index] })
+                .clone()
+        });
+        let first_message_by_kind =
+            Family::new_with_constructor(first_message_histogram as fn() -> Histogram);
+        let first_message = KINDS.map(|kind| {
+            first_message_by_kind
+                .get_or_create(&KindLabel { kind })
+                .clone()
+        });
         let metrics = Metrics {
             connections_open: Gauge::default(),
             connections_websocket,
@@ -118,6 +169,8 @@ impl Default for Metrics {
             rate_limited: Counter::default(),
             hub_channels: Gauge::default(),
             subscriptions,
+            first_message,
+            first_message_by_kind,
             by_transport,
             by_kind,
             leases: Family::default(),
@@ -224,6 +277,12 @@ impl Metrics {
             Unit::Bytes,
             m.outbox_depth.clone(),
         );
+        r.register_with_unit(
+            "pulse_subscribe_first_message",
+            "from a subscribe being handled to the channel's first frame written, by channel kind",
+            Unit::Seconds,
+            m.first_message_by_kind.clone(),
+        );
         r.register(
             "pulse_upgrade_rate",
             "WebSocket upgrades per second the adaptive pace allows now",
@@ -295,14 +354,12 @@ impl Metrics {
 
     /// The gauge of subscriptions to channels of `channel`'s kind.
     pub fn subscriptions(&self, channel: &Channel) -> &Gauge {
-        let index = match channel {
-            Channel::Ticker(_) => 0,
-            Channel::Presence => 1,
-            Channel::Chat(_) => 2,
-            Channel::User(_) => 3,
-            Channel::Doc(_) => 4,
-        };
-        &self.subscriptions[index]
+        &self.subscriptions[ChannelKind::of(channel).index()]
+    }
+
+    /// The subscribe-to-first-message histogram of channels of `kind`.
+    pub fn first_message(&self, kind: ChannelKind) -> &Histogram {
+        &self.first_message[kind.index()]
     }
 
     /// The OpenMetrics text of every metric, with the adaptive pace's

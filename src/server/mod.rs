@@ -3,6 +3,7 @@
 //! [`run`] binds the listener and serves until `shutdown` completes; [`router`]
 //! builds the whole application, so tests can serve it on port 0.
 
+mod admin;
 mod api;
 mod assets;
 pub mod auth;
@@ -14,6 +15,7 @@ mod feeds;
 mod frames;
 mod http;
 pub mod hub;
+mod inspector;
 pub mod logging;
 mod metrics;
 mod pages;
@@ -134,6 +136,7 @@ pub async fn serve(
     let feeds = Feeds::new(Market::new(&config.symbols.0, seed), hub.clone());
     let config_for_admission = config.clone();
     let leptos_options = leptos_options(addr)?;
+    let admin = admin::Admin::new(config.admin_key.as_deref());
     let state = AppState {
         assets: Arc::new(assets::Assets::for_site(&leptos_options)),
         leptos_options,
@@ -147,6 +150,7 @@ pub async fn serve(
         store,
         admission: Arc::new(ws::admission::Admission::new(&config_for_admission)),
         instance: instance.clone(),
+        admin,
     };
     let app = router(state.clone());
     tracing::info!(%instance, "listening on http://{addr}");
@@ -164,6 +168,18 @@ pub async fn serve(
             .clone()
             .probe(move || delivered.messages_out.get(), state.shutdown.clone()),
     );
+    if state.admin.sessions().is_some() {
+        let (metrics, pace) = (state.metrics.clone(), state.admission.pace().clone());
+        let redis =
+            (state.config.redis.clone()).map(|url| (url, state.config.redis_prefix.clone()));
+        tokio::spawn(state.admin.clone().run(
+            move || metrics.render(pace.rate(), pace.lag()),
+            state.hub.clone(),
+            instance.clone(),
+            redis,
+            state.shutdown.clone(),
+        ));
+    }
     let simulator =
         tokio::spawn(feeds.simulate(state.config.tick_rate, state.shutdown.clone(), lease));
 
@@ -236,6 +252,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics_handler))
         .merge(api::routes(&state))
+        .merge(admin::routes())
+        .merge(inspector::routes())
         .leptos_routes_with_context(&state, routes, page_context, move || shell(options.clone()))
         .fallback(
             move |State(state): State<AppState>, request: Request| async move {

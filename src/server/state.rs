@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::admin::Admin;
 use super::assets::Assets;
 use super::auth::Auth;
 use super::config::Config;
@@ -41,6 +42,9 @@ pub struct AppState {
     /// This process's name among instances (random per start): in the log
     /// lines of its connections and in Redis.
     pub instance: Arc<str>,
+    /// The operators' view: its sessions, the census of connections and
+    /// the `admin` channel.
+    pub admin: Admin,
 }
 
 impl FromRef<AppState> for LeptosOptions {

@@ -71,6 +71,16 @@ impl Keys {
     pub fn presence_connections(&self, instance: &str) -> String {
         format!("{}:presence:conns:{instance}", self.prefix)
     }
+
+    /// Every instance that wrote an admin snapshot (a set of instance ids).
+    pub fn admin_instances(&self) -> String {
+        format!("{}:admin:instances", self.prefix)
+    }
+
+    /// `instance`'s latest admin numbers (JSON, with a TTL of a few seconds).
+    pub fn admin_stats(&self, instance: &str) -> String {
+        format!("{}:admin:stats:{instance}", self.prefix)
+    }
 }
 
 #[cfg(test)]
@@ -94,6 +104,8 @@ mod tests {
             keys.presence_users(),
             keys.presence_leader(),
             keys.presence_connections("i1"),
+            keys.admin_instances(),
+            keys.admin_stats("i1"),
         ];
         assert!(
             names.iter().all(|name| name.starts_with("staging:")),

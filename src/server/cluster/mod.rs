@@ -20,7 +20,7 @@ mod relay;
 
 use std::time::Duration;
 
-use keys::Keys;
+pub use keys::Keys;
 pub use lease::Lease;
 
 use crate::server::hub::Hub;

@@ -88,7 +88,9 @@ pub async fn handler(
         }
     };
     let tracker = state.connections.clone();
-    let context = ConnectionContext::from_state(&state);
+    let mut context = ConnectionContext::from_state(&state);
+    // The socket may subscribe to `admin` when opened with the session.
+    context.admin_session = crate::server::admin::is_admin(&state, &headers);
     // The slot travels with the connection's future: whether the upgrade
     // never completes, the connection ends or its task panics, dropping the
     // future frees the place.

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use crate::server::hub::{Gone, Subscriber};
+use crate::server::metrics::ChannelKind;
 
 /// The most bytes of subscribe answers a connection may have queued (not yet
 /// taken by its writer) before it is closed with 4008; an answer that finds
@@ -63,6 +64,17 @@ pub struct Drained {
     /// Bytes queued when they were taken: those taken, and the live frames
     /// and answers left behind (ticks left behind are not counted).
     pub depth: usize,
+    /// The subscribes whose first frame is among those taken.
+    pub firsts: Vec<FirstFrame>,
+}
+
+/// A subscribe waiting for its channel's first frame to be written
+/// (`pulse_subscribe_first_message_seconds`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FirstFrame {
+    pub kind: ChannelKind,
+    /// When the connection began handling the subscribe.
+    pub since: Instant,
 }
 
 /// A connection's outbound queue; shared by the connection task, the hub and
@@ -97,6 +109,8 @@ struct Queued {
     frame: Utf8Bytes,
     kind: Kind,
     at: Instant,
+    /// Set on the first frame of a timed subscribe answer.
+    first: Option<FirstFrame>,
 }
 
 #[derive(Debug, Default)]
@@ -111,6 +125,8 @@ struct State {
     bytes: usize,
     /// Bytes of queued answers, which count toward [`MAX_ANSWER_BYTES`].
     answer_bytes: usize,
+    /// The subscribe the next answer belongs to ([`Outbox::time_answer`]).
+    timing: Option<FirstFrame>,
     ping: bool,
     close: Option<(u16, &'static str)>,
     /// Nothing more is accepted (closing or over budget).
@@ -154,6 +170,7 @@ impl Outbox {
             frame,
             kind: Kind::Live,
             at: Instant::now(),
+            first: None,
         });
         drop(state);
         self.ready.notify_one();
@@ -178,14 +195,32 @@ impl Outbox {
         }
         state.answer_bytes += size;
         let at = Instant::now();
+        let mut first = state.timing.take();
         state.frames.extend(answer.into_iter().map(|frame| Queued {
             frame,
             kind: Kind::Answer,
             at,
+            first: first.take(),
         }));
         drop(state);
         self.ready.notify_one();
         Ok(())
+    }
+
+    /// Says that the next answer queued is the one to a subscribe of a
+    /// channel of `kind` handled since `since`: its first frame is timed
+    /// when written. The connection calls it just before asking the hub,
+    /// which queues the answer within that call, and calls
+    /// [`Outbox::untime_answer`] just after (no answer: nothing timed). An
+    /// answer the hub sends on its own in that instant (a renewal) would
+    /// take the timing instead: rare, and then measured all the same.
+    pub fn time_answer(&self, kind: ChannelKind, since: Instant) {
+        self.lock().timing = Some(FirstFrame { kind, since });
+    }
+
+    /// Forgets a [`Outbox::time_answer`] no answer took (a refused subscribe).
+    pub fn untime_answer(&self) {
+        self.lock().timing = None;
     }
 
     /// Seals the queue of a slow consumer and wakes its connection, which
@@ -220,6 +255,7 @@ impl Outbox {
             frame,
             kind: Kind::Tick,
             at: Instant::now(),
+            first: None,
         });
         state.queued_ticks.insert(channel.clone(), sequence);
         drop(state);
@@ -317,6 +353,7 @@ impl Outbox {
         if !state.frames.is_empty() {
             let mut frames = Vec::new();
             let mut queued_at = Vec::new();
+            let mut firsts = Vec::new();
             let mut size = 0;
             while let Some(front) = state.frames.front() {
                 if !frames.is_empty() && size + front.frame.len() > max_bytes {
@@ -331,14 +368,28 @@ impl Outbox {
                 }
                 frames.push(queued.frame);
                 queued_at.push(queued.at);
+                firsts.extend(queued.first);
             }
             state.taken += frames.len() as u64;
             let taken = state.taken;
             state.queued_ticks.retain(|_, sequence| *sequence >= taken);
             let depth = size + state.bytes + state.answer_bytes;
-            return Some(Next::Frames(frames, Drained { queued_at, depth }));
+            let drained = Drained {
+                queued_at,
+                depth,
+                firsts,
+            };
+            return Some(Next::Frames(frames, drained));
         }
         state.close.map(|(code, reason)| Next::Close(code, reason))
+    }
+
+    /// Frames and bytes queued now, of every kind (the admin view's
+    /// slowest consumers).
+    pub fn backlog(&self) -> (usize, usize) {
+        let state = self.lock();
+        let bytes = state.frames.iter().map(|queued| queued.frame.len()).sum();
+        (state.frames.len(), bytes)
     }
 
     /// Frames and live bytes queued now (for tests).

@@ -43,6 +43,12 @@ where
                     let latency = written.saturating_duration_since(queued_at);
                     metrics.delivery_latency.observe(latency.as_secs_f64());
                 }
+                for first in drained.firsts {
+                    let waited = written.saturating_duration_since(first.since);
+                    metrics
+                        .first_message(first.kind)
+                        .observe(waited.as_secs_f64());
+                }
                 continue;
             }
             Next::Close(code, reason) => {

@@ -33,6 +33,7 @@ use crate::protocol::{
     ClientEnvelope, ClientMessage, CloseCode, DecodeError, Empty, ErrorBody, ErrorCode, Hello,
     ServerMessage, UserRef, Welcome,
 };
+use crate::server::admin::Admin;
 use crate::server::auth::{Auth, AuthError};
 use crate::server::config::Config;
 use crate::server::frames;
@@ -65,6 +66,11 @@ pub struct ConnectionContext {
     pub hub: Hub,
     pub auth: Arc<Auth>,
     pub store: Store,
+    /// The census this connection counts in, and the `admin` channel.
+    pub admin: Admin,
+    /// Whether the socket was opened with a valid admin session cookie
+    /// (only then may it subscribe to `admin`).
+    pub admin_session: bool,
 }
 
 impl ConnectionContext {
@@ -76,6 +82,8 @@ impl ConnectionContext {
             hub: state.hub.clone(),
             auth: state.auth.clone(),
             store: state.store.clone(),
+            admin: state.admin.clone(),
+            admin_session: false,
         }
     }
 }
@@ -122,14 +130,16 @@ where
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let id = uuid::Uuid::new_v4().simple().to_string();
     tracing::Span::current().record("connection", id.as_str());
+    let registration = Registration::new(
+        context.hub.clone(),
+        metrics.clone(),
+        outbox.clone(),
+        (subscriber, &id),
+        context.admin.clone(),
+    );
     let mut connection = Connection {
         id,
-        registration: Registration::new(
-            context.hub.clone(),
-            metrics.clone(),
-            outbox.clone(),
-            subscriber,
-        ),
+        registration,
         subscriber,
         chat_bucket: TokenBucket::new(context.config.chat_rate, CHAT_BURST, now.into_std()),
         doc_bucket: TokenBucket::new(doc::DOC_RATE, doc::DOC_BURST, now.into_std()),

@@ -1,5 +1,6 @@
 //! Owns [`Registration`]: what one connection registered outside itself (hub
-//! subscriptions, its presence, the open-connections gauge) and the promise to
+//! subscriptions, the `admin` channel, its presence, its place in the admin
+//! census, the open-connections gauge) and the promise to
 //! release it exactly once, however the connection's task ends: a return, an
 //! error, a panic or an abort (mini-redis' `DbDropGuard` habit).
 
@@ -7,6 +8,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::protocol::{Channel, CloseCode, UserRef};
+use crate::server::admin::Admin;
 use crate::server::hub::{Hub, SubscriberId};
 use crate::server::metrics::Metrics;
 use crate::server::ws::outbox::Outbox;
@@ -22,6 +24,10 @@ pub struct Registration {
     pub subscriptions: BTreeSet<Channel>,
     /// The user whose presence this connection counts in, once identified.
     present_as: Option<String>,
+    /// The census this connection counts in, and the `admin` channel.
+    admin: Admin,
+    /// Whether the connection subscribes to `admin`.
+    pub watches_admin: bool,
     released: bool,
 }
 
@@ -32,8 +38,10 @@ impl Registration {
         hub: Hub,
         metrics: Arc<Metrics>,
         outbox: Arc<Outbox>,
-        subscriber: SubscriberId,
+        (subscriber, connection_id): (SubscriberId, &str),
+        admin: Admin,
     ) -> Self {
+        admin.census().opened(subscriber, connection_id, &outbox);
         metrics.connections_open.inc();
         metrics.connections_websocket.inc();
         metrics.connections_total.inc();
@@ -44,6 +52,8 @@ impl Registration {
             subscriber,
             subscriptions: BTreeSet::new(),
             present_as: None,
+            admin,
+            watches_admin: false,
             released: false,
         }
     }
@@ -52,8 +62,10 @@ impl Registration {
     /// `pulse_subscriptions{kind}`).
     pub fn subscribed(&mut self, channel: Channel) {
         let gauge = self.metrics.subscriptions(&channel);
-        if self.subscriptions.insert(channel) {
+        if !self.subscriptions.contains(&channel) {
             gauge.inc();
+            self.admin.census().subscribed(&channel);
+            self.subscriptions.insert(channel);
         }
     }
 
@@ -61,12 +73,14 @@ impl Registration {
     pub fn unsubscribed(&mut self, channel: &Channel) {
         if self.subscriptions.remove(channel) {
             self.metrics.subscriptions(channel).dec();
+            self.admin.census().unsubscribed(channel);
         }
     }
 
     /// Counts this connection in `user`'s presence.
     pub fn join_presence(&mut self, user: &UserRef) {
         self.hub.presence_connect(user, self.subscriber);
+        self.admin.census().signed_in(self.subscriber, &user.id);
         self.present_as = Some(user.id.clone());
     }
 
@@ -78,7 +92,11 @@ impl Registration {
         }
         for channel in std::mem::take(&mut self.subscriptions) {
             self.metrics.subscriptions(&channel).dec();
+            self.admin.census().unsubscribed(&channel);
             self.hub.unsubscribe(self.subscriber, &channel);
+        }
+        if std::mem::take(&mut self.watches_admin) {
+            self.admin.unsubscribe(self.subscriber);
         }
         if let Some(user_id) = self.present_as.take() {
             self.hub.presence_disconnect(&user_id, self.subscriber);
@@ -95,6 +113,7 @@ impl Drop for Registration {
             self.outbox
                 .close_now(CloseCode::Internal.code(), "internal error");
         }
+        self.admin.census().closed(self.subscriber);
         self.metrics.connections_open.dec();
         self.metrics.connections_websocket.dec();
     }

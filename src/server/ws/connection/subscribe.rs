@@ -1,12 +1,15 @@
 //! `subscribe` and `unsubscribe`: who may watch which channel, the per
 //! connection cap, loading a persisted channel from the store on first use,
-//! and registering with the hub (which answers and replays).
+//! and registering with the hub (which answers and replays); the `admin`
+//! channel, answered by the admin feed, for sockets opened with the session.
 
 use super::Connection;
+use crate::protocol::admin::ADMIN_CHANNEL;
 use crate::protocol::{
     Channel, ErrorBody, ErrorCode, ServerMessage, Subscribe, Unsubscribe, Unsubscribed,
 };
 use crate::server::hub::{Hub, LoadError, SubscribeError, CHAT_HISTORY, INBOX_HISTORY};
+use crate::server::metrics::ChannelKind;
 use crate::server::store::Store;
 use std::collections::HashSet;
 
@@ -52,11 +55,20 @@ impl Connection {
         let mut listed = HashSet::new();
         let channels = subscribe.channels.into_iter();
         for entry in channels.filter(|entry| listed.insert(entry.channel.clone())) {
+            // Timed from here to the channel's first frame written
+            // (`pulse_subscribe_first_message_seconds`).
+            let since = std::time::Instant::now();
             let error = |code, message: String| {
                 ErrorBody::new(code, message)
                     .with_id(id.clone())
                     .with_channel(entry.channel.clone())
             };
+            if entry.channel == ADMIN_CHANNEL {
+                if let Err(body) = self.subscribe_admin(since) {
+                    self.send_error(body.with_id(id.clone()).with_channel(entry.channel.clone()));
+                }
+                continue;
+            }
             let channel: Channel = match entry.channel.parse() {
                 Ok(channel) => channel,
                 Err(err) => {
@@ -82,12 +94,15 @@ impl Connection {
                 if let Err(err) = self.wait(install(hub, store, loading)).await {
                     break Err(err);
                 }
-                match self.context.hub.subscribe(
+                self.outbox.time_answer(ChannelKind::of(&channel), since);
+                let answered = self.context.hub.subscribe(
                     self.subscriber,
                     &self.outbox,
                     &channel,
                     entry.since.as_ref(),
-                ) {
+                );
+                self.outbox.untime_answer();
+                match answered {
                     Err(SubscribeError::NotLoaded) if attempts < LOAD_ATTEMPTS => continue,
                     done => break Ok(done),
                 }
@@ -111,9 +126,36 @@ impl Connection {
         }
     }
 
+    /// `admin`: only for a socket opened with the admin session cookie
+    /// (`forbidden` otherwise); answered with the latest snapshot, then one
+    /// a second. Subscribing again is answered again.
+    fn subscribe_admin(&mut self, since: std::time::Instant) -> Result<(), ErrorBody> {
+        if !self.context.admin_session {
+            return Err(ErrorBody::new(
+                ErrorCode::Forbidden,
+                "admin: only a connection opened with the admin session may subscribe; \
+                 sign in at /admin",
+            ));
+        }
+        self.outbox.time_answer(ChannelKind::Admin, since);
+        let subscribed = self.context.admin.subscribe(self.subscriber, &self.outbox);
+        self.outbox.untime_answer();
+        // Gone: the outbox is sealed and the select loop is about to close.
+        if subscribed.is_ok() {
+            self.registration.watches_admin = true;
+        }
+        Ok(())
+    }
+
     /// One `unsubscribed` per channel; unsubscribing twice is harmless.
     pub(super) fn unsubscribe(&mut self, unsubscribe: Unsubscribe, id: Option<String>) {
         for name in unsubscribe.channels {
+            if name == ADMIN_CHANNEL {
+                self.context.admin.unsubscribe(self.subscriber);
+                self.registration.watches_admin = false;
+                self.send(ServerMessage::Unsubscribed(Unsubscribed { channel: name }));
+                continue;
+            }
             match name.parse::<Channel>() {
                 Ok(channel) => {
                     self.context.hub.unsubscribe(self.subscriber, &channel);

@@ -96,6 +96,8 @@ fn context_with(flags: &[&str]) -> ConnectionContext {
         )
         .unwrap(),
         metrics,
+        admin: crate::server::admin::Admin::new(None),
+        admin_session: false,
     }
 }
 

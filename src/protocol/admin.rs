@@ -1,0 +1,189 @@
+//! Owns the `admin` channel's wire shapes (docs/EXTENSIONS.md, "The admin
+//! channel"): the snapshot an operator's page receives once a second, for
+//! this instance and, with several instances, for each and the total.
+
+use serde::{Deserialize, Serialize};
+
+/// The name of the admin channel (not a [`super::Channel`]: the hub never
+/// holds it; the connection answers it from the server's own numbers).
+pub const ADMIN_CHANNEL: &str = "admin";
+
+/// How many points [`InstanceStats::history`] holds: one per
+/// [`HISTORY_STEP_SECS`], ten minutes in all.
+pub const HISTORY_POINTS: usize = 60;
+
+/// Seconds between two points of [`InstanceStats::history`].
+pub const HISTORY_STEP_SECS: u64 = 10;
+
+/// How many rows each "top" list carries (slowest consumers, channels).
+pub const TOP_ROWS: usize = 5;
+
+/// `admin` (extension): the whole picture, once a second.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdminSnapshot {
+    /// Always [`ADMIN_CHANNEL`].
+    pub channel: String,
+    /// When this instance took it, milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// The instance that sent it.
+    pub instance: String,
+    /// Every instance heard from in the last few seconds, this one first.
+    pub instances: Vec<InstanceStats>,
+    /// The sums over `instances` (latencies: the worst instance's).
+    pub total: Totals,
+}
+
+/// One instance's numbers.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct InstanceStats {
+    pub instance: String,
+    /// When it was taken, milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// WebSocket connections open now (`pulse_connections_open`).
+    pub connections: u64,
+    /// The most connections open in each [`HISTORY_STEP_SECS`] of the last
+    /// ten minutes, oldest first (fewer points after a recent start).
+    pub history: Vec<u64>,
+    /// `pulse_messages_in_total` and `pulse_messages_out_total` now.
+    pub messages_in: u64,
+    pub messages_out: u64,
+    /// Messages per second over the last second.
+    pub in_per_second: f64,
+    pub out_per_second: f64,
+    /// Delivery latency (queued to written) over the last ten seconds, in
+    /// milliseconds; `None` when nothing was delivered.
+    pub delivery_p50_ms: Option<f64>,
+    pub delivery_p99_ms: Option<f64>,
+    /// The store's commit time over the last ten seconds, in milliseconds.
+    pub commit_p50_ms: Option<f64>,
+    pub commit_p99_ms: Option<f64>,
+    /// The connections with the largest outbox backlog, largest first.
+    pub slowest: Vec<Consumer>,
+    /// Channels by subscribers here, most first.
+    pub top_by_subscribers: Vec<ChannelRow>,
+    /// Channels by messages per second, fastest first.
+    pub top_by_rate: Vec<ChannelRow>,
+    /// Error messages sent, by code, since the start.
+    pub errors: Vec<CodeCount>,
+    /// Connections ended, by close code, since the start.
+    pub closes: Vec<CodeCount>,
+    /// The leases this instance holds (with `--redis`): `simulator`, `presence`.
+    pub leases: Vec<String>,
+}
+
+/// A connection with queued frames.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Consumer {
+    pub connection_id: String,
+    /// The signed-in user, if any.
+    pub user: Option<String>,
+    pub queued_frames: u64,
+    pub queued_bytes: u64,
+}
+
+/// One channel's row in a "top" list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelRow {
+    pub channel: String,
+    pub subscribers: u64,
+    pub per_second: f64,
+}
+
+/// A count by protocol code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeCount {
+    pub code: String,
+    pub count: u64,
+}
+
+/// The cluster's sums.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Totals {
+    pub connections: u64,
+    pub history: Vec<u64>,
+    pub in_per_second: f64,
+    pub out_per_second: f64,
+    pub delivery_p50_ms: Option<f64>,
+    pub delivery_p99_ms: Option<f64>,
+    pub errors: Vec<CodeCount>,
+    pub closes: Vec<CodeCount>,
+}
+
+impl Totals {
+    /// Sums `instances` (histories aligned on their newest point; latencies
+    /// the worst instance's, since percentiles do not add up).
+    pub fn of(instances: &[InstanceStats]) -> Totals {
+        let mut total = Totals::default();
+        let longest = instances.iter().map(|i| i.history.len()).max().unwrap_or(0);
+        total.history = vec![0; longest];
+        for stats in instances {
+            total.connections += stats.connections;
+            total.in_per_second += stats.in_per_second;
+            total.out_per_second += stats.out_per_second;
+            total.delivery_p50_ms = worst(total.delivery_p50_ms, stats.delivery_p50_ms);
+            total.delivery_p99_ms = worst(total.delivery_p99_ms, stats.delivery_p99_ms);
+            let offset = longest - stats.history.len();
+            for (slot, value) in total.history[offset..].iter_mut().zip(&stats.history) {
+                *slot += value;
+            }
+            add_counts(&mut total.errors, &stats.errors);
+            add_counts(&mut total.closes, &stats.closes);
+        }
+        total
+    }
+}
+
+fn worst(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn add_counts(into: &mut Vec<CodeCount>, from: &[CodeCount]) {
+    for row in from {
+        match into.iter_mut().find(|known| known.code == row.code) {
+            Some(known) => known.count += row.count,
+            None => into.push(row.clone()),
+        }
+    }
+    into.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.code.cmp(&b.code)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_add_instances_up_and_keep_the_worst_latency() {
+        let one = InstanceStats {
+            connections: 2,
+            history: vec![1, 2],
+            in_per_second: 1.5,
+            delivery_p99_ms: Some(3.0),
+            errors: vec![CodeCount {
+                code: "invalid".into(),
+                count: 1,
+            }],
+            ..Default::default()
+        };
+        let two = InstanceStats {
+            connections: 3,
+            history: vec![4, 5, 6],
+            in_per_second: 0.5,
+            delivery_p99_ms: Some(7.0),
+            errors: vec![CodeCount {
+                code: "invalid".into(),
+                count: 2,
+            }],
+            ..Default::default()
+        };
+        let total = Totals::of(&[one, two]);
+        assert_eq!(total.connections, 5);
+        assert_eq!(total.history, vec![4, 6, 8]);
+        assert_eq!(total.in_per_second, 2.0);
+        assert_eq!(total.delivery_p99_ms, Some(7.0));
+        assert_eq!(total.delivery_p50_ms, None);
+        assert_eq!(total.errors[0].count, 3);
+    }
+}
