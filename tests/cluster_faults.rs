@@ -172,7 +172,8 @@ async fn chat_reaches_its_own_instance_while_redis_is_down() {
     let (acked, acked_at) = acks(&mut sender, 4).await;
     assert_eq!(acked["m4"], Some(4), "stored and acked without Redis");
     let here = chats_within(&mut local, 3, HUNG).await;
-    let here = here.expect("all three reach the subscriber on the same instance while Redis is down");
+    let here =
+        here.expect("all three reach the subscriber on the same instance while Redis is down");
     let offsets: Vec<u64> = here.iter().map(|(m, _)| m.offset).collect();
     assert_eq!(offsets, [2, 3, 4], "in order");
     // A figure for the report, not a claim.
@@ -201,6 +202,8 @@ async fn chat_reaches_its_own_instance_while_redis_is_down() {
     );
     say(&mut sender, "m5", "five").await;
     let next = chats_within(&mut remote, 1, PATIENCE).await.unwrap();
+    assert_eq!(next[0].0.offset, 5);
+    let next = chats_within(&mut local, 1, PATIENCE).await.unwrap();
     assert_eq!(next[0].0.offset, 5);
     no_more_chat(&mut remote).await;
     no_more_chat(&mut local).await;
@@ -245,6 +248,7 @@ async fn a_stalled_redis_holds_back_no_local_delivery() {
     say(&mut sender, "s1", "during the stall").await;
     let (acked, _) = acks(&mut sender, 1).await;
     assert_eq!(acked["s1"], Some(1));
+    eprintln!("acked; Redis still asleep: {}", !sleeper.is_finished());
     let mut received = None;
     let deadline = tokio::time::Instant::now() + HUNG;
     while received.is_none() {
@@ -273,7 +277,10 @@ async fn a_stalled_redis_holds_back_no_local_delivery() {
         }
     }
     let out = sleeper.join().unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("OK"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("OK"),
+        "{out:?}"
+    );
     assert!(redis_cli(&redis, &["PING"]).contains("PONG"));
 
     // Once Redis answers, ticks flow again, in order.

@@ -11,23 +11,24 @@
 //! the last few documents released stay warm, `warm.rs`), and a ticker
 //! nobody published to allocates no history.
 
+mod deliver;
 mod doc;
 mod loads;
 mod online;
 mod presence;
-mod relay;
 mod ring;
 mod subscriber;
 mod ticker;
 mod warm;
 
 use axum::extract::ws::Utf8Bytes;
-pub use relay::{Delivery, RelayCommand, RelayLink, Relayed};
+pub use deliver::Delivery;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
 
+use super::broker::{Broker, Gap, Held, Publication, Sequencing};
 use super::frames;
 use super::metrics::Metrics;
 use super::store::{StoredChat, StoredDoc, StoredInbox, Unread, UNREAD_SNAPSHOT};
@@ -128,9 +129,9 @@ struct Inner {
     /// Wakes the presence task (`online::expire`) when presence got an
     /// earlier deadline, or when the hub is dropped (so the task ends).
     presence_wake: Arc<Notify>,
-    /// Set when several instances run as one (`relay.rs`): committed
-    /// messages of persisted channels go through it.
-    relay: std::sync::OnceLock<RelayLink>,
+    /// The seam to the other instances (`broker/`), set when several run
+    /// as one; until then (and for one instance alone) the memory broker.
+    broker: std::sync::OnceLock<Arc<dyn Broker>>,
     /// Set when instances share presence (`online.rs`): this hub's
     /// connections are reported through it, and the cluster decides.
     presence_link: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<PresenceEvent>>,
@@ -367,7 +368,7 @@ impl Hub {
                 metrics,
                 presence_grace,
                 presence_wake: Arc::new(Notify::new()),
-                relay: std::sync::OnceLock::new(),
+                broker: std::sync::OnceLock::new(),
                 presence_link: std::sync::OnceLock::new(),
             }),
         };
@@ -407,7 +408,7 @@ impl Hub {
                 return Ok(state.clone());
             }
             let history = match channel {
-                Channel::Ticker(_) if self.inner.relay.get().is_some() => {
+                Channel::Ticker(_) if self.broker().sequences_ticks() => {
                     return Err(SubscribeError::NotLoaded)
                 }
                 Channel::Ticker(_) => History::Ticker(TickerHistory::default()),
@@ -563,13 +564,18 @@ impl Hub {
     /// Publishes a tick on `ticker:{symbol}`: serialised once, kept in the
     /// history, and queued (conflated) for every subscriber. Returns its offset.
     ///
-    /// When instances run as one, the tick goes to the relay instead (which
+    /// When instances run as one, the tick goes to the broker instead (which
     /// gives it the cluster's next offset and brings it back to every
     /// instance), and this returns 0.
     pub fn publish_tick(&self, quote: Quote) -> u64 {
-        if self.relay(Relayed::Tick(quote.clone(), None)) {
-            return 0;
+        match self.broker().publish_tick(quote, None) {
+            Sequencing::Here(quote) => self.publish_tick_here(quote),
+            Sequencing::Broker => 0,
         }
+    }
+
+    /// Gives a tick this hub's next offset of its channel and delivers it.
+    fn publish_tick_here(&self, quote: Quote) -> u64 {
         let channel = Channel::Ticker(quote.symbol.clone());
         self.with_channel(&channel, |state| self.publish_tick_locked(state, quote))
             .expect("ticker channels are always served")
@@ -677,20 +683,20 @@ impl Hub {
     }
 
     /// Publishes a chat message just committed to the store (called in commit
-    /// order, so offsets arrive in order): through the relay when instances
-    /// run as one, else straight to this hub's subscribers, where it is kept
-    /// in memory and queued for every subscriber. Never dropped: a
-    /// subscriber too far behind gets 4008.
+    /// order, so offsets arrive in order): kept in memory and queued for this
+    /// hub's subscribers at once, then handed to the broker for the other
+    /// instances. Never dropped: a subscriber too far behind gets 4008.
     pub fn publish_chat(&self, message: &ChatMessage) {
-        if self.relay(Relayed::Chat(message.clone())) {
-            return;
-        }
-        // A gap here means a commit this instance did not publish (its
-        // answer was lost) or another instance's (no relay): the room goes
-        // on from this message rather than stop.
+        // A gap here means other instances' messages are on their way (the
+        // broker fills it and delivers this one after), or a commit this
+        // instance did not publish (its answer was lost): then the room
+        // goes on from this message rather than stop.
         if let Delivery::Gap { .. } = self.deliver_chat(message) {
-            self.deliver_chat_after_gap(message);
+            if let Gap::Restart(_) = self.broker().gap(Held::Chat(message.clone())) {
+                self.deliver_chat_after_gap(message);
+            }
         }
+        self.broker().publish(Publication::Chat(message.clone()));
     }
 
     /// Installs a user's channel loaded from the store (unless present); a
@@ -733,14 +739,16 @@ impl Hub {
     }
 
     /// Publishes a notification just committed to the store, to every tab of
-    /// its user (through the relay when instances run as one).
+    /// its user here at once, then to the other instances' (the broker).
     pub fn publish_notification(&self, notification: &Notification) {
-        if self.relay(Relayed::Notification(notification.clone())) {
-            return;
-        }
         if let Delivery::Gap { .. } = self.deliver_notification(notification) {
-            self.deliver_notification_after_gap(notification);
+            let held = Held::Notification(notification.clone());
+            if let Gap::Restart(_) = self.broker().gap(held) {
+                self.deliver_notification_after_gap(notification);
+            }
         }
+        self.broker()
+            .publish(Publication::Notification(notification.clone()));
     }
 
     /// Replaces the unread snapshot of `channel` with the store's, read in
@@ -749,8 +757,8 @@ impl Hub {
     pub fn inbox_read(&self, channel: &str, unread: Unread) {
         self.with_inbox(channel, |_, history, _| history.unread = unread);
         // Other instances holding the channel read their snapshot again.
-        if let (Some(link), Ok(channel)) = (self.inner.relay.get(), channel.parse()) {
-            let _ = link.commands.send(RelayCommand::Read(channel));
+        if let Ok(channel) = channel.parse() {
+            self.broker().publish(Publication::Read(channel));
         }
     }
 

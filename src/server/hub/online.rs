@@ -15,8 +15,8 @@ use std::time::Duration;
 use axum::extract::ws::Utf8Bytes;
 use tokio::sync::{mpsc, Notify};
 
+use super::deliver::{placement, Delivery};
 use super::presence::{Change, Presence};
-use super::relay::{placement, Delivery};
 use super::{
     frames, resubscribe, History, Hub, Inner, Ring, Subscriber, SubscriberId, PRESENCE_HISTORY,
 };

@@ -14,8 +14,9 @@ use yrs::Update;
 use super::order::{Order, Place};
 use super::{DocError, DocState, Fit};
 use crate::protocol::{Channel, DocUpdateEvent, ServerMessage};
+use crate::server::broker::Publication;
 use crate::server::frames;
-use crate::server::hub::{Delivery, Hub, Relayed, SubscribeError, Subscriber, SubscriberId};
+use crate::server::hub::{Delivery, Hub, SubscribeError, Subscriber, SubscriberId};
 
 /// What publishing a document update this instance committed asks of its
 /// caller.
@@ -138,12 +139,12 @@ impl Hub {
 
     /// Publishes a document update this instance just committed (called in
     /// commit order): applied here in offset order and queued for every
-    /// subscriber, the sender included, and handed to the relay (if any)
-    /// for the other instances. Says whether the stored log is due for a
+    /// subscriber, the sender included, and handed to the broker for the
+    /// other instances. Says whether the stored log is due for a
     /// compaction (counted on the instance that committed the update) and
     /// whether a gap before it needs a fill from the store.
     pub fn publish_doc(&self, event: &DocUpdateEvent) -> DocPublished {
-        self.relay(Relayed::Doc(event.clone()));
+        self.broker().publish(Publication::Doc(event.clone()));
         let channel = Channel::Doc(event.doc.clone());
         // A load under way may have read the store before this commit.
         self.keep_for_loads(&channel, event);

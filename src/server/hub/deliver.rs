@@ -1,71 +1,25 @@
-//! Owns the hub's side of running several instances as one: where the
-//! messages of persisted channels go once committed (straight to this hub's
-//! subscribers, or through a relay that carries them to every instance,
-//! `server/cluster/`), and delivering what the relay brings back, offset by
-//! offset, telling the relay about a gap so it can fill it from the store.
+//! Owns delivering committed messages to this hub's subscribers in offset
+//! order, whoever committed them (this instance, or another one through the
+//! broker, `server/broker/`), and the hub's side of the broker seam: which
+//! broker the hub talks to, and what it asks of it. A delivery answers
+//! `Gap` when messages before it are missing; the broker fills the gap.
 //!
-//! The hub names no Redis type: a relay is two queues.
+//! The hub names no Redis type: it talks to a [`Broker`].
 
 use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::ticker::{TickEntry, TickerHistory, HISTORY as TICKER_HISTORY};
 use super::{
     frames, lock, resubscribe, ChannelState, ChatHistory, History, Hub, Quote, Ring, CHAT_HISTORY,
     DOC_HISTORY, INBOX_HISTORY,
 };
-use crate::protocol::{Channel, ChatMessage, DocUpdateEvent, Notification, ServerMessage, Tick};
+use crate::protocol::{Channel, ChatMessage, Notification, ServerMessage, Tick};
+use crate::server::broker::{memory::Memory, Broker, Publication, Sequencing};
 use crate::server::store::StoredDoc;
-
-/// A message of a persisted channel, committed by this instance, for the
-/// relay to carry to every instance (this one included).
-#[derive(Debug)]
-pub enum Relayed {
-    Chat(ChatMessage),
-    Notification(Notification),
-    Doc(DocUpdateEvent),
-    /// A price for `ticker:{symbol}`: the relay gives it the cluster's next
-    /// offset (answered on the sender, if any; `None` when Redis could not
-    /// take it) and publishes it. Without a sender it is the simulator's,
-    /// published only while this instance holds the simulator's lease.
-    Tick(Quote, Option<oneshot::Sender<Option<u64>>>),
-}
-
-/// What the hub asks of a relay about a persisted channel it loads.
-#[derive(Debug)]
-pub enum RelayCommand {
-    /// Listen to the channel; answered once listening, so that the load
-    /// which follows and the messages the relay brings overlap, never miss.
-    Watch(Channel, oneshot::Sender<()>),
-    /// The channel is now in memory: deliver whatever was committed between
-    /// the load and now (the store has it).
-    Loaded(Channel),
-    /// Listen to a channel this hub already holds, if the relay does not
-    /// yet (it was installed without a watch, or swept), and catch up.
-    Ensure(Channel),
-    /// A user marked notifications of this channel read here: every other
-    /// instance holding it reads its unread snapshot again.
-    Read(Channel),
-    /// A resend found this channel's message at `offset` already stored: its
-    /// publisher may have died before publishing it, so every instance that
-    /// lacks it catches up from the store.
-    Head(Channel, u64),
-}
-
-/// The queues into a relay: what to publish, and what the hub asks of it.
-#[derive(Clone)]
-pub struct RelayLink {
-    pub publish: mpsc::UnboundedSender<Relayed>,
-    pub commands: mpsc::UnboundedSender<RelayCommand>,
-    /// `doc_awareness` frames this instance sent its own subscribers, for
-    /// the other instances' subscribers only (live, not kept for their
-    /// snapshots: Yjs peers renew their state every 15 s). Bounded: while
-    /// Redis is slow, carets are dropped rather than queued.
-    pub awareness: mpsc::Sender<(Channel, Utf8Bytes)>,
-}
 
 /// What delivering one message did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,63 +36,42 @@ pub enum Delivery {
 }
 
 impl Hub {
-    /// From now on, committed messages of persisted channels go through the
-    /// relay (`publish_chat`, `publish_notification`), and loads of them wait
-    /// until the relay listens (`watch`).
-    pub fn relay_through(&self, link: RelayLink) {
-        let _ = self.inner.relay.set(link);
+    /// From now on, committed messages go to the other instances through
+    /// `broker`, and loads of persisted channels wait until it hears them
+    /// (`watch`). Without one the hub serves one instance alone.
+    pub fn use_broker(&self, broker: Arc<dyn Broker>) {
+        let _ = self.inner.broker.set(broker);
     }
 
-    /// Waits until the relay (if any) listens to `channel`; call before
-    /// loading a persisted channel from the store.
-    pub async fn watch(&self, channel: &Channel) {
-        let Some(link) = self.inner.relay.get() else {
-            return;
-        };
-        let (done, listening) = oneshot::channel();
-        if link
-            .commands
-            .send(RelayCommand::Watch(channel.clone(), done))
-            .is_ok()
-        {
-            // A relay that cannot listen (Redis is down) still answers: the
-            // load goes on, and a gap is filled when the relay is back.
-            let _ = listening.await;
+    /// The broker this hub talks to.
+    pub(super) fn broker(&self) -> &dyn Broker {
+        match self.inner.broker.get() {
+            Some(broker) => broker.as_ref(),
+            None => &Memory,
         }
     }
 
-    /// Tells the relay (if any) that a resend found `channel`'s message at
+    /// Waits until the broker hears the other instances' messages of
+    /// `channel`; call before loading a persisted channel from the store.
+    pub async fn watch(&self, channel: &Channel) {
+        self.broker().watch(channel).await;
+    }
+
+    /// Tells the other instances that a resend found `channel`'s message at
     /// `offset` already stored (it may never have been published).
     pub fn stored_head(&self, channel: &Channel, offset: u64) {
-        if let Some(link) = self.inner.relay.get() {
-            let _ = link
-                .commands
-                .send(RelayCommand::Head(channel.clone(), offset));
-        }
+        self.broker()
+            .publish(Publication::Head(channel.clone(), offset));
     }
 
-    /// Asks the relay (if any) to listen to `channel`, held already, unless
-    /// it does.
+    /// Asks the broker to hear `channel`, held already, unless it does.
     pub fn ensure_watched(&self, channel: &Channel) {
-        if let Some(link) = self.inner.relay.get() {
-            let _ = link.commands.send(RelayCommand::Ensure(channel.clone()));
-        }
+        self.broker().ensure(channel);
     }
 
-    /// Tells the relay (if any) that `channel` was loaded into memory.
+    /// Tells the broker that `channel` was loaded into memory.
     pub fn loaded(&self, channel: &Channel) {
-        if let Some(link) = self.inner.relay.get() {
-            let _ = link.commands.send(RelayCommand::Loaded(channel.clone()));
-        }
-    }
-
-    /// Hands a committed message to the relay; false when there is none (or
-    /// it is gone), and the caller delivers it here.
-    pub(super) fn relay(&self, message: Relayed) -> bool {
-        self.inner
-            .relay
-            .get()
-            .is_some_and(|link| link.publish.send(message).is_ok())
+        self.broker().loaded(channel);
     }
 
     /// Delivers a chat message to this hub's subscribers if it is the next
@@ -220,11 +153,9 @@ impl Hub {
     }
 
     /// Hands a `doc_awareness` frame this hub sent its subscribers to the
-    /// relay (if any) for the other instances; dropped when its queue is full.
+    /// broker for the other instances (live only: the latest are kept).
     pub(super) fn share_awareness(&self, channel: &Channel, frame: Utf8Bytes) {
-        if let Some(link) = self.inner.relay.get() {
-            let _ = link.awareness.try_send((channel.clone(), frame));
-        }
+        self.broker().share_awareness(channel, frame);
     }
 
     /// Queues another instance's `doc_awareness` frame for every subscriber
@@ -271,10 +202,10 @@ impl Hub {
     /// it), else this hub's.
     pub async fn publish_tick_shared(&self, quote: Quote) -> Option<u64> {
         let (answer, offset) = oneshot::channel();
-        if self.relay(Relayed::Tick(quote.clone(), Some(answer))) {
-            return offset.await.ok().flatten();
+        match self.broker().publish_tick(quote, Some(answer)) {
+            Sequencing::Here(quote) => Some(self.publish_tick_here(quote)),
+            Sequencing::Broker => offset.await.ok().flatten(),
         }
-        Some(self.publish_tick(quote))
     }
 
     /// Installs a ticker channel as the cluster knows it (its epoch, and its

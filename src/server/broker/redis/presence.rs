@@ -27,7 +27,7 @@ use crate::server::hub::{PresenceEvent, SubscriberId, WeakHub, PRESENCE_HISTORY}
 
 use super::keys::Keys;
 use super::lease::Lease;
-use super::relay::OFFSET_MARK;
+use super::ticker::OFFSET_MARK;
 
 /// How often an instance refreshes its hash, and the leader reads them all.
 const HEARTBEAT: Duration = Duration::from_secs(1);
