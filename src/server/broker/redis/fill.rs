@@ -254,10 +254,7 @@ impl Shared {
             return true;
         };
         match channel {
-            Channel::Ticker(_) => {
-                self.catch_up_ticker(channel, latest).await;
-                true
-            }
+            Channel::Ticker(_) => self.catch_up_ticker(channel, latest).await,
             Channel::Chat(_) => self.fill_chat(channel, latest, i64::MAX as u64).await,
             Channel::User(_) => self.fill_inbox(channel, latest).await,
             Channel::Doc(_) => self.fill_doc(channel, latest).await,

@@ -9,6 +9,10 @@ use std::collections::HashMap;
 use axum::extract::ws::Utf8Bytes;
 
 use super::fill::Shared;
+
+/// Tries of one renewal of tickers with no tick yet (a second apart): well
+/// within `LINGER`, after which the next sweep renews them anyway.
+const RENEW_TRIES: usize = 20;
 use super::ticker::{diff_of, in_a_row, tick_of, Opened, StreamEntry, RENEW_BATCH};
 use crate::protocol::{Channel, Tick};
 use crate::server::hub::{Delivery, PRESENCE_HISTORY};
@@ -47,13 +51,14 @@ impl Shared {
 
     /// Delivers the ticks this hub lacks of a ticker it holds at `latest`.
     /// One with no tick yet is opened again with the others
-    /// (`renew_unticked`), a batch per round trip.
-    pub(super) async fn catch_up_ticker(&self, channel: &Channel, latest: u64) {
+    /// (`renew_unticked`), a batch per round trip. False if Redis could not
+    /// be read (tried again).
+    pub(super) async fn catch_up_ticker(&self, channel: &Channel, latest: u64) -> bool {
         if latest == 0 {
-            return;
+            return true;
         }
         let Some(epoch) = self.hub.epoch_of(channel) else {
-            return;
+            return true;
         };
         // Redis may have started a new epoch meanwhile (it lost its keys,
         // or came back from an older snapshot): then the whole new history
@@ -96,13 +101,19 @@ impl Shared {
     }
 
     /// Delivers the ticks of `channel` after `latest` (and before `before`)
-    /// from the Redis history.
-    async fn fill_ticks(&self, channel: &Channel, epoch: &str, latest: u64, before: Option<u64>) {
+    /// from the Redis history; false if Redis could not be read.
+    async fn fill_ticks(
+        &self,
+        channel: &Channel,
+        epoch: &str,
+        latest: u64,
+        before: Option<u64>,
+    ) -> bool {
         let mut redis = self.redis.clone();
         let (_, _, history_key) = self.keys.sequenced(channel);
         let end = match before {
             Some(before) if before > latest + 1 => format!("{}-1", before - 1),
-            Some(_) => return,
+            Some(_) => return true,
             None => "+".to_owned(),
         };
         let entries: redis::RedisResult<Vec<StreamEntry>> = redis::cmd("XRANGE")
@@ -112,11 +123,15 @@ impl Shared {
             .query_async(&mut redis)
             .await;
         match entries {
-            Ok(entries) => self.deliver_ticks(
-                epoch,
-                entries.iter().filter_map(|(_, fields)| fields.get("f")),
-            ),
-            Err(err) => tracing::warn!(%err, %channel, "cannot fill ticks from Redis"),
+            Ok(entries) => {
+                let frames = entries.iter().filter_map(|(_, fields)| fields.get("f"));
+                self.deliver_ticks(epoch, frames);
+                true
+            }
+            Err(err) => {
+                tracing::warn!(%err, %channel, "cannot fill ticks from Redis");
+                false
+            }
         }
     }
 
@@ -139,6 +154,18 @@ impl Shared {
     /// a reconnect, and every `LINGER`), `RENEW_BATCH` per round trip: see
     /// `reopened`.
     pub(super) async fn renew_unticked(&self, unticked: Vec<Channel>) {
+        // Redis just came back, and the shared connection may not have
+        // yet: tried again every second, until the next sweep would.
+        for _ in 0..RENEW_TRIES {
+            if self.renew_batches(&unticked).await {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    }
+
+    /// One try of `renew_unticked`; false if Redis did not answer.
+    async fn renew_batches(&self, unticked: &[Channel]) -> bool {
         for batch in unticked.chunks(RENEW_BATCH) {
             let mut pipe = redis::pipe();
             pipe.load_script(&self.scripts.open).ignore();
@@ -153,12 +180,12 @@ impl Shared {
                     }
                 }
                 Err(err) => {
-                    // Renewed at the next sweep, well before they expire.
                     tracing::warn!(%err, "cannot renew tickers with no tick yet in Redis");
-                    return;
+                    return false;
                 }
             }
         }
+        true
     }
 
     /// What Redis said when a ticker this hub holds with no tick yet was
