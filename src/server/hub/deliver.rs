@@ -27,7 +27,7 @@ pub enum Delivery {
     /// Kept and queued for every subscriber.
     Delivered,
     /// Its offset was delivered before (a message from this instance that
-    /// the relay filled in already, or a duplicate): nothing to do.
+    /// a fill delivered already, or its own copy back from Redis): nothing to do.
     Known,
     /// Messages between `latest` (the last delivered) and it are missing.
     Gap { latest: u64 },
@@ -248,7 +248,7 @@ impl Hub {
         resubscribe(state, &self.inner.epoch);
     }
 
-    /// Delivers a tick the relay brought (offset given by the cluster, in
+    /// Delivers a tick the broker brought (offset given by the cluster, in
     /// the cluster's `epoch`): the next offset goes to subscribers; an
     /// older one is known; a skipped one is a gap. A new epoch (Redis lost
     /// its keys) starts the history again from this tick.

@@ -5,7 +5,7 @@
 //! `pulse:presence:leader`, reads them all, decides with the same rules as
 //! one instance (tabs collapse, away, the grace, the coalescing window:
 //! `hub/presence.rs`) and publishes one stream of diffs with the cluster's
-//! offsets. Every instance follows that stream (`relay.rs`).
+//! offsets. Every instance follows that stream (`listen.rs`).
 //!
 //! The leader is level-triggered: an event only names the instance whose
 //! hash changed, and the leader reads that hash again, so an event lost

@@ -1,7 +1,7 @@
 //! Owns the hub's side of a document update's way from check to commit to
 //! subscribers: the check against the committed document (changing
 //! nothing), the growth it reserves until its commit, and applying what the
-//! store committed (this instance's commits and, through the relay, other
+//! store committed (this instance's commits and, through the broker, other
 //! instances') in offset order, holding what comes past a gap until the
 //! fill from the store (`fill.rs`) closes it.
 
@@ -162,7 +162,7 @@ impl Hub {
     }
 
     /// Delivers a committed document update (another instance's, brought by
-    /// the relay, or one a fill read from the store) to a document this hub
+    /// the broker, or one a fill read from the store) to a document this hub
     /// holds, in offset order: `Gap` when updates before it are missing
     /// (then its deliverer fills them from the store and delivers it again).
     pub fn deliver_doc(&self, event: &DocUpdateEvent) -> Delivery {
