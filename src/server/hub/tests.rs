@@ -1,9 +1,14 @@
 //! The hub without a network: subscribers are bare outboxes.
 
 use super::*;
-use crate::protocol::{PresenceDiff, PresenceUser, ServerEnvelope, UserRef, UserStatus};
-use crate::server::store::UNREAD_SNAPSHOT;
+use crate::protocol::{
+    ChatMessage, Notification, PresenceDiff, PresenceUser, ServerEnvelope, Snapshot, Tick, UserRef,
+    UserStatus,
+};
+use crate::server::store::{StoredChat, StoredDoc, StoredInbox, Unread, UNREAD_SNAPSHOT};
 use crate::server::ws::outbox::{Next, Outbox, PushError};
+use axum::extract::ws::Utf8Bytes;
+use base64::Engine as _;
 
 fn hub() -> Hub {
     Hub::new(Arc::new(Metrics::default()), Duration::from_millis(50))
