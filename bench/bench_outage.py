@@ -26,7 +26,7 @@ def run(label, binary, args, database, redis_port):
         command = ["taskset", "-c", str(i % 2), binary, "--addr", f"127.0.0.1:{port}", "--tick-rate", "0",
                    "--database-url", url, "--redis", f"redis://127.0.0.1:{redis_port}", "--jwt-secret", SECRET]
         process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                   env={**os.environ, "RUST_LOG": "error", "PULSE_ALLOW_STALE_BUNDLE": "1",
+                                   env={**os.environ, "RUST_LOG": "error", "PULSE_ALLOW_STALE_BUNDLE": "true",
                                         "LEPTOS_SITE_ROOT": args.site})
         bench.wait_until_up(process, port)
         servers.append(process)
