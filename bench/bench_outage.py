@@ -33,10 +33,15 @@ def run(label, binary, args, database, redis_port):
     try:
         script = subprocess.Popen([args.node, "--experimental-websocket", "--no-warnings",
                                    f"{ROOT}/bench/outage_delivery.mjs", "--url", f"http://127.0.0.1:{args.port}",
-                                   "--messages", str(args.messages), "--wait", str(args.wait)],
+                                   "--messages", str(args.messages), "--rate", str(args.rate),
+                                   "--wait", str(args.wait)],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert script.stdout.readline().strip() == "ready"
         redis.stop()
+        # Messages sent a moment after Redis went away (the publisher's
+        # connection has seen it go and is reconnecting), not in the same
+        # instant.
+        time.sleep(args.settle)
         script.stdin.write("go\n")
         script.stdin.flush()
         report = json.loads(script.stdout.readline())
@@ -57,6 +62,8 @@ def main():
     parser.add_argument("--server", action="append", required=True, help="label=path, repeatable")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--messages", type=int, default=5)
+    parser.add_argument("--settle", type=float, default=1.0, help="seconds between killing Redis and sending")
+    parser.add_argument("--rate", type=float, default=1.0, help="messages sent per second")
     parser.add_argument("--wait", type=int, default=60, help="seconds to wait after the last send")
     parser.add_argument("--port", type=int, default=4100)
     parser.add_argument("--redis-port", type=int, default=6390)
