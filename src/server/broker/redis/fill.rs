@@ -32,6 +32,12 @@ use crate::server::store::Store;
 /// How often work the store (or Redis) could not do yet is tried again.
 const RETRY: Duration = Duration::from_secs(1);
 
+/// How long messages held behind a gap wait before the store is read: the
+/// usual gap is another instance's message still on its way through Redis
+/// (commits cross), which arrives within a round trip and closes it for
+/// nothing.
+const HOLD_GRACE: Duration = Duration::from_millis(20);
+
 /// Messages read per page when filling a gap from the store.
 const FILL_PAGE: usize = 100;
 
@@ -190,6 +196,9 @@ impl Shared {
         }
         if jobs.catch_up && !self.catch_up(channel).await {
             left.catch_up = true;
+        }
+        if !jobs.held.is_empty() || !jobs.ticks.is_empty() {
+            tokio::time::sleep(HOLD_GRACE).await;
         }
         let mut held = std::mem::take(&mut jobs.held).into_values();
         while let Some(message) = held.next() {
