@@ -52,6 +52,8 @@ pub struct RelayGauges {
     peak: [Gauge; 3],
     pub lag: Gauge<f64, AtomicU64>,
     pub behind: Counter,
+    /// Reads of the store by the broker's channel tasks (gap fills, catch-ups).
+    pub store_reads: Counter,
 }
 
 impl RelayGauges {
@@ -330,6 +332,7 @@ impl Metrics {
             peak: RELAY_KINDS.map(|kind| peak.get_or_create(&KindLabel { kind }).clone()),
             lag: Gauge::default(),
             behind: Counter::default(),
+            store_reads: Counter::default(),
         };
         let mut registry = self.registry();
         registry.register(
@@ -352,6 +355,11 @@ impl Metrics {
             "pulse_relay_behind",
             "messages past the queue's bound: their channel is caught up from the store instead",
             gauges.behind.clone(),
+        );
+        registry.register(
+            "pulse_relay_store_reads",
+            "reads of the store to fill a gap or catch a channel up (with --redis)",
+            gauges.store_reads.clone(),
         );
         gauges
     }

@@ -27,6 +27,7 @@ use super::ticker::Scripts;
 use crate::protocol::{Channel, Tick};
 use crate::server::broker::Held;
 use crate::server::hub::{lock, Delivery, Hub, CHAT_HISTORY, DOC_HISTORY, INBOX_HISTORY};
+use crate::server::metrics::RelayGauges;
 use crate::server::store::Store;
 
 /// How often work the store (or Redis) could not do yet is tried again.
@@ -111,6 +112,8 @@ pub(super) struct Shared {
     pub redis: ConnectionManager,
     pub keys: Keys,
     pub scripts: Scripts,
+    /// Counts this task's reads of the store (`pulse_relay_store_reads`).
+    gauges: RelayGauges,
     /// Channels with a task running, and what waits for it.
     jobs: Mutex<HashMap<Channel, Jobs>>,
 }
@@ -122,7 +125,13 @@ pub(super) struct Worker {
 }
 
 impl Worker {
-    pub fn new(hub: Hub, store: Store, redis: ConnectionManager, keys: Keys) -> Self {
+    pub fn new(
+        hub: Hub,
+        store: Store,
+        redis: ConnectionManager,
+        keys: Keys,
+        gauges: RelayGauges,
+    ) -> Self {
         Worker {
             shared: Arc::new(Shared {
                 hub,
@@ -130,6 +139,7 @@ impl Worker {
                 redis,
                 keys,
                 scripts: Scripts::new(),
+                gauges,
                 jobs: Mutex::new(HashMap::new()),
             }),
         }
@@ -281,6 +291,7 @@ impl Shared {
         let mut end = before;
         while end > latest + 1 && missing.len() < CHAT_HISTORY {
             let wanted = (end - latest - 1).min(FILL_PAGE as u64) as usize;
+            self.gauges.store_reads.inc();
             let page = match self
                 .store
                 .chat_before(channel.to_string(), end, wanted)
@@ -320,6 +331,7 @@ impl Shared {
         let Channel::Doc(id) = channel else {
             return true;
         };
+        self.gauges.store_reads.inc();
         match self.store.load_doc(id.clone(), DOC_HISTORY).await {
             Ok(stored) => {
                 let reaches = stored
@@ -348,6 +360,7 @@ impl Shared {
         let Channel::User(user) = channel else {
             return true;
         };
+        self.gauges.store_reads.inc();
         let stored = self
             .store
             .load_inbox(user.clone(), INBOX_HISTORY, |stored| stored.recent)

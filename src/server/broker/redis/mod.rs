@@ -153,7 +153,13 @@ pub async fn start(
 
     let gauges = metrics.relay();
     let queue = Arc::new(Outgoing::new(gauges.clone()));
-    let worker = fill::Worker::new(hub.clone(), store, publisher.clone(), keys.clone());
+    let worker = fill::Worker::new(
+        hub.clone(),
+        store,
+        publisher.clone(),
+        keys.clone(),
+        gauges.clone(),
+    );
     let asks = Arc::new(listen::Asks::default());
     let (watches, watched) = mpsc::channel(listen::WATCHES);
     let listener = listen::Listener::new(
