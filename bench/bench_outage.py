@@ -21,16 +21,16 @@ def run(label, binary, args, database, redis_port):
     redis = Redis(redis_port)
     url = database.fresh_database()
     servers = []
-    for i in range(2):
-        port = args.port + i
-        command = ["taskset", "-c", str(i % 2), binary, "--addr", f"127.0.0.1:{port}", "--tick-rate", "0",
-                   "--database-url", url, "--redis", f"redis://127.0.0.1:{redis_port}", "--jwt-secret", SECRET]
-        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                   env={**os.environ, "RUST_LOG": "error", "PULSE_ALLOW_STALE_BUNDLE": "true",
-                                        "LEPTOS_SITE_ROOT": args.site})
-        bench.wait_until_up(process, port)
-        servers.append(process)
     try:
+        for i in range(2):
+            port = args.port + i
+            command = ["taskset", "-c", str(i % 2), binary, "--addr", f"127.0.0.1:{port}", "--tick-rate", "0",
+                       "--database-url", url, "--redis", f"redis://127.0.0.1:{redis_port}", "--jwt-secret", SECRET]
+            process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                       env={**os.environ, "RUST_LOG": "error", "PULSE_ALLOW_STALE_BUNDLE": "true",
+                                            "LEPTOS_SITE_ROOT": args.site})
+            servers.append(process)
+            bench.wait_until_up(process, port)
         script = subprocess.Popen([args.node, "--experimental-websocket", "--no-warnings",
                                    f"{ROOT}/bench/outage_delivery.mjs", "--url", f"http://127.0.0.1:{args.port}",
                                    "--messages", str(args.messages), "--rate", str(args.rate),
@@ -50,6 +50,7 @@ def run(label, binary, args, database, redis_port):
         for process in servers:
             process.terminate()
             process.wait(timeout=15)
+        redis.stop()
     delays = [d for d in report["delivery_ms"] if d is not None]
     report.update({"binary": label, "delivery_p50_ms": statistics.median(delays) if delays else None,
                    "delivery_max_ms": max(delays) if delays else None,
