@@ -81,6 +81,36 @@ fn first_message_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_1, 2.0, 18))
 }
 
+/// The relay's queue towards Redis, by kind of message (`broker/queue.rs`):
+/// how many wait now, the most that ever waited, how long the oldest has
+/// waited, and how many went past the bound (their channel caught up from
+/// the store instead). Handles share their values with `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct RelayGauges {
+    depth: [Gauge; 3],
+    peak: [Gauge; 3],
+    pub lag: Gauge<f64, AtomicU64>,
+    pub behind: Counter,
+    /// Reads of the store by the broker's channel tasks (gap fills, catch-ups).
+    pub store_reads: Counter,
+}
+
+impl RelayGauges {
+    /// Sets the depths (and raises the peaks): never-dropped messages,
+    /// ticker channels with a tick, awareness frames.
+    pub fn set_depth(&self, ordered: i64, ticks: i64, awareness: i64) {
+        for (n, depth) in [ordered, ticks, awareness].into_iter().enumerate() {
+            self.depth[n].set(depth);
+            if depth > self.peak[n].get() {
+                self.peak[n].set(depth);
+            }
+        }
+    }
+}
+
+/// The kinds of [`RelayGauges`], in order.
+const RELAY_KINDS: [&str; 3] = ["ordered", "ticks", "awareness"];
+
 /// The metrics updated by connections, the hub and the store; read by
 /// `/metrics`. Handles are cheap clones sharing one value.
 #[derive(Debug)]
@@ -350,6 +380,47 @@ impl Metrics {
             lease: lease.to_owned(),
         };
         self.leases.get_or_create(&label).clone()
+    }
+
+    /// Registers the relay's queue gauges (with `--redis`) and hands them out.
+    pub fn relay(&self) -> RelayGauges {
+        let depth = Family::<KindLabel, Gauge>::default();
+        let peak = Family::<KindLabel, Gauge>::default();
+        let gauges = RelayGauges {
+            depth: RELAY_KINDS.map(|kind| depth.get_or_create(&KindLabel { kind }).clone()),
+            peak: RELAY_KINDS.map(|kind| peak.get_or_create(&KindLabel { kind }).clone()),
+            lag: Gauge::default(),
+            behind: Counter::default(),
+            store_reads: Counter::default(),
+        };
+        let mut registry = self.registry();
+        registry.register(
+            "pulse_relay_queue_depth",
+            "messages waiting for Redis now, by kind (ordered: never dropped; ticks: ticker channels, the latest each; awareness)",
+            depth,
+        );
+        registry.register(
+            "pulse_relay_queue_peak",
+            "the most messages that waited for Redis at once since start, by kind",
+            peak,
+        );
+        registry.register_with_unit(
+            "pulse_relay_lag",
+            "how long the oldest never-dropped message waiting for Redis has waited",
+            Unit::Seconds,
+            gauges.lag.clone(),
+        );
+        registry.register(
+            "pulse_relay_behind",
+            "messages past the queue's bound: their channel is caught up from the store instead",
+            gauges.behind.clone(),
+        );
+        registry.register(
+            "pulse_relay_store_reads",
+            "reads of the store to fill a gap or catch a channel up (with --redis)",
+            gauges.store_reads.clone(),
+        );
+        gauges
     }
 
     /// The gauge of subscriptions to channels of `channel`'s kind.

@@ -7,9 +7,9 @@ mod admin;
 mod api;
 mod assets;
 pub mod auth;
+pub mod broker;
 mod bundle;
 mod client_address;
-mod cluster;
 pub mod config;
 mod feeds;
 mod frames;
@@ -59,7 +59,7 @@ pub enum ServerError {
     #[error("{0}")]
     Store(#[from] store::StoreError),
     #[error("{0}")]
-    Relay(#[from] cluster::RelayError),
+    Relay(#[from] broker::redis::RelayError),
     #[error("{0}")]
     StaleBundle(#[from] bundle::StaleBundle),
     #[error("leptos configuration: {0}")]
@@ -107,7 +107,7 @@ pub async fn serve(
     let instance: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
     let lease = match &config.redis {
         Some(url) => {
-            let lease = cluster::start(
+            let lease = broker::redis::start(
                 url,
                 hub.clone(),
                 store.clone(),

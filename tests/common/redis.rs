@@ -84,6 +84,8 @@ impl Redis {
             .args(["--pdeathsig", "SIGKILL", "--", "redis-server"])
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            // `DEBUG SLEEP` stalls it for the fault tests (local connections only).
+            .args(["--enable-debug-command", "local"])
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())

@@ -6,7 +6,7 @@
 use redis::aio::ConnectionManager;
 
 use crate::protocol::admin::InstanceStats;
-use crate::server::cluster::Keys;
+use crate::server::broker::redis::Keys;
 
 /// How long an instance's numbers stay without being rewritten.
 const TTL_SECS: u64 = 5;

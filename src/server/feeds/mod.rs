@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::time::{interval, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use super::cluster::Lease;
+use super::broker::redis::Lease;
 use super::hub::Hub;
 pub use market::Market;
 

@@ -22,6 +22,7 @@ pub mod awareness;
 mod lib0;
 pub mod scan;
 
+pub(super) mod channel;
 mod fill;
 mod order;
 mod publish;
@@ -398,7 +399,11 @@ impl DocState {
             return None;
         }
         let channel: crate::protocol::Channel = name.parse().ok()?;
-        Some(super::awareness_frame(name, &channel, &self.awareness()))
+        Some(self::channel::awareness_frame(
+            name,
+            &channel,
+            &self.awareness(),
+        ))
     }
 
     /// The current states `owner` announced and what it removed since its

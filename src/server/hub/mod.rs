@@ -11,45 +11,45 @@
 //! the last few documents released stay warm, `warm.rs`), and a ticker
 //! nobody published to allocates no history.
 
+mod chat;
+mod deliver;
 mod doc;
+mod history;
+mod inbox;
 mod loads;
 mod online;
 mod presence;
-mod relay;
 mod ring;
 mod subscriber;
 mod ticker;
 mod warm;
 
-use axum::extract::ws::Utf8Bytes;
-pub use relay::{Delivery, RelayCommand, RelayLink, Relayed};
+pub use deliver::Delivery;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
 
+use super::broker::Broker;
 use super::frames;
 use super::metrics::Metrics;
-use super::store::{StoredChat, StoredDoc, StoredInbox, Unread, UNREAD_SNAPSHOT};
-use crate::protocol::{
-    Channel, ChatMessage, ChatSnapshot, DocAwarenessEvent, DocSnapshot, Notification,
-    PresenceSnapshot, ServerMessage, Since, Snapshot, Subscribed, Tick, UnreadSnapshot, UserRef,
-};
-use base64::Engine as _;
+use crate::protocol::{Channel, ServerMessage, Since, Subscribed};
 pub use doc::admission::Refusal;
 pub use doc::awareness::{decode as decode_awareness, Entries as AwarenessEntries};
+use doc::channel::awareness_frame;
 pub use doc::scan::{scan as scan_update, Shape as UpdateShape};
 use doc::DocState;
 pub use doc::{
     decode_update, encode_state, fill as fill_doc, measure as measure_doc_update, rebuild, text_of,
     DocError, DocPublished, Fit, Reservation, DOC_HISTORY, MAX_DOC_BYTES,
 };
+use history::History;
 pub use loads::{LoadError, LOAD_KEPT, LOAD_KEPT_BYTES};
 use online::PresenceHistory;
 pub use online::{now as presence_now, PresenceEvent};
 use ring::Ring;
 pub use subscriber::{Gone, Subscriber};
-use ticker::{TickEntry, TickerHistory};
+use ticker::TickerHistory;
 pub use ticker::{HISTORY as TICKER_HISTORY, RECENT as TICKER_RECENT};
 pub use warm::WARM_DOCS;
 
@@ -128,9 +128,9 @@ struct Inner {
     /// Wakes the presence task (`online::expire`) when presence got an
     /// earlier deadline, or when the hub is dropped (so the task ends).
     presence_wake: Arc<Notify>,
-    /// Set when several instances run as one (`relay.rs`): committed
-    /// messages of persisted channels go through it.
-    relay: std::sync::OnceLock<RelayLink>,
+    /// The seam to the other instances (`broker/`), set when several run
+    /// as one; until then (and for one instance alone) the memory broker.
+    broker: std::sync::OnceLock<Arc<dyn Broker>>,
     /// Set when instances share presence (`online.rs`): this hub's
     /// connections are reported through it, and the cluster decides.
     presence_link: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<PresenceEvent>>,
@@ -160,134 +160,6 @@ impl ChannelState {
             history,
             subscribers: HashMap::new(),
             dropped: false,
-        }
-    }
-}
-
-/// Each channel kind keeps its own history.
-enum History {
-    Ticker(TickerHistory),
-    Presence(PresenceHistory),
-    Chat(ChatHistory),
-    Inbox(InboxHistory),
-    Doc(DocState),
-}
-
-/// A user's `user:{id}` channel: persisted notifications, the newest kept
-/// for resume, and the newest unread ones with their total (the snapshot).
-struct InboxHistory {
-    epoch: String,
-    ring: Ring<Utf8Bytes>,
-    unread: Unread,
-}
-
-impl InboxHistory {
-    /// Keeps the next notification (in the ring and the unread snapshot)
-    /// and queues it for `subscribers`.
-    fn accept(
-        &mut self,
-        notification: Notification,
-        subscribers: impl Iterator<Item = Arc<dyn Subscriber>>,
-    ) {
-        let frame = frames::encode(ServerMessage::Notification(notification.clone()));
-        self.ring.push(frame.clone());
-        let unread = &mut self.unread;
-        // A snapshot read from the store after the commit (a read mark's)
-        // may list it already: counted once.
-        if !unread
-            .newest
-            .iter()
-            .any(|n| n.offset == notification.offset)
-        {
-            unread.newest.push(notification);
-            unread.total += 1;
-            if unread.newest.len() > UNREAD_SNAPSHOT {
-                unread.newest.remove(0);
-            }
-        }
-        for outbox in subscribers {
-            let _ = outbox.deliver(frame.clone());
-        }
-    }
-}
-
-/// A chat room: persisted, so its epoch comes from the database and only
-/// the newest messages are kept here.
-struct ChatHistory {
-    epoch: String,
-    ring: Ring<(ChatMessage, Utf8Bytes)>,
-}
-
-impl History {
-    fn latest(&self) -> u64 {
-        match self {
-            History::Ticker(history) => history.ring.latest(),
-            History::Presence(history) => history.diffs.latest(),
-            History::Chat(history) => history.ring.latest(),
-            History::Inbox(history) => history.ring.latest(),
-            History::Doc(doc) => doc.ring.latest(),
-        }
-    }
-
-    /// The channel's own epoch when it outlives the process (persisted).
-    fn epoch(&self) -> Option<&str> {
-        match self {
-            History::Chat(history) => Some(&history.epoch),
-            History::Inbox(history) => Some(&history.epoch),
-            History::Doc(doc) => Some(&doc.epoch),
-            History::Ticker(history) => history.epoch.as_deref(),
-            History::Presence(history) => history.epoch.as_deref(),
-        }
-    }
-
-    /// Every message after `offset`, if all are still held.
-    fn after(&self, offset: u64) -> Option<Vec<Utf8Bytes>> {
-        match self {
-            History::Ticker(history) => history
-                .ring
-                .after(offset)
-                .map(|e| e.map(|e| e.frame.clone()).collect()),
-            History::Presence(history) => history.diffs.after(offset).map(|e| e.cloned().collect()),
-            History::Chat(history) => history
-                .ring
-                .after(offset)
-                .map(|e| e.map(|(_, frame)| frame.clone()).collect()),
-            History::Inbox(history) => history.ring.after(offset).map(|e| e.cloned().collect()),
-            History::Doc(doc) => doc.ring.after(offset).map(|e| e.cloned().collect()),
-        }
-    }
-
-    fn snapshot(&self) -> Option<Snapshot> {
-        match self {
-            History::Ticker(history) => history.snapshot(),
-            History::Presence(history) => Some(Snapshot::Presence(PresenceSnapshot {
-                users: history.users(),
-            })),
-            History::Chat(history) => Some(Snapshot::Chat(ChatSnapshot {
-                messages: history
-                    .ring
-                    .recent(CHAT_SNAPSHOT)
-                    .map(|(message, _)| message.clone())
-                    .collect(),
-            })),
-            History::Inbox(history) => Some(Snapshot::Unread(UnreadSnapshot {
-                unread: history.unread.newest.clone(),
-                total_unread: history.unread.total,
-            })),
-            History::Doc(doc) => Some(Snapshot::Doc(DocSnapshot {
-                state: BASE64.encode(doc.state()),
-                awareness: BASE64.encode(doc.awareness()),
-            })),
-        }
-    }
-
-    /// Whether the channel may be dropped once nobody subscribes: nothing
-    /// would be lost (a ticker never published to), or it is all on disk.
-    fn droppable(&self) -> bool {
-        match self {
-            History::Ticker(history) => history.ring.latest() == 0,
-            History::Chat(_) | History::Inbox(_) | History::Doc(_) => true,
-            History::Presence(_) => false,
         }
     }
 }
@@ -367,7 +239,7 @@ impl Hub {
                 metrics,
                 presence_grace,
                 presence_wake: Arc::new(Notify::new()),
-                relay: std::sync::OnceLock::new(),
+                broker: std::sync::OnceLock::new(),
                 presence_link: std::sync::OnceLock::new(),
             }),
         };
@@ -407,7 +279,7 @@ impl Hub {
                 return Ok(state.clone());
             }
             let history = match channel {
-                Channel::Ticker(_) if self.inner.relay.get().is_some() => {
+                Channel::Ticker(_) if self.broker().sequences_ticks() => {
                     return Err(SubscribeError::NotLoaded)
                 }
                 Channel::Ticker(_) => History::Ticker(TickerHistory::default()),
@@ -560,62 +432,6 @@ impl Hub {
         });
     }
 
-    /// Publishes a tick on `ticker:{symbol}`: serialised once, kept in the
-    /// history, and queued (conflated) for every subscriber. Returns its offset.
-    ///
-    /// When instances run as one, the tick goes to the relay instead (which
-    /// gives it the cluster's next offset and brings it back to every
-    /// instance), and this returns 0.
-    pub fn publish_tick(&self, quote: Quote) -> u64 {
-        if self.relay(Relayed::Tick(quote.clone(), None)) {
-            return 0;
-        }
-        let channel = Channel::Ticker(quote.symbol.clone());
-        self.with_channel(&channel, |state| self.publish_tick_locked(state, quote))
-            .expect("ticker channels are always served")
-    }
-
-    fn publish_tick_locked(&self, state: &mut ChannelState, quote: Quote) -> u64 {
-        let History::Ticker(history) = &state.history else {
-            unreachable!("a ticker: channel always holds a ticker history")
-        };
-        let tick = Tick {
-            channel: state.name.to_string(),
-            offset: history.ring.latest() + 1,
-            symbol: quote.symbol,
-            price: quote.price,
-            change: quote.change,
-            change_pct: quote.change_pct,
-            volume: quote.volume,
-        };
-        self.push_tick(state, tick, None)
-    }
-
-    /// Keeps `tick` (the channel's next offset) in the history and queues it,
-    /// conflated, for every subscriber: as `frame` when it came serialised
-    /// (from the instance that published it, with that moment's timestamp).
-    fn push_tick(&self, state: &mut ChannelState, tick: Tick, frame: Option<Utf8Bytes>) -> u64 {
-        let History::Ticker(history) = &mut state.history else {
-            unreachable!("a ticker: channel always holds a ticker history")
-        };
-        let frame: Utf8Bytes =
-            frame.unwrap_or_else(|| frames::encode(ServerMessage::Tick(tick.clone())));
-        let offset = history.ring.push(TickEntry {
-            tick,
-            frame: frame.clone(),
-        });
-        let metrics = &self.inner.metrics;
-        metrics.ticks_published.inc();
-        for outbox in state.subscribers.values() {
-            match outbox.deliver_tick(&state.name, frame.clone()) {
-                Ok(true) => metrics.ticks_conflated.inc(),
-                Ok(false) => 0,
-                Err(Gone) => 0,
-            };
-        }
-        offset
-    }
-
     /// What a `subscribed` to `channel` would say now, for server-side
     /// rendering: the page then resumes from exactly this offset.
     /// A channel never published to peeks as offset 0 and no snapshot.
@@ -644,29 +460,6 @@ impl Hub {
         lock(&self.inner.channels).contains_key(channel)
     }
 
-    /// Installs a chat room loaded from the store, unless another task
-    /// installed it meanwhile (then the one in memory is newer).
-    ///
-    /// A room with no message yet is not on disk; the store hands out the
-    /// epoch its first message will store, so a client that joined it empty
-    /// resumes with a replay, in this process and after a restart.
-    pub fn install_chat(&self, channel: &Channel, stored: StoredChat) {
-        if self.has(channel) {
-            return;
-        }
-        let base = stored.latest - stored.recent.len() as u64;
-        let mut ring = Ring::after_offset(CHAT_HISTORY, base);
-        for message in stored.recent {
-            let frame = frames::encode(ServerMessage::Chat(message.clone()));
-            ring.push((message, frame));
-        }
-        let history = History::Chat(ChatHistory {
-            epoch: stored.epoch,
-            ring,
-        });
-        self.install(channel, history);
-    }
-
     /// Puts a loaded channel in memory unless one is there already.
     fn install(&self, channel: &Channel, history: History) {
         self.counted(|channels| {
@@ -674,192 +467,6 @@ impl Hub {
                 .entry(channel.clone())
                 .or_insert_with(|| Arc::new(Mutex::new(ChannelState::new(channel, history))));
         });
-    }
-
-    /// Publishes a chat message just committed to the store (called in commit
-    /// order, so offsets arrive in order): through the relay when instances
-    /// run as one, else straight to this hub's subscribers, where it is kept
-    /// in memory and queued for every subscriber. Never dropped: a
-    /// subscriber too far behind gets 4008.
-    pub fn publish_chat(&self, message: &ChatMessage) {
-        if self.relay(Relayed::Chat(message.clone())) {
-            return;
-        }
-        // A gap here means a commit this instance did not publish (its
-        // answer was lost) or another instance's (no relay): the room goes
-        // on from this message rather than stop.
-        if let Delivery::Gap { .. } = self.deliver_chat(message) {
-            self.deliver_chat_after_gap(message);
-        }
-    }
-
-    /// Installs a user's channel loaded from the store (unless present); a
-    /// user without notifications gets this process's epoch, as a new room.
-    pub fn install_inbox(&self, channel: &Channel, stored: StoredInbox) {
-        if self.has(channel) {
-            return;
-        }
-        let base = stored.latest - stored.recent.len() as u64;
-        let mut ring = Ring::after_offset(INBOX_HISTORY, base);
-        for notification in stored.recent {
-            ring.push(frames::encode(ServerMessage::Notification(notification)));
-        }
-        let history = History::Inbox(InboxHistory {
-            epoch: stored.epoch,
-            ring,
-            unread: stored.unread,
-        });
-        self.install(channel, history);
-    }
-
-    /// Runs `change` on an installed inbox (a user with no subscriber yet has
-    /// none in memory: the store alone holds their notifications).
-    fn with_inbox(
-        &self,
-        channel: &str,
-        change: impl FnOnce(&Arc<str>, &mut InboxHistory, &HashMap<SubscriberId, Arc<dyn Subscriber>>),
-    ) {
-        let Ok(channel) = channel.parse::<Channel>() else {
-            return;
-        };
-        let Some(state) = lock(&self.inner.channels).get(&channel).cloned() else {
-            return;
-        };
-        let mut state = lock(&state);
-        let state = &mut *state;
-        if let History::Inbox(history) = &mut state.history {
-            change(&state.name, history, &state.subscribers);
-        }
-    }
-
-    /// Publishes a notification just committed to the store, to every tab of
-    /// its user (through the relay when instances run as one).
-    pub fn publish_notification(&self, notification: &Notification) {
-        if self.relay(Relayed::Notification(notification.clone())) {
-            return;
-        }
-        if let Delivery::Gap { .. } = self.deliver_notification(notification) {
-            self.deliver_notification_after_gap(notification);
-        }
-    }
-
-    /// Replaces the unread snapshot of `channel` with the store's, read in
-    /// the transaction that marked some read (so it refills from older ones
-    /// and its total stays exact).
-    pub fn inbox_read(&self, channel: &str, unread: Unread) {
-        self.with_inbox(channel, |_, history, _| history.unread = unread);
-        // Other instances holding the channel read their snapshot again.
-        if let (Some(link), Ok(channel)) = (self.inner.relay.get(), channel.parse()) {
-            let _ = link.commands.send(RelayCommand::Read(channel));
-        }
-    }
-
-    /// Replaces the unread snapshot of a user's channel this hub holds with
-    /// the store's as of offset `latest` (another instance marked some
-    /// read). The snapshot says what this hub holds: notifications it got
-    /// after `latest` stay unread, and those the store has but this hub has
-    /// not delivered yet are left to their delivery (which counts them).
-    pub fn inbox_unread(&self, channel: &str, latest: u64, mut unread: Unread) {
-        self.with_inbox(channel, |_, history, _| {
-            let held = history.ring.latest();
-            let ahead = unread.newest.iter().filter(|n| n.offset > held).count();
-            unread.newest.retain(|n| n.offset <= held);
-            unread.total = unread.total.saturating_sub(ahead as u64);
-            let newer: Vec<Notification> = history
-                .unread
-                .newest
-                .iter()
-                .filter(|n| n.offset > latest)
-                .cloned()
-                .collect();
-            unread.total += newer.len() as u64;
-            unread.newest.extend(newer);
-            let excess = unread.newest.len().saturating_sub(UNREAD_SNAPSHOT);
-            unread.newest.drain(..excess);
-            history.unread = unread;
-        });
-    }
-
-    /// Installs a document loaded from the store (unless one is in memory):
-    /// `stored.doc` already holds every stored update.
-    pub fn install_doc(&self, channel: &Channel, stored: StoredDoc) {
-        if self.has(channel) {
-            return;
-        }
-        self.install(channel, History::Doc(loads::doc_state(stored)));
-    }
-
-    /// Runs `work` on a document in memory; `NotLoaded` if it is not (load
-    /// it from the store first).
-    fn with_doc<R>(
-        &self,
-        channel: &Channel,
-        work: impl FnOnce(&Arc<str>, &mut DocState, &HashMap<SubscriberId, Arc<dyn Subscriber>>) -> R,
-    ) -> Result<R, SubscribeError> {
-        let state = lock(&self.inner.channels)
-            .get(channel)
-            .cloned()
-            .ok_or(SubscribeError::NotLoaded)?;
-        let mut state = lock(&state);
-        let state = &mut *state;
-        if state.dropped {
-            return Err(SubscribeError::NotLoaded);
-        }
-        match &mut state.history {
-            History::Doc(doc) => Ok(work(&state.name, doc, &state.subscribers)),
-            _ => Err(SubscribeError::NotAvailable),
-        }
-    }
-
-    /// The store compacted `channel` up to `upto` (or failed to: `None`).
-    pub fn doc_compacted(&self, channel: &Channel, upto: Option<u64>) {
-        let _ = self.with_doc(channel, |_, doc, _| doc.compacted(upto));
-    }
-
-    /// Takes a connection's awareness entries (decoded and checked on its
-    /// own task) for a document it subscribes to, stamped with its `user`,
-    /// and relays what was accepted to the other subscribers now, or only
-    /// keeps it, removals included, when `relay` is false (the connection is
-    /// paced; [`Hub::relay_awareness`] sends the latest later).
-    pub fn doc_awareness(
-        &self,
-        channel: &Channel,
-        owner: SubscriberId,
-        user: &UserRef,
-        entries: AwarenessEntries,
-        relay: bool,
-    ) -> Result<(), SubscribeError> {
-        self.with_doc(channel, |name, doc, subscribers| {
-            if !subscribers.contains_key(&owner) {
-                return;
-            }
-            if let Some(update) = doc.awareness_from(owner, user, entries, relay) {
-                let frame = awareness_frame(name, channel, &update);
-                for (_, outbox) in subscribers.iter().filter(|(id, _)| **id != owner) {
-                    let _ = outbox.deliver(frame.clone());
-                }
-                self.share_awareness(channel, frame);
-            }
-        })
-    }
-
-    /// Relays the awareness states `owner` holds in `channel` now and what
-    /// it removed meanwhile (the latest of what it sent while paced).
-    pub fn relay_awareness(&self, channel: &Channel, owner: SubscriberId) {
-        let _ = self.with_doc(channel, |name, doc, subscribers| {
-            if let Some(states) = doc.awareness_of(owner) {
-                let frame = awareness_frame(name, channel, &states);
-                for (_, outbox) in subscribers.iter().filter(|(id, _)| **id != owner) {
-                    let _ = outbox.deliver(frame.clone());
-                }
-                self.share_awareness(channel, frame);
-            }
-        });
-    }
-
-    /// The text of a document in memory (what a page renders), if loaded.
-    pub fn doc_text(&self, channel: &Channel) -> Option<String> {
-        self.with_doc(channel, |_, doc, _| doc.text()).ok()
     }
 
     /// The latest offset of a channel in memory (0 when not installed).
@@ -880,19 +487,6 @@ impl Hub {
     pub fn channel_count(&self) -> usize {
         lock(&self.inner.channels).len()
     }
-}
-
-/// A `doc_awareness` frame for `channel` carrying `update`.
-fn awareness_frame(name: &Arc<str>, channel: &Channel, update: &[u8]) -> Utf8Bytes {
-    let doc = match channel {
-        Channel::Doc(id) => id.clone(),
-        _ => String::new(),
-    };
-    frames::encode(ServerMessage::DocAwareness(DocAwarenessEvent {
-        channel: name.to_string(),
-        doc,
-        update: BASE64.encode(update),
-    }))
 }
 
 #[cfg(test)]

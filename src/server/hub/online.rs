@@ -3,7 +3,7 @@
 //! per hub sends what presence held back (coalesced updates, leaves after
 //! the grace) when its deadline comes: no task per disconnect.
 //!
-//! When instances run as one (`server/cluster/presence.rs`) this hub decides
+//! When instances run as one (`server/broker/redis/presence.rs`) this hub decides
 //! nothing: it reports its connections through a queue
 //! ([`PresenceEvent`]), and follows the diffs the cluster's leader
 //! publishes, in offset order, under the cluster's epoch.
@@ -15,8 +15,8 @@ use std::time::Duration;
 use axum::extract::ws::Utf8Bytes;
 use tokio::sync::{mpsc, Notify};
 
+use super::deliver::{placement, Delivery};
 use super::presence::{Change, Presence};
-use super::relay::{placement, Delivery};
 use super::{
     frames, resubscribe, History, Hub, Inner, Ring, Subscriber, SubscriberId, PRESENCE_HISTORY,
 };

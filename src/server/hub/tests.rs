@@ -1,9 +1,14 @@
 //! The hub without a network: subscribers are bare outboxes.
 
 use super::*;
-use crate::protocol::{PresenceDiff, PresenceUser, ServerEnvelope, UserRef, UserStatus};
-use crate::server::store::UNREAD_SNAPSHOT;
+use crate::protocol::{
+    ChatMessage, Notification, PresenceDiff, PresenceUser, ServerEnvelope, Snapshot, Tick, UserRef,
+    UserStatus,
+};
+use crate::server::store::{StoredChat, StoredDoc, StoredInbox, Unread, UNREAD_SNAPSHOT};
 use crate::server::ws::outbox::{Next, Outbox, PushError};
+use axum::extract::ws::Utf8Bytes;
+use base64::Engine as _;
 
 fn hub() -> Hub {
     Hub::new(Arc::new(Metrics::default()), Duration::from_millis(50))
@@ -722,17 +727,37 @@ async fn a_new_cluster_epoch_renews_ticker_subscribers() {
     assert_eq!(tick_offsets(&drain(&observer).await), [2]);
 }
 
-/// A hub relaying through other instances (the relay's queues, unread).
+/// A broker that numbers ticks elsewhere and carries nothing anywhere (as
+/// the Redis broker with nobody reading its queues).
+struct Clustered;
+
+impl crate::server::broker::Broker for Clustered {
+    fn publish(&self, _: crate::server::broker::Publication) {}
+    fn publish_tick(
+        &self,
+        _: Quote,
+        _: Option<crate::server::broker::TickAnswer>,
+    ) -> crate::server::broker::Sequencing {
+        crate::server::broker::Sequencing::Broker
+    }
+    fn sequences_ticks(&self) -> bool {
+        true
+    }
+    fn share_awareness(&self, _: &Channel, _: Utf8Bytes) {}
+    fn watch(&self, _: &Channel) -> futures_util::future::BoxFuture<'static, ()> {
+        Box::pin(std::future::ready(()))
+    }
+    fn loaded(&self, _: &Channel) {}
+    fn ensure(&self, _: &Channel) {}
+    fn gap(&self, _: crate::server::broker::Held) -> crate::server::broker::Gap {
+        crate::server::broker::Gap::Filling
+    }
+}
+
+/// A hub relaying through other instances (the broker's queues, unread).
 fn clustered_hub() -> Hub {
     let hub = hub();
-    let (publish, _) = tokio::sync::mpsc::unbounded_channel();
-    let (commands, _) = tokio::sync::mpsc::unbounded_channel();
-    let (awareness, _) = tokio::sync::mpsc::channel(1);
-    hub.relay_through(RelayLink {
-        publish,
-        commands,
-        awareness,
-    });
+    hub.use_broker(Arc::new(Clustered));
     hub
 }
 

@@ -1,7 +1,7 @@
 //! Owns the hub's side of a document update's way from check to commit to
 //! subscribers: the check against the committed document (changing
 //! nothing), the growth it reserves until its commit, and applying what the
-//! store committed (this instance's commits and, through the relay, other
+//! store committed (this instance's commits and, through the broker, other
 //! instances') in offset order, holding what comes past a gap until the
 //! fill from the store (`fill.rs`) closes it.
 
@@ -14,8 +14,9 @@ use yrs::Update;
 use super::order::{Order, Place};
 use super::{DocError, DocState, Fit};
 use crate::protocol::{Channel, DocUpdateEvent, ServerMessage};
+use crate::server::broker::Publication;
 use crate::server::frames;
-use crate::server::hub::{Delivery, Hub, Relayed, SubscribeError, Subscriber, SubscriberId};
+use crate::server::hub::{Delivery, Hub, SubscribeError, Subscriber, SubscriberId};
 
 /// What publishing a document update this instance committed asks of its
 /// caller.
@@ -138,12 +139,12 @@ impl Hub {
 
     /// Publishes a document update this instance just committed (called in
     /// commit order): applied here in offset order and queued for every
-    /// subscriber, the sender included, and handed to the relay (if any)
-    /// for the other instances. Says whether the stored log is due for a
+    /// subscriber, the sender included, and handed to the broker for the
+    /// other instances. Says whether the stored log is due for a
     /// compaction (counted on the instance that committed the update) and
     /// whether a gap before it needs a fill from the store.
     pub fn publish_doc(&self, event: &DocUpdateEvent) -> DocPublished {
-        self.relay(Relayed::Doc(event.clone()));
+        self.broker().publish(Publication::Doc(event.clone()));
         let channel = Channel::Doc(event.doc.clone());
         // A load under way may have read the store before this commit.
         self.keep_for_loads(&channel, event);
@@ -161,7 +162,7 @@ impl Hub {
     }
 
     /// Delivers a committed document update (another instance's, brought by
-    /// the relay, or one a fill read from the store) to a document this hub
+    /// the broker, or one a fill read from the store) to a document this hub
     /// holds, in offset order: `Gap` when updates before it are missing
     /// (then its deliverer fills them from the store and delivers it again).
     pub fn deliver_doc(&self, event: &DocUpdateEvent) -> Delivery {

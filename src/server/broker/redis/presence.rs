@@ -5,7 +5,7 @@
 //! `pulse:presence:leader`, reads them all, decides with the same rules as
 //! one instance (tabs collapse, away, the grace, the coalescing window:
 //! `hub/presence.rs`) and publishes one stream of diffs with the cluster's
-//! offsets. Every instance follows that stream (`relay.rs`).
+//! offsets. Every instance follows that stream (`listen.rs`).
 //!
 //! The leader is level-triggered: an event only names the instance whose
 //! hash changed, and the leader reads that hash again, so an event lost
@@ -27,7 +27,7 @@ use crate::server::hub::{PresenceEvent, SubscriberId, WeakHub, PRESENCE_HISTORY}
 
 use super::keys::Keys;
 use super::lease::Lease;
-use super::relay::OFFSET_MARK;
+use super::ticker::OFFSET_MARK;
 
 /// How often an instance refreshes its hash, and the leader reads them all.
 const HEARTBEAT: Duration = Duration::from_secs(1);
