@@ -1,7 +1,8 @@
 //! Owns the HTTP connections: the accept loop, HTTP/1.1 with upgrades (the
-//! WebSocket handshake), the deadline for a request's head, and a shutdown
-//! that ends every HTTP connection within the grace period, however slowly
-//! its client sends.
+//! WebSocket handshake), TLS when configured (the handshake on the
+//! connection's own task, then HTTP/2 or HTTP/1.1 as ALPN chose), the
+//! deadline for a request's head, and a shutdown that ends every HTTP
+//! connection within the grace period, however slowly its client sends.
 //!
 //! `axum::serve` offers neither a header timeout nor a bound on its graceful
 //! shutdown (it waits for every in-flight request, forever for a client that
@@ -10,9 +11,11 @@
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
+use axum::http::{header, HeaderValue, Request};
 use axum::Router;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::time::Duration;
@@ -20,6 +23,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_service::Service;
+
+use super::tls::Tls;
 
 /// How long a client may take to send a request's head, and then an API
 /// request's body (PROTOCOL.md "Limits": 10 s each). `--http-timeout-ms`
@@ -32,12 +37,20 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// What the HTTP side of the server needs to know.
 pub struct HttpSettings {
-    /// Deadline for a request's head (from the connection's start or the end
-    /// of its previous request).
+    /// Deadline for a request's head (from the connection's start, the end
+    /// of the TLS handshake, or the end of its previous request).
     pub header_timeout: Duration,
     /// How long, after `shutdown`, a connection may finish its request.
     pub grace: Duration,
+    /// TLS on every connection (`--tls-cert`), or plain HTTP/1.1.
+    pub tls: Option<Tls>,
 }
+
+/// Whether a request came over TLS that ended in this server (a request
+/// extension, like `ConnectInfo`): the `tls` label of
+/// `pulse_connections_by_transport`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Secure(pub bool);
 
 /// Accepts connections until `shutdown` is cancelled and serves each on a
 /// task of its own. Returns the tracker of the connections still open: each
@@ -48,10 +61,17 @@ pub async fn accept(
     settings: HttpSettings,
     shutdown: CancellationToken,
 ) -> TaskTracker {
-    let mut builder = hyper::server::conn::http1::Builder::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
+        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_timeout);
+    builder.http2().timer(TokioTimer::new());
+    // Without TLS, HTTP/1.1 only (no cleartext HTTP/2), as before TLS came.
+    let builder = match settings.tls {
+        Some(_) => builder,
+        None => builder.http1_only(),
+    };
     let open = TaskTracker::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -66,14 +86,17 @@ pub async fn accept(
             },
             () = shutdown.cancelled() => break,
         };
-        open.spawn(serve_one(
-            stream,
+        let connection = Connection {
             peer,
-            app.clone(),
-            builder.clone(),
-            settings.grace,
-            shutdown.clone(),
-        ));
+            app: app.clone(),
+            builder: builder.clone(),
+            grace: settings.grace,
+            shutdown: shutdown.clone(),
+        };
+        match &settings.tls {
+            None => open.spawn(connection.serve(TokioIo::new(stream), Secure(false))),
+            Some(tls) => open.spawn(connection.handshake(stream, tls.clone())),
+        };
     }
     open.close();
     open
@@ -90,41 +113,90 @@ async fn next_connection(listener: &TcpListener) -> std::io::Result<(TcpStream, 
     Ok((stream, peer))
 }
 
-/// Serves one TCP connection until it ends, is upgraded, or shutdown's
-/// grace period is over.
-async fn serve_one(
-    stream: TcpStream,
+/// One accepted connection and what serving it needs.
+struct Connection {
     peer: SocketAddr,
     app: Router,
-    builder: hyper::server::conn::http1::Builder,
+    builder: auto::Builder<TokioExecutor>,
     grace: Duration,
     shutdown: CancellationToken,
-) {
-    // Handlers may ask for the client's address, as with axum's
-    // `into_make_service_with_connect_info`.
-    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-        let mut request = request.map(Body::new);
-        request.extensions_mut().insert(ConnectInfo(peer));
-        app.clone().call(request)
-    });
-    let connection = builder
-        .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades();
-    let mut connection = pin!(connection);
-    tokio::select! {
-        result = connection.as_mut() => {
-            if let Err(err) = result {
-                tracing::debug!(%peer, %err, "HTTP connection ended with an error");
-            }
-            return;
-        }
-        () = shutdown.cancelled() => {}
+}
+
+impl Connection {
+    /// Completes the TLS handshake (within its deadline, and not past
+    /// shutdown), then serves HTTP/2 if ALPN chose `h2`, else HTTP/1.1.
+    async fn handshake(mut self, stream: TcpStream, tls: Tls) {
+        let stream = tokio::select! {
+            done = tls.handshake(stream) => match done {
+                Ok(stream) => stream,
+                Err(err) => {
+                    tracing::debug!(peer = %self.peer, %err, "TLS connection dropped");
+                    return;
+                }
+            },
+            () = self.shutdown.cancelled() => return,
+        };
+        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+        self.builder = if h2 {
+            self.builder.http2_only()
+        } else {
+            self.builder.http1_only()
+        };
+        self.serve(TokioIo::new(stream), Secure(true)).await;
     }
-    // Finish the request in flight (an idle connection closes at once), but
-    // not for longer than the grace period: then the connection is dropped.
-    connection.as_mut().graceful_shutdown();
-    if tokio::time::timeout(grace, connection).await.is_err() {
-        tracing::info!(%peer, "closed an HTTP connection still busy after the grace period");
+
+    /// Serves one connection until it ends, is upgraded, or shutdown's
+    /// grace period is over.
+    async fn serve<I>(self, io: I, secure: Secure)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let Connection {
+            peer,
+            app,
+            builder,
+            grace,
+            shutdown,
+        } = self;
+        // Handlers may ask for the client's address, as with axum's
+        // `into_make_service_with_connect_info`, and whether TLS reached us.
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            let mut request = request.map(Body::new);
+            request.extensions_mut().insert(ConnectInfo(peer));
+            request.extensions_mut().insert(secure);
+            with_host(&mut request);
+            app.clone().call(request)
+        });
+        let connection = builder.serve_connection_with_upgrades(io, service);
+        let mut connection = pin!(connection);
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(err) = result {
+                    tracing::debug!(%peer, %err, "HTTP connection ended with an error");
+                }
+                return;
+            }
+            () = shutdown.cancelled() => {}
+        }
+        // Finish the request in flight (an idle connection closes at once), but
+        // not for longer than the grace period: then the connection is dropped.
+        connection.as_mut().graceful_shutdown();
+        if tokio::time::timeout(grace, connection).await.is_err() {
+            tracing::info!(%peer, "closed an HTTP connection still busy after the grace period");
+        }
+    }
+}
+
+/// An HTTP/2 request names its host in `:authority` (the URI), not in a
+/// `Host` header; the handlers that read `Host` (the Origin check of `/ws`,
+/// the page's Content-Security-Policy) get it as in HTTP/1.1.
+fn with_host(request: &mut Request<Body>) {
+    if request.headers().contains_key(header::HOST) {
+        return;
+    }
+    let authority = request.uri().authority().map(|a| a.as_str());
+    if let Some(value) = authority.and_then(|a| HeaderValue::from_str(a).ok()) {
+        request.headers_mut().insert(header::HOST, value);
     }
 }
 

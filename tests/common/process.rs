@@ -17,7 +17,7 @@ pub struct Pulse {
 
 impl Pulse {
     /// Starts the binary on the database file `db` with `flags` and waits
-    /// for its `listening on` line.
+    /// for its `listening on` line (`http://` or, with TLS, `https://`).
     pub fn start(db: &str, flags: &[&str], env: &[(&str, &str)]) -> Pulse {
         // The simulator is off unless the flags say otherwise.
         let tick_rate: &[&str] = if flags.contains(&"--tick-rate") {
@@ -46,7 +46,10 @@ impl Pulse {
         // Keep reading the log, or a full pipe would stall the server.
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on http://").nth(1) {
+                let after = |scheme: &str| line.split(scheme).nth(1).map(str::to_owned);
+                let listening =
+                    after("listening on http://").or_else(|| after("listening on https://"));
+                if let Some(rest) = listening.as_deref() {
                     // Text or JSON: the address ends where its characters do.
                     let end = rest
                         .find(|c: char| !(c.is_ascii_hexdigit() || ".:[]".contains(c)))
