@@ -221,7 +221,8 @@ async fn https_get(ca: &Ca, addr: SocketAddr, path: &str) -> String {
 
 const TICKS: [&str; 4] = ["--tick-rate", "20", "--symbols", "AAPL"];
 
-/// A client that trusts the CA gets `welcome` and ticks over `wss://`.
+/// A client that trusts the CA gets `welcome` and ticks over `wss://`, and
+/// `/metrics` counts its socket as `tls="true"`.
 #[tokio::test]
 async fn wss_serves_welcome_and_ticks_to_a_client_trusting_the_ca() {
     let ca = Ca::new();
@@ -244,6 +245,15 @@ async fn wss_serves_welcome_and_ticks_to_a_client_trusting_the_ca() {
     assert_eq!(first.channel, "ticker:AAPL");
     assert!(second.offset > first.offset);
 
+    let metrics = https_get(&ca, server.addr, "/metrics").await;
+    assert!(
+        metrics.contains(r#"pulse_connections_by_transport{transport="websocket",tls="true"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"pulse_connections_by_transport{transport="websocket",tls="false"} 0"#),
+        "{metrics}"
+    );
 }
 
 /// A new pair written over the files is served to new connections (checked

@@ -88,7 +88,10 @@ pub async fn handler(
         }
     };
     let tracker = state.connections.clone();
-    let context = ConnectionContext::from_state(&state);
+    let mut context = ConnectionContext::from_state(&state);
+    context.tls = extensions
+        .get::<super::http::Secure>()
+        .is_some_and(|secure| secure.0);
     // The slot travels with the connection's future: whether the upgrade
     // never completes, the connection ends or its task panics, dropping the
     // future frees the place.

@@ -65,6 +65,9 @@ pub struct ConnectionContext {
     pub hub: Hub,
     pub auth: Arc<Auth>,
     pub store: Store,
+    /// Whether the socket came over TLS ended in this server (the `tls`
+    /// label of `pulse_connections_by_transport`).
+    pub tls: bool,
 }
 
 impl ConnectionContext {
@@ -76,6 +79,7 @@ impl ConnectionContext {
             hub: state.hub.clone(),
             auth: state.auth.clone(),
             store: state.store.clone(),
+            tls: false,
         }
     }
 }
@@ -129,6 +133,7 @@ where
             metrics.clone(),
             outbox.clone(),
             subscriber,
+            context.tls,
         ),
         subscriber,
         chat_bucket: TokenBucket::new(context.config.chat_rate, CHAT_BURST, now.into_std()),
