@@ -35,6 +35,9 @@ pub const HTTP_READ_TIMEOUT_MS: u64 = 10_000;
 /// connection (out of file descriptors, say), so it does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
+/// How often an HTTP/2 connection is pinged, and how long its answer may take.
+const H2_KEEP_ALIVE: Duration = Duration::from_secs(20);
+
 /// What the HTTP side of the server needs to know.
 pub struct HttpSettings {
     /// Deadline for a request's head (from the connection's start, the end
@@ -66,7 +69,13 @@ pub async fn accept(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_timeout);
-    builder.http2().timer(TokioTimer::new());
+    // HTTP/2 (TLS only) has no head deadline; a Ping every 20 s, unanswered
+    // for 20 s, at least ends connections to peers that are gone.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(H2_KEEP_ALIVE)
+        .keep_alive_timeout(H2_KEEP_ALIVE);
     // Without TLS, HTTP/1.1 only (no cleartext HTTP/2), as before TLS came.
     let builder = match settings.tls {
         Some(_) => builder,
