@@ -310,6 +310,28 @@ async fn a_replaced_certificate_reaches_new_connections_while_old_ones_stay() {
     assert!(open.tick().await.offset > last);
 }
 
+/// SIGHUP reloads the pair at once (and does not end the process, as it
+/// would by default).
+#[tokio::test]
+async fn sighup_reloads_the_certificate() {
+    let ca = Ca::new();
+    let dir = cert_dir("hup");
+    let (old, new) = (ca.pair("old"), ca.pair("new"));
+    let (cert, key) = install(&dir, &old);
+    let server = start(&cert, &key, &[]);
+    let connector = ca.client(&[b"http/1.1"]);
+    assert_eq!(served(&connect(&connector, server.addr).await), old.der);
+    install(&dir, &new);
+    server.signal("HUP");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let by_sighup = |line: &String| line.contains("reloaded") && line.contains("SIGHUP");
+    while !server.log().iter().any(by_sighup) {
+        assert!(tokio::time::Instant::now() < deadline, "{:?}", server.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(served(&connect(&connector, server.addr).await), new.der);
+}
+
 /// A client that connects and starts a handshake it never finishes is
 /// dropped by the server at the handshake deadline.
 #[tokio::test]

@@ -49,6 +49,9 @@ impl Pulse {
                 let after = |scheme: &str| line.split(scheme).nth(1).map(str::to_owned);
                 let listening =
                     after("listening on http://").or_else(|| after("listening on https://"));
+                // Logged before the address is handed over, so a test that
+                // got it finds the line in `log()`.
+                kept.lock().unwrap().push(line);
                 if let Some(rest) = listening.as_deref() {
                     // Text or JSON: the address ends where its characters do.
                     let end = rest
@@ -56,7 +59,6 @@ impl Pulse {
                         .unwrap_or(rest.len());
                     let _ = found.send(rest[..end].parse::<SocketAddr>().ok());
                 }
-                kept.lock().unwrap().push(line);
             }
         });
         let Some(addr) = address.recv_timeout(Duration::from_secs(20)).ok().flatten() else {
@@ -79,6 +81,16 @@ impl Pulse {
     pub fn kill(&mut self) {
         self.child.kill().expect("the process can be killed");
         self.child.wait().expect("the killed process is reaped");
+    }
+
+    /// Sends `signal` (`HUP`, `TERM`, ...).
+    #[allow(dead_code)] // Not every test binary signals.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
     }
 
     /// Sends SIGTERM.
