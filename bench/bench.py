@@ -394,7 +394,7 @@ def run_once(args, kind, label, database=None):
         command, cwd=ROOT,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         # WebSocket-only: the site bundle in target/site may be another build's.
-        env={**os.environ, "RUST_LOG": "error", "PULSE_ALLOW_STALE_BUNDLE": "1"})
+        env={**os.environ, "RUST_LOG": "error", "PULSE_ALLOW_STALE_BUNDLE": "true"})
     try:
         wait_until_up(server, args.port, tls)
         time.sleep(1)

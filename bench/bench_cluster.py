@@ -74,7 +74,7 @@ def start_instances(args, count, database, redis):
                    "--database-url", url, "--redis", f"redis://127.0.0.1:{redis.port}",
                    "--jwt-secret", SECRET, "--heartbeat-ms", str(bench.DEFAULT_HEARTBEAT_MS), *args.server_flag]
         process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                   env={**os.environ, "RUST_LOG": "error", "PULSE_ALLOW_STALE_BUNDLE": "1"})
+                                   env={**os.environ, "RUST_LOG": "error", "PULSE_ALLOW_STALE_BUNDLE": "true"})
         bench.wait_until_up(process, port)
         servers.append((port, process))
     # The simulator's lease is taken within a second.

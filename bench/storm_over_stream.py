@@ -33,7 +33,7 @@ SOCKETS_PER_SOURCE_IP = 25_000
 def start_server(binary, port, data_dir):
     command = ["taskset", "-c", "0", binary, "--addr", f"127.0.0.1:{port}", "--db", f"{data_dir}/pulse.db",
                "--symbols", "50", "--tick-rate", "2", "--seed", "1", "--heartbeat-ms", "15000"]
-    env = dict(os.environ, RUST_LOG="warn", PULSE_ALLOW_STALE_BUNDLE="1")
+    env = dict(os.environ, RUST_LOG="warn", PULSE_ALLOW_STALE_BUNDLE="true")
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(f"{data_dir}/server.log", "w"), env=env)
     for _ in range(100):
         try:
