@@ -358,6 +358,36 @@ async fn a_client_that_never_finishes_its_handshake_is_dropped() {
     Wss::connect(&ca, server.addr).await;
 }
 
+/// After its handshake a TLS client has the request-head deadline of any
+/// HTTP client: one that then sends nothing is closed, over HTTP/1.1 and
+/// over HTTP/2 alike (where the deadline is for its first request).
+#[tokio::test]
+async fn a_client_silent_after_its_handshake_is_closed_at_the_head_deadline() {
+    let ca = Ca::new();
+    let dir = cert_dir("silent");
+    let (cert, key) = install(&dir, &ca.pair("silent"));
+    let server = Pulse::start(
+        &temp_db(),
+        &["--tls-cert", &cert, "--tls-key", &key],
+        &[("PULSE_HTTP_TIMEOUT_MS", "500")],
+    );
+    for alpn in [&b"http/1.1"[..], &b"h2"[..]] {
+        let mut silent = connect(&ca.client(&[alpn]), server.addr).await;
+        assert_eq!(silent.get_ref().1.alpn_protocol(), Some(alpn));
+        let mut buffer = Vec::new();
+        let read = tokio::time::timeout(PATIENCE, silent.read_to_end(&mut buffer))
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "a silent {} connection is still open",
+                    String::from_utf8_lossy(alpn)
+                )
+            });
+        // Closed: an end of stream, or a reset; HTTP/2 may say GOAWAY first.
+        let _ = read;
+    }
+}
+
 /// A client offering `h2` gets HTTP/2: the health check, and a page whose
 /// Content-Security-Policy names the socket's host (HTTP/2 has no `Host`
 /// header, only `:authority`).

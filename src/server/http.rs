@@ -14,10 +14,13 @@ use axum::extract::ConnectInfo;
 use axum::http::{header, HeaderValue, Request};
 use axum::Router;
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::pin;
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -64,23 +67,23 @@ pub async fn accept(
     settings: HttpSettings,
     shutdown: CancellationToken,
 ) -> TaskTracker {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
+    let mut http1 = http1::Builder::new();
+    http1
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_timeout);
-    // HTTP/2 (TLS only) has no head deadline; a Ping every 20 s, unanswered
-    // for 20 s, at least ends connections to peers that are gone.
-    builder
-        .http2()
+    // HTTP/2 (TLS only) has no head deadline in hyper: `serve` gives its
+    // first request one; a Ping every 20 s, unanswered for 20 s, ends
+    // connections to peers that are gone.
+    let mut http2 = http2::Builder::new(TokioExecutor::new());
+    http2
         .timer(TokioTimer::new())
         .keep_alive_interval(H2_KEEP_ALIVE)
         .keep_alive_timeout(H2_KEEP_ALIVE);
-    // Without TLS, HTTP/1.1 only (no cleartext HTTP/2), as before TLS came.
-    let builder = match settings.tls {
-        Some(_) => builder,
-        None => builder.http1_only(),
-    };
+    let protocols = Arc::new(Protocols {
+        http1,
+        http2,
+        header_timeout: settings.header_timeout,
+    });
     let open = TaskTracker::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -98,12 +101,13 @@ pub async fn accept(
         let connection = Connection {
             peer,
             app: app.clone(),
-            builder: builder.clone(),
+            protocols: protocols.clone(),
             grace: settings.grace,
             shutdown: shutdown.clone(),
         };
         match &settings.tls {
-            None => open.spawn(connection.serve(TokioIo::new(stream), Secure(false))),
+            // Without TLS, HTTP/1.1 only (no cleartext HTTP/2), as before TLS came.
+            None => open.spawn(connection.serve(TokioIo::new(stream), Secure(false), false)),
             Some(tls) => open.spawn(connection.handshake(stream, tls.clone())),
         };
     }
@@ -122,11 +126,20 @@ async fn next_connection(listener: &TcpListener) -> std::io::Result<(TcpStream, 
     Ok((stream, peer))
 }
 
+/// hyper's settings for each protocol, shared by every connection.
+struct Protocols {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+    /// The deadline of a request head (HTTP/1.1, by hyper) or of an HTTP/2
+    /// connection's first request (by [`Connection::serve`]).
+    header_timeout: Duration,
+}
+
 /// One accepted connection and what serving it needs.
 struct Connection {
     peer: SocketAddr,
     app: Router,
-    builder: auto::Builder<TokioExecutor>,
+    protocols: Arc<Protocols>,
     grace: Duration,
     shutdown: CancellationToken,
 }
@@ -134,7 +147,7 @@ struct Connection {
 impl Connection {
     /// Completes the TLS handshake (within its deadline, and not past
     /// shutdown), then serves HTTP/2 if ALPN chose `h2`, else HTTP/1.1.
-    async fn handshake(mut self, stream: TcpStream, tls: Tls) {
+    async fn handshake(self, stream: TcpStream, tls: Tls) {
         let stream = tokio::select! {
             done = tls.handshake(stream) => match done {
                 Ok(stream) => stream,
@@ -146,37 +159,87 @@ impl Connection {
             () = self.shutdown.cancelled() => return,
         };
         let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-        self.builder = if h2 {
-            self.builder.http2_only()
-        } else {
-            self.builder.http1_only()
-        };
-        self.serve(TokioIo::new(stream), Secure(true)).await;
+        self.serve(TokioIo::new(stream), Secure(true), h2).await;
     }
 
-    /// Serves one connection until it ends, is upgraded, or shutdown's
-    /// grace period is over.
-    async fn serve<I>(self, io: I, secure: Secure)
+    /// Serves one connection, HTTP/2 if `h2` else HTTP/1.1 with upgrades,
+    /// until it ends, is upgraded, misses its deadline, or shutdown's grace
+    /// period is over.
+    async fn serve<I>(self, io: I, secure: Secure, h2: bool)
     where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
         let Connection {
             peer,
             app,
-            builder,
+            protocols,
             grace,
             shutdown,
         } = self;
+        let requested = Arc::new(AtomicBool::new(false));
         // Handlers may ask for the client's address, as with axum's
         // `into_make_service_with_connect_info`, and whether TLS reached us.
-        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-            let mut request = request.map(Body::new);
-            request.extensions_mut().insert(ConnectInfo(peer));
-            request.extensions_mut().insert(secure);
-            with_host(&mut request);
-            app.clone().call(request)
-        });
-        let connection = builder.serve_connection_with_upgrades(io, service);
+        let service = {
+            let requested = requested.clone();
+            hyper::service::service_fn(move |request: Request<Incoming>| {
+                requested.store(true, Relaxed);
+                let mut request = request.map(Body::new);
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request.extensions_mut().insert(secure);
+                with_host(&mut request);
+                app.clone().call(request)
+            })
+        };
+        let ending = Ending {
+            peer,
+            grace,
+            shutdown,
+        };
+        if h2 {
+            let connection = protocols.http2.serve_connection(io, service);
+            // No request by the deadline (not even the preface): dropped.
+            let first_request = async {
+                tokio::time::sleep(protocols.header_timeout).await;
+                if requested.load(Relaxed) {
+                    std::future::pending::<()>().await;
+                }
+            };
+            ending
+                .drive(connection, |c| c.graceful_shutdown(), first_request)
+                .await;
+        } else {
+            let connection = protocols
+                .http1
+                .serve_connection(io, service)
+                .with_upgrades();
+            let no_deadline = std::future::pending::<()>();
+            ending
+                .drive(connection, |c| c.graceful_shutdown(), no_deadline)
+                .await;
+        }
+    }
+}
+
+/// How a served connection ends.
+struct Ending {
+    peer: SocketAddr,
+    grace: Duration,
+    shutdown: CancellationToken,
+}
+
+impl Ending {
+    /// Runs `connection` until it ends or `deadline` passes; on shutdown,
+    /// lets it finish the request in flight (`graceful`: an idle connection
+    /// closes at once), but not for longer than the grace period.
+    async fn drive<C>(
+        self,
+        connection: C,
+        graceful: impl FnOnce(Pin<&mut C>),
+        deadline: impl Future<Output = ()>,
+    ) where
+        C: Future<Output = Result<(), hyper::Error>>,
+    {
+        let peer = self.peer;
         let mut connection = pin!(connection);
         tokio::select! {
             result = connection.as_mut() => {
@@ -185,12 +248,14 @@ impl Connection {
                 }
                 return;
             }
-            () = shutdown.cancelled() => {}
+            () = deadline => {
+                tracing::debug!(%peer, "HTTP/2 connection sent no request in time");
+                return;
+            }
+            () = self.shutdown.cancelled() => {}
         }
-        // Finish the request in flight (an idle connection closes at once), but
-        // not for longer than the grace period: then the connection is dropped.
-        connection.as_mut().graceful_shutdown();
-        if tokio::time::timeout(grace, connection).await.is_err() {
+        graceful(connection.as_mut());
+        if tokio::time::timeout(self.grace, connection).await.is_err() {
             tracing::info!(%peer, "closed an HTTP connection still busy after the grace period");
         }
     }
