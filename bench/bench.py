@@ -76,6 +76,16 @@ subscribe to the room, so every message is also fanned out:
   bench/bench.py chat --clients 200 --senders 200 --chat-rate 5 --compare-stores \
       --server-flag=--chat-rate=20
 
+TLS (issue 23): `--tls` serves Pulse with `--tls-cert`/`--tls-key` (a CA and a
+certificate for 127.0.0.1 made with `openssl` for the run) and points
+pulse-loadgen at `wss://` trusting that CA (`--tls-ca`); `--compare-tls` runs
+three rounds of plain then TLS against the same binary and prints the ratios
+tls / plain (stream, idle and storm: the modes whose clients log in over no
+HTTP request):
+
+  bench/bench.py stream --clients 1000 --symbols 10 --compare-tls
+  bench/bench.py idle --clients 19500 --compare-tls
+
 --server-kind node runs the reference alone. The reference serves stream,
 idle and chat only (no resume, presence or rate limits: storm and abuse need
 Pulse); its chat is kept in memory, not on disk (see bench/reference/README.md).
@@ -84,7 +94,7 @@ Build first:
   cargo build --release --features ssr --bin pulse
   cargo build --release --features loadgen --bin pulse-loadgen
 """
-import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, threading, time, urllib.request
+import argparse, json, os, shutil, ssl, statistics, subprocess, sys, tempfile, threading, time, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REFERENCE = f"{ROOT}/bench/reference"
@@ -164,16 +174,44 @@ def server_command(args, kind, data_dir, tick_rate, heartbeat_ms):
     return ["taskset", "-c", "0", binary, "--db", f"{data_dir}/pulse.db", *common, *args.server_flag]
 
 
-def wait_until_up(server, port):
+def wait_until_up(server, port, tls=None):
+    """Polls /healthz (over https trusting `tls`'s CA when given)."""
+    scheme = "https" if tls else "http"
+    context = ssl.create_default_context(cafile=tls["ca"]) if tls else None
     for _ in range(100):
         if server.poll() is not None:
             sys.exit(f"the server exited with {server.returncode} before answering /healthz")
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            urllib.request.urlopen(f"{scheme}://127.0.0.1:{port}/healthz", timeout=1, context=context)
             return
         except OSError:
             time.sleep(0.1)
-    sys.exit(f"the server did not answer http://127.0.0.1:{port}/healthz within 10 s")
+    sys.exit(f"the server did not answer {scheme}://127.0.0.1:{port}/healthz within 10 s")
+
+
+def make_certificates():
+    """A CA and a server certificate for 127.0.0.1 (EC P-256, as most sites
+    serve now), made with openssl in a temporary directory; returns the paths."""
+    directory = tempfile.mkdtemp(prefix="pulse-bench-tls-")
+    paths = {name: f"{directory}/{name}.pem" for name in ("ca", "ca-key", "cert", "key", "csr")}
+    extensions = f"{directory}/leaf.ext"
+    with open(extensions, "w") as out:
+        out.write("basicConstraints=critical,CA:FALSE\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    for command in (
+        ["req", "-x509", *ec, "-keyout", paths["ca-key"], "-out", paths["ca"], "-days", "2", "-subj", "/CN=pulse bench CA"],
+        ["req", *ec, "-keyout", paths["key"], "-out", paths["csr"], "-subj", "/CN=127.0.0.1"],
+        ["x509", "-req", "-in", paths["csr"], "-CA", paths["ca"], "-CAkey", paths["ca-key"], "-CAcreateserial",
+         "-out", paths["cert"], "-days", "2", "-extfile", extensions],
+    ):
+        subprocess.run(["openssl", *command], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return paths
+
+
+def over_tls(command, tls):
+    """A pulse-loadgen command line pointed at wss:// and trusting the CA."""
+    command = [part.replace("ws://", "wss://", 1) if part.startswith("ws://") else part for part in command]
+    return command + ["--tls-ca", tls["ca"]]
 
 
 def loadgen_command(args):
@@ -345,7 +383,11 @@ def run_once(args, kind, label, database=None):
     # A fresh database per run: chat from the abuse run must not carry over,
     # and two server builds must not share (or migrate) one file.
     data_dir = tempfile.mkdtemp(prefix="pulse-bench-")
-    command = server_command(args, kind, data_dir, tick_rate, heartbeat_ms)
+    # "tls": the same Pulse binary, serving TLS itself (--tls or --compare-tls).
+    tls = args.tls_files if kind == "tls" else None
+    command = server_command(args, "pulse" if tls else kind, data_dir, tick_rate, heartbeat_ms)
+    if tls:
+        command += ["--tls-cert", tls["cert"], "--tls-key", tls["key"]]
     if database:
         command += ["--database-url", database.fresh_database()]
     server = subprocess.Popen(
@@ -354,7 +396,7 @@ def run_once(args, kind, label, database=None):
         # WebSocket-only: the site bundle in target/site may be another build's.
         env={**os.environ, "RUST_LOG": "error", "PULSE_ALLOW_STALE_BUNDLE": "true"})
     try:
-        wait_until_up(server, args.port)
+        wait_until_up(server, args.port, tls)
         time.sleep(1)
         baseline_rss = rss_bytes(server.pid)
         sampler = Sampler(server.pid, database)
@@ -365,6 +407,8 @@ def run_once(args, kind, label, database=None):
                 window_start, window_end = started + report.get("setup_ms", 0) / 1000, ended
             else:
                 command = doc_command(args) if args.mode == "doc" else loadgen_command(args)
+                if tls:
+                    command = over_tls(command, tls)
                 report, started, _ = run_load(command, sampler)
                 window_start = started + report["ramp_up_secs"]
                 window_end = window_start + report["duration_secs"]
@@ -571,7 +615,14 @@ def main():
     parser.add_argument("--baseline-server", default=None,
                         help=f"another Pulse binary (an older build): {ROUNDS} interleaved rounds of it and --server, ratio new / old")
     parser.add_argument("--pg-port", type=int, default=3998, help="the throwaway PostgreSQL's port")
+    parser.add_argument("--tls", action="store_true",
+                        help="Pulse serves TLS itself (a certificate made for the run); the clients use wss://")
+    parser.add_argument("--compare-tls", action="store_true",
+                        help=f"{ROUNDS} rounds of Pulse over plain ws:// then over wss://, ratio tls / plain")
     args = parser.parse_args()
+    args.tls_files = make_certificates() if args.tls or args.compare_tls else None
+    if args.tls_files and args.mode not in ("stream", "idle", "storm"):
+        parser.error("--tls and --compare-tls: stream, idle or storm (the other modes log in over plain HTTP)")
     # Chat: --clients counts only when given (senders + listeners).
     args.clients_given = any(arg == "--clients" or arg.startswith("--clients=") for arg in sys.argv[1:])
 
@@ -580,8 +631,8 @@ def main():
         parser.error(f"the reference server serves {', '.join(NODE_MODES)} only, not {args.mode}")
     if uses_node:
         ensure_reference()
-    if sum(map(bool, (args.compare, args.compare_stores, args.baseline_server))) > 1:
-        parser.error("--compare, --compare-stores and --baseline-server: one at a time")
+    if sum(map(bool, (args.compare, args.compare_stores, args.baseline_server, args.compare_tls))) > 1:
+        parser.error("--compare, --compare-stores, --baseline-server and --compare-tls: one at a time")
     database = None
     if args.compare_stores or args.database == "postgres":
         database = Postgres(args.pg_port)
@@ -590,10 +641,13 @@ def main():
             compare(args, [("pulse", "pulse", None), ("node", "node", None)], ("pulse", "node"))
         elif args.compare_stores:
             compare(args, [("sqlite", "pulse", None), ("postgres", "pulse", database)], ("postgres", "sqlite"))
+        elif args.compare_tls:
+            compare(args, [("plain", "pulse", database), ("tls", "tls", database)], ("tls", "plain"))
         elif args.baseline_server:
             compare(args, [("old", "baseline", database), ("new", "pulse", database)], ("new", "old"))
         else:
-            print(json.dumps(run_once(args, args.server_kind, args.label, database)))
+            kind = "tls" if args.tls else args.server_kind
+            print(json.dumps(run_once(args, kind, args.label, database)))
     finally:
         if database:
             database.stop()

@@ -140,7 +140,7 @@ async def main():
     if args.as_limit != "none":
         command = ["prlimit", f"--as={parse_size(args.as_limit)}", "--"] + command
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              env={**os.environ, "RUST_LOG": "warn", "NO_COLOR": "1", "PULSE_ALLOW_STALE_BUNDLE": "1"})
+                              env={**os.environ, "RUST_LOG": "warn", "NO_COLOR": "1", "PULSE_ALLOW_STALE_BUNDLE": "true"})
     try:
         base = f"http://127.0.0.1:{port}"
         ws_url = f"ws://127.0.0.1:{port}/ws"

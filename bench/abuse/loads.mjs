@@ -62,7 +62,7 @@ const server = spawn(
   binary,
   ["--addr", `127.0.0.1:${port}`, "--db", join(workdir, "pulse.db"), "--tick-rate", "0",
     "--jwt-secret", "loads-bench-jwt-secret-of-32-bytes-at-least"],
-  { stdio: "ignore", env: { ...process.env, RUST_LOG: "warn", PULSE_ALLOW_STALE_BUNDLE: "1" } },
+  { stdio: "ignore", env: { ...process.env, RUST_LOG: "warn", PULSE_ALLOW_STALE_BUNDLE: "true" } },
 );
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 

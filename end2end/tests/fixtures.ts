@@ -44,7 +44,8 @@ export const test = base.extend<Fixtures>({
     await use(async (existing?: BrowserContext) => {
       let context = existing;
       if (!context) {
-        context = await browser.newContext({ baseURL: server.url });
+        // A TLS server's certificate comes from a CA made by the test.
+        context = await browser.newContext({ baseURL: server.url, ignoreHTTPSErrors: server.tls });
         contexts.push(context);
       }
       const page = await context.newPage();

@@ -50,8 +50,13 @@ export class PulseServer {
     return server;
   }
 
+  /** Whether the server serves TLS itself (`--tls-cert`). */
+  get tls(): boolean {
+    return this.flags.includes("--tls-cert");
+  }
+
   get url(): string {
-    return `http://127.0.0.1:${this.port}`;
+    return `${this.tls ? "https" : "http"}://127.0.0.1:${this.port}`;
   }
 
   /** Starts the process (again) on the same port and waits until it answers. */
@@ -70,11 +75,16 @@ export class PulseServer {
       if (child.exitCode !== null) {
         throw new Error(`pulse exited with ${child.exitCode}:\n${this.logs.join("")}`);
       }
-      try {
-        const response = await fetch(`${this.url}/healthz`);
-        if (response.ok) return;
-      } catch {
-        // Not listening yet.
+      if (this.tls) {
+        // Node's fetch would not trust the test's CA: the log line will do.
+        if (this.logs.join("").includes("listening on https://")) return;
+      } else {
+        try {
+          const response = await fetch(`${this.url}/healthz`);
+          if (response.ok) return;
+        } catch {
+          // Not listening yet.
+        }
       }
       await new Promise((resolve) => setTimeout(resolve, 100));
     }

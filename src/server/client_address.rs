@@ -32,10 +32,9 @@ pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> I
     client
 }
 
-/// Whether the request reached us over TLS, as far as we can tell: for now
-/// only a trusted proxy's `X-Forwarded-Proto: https` says so (Pulse speaks
-/// plain HTTP itself). The one place that decides it (the admin cookie's
-/// `Secure` flag asks here): TLS served by Pulse itself adds its case here.
+/// Whether a trusted proxy says the request reached it over TLS (its
+/// `X-Forwarded-Proto: https`). TLS that ends in Pulse itself is the
+/// request's `http::Secure` extension; the admin cookie's `Secure` flag asks both.
 pub fn came_over_tls(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> bool {
     if !trusted.iter().any(|net| net.contains(&peer)) {
         return false;

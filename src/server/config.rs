@@ -3,6 +3,7 @@
 
 use clap::Parser;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::protocol::{DEFAULT_HEARTBEAT_MS, HELLO_TIMEOUT_MS, MAX_MESSAGE_BYTES};
@@ -33,6 +34,11 @@ pub enum ConfigError {
          serve as one share their data in PostgreSQL, not each in a SQLite file of its own"
     )]
     RedisWithoutDatabase,
+    #[error(
+        "--tls-cert (PULSE_TLS_CERT) and --tls-key (PULSE_TLS_KEY) go together: set both \
+         to serve HTTPS and wss://, or neither for plain HTTP"
+    )]
+    TlsHalfConfigured,
 }
 
 /// `pulse`: a real-time dashboard and WebSocket server.
@@ -45,7 +51,7 @@ pub struct Config {
 
     /// SQLite file for chat, notifications and documents (created on first start).
     #[arg(long, env = "PULSE_DB", default_value = "data/pulse.db")]
-    pub db: std::path::PathBuf,
+    pub db: PathBuf,
 
     /// PostgreSQL instead of the SQLite file, for several instances sharing
     /// the data: `postgres://user:password@host:port/database`. Unset means
@@ -82,6 +88,25 @@ pub struct Config {
     #[arg(long, env = "PULSE_TRUSTED_PROXIES", value_delimiter = ',',
           value_parser = crate::server::client_address::parse_trusted)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// PEM file of the TLS certificate chain (the server's certificate
+    /// first, e.g. certbot's `fullchain.pem`): with `--tls-key`, HTTPS and
+    /// `wss://` (HTTP/2 too) on `--addr`. Reloaded when the file changes or
+    /// on SIGHUP. Unset: plain HTTP.
+    #[arg(long, env = "PULSE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM file of the certificate's private key (PKCS#8, RSA or EC; e.g.
+    /// certbot's `privkey.pem`).
+    #[arg(long, env = "PULSE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Seconds a client has to finish the TLS handshake; the request head's
+    /// own deadline starts after it.
+    #[arg(long, env = "PULSE_TLS_HANDSHAKE_TIMEOUT_SECS",
+          default_value_t = super::tls::TLS_HANDSHAKE_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub tls_handshake_timeout_secs: u64,
 
     /// Serve a site bundle (`target/site/pkg/*.wasm`) built from other
     /// sources or as another kind of build, with a loud warning, instead of
@@ -275,6 +300,9 @@ impl Config {
         if self.redis.is_some() && self.database_url.is_none() {
             return Err(ConfigError::RedisWithoutDatabase);
         }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError::TlsHalfConfigured);
+        }
         if let Some(secret) = &self.jwt_secret {
             if secret.len() < MIN_SECRET_BYTES {
                 return Err(ConfigError::ShortSecret(secret.len()));
@@ -287,6 +315,18 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The certificate and key files, when TLS is served here.
+    pub fn tls_files(&self) -> Option<super::tls::TlsFiles> {
+        Some(super::tls::TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+        })
+    }
+
+    pub fn tls_handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.tls_handshake_timeout_secs)
     }
 
     pub fn write_delay(&self) -> Duration {
@@ -395,6 +435,32 @@ mod tests {
         assert!(check(&["--admin-key", &short]).is_err());
         let enough = "k".repeat(MIN_ADMIN_KEY_CHARS);
         assert_eq!(check(&["--admin-key", &enough]), Ok(()));
+    }
+
+    #[test]
+    fn tls_needs_both_files_or_neither() {
+        let check = |flags: &[&str]| {
+            let mut args = vec!["pulse"];
+            args.extend_from_slice(flags);
+            Config::try_parse_from(args).unwrap().validate()
+        };
+        assert_eq!(check(&[]), Ok(()));
+        assert_eq!(
+            check(&["--tls-cert", "c.pem"]),
+            Err(ConfigError::TlsHalfConfigured)
+        );
+        assert_eq!(
+            check(&["--tls-key", "k.pem"]),
+            Err(ConfigError::TlsHalfConfigured)
+        );
+        assert_eq!(
+            check(&["--tls-cert", "c.pem", "--tls-key", "k.pem"]),
+            Ok(())
+        );
+        let config = Config::try_parse_from(["pulse"]).unwrap();
+        assert_eq!(config.tls_handshake_timeout(), Duration::from_secs(10));
+        assert!(config.tls_files().is_none());
+        assert!(Config::try_parse_from(["pulse", "--tls-handshake-timeout-secs", "0"]).is_err());
     }
 
     #[test]

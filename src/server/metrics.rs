@@ -116,9 +116,11 @@ const RELAY_KINDS: [&str; 3] = ["ordered", "ticks", "awareness"];
 #[derive(Debug)]
 pub struct Metrics {
     pub connections_open: Gauge,
-    /// The WebSocket connections open now (`transport="websocket"`,
-    /// `tls="false"`: the only transport so far; TLS ends in front of Pulse).
-    pub connections_websocket: Gauge,
+    /// The WebSocket connections open now that came without TLS
+    /// (`transport="websocket"`, `tls="false"`: plain, or TLS ended in a
+    /// proxy in front of Pulse) and with TLS ended here (`tls="true"`).
+    websocket_plain: Gauge,
+    websocket_tls: Gauge,
     pub connections_total: Counter,
     pub messages_in: Counter,
     pub messages_out: Counter,
@@ -165,12 +167,15 @@ impl Default for Metrics {
         let latency = Histogram::new(exponential_buckets(0.000_05, 2.0, 18));
         let by_transport = Family::<TransportLabel, Gauge>::default();
         // A family's member and the handle cloned from it share one value.
-        let connections_websocket = by_transport
-            .get_or_create(&TransportLabel {
-                transport: "websocket",
-                tls: "false",
-            })
-            .clone();
+        let websocket = |tls| {
+            by_transport
+                .get_or_create(&TransportLabel {
+                    transport: "websocket",
+                    tls,
+                })
+                .clone()
+        };
+        let (websocket_plain, websocket_tls) = (websocket("false"), websocket("true"));
         let by_kind = Family::<KindLabel, Gauge>::default();
         let subscriptions = [0, 1, 2, 3, 4].map(|index| {
             by_kind
@@ -186,7 +191,8 @@ impl Default for Metrics {
         });
         let metrics = Metrics {
             connections_open: Gauge::default(),
-            connections_websocket,
+            websocket_plain,
+            websocket_tls,
             connections_total: Counter::default(),
             messages_in: Counter::default(),
             messages_out: Counter::default(),
@@ -216,6 +222,16 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// The gauge of open WebSocket connections that came with (`tls`) or
+    /// without TLS ended in this server.
+    pub fn websocket_connections(&self, tls: bool) -> &Gauge {
+        if tls {
+            &self.websocket_tls
+        } else {
+            &self.websocket_plain
+        }
+    }
+
     fn register_own(&self) {
         let mut registry = self.registry();
         let r = &mut *registry;

@@ -23,6 +23,7 @@ mod security;
 pub mod shutdown;
 mod state;
 mod store;
+mod tls;
 mod ws;
 
 use axum::extract::{Request, State};
@@ -62,6 +63,8 @@ pub enum ServerError {
     Relay(#[from] broker::redis::RelayError),
     #[error("{0}")]
     StaleBundle(#[from] bundle::StaleBundle),
+    #[error("{0}")]
+    Tls(#[from] tls::TlsError),
     #[error("leptos configuration: {0}")]
     Leptos(String),
     #[error("serving: {0}")]
@@ -93,6 +96,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     config.validate()?;
+    let tls = match config.tls_files() {
+        Some(files) => Some(tls::Tls::new(files, config.tls_handshake_timeout())?),
+        None => None,
+    };
     let addr = listener.local_addr()?;
     let metrics = Arc::new(Metrics::default());
     let hub = Hub::new(metrics.clone(), config.presence_grace());
@@ -153,7 +160,8 @@ pub async fn serve(
         admin,
     };
     let app = router(state.clone());
-    tracing::info!(%instance, "listening on http://{addr}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%instance, "listening on {scheme}://{addr}");
     tracing::info!(
         symbols = state.config.symbols.0.len(),
         rate = state.config.tick_rate,
@@ -183,9 +191,13 @@ pub async fn serve(
     let simulator =
         tokio::spawn(feeds.simulate(state.config.tick_rate, state.shutdown.clone(), lease));
 
+    if let Some(tls) = &tls {
+        tokio::spawn(tls.clone().watch(state.shutdown.clone()));
+    }
     let settings = http::HttpSettings {
         header_timeout: state.config.http_timeout(),
         grace: state.config.shutdown_grace(),
+        tls,
     };
     let accepting = http::accept(listener, app, settings, state.shutdown.clone());
     let (http_connections, ()) = tokio::join!(accepting, async {

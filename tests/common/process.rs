@@ -17,7 +17,7 @@ pub struct Pulse {
 
 impl Pulse {
     /// Starts the binary on the database file `db` with `flags` and waits
-    /// for its `listening on` line.
+    /// for its `listening on` line (`http://` or, with TLS, `https://`).
     pub fn start(db: &str, flags: &[&str], env: &[(&str, &str)]) -> Pulse {
         // The simulator is off unless the flags say otherwise.
         let tick_rate: &[&str] = if flags.contains(&"--tick-rate") {
@@ -46,14 +46,19 @@ impl Pulse {
         // Keep reading the log, or a full pipe would stall the server.
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on http://").nth(1) {
+                let after = |scheme: &str| line.split(scheme).nth(1).map(str::to_owned);
+                let listening =
+                    after("listening on http://").or_else(|| after("listening on https://"));
+                // Logged before the address is handed over, so a test that
+                // got it finds the line in `log()`.
+                kept.lock().unwrap().push(line);
+                if let Some(rest) = listening.as_deref() {
                     // Text or JSON: the address ends where its characters do.
                     let end = rest
                         .find(|c: char| !(c.is_ascii_hexdigit() || ".:[]".contains(c)))
                         .unwrap_or(rest.len());
                     let _ = found.send(rest[..end].parse::<SocketAddr>().ok());
                 }
-                kept.lock().unwrap().push(line);
             }
         });
         let Some(addr) = address.recv_timeout(Duration::from_secs(20)).ok().flatten() else {
@@ -76,6 +81,16 @@ impl Pulse {
     pub fn kill(&mut self) {
         self.child.kill().expect("the process can be killed");
         self.child.wait().expect("the killed process is reaped");
+    }
+
+    /// Sends `signal` (`HUP`, `TERM`, ...).
+    #[allow(dead_code)] // Not every test binary signals.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
     }
 
     /// Sends SIGTERM.

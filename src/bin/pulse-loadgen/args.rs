@@ -14,10 +14,16 @@ use crate::doc::{DocPlan, EditAt};
 #[derive(Debug, Parser)]
 #[command(name = "pulse-loadgen", version)]
 pub struct Args {
-    /// WebSocket URL of the server's endpoint (plain ws://; its host must
-    /// resolve to an IPv4 address).
+    /// WebSocket URL of the server's endpoint (ws:// or, with --tls-ca,
+    /// wss://; its host must resolve to an IPv4 address).
     #[arg(long, default_value = "ws://127.0.0.1:3000/ws")]
     pub url: String,
+
+    /// For a wss:// URL: a PEM file of the certificates to trust (the
+    /// server's own, or the CA that signed it). The URL's host is the name
+    /// checked against the certificate.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<std::path::PathBuf>,
 
     /// Number of WebSocket clients to open, one socket and one task each.
     #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]

@@ -1,5 +1,6 @@
 //! Owns the load generator's network plumbing shared by every scenario: the
-//! open-file limit, one client's TCP connect plus WebSocket handshake, sending
+//! open-file limit, one client's TCP connect plus (for `wss://`) TLS
+//! handshake plus WebSocket handshake, sending
 //! a client message, the normal close, and the guest login over HTTP.
 
 use std::net::SocketAddr;
@@ -9,17 +10,19 @@ use futures_util::{SinkExt, StreamExt};
 use pulse::protocol::{ClientEnvelope, ClientMessage, LoginRequest, LoginResponse};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
+use tokio_util::either::Either;
 
 use crate::plan::Plan;
 
-/// One client's socket.
-pub type Ws = WebSocketStream<TcpStream>;
+/// One client's socket: plain TCP (`ws://`) or TLS (`wss://`).
+pub type Ws = WebSocketStream<Either<TcpStream, TlsStream<TcpStream>>>;
 
-/// How long one client may take for the TCP connect plus the WebSocket handshake.
+/// How long one client may take for the TCP connect plus the TLS and WebSocket handshakes.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one client waits for the server's answer to its closing handshake.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -77,6 +80,15 @@ async fn connect_unbounded(plan: &Plan, index: u64) -> Result<Ws, String> {
         .map_err(|err| format!("connect: {err}"))?;
     // Latency is the point of the exercise: no Nagle delay on our frames.
     let _ = stream.set_nodelay(true);
+    let stream = match &plan.tls {
+        None => Either::Left(stream),
+        Some(tls) => Either::Right(
+            tls.connector
+                .connect(tls.name.clone(), stream)
+                .await
+                .map_err(|err| format!("TLS handshake: {err}"))?,
+        ),
+    };
     let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER_BYTES);
     let (ws, _response) =
         tokio_tungstenite::client_async_with_config(plan.url.as_str(), stream, Some(config))

@@ -1,11 +1,17 @@
 //! Owns what every client task needs from the flags, worked out once: the
-//! target (a plain `ws://` URL resolved to an IPv4 address), the source
-//! addresses to spread connections over, and the universe of `ticker:`
-//! channels with each client's share of it.
+//! target (a `ws://` or `wss://` URL resolved to an IPv4 address, with the
+//! TLS client for `wss://`), the source addresses to spread connections over,
+//! and the universe of `ticker:` channels with each client's share of it.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
 
 use pulse::protocol::{Channel, SubscribeChannel};
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::http::Uri;
 
 use crate::args::{Args, Mode};
@@ -26,12 +32,70 @@ pub struct Plan {
     channels: Vec<String>,
     /// Subscriptions per client, at most `channels.len()`.
     pub per_client: usize,
+    /// The TLS client of a `wss://` URL.
+    pub tls: Option<Tls>,
+}
+
+/// A `wss://` target's TLS client: the certificates of `--tls-ca`, ALPN
+/// `http/1.1` (as browsers ask for a WebSocket), the URL's host as the name.
+pub struct Tls {
+    pub connector: TlsConnector,
+    pub name: ServerName<'static>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls").field("name", &self.name).finish()
+    }
+}
+
+impl Tls {
+    /// *ring*, as the server (deprecated in rustls 0.23.48 for lacking
+    /// post-quantum key exchange; `server/tls.rs` says why it is used).
+    #[allow(deprecated)]
+    fn new(ca: &Path, host: &str) -> Result<Tls, String> {
+        let mut roots = RootCertStore::empty();
+        let certificates = CertificateDer::pem_file_iter(ca)
+            .map_err(|err| format!("--tls-ca {}: {err}", ca.display()))?;
+        for certificate in certificates {
+            let certificate =
+                certificate.map_err(|err| format!("--tls-ca {}: {err}", ca.display()))?;
+            roots
+                .add(certificate)
+                .map_err(|err| format!("--tls-ca {}: {err}", ca.display()))?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|err| err.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let name = ServerName::try_from(host.to_owned())
+            .map_err(|err| format!("--url: {host} is no TLS server name: {err}"))?;
+        Ok(Tls {
+            connector: TlsConnector::from(Arc::new(config)),
+            name,
+        })
+    }
 }
 
 impl Plan {
     /// Checks the flags, resolves the target and builds the universe.
     pub async fn from_args(args: &Args) -> Result<Self, String> {
-        let target = resolve_target(&args.url).await?;
+        let (target, host, secure) = resolve_target(&args.url).await?;
+        let tls = match (secure, &args.tls_ca) {
+            (false, None) => None,
+            (true, Some(ca)) => Some(Tls::new(ca, &host)?),
+            (true, None) => return Err("--url wss://... needs --tls-ca FILE".into()),
+            (false, Some(_)) => return Err("--tls-ca is for a wss:// --url".into()),
+        };
+        if tls.is_some() && matches!(args.mode, Mode::Abuse | Mode::Doc) {
+            return Err(format!(
+                "--mode {}: its guest logins are plain HTTP; use wss:// with stream, idle or storm",
+                args.mode.as_str()
+            ));
+        }
         let loopback = target.ip().is_loopback();
         if !loopback && args.source_ips > 1 {
             return Err(format!(
@@ -56,6 +120,7 @@ impl Plan {
             mode: args.mode,
             per_client: per_client.min(channels.len()),
             channels,
+            tls,
         })
     }
 
@@ -80,25 +145,28 @@ impl Plan {
     }
 }
 
-/// Checks the URL (plain `ws://` only) and resolves its host to the IPv4
-/// address to connect to.
-async fn resolve_target(url: &str) -> Result<SocketAddr, String> {
+/// Checks the URL (`ws://` or `wss://`) and resolves its host to the IPv4
+/// address to connect to; also returns the host and whether it is `wss://`.
+async fn resolve_target(url: &str) -> Result<(SocketAddr, String, bool), String> {
     let uri: Uri = url.parse().map_err(|err| format!("--url {url}: {err}"))?;
-    match uri.scheme_str() {
-        Some("ws") => {}
-        Some("wss") => {
-            return Err("--url: wss:// is not supported; use the server's plain ws:// port".into())
+    let (secure, default_port) = match uri.scheme_str() {
+        Some("ws") => (false, 80),
+        Some("wss") => (true, 443),
+        _ => {
+            return Err(format!(
+                "--url {url}: expected ws://HOST:PORT/PATH or wss://"
+            ))
         }
-        _ => return Err(format!("--url {url}: expected ws://HOST:PORT/PATH")),
-    }
+    };
     let host = uri.host().ok_or_else(|| format!("--url {url}: no host"))?;
-    let port = uri.port_u16().unwrap_or(80);
+    let port = uri.port_u16().unwrap_or(default_port);
     let mut addrs = tokio::net::lookup_host((host, port))
         .await
         .map_err(|err| format!("--url: cannot resolve {host}: {err}"))?;
-    addrs.find(SocketAddr::is_ipv4).ok_or_else(|| {
+    let target = addrs.find(SocketAddr::is_ipv4).ok_or_else(|| {
         format!("--url: {host} has no IPv4 address (the load generator connects over IPv4)")
-    })
+    })?;
+    Ok((target, host.to_owned(), secure))
 }
 
 /// Turns `--universe` into `ticker:` channel names: a number M gives

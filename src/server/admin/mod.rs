@@ -76,6 +76,11 @@ async fn sign_in(State(state): State<AppState>, request: Request) -> Response {
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(peer)| peer.ip());
+    // TLS ended here (`http::Secure`), or a trusted proxy says it ended there.
+    let direct_tls = request
+        .extensions()
+        .get::<crate::server::http::Secure>()
+        .is_some_and(|secure| secure.0);
     let (parts, body) = request.into_parts();
     let headers = parts.headers.clone();
     let read = axum::body::to_bytes(body, MAX_FORM_BYTES);
@@ -110,8 +115,8 @@ async fn sign_in(State(state): State<AppState>, request: Request) -> Response {
             &headers,
         );
     }
-    let secure =
-        peer.is_some_and(|peer| came_over_tls(peer, &headers, &state.config.trusted_proxies));
+    let secure = direct_tls
+        || peer.is_some_and(|peer| came_over_tls(peer, &headers, &state.config.trusted_proxies));
     let cookie = session::set_cookie(Some(&sessions.mint()), secure);
     tracing::info!("admin signed in");
     to_view(cookie)

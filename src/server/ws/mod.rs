@@ -91,6 +91,9 @@ pub async fn handler(
     let mut context = ConnectionContext::from_state(&state);
     // The socket may subscribe to `admin` when opened with the session.
     context.admin_session = crate::server::admin::is_admin(&state, &headers);
+    context.tls = extensions
+        .get::<super::http::Secure>()
+        .is_some_and(|secure| secure.0);
     // The slot travels with the connection's future: whether the upgrade
     // never completes, the connection ends or its task panics, dropping the
     // future frees the place.

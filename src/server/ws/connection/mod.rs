@@ -71,6 +71,9 @@ pub struct ConnectionContext {
     /// Whether the socket was opened with a valid admin session cookie
     /// (only then may it subscribe to `admin`).
     pub admin_session: bool,
+    /// Whether the socket came over TLS ended in this server (the `tls`
+    /// label of `pulse_connections_by_transport`).
+    pub tls: bool,
 }
 
 impl ConnectionContext {
@@ -84,6 +87,7 @@ impl ConnectionContext {
             store: state.store.clone(),
             admin: state.admin.clone(),
             admin_session: false,
+            tls: false,
         }
     }
 }
@@ -136,6 +140,7 @@ where
         outbox.clone(),
         (subscriber, &id),
         context.admin.clone(),
+        context.tls,
     );
     let mut connection = Connection {
         id,

@@ -4,6 +4,7 @@
 //! release it exactly once, however the connection's task ends: a return, an
 //! error, a panic or an abort (mini-redis' `DbDropGuard` habit).
 
+use prometheus_client::metrics::gauge::Gauge;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -17,6 +18,8 @@ use crate::server::ws::outbox::Outbox;
 pub struct Registration {
     hub: Hub,
     metrics: Arc<Metrics>,
+    /// This connection's gauge in `pulse_connections_by_transport`.
+    transport: Gauge,
     /// The connection's queue: closed on release so its writer task ends too.
     outbox: Arc<Outbox>,
     pub subscriber: SubscriberId,
@@ -32,22 +35,25 @@ pub struct Registration {
 }
 
 impl Registration {
-    /// Registers a new connection: counted in `pulse_connections_open` until
-    /// this is dropped.
+    /// Registers a new connection: counted in `pulse_connections_open` (and
+    /// by transport, `tls` or not) until this is dropped.
     pub fn new(
         hub: Hub,
         metrics: Arc<Metrics>,
         outbox: Arc<Outbox>,
         (subscriber, connection_id): (SubscriberId, &str),
         admin: Admin,
+        tls: bool,
     ) -> Self {
         admin.census().opened(subscriber, connection_id, &outbox);
+        let transport = metrics.websocket_connections(tls).clone();
         metrics.connections_open.inc();
-        metrics.connections_websocket.inc();
+        transport.inc();
         metrics.connections_total.inc();
         Registration {
             hub,
             metrics,
+            transport,
             outbox,
             subscriber,
             subscriptions: BTreeSet::new(),
@@ -115,6 +121,6 @@ impl Drop for Registration {
         }
         self.admin.census().closed(self.subscriber);
         self.metrics.connections_open.dec();
-        self.metrics.connections_websocket.dec();
+        self.transport.dec();
     }
 }

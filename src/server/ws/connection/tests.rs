@@ -98,6 +98,7 @@ fn context_with(flags: &[&str]) -> ConnectionContext {
         metrics,
         admin: crate::server::admin::Admin::new(None),
         admin_session: false,
+        tls: false,
     }
 }
 
