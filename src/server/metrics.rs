@@ -51,8 +51,10 @@ const KINDS: [&str; 5] = ["ticker", "presence", "chat", "user", "doc"];
 pub struct Metrics {
     pub connections_open: Gauge,
     /// The WebSocket connections open now (`transport="websocket"`,
-    /// `tls="false"`: the only transport so far; TLS ends in front of Pulse).
+    /// `tls="false"`: TLS ends in front of Pulse).
     pub connections_websocket: Gauge,
+    /// The HTTP fallback's sessions open now (`transport="sse"`, `tls="false"`).
+    pub connections_sse: Gauge,
     pub connections_total: Counter,
     pub messages_in: Counter,
     pub messages_out: Counter,
@@ -101,11 +103,18 @@ impl Default for Metrics {
                 tls: "false",
             })
             .clone();
+        let connections_sse = by_transport
+            .get_or_create(&TransportLabel {
+                transport: "sse",
+                tls: "false",
+            })
+            .clone();
         let by_kind = Family::<KindLabel, Gauge>::default();
         let subscriptions = KINDS.map(|kind| by_kind.get_or_create(&KindLabel { kind }).clone());
         let metrics = Metrics {
             connections_open: Gauge::default(),
             connections_websocket,
+            connections_sse,
             connections_total: Counter::default(),
             messages_in: Counter::default(),
             messages_out: Counter::default(),

@@ -19,6 +19,7 @@ mod metrics;
 mod pages;
 mod security;
 pub mod shutdown;
+mod sse;
 mod state;
 mod store;
 mod ws;
@@ -94,7 +95,8 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     let metrics = Arc::new(Metrics::default());
     let hub = Hub::new(metrics.clone(), config.presence_grace());
-    let auth = Arc::new(Auth::new(&jwt_secret(&config), config.token_ttl()));
+    let secret = jwt_secret(&config);
+    let auth = Arc::new(Auth::new(&secret, config.token_ttl()));
     let store = store::Store::from_flags(&config.db, config.database_url.as_deref()).await?;
     let (commits, commit_seconds, doc_loads) = store.metrics();
     metrics.register_store(commits, commit_seconds, doc_loads);
@@ -147,6 +149,7 @@ pub async fn serve(
         store,
         admission: Arc::new(ws::admission::Admission::new(&config_for_admission)),
         instance: instance.clone(),
+        sse: Arc::new(sse::session::Sessions::new(&secret, instance.clone())),
     };
     let app = router(state.clone());
     tracing::info!(%instance, "listening on http://{addr}");
@@ -233,6 +236,7 @@ pub fn router(state: AppState) -> Router {
     };
     Router::new()
         .route("/ws", get(ws::handler))
+        .merge(sse::routes())
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics_handler))
         .merge(api::routes(&state))

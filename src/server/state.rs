@@ -12,6 +12,7 @@ use super::config::Config;
 use super::feeds::Feeds;
 use super::hub::Hub;
 use super::metrics::Metrics;
+use super::sse::session::Sessions;
 use super::store::Store;
 use super::ws::admission::Admission;
 
@@ -41,6 +42,8 @@ pub struct AppState {
     /// This process's name among instances (random per start): in the log
     /// lines of its connections and in Redis.
     pub instance: Arc<str>,
+    /// The HTTP fallback's sessions open on this instance (`sse/`).
+    pub sse: Arc<Sessions>,
 }
 
 impl FromRef<AppState> for LeptosOptions {

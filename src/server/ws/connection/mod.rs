@@ -65,11 +65,34 @@ pub struct ConnectionContext {
     pub hub: Hub,
     pub auth: Arc<Auth>,
     pub store: Store,
+    /// How the peer reached us: the socket under [`serve_connection`] is a
+    /// WebSocket or the HTTP fallback's (`server/sse/`).
+    pub transport: Transport,
+}
+
+/// The transports one connection task serves: they differ only in the
+/// socket handed to [`serve_connection`], never in the features.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    WebSocket,
+    /// Server-Sent Events down, POSTs up (`server/sse/`).
+    Sse,
+}
+
+impl Transport {
+    /// The `pulse_connections_by_transport` gauge this transport counts in.
+    fn gauge(self, metrics: &Metrics) -> &prometheus_client::metrics::gauge::Gauge {
+        match self {
+            Transport::WebSocket => &metrics.connections_websocket,
+            Transport::Sse => &metrics.connections_sse,
+        }
+    }
 }
 
 impl ConnectionContext {
-    pub fn from_state(state: &AppState) -> Self {
+    pub fn from_state(state: &AppState, transport: Transport) -> Self {
         ConnectionContext {
+            transport,
             config: state.config.clone(),
             shutdown: state.shutdown.clone(),
             metrics: state.metrics.clone(),
@@ -129,6 +152,7 @@ where
             metrics.clone(),
             outbox.clone(),
             subscriber,
+            context.transport,
         ),
         subscriber,
         chat_bucket: TokenBucket::new(context.config.chat_rate, CHAT_BURST, now.into_std()),

@@ -11,10 +11,14 @@ use crate::server::hub::{Hub, SubscriberId};
 use crate::server::metrics::Metrics;
 use crate::server::ws::outbox::Outbox;
 
+use super::Transport;
+
 /// A connection's footprint in the server; released on drop at the latest.
 pub struct Registration {
     hub: Hub,
     metrics: Arc<Metrics>,
+    /// Which `pulse_connections_by_transport` gauge counts this connection.
+    transport: Transport,
     /// The connection's queue: closed on release so its writer task ends too.
     outbox: Arc<Outbox>,
     pub subscriber: SubscriberId,
@@ -33,13 +37,15 @@ impl Registration {
         metrics: Arc<Metrics>,
         outbox: Arc<Outbox>,
         subscriber: SubscriberId,
+        transport: Transport,
     ) -> Self {
         metrics.connections_open.inc();
-        metrics.connections_websocket.inc();
+        transport.gauge(&metrics).inc();
         metrics.connections_total.inc();
         Registration {
             hub,
             metrics,
+            transport,
             outbox,
             subscriber,
             subscriptions: BTreeSet::new(),
@@ -96,6 +102,6 @@ impl Drop for Registration {
                 .close_now(CloseCode::Internal.code(), "internal error");
         }
         self.metrics.connections_open.dec();
-        self.metrics.connections_websocket.dec();
+        self.transport.gauge(&self.metrics).dec();
     }
 }

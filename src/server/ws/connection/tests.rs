@@ -96,6 +96,7 @@ fn context_with(flags: &[&str]) -> ConnectionContext {
         )
         .unwrap(),
         metrics,
+        transport: super::Transport::WebSocket,
     }
 }
 
