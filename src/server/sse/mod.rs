@@ -129,7 +129,12 @@ async fn open(
     let (inbound, received) = mpsc::channel(INBOUND_QUEUE);
     let pipe = Pipe::new(id.clone(), limit);
     let body = pipe.attach(None, limit).expect("a new pipe takes a stream");
-    let socket = SseSocket::new(pipe.clone(), received, inbound.clone(), state.sse.clone());
+    let socket = SseSocket::new(
+        pipe.clone(),
+        received,
+        inbound.downgrade(),
+        state.sse.clone(),
+    );
     state.sse.insert(
         id.clone(),
         Arc::new(Session {

@@ -303,8 +303,9 @@ pub struct SseSocket {
     /// From the session's POSTs (the registry holds the sender).
     inbound: mpsc::Receiver<Message>,
     /// Into the same queue, for the Pongs a heartbeat on an attached stream
-    /// stands for; dropped at the close so the input can end.
-    pongs: Option<mpsc::Sender<Message>>,
+    /// stands for. Weak: once the registry forgets the session (and no POST
+    /// is delivering), the input ends and the connection with it.
+    pongs: mpsc::WeakSender<Message>,
     /// Where the session is forgotten once its close event is queued.
     sessions: Arc<Sessions>,
 }
@@ -313,13 +314,13 @@ impl SseSocket {
     pub fn new(
         pipe: Arc<Pipe>,
         inbound: mpsc::Receiver<Message>,
-        pongs: mpsc::Sender<Message>,
+        pongs: mpsc::WeakSender<Message>,
         sessions: Arc<Sessions>,
     ) -> Self {
         SseSocket {
             pipe,
             inbound,
-            pongs: Some(pongs),
+            pongs,
             sessions,
         }
     }
@@ -340,16 +341,15 @@ impl Sink<Message> for SseSocket {
         Poll::Ready(Ok(()))
     }
 
-    fn start_send(mut self: Pin<&mut Self>, message: Message) -> Result<(), Infallible> {
+    fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), Infallible> {
         match self.pipe.write(message) {
             Written::Heartbeat => {
-                if let Some(pongs) = &self.pongs {
+                if let Some(pongs) = self.pongs.upgrade() {
                     // A full queue holds messages, which prove life as well.
                     let _ = pongs.try_send(Message::Pong(Bytes::new()));
                 }
             }
             Written::Close => {
-                self.pongs = None;
                 let session = self.pipe.session.clone();
                 self.sessions.remove(&session);
             }
