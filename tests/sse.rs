@@ -67,7 +67,7 @@ async fn hello_is_welcomed_and_a_subscription_brings_ticks() {
         )
         .await;
     assert!(
-        matches!(next(&mut client).await, ServerMessage::Subscribed(s) if s.channel.to_string() == "ticker:AAPL")
+        matches!(next(&mut client).await, ServerMessage::Subscribed(s) if s.channel == "ticker:AAPL")
     );
     publish(&server, 101.5).await;
     match next(&mut client).await {
