@@ -298,3 +298,39 @@ async fn shutdown_ends_the_stream_with_1001() {
     assert_eq!(client.closed().await.code, 1001);
     stopping.await.unwrap();
 }
+
+/// Heartbeats on an attached stream keep a silent session open for many
+/// heartbeat periods; without a stream the session is closed (the
+/// WebSocket's heartbeat timeout) and its POSTs are refused.
+#[tokio::test]
+async fn a_session_lives_on_its_stream_and_ends_without_one() {
+    let server = server(&["--heartbeat-ms", "100"]).await;
+    let mut client = SseClient::open(server.addr).await;
+    client.hello().await;
+    // Ten heartbeat periods of silence from the client.
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    client.send(r#"{"type":"ping","data":{}}"#).await;
+    assert!(matches!(next(&mut client).await, ServerMessage::Pong(_)));
+
+    // The stream goes and no new one comes: the session ends.
+    let session = client.session.clone();
+    drop(client);
+    // (Polling /metrics, not POSTing: a POST is a sign of life too.)
+    let mut ended = false;
+    for _ in 0..200 {
+        let (_, metrics) = http_get(server.addr, "/metrics").await;
+        if metrics.contains(r#"pulse_connections_by_transport{transport="sse",tls="false"} 0"#) {
+            ended = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(ended, "a session without a stream stays open");
+    let ping = vec![r#"{"type":"ping","data":{}}"#.to_owned()];
+    let (status, body) = post(server.addr, &session, &ping, None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found")),
+        "{body}"
+    );
+}
