@@ -300,11 +300,12 @@ async fn shutdown_ends_the_stream_with_1001() {
 }
 
 /// Heartbeats on an attached stream keep a silent session open for many
-/// heartbeat periods; without a stream the session is closed (the
-/// WebSocket's heartbeat timeout) and its POSTs are refused.
+/// heartbeat periods (and the stream outlives the HTTP head deadline);
+/// without a stream the session is closed (the WebSocket's heartbeat
+/// timeout) and its POSTs are refused.
 #[tokio::test]
 async fn a_session_lives_on_its_stream_and_ends_without_one() {
-    let server = server(&["--heartbeat-ms", "100"]).await;
+    let server = server(&["--heartbeat-ms", "100", "--http-timeout-ms", "300"]).await;
     let mut client = SseClient::open(server.addr).await;
     client.hello().await;
     // Ten heartbeat periods of silence from the client.
