@@ -127,6 +127,16 @@ impl Pipe {
         if state.closed || state.ended {
             return Err(NotResumable);
         }
+        // Comments and an earlier resume's `session` event are not for this
+        // stream: it gets its own.
+        let mut unnumbered = 0;
+        state.queue.retain(|event| {
+            if event.seq.is_none() {
+                unnumbered += event.text.len();
+            }
+            event.seq.is_some()
+        });
+        state.queued_bytes -= unnumbered;
         if let Some(seen) = last_seen {
             let oldest = state
                 .replay
@@ -399,6 +409,27 @@ mod tests {
         );
         // An id from the future, or one older than what is kept, cannot resume.
         assert!(pipe.attach(Some(9), 100).is_err());
+    }
+
+    #[tokio::test]
+    async fn two_resumes_in_a_row_send_one_session_event() {
+        let pipe = Pipe::new("s".into(), 100);
+        let mut first = pipe.attach(None, 100).unwrap();
+        first.next().await.unwrap();
+        pipe.write(Message::Text(Utf8Bytes::from_static("one")));
+        first.next().await.unwrap();
+        drop(first);
+        // The first resume's stream never reads; the second one does.
+        let _never_read = pipe.attach(Some(0), 100).unwrap();
+        let mut second = pipe.attach(Some(0), 100).unwrap();
+        assert!(text(&second.next().await.unwrap()).contains("\"resumed\":true"));
+        assert_eq!(
+            text(&second.next().await.unwrap()),
+            "id: s:1\ndata: one\n\n"
+        );
+        pipe.write(Message::Close(None));
+        assert!(text(&second.next().await.unwrap()).contains("event: close\n"));
+        assert!(second.next().await.is_none());
     }
 
     #[tokio::test]

@@ -1,4 +1,5 @@
-//! Owns one WebSocket connection: the `select!` loop over inbound frames, the
+//! Owns one connection, over a WebSocket or the HTTP fallback's socket
+//! (`server/sse/`; see [`Transport`]): the `select!` loop over inbound frames, the
 //! heartbeat, the hello and token deadlines, slow-consumer overflow and
 //! shutdown; `hello` and the dispatch of every other message to its feature
 //! module (`subscribe`, `chat`, `doc`, `notifications`, `presence`, `identity`), the
