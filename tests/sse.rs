@@ -335,3 +335,42 @@ async fn a_session_lives_on_its_stream_and_ends_without_one() {
         "{body}"
     );
 }
+
+/// A POST's bounds, at each bound and one past it: 64 envelopes are taken,
+/// 65 refused; a line of `max_message_bytes` is taken, one byte more refused
+/// (413 `too_large`, nothing delivered).
+#[tokio::test]
+async fn a_post_is_bounded_in_envelopes_and_bytes() {
+    let server = server(&[]).await;
+    let mut client = SseClient::open(server.addr).await;
+    client.hello().await;
+    let ping = r#"{"type":"ping","data":{}}"#;
+    let lines = |n: usize| vec![ping.to_owned(); n];
+    let (status, body) = client.post(&lines(65), None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (413, Some("too_large")),
+        "{body}"
+    );
+    let (status, body) = client.post(&lines(64), None).await;
+    assert_eq!(status, 202, "{body}");
+    for _ in 0..64 {
+        assert!(matches!(next(&mut client).await, ServerMessage::Pong(_)));
+    }
+    let limit = pulse::protocol::MAX_MESSAGE_BYTES;
+    let padded = |len: usize| format!("{ping}{}", " ".repeat(len - ping.len()));
+    let (status, body) = client.post(&[padded(limit + 1)], None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (413, Some("too_large")),
+        "{body}"
+    );
+    let (status, body) = client.post(&[padded(limit)], None).await;
+    assert_eq!(status, 202, "{body}");
+    // Nothing of the refused POSTs arrived: the next message is this pong.
+    assert!(matches!(next(&mut client).await, ServerMessage::Pong(_)));
+    client
+        .send(r#"{"type":"unsubscribe","data":{"channels":["ticker:AAPL"]},"id":"u"}"#)
+        .await;
+    assert!(!matches!(next(&mut client).await, ServerMessage::Pong(_)));
+}
