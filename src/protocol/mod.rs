@@ -15,6 +15,7 @@ mod codes;
 mod envelope;
 mod http;
 mod server;
+pub mod sse;
 mod stored;
 mod time;
 

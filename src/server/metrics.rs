@@ -116,11 +116,13 @@ const RELAY_KINDS: [&str; 3] = ["ordered", "ticks", "awareness"];
 #[derive(Debug)]
 pub struct Metrics {
     pub connections_open: Gauge,
-    /// The WebSocket connections open now that came without TLS
-    /// (`transport="websocket"`, `tls="false"`: plain, or TLS ended in a
-    /// proxy in front of Pulse) and with TLS ended here (`tls="true"`).
+    /// The connections open now, by transport (`websocket`, or the HTTP
+    /// fallback's `sse`) and whether TLS ended in this server (`tls="true"`;
+    /// `"false"`: plain, or TLS ended in a proxy in front of Pulse).
     websocket_plain: Gauge,
     websocket_tls: Gauge,
+    sse_plain: Gauge,
+    sse_tls: Gauge,
     pub connections_total: Counter,
     pub messages_in: Counter,
     pub messages_out: Counter,
@@ -167,15 +169,14 @@ impl Default for Metrics {
         let latency = Histogram::new(exponential_buckets(0.000_05, 2.0, 18));
         let by_transport = Family::<TransportLabel, Gauge>::default();
         // A family's member and the handle cloned from it share one value.
-        let websocket = |tls| {
+        let gauge = |transport, tls| {
             by_transport
-                .get_or_create(&TransportLabel {
-                    transport: "websocket",
-                    tls,
-                })
+                .get_or_create(&TransportLabel { transport, tls })
                 .clone()
         };
-        let (websocket_plain, websocket_tls) = (websocket("false"), websocket("true"));
+        let (websocket_plain, websocket_tls) =
+            (gauge("websocket", "false"), gauge("websocket", "true"));
+        let (sse_plain, sse_tls) = (gauge("sse", "false"), gauge("sse", "true"));
         let by_kind = Family::<KindLabel, Gauge>::default();
         let subscriptions = [0, 1, 2, 3, 4].map(|index| {
             by_kind
@@ -193,6 +194,8 @@ impl Default for Metrics {
             connections_open: Gauge::default(),
             websocket_plain,
             websocket_tls,
+            sse_plain,
+            sse_tls,
             connections_total: Counter::default(),
             messages_in: Counter::default(),
             messages_out: Counter::default(),
@@ -229,6 +232,16 @@ impl Metrics {
             &self.websocket_tls
         } else {
             &self.websocket_plain
+        }
+    }
+
+    /// The gauge of open HTTP-fallback sessions that came with (`tls`) or
+    /// without TLS ended in this server.
+    pub fn sse_connections(&self, tls: bool) -> &Gauge {
+        if tls {
+            &self.sse_tls
+        } else {
+            &self.sse_plain
         }
     }
 

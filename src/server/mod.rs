@@ -21,6 +21,7 @@ mod metrics;
 mod pages;
 mod security;
 pub mod shutdown;
+mod sse;
 mod state;
 mod store;
 mod tls;
@@ -103,7 +104,8 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     let metrics = Arc::new(Metrics::default());
     let hub = Hub::new(metrics.clone(), config.presence_grace());
-    let auth = Arc::new(Auth::new(&jwt_secret(&config), config.token_ttl()));
+    let secret = jwt_secret(&config);
+    let auth = Arc::new(Auth::new(&secret, config.token_ttl()));
     let store = store::Store::from_flags(&config.db, config.database_url.as_deref()).await?;
     let (commits, commit_seconds, doc_loads) = store.metrics();
     metrics.register_store(commits, commit_seconds, doc_loads);
@@ -158,6 +160,7 @@ pub async fn serve(
         admission: Arc::new(ws::admission::Admission::new(&config_for_admission)),
         instance: instance.clone(),
         admin,
+        sse: Arc::new(sse::session::Sessions::new(&secret, instance.clone())),
     };
     let app = router(state.clone());
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -261,6 +264,7 @@ pub fn router(state: AppState) -> Router {
     };
     Router::new()
         .route("/ws", get(ws::handler))
+        .merge(sse::routes())
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics_handler))
         .merge(api::routes(&state))

@@ -13,6 +13,7 @@ use super::config::Config;
 use super::feeds::Feeds;
 use super::hub::Hub;
 use super::metrics::Metrics;
+use super::sse::session::Sessions;
 use super::store::Store;
 use super::ws::admission::Admission;
 
@@ -45,6 +46,8 @@ pub struct AppState {
     /// The operators' view: its sessions, the census of connections and
     /// the `admin` channel.
     pub admin: Admin,
+    /// The HTTP fallback's sessions open on this instance (`sse/`).
+    pub sse: Arc<Sessions>,
 }
 
 impl FromRef<AppState> for LeptosOptions {

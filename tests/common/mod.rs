@@ -6,6 +6,7 @@ pub mod editor;
 pub mod postgres;
 pub mod process;
 pub mod redis;
+pub mod sse;
 
 use clap::Parser;
 use futures::{SinkExt, StreamExt};

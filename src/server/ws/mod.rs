@@ -4,7 +4,7 @@
 
 pub mod admission;
 mod connection;
-mod origin;
+pub mod origin;
 pub mod outbox;
 pub mod pace;
 mod rate;
@@ -22,7 +22,7 @@ use super::client_address::client_address;
 use super::state::AppState;
 use crate::protocol::CloseCode;
 
-pub use connection::{serve_connection, ConnectionContext};
+pub use connection::{serve_connection, ConnectionContext, Transport};
 
 /// Bytes each socket reserves for reading: a client's frames are small
 /// (`hello` with its token is the largest common one); a larger frame grows
@@ -88,7 +88,7 @@ pub async fn handler(
         }
     };
     let tracker = state.connections.clone();
-    let mut context = ConnectionContext::from_state(&state);
+    let mut context = ConnectionContext::from_state(&state, Transport::WebSocket);
     // The socket may subscribe to `admin` when opened with the session.
     context.admin_session = crate::server::admin::is_admin(&state, &headers);
     context.tls = extensions

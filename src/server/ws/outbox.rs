@@ -129,6 +129,8 @@ struct State {
     timing: Option<FirstFrame>,
     ping: bool,
     close: Option<(u16, &'static str)>,
+    /// [`Outbox::close_now`] was called: a write still pending is given up.
+    abandoned: bool,
     /// Nothing more is accepted (closing or over budget).
     sealed: bool,
     slow: bool,
@@ -293,8 +295,22 @@ impl Outbox {
         state.bytes = 0;
         state.answer_bytes = 0;
         state.close = Some((code, reason));
+        state.abandoned = true;
         drop(state);
         self.ready.notify_one();
+    }
+
+    /// Completes once [`Outbox::close_now`] was called: the writer stops
+    /// waiting on a write the peer does not take and goes on to the close
+    /// (which a transport that can still take it, the fallback's, delivers).
+    pub async fn abandoned(&self) {
+        loop {
+            let notified = self.ready.notified();
+            if self.lock().abandoned {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Completes once a push took the queue over budget.

@@ -35,8 +35,10 @@ where
                 } else {
                     Message::Text(frames::batch(&messages))
                 };
-                if sink.send(message).await.is_err() {
-                    return;
+                match send(&mut sink, message, &outbox).await {
+                    Sent::Failed => return,
+                    Sent::Abandoned => continue,
+                    Sent::Written => {}
                 }
                 let written = Instant::now();
                 for queued_at in drained.queued_at {
@@ -56,9 +58,31 @@ where
                 break;
             }
         };
-        if sink.send(message).await.is_err() {
+        if let Sent::Failed = send(&mut sink, message, &outbox).await {
             return;
         }
     }
     let _ = sink.close().await;
+}
+
+/// How a write ended.
+enum Sent {
+    Written,
+    /// The connection closed at once meanwhile: go on to the close frame.
+    Abandoned,
+    /// The peer is gone.
+    Failed,
+}
+
+/// Writes one frame, unless the connection is closed at once meanwhile
+/// ([`Outbox::abandoned`]): a slow consumer's writer must not stay stuck
+/// on the write that made it slow.
+async fn send<S>(sink: &mut S, message: Message, outbox: &Outbox) -> Sent
+where
+    S: Sink<Message> + Unpin,
+{
+    tokio::select! {
+        sent = sink.send(message) => if sent.is_ok() { Sent::Written } else { Sent::Failed },
+        () = outbox.abandoned() => Sent::Abandoned,
+    }
 }

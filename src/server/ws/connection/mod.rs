@@ -1,4 +1,5 @@
-//! Owns one WebSocket connection: the `select!` loop over inbound frames, the
+//! Owns one connection, over a WebSocket or the HTTP fallback's socket
+//! (`server/sse/`; see [`Transport`]): the `select!` loop over inbound frames, the
 //! heartbeat, the hello and token deadlines, slow-consumer overflow and
 //! shutdown; `hello` and the dispatch of every other message to its feature
 //! module (`subscribe`, `chat`, `doc`, `notifications`, `presence`, `identity`), the
@@ -74,11 +75,35 @@ pub struct ConnectionContext {
     /// Whether the socket came over TLS ended in this server (the `tls`
     /// label of `pulse_connections_by_transport`).
     pub tls: bool,
+    /// How the peer reached us: the socket under [`serve_connection`] is a
+    /// WebSocket or the HTTP fallback's (`server/sse/`).
+    pub transport: Transport,
+}
+
+/// The transports one connection task serves: they differ only in the
+/// socket handed to [`serve_connection`], never in the features.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    WebSocket,
+    /// Server-Sent Events down, POSTs up (`server/sse/`).
+    Sse,
+}
+
+impl Transport {
+    /// The `pulse_connections_by_transport` gauge this transport counts in.
+    /// `tls`: whether TLS ended in this server.
+    fn gauge(self, metrics: &Metrics, tls: bool) -> &prometheus_client::metrics::gauge::Gauge {
+        match self {
+            Transport::WebSocket => metrics.websocket_connections(tls),
+            Transport::Sse => metrics.sse_connections(tls),
+        }
+    }
 }
 
 impl ConnectionContext {
-    pub fn from_state(state: &AppState) -> Self {
+    pub fn from_state(state: &AppState, transport: Transport) -> Self {
         ConnectionContext {
+            transport,
             config: state.config.clone(),
             shutdown: state.shutdown.clone(),
             metrics: state.metrics.clone(),
@@ -140,7 +165,7 @@ where
         outbox.clone(),
         (subscriber, &id),
         context.admin.clone(),
-        context.tls,
+        context.transport.gauge(&metrics, context.tls).clone(),
     );
     let mut connection = Connection {
         id,

@@ -43,10 +43,9 @@ impl Registration {
         outbox: Arc<Outbox>,
         (subscriber, connection_id): (SubscriberId, &str),
         admin: Admin,
-        tls: bool,
+        transport: Gauge,
     ) -> Self {
         admin.census().opened(subscriber, connection_id, &outbox);
-        let transport = metrics.websocket_connections(tls).clone();
         metrics.connections_open.inc();
         transport.inc();
         metrics.connections_total.inc();

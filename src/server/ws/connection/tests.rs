@@ -99,6 +99,7 @@ fn context_with(flags: &[&str]) -> ConnectionContext {
         admin: crate::server::admin::Admin::new(None),
         admin_session: false,
         tls: false,
+        transport: super::Transport::WebSocket,
     }
 }
 

@@ -289,3 +289,16 @@ async fn frames_taken_say_when_they_were_queued_and_how_deep_the_queue_was() {
         (1, 1, 6)
     );
 }
+
+/// A graceful close lets a pending write finish; closing at once gives it up
+/// (the writer then goes on to the close frame).
+#[tokio::test(start_paused = true)]
+async fn only_closing_at_once_abandons_a_pending_write() {
+    let outbox = Outbox::new(1024);
+    outbox.close_after_queued(1001, "bye");
+    let waited = tokio::time::timeout(std::time::Duration::from_millis(50), outbox.abandoned());
+    assert!(waited.await.is_err(), "a graceful close abandons nothing");
+    outbox.close_now(4008, "slow");
+    outbox.abandoned().await;
+    assert_eq!(outbox.next(usize::MAX).await, Next::Close(4008, "slow"));
+}

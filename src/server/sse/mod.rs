@@ -1,0 +1,206 @@
+//! Owns the HTTP fallback transport (docs/EXTENSIONS.md, "HTTP fallback
+//! transport"): `GET /sse` opens (or, with `Last-Event-ID`, resumes) a
+//! session whose events stream down as Server-Sent Events, and
+//! `POST /sse/{session}` carries envelopes up. Behind both runs the same
+//! connection task as `/ws` (`ws::serve_connection`): this module only
+//! supplies its socket ([`stream::SseSocket`]), so hello, offsets, resume,
+//! acks, limits, flow control and shutdown are the WebSocket's own.
+//!
+//! Not yet: a POST that lands on another instance than its session is
+//! refused there (`not_found`); forwarding it through the broker waits for
+//! the broker seam (issue 23).
+
+mod post;
+pub mod session;
+mod stream;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, Extensions, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post as post_route};
+use axum::Router;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use super::api::ApiError;
+use super::client_address::client_address;
+use super::state::AppState;
+use super::ws::{origin, serve_connection, ConnectionContext, Transport};
+use crate::protocol::sse::parse_event_id;
+use crate::protocol::ErrorCode;
+use session::{Session, Sessions};
+use stream::{EventBody, Pipe, SseSocket};
+
+pub use session::SessionError;
+
+/// Envelopes POSTed but not yet read by the connection task; a POST past it
+/// waits (as a WebSocket's peer waits on TCP).
+pub const INBOUND_QUEUE: usize = 64;
+
+/// The fallback's routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/sse", get(open))
+        .route("/sse/{session}", post_route(post::handler))
+}
+
+/// Refuses a page from a foreign origin, as `/ws` does (`ws/origin.rs`).
+fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    if origin::is_allowed(origin, host, &state.config.allowed_origins) {
+        Ok(())
+    } else {
+        tracing::info!(
+            origin = origin.unwrap_or_default(),
+            "refused the HTTP fallback from a foreign origin"
+        );
+        Err(ApiError::new(ErrorCode::Forbidden, "origin not allowed"))
+    }
+}
+
+/// The HTTP answer to a refused session id.
+impl From<SessionError> for ApiError {
+    fn from(err: SessionError) -> Self {
+        let code = match err {
+            SessionError::Malformed | SessionError::Forged => ErrorCode::Forbidden,
+            SessionError::NotOpen => ErrorCode::NotFound,
+        };
+        ApiError::new(code, err.to_string())
+    }
+}
+
+/// `GET /sse`: resumes the session `Last-Event-ID` names if it is open here
+/// and still keeps the events after that id; otherwise opens a new session
+/// (admitted as a WebSocket is) whose first event says so.
+async fn open(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    extensions: Extensions,
+) -> Response {
+    if let Err(refused) = check_origin(&state, &headers) {
+        return refused.into_response();
+    }
+    let limit = state.config.max_message_bytes();
+    let last = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_event_id);
+    if let Some((id, seen)) = last {
+        if let Ok(session) = state.sse.get(id) {
+            match session.pipe.attach(Some(seen), limit) {
+                Ok(body) => return event_stream(body),
+                // Past what is kept: the session cannot go on without loss,
+                // so it ends (its input closes) and a new one starts; the
+                // client resumes from its offsets, as after a 4008.
+                Err(_) => state.sse.remove(id),
+            }
+        }
+    }
+    let address = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| {
+            client_address(peer.ip(), &headers, &state.config.trusted_proxies)
+        });
+    let admitted = match state.admission.admit(address, std::time::Instant::now()) {
+        Ok(slot) => state.admission.turn().await.map(|()| slot),
+        Err(refusal) => Err(refusal),
+    };
+    let slot = match admitted {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            tracing::warn!(?address, %refusal, "refusing an SSE session");
+            state.metrics.upgrades_refused.inc();
+            let mut response = ApiError::new(
+                ErrorCode::RateLimited,
+                format!("{refusal}: try again later"),
+            )
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return response;
+        }
+    };
+    let id = state.sse.mint();
+    let (inbound, received) = mpsc::channel(INBOUND_QUEUE);
+    let pipe = Pipe::new(id.clone(), limit);
+    let body = pipe.attach(None, limit).expect("a new pipe takes a stream");
+    let socket = SseSocket::new(
+        pipe.clone(),
+        received,
+        inbound.downgrade(),
+        state.sse.clone(),
+    );
+    state.sse.insert(
+        id.clone(),
+        Arc::new(Session {
+            inbound,
+            pipe: pipe.clone(),
+        }),
+    );
+    let forget = Forget {
+        sessions: state.sse.clone(),
+        id,
+        pipe,
+    };
+    let mut context = ConnectionContext::from_state(&state, Transport::Sse);
+    context.admin_session = crate::server::admin::is_admin(&state, &headers);
+    context.tls = extensions
+        .get::<crate::server::http::Secure>()
+        .is_some_and(|secure| secure.0);
+    let span = tracing::info_span!(
+        "connection",
+        instance = %state.instance,
+        transport = "sse",
+        connection = tracing::field::Empty,
+        user = tracing::field::Empty,
+        client = address.map(tracing::field::display),
+    );
+    // Tracked like a WebSocket's task, so shutdown waits for its goodbye.
+    state.connections.spawn(
+        async move {
+            serve_connection(socket, context).await;
+            drop(slot);
+            drop(forget);
+        }
+        .instrument(span),
+    );
+    event_stream(body)
+}
+
+/// Forgets a session however its connection task ends (a return, a panic,
+/// an abort at shutdown): POSTs are refused and streams end.
+struct Forget {
+    sessions: Arc<Sessions>,
+    id: String,
+    pipe: Arc<Pipe>,
+}
+
+impl Drop for Forget {
+    fn drop(&mut self) {
+        self.sessions.remove(&self.id);
+        self.pipe.end();
+    }
+}
+
+/// The response carrying a stream's events.
+fn event_stream(body: EventBody) -> Response {
+    let events = futures_util::stream::unfold(body, |mut body| async move {
+        body.next()
+            .await
+            .map(|text| (Ok::<_, std::convert::Infallible>(text), body))
+    });
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
+        Body::from_stream(events),
+    )
+        .into_response()
+}
