@@ -4,7 +4,7 @@
 //! - a chat message, notification or document update: its `ServerEnvelope`
 //!   frame, as this instance's subscribers got it;
 //! - a tick or a presence diff: `{"epoch", "frame"}`, written by the Lua
-//!   scripts that gave it its offset (`ticker.rs`, `presence.rs`);
+//!   scripts that gave it its offset (`ticker.rs`, `presence/stream.rs`);
 //! - `{"head": {"channel", "offset"}}`: a channel's committed head, for
 //!   whoever lacks it to catch up from the store;
 //! - `{"awareness": <doc_awareness frame>, "from": instance}`;
