@@ -6,6 +6,7 @@
 //! [`ClientMessage`] from clients, [`ServerMessage`] from the server.
 //! [`decode_client`] turns a text frame into a message or a [`DecodeError`]
 //! whose [`ErrorCode`] is the `error.code` the server answers with.
+//! [`relay`] holds what instances publish to each other.
 
 pub mod admin;
 mod awareness;
@@ -14,6 +15,7 @@ mod client;
 mod codes;
 mod envelope;
 mod http;
+pub mod relay;
 mod server;
 pub mod sse;
 mod stored;

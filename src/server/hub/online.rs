@@ -3,8 +3,8 @@
 //! per hub sends what presence held back (coalesced updates, leaves after
 //! the grace) when its deadline comes: no task per disconnect.
 //!
-//! When instances run as one (`server/broker/redis/presence.rs`) this hub decides
-//! nothing: it reports its connections through a queue
+//! When instances run as one (`server/broker/redis/presence/`) this hub
+//! decides nothing: it reports its connections through a queue
 //! ([`PresenceEvent`]), and follows the diffs the cluster's leader
 //! publishes, in offset order, under the cluster's epoch.
 

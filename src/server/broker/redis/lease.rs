@@ -5,7 +5,7 @@
 //! once per cluster; when it dies another instance takes the lease within a
 //! few seconds and goes on from the last published quotes (`pulse:quotes`).
 //! The holder of `pulse:presence:leader` decides who is online
-//! (`presence.rs`). What a holder publishes is fenced in Redis itself (the
+//! (`presence/`). What a holder publishes is fenced in Redis itself (the
 //! scripts check the lease's key), so a holder paused past its lease never
 //! publishes beside the new one.
 

@@ -14,8 +14,8 @@
 //! connection and its subscriptions; `fill.rs` runs each channel's gap
 //! fills and loads on a task of its own, and `history.rs` reads tickers'
 //! and presence's history from Redis for it; `ticker.rs` holds the tickers'
-//! Lua; `presence.rs` reports this instance's connections and, on the
-//! leader, decides who is online; `lease.rs` decides which instance does
+//! Lua; `presence/` reports this instance's connections (`report.rs`) and,
+//! on the leader, decides who is online (`leader.rs`, `stream.rs`); `lease.rs` decides which instance does
 //! each once-per-cluster job.
 
 mod fill;

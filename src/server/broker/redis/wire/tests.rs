@@ -73,6 +73,26 @@ fn hints_read_back() {
     check(Publication::Read(inbox.clone()), Incoming::Read(inbox));
 }
 
+/// The bytes other instances (of this version or the last) read: a move
+/// of these shapes must keep them exactly.
+#[test]
+fn hints_and_carried_awareness_keep_their_exact_bytes() {
+    let room = Channel::Chat("general".into());
+    assert_eq!(
+        encode(&Publication::Head(room, 42)),
+        r#"{"head":{"channel":"chat:general","offset":42}}"#
+    );
+    let inbox = Channel::User("guest:ann".into());
+    assert_eq!(
+        encode(&Publication::Read(inbox)),
+        r#"{"read":{"channel":"user:guest:ann"}}"#
+    );
+    assert_eq!(
+        encode_awareness(r#"{"type":"pong"}"#, "instance-\"1\""),
+        r#"{"awareness":{"type":"pong"},"from":"instance-\"1\""}"#
+    );
+}
+
 #[test]
 fn awareness_carries_its_sender() {
     let frame = frames::encode(ServerMessage::DocAwareness(DocAwarenessEvent {
