@@ -69,6 +69,31 @@ pub struct InstanceStats {
     pub closes: Vec<CodeCount>,
     /// The leases this instance holds (with `--redis`): `simulator`, `presence`.
     pub leases: Vec<String>,
+    /// Its relay towards Redis now; `None` (JSON `null`) without `--redis`.
+    pub relay: Option<RelayStats>,
+}
+
+/// One instance's relay towards Redis (`pulse_relay_*` in `/metrics`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct RelayStats {
+    /// Messages waiting for Redis now, by kind.
+    pub depth: RelayDepth,
+    /// How long the oldest never-dropped message has waited, in seconds.
+    pub lag_seconds: f64,
+    /// Messages past the queue's bound since the start (their channel was
+    /// caught up from the store instead).
+    pub behind: u64,
+}
+
+/// `pulse_relay_queue_depth` by `kind`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct RelayDepth {
+    /// Never-dropped messages (chat, notifications, documents, presence).
+    pub ordered: u64,
+    /// Ticker channels with a tick waiting (the latest each).
+    pub ticks: u64,
+    /// Awareness frames (carets, selections).
+    pub awareness: u64,
 }
 
 /// A connection with queued frames.

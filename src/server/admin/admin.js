@@ -73,6 +73,9 @@ function show(s) {
       millis(t.delivery_p50_ms), millis(t.delivery_p99_ms), "", "", ""]);
   }
   fill("instances", instances, 9);
+  fill("relay", s.instances.filter((i) => i.relay).map((i) => [short(i.instance),
+    String(i.relay.depth.ordered), String(i.relay.depth.ticks), String(i.relay.depth.awareness),
+    millis(i.relay.lag_seconds * 1000), String(i.relay.behind)]), 6);
   fill("slowest", (mine.slowest ?? []).map((c) =>
     [short(c.connection_id), c.user ?? "anonymous", String(c.queued_frames), String(c.queued_bytes)]), 4);
   const channel = (r) => [r.channel, String(r.subscribers), rate(r.per_second)];

@@ -7,7 +7,8 @@
 use std::fmt::Write;
 
 use crate::protocol::admin::{
-    AdminSnapshot, ChannelRow, CodeCount, Consumer, InstanceStats, Totals, HISTORY_STEP_SECS,
+    AdminSnapshot, ChannelRow, CodeCount, Consumer, InstanceStats, RelayStats, Totals,
+    HISTORY_STEP_SECS,
 };
 
 /// The chart's drawing box.
@@ -113,6 +114,16 @@ pub fn dashboard(snapshot: Option<&AdminSnapshot>) -> String {
             "Each instance and the total",
             &["Instance", "Connections", "In per s", "Out per s", "Delivery p50", "Delivery p99", "Commit p50", "Commit p99", "Leases"],
             &instance_rows(s),
+        ),
+    );
+    let _ = write!(
+        body,
+        "<section aria-labelledby=\"relay-heading\"><h2 id=\"relay-heading\">Relay</h2>{}</section>",
+        table(
+            "relay",
+            "Each instance's queue towards Redis (with --redis)",
+            &["Instance", "Ordered waiting", "Ticks waiting", "Awareness waiting", "Lag", "Behind"],
+            &relay_rows(s),
         ),
     );
     let _ = write!(
@@ -235,6 +246,28 @@ fn instance_rows(s: &AdminSnapshot) -> Vec<Vec<String>> {
     rows
 }
 
+/// One row per instance with a relay (none on a single instance).
+fn relay_rows(s: &AdminSnapshot) -> Vec<Vec<String>> {
+    s.instances
+        .iter()
+        .filter_map(|i| {
+            let RelayStats {
+                depth,
+                lag_seconds,
+                behind,
+            } = i.relay.as_ref()?;
+            Some(vec![
+                short(&i.instance).to_owned(),
+                depth.ordered.to_string(),
+                depth.ticks.to_string(),
+                depth.awareness.to_string(),
+                millis(Some(lag_seconds * 1000.0)),
+                behind.to_string(),
+            ])
+        })
+        .collect()
+}
+
 /// The first 8 characters of an instance or connection id.
 fn short(id: &str) -> &str {
     id.get(..8).unwrap_or(id)
@@ -338,7 +371,7 @@ mod tests {
     #[test]
     fn the_view_renders_every_table_with_a_caption() {
         let page = dashboard(None);
-        assert_eq!(page.matches("<caption>").count(), 6);
+        assert_eq!(page.matches("<caption>").count(), 7);
         assert!(page.contains("id=\"connections\">0<"));
     }
 }

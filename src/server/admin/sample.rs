@@ -10,7 +10,8 @@ use std::time::Instant;
 
 use super::census::Census;
 use crate::protocol::admin::{
-    ChannelRow, CodeCount, InstanceStats, HISTORY_POINTS, HISTORY_STEP_SECS, TOP_ROWS,
+    ChannelRow, CodeCount, InstanceStats, RelayDepth, RelayStats, HISTORY_POINTS,
+    HISTORY_STEP_SECS, TOP_ROWS,
 };
 use crate::protocol::Channel;
 
@@ -58,6 +59,11 @@ impl Samples {
             .get(name)
             .and_then(|lines| lines.iter().find(|(labels, _)| labels.is_empty()))
             .map_or(0.0, |(_, value)| *value)
+    }
+
+    /// Whether the text holds any sample of `name`.
+    pub fn has(&self, name: &str) -> bool {
+        self.0.contains_key(name)
     }
 
     /// The samples of `name` by the value of their label `label`.
@@ -267,6 +273,7 @@ impl Sampler {
                     short.to_owned()
                 })
                 .collect(),
+            relay: relay(&samples),
         }
     }
 
@@ -295,6 +302,30 @@ fn window(kept: &mut VecDeque<Buckets>, newest: Buckets) -> Option<(Buckets, Buc
     let oldest = kept.front()?.clone();
     let newest = kept.back()?.clone();
     (kept.len() > 1).then_some((oldest, newest))
+}
+
+/// The relay's numbers, when this instance has one (its gauges are
+/// registered only with `--redis`).
+fn relay(samples: &Samples) -> Option<RelayStats> {
+    if !samples.has("pulse_relay_queue_depth") {
+        return None;
+    }
+    let depths = samples.by("pulse_relay_queue_depth", "kind");
+    let depth = |kind: &str| {
+        depths
+            .iter()
+            .find(|(k, _)| k == kind)
+            .map_or(0, |(_, depth)| depth.max(0.0) as u64)
+    };
+    Some(RelayStats {
+        depth: RelayDepth {
+            ordered: depth("ordered"),
+            ticks: depth("ticks"),
+            awareness: depth("awareness"),
+        },
+        lag_seconds: samples.value("pulse_relay_lag_seconds"),
+        behind: samples.value("pulse_relay_behind_total") as u64,
+    })
 }
 
 /// Counts by code, largest first, without the zeros.
@@ -365,6 +396,19 @@ mod tests {
         assert_eq!(first.connections, 3);
         assert_eq!(first.leases, vec!["simulator".to_owned()]);
         assert_eq!(first.errors[0].count, 2);
+        assert_eq!(first.relay, None, "no relay gauges, no relay");
+        let relayed = format!(
+            "{TEXT}pulse_relay_queue_depth{{kind=\"ordered\"}} 4\n\
+             pulse_relay_queue_depth{{kind=\"ticks\"}} 2\n\
+             pulse_relay_queue_depth{{kind=\"awareness\"}} 0\n\
+             pulse_relay_lag_seconds 0.25\npulse_relay_behind_total 7\n"
+        );
+        let relay = Sampler::new("i1", "pulse")
+            .sample(&relayed, start, 0, &census, |_| 0)
+            .relay
+            .expect("relay numbers");
+        assert_eq!((relay.depth.ordered, relay.depth.ticks), (4, 2));
+        assert_eq!((relay.lag_seconds, relay.behind), (0.25, 7));
         let more = TEXT.replace("pulse_messages_in_total 10", "pulse_messages_in_total 30");
         let second = sampler.sample(
             &more,
