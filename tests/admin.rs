@@ -216,6 +216,26 @@ async fn scrape(addr: SocketAddr) -> (f64, f64, f64) {
     )
 }
 
+/// `pulse_connections_by_transport{transport, tls}` in one scrape.
+async fn scrape_transport(addr: SocketAddr, transport: &str, tls: &str) -> f64 {
+    let (status, body) = http_get(addr, "/metrics").await;
+    assert_eq!(status, 200);
+    let scrape = Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).unwrap();
+    let sample = scrape
+        .samples
+        .iter()
+        .find(|s| {
+            s.metric == "pulse_connections_by_transport"
+                && s.labels.get("transport") == Some(transport)
+                && s.labels.get("tls") == Some(tls)
+        })
+        .unwrap_or_else(|| panic!("{transport} tls={tls} in /metrics"));
+    match sample.value {
+        Value::Gauge(v) | Value::Untyped(v) => v,
+        _ => panic!("not a gauge"),
+    }
+}
+
 /// The relay's numbers in one scrape of `/metrics` (with `--redis`):
 /// queue depth by kind (ordered, ticks, awareness), lag in seconds, and
 /// messages past the bound.
@@ -290,6 +310,20 @@ async fn snapshots_agree_with_metrics_read_at_the_same_moment() {
             Some(&Json::Null),
             "no relay without --redis"
         );
+        // The three connections by transport, as /metrics counts them.
+        for (field, transport, tls, expected) in [
+            ("websocket", "websocket", "false", 3.0),
+            ("websocket_tls", "websocket", "true", 0.0),
+            ("sse", "sse", "false", 0.0),
+            ("sse_tls", "sse", "true", 0.0),
+        ] {
+            let seen = mine["by_transport"][field].as_f64();
+            assert_eq!(seen, Some(expected), "by_transport.{field} in {mine}");
+            assert_eq!(
+                scrape_transport(server.addr, transport, tls).await,
+                expected
+            );
+        }
         assert!(
             !mine["history"].as_array().unwrap().is_empty(),
             "a chart point"

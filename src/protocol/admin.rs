@@ -71,6 +71,21 @@ pub struct InstanceStats {
     pub leases: Vec<String>,
     /// Its relay towards Redis now; `None` (JSON `null`) without `--redis`.
     pub relay: Option<RelayStats>,
+    /// Its open connections by transport (`pulse_connections_by_transport`).
+    /// Defaulted so an older instance's numbers (read back from Redis) still
+    /// decode.
+    #[serde(default)]
+    pub by_transport: ByTransport,
+}
+
+/// Connections open now by transport and whether TLS ended in Pulse.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct ByTransport {
+    pub websocket: u64,
+    pub websocket_tls: u64,
+    /// The HTTP fallback (`/sse`).
+    pub sse: u64,
+    pub sse_tls: u64,
 }
 
 /// One instance's relay towards Redis (`pulse_relay_*` in `/metrics`).

@@ -112,7 +112,7 @@ pub fn dashboard(snapshot: Option<&AdminSnapshot>) -> String {
         table(
             "instances",
             "Each instance and the total",
-            &["Instance", "Connections", "In per s", "Out per s", "Delivery p50", "Delivery p99", "Commit p50", "Commit p99", "Leases"],
+            &["Instance", "Connections", "WebSocket", "SSE", "In per s", "Out per s", "Delivery p50", "Delivery p99", "Commit p50", "Commit p99", "Leases"],
             &instance_rows(s),
         ),
     );
@@ -208,6 +208,8 @@ fn instance_rows(s: &AdminSnapshot) -> Vec<Vec<String>> {
         vec![
             name,
             i.connections.to_string(),
+            transport(i.by_transport.websocket, i.by_transport.websocket_tls),
+            transport(i.by_transport.sse, i.by_transport.sse_tls),
             rate(i.in_per_second),
             rate(i.out_per_second),
             millis(i.delivery_p50_ms),
@@ -234,6 +236,8 @@ fn instance_rows(s: &AdminSnapshot) -> Vec<Vec<String>> {
         rows.push(vec![
             "Total".into(),
             t.connections.to_string(),
+            String::new(),
+            String::new(),
             rate(t.in_per_second),
             rate(t.out_per_second),
             millis(t.delivery_p50_ms),
@@ -244,6 +248,11 @@ fn instance_rows(s: &AdminSnapshot) -> Vec<Vec<String>> {
         ]);
     }
     rows
+}
+
+/// A transport's connections: plain, and how many of them over TLS.
+pub fn transport(plain: u64, tls: u64) -> String {
+    format!("{} ({tls} TLS)", plain + tls)
 }
 
 /// One row per instance with a relay (none on a single instance).

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use super::census::Census;
 use crate::protocol::admin::{
-    ChannelRow, CodeCount, InstanceStats, RelayDepth, RelayStats, HISTORY_POINTS,
+    ByTransport, ChannelRow, CodeCount, InstanceStats, RelayDepth, RelayStats, HISTORY_POINTS,
     HISTORY_STEP_SECS, TOP_ROWS,
 };
 use crate::protocol::Channel;
@@ -64,6 +64,20 @@ impl Samples {
     /// Whether the text holds any sample of `name`.
     pub fn has(&self, name: &str) -> bool {
         self.0.contains_key(name)
+    }
+
+    /// The value of the sample of `name` with exactly these labels, 0 if absent.
+    pub fn labelled(&self, name: &str, wanted: &[(&str, &str)]) -> f64 {
+        let lines = self.0.get(name).map(Vec::as_slice).unwrap_or_default();
+        lines
+            .iter()
+            .find(|(labels, _)| {
+                labels.len() == wanted.len()
+                    && wanted
+                        .iter()
+                        .all(|(k, v)| labels.iter().any(|(key, val)| key == k && val == v))
+            })
+            .map_or(0.0, |(_, value)| *value)
     }
 
     /// The samples of `name` by the value of their label `label`.
@@ -274,6 +288,7 @@ impl Sampler {
                 })
                 .collect(),
             relay: relay(&samples),
+            by_transport: by_transport(&samples),
         }
     }
 
@@ -326,6 +341,23 @@ fn relay(samples: &Samples) -> Option<RelayStats> {
         lag_seconds: samples.value("pulse_relay_lag_seconds"),
         behind: samples.value("pulse_relay_behind_total") as u64,
     })
+}
+
+/// `pulse_connections_by_transport{transport, tls}`.
+fn by_transport(samples: &Samples) -> ByTransport {
+    let open = |transport: &str, tls: &str| {
+        let value = samples.labelled(
+            "pulse_connections_by_transport",
+            &[("transport", transport), ("tls", tls)],
+        );
+        value.max(0.0) as u64
+    };
+    ByTransport {
+        websocket: open("websocket", "false"),
+        websocket_tls: open("websocket", "true"),
+        sse: open("sse", "false"),
+        sse_tls: open("sse", "true"),
+    }
 }
 
 /// Counts by code, largest first, without the zeros.
@@ -397,6 +429,14 @@ mod tests {
         assert_eq!(first.leases, vec!["simulator".to_owned()]);
         assert_eq!(first.errors[0].count, 2);
         assert_eq!(first.relay, None, "no relay gauges, no relay");
+        let transports = format!(
+            "{TEXT}pulse_connections_by_transport{{transport=\"websocket\",tls=\"false\"}} 2\n\
+             pulse_connections_by_transport{{transport=\"sse\",tls=\"true\"}} 1\n"
+        );
+        let by = Sampler::new("i1", "pulse")
+            .sample(&transports, start, 0, &census, |_| 0)
+            .by_transport;
+        assert_eq!((by.websocket, by.sse_tls, by.sse), (2, 1, 0));
         let relayed = format!(
             "{TEXT}pulse_relay_queue_depth{{kind=\"ordered\"}} 4\n\
              pulse_relay_queue_depth{{kind=\"ticks\"}} 2\n\
