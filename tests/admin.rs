@@ -216,6 +216,52 @@ async fn scrape(addr: SocketAddr) -> (f64, f64, f64) {
     )
 }
 
+/// `pulse_connections_by_transport{transport, tls}` in one scrape.
+async fn scrape_transport(addr: SocketAddr, transport: &str, tls: &str) -> f64 {
+    let (status, body) = http_get(addr, "/metrics").await;
+    assert_eq!(status, 200);
+    let scrape = Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).unwrap();
+    let sample = scrape
+        .samples
+        .iter()
+        .find(|s| {
+            s.metric == "pulse_connections_by_transport"
+                && s.labels.get("transport") == Some(transport)
+                && s.labels.get("tls") == Some(tls)
+        })
+        .unwrap_or_else(|| panic!("{transport} tls={tls} in /metrics"));
+    match sample.value {
+        Value::Gauge(v) | Value::Untyped(v) => v,
+        _ => panic!("not a gauge"),
+    }
+}
+
+/// The relay's numbers in one scrape of `/metrics` (with `--redis`):
+/// queue depth by kind (ordered, ticks, awareness), lag in seconds, and
+/// messages past the bound.
+async fn scrape_relay(addr: SocketAddr) -> ([f64; 3], f64, f64) {
+    let (status, body) = http_get(addr, "/metrics").await;
+    assert_eq!(status, 200);
+    let scrape = Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).unwrap();
+    let get = |name: &str, kind: Option<&str>| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && kind.is_none_or(|k| s.labels.get("kind") == Some(k)))
+            .map(|s| match s.value {
+                Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => v,
+                _ => panic!("{name} is not a number"),
+            })
+            .unwrap_or_else(|| panic!("{name} {kind:?} in /metrics"))
+    };
+    let depth = ["ordered", "ticks", "awareness"].map(|k| get("pulse_relay_queue_depth", Some(k)));
+    (
+        depth,
+        get("pulse_relay_lag_seconds", None),
+        get("pulse_relay_behind_total", None),
+    )
+}
+
 /// With the session the socket gets `subscribed`, then a snapshot a
 /// second; a snapshot's connection count equals `/metrics` read right after
 /// it, and its message counters are within the few messages that moved in
@@ -259,6 +305,25 @@ async fn snapshots_agree_with_metrics_read_at_the_same_moment() {
             );
         }
         assert_eq!(snapshot["instances"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            mine.get("relay"),
+            Some(&Json::Null),
+            "no relay without --redis"
+        );
+        // The three connections by transport, as /metrics counts them.
+        for (field, transport, tls, expected) in [
+            ("websocket", "websocket", "false", 3.0),
+            ("websocket_tls", "websocket", "true", 0.0),
+            ("sse", "sse", "false", 0.0),
+            ("sse_tls", "sse", "true", 0.0),
+        ] {
+            let seen = mine["by_transport"][field].as_f64();
+            assert_eq!(seen, Some(expected), "by_transport.{field} in {mine}");
+            assert_eq!(
+                scrape_transport(server.addr, transport, tls).await,
+                expected
+            );
+        }
         assert!(
             !mine["history"].as_array().unwrap().is_empty(),
             "a chart point"
@@ -284,7 +349,8 @@ async fn snapshots_agree_with_metrics_read_at_the_same_moment() {
 
 /// Two instances on one Redis (and PostgreSQL): the view on either shows
 /// both, each with its own connections, the total, and which instance
-/// holds the simulator's and presence's leases (one each).
+/// holds the simulator's and presence's leases (one each), and each
+/// instance's relay numbers as its own `/metrics` says them.
 #[tokio::test]
 async fn with_several_instances_the_view_shows_each_and_the_total() {
     let redis = common::redis::Redis::start();
@@ -332,6 +398,33 @@ async fn with_several_instances_the_view_shows_each_and_the_total() {
         );
         assert_ne!(instances[0]["instance"], instances[1]["instance"]);
         assert_eq!(snapshot["total"]["connections"], 3);
+        for (stats, addr) in instances.iter().zip([first.addr, second.addr]) {
+            let relay = &stats["relay"];
+            assert!(relay.is_object(), "relay numbers with --redis: {stats}");
+            let (depth, lag, behind) = scrape_relay(addr).await;
+            for (kind, scraped) in ["ordered", "ticks", "awareness"].iter().zip(depth) {
+                let seen = relay["depth"][kind].as_f64().expect("a depth");
+                // The queue drains and refills between the two readings.
+                assert!(
+                    (seen - scraped).abs() <= 5.0,
+                    "{kind}: snapshot {seen}, /metrics {scraped}"
+                );
+            }
+            let seen_lag = relay["lag_seconds"].as_f64().expect("a lag");
+            assert!(
+                (seen_lag - lag).abs() <= 1.0,
+                "lag: snapshot {seen_lag}, /metrics {lag}"
+            );
+            let seen_behind = relay["behind"].as_f64().expect("behind");
+            assert!(
+                behind >= seen_behind,
+                "behind: snapshot {seen_behind}, /metrics {behind}"
+            );
+            assert!(
+                behind - seen_behind <= 5.0,
+                "behind: snapshot {seen_behind}, /metrics {behind}"
+            );
+        }
         redis.stop();
         return;
     }

@@ -69,6 +69,46 @@ pub struct InstanceStats {
     pub closes: Vec<CodeCount>,
     /// The leases this instance holds (with `--redis`): `simulator`, `presence`.
     pub leases: Vec<String>,
+    /// Its relay towards Redis now; `None` (JSON `null`) without `--redis`.
+    pub relay: Option<RelayStats>,
+    /// Its open connections by transport (`pulse_connections_by_transport`).
+    /// Defaulted so an older instance's numbers (read back from Redis) still
+    /// decode.
+    #[serde(default)]
+    pub by_transport: ByTransport,
+}
+
+/// Connections open now by transport and whether TLS ended in Pulse.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct ByTransport {
+    pub websocket: u64,
+    pub websocket_tls: u64,
+    /// The HTTP fallback (`/sse`).
+    pub sse: u64,
+    pub sse_tls: u64,
+}
+
+/// One instance's relay towards Redis (`pulse_relay_*` in `/metrics`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct RelayStats {
+    /// Messages waiting for Redis now, by kind.
+    pub depth: RelayDepth,
+    /// How long the oldest never-dropped message has waited, in seconds.
+    pub lag_seconds: f64,
+    /// Messages past the queue's bound since the start (their channel was
+    /// caught up from the store instead).
+    pub behind: u64,
+}
+
+/// `pulse_relay_queue_depth` by `kind`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct RelayDepth {
+    /// Never-dropped messages (chat, notifications, documents, presence).
+    pub ordered: u64,
+    /// Ticker channels with a tick waiting (the latest each).
+    pub ticks: u64,
+    /// Awareness frames (carets, selections).
+    pub awareness: u64,
 }
 
 /// A connection with queued frames.

@@ -13,6 +13,7 @@ function millis(ms) {
   if (ms === null || ms === undefined) return "–";
   return ms < 10 ? `${ms.toFixed(2)} ms` : `${ms.toFixed(0)} ms`;
 }
+function transport(plain, tls) { return `${plain + tls} (${tls} TLS)`; }
 function short(id) { return id.slice(0, 8); }
 
 function status(text) { const el = $("admin-status"); if (el.textContent !== text) el.textContent = text; }
@@ -64,15 +65,19 @@ function show(s) {
   chart(t.history, t.connections);
   const instances = s.instances.map((i) => [
     i.instance === s.instance ? `${short(i.instance)} (this one)` : short(i.instance),
-    String(i.connections), rate(i.in_per_second), rate(i.out_per_second),
+    String(i.connections), transport(i.by_transport.websocket, i.by_transport.websocket_tls),
+    transport(i.by_transport.sse, i.by_transport.sse_tls), rate(i.in_per_second), rate(i.out_per_second),
     millis(i.delivery_p50_ms), millis(i.delivery_p99_ms), millis(i.commit_p50_ms),
     millis(i.commit_p99_ms), i.leases.join(", "),
   ]);
   if (s.instances.length > 1) {
-    instances.push(["Total", String(t.connections), rate(t.in_per_second), rate(t.out_per_second),
+    instances.push(["Total", String(t.connections), "", "", rate(t.in_per_second), rate(t.out_per_second),
       millis(t.delivery_p50_ms), millis(t.delivery_p99_ms), "", "", ""]);
   }
-  fill("instances", instances, 9);
+  fill("instances", instances, 11);
+  fill("relay", s.instances.filter((i) => i.relay).map((i) => [short(i.instance),
+    String(i.relay.depth.ordered), String(i.relay.depth.ticks), String(i.relay.depth.awareness),
+    millis(i.relay.lag_seconds * 1000), String(i.relay.behind)]), 6);
   fill("slowest", (mine.slowest ?? []).map((c) =>
     [short(c.connection_id), c.user ?? "anonymous", String(c.queued_frames), String(c.queued_bytes)]), 4);
   const channel = (r) => [r.channel, String(r.subscribers), rate(r.per_second)];

@@ -7,7 +7,8 @@
 use std::fmt::Write;
 
 use crate::protocol::admin::{
-    AdminSnapshot, ChannelRow, CodeCount, Consumer, InstanceStats, Totals, HISTORY_STEP_SECS,
+    AdminSnapshot, ChannelRow, CodeCount, Consumer, InstanceStats, RelayStats, Totals,
+    HISTORY_STEP_SECS,
 };
 
 /// The chart's drawing box.
@@ -111,8 +112,18 @@ pub fn dashboard(snapshot: Option<&AdminSnapshot>) -> String {
         table(
             "instances",
             "Each instance and the total",
-            &["Instance", "Connections", "In per s", "Out per s", "Delivery p50", "Delivery p99", "Commit p50", "Commit p99", "Leases"],
+            &["Instance", "Connections", "WebSocket", "SSE", "In per s", "Out per s", "Delivery p50", "Delivery p99", "Commit p50", "Commit p99", "Leases"],
             &instance_rows(s),
+        ),
+    );
+    let _ = write!(
+        body,
+        "<section aria-labelledby=\"relay-heading\"><h2 id=\"relay-heading\">Relay</h2>{}</section>",
+        table(
+            "relay",
+            "Each instance's queue towards Redis (with --redis)",
+            &["Instance", "Ordered waiting", "Ticks waiting", "Awareness waiting", "Lag", "Behind"],
+            &relay_rows(s),
         ),
     );
     let _ = write!(
@@ -197,6 +208,8 @@ fn instance_rows(s: &AdminSnapshot) -> Vec<Vec<String>> {
         vec![
             name,
             i.connections.to_string(),
+            transport(i.by_transport.websocket, i.by_transport.websocket_tls),
+            transport(i.by_transport.sse, i.by_transport.sse_tls),
             rate(i.in_per_second),
             rate(i.out_per_second),
             millis(i.delivery_p50_ms),
@@ -223,6 +236,8 @@ fn instance_rows(s: &AdminSnapshot) -> Vec<Vec<String>> {
         rows.push(vec![
             "Total".into(),
             t.connections.to_string(),
+            String::new(),
+            String::new(),
             rate(t.in_per_second),
             rate(t.out_per_second),
             millis(t.delivery_p50_ms),
@@ -233,6 +248,33 @@ fn instance_rows(s: &AdminSnapshot) -> Vec<Vec<String>> {
         ]);
     }
     rows
+}
+
+/// A transport's connections: plain, and how many of them over TLS.
+pub fn transport(plain: u64, tls: u64) -> String {
+    format!("{} ({tls} TLS)", plain + tls)
+}
+
+/// One row per instance with a relay (none on a single instance).
+fn relay_rows(s: &AdminSnapshot) -> Vec<Vec<String>> {
+    s.instances
+        .iter()
+        .filter_map(|i| {
+            let RelayStats {
+                depth,
+                lag_seconds,
+                behind,
+            } = i.relay.as_ref()?;
+            Some(vec![
+                short(&i.instance).to_owned(),
+                depth.ordered.to_string(),
+                depth.ticks.to_string(),
+                depth.awareness.to_string(),
+                millis(Some(lag_seconds * 1000.0)),
+                behind.to_string(),
+            ])
+        })
+        .collect()
 }
 
 /// The first 8 characters of an instance or connection id.
@@ -338,7 +380,7 @@ mod tests {
     #[test]
     fn the_view_renders_every_table_with_a_caption() {
         let page = dashboard(None);
-        assert_eq!(page.matches("<caption>").count(), 6);
+        assert_eq!(page.matches("<caption>").count(), 7);
         assert!(page.contains("id=\"connections\">0<"));
     }
 }

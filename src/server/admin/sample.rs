@@ -10,7 +10,8 @@ use std::time::Instant;
 
 use super::census::Census;
 use crate::protocol::admin::{
-    ChannelRow, CodeCount, InstanceStats, HISTORY_POINTS, HISTORY_STEP_SECS, TOP_ROWS,
+    ByTransport, ChannelRow, CodeCount, InstanceStats, RelayDepth, RelayStats, HISTORY_POINTS,
+    HISTORY_STEP_SECS, TOP_ROWS,
 };
 use crate::protocol::Channel;
 
@@ -57,6 +58,25 @@ impl Samples {
         self.0
             .get(name)
             .and_then(|lines| lines.iter().find(|(labels, _)| labels.is_empty()))
+            .map_or(0.0, |(_, value)| *value)
+    }
+
+    /// Whether the text holds any sample of `name`.
+    pub fn has(&self, name: &str) -> bool {
+        self.0.contains_key(name)
+    }
+
+    /// The value of the sample of `name` with exactly these labels, 0 if absent.
+    pub fn labelled(&self, name: &str, wanted: &[(&str, &str)]) -> f64 {
+        let lines = self.0.get(name).map(Vec::as_slice).unwrap_or_default();
+        lines
+            .iter()
+            .find(|(labels, _)| {
+                labels.len() == wanted.len()
+                    && wanted
+                        .iter()
+                        .all(|(k, v)| labels.iter().any(|(key, val)| key == k && val == v))
+            })
             .map_or(0.0, |(_, value)| *value)
     }
 
@@ -267,6 +287,8 @@ impl Sampler {
                     short.to_owned()
                 })
                 .collect(),
+            relay: relay(&samples),
+            by_transport: by_transport(&samples),
         }
     }
 
@@ -295,6 +317,47 @@ fn window(kept: &mut VecDeque<Buckets>, newest: Buckets) -> Option<(Buckets, Buc
     let oldest = kept.front()?.clone();
     let newest = kept.back()?.clone();
     (kept.len() > 1).then_some((oldest, newest))
+}
+
+/// The relay's numbers, when this instance has one (its gauges are
+/// registered only with `--redis`).
+fn relay(samples: &Samples) -> Option<RelayStats> {
+    if !samples.has("pulse_relay_queue_depth") {
+        return None;
+    }
+    let depths = samples.by("pulse_relay_queue_depth", "kind");
+    let depth = |kind: &str| {
+        depths
+            .iter()
+            .find(|(k, _)| k == kind)
+            .map_or(0, |(_, depth)| depth.max(0.0) as u64)
+    };
+    Some(RelayStats {
+        depth: RelayDepth {
+            ordered: depth("ordered"),
+            ticks: depth("ticks"),
+            awareness: depth("awareness"),
+        },
+        lag_seconds: samples.value("pulse_relay_lag_seconds"),
+        behind: samples.value("pulse_relay_behind_total") as u64,
+    })
+}
+
+/// `pulse_connections_by_transport{transport, tls}`.
+fn by_transport(samples: &Samples) -> ByTransport {
+    let open = |transport: &str, tls: &str| {
+        let value = samples.labelled(
+            "pulse_connections_by_transport",
+            &[("transport", transport), ("tls", tls)],
+        );
+        value.max(0.0) as u64
+    };
+    ByTransport {
+        websocket: open("websocket", "false"),
+        websocket_tls: open("websocket", "true"),
+        sse: open("sse", "false"),
+        sse_tls: open("sse", "true"),
+    }
 }
 
 /// Counts by code, largest first, without the zeros.
@@ -365,6 +428,27 @@ mod tests {
         assert_eq!(first.connections, 3);
         assert_eq!(first.leases, vec!["simulator".to_owned()]);
         assert_eq!(first.errors[0].count, 2);
+        assert_eq!(first.relay, None, "no relay gauges, no relay");
+        let transports = format!(
+            "{TEXT}pulse_connections_by_transport{{transport=\"websocket\",tls=\"false\"}} 2\n\
+             pulse_connections_by_transport{{transport=\"sse\",tls=\"true\"}} 1\n"
+        );
+        let by = Sampler::new("i1", "pulse")
+            .sample(&transports, start, 0, &census, |_| 0)
+            .by_transport;
+        assert_eq!((by.websocket, by.sse_tls, by.sse), (2, 1, 0));
+        let relayed = format!(
+            "{TEXT}pulse_relay_queue_depth{{kind=\"ordered\"}} 4\n\
+             pulse_relay_queue_depth{{kind=\"ticks\"}} 2\n\
+             pulse_relay_queue_depth{{kind=\"awareness\"}} 0\n\
+             pulse_relay_lag_seconds 0.25\npulse_relay_behind_total 7\n"
+        );
+        let relay = Sampler::new("i1", "pulse")
+            .sample(&relayed, start, 0, &census, |_| 0)
+            .relay
+            .expect("relay numbers");
+        assert_eq!((relay.depth.ordered, relay.depth.ticks), (4, 2));
+        assert_eq!((relay.lag_seconds, relay.behind), (0.25, 7));
         let more = TEXT.replace("pulse_messages_in_total 10", "pulse_messages_in_total 30");
         let second = sampler.sample(
             &more,
