@@ -86,7 +86,7 @@ pub fn dashboard(snapshot: Option<&AdminSnapshot>) -> String {
     );
     let _ = write!(
         body,
-        "<section aria-labelledby=\"now-heading\"><h2 id=\"now-heading\">Now</h2>\
+        "<section tabindex=\"0\" aria-labelledby=\"now-heading\"><h2 id=\"now-heading\">Now</h2>\
          <dl class=\"tiles\">{}{}{}{}{}</dl></section>",
         tile("Connections", "connections", &t.connections.to_string()),
         tile("Messages in per second", "in-rate", &rate(t.in_per_second)),
@@ -100,14 +100,14 @@ pub fn dashboard(snapshot: Option<&AdminSnapshot>) -> String {
     );
     let _ = write!(
         body,
-        "<section aria-labelledby=\"chart-heading\"><h2 id=\"chart-heading\">Connections, last 10 minutes</h2>\
+        "<section tabindex=\"0\" aria-labelledby=\"chart-heading\"><h2 id=\"chart-heading\">Connections, last 10 minutes</h2>\
          <figure>{}<figcaption id=\"chart-text\">{}</figcaption></figure></section>",
         chart(&t.history),
         escape(&chart_text(&t.history, t.connections)),
     );
     let _ = write!(
         body,
-        "<section aria-labelledby=\"instances-heading\"><h2 id=\"instances-heading\">Instances</h2>\
+        "<section tabindex=\"0\" aria-labelledby=\"instances-heading\"><h2 id=\"instances-heading\">Instances</h2>\
          {}</section>",
         table(
             "instances",
@@ -118,7 +118,7 @@ pub fn dashboard(snapshot: Option<&AdminSnapshot>) -> String {
     );
     let _ = write!(
         body,
-        "<section aria-labelledby=\"relay-heading\"><h2 id=\"relay-heading\">Relay</h2>{}</section>",
+        "<section tabindex=\"0\" aria-labelledby=\"relay-heading\"><h2 id=\"relay-heading\">Relay</h2>{}</section>",
         table(
             "relay",
             "Each instance's queue towards Redis (with --redis)",
@@ -128,7 +128,7 @@ pub fn dashboard(snapshot: Option<&AdminSnapshot>) -> String {
     );
     let _ = write!(
         body,
-        "<section aria-labelledby=\"slowest-heading\"><h2 id=\"slowest-heading\">Slowest consumers</h2>{}</section>",
+        "<section tabindex=\"0\" aria-labelledby=\"slowest-heading\"><h2 id=\"slowest-heading\">Slowest consumers</h2>{}</section>",
         table(
             "slowest",
             "Connections with the largest outbox backlog on this instance",
@@ -138,7 +138,7 @@ pub fn dashboard(snapshot: Option<&AdminSnapshot>) -> String {
     );
     let _ = write!(
         body,
-        "<section aria-labelledby=\"channels-heading\"><h2 id=\"channels-heading\">Top channels</h2>{}{}</section>",
+        "<section tabindex=\"0\" aria-labelledby=\"channels-heading\"><h2 id=\"channels-heading\">Top channels</h2>{}{}</section>",
         table(
             "by-subscribers",
             "Channels by subscribers on this instance",
@@ -154,7 +154,7 @@ pub fn dashboard(snapshot: Option<&AdminSnapshot>) -> String {
     );
     let _ = write!(
         body,
-        "<section aria-labelledby=\"codes-heading\"><h2 id=\"codes-heading\">Errors and closes</h2>{}{}</section></main>",
+        "<section tabindex=\"0\" aria-labelledby=\"codes-heading\"><h2 id=\"codes-heading\">Errors and closes</h2>{}{}</section></main>",
         table("errors", "Error messages sent, by code", &["Code", "Count"], &code_rows(&t.errors)),
         table("closes", "Connections ended, by close code", &["Code", "Count"], &code_rows(&t.closes)),
     );
