@@ -374,3 +374,38 @@ async fn a_post_is_bounded_in_envelopes_and_bytes() {
         .await;
     assert!(!matches!(next(&mut client).await, ServerMessage::Pong(_)));
 }
+
+/// A session past `--max-connections` is refused as an upgrade would be:
+/// `rate_limited`, with `Retry-After`, and a message saying why once.
+#[tokio::test]
+async fn a_session_past_the_cap_is_refused_with_the_reason() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = server(&["--max-connections", "1"]).await;
+    let _holds_the_slot = SseClient::open(server.addr).await;
+
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let request = format!(
+        "GET /sse HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n",
+        server.addr
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tcp.read_to_string(&mut response),
+    )
+    .await
+    .expect("an answer in time")
+    .unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("a head and a body");
+    assert!(
+        head.to_ascii_lowercase().contains("retry-after: 1"),
+        "{head}"
+    );
+    let body: serde_json::Value = serde_json::from_str(body).expect("a JSON error body");
+    assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+    assert_eq!(
+        body["error"]["message"], "server full: try again later",
+        "{body}"
+    );
+}

@@ -8,8 +8,21 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::http::HeaderMap;
+use axum::extract::ConnectInfo;
+use axum::http::{Extensions, HeaderMap};
 use ipnet::IpNet;
+
+/// The client's address for a request served with `ConnectInfo` (the
+/// WebSocket upgrade, the fallback's stream): [`client_address`] of its peer.
+pub fn of_request(
+    extensions: &Extensions,
+    headers: &HeaderMap,
+    trusted: &[IpNet],
+) -> Option<IpAddr> {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| client_address(peer.ip(), headers, trusted))
+}
 
 /// The client's address: `peer` itself unless it is one of `trusted`, then
 /// the nearest untrusted hop the forwarding headers name.

@@ -15,18 +15,17 @@ pub mod session;
 mod stream;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{header, Extensions, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post as post_route};
 use axum::Router;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::api::ApiError;
-use super::client_address::client_address;
+use super::client_address;
 use super::state::AppState;
 use super::ws::{origin, serve_connection, ConnectionContext, Transport};
 use crate::protocol::sse::parse_event_id;
@@ -100,25 +99,14 @@ async fn open(
             }
         }
     }
-    let address = extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(peer)| {
-            client_address(peer.ip(), &headers, &state.config.trusted_proxies)
-        });
-    let admitted = match state.admission.admit(address, std::time::Instant::now()) {
-        Ok(slot) => state.admission.turn().await.map(|()| slot),
-        Err(refusal) => Err(refusal),
-    };
-    let slot = match admitted {
+    let address = client_address::of_request(&extensions, &headers, &state.config.trusted_proxies);
+    let slot = match state.admission.admit_now(address).await {
         Ok(slot) => slot,
         Err(refusal) => {
             tracing::warn!(?address, %refusal, "refusing an SSE session");
             state.metrics.upgrades_refused.inc();
-            let mut response = ApiError::new(
-                ErrorCode::RateLimited,
-                format!("{refusal}: try again later"),
-            )
-            .into_response();
+            let mut response =
+                ApiError::new(ErrorCode::RateLimited, refusal.to_string()).into_response();
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -147,11 +135,7 @@ async fn open(
         id,
         pipe,
     };
-    let mut context = ConnectionContext::from_state(&state, Transport::Sse);
-    context.admin_session = crate::server::admin::is_admin(&state, &headers);
-    context.tls = extensions
-        .get::<crate::server::http::Secure>()
-        .is_some_and(|secure| secure.0);
+    let context = ConnectionContext::for_request(&state, Transport::Sse, &headers, &extensions);
     let span = tracing::info_span!(
         "connection",
         instance = %state.instance,

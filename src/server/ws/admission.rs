@@ -110,6 +110,15 @@ impl Admission {
         Ok(self.pace.turn().await?)
     }
 
+    /// Admits a connection from `address` now: a slot under the cap and the
+    /// per-address rate ([`Admission::admit`]), then its turn under the pace
+    /// ([`Admission::turn`]). What `/ws` and the fallback's `/sse` both ask.
+    pub async fn admit_now(&self, address: Option<IpAddr>) -> Result<Slot, Refusal> {
+        let slot = self.admit(address, Instant::now())?;
+        self.turn().await?;
+        Ok(slot)
+    }
+
     /// The pace, for its probe task and `/metrics`.
     pub fn pace(&self) -> &Arc<Pace> {
         &self.pace

@@ -12,13 +12,12 @@ mod rate;
 mod writer;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{header, Extensions, HeaderMap};
 use axum::response::Response;
-use std::net::SocketAddr;
 use tracing::Instrument;
 
-use super::client_address::client_address;
+use super::client_address;
 use super::state::AppState;
 use crate::protocol::CloseCode;
 
@@ -63,16 +62,8 @@ pub async fn handler(
         return upgrade
             .on_upgrade(|socket| refuse(socket, CloseCode::PolicyViolation, "origin not allowed"));
     }
-    let address = extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(peer)| {
-            client_address(peer.ip(), &headers, &state.config.trusted_proxies)
-        });
-    let admitted = match state.admission.admit(address, std::time::Instant::now()) {
-        Ok(slot) => state.admission.turn().await.map(|()| slot),
-        Err(refusal) => Err(refusal),
-    };
-    let slot = match admitted {
+    let address = client_address::of_request(&extensions, &headers, &state.config.trusted_proxies);
+    let slot = match state.admission.admit_now(address).await {
         Ok(slot) => slot,
         Err(refusal) => {
             tracing::warn!(?address, %refusal, "refusing a WebSocket with 1013");
@@ -88,12 +79,8 @@ pub async fn handler(
         }
     };
     let tracker = state.connections.clone();
-    let mut context = ConnectionContext::from_state(&state, Transport::WebSocket);
-    // The socket may subscribe to `admin` when opened with the session.
-    context.admin_session = crate::server::admin::is_admin(&state, &headers);
-    context.tls = extensions
-        .get::<super::http::Secure>()
-        .is_some_and(|secure| secure.0);
+    let context =
+        ConnectionContext::for_request(&state, Transport::WebSocket, &headers, &extensions);
     // The slot travels with the connection's future: whether the upgrade
     // never completes, the connection ends or its task panics, dropping the
     // future frees the place.

@@ -115,6 +115,23 @@ impl ConnectionContext {
             tls: false,
         }
     }
+
+    /// The context of a connection opened by this request: may it watch
+    /// `admin` (the request carried a valid admin session), and did TLS end
+    /// in this server (`http::Secure`).
+    pub fn for_request(
+        state: &AppState,
+        transport: Transport,
+        headers: &axum::http::HeaderMap,
+        extensions: &axum::http::Extensions,
+    ) -> Self {
+        let mut context = ConnectionContext::from_state(state, transport);
+        context.admin_session = crate::server::admin::is_admin(state, headers);
+        context.tls = extensions
+            .get::<crate::server::http::Secure>()
+            .is_some_and(|secure| secure.0);
+        context
+    }
 }
 
 /// Where the connection is in its life.
