@@ -9,6 +9,7 @@
 
 mod common;
 
+use common::cluster::{instance, instances as instances_with, SECRET};
 use common::postgres::shared;
 use common::redis::Redis;
 use common::{Client, TestServer, PATIENCE};
@@ -19,39 +20,11 @@ use pulse::protocol::{
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
-const SECRET: &str = "one-secret-for-every-instance-0123456789abcdef";
 const ADMIN_KEY: &str = "cluster-admin-key-0123456789";
 
 /// `count` instances on one fresh database and `redis`, the simulator off.
 async fn instances(redis: &Redis, count: usize) -> Vec<TestServer> {
     instances_with(redis, count, &["--tick-rate", "0"]).await
-}
-
-/// `count` instances on one fresh database and `redis`, with `flags`.
-async fn instances_with(redis: &Redis, count: usize, flags: &[&str]) -> Vec<TestServer> {
-    let url = shared().create_database();
-    let mut servers = Vec::new();
-    for _ in 0..count {
-        servers.push(instance(&url, redis, flags).await);
-    }
-    servers
-}
-
-/// One instance on the database at `url` and `redis`, with `flags`.
-async fn instance(url: &str, redis: &Redis, flags: &[&str]) -> TestServer {
-    let redis_url = redis.url();
-    let mut all = vec![
-        "--database-url",
-        url,
-        "--redis",
-        redis_url.as_str(),
-        "--jwt-secret",
-        SECRET,
-        "--chat-rate",
-        "1000",
-    ];
-    all.extend_from_slice(flags);
-    TestServer::start(&all).await
 }
 
 /// The next tick a client gets, waiting up to `limit` (longer than
@@ -884,9 +857,9 @@ async fn a_lost_hash_of_connections_is_written_whole_again() {
         })
         .await;
 
-    let hashes = redis_cli(&redis, &["--scan", "--pattern", "pulse:presence:conns:*"]);
+    let hashes = redis.cli(&["--scan", "--pattern", "pulse:presence:conns:*"]);
     for hash in hashes.lines() {
-        redis_cli(&redis, &["DEL", hash]);
+        redis.cli(&["DEL", hash]);
     }
     let _cid = Client::signed_in(&servers[0], "Cid").await;
     // Longer than the expiry, a read of every hash and the grace.
@@ -904,18 +877,6 @@ async fn a_lost_hash_of_connections_is_written_whole_again() {
     );
 }
 
-/// Runs `redis-cli` against the test's Redis; answers what it printed.
-fn redis_cli(redis: &Redis, args: &[&str]) -> String {
-    let url = redis.url();
-    let port = url.rsplit(':').next().unwrap();
-    let out = std::process::Command::new("redis-cli")
-        .args(["-p", port])
-        .args(args)
-        .output()
-        .expect("redis-cli runs");
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// The presence leader publishes only while it holds its lease: when
 /// another holds it (here a made-up holder, as when the leader was paused
 /// past its lease and another took over), nothing it decides goes out;
@@ -931,10 +892,7 @@ async fn presence_diffs_are_fenced_by_the_leaders_lease() {
         .until(&mut watcher, PATIENCE, |u| u.contains_key("guest:watcher"))
         .await;
     let taken = tokio::time::Instant::now();
-    redis_cli(
-        &redis,
-        &["SET", "pulse:presence:leader", "intruder", "PX", "3000"],
-    );
+    redis.cli(&["SET", "pulse:presence:leader", "intruder", "PX", "3000"]);
     let _dan = Client::signed_in(&servers[0], "Dan").await;
     online
         .until(&mut watcher, PATIENCE * 2, |u| u.contains_key("guest:dan"))
@@ -1015,10 +973,7 @@ async fn simulator_ticks_are_fenced_by_its_lease() {
             .unwrap()
             .as_micros() as i64
     };
-    redis_cli(
-        &redis,
-        &["SET", "pulse:simulator", "intruder", "PX", "3000"],
-    );
+    redis.cli(&["SET", "pulse:simulator", "intruder", "PX", "3000"]);
     let taken = micros();
     let mut last = before;
     loop {
@@ -1099,12 +1054,7 @@ async fn the_first_tick_of_a_new_symbol_reaches_subscribers_waiting_for_it() {
     // Until its first tick, what Redis keeps of the symbol expires; from
     // then on it is kept.
     let keys = ["pulse:offset:ticker:NEWSYM", "pulse:epoch:ticker:NEWSYM"];
-    let ttl = |key| {
-        redis_cli(&redis, &["PTTL", key])
-            .trim()
-            .parse::<i64>()
-            .unwrap()
-    };
+    let ttl = |key| redis.cli(&["PTTL", key]).trim().parse::<i64>().unwrap();
     let unticked = keys.map(ttl);
     assert_eq!(publish_price(a, "NEWSYM", 10.0).await, 1);
     for watcher in [&mut on_a, &mut on_c] {
@@ -1169,9 +1119,9 @@ async fn a_symbol_subscribed_while_redis_is_away_takes_the_clusters_epoch_once_i
     assert_ne!(renewed.epoch, alone.epoch, "{renewed:?}");
     assert_eq!((renewed.offset, renewed.recovered), (0, false));
     assert!(renewed.snapshot.is_none(), "{renewed:?}");
-    let kept = redis_cli(&redis, &["GET", "pulse:epoch:ticker:NEWSYM"]);
+    let kept = redis.cli(&["GET", "pulse:epoch:ticker:NEWSYM"]);
     assert_eq!(kept.trim(), renewed.epoch, "the epoch Redis holds");
-    let ttl = redis_cli(&redis, &["PTTL", "pulse:epoch:ticker:NEWSYM"]);
+    let ttl = redis.cli(&["PTTL", "pulse:epoch:ticker:NEWSYM"]);
     let ttl: i64 = ttl.trim().parse().unwrap();
     assert!(
         (1..=90_000).contains(&ttl),
@@ -1205,7 +1155,7 @@ async fn two_deployments_share_one_redis_under_their_own_prefixes() {
     let got = chats(&mut blue_reader, 1).await;
     assert_eq!(got[0].text, "only for blue");
     no_more_chat(&mut green_reader).await;
-    let keys = redis_cli(&redis, &["--scan", "--pattern", "*"]);
+    let keys = redis.cli(&["--scan", "--pattern", "*"]);
     let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
     assert!(keys.iter().any(|k| k.starts_with("blue:")), "{keys:?}");
     assert!(keys.iter().any(|k| k.starts_with("green:")), "{keys:?}");

@@ -7,15 +7,13 @@
 
 mod common;
 
-use common::postgres::shared;
+use common::cluster::instances;
 use common::redis::Redis;
 use common::{Client, TestServer, PATIENCE};
 use pulse::protocol::{ChatMessage, ServerMessage};
 use serde_json::json;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-
-const SECRET: &str = "one-secret-for-every-instance-0123456789abcdef";
 
 /// Not the claim, only how long a hung test waits: local delivery must not
 /// wait for Redis at all (the defect made it take 18 s and more).
@@ -24,28 +22,6 @@ const HUNG: Duration = Duration::from_secs(10);
 /// The bound of the queue of messages towards Redis that are never
 /// dropped (`broker::queue::ORDERED_BOUND`).
 const ORDERED_BOUND: u64 = 4096;
-
-/// `count` instances on one fresh database and `redis`, with `flags`.
-async fn instances(redis: &Redis, count: usize, flags: &[&str]) -> Vec<TestServer> {
-    let url = shared().create_database();
-    let redis_url = redis.url();
-    let mut servers = Vec::new();
-    for _ in 0..count {
-        let mut all = vec![
-            "--database-url",
-            url.as_str(),
-            "--redis",
-            redis_url.as_str(),
-            "--jwt-secret",
-            SECRET,
-            "--chat-rate",
-            "1000",
-        ];
-        all.extend_from_slice(flags);
-        servers.push(TestServer::start(&all).await);
-    }
-    servers
-}
 
 async fn subscribe(client: &mut Client, channel: &str) {
     let entry = json!({ "channel": channel });
@@ -133,18 +109,6 @@ async fn queue_depths(server: &TestServer) -> Vec<(String, f64)> {
         "no relay queue depth in /metrics: {depths:?}"
     );
     depths
-}
-
-/// Runs `redis-cli` against the test's Redis; answers what it printed.
-fn redis_cli(redis: &Redis, args: &[&str]) -> String {
-    let url = redis.url();
-    let port = url.rsplit(':').next().unwrap();
-    let out = std::process::Command::new("redis-cli")
-        .args(["-p", port])
-        .args(args)
-        .output()
-        .expect("redis-cli runs");
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// Redis is killed: three chat messages acked on instance A reach a
@@ -281,7 +245,7 @@ async fn a_stalled_redis_holds_back_no_local_delivery() {
         String::from_utf8_lossy(&out.stdout).contains("OK"),
         "{out:?}"
     );
-    assert!(redis_cli(&redis, &["PING"]).contains("PONG"));
+    assert!(redis.cli(&["PING"]).contains("PONG"));
 
     // Once Redis answers, ticks flow again, in order.
     let mut after = 0;

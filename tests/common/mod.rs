@@ -2,6 +2,7 @@
 //! tokio-tungstenite client that speaks the protocol.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod editor;
 pub mod postgres;
 pub mod process;

@@ -50,16 +50,20 @@ impl Redis {
         }
     }
 
-    /// Writes a snapshot of what the server holds now (`SAVE`).
-    pub fn save(&self) {
+    /// Runs `redis-cli` against this server; answers what it printed.
+    pub fn cli(&self, args: &[&str]) -> String {
         let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string(), "SAVE"])
+            .args(["-p", &self.port.to_string()])
+            .args(args)
             .output()
             .expect("redis-cli runs");
-        assert!(
-            String::from_utf8_lossy(&out.stdout).contains("OK"),
-            "{out:?}"
-        );
+        String::from_utf8(out.stdout).expect("redis-cli prints text")
+    }
+
+    /// Writes a snapshot of what the server holds now (`SAVE`).
+    pub fn save(&self) {
+        let out = self.cli(&["SAVE"]);
+        assert!(out.contains("OK"), "{out:?}");
     }
 
     /// Starts the server again from the last `save` (as a restore from a
