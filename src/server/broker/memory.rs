@@ -49,11 +49,11 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::protocol::{ChatMessage, ServerEnvelope, ServerMessage, Since, Timestamp, UserRef};
+    use crate::protocol::{ChatMessage, ServerMessage, Since, Timestamp, UserRef};
     use crate::server::hub::Hub;
     use crate::server::metrics::Metrics;
     use crate::server::store::StoredChat;
-    use crate::server::ws::outbox::{Next, Outbox};
+    use crate::server::ws::outbox::Outbox;
 
     fn chat(offset: u64) -> ChatMessage {
         ChatMessage {
@@ -87,20 +87,14 @@ mod tests {
 
     /// The chat offsets queued on `outbox` now (its `subscribed` skipped).
     async fn chat_offsets(outbox: &Outbox) -> Vec<u64> {
-        let mut offsets = Vec::new();
-        while outbox.queued().0 > 0 {
-            let Next::Frames(frames, _) = outbox.next(usize::MAX).await else {
-                panic!("frames")
-            };
-            for frame in frames {
-                for envelope in ServerEnvelope::from_json(&frame).unwrap().unpack() {
-                    if let ServerMessage::Chat(message) = envelope.message {
-                        offsets.push(message.offset);
-                    }
-                }
-            }
-        }
-        offsets
+        let messages = outbox.drain_messages().await;
+        messages
+            .into_iter()
+            .filter_map(|message| match message {
+                ServerMessage::Chat(chat) => Some(chat.offset),
+                _ => None,
+            })
+            .collect()
     }
 
     #[tokio::test]

@@ -420,6 +420,22 @@ impl Outbox {
     pub fn queued_answers(&self) -> usize {
         self.lock().answer_bytes
     }
+
+    /// Everything queued now, parsed, `batch`es unpacked (for tests).
+    #[cfg(test)]
+    pub async fn drain_messages(&self) -> Vec<crate::protocol::ServerMessage> {
+        let mut messages = Vec::new();
+        while self.queued().0 > 0 {
+            let Next::Frames(frames, _) = self.next(usize::MAX).await else {
+                panic!("frames queued, but next() answered otherwise")
+            };
+            for frame in frames {
+                let envelope = crate::protocol::ServerEnvelope::from_json(&frame).unwrap();
+                messages.extend(envelope.unpack().into_iter().map(|e| e.message));
+            }
+        }
+        messages
+    }
 }
 
 impl State {

@@ -4,9 +4,8 @@
 //! channel shares (loading, dropping). This file holds the helpers they share.
 
 use super::*;
-use crate::protocol::ServerEnvelope;
 use crate::server::store::StoredChat;
-use crate::server::ws::outbox::{Next, Outbox};
+use crate::server::ws::outbox::Outbox;
 
 mod chat;
 mod doc;
@@ -21,22 +20,7 @@ fn hub() -> Hub {
 
 /// Everything queued on `outbox` now, parsed.
 async fn drain(outbox: &Outbox) -> Vec<ServerMessage> {
-    let mut messages = Vec::new();
-    while outbox.queued().0 > 0 {
-        let Next::Frames(frames, _) = outbox.next(usize::MAX).await else {
-            panic!()
-        };
-        for frame in frames {
-            messages.extend(
-                ServerEnvelope::from_json(&frame)
-                    .unwrap()
-                    .unpack()
-                    .into_iter()
-                    .map(|e| e.message),
-            );
-        }
-    }
-    messages
+    outbox.drain_messages().await
 }
 
 fn subscribed(message: &ServerMessage) -> &Subscribed {

@@ -9,11 +9,11 @@ use std::time::Duration;
 use base64::Engine as _;
 use yrs::{Doc, ReadTxn, Text, Transact};
 
-use crate::protocol::{Channel, DocUpdateEvent, ServerEnvelope, ServerMessage, UserRef};
+use crate::protocol::{Channel, DocUpdateEvent, ServerMessage, UserRef};
 use crate::server::hub::{decode_update, DocError, Fit, Hub, MAX_DOC_BYTES};
 use crate::server::metrics::Metrics;
 use crate::server::store::StoredDoc;
-use crate::server::ws::outbox::{Next, Outbox};
+use crate::server::ws::outbox::Outbox;
 
 fn notes() -> Channel {
     Channel::Doc("notes".into())
@@ -63,20 +63,14 @@ fn committed(offset: u64, what: &str) -> DocUpdateEvent {
 /// The offsets of the `doc_update`s queued on `outbox` now (after the
 /// subscribe answer).
 async fn delivered(outbox: &Outbox) -> Vec<u64> {
-    let mut offsets = Vec::new();
-    while outbox.queued().0 > 0 {
-        let Next::Frames(frames, _) = outbox.next(usize::MAX).await else {
-            panic!("frames")
-        };
-        for frame in frames {
-            for envelope in ServerEnvelope::from_json(&frame).unwrap().unpack() {
-                if let ServerMessage::DocUpdate(event) = envelope.message {
-                    offsets.push(event.offset);
-                }
-            }
-        }
-    }
-    offsets
+    let messages = outbox.drain_messages().await;
+    messages
+        .into_iter()
+        .filter_map(|message| match message {
+            ServerMessage::DocUpdate(event) => Some(event.offset),
+            _ => None,
+        })
+        .collect()
 }
 
 fn text(hub: &Hub) -> String {
