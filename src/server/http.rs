@@ -58,6 +58,14 @@ pub struct HttpSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Secure(pub bool);
 
+impl Secure {
+    /// Whether the request with these `extensions` came over TLS ended here
+    /// (`false` when the extension is absent, as in tests without the accept loop).
+    pub fn of(extensions: &axum::http::Extensions) -> bool {
+        extensions.get::<Secure>().is_some_and(|secure| secure.0)
+    }
+}
+
 /// Accepts connections until `shutdown` is cancelled and serves each on a
 /// task of its own. Returns the tracker of the connections still open: each
 /// of them ends by itself within `settings.grace` of the cancellation.

@@ -77,10 +77,7 @@ async fn sign_in(State(state): State<AppState>, request: Request) -> Response {
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(peer)| peer.ip());
     // TLS ended here (`http::Secure`), or a trusted proxy says it ended there.
-    let direct_tls = request
-        .extensions()
-        .get::<crate::server::http::Secure>()
-        .is_some_and(|secure| secure.0);
+    let direct_tls = crate::server::http::Secure::of(request.extensions());
     let (parts, body) = request.into_parts();
     let headers = parts.headers.clone();
     let read = axum::body::to_bytes(body, MAX_FORM_BYTES);

@@ -127,9 +127,7 @@ impl ConnectionContext {
     ) -> Self {
         let mut context = ConnectionContext::from_state(state, transport);
         context.admin_session = crate::server::admin::is_admin(state, headers);
-        context.tls = extensions
-            .get::<crate::server::http::Secure>()
-            .is_some_and(|secure| secure.0);
+        context.tls = crate::server::http::Secure::of(extensions);
         context
     }
 }
