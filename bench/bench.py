@@ -409,13 +409,17 @@ def run_once(args, kind, label, database=None):
                 command = doc_command(args) if args.mode == "doc" else loadgen_command(args)
                 if tls:
                     command = over_tls(command, tls)
+                if kind == "sse" or args.transport == "sse":
+                    command += ["--transport", "sse"]
                 report, started, _ = run_load(command, sampler)
                 window_start = started + report["ramp_up_secs"]
                 window_end = window_start + report["duration_secs"]
         finally:
             sampler.finish()
         result = summarise(args, kind, label, report, sampler, baseline_rss, window_start, window_end)
-        result["database"] = "postgres" if database else ("sqlite" if kind == "pulse" else "memory")
+        result["database"] = "postgres" if database else ("sqlite" if kind in ("pulse", "sse") else "memory")
+        if kind == "sse" or args.transport == "sse":
+            result["transport"] = "sse"
         if database:
             db_cpu = sampler.at(window_end, 5) - sampler.at(window_start, 5)
             result["db_cpu_seconds"] = round(db_cpu, 2)
@@ -527,6 +531,13 @@ MEASURES = {
              ("open_at_end", lambda r: r["open_at_end"], "higher"),
              ("pinged", lambda r: r["pinged"], "higher"),
              ("server_cpu_seconds", lambda r: r["server_cpu_seconds"], "lower")],
+    "storm": [("all_back_secs", lambda r: r["storm"]["all_back_secs"], "lower"),
+              ("back_p99_ms", lambda r: r["storm"]["back_ms"]["p99"], "lower"),
+              ("server_cpu_seconds", lambda r: r["server_cpu_seconds"], "lower"),
+              ("peak_rss_mib", lambda r: r["peak_rss_mib"], "lower"),
+              ("back", lambda r: r["storm"]["back"], "higher"),
+              ("channels_with_gap", lambda r: r["storm"]["channels_with_gap"], "lower"),
+              ("duplicate_ticks", lambda r: r["storm"]["duplicate_ticks"], "lower")],
     "chat": [("ack_p50_ms", lambda r: r["chat"]["p50_ms"], "lower"),
              ("ack_p99_ms", lambda r: r["chat"]["p99_ms"], "lower"),
              ("acked", lambda r: r["chat"]["acked"], "higher"),
@@ -619,7 +630,14 @@ def main():
                         help="Pulse serves TLS itself (a certificate made for the run); the clients use wss://")
     parser.add_argument("--compare-tls", action="store_true",
                         help=f"{ROUNDS} rounds of Pulse over plain ws:// then over wss://, ratio tls / plain")
+    parser.add_argument("--transport", choices=["websocket", "sse"], default="websocket",
+                        help="how the clients reach Pulse: WebSockets or the HTTP fallback (stream, idle)")
+    parser.add_argument("--compare-transports", action="store_true",
+                        help=f"{ROUNDS} rounds of Pulse over WebSockets then over the HTTP fallback, ratio sse / websocket")
     args = parser.parse_args()
+    if (args.transport == "sse" or args.compare_transports) and (args.mode not in ("stream", "idle")
+                                                                  or args.tls or args.compare_tls):
+        parser.error("--transport sse and --compare-transports: stream or idle, plain HTTP")
     args.tls_files = make_certificates() if args.tls or args.compare_tls else None
     if args.tls_files and args.mode not in ("stream", "idle", "storm"):
         parser.error("--tls and --compare-tls: stream, idle or storm (the other modes log in over plain HTTP)")
@@ -631,8 +649,10 @@ def main():
         parser.error(f"the reference server serves {', '.join(NODE_MODES)} only, not {args.mode}")
     if uses_node:
         ensure_reference()
-    if sum(map(bool, (args.compare, args.compare_stores, args.baseline_server, args.compare_tls))) > 1:
-        parser.error("--compare, --compare-stores, --baseline-server and --compare-tls: one at a time")
+    if sum(map(bool, (args.compare, args.compare_stores, args.baseline_server, args.compare_tls,
+                      args.compare_transports))) > 1:
+        parser.error("--compare, --compare-stores, --baseline-server, --compare-tls and --compare-transports: "
+                     "one at a time")
     database = None
     if args.compare_stores or args.database == "postgres":
         database = Postgres(args.pg_port)
@@ -641,6 +661,8 @@ def main():
             compare(args, [("pulse", "pulse", None), ("node", "node", None)], ("pulse", "node"))
         elif args.compare_stores:
             compare(args, [("sqlite", "pulse", None), ("postgres", "pulse", database)], ("postgres", "sqlite"))
+        elif args.compare_transports:
+            compare(args, [("websocket", "pulse", database), ("sse", "sse", database)], ("sse", "websocket"))
         elif args.compare_tls:
             compare(args, [("plain", "pulse", database), ("tls", "tls", database)], ("tls", "plain"))
         elif args.baseline_server:

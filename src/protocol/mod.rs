@@ -6,7 +6,8 @@
 //! [`ClientMessage`] from clients, [`ServerMessage`] from the server.
 //! [`decode_client`] turns a text frame into a message or a [`DecodeError`]
 //! whose [`ErrorCode`] is the `error.code` the server answers with.
-//! [`relay`] holds what instances publish to each other.
+//! [`relay`] holds what instances publish to each other, [`forward`] the
+//! fallback POSTs they hand each other.
 
 pub mod admin;
 mod awareness;
@@ -14,6 +15,7 @@ mod channel;
 mod client;
 mod codes;
 mod envelope;
+pub mod forward;
 mod http;
 pub mod relay;
 mod server;

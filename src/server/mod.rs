@@ -114,6 +114,7 @@ pub async fn serve(
         kind => tracing::info!(kind, "database open"),
     }
     let instance: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
+    let sessions = Arc::new(sse::session::Sessions::new(&secret, instance.clone()));
     let lease = match &config.redis {
         Some(url) => {
             let lease = broker::redis::start(
@@ -124,6 +125,7 @@ pub async fn serve(
                 &instance,
                 &config.redis_prefix,
                 &metrics,
+                sessions.clone(),
             )
             .await?;
             tracing::info!("serving as one with the other instances on Redis");
@@ -160,7 +162,7 @@ pub async fn serve(
         admission: Arc::new(ws::admission::Admission::new(&config_for_admission)),
         instance: instance.clone(),
         admin,
-        sse: Arc::new(sse::session::Sessions::new(&secret, instance.clone())),
+        sse: sessions,
     };
     let app = router(state.clone());
     let scheme = if tls.is_some() { "https" } else { "http" };

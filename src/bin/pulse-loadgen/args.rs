@@ -25,6 +25,12 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub tls_ca: Option<std::path::PathBuf>,
 
+    /// How clients reach the server: WebSockets, or the HTTP fallback
+    /// (`GET /sse` + POSTs, on the --url's host and port; stream and idle
+    /// modes, plain HTTP only).
+    #[arg(long, value_enum, default_value_t = Transport::Websocket)]
+    pub transport: Transport,
+
     /// Number of WebSocket clients to open, one socket and one task each.
     #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     pub clients: u64,
@@ -114,6 +120,16 @@ pub struct Args {
     /// Print the final report as one JSON object on one line instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// How a client reaches the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    /// One WebSocket per client (`--url`).
+    Websocket,
+    /// The HTTP fallback: one `GET /sse` stream per client, envelopes POSTed.
+    Sse,
 }
 
 /// What a client does once connected.

@@ -58,7 +58,8 @@
 //! `frames` the one reader of what the server sends (a text frame's messages
 //! with batches unpacked, Pings, close codes), `net` connecting, sending,
 //! closing and the guest login, `tasks` the paced launch and the waits,
-//! `latency` the histograms and percentiles. One module per mode: `stream`
+//! `latency` the histograms and percentiles, `sse` the HTTP fallback client
+//! (`--transport sse`, stream and idle modes). One module per mode: `stream`
 //! (stream, idle and abuse's subscribers), `abuse` (its two abusers), `storm`
 //! and `doc`.
 
@@ -81,6 +82,7 @@ mod frames;
 mod latency;
 mod net;
 mod plan;
+mod sse;
 mod storm;
 mod stream;
 mod tasks;

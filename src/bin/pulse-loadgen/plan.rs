@@ -14,7 +14,7 @@ use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::http::Uri;
 
-use crate::args::{Args, Mode};
+use crate::args::{Args, Mode, Transport};
 
 /// The largest `--universe M` accepted (symbols are at most 12 characters).
 const MAX_UNIVERSE: usize = 1_000_000;
@@ -28,6 +28,7 @@ pub struct Plan {
     /// off this machine (the kernel picks the source then).
     source_ips: Option<u8>,
     pub mode: Mode,
+    pub transport: Transport,
     /// The universe as channel names, `ticker:{SYMBOL}`.
     channels: Vec<String>,
     /// Subscriptions per client, at most `channels.len()`.
@@ -96,6 +97,11 @@ impl Plan {
                 args.mode.as_str()
             ));
         }
+        if args.transport == Transport::Sse
+            && (tls.is_some() || !matches!(args.mode, Mode::Stream | Mode::Idle))
+        {
+            return Err("--transport sse: stream or idle mode, over plain HTTP".into());
+        }
         let loopback = target.ip().is_loopback();
         if !loopback && args.source_ips > 1 {
             return Err(format!(
@@ -118,6 +124,7 @@ impl Plan {
             target,
             source_ips: loopback.then_some(args.source_ips),
             mode: args.mode,
+            transport: args.transport,
             per_client: per_client.min(channels.len()),
             channels,
             tls,

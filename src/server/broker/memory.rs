@@ -1,6 +1,8 @@
 //! Owns the broker of a single instance: there is nobody to carry messages
 //! to, the hub numbers its own ticks, and a gap (a commit whose answer was
-//! lost) starts the channel's history again at the message that showed it.
+//! lost) starts the channel's history again at the message that showed it,
+//! and a POST for another instance's session finds no such instance
+//! (`Broker::forward`'s default).
 
 use axum::extract::ws::Utf8Bytes;
 use futures_util::future::BoxFuture;

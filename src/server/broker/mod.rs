@@ -17,6 +17,7 @@ use axum::extract::ws::Utf8Bytes;
 use futures_util::future::BoxFuture;
 use tokio::sync::oneshot;
 
+pub use crate::protocol::forward::ForwardOutcome;
 use crate::protocol::{Channel, ChatMessage, DocUpdateEvent, Notification};
 use crate::server::hub::Quote;
 
@@ -146,4 +147,24 @@ pub trait Broker: Send + Sync {
 
     /// A message this hub committed came after a gap.
     fn gap(&self, held: Held) -> Gap;
+
+    /// Hands the envelopes of a fallback POST for `session`, held by the
+    /// instance `owner`, to that instance; resolves with its answer, or
+    /// `Unanswered` after a bounded wait. Without other instances (the
+    /// default), no instance holds it.
+    fn forward(
+        &self,
+        _owner: &str,
+        _session: &str,
+        _envelopes: Vec<String>,
+    ) -> BoxFuture<'static, ForwardOutcome> {
+        Box::pin(std::future::ready(ForwardOutcome::NotOpen))
+    }
+}
+
+/// Where the envelopes forwarded from other instances go: this instance's
+/// fallback sessions (`server/sse/`).
+pub trait PostInbox: Send + Sync {
+    /// Hands `envelopes` to `session`'s connection task, in order.
+    fn deliver(&self, session: &str, envelopes: Vec<String>) -> BoxFuture<'static, ForwardOutcome>;
 }

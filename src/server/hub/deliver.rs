@@ -12,7 +12,7 @@ use axum::extract::ws::Utf8Bytes;
 
 use super::{lock, Hub};
 use crate::protocol::Channel;
-use crate::server::broker::{memory::Memory, Broker, Publication};
+use crate::server::broker::{memory::Memory, Broker, ForwardOutcome, Publication};
 
 /// What delivering one message did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +42,17 @@ impl Hub {
             Some(broker) => broker.as_ref(),
             None => &Memory,
         }
+    }
+
+    /// Hands a fallback POST for a session `owner` holds to that instance
+    /// (`Broker::forward`); resolves with its answer.
+    pub fn forward_post(
+        &self,
+        owner: &str,
+        session: &str,
+        envelopes: Vec<String>,
+    ) -> futures_util::future::BoxFuture<'static, ForwardOutcome> {
+        self.broker().forward(owner, session, envelopes)
     }
 
     /// Waits until the broker hears the other instances' messages of

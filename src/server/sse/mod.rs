@@ -6,9 +6,8 @@
 //! supplies its socket ([`stream::SseSocket`]), so hello, offsets, resume,
 //! acks, limits, flow control and shutdown are the WebSocket's own.
 //!
-//! Not yet: a POST that lands on another instance than its session is
-//! refused there (`not_found`); forwarding it through the broker waits for
-//! the broker seam (issue 23).
+//! A POST that lands on another instance than its session's is forwarded
+//! through the broker to the instance named in the session id (`post.rs`).
 
 mod post;
 pub mod session;

@@ -92,6 +92,13 @@ impl Sessions {
         }
     }
 
+    /// The instance that minted `id` (and holds its session, if open),
+    /// checked first.
+    pub fn owner<'a>(&self, id: &'a str) -> Result<&'a str, SessionError> {
+        self.verify(id)?;
+        id.split('.').nth(1).ok_or(SessionError::Malformed)
+    }
+
     /// The open session `id` names, checked first.
     pub fn get(&self, id: &str) -> Result<Arc<Session>, SessionError> {
         self.verify(id)?;
@@ -129,6 +136,7 @@ mod tests {
         let sessions = sessions(b"0123456789abcdef0123456789abcdef");
         let id = sessions.mint();
         assert_eq!(sessions.verify(&id), Ok(()));
+        assert_eq!(sessions.owner(&id), Ok("instance1"));
         assert_eq!(sessions.get(&id).err(), Some(SessionError::NotOpen));
         // Another nonce under the same signature is a forgery.
         let (signed, signature) = id.rsplit_once('.').unwrap();

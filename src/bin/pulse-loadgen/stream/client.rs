@@ -2,19 +2,82 @@
 //! says `hello` (and subscribes to its channels), counts what the server
 //! sends, times every `tick` of the measurement window against the
 //! envelope's `timestamp`, counts the Pings tungstenite answers, and records
-//! how its socket ended.
+//! how its socket ended. Over a WebSocket or the HTTP fallback ([`Conn`]).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, PoisonError};
 
-use pulse::protocol::{ClientMessage, Hello, ServerEnvelope, ServerMessage, Subscribe};
+use pulse::protocol::{
+    ClientEnvelope, ClientMessage, Hello, ServerEnvelope, ServerMessage, Subscribe,
+};
 use tokio_tungstenite::tungstenite::Error as WsError;
 
 use super::Shared;
+use crate::args::Transport;
 use crate::frames::{self, Incoming, Received, ABNORMAL_CLOSE};
 use crate::net::{self, Ws};
 use crate::plan::Plan;
+use crate::sse::SseConn;
+
+/// One client's connection, by transport.
+enum Conn {
+    Ws(Box<Ws>),
+    Sse(Box<SseConn>),
+}
+
+impl Conn {
+    async fn open(plan: &Plan, index: u64) -> Result<Self, String> {
+        let opening = async {
+            match plan.transport {
+                Transport::Websocket => net::connect(plan, index)
+                    .await
+                    .map(|ws| Conn::Ws(Box::new(ws))),
+                Transport::Sse => SseConn::open(plan, index)
+                    .await
+                    .map(|sse| Conn::Sse(Box::new(sse))),
+            }
+        };
+        tokio::time::timeout(net::CONNECT_TIMEOUT, opening)
+            .await
+            .unwrap_or_else(|_| Err("no handshake in time".into()))
+    }
+
+    /// Sends `messages` (over the fallback: in one POST).
+    async fn send(&mut self, messages: Vec<ClientMessage>) -> Result<(), WsError> {
+        match self {
+            Conn::Ws(ws) => {
+                for message in messages {
+                    net::send_message(ws.as_mut(), message).await?;
+                }
+                Ok(())
+            }
+            Conn::Sse(sse) => {
+                let lines: Vec<String> = messages
+                    .into_iter()
+                    .map(|message| ClientEnvelope::new(message).to_json())
+                    .collect();
+                sse.post(&lines)
+                    .await
+                    .map_err(|err| WsError::Io(std::io::Error::other(err)))
+            }
+        }
+    }
+
+    async fn next(&mut self) -> Incoming {
+        match self {
+            Conn::Ws(ws) => frames::next(ws.as_mut()).await,
+            Conn::Sse(sse) => frames::incoming(sse.next().await),
+        }
+    }
+
+    /// Ends the connection: a normal close, or (fallback) dropping the stream.
+    async fn close(self) {
+        if let Conn::Ws(mut ws) = self {
+            net::close_normally(ws.as_mut()).await;
+        }
+    }
+}
 
 /// Latencies a client collects before it takes the shared histogram's lock.
 const FLUSH_EVERY: usize = 256;
@@ -71,13 +134,13 @@ pub struct ClientOutcome {
 }
 
 /// Sends `hello {}` and, in stream mode, one `subscribe` with this client's channels.
-async fn greet(ws: &mut Ws, plan: &Plan, index: u64) -> Result<(), WsError> {
-    net::send_message(ws, ClientMessage::Hello(Hello::default())).await?;
+async fn greet(conn: &mut Conn, plan: &Plan, index: u64) -> Result<(), WsError> {
+    let mut messages = vec![ClientMessage::Hello(Hello::default())];
     if plan.mode.subscribes() {
         let channels = plan.channels_for(index);
-        net::send_message(ws, ClientMessage::Subscribe(Subscribe { channels })).await?;
+        messages.push(ClientMessage::Subscribe(Subscribe { channels }));
     }
-    Ok(())
+    conn.send(messages).await
 }
 
 /// Counts the messages of one text frame and times its ticks.
@@ -112,7 +175,7 @@ fn on_messages(
 /// first leaves its close code in `outcome.closed_early`. Pings are counted
 /// and answered by tungstenite (its Pong goes out on the next poll, at once).
 async fn read_until_stop(
-    ws: &mut Ws,
+    conn: &mut Conn,
     shared: &Shared,
     outcome: &mut ClientOutcome,
     samples: &mut LatencySamples,
@@ -121,7 +184,7 @@ async fn read_until_stop(
         let incoming = tokio::select! {
             biased;
             () = shared.stop.cancelled() => return,
-            incoming = frames::next(ws) => incoming,
+            incoming = conn.next() => incoming,
         };
         match incoming {
             Incoming::Messages(received, messages) => {
@@ -146,8 +209,8 @@ async fn read_until_stop(
 /// the outcome.
 pub async fn run_client(index: u64, plan: Arc<Plan>, shared: Arc<Shared>) -> ClientOutcome {
     let mut outcome = ClientOutcome::default();
-    let mut ws = match net::connect(&plan, index).await {
-        Ok(ws) => ws,
+    let mut conn = match Conn::open(&plan, index).await {
+        Ok(conn) => conn,
         Err(err) => {
             outcome.connect_error = Some(err);
             shared.attempts_done.fetch_add(1, Relaxed);
@@ -160,14 +223,14 @@ pub async fn run_client(index: u64, plan: Arc<Plan>, shared: Arc<Shared>) -> Cli
     shared.attempts_done.fetch_add(1, Relaxed);
 
     let mut samples = LatencySamples::default();
-    match greet(&mut ws, &plan, index).await {
-        Ok(()) => read_until_stop(&mut ws, &shared, &mut outcome, &mut samples).await,
+    match greet(&mut conn, &plan, index).await {
+        Ok(()) => read_until_stop(&mut conn, &shared, &mut outcome, &mut samples).await,
         Err(_) => outcome.closed_early = Some(ABNORMAL_CLOSE),
     }
     shared.open.fetch_sub(1, Relaxed);
     samples.flush(&shared);
     if outcome.closed_early.is_none() {
-        net::close_normally(&mut ws).await;
+        conn.close().await;
     }
     outcome
 }

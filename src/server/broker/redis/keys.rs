@@ -77,6 +77,12 @@ impl Keys {
         format!("{}:admin:instances", self.prefix)
     }
 
+    /// The pub/sub channel where `instance` hears the fallback POSTs other
+    /// instances forward to it, and the answers to those it forwarded.
+    pub fn forwarding(&self, instance: &str) -> String {
+        format!("{}:sse:{instance}", self.prefix)
+    }
+
     /// `instance`'s latest admin numbers (JSON, with a TTL of a few seconds).
     pub fn admin_stats(&self, instance: &str) -> String {
         format!("{}:admin:stats:{instance}", self.prefix)
@@ -106,6 +112,7 @@ mod tests {
             keys.presence_connections("i1"),
             keys.admin_instances(),
             keys.admin_stats("i1"),
+            keys.forwarding("i1"),
         ];
         assert!(
             names.iter().all(|name| name.starts_with("staging:")),

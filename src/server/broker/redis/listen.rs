@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 
 use super::fill::Worker;
+use super::forward::Forwarder;
 use super::wire::{self, Incoming};
 use crate::protocol::Channel;
 use crate::server::broker::Held;
@@ -78,6 +79,8 @@ pub(super) struct Listener {
     pub asks: std::sync::Arc<Asks>,
     /// This instance's name (it skips the awareness it published itself).
     pub instance: String,
+    /// Takes what arrives on this instance's forwarding channel.
+    forwarder: std::sync::Arc<Forwarder>,
     /// Channels subscribed (or to subscribe once connected), and since when:
     /// presence always.
     watched: HashMap<Channel, Instant>,
@@ -90,7 +93,7 @@ impl Listener {
         client: redis::Client,
         worker: Worker,
         asks: std::sync::Arc<Asks>,
-        instance: String,
+        (instance, forwarder): (String, std::sync::Arc<Forwarder>),
     ) -> Self {
         let mut watched = HashMap::new();
         watched.insert(Channel::Presence, Instant::now());
@@ -99,6 +102,7 @@ impl Listener {
             worker,
             asks,
             instance,
+            forwarder,
             watched,
             loading: HashSet::new(),
         }
@@ -135,6 +139,10 @@ impl Listener {
                     tracing::warn!(%err, %channel, "cannot subscribe in Redis");
                 }
             }
+            let forwarding = self.forwarder.channel();
+            if let Err(err) = sink.subscribe(&forwarding).await {
+                tracing::warn!(%err, "cannot subscribe to this instance's forwarding channel");
+            }
             // Whatever was committed while this instance did not listen.
             for channel in self.watched.keys() {
                 self.worker.run(channel, |jobs| jobs.catch_up = true);
@@ -149,6 +157,9 @@ impl Listener {
                     },
                     () = asks.ready.notified() => self.asked(Some(&mut sink)).await,
                     message = stream.next() => match message {
+                        Some(message) if message.get_channel_name() == forwarding => {
+                            self.forwarder.receive(message.get_payload_bytes());
+                        }
                         Some(message) => self.receive(message.get_payload_bytes()),
                         None => break,
                     },

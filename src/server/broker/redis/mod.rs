@@ -16,9 +16,11 @@
 //! and presence's history from Redis for it; `ticker.rs` holds the tickers'
 //! Lua; `presence/` reports this instance's connections (`report.rs`) and,
 //! on the leader, decides who is online (`leader.rs`, `stream.rs`); `lease.rs` decides which instance does
-//! each once-per-cluster job.
+//! each once-per-cluster job; `forward.rs` carries fallback POSTs to the
+//! instance holding their session, and its answer back.
 
 mod fill;
+mod forward;
 mod history;
 mod keys;
 mod lease;
@@ -40,7 +42,7 @@ pub use keys::Keys;
 pub use lease::Lease;
 
 use super::queue::Outgoing;
-use super::{Broker, Gap, Held, Publication, Sequencing, TickAnswer};
+use super::{Broker, ForwardOutcome, Gap, Held, PostInbox, Publication, Sequencing, TickAnswer};
 use crate::protocol::Channel;
 use crate::server::hub::{Hub, Quote};
 use crate::server::metrics::Metrics;
@@ -63,6 +65,8 @@ struct RedisBroker {
     asks: Arc<listen::Asks>,
     /// To the channel tasks (`fill.rs`).
     worker: fill::Worker,
+    /// To the instance holding a fallback session (`forward.rs`).
+    forwarder: Arc<forward::Forwarder>,
 }
 
 impl Drop for RedisBroker {
@@ -125,6 +129,15 @@ impl Broker for RedisBroker {
             None => Gap::Restart(held),
         }
     }
+
+    fn forward(
+        &self,
+        owner: &str,
+        session: &str,
+        envelopes: Vec<String>,
+    ) -> BoxFuture<'static, ForwardOutcome> {
+        self.forwarder.send(owner, session, envelopes)
+    }
 }
 
 /// Connects to Redis at `url`, makes it the hub's broker and routes the
@@ -132,7 +145,9 @@ impl Broker for RedisBroker {
 /// the simulator's lease. Fails when Redis cannot be reached at start;
 /// later outages are ridden out. `grace` is presence's grace period (used
 /// while this instance leads presence). `instance` names this process (its
-/// hash of connections, its leases).
+/// hash of connections, its leases, its forwarding channel); `inbox` takes
+/// the fallback POSTs other instances forward to it.
+#[allow(clippy::too_many_arguments)]
 pub async fn start(
     url: &str,
     hub: Hub,
@@ -141,6 +156,7 @@ pub async fn start(
     instance: &str,
     prefix: &str,
     metrics: &Metrics,
+    inbox: Arc<dyn PostInbox>,
 ) -> Result<Lease, RelayError> {
     let keys = Keys::new(prefix);
     let client = redis::Client::open(url)?;
@@ -162,11 +178,13 @@ pub async fn start(
     );
     let asks = Arc::new(listen::Asks::default());
     let (watches, watched) = mpsc::channel(listen::WATCHES);
+    let forwarder =
+        forward::Forwarder::new(publisher.clone(), keys.clone(), instance.clone(), inbox);
     let listener = listen::Listener::new(
         client.clone(),
         worker.clone(),
         asks.clone(),
-        instance.clone(),
+        (instance.clone(), forwarder.clone()),
     );
     tokio::spawn(listener.run(watched));
     tokio::spawn(publish::publish(
@@ -181,6 +199,7 @@ pub async fn start(
         watches,
         asks,
         worker,
+        forwarder,
     }));
 
     tokio::spawn(presence::report(
