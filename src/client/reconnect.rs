@@ -136,7 +136,10 @@ pub enum Phase {
     /// Welcomed.
     Open,
     /// Waiting out a backoff of `delay_ms` until `until_ms`.
-    Waiting { until_ms: f64, delay_ms: f64 },
+    Waiting {
+        until_ms: f64,
+        delay_ms: f64,
+    },
     /// Waiting for the network to come back.
     NoNetwork,
     /// Will not reconnect (1000, 1008).

@@ -228,7 +228,10 @@ fn pending_lists_ids_and_types_until_settled() {
     outbox.push(read("r1", &["n1"]));
     outbox.push_note(b"edit", || "d-base".into());
     let pending = outbox.pending();
-    assert_eq!(pending[..2], [("c1".into(), "chat_send"), ("r1".into(), "mark_read")]);
+    assert_eq!(
+        pending[..2],
+        [("c1".into(), "chat_send"), ("r1".into(), "mark_read")]
+    );
     assert_eq!(pending[2].1, "doc_update");
     outbox.settle("c1");
     assert_eq!(outbox.pending()[0], ("r1".into(), "mark_read"));

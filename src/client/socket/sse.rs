@@ -51,7 +51,9 @@ impl Posts {
         if matches!(event, SocketEvent::Closed(_)) {
             self.gone = true;
         }
-        let _ = self.inputs.unbounded_send(Input::Socket { id: self.id, event });
+        let _ = self
+            .inputs
+            .unbounded_send(Input::Socket { id: self.id, event });
     }
 }
 
@@ -122,7 +124,8 @@ impl SseSocket {
                 }
             })
         };
-        source.add_event_listener_with_callback(SESSION_EVENT, on_session.as_ref().unchecked_ref())?;
+        source
+            .add_event_listener_with_callback(SESSION_EVENT, on_session.as_ref().unchecked_ref())?;
         source.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         source.add_event_listener_with_callback(CLOSE_EVENT, on_close.as_ref().unchecked_ref())?;
         source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
