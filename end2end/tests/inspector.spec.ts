@@ -1,13 +1,16 @@
 /**
  * A developer inspects their own tab: with `?inspect` the Inspector lists
  * the `welcome` frame and ticks with their offsets (a frame's JSON on
- * request), and shows "Reconnecting in N s" while the server restarts;
+ * request), and shows the reconnection machine's own state ("Reconnecting in
+ * N s" with its backoff) and outbox (a message queued while the server
+ * restarts) as the page's wasm reports them; with `?transport=sse` it shows
+ * the fallback and its frames both ways;
  * Alt+Shift+I opens and closes it on a page loaded without it, which never
  * fetched the inspector before. axe-core finds nothing serious with it open.
  */
 import AxeBuilder from "@axe-core/playwright";
 import type { Locator, Page } from "@playwright/test";
-import { test, expect, connectionStatus, SERVER_DOWN } from "./fixtures";
+import { test, expect, connectionStatus, connectionText, join, say, SERVER_DOWN } from "./fixtures";
 
 test.use({ allowedConsole: SERVER_DOWN });
 
@@ -42,11 +45,32 @@ test("the inspector lists welcome and ticks, and the reconnection state", async 
   const serious = results.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
   expect(serious.map((v) => `${v.id}: ${v.help}`)).toEqual([]);
 
+  await join(page, "Ann");
+  await expect(inspector(page).locator("#pi-state")).toHaveText("Open");
+  await expect(inspector(page).locator("#pi-outbox")).toHaveText("empty");
   await server.stop();
-  await expect(inspector(page).locator("#pi-state")).toHaveText(/Reconnecting in \d+ s/);
+  // The machine's state with its backoff: the badge never shows the backoff.
+  await expect(inspector(page).locator("#pi-state")).toHaveText(/^Reconnecting in \d+ s \(backoff \d+ ms\)$/);
+  // A message written meanwhile waits in the outbox: no frame says so.
+  await say(page, "queued while away");
+  await expect(inspector(page).locator("#pi-outbox")).toHaveText(/^1 waiting: chat_send c-/);
   await server.start();
   await expect(connectionStatus(page)).toHaveText(/^Connected/);
-  await expect(framesOfType(page, "welcome")).toHaveCount(2);
+  await expect(inspector(page).locator("#pi-outbox")).toHaveText("empty");
+  await expect(framesOfType(page, "welcome")).toHaveCount(3);
+});
+
+test("on the fallback the inspector shows SSE and its frames both ways", async ({ openDashboard }) => {
+  const page = await openDashboard();
+  await page.goto("/?inspect&transport=sse");
+  await expect(connectionText(page)).toHaveText("Connected (fallback)");
+  await expect(inspector(page).locator("#pi-transport")).toContainText("SSE (fallback) http://");
+  await expect(inspector(page).locator("#pi-state")).toHaveText("Open");
+  // Down the stream, and up in POSTs.
+  await expect(framesOfType(page, "welcome")).toHaveCount(1);
+  await expect(framesOfType(page, "hello")).toHaveCount(1);
+  await expect(framesOfType(page, "subscribe").first()).toBeVisible();
+  await expect(framesOfType(page, "tick").first()).toBeVisible();
 });
 
 test("Alt+Shift+I opens and closes the inspector; closed, it was never fetched", async ({ openDashboard }) => {

@@ -53,7 +53,11 @@ fn ConnectionBadge() -> impl IntoView {
             status.with(ConnectionStatus::css_class)
         )
     };
-    let label = Memo::new(move |_| status.with(ConnectionStatus::label));
+    let transport = connection.transport;
+    let label = Memo::new(move |_| {
+        let transport = transport.get();
+        status.with(|status| status.label_over(transport))
+    });
     // Memos: the live region's text node is written only when the state
     // itself changes, never on a tick of the countdown.
     let state = Memo::new(move |_| label.with(|l| split_label(l).0.to_owned()));
@@ -119,5 +123,11 @@ mod tests {
         for (status, state, detail) in cases {
             assert_eq!(split_label(&status.label()), (state, detail), "{status:?}");
         }
+    }
+
+    #[test]
+    fn on_the_fallback_only_connected_is_announced() {
+        let label = Connected.label_over(crate::client::transport::Transport::Sse);
+        assert_eq!(split_label(&label), ("Connected", " (fallback)"));
     }
 }

@@ -11,6 +11,7 @@ pub mod note;
 pub mod outbox;
 pub mod reconnect;
 pub mod store;
+pub mod transport;
 
 pub use context::{
     provide_live, Chat, Connection, ConnectionStatus, Identity, Live, Notifications, SharedNote,

@@ -121,9 +121,43 @@ enum State {
     },
     Waiting {
         until: f64,
+        delay: f64,
     },
     NoNetwork,
     Stopped,
+}
+
+/// What the machine is doing, as the inspector shows it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Phase {
+    Idle,
+    /// An attempt is under way.
+    Connecting,
+    /// Welcomed.
+    Open,
+    /// Waiting out a backoff of `delay_ms` until `until_ms`.
+    Waiting {
+        until_ms: f64,
+        delay_ms: f64,
+    },
+    /// Waiting for the network to come back.
+    NoNetwork,
+    /// Will not reconnect (1000, 1008).
+    Stopped,
+}
+
+impl Phase {
+    /// The name the inspector shows.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Phase::Idle => "idle",
+            Phase::Connecting => "connecting",
+            Phase::Open => "open",
+            Phase::Waiting { .. } => "waiting",
+            Phase::NoNetwork => "no_network",
+            Phase::Stopped => "stopped",
+        }
+    }
 }
 
 /// The machine.
@@ -151,6 +185,21 @@ impl Default for Reconnect {
 }
 
 impl Reconnect {
+    /// What the machine is doing now.
+    pub fn phase(&self) -> Phase {
+        match self.state {
+            State::Idle => Phase::Idle,
+            State::Connecting { .. } => Phase::Connecting,
+            State::Open { .. } => Phase::Open,
+            State::Waiting { until, delay } => Phase::Waiting {
+                until_ms: until,
+                delay_ms: delay,
+            },
+            State::NoNetwork => Phase::NoNetwork,
+            State::Stopped => Phase::Stopped,
+        }
+    }
+
     /// Handles one event at `now_ms`; `random` is uniform in [0, 1).
     pub fn handle(&mut self, event: Event, now_ms: f64, random: f64) -> Vec<Command> {
         match event {
@@ -266,7 +315,7 @@ impl Reconnect {
                 commands
             }
             (Timer::Reconnect, State::Waiting { .. }) if self.online => self.connect(now_ms),
-            (Timer::Countdown, State::Waiting { until }) => {
+            (Timer::Countdown, State::Waiting { until, .. }) => {
                 let left = until - now_ms;
                 let mut commands = vec![Command::Status(ConnectionStatus::Reconnecting {
                     in_secs: seconds(left),
@@ -379,7 +428,7 @@ impl Reconnect {
         }
         let delay = f64::from(self.backoff.next_delay_ms(random));
         let until = now_ms + delay;
-        self.state = State::Waiting { until };
+        self.state = State::Waiting { until, delay };
         vec![
             Command::Status(ConnectionStatus::Reconnecting {
                 in_secs: seconds(delay),

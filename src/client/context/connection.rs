@@ -9,6 +9,7 @@ use leptos::prelude::*;
 
 use crate::client::outbox::{Due, Outbox};
 use crate::client::store::{Cursors, Renewal};
+use crate::client::transport::Transport;
 use crate::protocol::{ClientEnvelope, ClientMessage, Since, Subscribed, UserRef};
 
 /// What the features ask of the socket driver, which alone sends frames
@@ -61,6 +62,15 @@ impl ConnectionStatus {
         }
     }
 
+    /// The label when the page talks over `transport`: "Connected
+    /// (fallback)" on the HTTP fallback.
+    pub fn label_over(&self, transport: Transport) -> String {
+        match (self, transport) {
+            (ConnectionStatus::Connected, Transport::Sse) => "Connected (fallback)".into(),
+            _ => self.label(),
+        }
+    }
+
     pub fn css_class(&self) -> &'static str {
         match self {
             ConnectionStatus::Offline { .. } => "offline",
@@ -76,6 +86,9 @@ pub struct Connection {
     /// Written by the socket driver only (the reconnection machine's
     /// `Status` command).
     pub status: RwSignal<ConnectionStatus>,
+    /// The transport of the current (or coming) connection; written by the
+    /// socket driver only.
+    pub transport: RwSignal<Transport>,
     /// Whether the server is another build than this page's (its
     /// `welcome.build`): a new version is out, and a reload gets it.
     pub new_version: RwSignal<bool>,
@@ -102,6 +115,7 @@ impl Connection {
         };
         Connection {
             status: RwSignal::new(ConnectionStatus::Offline { connecting: true }),
+            transport: RwSignal::new(Transport::WebSocket),
             new_version: RwSignal::new(false),
             sender: StoredValue::new(None),
             outbox: StoredValue::new(outbox),
@@ -218,6 +232,11 @@ impl Connection {
         self.outbox.with_value(store);
     }
 
+    /// What the outbox waits answers for: ids and types.
+    pub fn outbox_pending(&self) -> Vec<(String, &'static str)> {
+        self.outbox.with_value(Outbox::pending)
+    }
+
     pub(super) fn store_outbox(&self) {
         self.ask(ToDriver::StoreOutbox);
     }
@@ -255,5 +274,16 @@ mod tests {
         assert!(Reconnecting { in_secs: 0 }
             .label()
             .starts_with("Reconnecting"));
+    }
+
+    #[test]
+    fn on_the_fallback_connected_says_so() {
+        use crate::client::transport::Transport::*;
+        assert_eq!(Connected.label_over(Sse), "Connected (fallback)");
+        assert_eq!(Connected.label_over(WebSocket), "Connected");
+        assert_eq!(
+            Reconnecting { in_secs: 4 }.label_over(Sse),
+            "Reconnecting in 4 s"
+        );
     }
 }

@@ -248,6 +248,19 @@ impl Outbox {
         self.entries.iter().map(|e| &e.envelope)
     }
 
+    /// What waits for an answer, as the inspector shows it: each envelope's
+    /// id and type, the note's edit in flight last.
+    pub fn pending(&self) -> Vec<(String, &'static str)> {
+        let mut pending: Vec<(String, &'static str)> = self
+            .iter()
+            .map(|e| (e.id.clone().unwrap_or_default(), e.message.kind()))
+            .collect();
+        if let Some(id) = self.note.flight_id() {
+            pending.push((id.to_owned(), "doc_update"));
+        }
+        pending
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -113,6 +113,11 @@ impl NoteQueue {
         self.flight.is_none() && self.waiting.is_empty()
     }
 
+    /// The envelope id of the update in flight.
+    pub fn flight_id(&self) -> Option<&str> {
+        self.flight.as_ref().map(|(id, _)| id.as_str())
+    }
+
     /// Whether `id` is the envelope id of the update in flight.
     pub fn flight_is(&self, id: &str) -> bool {
         self.flight.as_ref().is_some_and(|(flight, _)| flight == id)

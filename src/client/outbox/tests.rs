@@ -220,3 +220,19 @@ fn queued_read_marks_are_known_and_survive_a_reload_as_json() {
         "not in flight after a reload"
     );
 }
+
+#[test]
+fn pending_lists_ids_and_types_until_settled() {
+    let mut outbox = Outbox::for_user("ann");
+    outbox.push(chat("c1"));
+    outbox.push(read("r1", &["n1"]));
+    outbox.push_note(b"edit", || "d-base".into());
+    let pending = outbox.pending();
+    assert_eq!(
+        pending[..2],
+        [("c1".into(), "chat_send"), ("r1".into(), "mark_read")]
+    );
+    assert_eq!(pending[2].1, "doc_update");
+    outbox.settle("c1");
+    assert_eq!(outbox.pending()[0], ("r1".into(), "mark_read"));
+}

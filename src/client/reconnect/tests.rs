@@ -443,3 +443,25 @@ fn a_restart_drops_the_socket_and_connects_without_waiting() {
         ]
     );
 }
+
+#[test]
+fn the_phase_says_what_the_machine_does_with_the_backoff_it_waits() {
+    let mut machine = Reconnect::default();
+    assert_eq!(machine.phase(), Phase::Idle);
+    play(&mut machine, &[(Event::Start, 0.0)]);
+    assert_eq!(machine.phase(), Phase::Connecting);
+    play(&mut machine, &[(Event::Closed { code: 1006 }, 100.0)]);
+    // random = 1.0: the longest first delay, 1 s.
+    assert_eq!(
+        machine.phase(),
+        Phase::Waiting {
+            until_ms: 1_100.0,
+            delay_ms: 1_000.0
+        }
+    );
+    assert_eq!(machine.phase().name(), "waiting");
+    let mut machine = welcomed(1_000);
+    assert_eq!(machine.phase(), Phase::Open);
+    play(&mut machine, &[(Event::Closed { code: 1000 }, 10.0)]);
+    assert_eq!(machine.phase(), Phase::Stopped);
+}

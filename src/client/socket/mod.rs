@@ -11,9 +11,15 @@
 //! one subscribe for everything the page shows (resuming from its offsets),
 //! the current status, then the outbox at its pace. What the page's features
 //! ask of it (sign-in, storage, the note's caret) is in `page.rs`; the
-//! browser's WebSocket in `web_socket.rs`.
+//! transport seam in `link.rs` (the browser's WebSocket in `web_socket.rs`,
+//! the HTTP fallback in `sse.rs`), which transport to use and when to move in
+//! `switch.rs`; what the inspector is told in `inspect.rs`.
 
+mod inspect;
+mod link;
 mod page;
+mod sse;
+mod switch;
 mod web_socket;
 
 use futures::channel::mpsc;
@@ -26,11 +32,13 @@ use std::pin::Pin;
 
 use super::browser;
 use super::reconnect::{Command, Event, Reconnect, Timer};
+use super::transport::Chooser;
 use super::{Live, ToDriver};
 use crate::protocol::{
     Channel, ClientEnvelope, ClientMessage, Empty, Hello, ServerEnvelope, ServerMessage,
     StatusUpdate, Subscribe, SubscribeChannel, UserStatus,
 };
+use link::Link;
 use web_socket::BrowserSocket;
 
 /// What reaches the loop.
@@ -41,6 +49,8 @@ enum Input {
     Page(ToDriver),
     /// Socket number `id` did something.
     Socket { id: u32, event: SocketEvent },
+    /// After a failed upgrade: whether plain HTTP reached the server.
+    HttpChecked { works: bool },
 }
 
 enum SocketEvent {
@@ -56,6 +66,8 @@ enum Wake {
     Outbox,
     /// The note's caret may be shared again.
     Cursor,
+    /// A background WebSocket try of this round is due (on the fallback).
+    Probe(u32),
 }
 
 type TimerFuture = Pin<Box<dyn Future<Output = Wake>>>;
@@ -144,8 +156,18 @@ struct Driver {
     live: Live,
     machine: Reconnect,
     inputs: mpsc::UnboundedSender<Input>,
-    socket: Option<BrowserSocket>,
-    /// Numbers sockets.
+    socket: Option<Link>,
+    /// Whether the current link opened.
+    link_opened: bool,
+    /// Which transport, and when to move.
+    choice: Chooser,
+    /// The background WebSocket try under way on the fallback, and the
+    /// round its timers belong to (a move starts a new one).
+    probe: Option<BrowserSocket>,
+    probe_round: u32,
+    /// What the inspector was told last.
+    told: inspect::Told,
+    /// Numbers sockets (links and background tries).
     opened: u32,
     /// Welcomed on the current socket: messages may go out.
     ready: bool,
@@ -168,6 +190,11 @@ async fn drive(
         machine: Reconnect::default(),
         inputs,
         socket: None,
+        link_opened: false,
+        choice: Chooser::new(asks_for_fallback()),
+        probe: None,
+        probe_round: 0,
+        told: inspect::Told::default(),
         opened: 0,
         ready: false,
         timers: FuturesUnordered::new(),
@@ -203,6 +230,10 @@ async fn drive(
                     driver.cursor_waiting = false;
                     Input::Page(ToDriver::ShareCursor { renew: false })
                 }
+                Some(Wake::Probe(round)) => {
+                    driver.probe_due(round);
+                    continue;
+                }
                 None => continue,
             },
         };
@@ -216,10 +247,13 @@ impl Driver {
             Input::Event(event) => self.handle(event),
             Input::Page(request) => self.on_request(request),
             Input::Socket { id, event } => {
-                if self.socket.as_ref().is_some_and(|s| s.id == id) {
+                if self.probe.as_ref().is_some_and(|p| p.id == id) {
+                    self.on_probe(event);
+                } else if self.socket.as_ref().is_some_and(|s| s.id() == id) {
                     self.on_socket(event);
                 }
             }
+            Input::HttpChecked { works } => self.http_checked(works),
         }
     }
 
@@ -234,6 +268,8 @@ impl Driver {
                 }
             }
         }
+        self.told
+            .connection(self.machine.phase(), self.choice.current());
     }
 
     /// Carries out one command; a socket that cannot even be made comes back
@@ -276,16 +312,17 @@ impl Driver {
             .push(Box::pin(TimeoutFuture::new(wait).map(move |_| wake)));
     }
 
-    /// Makes a socket; `hello` goes when it opens.
+    /// Makes a link over the chosen transport; `hello` goes when it opens.
     fn connect(&mut self) -> Option<Event> {
         self.disconnect();
-        let Some(url) = socket_url() else {
-            return Some(Event::Closed { code: 1000 });
-        };
+        let transport = self.choice.current();
+        if self.live.connection.transport.get_untracked() != transport {
+            self.live.connection.transport.set(transport);
+        }
         self.opened += 1;
-        match BrowserSocket::open(&url, self.opened, &self.inputs) {
-            Ok(socket) => {
-                self.socket = Some(socket);
+        match Link::open(transport, self.opened, &self.inputs) {
+            Ok(link) => {
+                self.socket = Some(link);
                 None
             }
             Err(_) => Some(Event::Closed { code: 1006 }),
@@ -294,6 +331,7 @@ impl Driver {
 
     fn disconnect(&mut self) {
         self.socket = None;
+        self.link_opened = false;
         self.ready = false;
         self.live.disconnected();
     }
@@ -324,6 +362,10 @@ impl Driver {
     fn on_socket(&mut self, event: SocketEvent) {
         match event {
             SocketEvent::Opened => {
+                self.link_opened = true;
+                if let Some(link) = &self.socket {
+                    self.link_opened(link.transport());
+                }
                 let hello = ClientEnvelope::new(ClientMessage::Hello(Hello {
                     token: browser::token(),
                 }));
@@ -340,8 +382,13 @@ impl Driver {
             }
             SocketEvent::Binary => self.handle(Event::Heard),
             SocketEvent::Closed(code) => {
+                let opened = self.link_opened;
+                let transport = self.socket.as_ref().map(Link::transport);
                 self.disconnect();
                 self.handle(Event::Closed { code });
+                if let Some(transport) = transport {
+                    self.link_closed(transport, opened);
+                }
             }
         }
     }
@@ -417,15 +464,11 @@ fn on_text(live: Live, frame: &str) -> Option<u64> {
     heartbeat
 }
 
-/// `ws://` or `wss://` on the page's own host, path `/ws`.
-fn socket_url() -> Option<String> {
-    let location = web_sys::window()?.location();
-    let scheme = if location.protocol().ok()? == "https:" {
-        "wss"
-    } else {
-        "ws"
-    };
-    Some(format!("{scheme}://{}/ws", location.host().ok()?))
+/// Whether the page asked for the fallback (`?transport=sse`).
+fn asks_for_fallback() -> bool {
+    web_sys::window()
+        .and_then(|window| window.location().search().ok())
+        .is_some_and(|search| Chooser::asks_for_fallback(&search))
 }
 
 fn now_ms() -> f64 {

@@ -85,7 +85,11 @@ impl Driver {
                 }
             }
             ToDriver::Pump => self.pump(),
-            ToDriver::StoreOutbox => self.live.connection.store_with(browser::store_outbox),
+            ToDriver::StoreOutbox => {
+                self.live.connection.store_with(browser::store_outbox);
+                let pending = self.live.connection.outbox_pending();
+                self.told.outbox(&pending);
+            }
             ToDriver::DiscardOutboxes(user) => browser::discard_outboxes(&user),
             ToDriver::Join(name) => self.join(name),
             ToDriver::Leave => {

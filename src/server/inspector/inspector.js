@@ -1,16 +1,19 @@
 // Pulse protocol inspector: a drawer (region "Inspector") listing the last
 // 200 frames in and out (time, direction, type, channel, offset, bytes;
 // a row's button shows its JSON), the offset and epoch per channel, the
-// round trip of `ping`/`pong`, the transport, the connection's state as the
-// page shows it (with the next retry), and the outbox (sent with an id, not
-// yet acknowledged). Loaded by hook.js only when opened; hidden, it keeps
-// nothing.
+// round trip of `ping`/`pong`, and what the page's wasm says of itself
+// (`pulse:connection`, `pulse:outbox` events on `document`, sent only when
+// they change): the transport in use, the reconnection machine's state with
+// its next backoff, and the envelopes the outbox holds. Loaded by hook.js
+// only when opened; hidden, it keeps no frame.
 
 const MAX_FRAMES = 200;
 const frames = [];
 const offsets = new Map(); // channel -> { offset, epoch }
-const outbox = new Map(); // envelope id -> type
-let pingAt = null, rtt = null, transport = "–", shown = true, dirty = false, timer = null;
+let connection = null; // the last `pulse:connection` detail
+let outbox = null; // the last `pulse:outbox` detail
+let socketUrl = null, streamUrl = null; // the last WebSocket's and EventSource's
+let pingAt = null, rtt = null, shown = true, dirty = false, timer = null;
 let offsetsChanged = false;
 let drawer, bodies;
 
@@ -76,7 +79,7 @@ function channelOf(message) {
 
 function record(direction, text, socket, at = Date.now()) {
   if (!shown) return;
-  if (socket?.url) transport = `WebSocket ${socket.url}`;
+  noteUrl(socket);
   const list = messages(text);
   for (const message of list) {
     const data = message.data ?? {};
@@ -91,8 +94,6 @@ function record(direction, text, socket, at = Date.now()) {
       rtt = at - pingAt;
       pingAt = null;
     }
-    if (direction === "out" && message.id && message.type !== "ping") outbox.set(message.id, message.type);
-    if (direction === "in" && message.id) outbox.delete(message.id);
     frames.push({
       at,
       direction,
@@ -109,6 +110,40 @@ function record(direction, text, socket, at = Date.now()) {
   schedule();
 }
 
+function noteUrl(socket) {
+  const url = socket?.url;
+  if (typeof url !== "string") return;
+  if (url.startsWith("ws")) socketUrl = url;
+  else streamUrl = url;
+}
+
+function transportText() {
+  if (!connection) return "–";
+  if (connection.transport === "sse") return `SSE (fallback) ${streamUrl ?? `${location.origin}/sse`}`;
+  return `WebSocket ${socketUrl ?? `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`}`;
+}
+
+function stateText() {
+  switch (connection?.state) {
+    case undefined: return "–";
+    case "waiting": {
+      const secs = Math.max(0, Math.ceil((connection.retryAt - Date.now()) / 1000));
+      return `Reconnecting in ${secs} s (backoff ${Math.round(connection.backoffMs)} ms)`;
+    }
+    case "connecting": return "Connecting";
+    case "open": return "Open";
+    case "no_network": return "Offline, waiting for the network";
+    case "stopped": return "Stopped, no reconnect";
+    default: return String(connection.state);
+  }
+}
+
+function outboxText() {
+  const pending = outbox?.pending ?? [];
+  if (pending.length === 0) return "empty";
+  return `${pending.length} waiting: ${pending.map(({ id, type }) => `${type} ${id}`).join(", ")}`;
+}
+
 function schedule() {
   if (dirty) return;
   dirty = true;
@@ -123,11 +158,10 @@ function set(id, text) {
 function render() {
   dirty = false;
   if (!shown) return;
-  set("pi-transport", transport);
-  const state = document.querySelector(".connection-text")?.textContent?.trim();
-  set("pi-state", state || "–");
+  set("pi-transport", transportText());
+  set("pi-state", stateText());
   set("pi-rtt", rtt === null ? "–" : `${rtt} ms`);
-  set("pi-outbox", outbox.size === 0 ? "empty" : `${outbox.size} waiting: ${[...outbox].map(([id, type]) => `${type} ${id}`).join(", ")}`);
+  set("pi-outbox", outboxText());
   if (offsetsChanged) {
     offsetsChanged = false;
     const rows = [...offsets].sort(([a], [b]) => a.localeCompare(b)).map(([channel, { offset, epoch }]) =>
@@ -149,11 +183,18 @@ function render() {
   }
 }
 
-/** Starts the inspector with the frames the hook kept before it loaded; returns the hook's sink. */
-export function start(early, sockets) {
+/**
+ * Starts the inspector with the frames the hook kept before it loaded and the
+ * page's last connection and outbox events; returns the hook's sink.
+ */
+export function start(early, sockets, last) {
   build();
+  for (const socket of sockets) noteUrl(socket);
   for (const frame of early ?? []) record(frame.direction, frame.text, frame.socket, frame.at);
-  for (const socket of sockets) if (socket.url) transport = `WebSocket ${socket.url}`;
+  connection = last?.connection ?? null;
+  outbox = last?.outbox ?? null;
+  document.addEventListener("pulse:connection", (event) => { connection = event.detail; schedule(); });
+  document.addEventListener("pulse:outbox", (event) => { outbox = event.detail; schedule(); });
   timer = setInterval(schedule, 250);
   schedule();
   return record;
@@ -172,7 +213,6 @@ export function toggle() {
     bodies.frames.replaceChildren();
     offsets.clear();
     offsetsChanged = true;
-    outbox.clear();
     pingAt = rtt = null;
   }
 }
