@@ -86,7 +86,26 @@ HTTP request):
   bench/bench.py stream --clients 1000 --symbols 10 --compare-tls
   bench/bench.py idle --clients 19500 --compare-tls
 
---server-kind node runs the reference alone. The reference serves stream,
+The limit (issue 25): `--compare-zero` runs three rounds of Pulse, the Node
+reference and the zero-work writer (bench/reference/zero_writer.c, compiled
+here with gcc into target/bench/ when missing or older than its source: one
+epoll thread that encodes each tick once and send()s the same bytes to every
+subscriber, nothing else; stream and idle only), and prints the ratios
+pulse / zero, node / zero and pulse / node:
+
+  bench/bench.py stream --clients 1000 --symbols 10 --compare-zero
+  bench/bench.py stream --clients 5000 --symbols 10 --compare-zero
+
+One flag's cost (issue 24: JSON logs): `--compare-flag FLAG` runs three rounds
+of --server without then with FLAG, ratio with / without. Pulse runs with
+RUST_LOG=error unless `--rust-log` says otherwise (info: the default level
+of a deployment, so the log lines are written):
+
+  bench/bench.py stream --clients 5000 --symbols 10 --rust-log info --compare-flag=--log-format=json
+
+Syscalls and wake-ups per delivered message: bench/syscalls.py.
+
+--server-kind node runs the reference alone, --server-kind zero the zero-work writer. The reference serves stream,
 idle and chat only (no resume, presence or rate limits: storm and abuse need
 Pulse); its chat is kept in memory, not on disk (see bench/reference/README.md).
 
