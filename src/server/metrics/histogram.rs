@@ -103,17 +103,21 @@ impl SharedHistogram {
     /// The bucket `value` falls in: the first whose bound is at or above it.
     fn bucket(&self, value: f64) -> usize {
         let bounds = &self.inner.bounds;
+        let last = bounds.len() - 1;
         // NaN and values past every bound go to `+Inf`.
-        bounds
-            .partition_point(|bound| *bound < value)
-            .min(bounds.len() - 1)
+        if value.is_nan() {
+            return last;
+        }
+        bounds.partition_point(|bound| *bound < value).min(last)
     }
 
-    /// Records one value.
+    /// Records one value (a NaN counts in `+Inf` and adds nothing to the sum).
     pub fn observe(&self, value: f64) {
         let shard = &self.inner.shards[shard_index()];
         shard.buckets[self.bucket(value)].fetch_add(1, Ordering::Relaxed);
-        add_f64(&shard.sum, value);
+        if !value.is_nan() {
+            add_f64(&shard.sum, value);
+        }
     }
 
     /// Records several values with one update of each bucket they touch
@@ -124,7 +128,9 @@ impl SharedHistogram {
         let mut any = false;
         for value in values {
             counts[self.bucket(value)] += 1;
-            sum += value;
+            if !value.is_nan() {
+                sum += value;
+            }
             any = true;
         }
         if !any {
@@ -213,6 +219,7 @@ mod tests {
         assert_eq!(count, 6);
         let counts: Vec<u64> = buckets.iter().map(|(_, count)| *count).collect();
         assert_eq!(counts, [2, 1, 1, 2]);
+        assert_eq!(histogram.snapshot().0, 16.0);
     }
 
     #[test]
