@@ -7,10 +7,13 @@
 //! once per delivered message and outbox depth once per written frame
 //! (100,000 a second at 5,000 clients), from every runtime worker at once,
 //! so each observation was a lock plus a cache line bounced between cores.
-//! Here each thread adds to a shard of its own (atomic counters, relaxed
-//! adds on a cache line no other core writes in the common case), a writer
-//! merges a whole frame's observations in one call ([`SharedHistogram::observe_many`]),
-//! and `/metrics` sums the shards when scraped. The exposition goes through
+//! Here each thread adds to a shard of its own: the first
+//! [`OWNED_SHARDS`] threads that observe (the runtime's workers) each own
+//! one, which only they write, with a plain relaxed load and store (no
+//! locked instruction); later threads share one more shard with atomic
+//! adds. A writer merges a whole frame's observations in one call
+//! ([`SharedHistogram::observe_many`]), and `/metrics` sums the shards
+//! (relaxed loads) when scraped. The exposition goes through
 //! `prometheus-client`'s own encoder ([`EncodeMetric`]), so the text is the
 //! same as before.
 //!
@@ -24,9 +27,11 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-/// Shards per histogram: more than the threads that observe at once (the
-/// runtime's workers), so two threads seldom share one.
-const SHARDS: usize = 8;
+/// Shards per histogram owned by one thread each (the runtime's workers
+/// and a few more); threads past them share one more shard.
+const OWNED_SHARDS: usize = 8;
+/// The owned shards, then the shared one.
+const SHARDS: usize = OWNED_SHARDS + 1;
 
 /// The most buckets a histogram has (the bounds given, plus `+Inf`).
 pub const MAX_BUCKETS: usize = 24;
@@ -64,22 +69,54 @@ pub struct SharedHistogram {
 }
 
 thread_local! {
-    /// This thread's shard, chosen once (round robin over the threads that observe).
+    /// This thread's shard, chosen once: an owned one while any is left,
+    /// else the shared one.
     static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
-/// The next shard handed to a thread.
+/// The next owned shard handed to a thread.
 static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
 
 fn shard_index() -> usize {
     SHARD.with(|shard| {
         let mut index = shard.get();
         if index == usize::MAX {
-            index = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
+            index = NEXT_SHARD.fetch_add(1, Ordering::Relaxed).min(OWNED_SHARDS);
             shard.set(index);
         }
         index
     })
+}
+
+/// Adds `n` to a counter of shard `index`. An owned shard has one writer,
+/// this thread, so a plain load and store do (no locked instruction, the
+/// point of owning it); the shared shard needs the atomic add.
+fn add(index: usize, counter: &AtomicU64, n: u64) {
+    if index < OWNED_SHARDS {
+        counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    } else {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Adds to an `f64` kept as bits in shard `index` (on the shared shard, a
+/// compare-and-swap loop).
+fn add_f64(index: usize, cell: &AtomicU64, value: f64) {
+    let mut current = cell.load(Ordering::Relaxed);
+    if index < OWNED_SHARDS {
+        cell.store(
+            (f64::from_bits(current) + value).to_bits(),
+            Ordering::Relaxed,
+        );
+        return;
+    }
+    loop {
+        let next = (f64::from_bits(current) + value).to_bits();
+        match cell.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return,
+            Err(actual) => current = actual,
+        }
+    }
 }
 
 impl SharedHistogram {
@@ -113,36 +150,41 @@ impl SharedHistogram {
 
     /// Records one value (a NaN counts in `+Inf` and adds nothing to the sum).
     pub fn observe(&self, value: f64) {
-        let shard = &self.inner.shards[shard_index()];
-        shard.buckets[self.bucket(value)].fetch_add(1, Ordering::Relaxed);
+        let index = shard_index();
+        let shard = &self.inner.shards[index];
+        add(index, &shard.buckets[self.bucket(value)], 1);
         if !value.is_nan() {
-            add_f64(&shard.sum, value);
+            add_f64(index, &shard.sum, value);
         }
     }
 
     /// Records several values with one update of each bucket they touch
     /// and one of the sum.
     pub fn observe_many(&self, values: impl IntoIterator<Item = f64>) {
+        let mut values = values.into_iter();
+        let Some(first) = values.next() else {
+            return;
+        };
+        let Some(second) = values.next() else {
+            // A frame of one message, the common case.
+            return self.observe(first);
+        };
         let mut counts = [0u64; MAX_BUCKETS];
         let mut sum = 0.0;
-        let mut any = false;
-        for value in values {
+        for value in [first, second].into_iter().chain(values) {
             counts[self.bucket(value)] += 1;
             if !value.is_nan() {
                 sum += value;
             }
-            any = true;
         }
-        if !any {
-            return;
-        }
-        let shard = &self.inner.shards[shard_index()];
+        let index = shard_index();
+        let shard = &self.inner.shards[index];
         for (bucket, count) in shard.buckets.iter().zip(counts) {
             if count > 0 {
-                bucket.fetch_add(count, Ordering::Relaxed);
+                add(index, bucket, count);
             }
         }
-        add_f64(&shard.sum, sum);
+        add_f64(index, &shard.sum, sum);
     }
 
     /// The sum, count and non-cumulative buckets over every shard.
@@ -164,19 +206,6 @@ impl SharedHistogram {
     #[cfg(test)]
     pub fn count(&self) -> u64 {
         self.snapshot().1
-    }
-}
-
-/// Adds to an `f64` kept as bits (a compare-and-swap loop; the shard is
-/// this thread's, so it almost never retries).
-fn add_f64(cell: &AtomicU64, value: f64) {
-    let mut current = cell.load(Ordering::Relaxed);
-    loop {
-        let next = (f64::from_bits(current) + value).to_bits();
-        match cell.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
-            Ok(_) => return,
-            Err(actual) => current = actual,
-        }
     }
 }
 
@@ -237,6 +266,7 @@ mod tests {
     #[test]
     fn threads_add_up_across_shards() {
         let histogram = SharedHistogram::new([1.0]);
+        // More threads than owned shards: the later ones share one.
         let threads: Vec<_> = (0..SHARDS * 2)
             .map(|_| {
                 let histogram = histogram.clone();
