@@ -86,7 +86,26 @@ HTTP request):
   bench/bench.py stream --clients 1000 --symbols 10 --compare-tls
   bench/bench.py idle --clients 19500 --compare-tls
 
---server-kind node runs the reference alone. The reference serves stream,
+The limit (issue 25): `--compare-zero` runs three rounds of Pulse, the Node
+reference and the zero-work writer (bench/reference/zero_writer.c, compiled
+here with gcc into target/bench/ when missing or older than its source: one
+epoll thread that encodes each tick once and send()s the same bytes to every
+subscriber, nothing else; stream and idle only), and prints the ratios
+pulse / zero, node / zero and pulse / node:
+
+  bench/bench.py stream --clients 1000 --symbols 10 --compare-zero
+  bench/bench.py stream --clients 5000 --symbols 10 --compare-zero
+
+One flag's cost (issue 24: JSON logs): `--compare-flag FLAG` runs three rounds
+of --server without then with FLAG, ratio with / without. Pulse runs with
+RUST_LOG=error unless `--rust-log` says otherwise (info: the default level
+of a deployment, so the log lines are written):
+
+  bench/bench.py stream --clients 5000 --symbols 10 --rust-log info --compare-flag=--log-format=json
+
+Syscalls and wake-ups per delivered message: bench/syscalls.py.
+
+--server-kind node runs the reference alone, --server-kind zero the zero-work writer. The reference serves stream,
 idle and chat only (no resume, presence or rate limits: storm and abuse need
 Pulse); its chat is kept in memory, not on disk (see bench/reference/README.md).
 
@@ -110,9 +129,13 @@ SOCKETS_PER_SOURCE_IP = 20_000
 IDLE_HEARTBEAT_MS = 5000
 DEFAULT_HEARTBEAT_MS = 15000
 ROUNDS = 3
-KINDS = ("pulse", "node")
+KINDS = ("pulse", "node", "zero")
 # What the reference serves; storm and abuse need resume, presence and rate limits.
 NODE_MODES = ("stream", "idle", "chat")
+# The zero-work writer (bench/reference/zero_writer.c) serves ticks only.
+ZERO_MODES = ("stream", "idle")
+ZERO_SOURCE = f"{REFERENCE}/zero_writer.c"
+ZERO_BINARY = f"{ROOT}/target/bench/zero-writer"
 
 
 def cpu_seconds(pid):
@@ -163,6 +186,18 @@ def ensure_reference():
         sys.exit(f"npm ci failed; run it yourself: cd {REFERENCE} && {' '.join(command)}")
 
 
+def ensure_zero_writer():
+    """Compiles the zero-work writer with gcc when its binary is missing or
+    older than its source (no dependency beyond libc and libm)."""
+    if os.path.exists(ZERO_BINARY) and os.path.getmtime(ZERO_BINARY) >= os.path.getmtime(ZERO_SOURCE):
+        return
+    os.makedirs(os.path.dirname(ZERO_BINARY), exist_ok=True)
+    command = ["gcc", "-O2", "-Wall", "-o", ZERO_BINARY, ZERO_SOURCE, "-lm"]
+    print(f"compiling the zero-work writer: {' '.join(command)}", file=sys.stderr)
+    if subprocess.run(command, stdout=sys.stderr).returncode != 0:
+        sys.exit("gcc failed on bench/reference/zero_writer.c")
+
+
 def server_command(args, kind, data_dir, tick_rate, heartbeat_ms):
     """The command line of one server, pinned to CPU 0, with the same universe,
     tick rate, seed and heartbeat for Pulse and the reference."""
@@ -170,8 +205,12 @@ def server_command(args, kind, data_dir, tick_rate, heartbeat_ms):
               "--tick-rate", str(tick_rate), "--seed", "1", "--heartbeat-ms", str(heartbeat_ms)]
     if kind == "node":
         return ["taskset", "-c", "0", args.node, f"{REFERENCE}/server.mjs", *common]
+    if kind == "zero":
+        return ["taskset", "-c", "0", ZERO_BINARY, *common]
     binary = args.baseline_server if kind == "baseline" else args.server
-    return ["taskset", "-c", "0", binary, "--db", f"{data_dir}/pulse.db", *common, *args.server_flag]
+    # "flagged": the same binary with --compare-flag's flag added.
+    extra = [args.compare_flag] if kind == "flagged" else []
+    return ["taskset", "-c", "0", binary, "--db", f"{data_dir}/pulse.db", *common, *args.server_flag, *extra]
 
 
 def wait_until_up(server, port, tls=None):
@@ -394,7 +433,7 @@ def run_once(args, kind, label, database=None):
         command, cwd=ROOT,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         # WebSocket-only: the site bundle in target/site may be another build's.
-        env={**os.environ, "RUST_LOG": "error", "PULSE_ALLOW_STALE_BUNDLE": "true"})
+        env={**os.environ, "RUST_LOG": args.rust_log, "PULSE_ALLOW_STALE_BUNDLE": "true"})
     try:
         wait_until_up(server, args.port, tls)
         time.sleep(1)
@@ -417,7 +456,7 @@ def run_once(args, kind, label, database=None):
         finally:
             sampler.finish()
         result = summarise(args, kind, label, report, sampler, baseline_rss, window_start, window_end)
-        result["database"] = "postgres" if database else ("sqlite" if kind in ("pulse", "sse") else "memory")
+        result["database"] = "postgres" if database else ("memory" if kind in ("node", "zero") else "sqlite")
         if kind == "sse" or args.transport == "sse":
             result["transport"] = "sse"
         if database:
@@ -552,10 +591,11 @@ def median_of(lines, read):
     return round(statistics.median(values), 3) if values else None
 
 
-def compare(args, variants, ratio):
+def compare(args, variants, ratio, more_ratios=()):
     """ROUNDS rounds of each variant in turn, `variants` being (name, server
     kind, database), run in that order in every round; every line, then the
-    summary with the ratios `ratio` = (numerator, denominator) by name."""
+    summary with the ratios `ratio` = (numerator, denominator) by name (and
+    `more_ratios`, more such pairs, for three servers)."""
     first, second = ratio[1], ratio[0]
     lines = {name: [] for name, _, _ in variants}
     for round_number in range(1, ROUNDS + 1):
@@ -575,6 +615,11 @@ def compare(args, variants, ratio):
         base, other = median_of(lines[first], read), median_of(lines[second], read)
         ratio = round(other / base, 3) if other is not None and base else None
         summary[measure] = {first: base, second: other, "ratio": ratio, "better": better}
+        for numerator, denominator in more_ratios:
+            top, bottom = median_of(lines[numerator], read), median_of(lines[denominator], read)
+            summary[measure][numerator] = top
+            summary[measure][denominator] = bottom
+            summary[measure][f"{numerator}/{denominator}"] = round(top / bottom, 3) if top is not None and bottom else None
     # A server that could not take every client did less work: its per-message
     # figures then compare unequal loads, which the summary says outright.
     short = {name: min(line.get("connected", args.clients) for line in lines[name]) for name in lines
@@ -596,6 +641,11 @@ def main():
     parser.add_argument("--server", default=f"{ROOT}/target/release/pulse", help="server binary")
     parser.add_argument("--loadgen", default=f"{ROOT}/target/release/pulse-loadgen", help="load generator binary")
     parser.add_argument("--node", default="node", help="node binary (the reference server, the chat script)")
+    parser.add_argument("--compare-zero", action="store_true",
+                        help=f"{ROUNDS} rounds of Pulse, the Node reference and the zero-work writer, ratios to it")
+    parser.add_argument("--compare-flag", default=None, metavar="FLAG",
+                        help=f"{ROUNDS} rounds of --server without then with FLAG (e.g. --log-format=json), ratio with / without")
+    parser.add_argument("--rust-log", default="error", help="RUST_LOG for Pulse (the log level; default error)")
     parser.add_argument("--server-kind", choices=KINDS, default="pulse",
                         help="pulse, or node: the reference server in bench/reference/")
     parser.add_argument("--compare", action="store_true",
@@ -644,21 +694,31 @@ def main():
     # Chat: --clients counts only when given (senders + listeners).
     args.clients_given = any(arg == "--clients" or arg.startswith("--clients=") for arg in sys.argv[1:])
 
-    uses_node = args.compare or args.server_kind == "node"
+    uses_zero = args.compare_zero or args.server_kind == "zero"
+    if uses_zero and args.mode not in ZERO_MODES:
+        parser.error(f"the zero-work writer serves {', '.join(ZERO_MODES)} only, not {args.mode}")
+    if uses_zero:
+        ensure_zero_writer()
+    uses_node = args.compare or args.compare_zero or args.server_kind == "node"
     if uses_node and args.mode not in NODE_MODES:
         parser.error(f"the reference server serves {', '.join(NODE_MODES)} only, not {args.mode}")
     if uses_node:
         ensure_reference()
     if sum(map(bool, (args.compare, args.compare_stores, args.baseline_server, args.compare_tls,
-                      args.compare_transports))) > 1:
-        parser.error("--compare, --compare-stores, --baseline-server, --compare-tls and --compare-transports: "
-                     "one at a time")
+                      args.compare_transports, args.compare_zero, args.compare_flag))) > 1:
+        parser.error("--compare, --compare-stores, --baseline-server, --compare-tls, --compare-transports,"
+                     " --compare-zero and --compare-flag: one at a time")
     database = None
     if args.compare_stores or args.database == "postgres":
         database = Postgres(args.pg_port)
     try:
         if args.compare:
             compare(args, [("pulse", "pulse", None), ("node", "node", None)], ("pulse", "node"))
+        elif args.compare_zero:
+            compare(args, [("pulse", "pulse", None), ("node", "node", None), ("zero", "zero", None)],
+                    ("pulse", "zero"), more_ratios=[("node", "zero"), ("pulse", "node")])
+        elif args.compare_flag:
+            compare(args, [("without", "pulse", database), ("with", "flagged", database)], ("with", "without"))
         elif args.compare_stores:
             compare(args, [("sqlite", "pulse", None), ("postgres", "pulse", database)], ("postgres", "sqlite"))
         elif args.compare_transports:

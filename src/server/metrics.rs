@@ -1,21 +1,25 @@
 //! Owns the server's metrics and their exposition at `/metrics`, through the
 //! `prometheus-client` library: one [`Registry`] per server (tests run
 //! several servers in one process, so nothing is global). Hot paths hold
-//! pre-resolved handles (a counter, a gauge, a histogram: one atomic add or
-//! one short lock each); label lookups happen only on rare events (an error,
-//! a close).
+//! pre-resolved handles (a counter, a gauge, a histogram: a few atomic adds,
+//! no lock; the delivery path's histograms are [`SharedHistogram`]s, see
+//! `metrics/histogram.rs` for why); label lookups happen only on rare events
+//! (an error, a close).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::exponential_buckets;
 use prometheus_client::registry::{Registry, Unit};
 use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::protocol::{Channel, ErrorCode};
+
+mod histogram;
+pub use histogram::SharedHistogram;
 
 /// A metric labelled by a protocol code (an error code, a close code).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -77,8 +81,8 @@ impl ChannelKind {
 
 /// A subscribe-to-first-message histogram: 100 µs to ~13 s (a subscribe may
 /// wait for a channel's load from the store).
-fn first_message_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(0.000_1, 2.0, 18))
+fn first_message_histogram() -> SharedHistogram {
+    SharedHistogram::new(exponential_buckets(0.000_1, 2.0, 18))
 }
 
 /// The relay's queue towards Redis, by kind of message (`broker/queue.rs`):
@@ -146,17 +150,17 @@ pub struct Metrics {
     subscriptions: [Gauge; 5],
     /// From a `subscribe` being handled to the channel's first frame (its
     /// `subscribed`) written to the socket, one histogram per [`KINDS`].
-    first_message: [Histogram; 6],
-    first_message_by_kind: Family<KindLabel, Histogram, fn() -> Histogram>,
+    first_message: [SharedHistogram; 6],
+    first_message_by_kind: Family<KindLabel, SharedHistogram, fn() -> SharedHistogram>,
     /// The families the two gauges above belong to.
     by_transport: Family<TransportLabel, Gauge>,
     by_kind: Family<KindLabel, Gauge>,
     /// 1 while this instance holds a lease (only with `--redis`).
     leases: Family<LeaseLabel, Gauge>,
     /// From a frame's entry into an outbox to its writer having written it.
-    pub delivery_latency: Histogram,
+    pub delivery_latency: SharedHistogram,
     /// Bytes queued in an outbox when its writer takes frames from it.
-    pub outbox_depth: Histogram,
+    pub outbox_depth: SharedHistogram,
     /// The adaptive upgrade pace (`ws/pace.rs`), set when scraped.
     upgrade_rate: Gauge<f64, AtomicU64>,
     scheduling_lag: Gauge<f64, AtomicU64>,
@@ -166,7 +170,7 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         // 50 µs to ~6.5 s.
-        let latency = Histogram::new(exponential_buckets(0.000_05, 2.0, 18));
+        let latency = SharedHistogram::new(exponential_buckets(0.000_05, 2.0, 18));
         let by_transport = Family::<TransportLabel, Gauge>::default();
         // A family's member and the handle cloned from it share one value.
         let gauge = |transport, tls| {
@@ -184,7 +188,7 @@ impl Default for Metrics {
                 .clone()
         });
         let first_message_by_kind =
-            Family::new_with_constructor(first_message_histogram as fn() -> Histogram);
+            Family::new_with_constructor(first_message_histogram as fn() -> SharedHistogram);
         let first_message = KINDS.map(|kind| {
             first_message_by_kind
                 .get_or_create(&KindLabel { kind })
@@ -214,7 +218,7 @@ impl Default for Metrics {
             by_kind,
             leases: Family::default(),
             delivery_latency: latency,
-            outbox_depth: Histogram::new(exponential_buckets(64.0, 4.0, 10)),
+            outbox_depth: SharedHistogram::new(exponential_buckets(64.0, 4.0, 10)),
             upgrade_rate: Gauge::default(),
             scheduling_lag: Gauge::default(),
             registry: Mutex::new(Registry::default()),
@@ -365,7 +369,12 @@ impl Metrics {
 
     /// Registers the store's own metrics (its writer keeps them): commits,
     /// their duration, and documents loaded whole.
-    pub fn register_store(&self, commits: Counter, commit_seconds: Histogram, doc_loads: Counter) {
+    pub fn register_store(
+        &self,
+        commits: Counter,
+        commit_seconds: prometheus_client::metrics::histogram::Histogram,
+        doc_loads: Counter,
+    ) {
         let mut registry = self.registry();
         registry.register(
             "pulse_store_commits",
@@ -458,7 +467,7 @@ impl Metrics {
     }
 
     /// The subscribe-to-first-message histogram of channels of `kind`.
-    pub fn first_message(&self, kind: ChannelKind) -> &Histogram {
+    pub fn first_message(&self, kind: ChannelKind) -> &SharedHistogram {
         &self.first_message[kind.index()]
     }
 

@@ -4,6 +4,7 @@
 
 use axum::extract::ws::Utf8Bytes;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// The subscriber is closing (or was closed as a slow consumer): the frame
 /// was not queued and never will be.
@@ -26,6 +27,9 @@ pub trait Subscriber: Send + Sync {
     fn deliver_answer(&self, answer: Vec<Utf8Bytes>) -> Result<(), Gone>;
 
     /// A live tick of `channel`, replacing one of the same channel still
-    /// queued; `Ok(true)` when one was replaced (conflated).
-    fn deliver_tick(&self, channel: &Arc<str>, frame: Utf8Bytes) -> Result<bool, Gone>;
+    /// queued; `Ok(true)` when one was replaced (conflated). `at` is when
+    /// the hub queued it: one clock read per tick for all its subscribers
+    /// (delivery latency is measured from it), not one per subscriber.
+    fn deliver_tick(&self, channel: &Arc<str>, frame: Utf8Bytes, at: Instant)
+        -> Result<bool, Gone>;
 }

@@ -5,6 +5,7 @@
 //! knows it, and delivering in offset order the ticks the broker brings.
 
 use axum::extract::ws::Utf8Bytes;
+use std::time::Instant;
 use tokio::sync::oneshot;
 
 use super::deliver::{placement, Delivery};
@@ -106,8 +107,9 @@ impl Hub {
         });
         let metrics = &self.inner.metrics;
         metrics.ticks_published.inc();
+        let at = Instant::now();
         for outbox in state.subscribers.values() {
-            match outbox.deliver_tick(&state.name, frame.clone()) {
+            match outbox.deliver_tick(&state.name, frame.clone(), at) {
                 Ok(true) => metrics.ticks_conflated.inc(),
                 Ok(false) => 0,
                 Err(Gone) => 0,

@@ -238,6 +238,17 @@ impl Outbox {
     /// Queues a live tick of `channel`, replacing the one still queued for the
     /// same channel if any (conflation). Returns whether one was replaced.
     pub fn push_tick(&self, channel: &Arc<str>, frame: Utf8Bytes) -> Result<bool, PushError> {
+        self.push_tick_at(channel, frame, Instant::now())
+    }
+
+    /// [`Outbox::push_tick`], queued at `at` (the hub reads the clock once
+    /// per tick for all its subscribers).
+    pub fn push_tick_at(
+        &self,
+        channel: &Arc<str>,
+        frame: Utf8Bytes,
+        at: Instant,
+    ) -> Result<bool, PushError> {
         let mut state = self.lock();
         if state.sealed {
             return Err(PushError::Closed);
@@ -248,7 +259,7 @@ impl Outbox {
                 let index = (sequence - taken) as usize;
                 let queued = &mut state.frames[index];
                 queued.frame = frame;
-                queued.at = Instant::now();
+                queued.at = at;
                 return Ok(true);
             }
         }
@@ -256,7 +267,7 @@ impl Outbox {
         state.frames.push_back(Queued {
             frame,
             kind: Kind::Tick,
-            at: Instant::now(),
+            at,
             first: None,
         });
         state.queued_ticks.insert(channel.clone(), sequence);
@@ -460,8 +471,13 @@ impl Subscriber for Outbox {
         self.push_answer(answer).map_err(|_| Gone)
     }
 
-    fn deliver_tick(&self, channel: &Arc<str>, frame: Utf8Bytes) -> Result<bool, Gone> {
-        self.push_tick(channel, frame).map_err(|_| Gone)
+    fn deliver_tick(
+        &self,
+        channel: &Arc<str>,
+        frame: Utf8Bytes,
+        at: Instant,
+    ) -> Result<bool, Gone> {
+        self.push_tick_at(channel, frame, at).map_err(|_| Gone)
     }
 }
 

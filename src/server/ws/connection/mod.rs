@@ -25,7 +25,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::time::{sleep, Instant, Interval, Sleep};
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use super::outbox::Outbox;
 use super::rate::{TokenBucket, STATUS_BURST, STATUS_RATE};
@@ -158,15 +157,15 @@ where
     let metrics = context.metrics.clone();
     let (sink, stream) = socket.split();
     let outbox = Outbox::new(context.config.max_outbox_bytes);
-    let writer = tokio::spawn(
-        writer::run(
-            sink,
-            outbox.clone(),
-            metrics.clone(),
-            context.config.write_delay(),
-        )
-        .instrument(tracing::Span::current()),
-    );
+    // Not in the connection's span: the writer logs nothing, and entering
+    // a span on each of its polls (once per frame written) cost CPU per
+    // delivered message whenever logs are on at `info`.
+    let writer = tokio::spawn(writer::run(
+        sink,
+        outbox.clone(),
+        metrics.clone(),
+        context.config.write_delay(),
+    ));
     let subscriber = NEXT_SUBSCRIBER.fetch_add(1, Relaxed);
     let heartbeat = context.config.heartbeat();
     let now = Instant::now();
