@@ -55,8 +55,6 @@ pub enum RelayError {
     Json(#[from] serde_json::Error),
     #[error("not a frame of an inter-instance message: {0}")]
     Frame(String),
-    #[error("an unknown channel: {0}")]
-    Channel(String),
     #[error("a frame of a kind no instance publishes")]
     Unexpected,
 }
@@ -68,7 +66,7 @@ struct Hint {
 
 #[derive(Serialize, Deserialize)]
 struct Head {
-    channel: String,
+    channel: Channel,
     offset: u64,
 }
 
@@ -79,7 +77,7 @@ struct ReadHint {
 
 #[derive(Serialize, Deserialize)]
 struct ReadOf {
-    channel: String,
+    channel: Channel,
 }
 
 #[derive(Deserialize)]
@@ -99,7 +97,7 @@ struct Sequenced<'a> {
 /// What to PUBLISH to tell the others `channel`'s committed head.
 pub fn encode_head(channel: &Channel, offset: u64) -> String {
     let head = Head {
-        channel: channel.to_string(),
+        channel: channel.clone(),
         offset,
     };
     serde_json::to_string(&Hint { head }).unwrap_or_default()
@@ -108,7 +106,7 @@ pub fn encode_head(channel: &Channel, offset: u64) -> String {
 /// What to PUBLISH to tell the others `channel`'s notifications were read.
 pub fn encode_read(channel: &Channel) -> String {
     let read = ReadOf {
-        channel: channel.to_string(),
+        channel: channel.clone(),
     };
     serde_json::to_string(&ReadHint { read }).unwrap_or_default()
 }
@@ -127,11 +125,11 @@ pub fn decode(payload: &[u8]) -> Result<Relayed<'_>, RelayError> {
     let text = std::str::from_utf8(payload).map_err(|_| RelayError::NotUtf8)?;
     if text.starts_with("{\"head\"") {
         let Hint { head } = serde_json::from_str(text)?;
-        return Ok(Relayed::Head(channel(&head.channel)?, head.offset));
+        return Ok(Relayed::Head(head.channel, head.offset));
     }
     if text.starts_with("{\"read\"") {
         let ReadHint { read } = serde_json::from_str(text)?;
-        return Ok(Relayed::Read(channel(&read.channel)?));
+        return Ok(Relayed::Read(read.channel));
     }
     if text.starts_with("{\"awareness\"") {
         let carried: Carried = serde_json::from_str(text)?;
@@ -141,7 +139,7 @@ pub fn decode(payload: &[u8]) -> Result<Relayed<'_>, RelayError> {
         };
         return Ok(Relayed::Awareness {
             from: carried.from,
-            channel: channel(&event.channel)?,
+            channel: event.channel,
             frame,
         });
     }
@@ -167,11 +165,6 @@ pub fn decode(payload: &[u8]) -> Result<Relayed<'_>, RelayError> {
 /// presence diff's).
 pub fn envelope(frame: &str) -> Result<ServerEnvelope, RelayError> {
     ServerEnvelope::from_json(frame).map_err(|err| RelayError::Frame(err.to_string()))
-}
-
-fn channel(name: &str) -> Result<Channel, RelayError> {
-    name.parse()
-        .map_err(|_| RelayError::Channel(name.to_owned()))
 }
 
 #[cfg(test)]

@@ -187,8 +187,7 @@ impl Chat {
 
     /// The server acknowledged one of our lines.
     pub(super) fn acked(&self, ack: &Ack) {
-        let channel = ack.channel.as_deref().map(str::parse::<Channel>);
-        if let (Some(Ok(Channel::Chat(room))), Some(offset)) = (channel, ack.offset) {
+        if let (Some(Channel::Chat(room)), Some(offset)) = (&ack.channel, ack.offset) {
             self.lines(&room)
                 .update(|lines| chat::acked(lines, &ack.id, offset));
         }
@@ -196,7 +195,7 @@ impl Chat {
 
     /// A page of older messages.
     pub(super) fn older(&self, page: &HistoryPage) {
-        if let Ok(Channel::Chat(room)) = page.channel.parse::<Channel>() {
+        if let Channel::Chat(room) = &page.channel {
             self.lines(&room)
                 .update(|lines| chat::older(lines, &page.messages));
         }

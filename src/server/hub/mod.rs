@@ -145,6 +145,8 @@ impl Drop for Inner {
 struct ChannelState {
     /// The channel name as a shared string, the outboxes' conflation key.
     name: Arc<str>,
+    /// The channel itself, which the messages built here carry.
+    channel: Channel,
     history: History,
     /// Who gets this channel's live messages, by subscriber.
     subscribers: HashMap<SubscriberId, Arc<dyn Subscriber>>,
@@ -157,6 +159,7 @@ impl ChannelState {
     fn new(channel: &Channel, history: History) -> Self {
         ChannelState {
             name: channel.to_string().into(),
+            channel: channel.clone(),
             history,
             subscribers: HashMap::new(),
             dropped: false,
@@ -366,7 +369,7 @@ impl Hub {
         // A document resumed by replay has no snapshot to say who is editing:
         // their states follow the replay.
         let editors = match (&history, recovered) {
-            (History::Doc(doc), true) => Some(doc.awareness_frame(&state.name)),
+            (History::Doc(doc), true) => Some(doc.awareness_frame(&state.channel)),
             _ => None,
         };
         let answer = std::iter::once(answer)
@@ -404,7 +407,7 @@ impl Hub {
                 if let History::Doc(doc) = &mut guard.history {
                     // Whoever leaves a document takes their cursor along.
                     if let Some(removal) = doc.remove_editor(id) {
-                        let frame = awareness_frame(&guard.name, channel, &removal);
+                        let frame = awareness_frame(channel, &removal);
                         for outbox in guard.subscribers.values() {
                             let _ = outbox.deliver(frame.clone());
                         }

@@ -152,7 +152,7 @@ impl Hub {
                     return Some((result, earlier));
                 }
                 let frame = frames::encode(ServerMessage::PresenceDiff(PresenceDiff {
-                    channel: state.name.to_string(),
+                    channel: state.channel.clone(),
                     offset: history.diffs.latest() + 1,
                     joins: change.joins,
                     leaves: change.leaves,

@@ -27,7 +27,7 @@ pub use model::{
     Unread, UNREAD_SNAPSHOT,
 };
 
-use crate::protocol::{ChatMessage, DocUpdateEvent, Notification, Timestamp, UserRef};
+use crate::protocol::{Channel, ChatMessage, DocUpdateEvent, Notification, Timestamp, UserRef};
 
 /// Why the store failed; shown to operators, mapped to `internal` for clients.
 #[derive(Debug, thiserror::Error)]
@@ -190,7 +190,7 @@ impl Store {
         &self,
         user_id: String,
         client_id: String,
-    ) -> Result<Option<(String, u64)>, StoreError> {
+    ) -> Result<Option<(Channel, u64)>, StoreError> {
         either!(self, db => db.sent(user_id, client_id).await)
     }
 

@@ -117,13 +117,9 @@ impl Broker for RedisBroker {
     }
 
     fn gap(&self, held: Held) -> Gap {
-        match held.channel() {
-            Some(channel) => {
-                self.worker.run(&channel, |jobs| jobs.hold(held));
-                Gap::Filling
-            }
-            None => Gap::Restart(held),
-        }
+        let channel = held.channel();
+        self.worker.run(&channel, |jobs| jobs.hold(held));
+        Gap::Filling
     }
 }
 

@@ -109,7 +109,7 @@ impl Scripts {
     pub fn tick(&self, keys: &Keys, quote: &Quote, fence: &str) -> redis::ScriptInvocation<'_> {
         let channel = Channel::Ticker(quote.symbol.clone());
         let tick = Tick {
-            channel: channel.to_string(),
+            channel: channel.clone(),
             offset: OFFSET_MARK,
             symbol: quote.symbol.clone(),
             price: quote.price,

@@ -138,7 +138,7 @@ fn present(id: &str) -> PresenceUser {
 /// A diff as the cluster's leader publishes it, with its frame.
 fn leader_diff(offset: u64, joins: &[&str], leaves: &[&str]) -> (PresenceDiff, Utf8Bytes) {
     let diff = PresenceDiff {
-        channel: "presence".into(),
+        channel: "presence".parse().unwrap(),
         offset,
         joins: joins.iter().map(|id| present(id)).collect(),
         leaves: leaves.iter().map(|id| present(id)).collect(),

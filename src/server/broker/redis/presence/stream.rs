@@ -74,7 +74,7 @@ pub(super) fn of_this_run(epoch: &str, info: &str) -> bool {
 /// A `presence_diff` frame telling `change` at `offset`.
 fn diff_frame(offset: u64, change: &PresenceChange) -> Utf8Bytes {
     frames::encode(ServerMessage::PresenceDiff(PresenceDiff {
-        channel: Channel::Presence.to_string(),
+        channel: Channel::Presence,
         offset,
         joins: change.joins.clone(),
         leaves: change.leaves.clone(),
