@@ -19,6 +19,7 @@ mod inbox;
 mod loads;
 mod online;
 mod presence;
+mod reports;
 mod ring;
 mod subscriber;
 mod ticker;
@@ -47,6 +48,7 @@ use history::History;
 pub use loads::{LoadError, LOAD_KEPT, LOAD_KEPT_BYTES};
 use online::PresenceHistory;
 pub use online::{now as presence_now, PresenceEvent};
+pub use reports::{reports as presence_reports, Reported, Reports};
 use ring::Ring;
 pub use subscriber::{Gone, Subscriber};
 use ticker::TickerHistory;
@@ -132,8 +134,9 @@ struct Inner {
     /// as one; until then (and for one instance alone) the memory broker.
     broker: std::sync::OnceLock<Arc<dyn Broker>>,
     /// Set when instances share presence (`online.rs`): this hub's
-    /// connections are reported through it, and the cluster decides.
-    presence_link: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<PresenceEvent>>,
+    /// connections are reported through it (to the broker's presence
+    /// reporter, `broker/redis/presence/report.rs`), and the cluster decides.
+    presence_link: std::sync::OnceLock<Reports>,
 }
 
 impl Drop for Inner {

@@ -142,7 +142,7 @@ pub async fn start(
     let client = redis::Client::open(url)?;
     let publisher = client.get_connection_manager().await?;
     let instance = instance.to_owned();
-    let (report, reported) = mpsc::unbounded_channel();
+    let (report, reported) = crate::server::hub::presence_reports();
     hub.share_presence(report);
     // The presence channel exists from the start: the broker keeps it.
     let _ = hub.presence_users();

@@ -6,10 +6,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use redis::aio::ConnectionManager;
-use tokio::sync::mpsc;
 
 use crate::protocol::UserStatus;
-use crate::server::hub::{PresenceEvent, SubscriberId};
+use crate::server::hub::{PresenceEvent, Reported, SubscriberId};
 
 use super::super::keys::Keys;
 use super::{json, Conn, EXPIRY, HEARTBEAT, REWRITE_EVERY};
@@ -34,13 +33,14 @@ redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1
 ";
 
-/// Keeps this instance's connections in its hash: each change at once
+/// Keeps this instance's connections in its hash: each change at once (or,
+/// while a write is under way, every connection's latest state after it)
 /// (then names this instance on [`EVENTS`]), and a heartbeat that keeps the
 /// hash alive and writes it whole again when Redis lost it.
 pub(in super::super) async fn report(
     mut redis: ConnectionManager,
     (instance, keys): (String, Keys),
-    mut events: mpsc::UnboundedReceiver<PresenceEvent>,
+    mut events: Reported,
 ) {
     let hash = keys.presence_connections(&instance);
     let (instances, events_channel) = (keys.presence_instances(), keys.presence_events());
@@ -52,11 +52,12 @@ pub(in super::super) async fn report(
     let mut beats: u32 = 0;
     loop {
         tokio::select! {
-            event = events.recv() => {
-                let Some(event) = event else { return };
+            batch = events.recv() => {
+                // Every connection's latest state at once (the queue keeps
+                // one per connection, so it stays bounded while Redis is slow).
+                let Some(batch) = batch else { return };
                 let mut touched = BTreeSet::new();
-                touched.insert(apply(&mut table, event));
-                while let Ok(event) = events.try_recv() {
+                for event in batch {
                     touched.insert(apply(&mut table, event));
                 }
                 if stale {
