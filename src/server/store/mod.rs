@@ -136,6 +136,15 @@ impl Store {
         }
     }
 
+    /// The database's round-trip time now (a `SELECT 1`), for the admin
+    /// view; `None` for SQLite (no network between) or when it failed.
+    pub async fn round_trip(&self) -> Option<std::time::Duration> {
+        match &self.backend {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(db) => db.round_trip().await.ok(),
+        }
+    }
+
     /// How many transactions the writer has committed since the start.
     pub fn commits(&self) -> u64 {
         either!(self, db => db.commits())
