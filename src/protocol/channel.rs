@@ -176,7 +176,10 @@ mod tests {
     #[test]
     fn travels_as_its_name_and_refuses_a_bad_one_when_read() {
         let channel: Channel = "chat:general".parse().unwrap();
-        assert_eq!(serde_json::to_string(&channel).unwrap(), r#""chat:general""#);
+        assert_eq!(
+            serde_json::to_string(&channel).unwrap(),
+            r#""chat:general""#
+        );
         let back: Channel = serde_json::from_str(r#""chat:general""#).unwrap();
         assert_eq!(back, channel);
         assert_eq!(back, "chat:general");

@@ -131,10 +131,7 @@ impl Connection {
             .wait(async move { store.chat_before(name, before, limit).await })
             .await;
         match page {
-            Ok(messages) => self.send(ServerMessage::History(HistoryPage {
-                channel,
-                messages,
-            })),
+            Ok(messages) => self.send(ServerMessage::History(HistoryPage { channel, messages })),
             Err(err) => {
                 tracing::error!(%err, "cannot read chat history");
                 let body =
