@@ -188,7 +188,7 @@ impl Chat {
     /// The server acknowledged one of our lines.
     pub(super) fn acked(&self, ack: &Ack) {
         if let (Some(Channel::Chat(room)), Some(offset)) = (&ack.channel, ack.offset) {
-            self.lines(&room)
+            self.lines(room)
                 .update(|lines| chat::acked(lines, &ack.id, offset));
         }
     }
@@ -196,7 +196,7 @@ impl Chat {
     /// A page of older messages.
     pub(super) fn older(&self, page: &HistoryPage) {
         if let Channel::Chat(room) = &page.channel {
-            self.lines(&room)
+            self.lines(room)
                 .update(|lines| chat::older(lines, &page.messages));
         }
     }

@@ -396,7 +396,7 @@ impl Shared {
             })
             .await;
         match stored {
-            Ok((latest, unread)) => self.hub.inbox_unread(&channel, latest, unread),
+            Ok((latest, unread)) => self.hub.inbox_unread(channel, latest, unread),
             Err(err) => tracing::warn!(%err, %channel, "cannot read the unread snapshot again"),
         }
     }
