@@ -11,7 +11,7 @@ use crate::protocol::UserStatus;
 use crate::server::hub::{PresenceEvent, Reported, SubscriberId};
 
 use super::super::keys::Keys;
-use super::{json, Conn, EXPIRY, HEARTBEAT, REWRITE_EVERY};
+use super::{Conn, EXPIRY, HEARTBEAT, REWRITE_EVERY};
 
 /// Writes the connections a batch of events touched into an instance's
 /// hash, refreshes its expiry and names the instance on [`EVENTS`]; answers
@@ -75,7 +75,7 @@ pub(in super::super) async fn report(
                     .arg(&events_channel)
                     .arg(&instance);
                 for id in touched {
-                    change.arg(id).arg(table.get(&id).map(json).unwrap_or_default());
+                    change.arg(id).arg(table.get(&id).map(Conn::to_json).unwrap_or_default());
                 }
                 match change.invoke_async::<i64>(&mut redis).await {
                     Ok(1) => {}
@@ -112,7 +112,7 @@ pub(in super::super) async fn report(
                     let mut pipe = redis::pipe();
                     pipe.atomic().del(&hash).ignore();
                     for (id, conn) in &table {
-                        pipe.hset(&hash, id, json(conn)).ignore();
+                        pipe.hset(&hash, id, conn.to_json()).ignore();
                     }
                     pipe.pexpire(&hash, EXPIRY.as_millis() as i64)
                         .ignore()
