@@ -430,3 +430,62 @@ async fn with_several_instances_the_view_shows_each_and_the_total() {
     }
     panic!("no snapshot showed both instances with their connections and leases");
 }
+
+/// With Redis and PostgreSQL each snapshot carries the instance's round
+/// trips to both (measured on the snapshot's tick) and the relay's total,
+/// and the page shows them in its relay table; with SQLite and no Redis
+/// there is no round trip to show.
+#[tokio::test]
+async fn snapshots_carry_redis_and_postgres_round_trips_and_the_relay_total() {
+    let redis = common::redis::Redis::start();
+    let database = common::postgres::shared().create_database();
+    let redis_url = redis.url();
+    let mut flags = common::shared_flags(&database, &redis_url);
+    flags.extend(["--tick-rate", "0", "--admin-key", KEY]);
+    let server = TestServer::start(&flags).await;
+    let cookie = session(&sign_in(server.addr, KEY, &[]).await);
+    let mut admin = Socket::open(server.addr, Some(&cookie)).await;
+    assert_eq!(admin.subscribe_admin().await[0]["type"], "subscribed");
+    let snapshot = loop {
+        let message = admin.next().await;
+        if message["type"] == "admin" {
+            break message["data"].clone();
+        }
+    };
+    let mine = &snapshot["instances"][0];
+    for field in ["redis_rtt_ms", "postgres_rtt_ms"] {
+        let rtt = mine[field]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{field}: {mine}"));
+        assert!(rtt > 0.0, "{field}: {rtt}");
+        assert_eq!(
+            snapshot["total"][field], mine[field],
+            "one instance: its own"
+        );
+    }
+    assert_eq!(
+        snapshot["total"]["relay"], mine["relay"],
+        "one instance: its own"
+    );
+    assert!(snapshot["total"]["relay"].is_object());
+    let page = http_response(server.addr, "GET", "/admin", &[("Cookie", &cookie)], "").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Redis RTT"), "{}", page.body);
+    assert!(page.body.contains("PostgreSQL RTT"), "{}", page.body);
+    redis.stop();
+
+    let alone = TestServer::start(&["--tick-rate", "0", "--admin-key", KEY]).await;
+    let cookie = session(&sign_in(alone.addr, KEY, &[]).await);
+    let mut admin = Socket::open(alone.addr, Some(&cookie)).await;
+    admin.subscribe_admin().await;
+    let snapshot = loop {
+        let message = admin.next().await;
+        if message["type"] == "admin" {
+            break message["data"].clone();
+        }
+    };
+    let mine = &snapshot["instances"][0];
+    assert!(mine["redis_rtt_ms"].is_null(), "{mine}");
+    assert!(mine["postgres_rtt_ms"].is_null(), "{mine}");
+    assert!(snapshot["total"]["relay"].is_null());
+}

@@ -105,7 +105,11 @@ async fn a_message_is_acked_and_reaches_every_subscriber() {
     }
     let ack = acked.expect("an ack");
     assert_eq!(
-        (ack.id.as_str(), ack.channel.as_deref(), ack.offset),
+        (
+            ack.id.as_str(),
+            ack.channel.as_ref().map(ToString::to_string).as_deref(),
+            ack.offset
+        ),
         ("a-1", Some("chat:general"), Some(1))
     );
     let message = bob.chat().await;
@@ -349,7 +353,11 @@ async fn a_resend_over_the_rate_limit_is_acked_with_its_original_offset() {
     alice.send(&resend.to_string()).await;
     match alice.recv().await.message {
         ServerMessage::Ack(ack) => assert_eq!(
-            (ack.id.as_str(), ack.channel.as_deref(), ack.offset),
+            (
+                ack.id.as_str(),
+                ack.channel.as_ref().map(ToString::to_string).as_deref(),
+                ack.offset
+            ),
             ("a-3", Some("chat:general"), Some(3))
         ),
         other => panic!("expected the original ack, got {other:?}"),

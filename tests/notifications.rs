@@ -155,7 +155,11 @@ async fn offline_notifications_wait_unread_and_read_ones_stay_read() {
         .await;
     match alice.recv().await.message {
         ServerMessage::Ack(ack) => assert_eq!(
-            (ack.id.as_str(), ack.channel.as_deref(), ack.offset),
+            (
+                ack.id.as_str(),
+                ack.channel.as_ref().map(ToString::to_string).as_deref(),
+                ack.offset
+            ),
             ("r-1", Some("user:guest:alice"), Some(2))
         ),
         other => panic!("expected ack, got {other:?}"),

@@ -69,7 +69,10 @@ async fn send_all(client: Client, user: usize) -> Vec<(String, u64)> {
         for envelope in ServerEnvelope::from_json(&text).unwrap().unpack() {
             match envelope.message {
                 ServerMessage::Ack(ack) => {
-                    assert_eq!(ack.channel.as_deref(), Some("chat:general"));
+                    assert_eq!(
+                        ack.channel.as_ref().map(ToString::to_string).as_deref(),
+                        Some("chat:general")
+                    );
                     acks.push((ack.id, ack.offset.unwrap()));
                 }
                 ServerMessage::Error(error) => panic!("refused: {error:?}"),

@@ -71,7 +71,7 @@ async fn a_symbol_without_ticks_subscribes_and_then_receives_the_first() {
     assert_eq!(publish(&server, "NEWCO", 12.5).await, 1);
     let tick = client.tick().await;
     assert_eq!(
-        (tick.channel.as_str(), tick.offset, tick.price),
+        (tick.channel.to_string().as_str(), tick.offset, tick.price),
         ("ticker:NEWCO", 1, 12.5)
     );
     assert_eq!((tick.change, tick.volume), (0.0, 100));

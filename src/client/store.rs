@@ -168,7 +168,7 @@ mod tests {
 
     fn tick(offset: u64, price: f64) -> Tick {
         Tick {
-            channel: "ticker:AAPL".into(),
+            channel: "ticker:AAPL".parse().unwrap(),
             offset,
             symbol: "AAPL".into(),
             price,
@@ -270,7 +270,7 @@ mod tests {
     fn presence_diffs_join_update_and_leave_in_name_order() {
         let mut users = vec![person("bob", "Bob", 1)];
         let diff = PresenceDiff {
-            channel: "presence".into(),
+            channel: "presence".parse().unwrap(),
             offset: 2,
             joins: vec![person("ann", "ann", 1)],
             leaves: vec![],

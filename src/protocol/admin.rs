@@ -76,6 +76,14 @@ pub struct InstanceStats {
     /// decode.
     #[serde(default)]
     pub by_transport: ByTransport,
+    /// Redis's round-trip time (a `PING` on the snapshot's tick), in
+    /// milliseconds; `None` without `--redis` or when Redis did not answer.
+    #[serde(default)]
+    pub redis_rtt_ms: Option<f64>,
+    /// PostgreSQL's round-trip time (a `SELECT 1` on the snapshot's tick),
+    /// in milliseconds; `None` with SQLite or when it did not answer.
+    #[serde(default)]
+    pub postgres_rtt_ms: Option<f64>,
 }
 
 /// Connections open now by transport and whether TLS ended in Pulse.
@@ -147,6 +155,15 @@ pub struct Totals {
     pub delivery_p99_ms: Option<f64>,
     pub errors: Vec<CodeCount>,
     pub closes: Vec<CodeCount>,
+    /// The relays summed (depths and messages behind added up, the worst
+    /// lag); `None` when no instance has one.
+    #[serde(default)]
+    pub relay: Option<RelayStats>,
+    /// The worst instance's round-trip times.
+    #[serde(default)]
+    pub redis_rtt_ms: Option<f64>,
+    #[serde(default)]
+    pub postgres_rtt_ms: Option<f64>,
 }
 
 impl Totals {
@@ -168,6 +185,16 @@ impl Totals {
             }
             add_counts(&mut total.errors, &stats.errors);
             add_counts(&mut total.closes, &stats.closes);
+            total.redis_rtt_ms = worst(total.redis_rtt_ms, stats.redis_rtt_ms);
+            total.postgres_rtt_ms = worst(total.postgres_rtt_ms, stats.postgres_rtt_ms);
+            if let Some(relay) = &stats.relay {
+                let sum = total.relay.get_or_insert_with(RelayStats::default);
+                sum.depth.ordered += relay.depth.ordered;
+                sum.depth.ticks += relay.depth.ticks;
+                sum.depth.awareness += relay.depth.awareness;
+                sum.lag_seconds = sum.lag_seconds.max(relay.lag_seconds);
+                sum.behind += relay.behind;
+            }
         }
         total
     }
@@ -225,5 +252,46 @@ mod tests {
         assert_eq!(total.delivery_p99_ms, Some(7.0));
         assert_eq!(total.delivery_p50_ms, None);
         assert_eq!(total.errors[0].count, 3);
+        assert_eq!(total.relay, None);
+    }
+
+    #[test]
+    fn totals_add_relays_up_and_keep_the_worst_lag_and_round_trips() {
+        let relay = |ordered, lag_seconds, behind| RelayStats {
+            depth: RelayDepth {
+                ordered,
+                ticks: 1,
+                awareness: 0,
+            },
+            lag_seconds,
+            behind,
+        };
+        let one = InstanceStats {
+            relay: Some(relay(2, 0.5, 1)),
+            redis_rtt_ms: Some(0.4),
+            postgres_rtt_ms: Some(1.5),
+            ..Default::default()
+        };
+        let two = InstanceStats {
+            relay: Some(relay(3, 0.25, 4)),
+            redis_rtt_ms: Some(0.9),
+            postgres_rtt_ms: None,
+            ..Default::default()
+        };
+        let total = Totals::of(&[one, two]);
+        assert_eq!(
+            total.relay,
+            Some(RelayStats {
+                depth: RelayDepth {
+                    ordered: 5,
+                    ticks: 2,
+                    awareness: 0,
+                },
+                lag_seconds: 0.5,
+                behind: 5,
+            })
+        );
+        assert_eq!(total.redis_rtt_ms, Some(0.9));
+        assert_eq!(total.postgres_rtt_ms, Some(1.5));
     }
 }

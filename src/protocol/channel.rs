@@ -1,5 +1,7 @@
 //! Owns channel names: parsing `ticker:AAPL`, `chat:general`, ... into a
-//! [`Channel`] and refusing names PROTOCOL.md does not allow.
+//! [`Channel`] and refusing names PROTOCOL.md does not allow. On the wire a
+//! channel is its name as a JSON string; a server message holding a name
+//! outside the grammar does not decode.
 
 use std::fmt;
 use std::str::FromStr;
@@ -118,6 +120,40 @@ impl fmt::Display for Channel {
     }
 }
 
+impl serde::Serialize for Channel {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Channel {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // A `Cow` borrows the name when the JSON has no escapes in it.
+        let name = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Lets a test (or a log line) compare a channel with its name.
+impl PartialEq<str> for Channel {
+    fn eq(&self, name: &str) -> bool {
+        match (self, name.split_once(':')) {
+            (Channel::Presence, _) => name == "presence",
+            (Channel::Ticker(symbol), Some(("ticker", rest)))
+            | (Channel::Chat(symbol), Some(("chat", rest)))
+            | (Channel::User(symbol), Some(("user", rest)))
+            | (Channel::Doc(symbol), Some(("doc", rest))) => symbol == rest,
+            _ => false,
+        }
+    }
+}
+
+impl PartialEq<&str> for Channel {
+    fn eq(&self, name: &&str) -> bool {
+        *self == **name
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +171,23 @@ mod tests {
             let channel: Channel = name.parse().unwrap();
             assert_eq!(channel.to_string(), name);
         }
+    }
+
+    #[test]
+    fn travels_as_its_name_and_refuses_a_bad_one_when_read() {
+        let channel: Channel = "chat:general".parse().unwrap();
+        assert_eq!(
+            serde_json::to_string(&channel).unwrap(),
+            r#""chat:general""#
+        );
+        let back: Channel = serde_json::from_str(r#""chat:general""#).unwrap();
+        assert_eq!(back, channel);
+        assert_eq!(back, "chat:general");
+        assert_ne!(back, "chat:other");
+        assert_ne!(back, "doc:general");
+        let escaped: Channel = serde_json::from_str(r#""chat:gen\u0065ral""#).unwrap();
+        assert_eq!(escaped, channel);
+        assert!(serde_json::from_str::<Channel>(r#""chat:General""#).is_err());
     }
 
     #[test]

@@ -59,7 +59,9 @@ pub struct Subscribe {
 }
 
 /// One channel of a `subscribe`. The name stays a string here so that a bad
-/// name is answered with an `error` for that channel alone.
+/// name is answered with an `error` (`invalid`, naming the channel and the
+/// envelope `id`) for that channel alone, and so that `admin`, which is not
+/// a [`super::Channel`], can be asked for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SubscribeChannel {
     pub channel: String,
@@ -74,7 +76,8 @@ pub struct Since {
     pub epoch: String,
 }
 
-/// `unsubscribe`: channel names.
+/// `unsubscribe`: channel names, strings for the same reasons as
+/// [`SubscribeChannel::channel`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Unsubscribe {
     pub channels: Vec<String>,
@@ -120,6 +123,8 @@ pub struct MarkRead {
 /// a chat channel before offset `before`; answered by a server `history`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryRequest {
+    /// A name, not a [`super::Channel`]: a bad one is answered `invalid`
+    /// with the envelope `id` and the name, not as an undecodable message.
     pub channel: String,
     pub before: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -4,6 +4,7 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::channel::Channel;
 use super::codes::ErrorCode;
 use super::server::{PresenceUser, UserRef};
 
@@ -59,7 +60,9 @@ pub struct PresenceResponse {
 /// `POST /api/publish` body: a tick from an outside feed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PublishRequest {
-    /// A `ticker:{SYMBOL}` channel (the server checks it).
+    /// A `ticker:{SYMBOL}` channel (the server checks it). A name, not a
+    /// [`Channel`]: a bad name is answered `invalid` naming the field
+    /// `channel` with the grammar's reason, not a generic decode error.
     pub channel: String,
     pub data: PublishData,
 }
@@ -75,7 +78,7 @@ pub struct PublishData {
 /// `POST /api/publish` answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PublishResponse {
-    pub channel: String,
+    pub channel: Channel,
     pub offset: u64,
 }
 

@@ -4,21 +4,71 @@
 //!
 //! - a chat message, notification or document update: its
 //!   [`ServerEnvelope`] frame, as the publisher's subscribers got it;
-//! - a tick or a presence diff: `{"epoch", "frame"}`, written by the Lua
-//!   scripts that gave it its offset (`broker/redis/ticker.rs`,
-//!   `broker/redis/presence/stream.rs`);
+//! - a tick or a presence diff: `{"epoch", "frame"}`, built here
+//!   ([`encode_sequenced`]) with marks for the epoch and the offset, which
+//!   the Lua scripts that number it fill in and nothing else
+//!   (`broker/redis/ticker.rs`, `broker/redis/presence/stream.rs`);
 //! - `{"head": {"channel", "offset"}}`: a channel's committed head, for
 //!   whoever lacks it to catch up from the store;
 //! - `{"awareness": <doc_awareness frame>, "from": instance}`;
 //! - `{"read": {"channel"}}`: notifications of a channel were marked read.
+//!
+//! And what instances keep in Redis for presence: a connection in its
+//! instance's hash ([`PresenceEntry`]) and a user on the shown list.
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::{
-    Channel, ChatMessage, DocUpdateEvent, Notification, PresenceDiff, ServerEnvelope,
-    ServerMessage, Tick,
+    Channel, ChatMessage, DocUpdateEvent, Notification, PresenceDiff, PresenceUser, ServerEnvelope,
+    ServerMessage, Tick, UserRef, UserStatus,
 };
+
+/// Stands for the epoch in [`encode_sequenced`]'s message until the Lua
+/// script that numbers it knows the epoch (which it writes in its place).
+/// Nothing a Lua pattern treats specially, and no JSON escape.
+pub const EPOCH_MARK: &str = "PULSE_EPOCH_MARK";
+
+/// One identified connection as its instance keeps it in Redis (its hash
+/// of connections, read by the presence leader).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceEntry {
+    pub user: UserRef,
+    pub status: UserStatus,
+}
+
+impl PresenceEntry {
+    /// The hash field's value.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// A hash field's value read back; `None` if it is not one.
+    pub fn from_json(text: &str) -> Option<Self> {
+        serde_json::from_str(text).ok()
+    }
+}
+
+/// A user on the presence leader's shown list, as kept in Redis.
+pub fn encode_shown(user: &PresenceUser) -> String {
+    serde_json::to_string(user).unwrap_or_default()
+}
+
+/// A user of the shown list read back; `None` if it is not one.
+pub fn decode_shown(text: &str) -> Option<PresenceUser> {
+    serde_json::from_str(text).ok()
+}
+
+/// What a Lua script PUBLISHes for a tick or a presence diff it numbered:
+/// `{"epoch", "frame"}`. Built with `epoch` [`EPOCH_MARK`] and the frame's
+/// offset a mark, the script writing the two in; [`decode`] reads it.
+pub fn encode_sequenced(epoch: &str, frame: &str) -> String {
+    // `frame` is a frame this server encoded: JSON already.
+    format!(
+        r#"{{"epoch":{},"frame":{frame}}}"#,
+        serde_json::Value::from(epoch)
+    )
+}
 
 /// One message another instance published, read; the frames it carries
 /// are borrowed from the payload.
@@ -55,8 +105,6 @@ pub enum RelayError {
     Json(#[from] serde_json::Error),
     #[error("not a frame of an inter-instance message: {0}")]
     Frame(String),
-    #[error("an unknown channel: {0}")]
-    Channel(String),
     #[error("a frame of a kind no instance publishes")]
     Unexpected,
 }
@@ -68,7 +116,7 @@ struct Hint {
 
 #[derive(Serialize, Deserialize)]
 struct Head {
-    channel: String,
+    channel: Channel,
     offset: u64,
 }
 
@@ -79,7 +127,7 @@ struct ReadHint {
 
 #[derive(Serialize, Deserialize)]
 struct ReadOf {
-    channel: String,
+    channel: Channel,
 }
 
 #[derive(Deserialize)]
@@ -99,7 +147,7 @@ struct Sequenced<'a> {
 /// What to PUBLISH to tell the others `channel`'s committed head.
 pub fn encode_head(channel: &Channel, offset: u64) -> String {
     let head = Head {
-        channel: channel.to_string(),
+        channel: channel.clone(),
         offset,
     };
     serde_json::to_string(&Hint { head }).unwrap_or_default()
@@ -108,7 +156,7 @@ pub fn encode_head(channel: &Channel, offset: u64) -> String {
 /// What to PUBLISH to tell the others `channel`'s notifications were read.
 pub fn encode_read(channel: &Channel) -> String {
     let read = ReadOf {
-        channel: channel.to_string(),
+        channel: channel.clone(),
     };
     serde_json::to_string(&ReadHint { read }).unwrap_or_default()
 }
@@ -127,11 +175,11 @@ pub fn decode(payload: &[u8]) -> Result<Relayed<'_>, RelayError> {
     let text = std::str::from_utf8(payload).map_err(|_| RelayError::NotUtf8)?;
     if text.starts_with("{\"head\"") {
         let Hint { head } = serde_json::from_str(text)?;
-        return Ok(Relayed::Head(channel(&head.channel)?, head.offset));
+        return Ok(Relayed::Head(head.channel, head.offset));
     }
     if text.starts_with("{\"read\"") {
         let ReadHint { read } = serde_json::from_str(text)?;
-        return Ok(Relayed::Read(channel(&read.channel)?));
+        return Ok(Relayed::Read(read.channel));
     }
     if text.starts_with("{\"awareness\"") {
         let carried: Carried = serde_json::from_str(text)?;
@@ -141,7 +189,7 @@ pub fn decode(payload: &[u8]) -> Result<Relayed<'_>, RelayError> {
         };
         return Ok(Relayed::Awareness {
             from: carried.from,
-            channel: channel(&event.channel)?,
+            channel: event.channel,
             frame,
         });
     }
@@ -167,11 +215,6 @@ pub fn decode(payload: &[u8]) -> Result<Relayed<'_>, RelayError> {
 /// presence diff's).
 pub fn envelope(frame: &str) -> Result<ServerEnvelope, RelayError> {
     ServerEnvelope::from_json(frame).map_err(|err| RelayError::Frame(err.to_string()))
-}
-
-fn channel(name: &str) -> Result<Channel, RelayError> {
-    name.parse()
-        .map_err(|_| RelayError::Channel(name.to_owned()))
 }
 
 #[cfg(test)]

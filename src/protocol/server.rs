@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::admin::AdminSnapshot;
+use super::channel::Channel;
 use super::client::UserStatus;
 use super::codes::ErrorCode;
 use super::envelope::{Empty, ServerEnvelope};
@@ -92,6 +93,8 @@ pub struct Welcome {
 /// `subscribed`: a channel was subscribed, resumed or not.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Subscribed {
+    /// A name, not a [`Channel`]: the `admin` channel (EXTENSIONS.md) is
+    /// answered here too, and the hub never holds it.
     pub channel: String,
     pub epoch: String,
     /// The channel's latest offset.
@@ -154,13 +157,15 @@ pub struct DocSnapshot {
 /// `unsubscribed`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Unsubscribed {
+    /// A name, not a [`Channel`], for the same reason as
+    /// [`Subscribed::channel`].
     pub channel: String,
 }
 
 /// `tick`: a price change of one symbol.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tick {
-    pub channel: String,
+    pub channel: Channel,
     pub offset: u64,
     pub symbol: String,
     pub price: f64,
@@ -172,7 +177,7 @@ pub struct Tick {
 /// `presence_diff`: who joined, left or changed since the previous offset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PresenceDiff {
-    pub channel: String,
+    pub channel: Channel,
     pub offset: u64,
     pub joins: Vec<PresenceUser>,
     pub leaves: Vec<PresenceUser>,
@@ -192,7 +197,7 @@ pub struct PresenceUser {
 /// `chat`: one chat message in a room.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatMessage {
-    pub channel: String,
+    pub channel: Channel,
     pub offset: u64,
     pub room: String,
     pub msg_id: String,
@@ -204,7 +209,7 @@ pub struct ChatMessage {
 /// `notification`: a message for one user.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notification {
-    pub channel: String,
+    pub channel: Channel,
     pub offset: u64,
     pub notification_id: String,
     pub title: String,
@@ -215,7 +220,7 @@ pub struct Notification {
 /// `doc_update` from the server: an update another user made.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DocUpdateEvent {
-    pub channel: String,
+    pub channel: Channel,
     pub offset: u64,
     pub doc: String,
     pub update: String,
@@ -226,7 +231,7 @@ pub struct DocUpdateEvent {
 /// base64 y-protocols awareness update), stamped with their identity.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DocAwarenessEvent {
-    pub channel: String,
+    pub channel: Channel,
     pub doc: String,
     pub update: String,
 }
@@ -237,14 +242,14 @@ pub struct DocAwarenessEvent {
 pub struct Ack {
     pub id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub channel: Option<String>,
+    pub channel: Option<Channel>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset: Option<u64>,
 }
 
 impl Ack {
     /// The ack of a message stored on `channel` at `offset`.
-    pub fn stored(id: String, channel: String, offset: u64) -> Self {
+    pub fn stored(id: String, channel: Channel, offset: u64) -> Self {
         Ack {
             id,
             channel: Some(channel),
@@ -270,6 +275,9 @@ pub struct ErrorBody {
     /// The envelope id of the client message this answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// The channel as the client named it: a name, not a [`Channel`],
+    /// because the error may be that the name is outside the grammar
+    /// (`invalid`), or the `admin` channel (`forbidden`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
 }
@@ -318,6 +326,6 @@ fn readable_messages<'de, D: serde::Deserializer<'de>>(
 /// there are no more.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryPage {
-    pub channel: String,
+    pub channel: Channel,
     pub messages: Vec<ChatMessage>,
 }

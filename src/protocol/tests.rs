@@ -222,7 +222,11 @@ fn server_ack() {
 fn acks_and_errors_echo_the_id_on_the_envelope() {
     let ts = Timestamp::parse("2026-11-25T17:30:00.123456Z").unwrap();
     let ack = ServerEnvelope::new(
-        ServerMessage::Ack(Ack::stored("c-42".into(), "chat:general".into(), 3)),
+        ServerMessage::Ack(Ack::stored(
+            "c-42".into(),
+            "chat:general".parse().unwrap(),
+            3,
+        )),
         ts,
     );
     let json: Value = serde_json::from_str(&ack.to_json()).unwrap();

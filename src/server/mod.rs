@@ -188,6 +188,7 @@ pub async fn serve(
         tokio::spawn(state.admin.clone().run(
             move || metrics.render(pace.rate(), pace.lag()),
             state.hub.clone(),
+            state.store.clone(),
             instance.clone(),
             redis,
             state.shutdown.clone(),

@@ -12,7 +12,7 @@ fn ann() -> UserRef {
 
 fn message(offset: u64) -> ChatMessage {
     ChatMessage {
-        channel: "chat:general".into(),
+        channel: "chat:general".parse().unwrap(),
         offset,
         room: "general".into(),
         msg_id: format!("m{offset}"),

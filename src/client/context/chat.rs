@@ -187,17 +187,16 @@ impl Chat {
 
     /// The server acknowledged one of our lines.
     pub(super) fn acked(&self, ack: &Ack) {
-        let channel = ack.channel.as_deref().map(str::parse::<Channel>);
-        if let (Some(Ok(Channel::Chat(room))), Some(offset)) = (channel, ack.offset) {
-            self.lines(&room)
+        if let (Some(Channel::Chat(room)), Some(offset)) = (&ack.channel, ack.offset) {
+            self.lines(room)
                 .update(|lines| chat::acked(lines, &ack.id, offset));
         }
     }
 
     /// A page of older messages.
     pub(super) fn older(&self, page: &HistoryPage) {
-        if let Ok(Channel::Chat(room)) = page.channel.parse::<Channel>() {
-            self.lines(&room)
+        if let Channel::Chat(room) = &page.channel {
+            self.lines(room)
                 .update(|lines| chat::older(lines, &page.messages));
         }
     }

@@ -10,7 +10,7 @@ use leptos::prelude::*;
 use crate::client::outbox::{Due, Outbox};
 use crate::client::store::{Cursors, Renewal};
 use crate::client::transport::Transport;
-use crate::protocol::{ClientEnvelope, ClientMessage, Since, Subscribed, UserRef};
+use crate::protocol::{Channel, ClientEnvelope, ClientMessage, Since, Subscribed, UserRef};
 
 /// What the features ask of the socket driver, which alone sends frames
 /// and does the page's IO (the login request, cookies, `localStorage`,
@@ -177,9 +177,11 @@ impl Connection {
     }
 
     /// Whether a message at `offset` on `channel` is new (and records it).
-    pub(super) fn accept(&self, channel: &str, offset: u64) -> bool {
+    pub(super) fn accept(&self, channel: &Channel, offset: u64) -> bool {
+        // The resume points are kept by name, as `subscribed` gives it.
+        let channel = channel.to_string();
         self.cursors
-            .try_update_value(|c| c.accept(channel, offset))
+            .try_update_value(|c| c.accept(&channel, offset))
             .unwrap_or(false)
     }
 

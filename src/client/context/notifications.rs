@@ -123,7 +123,7 @@ mod tests {
         owner.set();
         let live = signed_in();
         let note = |id: &str| Notification {
-            channel: "user:guest:ann".into(),
+            channel: "user:guest:ann".parse().unwrap(),
             offset: 1,
             notification_id: id.into(),
             title: "t".into(),

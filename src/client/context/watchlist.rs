@@ -92,7 +92,7 @@ mod tests {
 
     fn tick(offset: u64, price: f64) -> Tick {
         Tick {
-            channel: "ticker:AAPL".into(),
+            channel: "ticker:AAPL".parse().unwrap(),
             offset,
             symbol: "AAPL".into(),
             price,

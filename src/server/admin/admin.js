@@ -75,9 +75,17 @@ function show(s) {
       millis(t.delivery_p50_ms), millis(t.delivery_p99_ms), "", "", ""]);
   }
   fill("instances", instances, 11);
-  fill("relay", s.instances.filter((i) => i.relay).map((i) => [short(i.instance),
-    String(i.relay.depth.ordered), String(i.relay.depth.ticks), String(i.relay.depth.awareness),
-    millis(i.relay.lag_seconds * 1000), String(i.relay.behind)]), 6);
+  // Same rows as page.rs `relay_rows`.
+  const relayRow = (name, relay, redis, postgres) => [name].concat(relay
+    ? [String(relay.depth.ordered), String(relay.depth.ticks), String(relay.depth.awareness),
+      millis(relay.lag_seconds * 1000), String(relay.behind)]
+    : ["–", "–", "–", "–", "–"], [millis(redis), millis(postgres)]);
+  const shown = s.instances.filter((i) => i.relay || i.redis_rtt_ms != null || i.postgres_rtt_ms != null);
+  const relays = shown.map((i) => relayRow(short(i.instance), i.relay, i.redis_rtt_ms, i.postgres_rtt_ms));
+  if (shown.length > 1) {
+    relays.push(relayRow("Total", t.relay, t.redis_rtt_ms, t.postgres_rtt_ms));
+  }
+  fill("relay", relays, 8);
   fill("slowest", (mine.slowest ?? []).map((c) =>
     [short(c.connection_id), c.user ?? "anonymous", String(c.queued_frames), String(c.queued_bytes)]), 4);
   const channel = (r) => [r.channel, String(r.subscribers), rate(r.per_second)];

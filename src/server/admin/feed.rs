@@ -17,6 +17,7 @@ use crate::protocol::admin::{AdminSnapshot, Totals, ADMIN_CHANNEL};
 use crate::protocol::{ServerMessage, Subscribed};
 use crate::server::frames;
 use crate::server::hub::{Gone, Hub, SubscriberId};
+use crate::server::store::Store;
 use crate::server::ws::outbox::Outbox;
 
 /// How often a snapshot is taken and sent.
@@ -108,11 +109,13 @@ impl Admin {
 
     /// Takes a snapshot every [`PERIOD`] until `shutdown`: `render` gives
     /// this instance's metrics text; with `redis` (its URL and key prefix)
-    /// the other instances' numbers join it.
+    /// the other instances' numbers join it; `store` and Redis are pinged
+    /// for their round-trip times.
     pub async fn run(
         self,
         render: impl Fn() -> String + Send,
         hub: Hub,
+        store: Store,
         instance: Arc<str>,
         redis: Option<(String, String)>,
         shutdown: CancellationToken,
@@ -138,11 +141,19 @@ impl Admin {
                 () = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
+            // Round trips are measured here, once a tick, never per request.
+            let postgres = store.round_trip().await;
+            let redis = match peers.as_mut() {
+                Some(peers) => peers.round_trip().await,
+                None => None,
+            };
             let at_ms = now_ms();
             let text = render();
-            let mine = sampler.sample(&text, Instant::now(), at_ms, self.census(), |channel| {
+            let mut mine = sampler.sample(&text, Instant::now(), at_ms, self.census(), |channel| {
                 hub.latest(channel)
             });
+            mine.redis_rtt_ms = redis.map(|rtt| rtt.as_secs_f64() * 1000.0);
+            mine.postgres_rtt_ms = postgres.map(|rtt| rtt.as_secs_f64() * 1000.0);
             let instances = match peers.as_mut() {
                 Some(peers) => peers.exchange(&mine).await,
                 None => vec![mine],

@@ -121,8 +121,8 @@ pub fn dashboard(snapshot: Option<&AdminSnapshot>) -> String {
         "<section tabindex=\"0\" aria-labelledby=\"relay-heading\"><h2 id=\"relay-heading\">Relay</h2>{}</section>",
         table(
             "relay",
-            "Each instance's queue towards Redis (with --redis)",
-            &["Instance", "Ordered waiting", "Ticks waiting", "Awareness waiting", "Lag", "Behind"],
+            "Each instance's queue towards Redis (with --redis), its Redis and PostgreSQL round trips, and the total",
+            &["Instance", "Ordered waiting", "Ticks waiting", "Awareness waiting", "Lag", "Behind", "Redis RTT", "PostgreSQL RTT"],
             &relay_rows(s),
         ),
     );
@@ -255,26 +255,51 @@ pub fn transport(plain: u64, tls: u64) -> String {
     format!("{} ({tls} TLS)", plain + tls)
 }
 
-/// One row per instance with a relay (none on a single instance).
+/// One row per instance with a relay or a round trip to show (none on a
+/// single instance with SQLite), and the total when there are several.
 fn relay_rows(s: &AdminSnapshot) -> Vec<Vec<String>> {
-    s.instances
+    let row =
+        |name: String, relay: Option<&RelayStats>, redis: Option<f64>, postgres: Option<f64>| {
+            let mut row = vec![name];
+            match relay {
+                Some(RelayStats {
+                    depth,
+                    lag_seconds,
+                    behind,
+                }) => row.extend([
+                    depth.ordered.to_string(),
+                    depth.ticks.to_string(),
+                    depth.awareness.to_string(),
+                    millis(Some(lag_seconds * 1000.0)),
+                    behind.to_string(),
+                ]),
+                None => row.extend(std::iter::repeat_n("–".to_owned(), 5)),
+            }
+            row.extend([millis(redis), millis(postgres)]);
+            row
+        };
+    let shown: Vec<&InstanceStats> = s
+        .instances
         .iter()
-        .filter_map(|i| {
-            let RelayStats {
-                depth,
-                lag_seconds,
-                behind,
-            } = i.relay.as_ref()?;
-            Some(vec![
-                short(&i.instance).to_owned(),
-                depth.ordered.to_string(),
-                depth.ticks.to_string(),
-                depth.awareness.to_string(),
-                millis(Some(lag_seconds * 1000.0)),
-                behind.to_string(),
-            ])
+        .filter(|i| i.relay.is_some() || i.redis_rtt_ms.is_some() || i.postgres_rtt_ms.is_some())
+        .collect();
+    let mut rows: Vec<Vec<String>> = shown
+        .iter()
+        .map(|i| {
+            let name = short(&i.instance).to_owned();
+            row(name, i.relay.as_ref(), i.redis_rtt_ms, i.postgres_rtt_ms)
         })
-        .collect()
+        .collect();
+    if shown.len() > 1 {
+        let t = &s.total;
+        rows.push(row(
+            "Total".into(),
+            t.relay.as_ref(),
+            t.redis_rtt_ms,
+            t.postgres_rtt_ms,
+        ));
+    }
+    rows
 }
 
 /// The first 8 characters of an instance or connection id.
@@ -382,5 +407,43 @@ mod tests {
         let page = dashboard(None);
         assert_eq!(page.matches("<caption>").count(), 7);
         assert!(page.contains("id=\"connections\">0<"));
+    }
+
+    #[test]
+    fn the_relay_table_has_round_trips_and_a_total_row_for_several_instances() {
+        let stats = |instance: &str, ordered, rtt| InstanceStats {
+            instance: instance.into(),
+            relay: Some(RelayStats {
+                depth: crate::protocol::admin::RelayDepth {
+                    ordered,
+                    ticks: 0,
+                    awareness: 0,
+                },
+                lag_seconds: 0.0,
+                behind: 0,
+            }),
+            redis_rtt_ms: Some(rtt),
+            postgres_rtt_ms: Some(2.0),
+            ..Default::default()
+        };
+        let instances = vec![stats("aaaaaaaa-1", 2, 0.5), stats("bbbbbbbb-2", 3, 1.25)];
+        let snapshot = AdminSnapshot {
+            channel: "admin".into(),
+            at_ms: 0,
+            instance: "aaaaaaaa-1".into(),
+            total: Totals::of(&instances),
+            instances,
+        };
+        let rows = relay_rows(&snapshot);
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[2][0], "Total");
+        assert_eq!(rows[2][1], "5", "ordered waiting, summed");
+        assert_eq!(rows[2][6], "1.25 ms", "the worst Redis round trip");
+        assert_eq!(rows[0][7], "2.00 ms");
+        assert!(relay_rows(&AdminSnapshot {
+            instances: vec![InstanceStats::default()],
+            ..snapshot
+        })
+        .is_empty());
     }
 }

@@ -28,6 +28,15 @@ impl Peers {
         })
     }
 
+    /// One `PING`, timed from sending it to its answer; `None` when Redis
+    /// did not answer (the connection's own timeouts bound it).
+    pub async fn round_trip(&mut self) -> Option<std::time::Duration> {
+        let started = std::time::Instant::now();
+        let pong: redis::RedisResult<String> =
+            redis::cmd("PING").query_async(&mut self.redis).await;
+        pong.ok().map(|_| started.elapsed())
+    }
+
     /// Writes `mine` and returns every instance's numbers, `mine` first and
     /// the others by name. With Redis away, only `mine`.
     pub async fn exchange(&mut self, mine: &InstanceStats) -> Vec<InstanceStats> {

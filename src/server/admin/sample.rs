@@ -289,6 +289,9 @@ impl Sampler {
                 .collect(),
             relay: relay(&samples),
             by_transport: by_transport(&samples),
+            // Measured by the snapshot task (`feed.rs`), not read from text.
+            redis_rtt_ms: None,
+            postgres_rtt_ms: None,
         }
     }
 

@@ -130,7 +130,7 @@ async fn publish(
         .await
         .ok_or_else(|| ApiError::new(ErrorCode::Internal, "the tick could not be published"))?;
     Ok(Json(PublishResponse {
-        channel: request.channel,
+        channel: Channel::Ticker(symbol),
         offset,
     }))
 }

@@ -59,7 +59,7 @@ mod tests {
 
     fn chat(offset: u64) -> ChatMessage {
         ChatMessage {
-            channel: "chat:general".into(),
+            channel: "chat:general".parse().unwrap(),
             offset,
             room: "general".into(),
             msg_id: format!("m{offset}"),

@@ -43,10 +43,7 @@ impl Publication {
     pub fn channel(&self) -> Channel {
         match self {
             Publication::Chat(message) => Channel::Chat(message.room.clone()),
-            Publication::Notification(note) => note
-                .channel
-                .parse()
-                .unwrap_or_else(|_| Channel::User(String::new())),
+            Publication::Notification(note) => note.channel.clone(),
             Publication::Doc(event) => Channel::Doc(event.doc.clone()),
             Publication::Read(channel) | Publication::Head(channel, _) => channel.clone(),
         }
@@ -74,10 +71,10 @@ pub enum Held {
 
 impl Held {
     /// The channel it belongs to.
-    pub fn channel(&self) -> Option<Channel> {
+    pub fn channel(&self) -> Channel {
         match self {
-            Held::Chat(message) => Channel::chat(&message.room).ok(),
-            Held::Notification(note) => note.channel.parse().ok(),
+            Held::Chat(message) => message.channel.clone(),
+            Held::Notification(note) => note.channel.clone(),
         }
     }
 

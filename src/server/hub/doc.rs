@@ -29,7 +29,6 @@ mod publish;
 
 use axum::extract::ws::Utf8Bytes;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
 use yrs::updates::decoder::Decode;
 use yrs::{Doc, ReadTxn, StateVector, Transact, Update, WriteTxn};
 
@@ -392,18 +391,13 @@ impl DocState {
         self.editors.take(owner, user, entries, relay)
     }
 
-    /// Every editor's state as a `doc_awareness` frame of channel `name`
-    /// (`None` when nobody is editing).
-    pub fn awareness_frame(&self, name: &Arc<str>) -> Option<Utf8Bytes> {
+    /// Every editor's state as a `doc_awareness` frame of `channel` (`None`
+    /// when nobody is editing).
+    pub fn awareness_frame(&self, channel: &crate::protocol::Channel) -> Option<Utf8Bytes> {
         if self.editors.is_empty() {
             return None;
         }
-        let channel: crate::protocol::Channel = name.parse().ok()?;
-        Some(self::channel::awareness_frame(
-            name,
-            &channel,
-            &self.awareness(),
-        ))
+        Some(self::channel::awareness_frame(channel, &self.awareness()))
     }
 
     /// The current states `owner` announced and what it removed since its

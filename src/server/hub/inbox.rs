@@ -77,13 +77,10 @@ impl Hub {
     /// none in memory: the store alone holds their notifications).
     pub(super) fn with_inbox(
         &self,
-        channel: &str,
+        channel: &Channel,
         change: impl FnOnce(&Arc<str>, &mut InboxHistory, &HashMap<SubscriberId, Arc<dyn Subscriber>>),
     ) {
-        let Ok(channel) = channel.parse::<Channel>() else {
-            return;
-        };
-        let Some(state) = lock(&self.inner.channels).get(&channel).cloned() else {
+        let Some(state) = lock(&self.inner.channels).get(channel).cloned() else {
             return;
         };
         let mut state = lock(&state);
@@ -109,12 +106,10 @@ impl Hub {
     /// Replaces the unread snapshot of `channel` with the store's, read in
     /// the transaction that marked some read (so it refills from older ones
     /// and its total stays exact).
-    pub fn inbox_read(&self, channel: &str, unread: Unread) {
+    pub fn inbox_read(&self, channel: &Channel, unread: Unread) {
         self.with_inbox(channel, |_, history, _| history.unread = unread);
         // Other instances holding the channel read their snapshot again.
-        if let Ok(channel) = channel.parse() {
-            self.broker().publish(Publication::Read(channel));
-        }
+        self.broker().publish(Publication::Read(channel.clone()));
     }
 
     /// Replaces the unread snapshot of a user's channel this hub holds with
@@ -122,7 +117,7 @@ impl Hub {
     /// read). The snapshot says what this hub holds: notifications it got
     /// after `latest` stay unread, and those the store has but this hub has
     /// not delivered yet are left to their delivery (which counts them).
-    pub fn inbox_unread(&self, channel: &str, latest: u64, mut unread: Unread) {
+    pub fn inbox_unread(&self, channel: &Channel, latest: u64, mut unread: Unread) {
         self.with_inbox(channel, |_, history, _| {
             let held = history.ring.latest();
             let ahead = unread.newest.iter().filter(|n| n.offset > held).count();

@@ -208,7 +208,7 @@ mod tests {
     /// The update `offset` of `doc:plans` carrying `update` (base64).
     fn event(offset: u64, update: String) -> DocUpdateEvent {
         DocUpdateEvent {
-            channel: "doc:plans".into(),
+            channel: "doc:plans".parse().unwrap(),
             offset,
             doc: "plans".into(),
             update,

@@ -19,6 +19,7 @@ mod inbox;
 mod loads;
 mod online;
 mod presence;
+mod reports;
 mod ring;
 mod subscriber;
 mod ticker;
@@ -47,6 +48,7 @@ use history::History;
 pub use loads::{LoadError, LOAD_KEPT, LOAD_KEPT_BYTES};
 use online::PresenceHistory;
 pub use online::{now as presence_now, PresenceEvent};
+pub use reports::{reports as presence_reports, Reported, Reports};
 use ring::Ring;
 pub use subscriber::{Gone, Subscriber};
 use ticker::TickerHistory;
@@ -132,8 +134,9 @@ struct Inner {
     /// as one; until then (and for one instance alone) the memory broker.
     broker: std::sync::OnceLock<Arc<dyn Broker>>,
     /// Set when instances share presence (`online.rs`): this hub's
-    /// connections are reported through it, and the cluster decides.
-    presence_link: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<PresenceEvent>>,
+    /// connections are reported through it (to the broker's presence
+    /// reporter, `broker/redis/presence/report.rs`), and the cluster decides.
+    presence_link: std::sync::OnceLock<Reports>,
 }
 
 impl Drop for Inner {
@@ -145,6 +148,8 @@ impl Drop for Inner {
 struct ChannelState {
     /// The channel name as a shared string, the outboxes' conflation key.
     name: Arc<str>,
+    /// The channel itself, which the messages built here carry.
+    channel: Channel,
     history: History,
     /// Who gets this channel's live messages, by subscriber.
     subscribers: HashMap<SubscriberId, Arc<dyn Subscriber>>,
@@ -157,6 +162,7 @@ impl ChannelState {
     fn new(channel: &Channel, history: History) -> Self {
         ChannelState {
             name: channel.to_string().into(),
+            channel: channel.clone(),
             history,
             subscribers: HashMap::new(),
             dropped: false,
@@ -366,7 +372,7 @@ impl Hub {
         // A document resumed by replay has no snapshot to say who is editing:
         // their states follow the replay.
         let editors = match (&history, recovered) {
-            (History::Doc(doc), true) => Some(doc.awareness_frame(&state.name)),
+            (History::Doc(doc), true) => Some(doc.awareness_frame(&state.channel)),
             _ => None,
         };
         let answer = std::iter::once(answer)
@@ -404,7 +410,7 @@ impl Hub {
                 if let History::Doc(doc) = &mut guard.history {
                     // Whoever leaves a document takes their cursor along.
                     if let Some(removal) = doc.remove_editor(id) {
-                        let frame = awareness_frame(&guard.name, channel, &removal);
+                        let frame = awareness_frame(channel, &removal);
                         for outbox in guard.subscribers.values() {
                             let _ = outbox.deliver(frame.clone());
                         }

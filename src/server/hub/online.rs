@@ -4,8 +4,8 @@
 //! the grace) when its deadline comes: no task per disconnect.
 //!
 //! When instances run as one (`server/broker/redis/presence/`) this hub
-//! decides nothing: it reports its connections through a queue
-//! ([`PresenceEvent`]), and follows the diffs the cluster's leader
+//! decides nothing: it reports its connections through a queue that keeps
+//! each connection's latest state ([`super::reports`]), and follows the diffs the cluster's leader
 //! publishes, in offset order, under the cluster's epoch.
 
 use std::collections::{BTreeMap, HashMap};
@@ -13,10 +13,11 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
 use super::deliver::{placement, Delivery};
 use super::presence::{Change, Presence};
+use super::reports::Reports;
 use super::{
     frames, resubscribe, History, Hub, Inner, Ring, Subscriber, SubscriberId, PRESENCE_HISTORY,
 };
@@ -117,7 +118,7 @@ impl Hub {
     /// From now on this hub's connections are reported on `link` and its
     /// presence channel follows the cluster (`deliver_presence`). Call
     /// before any connection.
-    pub fn share_presence(&self, link: mpsc::UnboundedSender<PresenceEvent>) {
+    pub fn share_presence(&self, link: Reports) {
         let _ = self.inner.presence_link.set(link);
     }
 
@@ -125,7 +126,7 @@ impl Hub {
     fn report(&self, event: PresenceEvent) -> bool {
         match self.inner.presence_link.get() {
             Some(link) => {
-                let _ = link.send(event);
+                link.send(event);
                 true
             }
             None => false,
@@ -152,7 +153,7 @@ impl Hub {
                     return Some((result, earlier));
                 }
                 let frame = frames::encode(ServerMessage::PresenceDiff(PresenceDiff {
-                    channel: state.name.to_string(),
+                    channel: state.channel.clone(),
                     offset: history.diffs.latest() + 1,
                     joins: change.joins,
                     leaves: change.leaves,

@@ -81,7 +81,7 @@ impl Hub {
             unreachable!("a ticker: channel always holds a ticker history")
         };
         let tick = Tick {
-            channel: state.name.to_string(),
+            channel: state.channel.clone(),
             offset: history.ring.latest() + 1,
             symbol: quote.symbol,
             price: quote.price,
@@ -190,10 +190,7 @@ impl Hub {
         frame: Utf8Bytes,
         restart: bool,
     ) -> Delivery {
-        let Ok(channel) = tick.channel.parse::<Channel>() else {
-            return Delivery::NotHeld;
-        };
-        let Some(state) = lock(&self.inner.channels).get(&channel).cloned() else {
+        let Some(state) = lock(&self.inner.channels).get(&tick.channel).cloned() else {
             return Delivery::NotHeld;
         };
         let mut state = lock(&state);

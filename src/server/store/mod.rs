@@ -27,7 +27,7 @@ pub use model::{
     Unread, UNREAD_SNAPSHOT,
 };
 
-use crate::protocol::{ChatMessage, DocUpdateEvent, Notification, Timestamp, UserRef};
+use crate::protocol::{Channel, ChatMessage, DocUpdateEvent, Notification, Timestamp, UserRef};
 
 /// Why the store failed; shown to operators, mapped to `internal` for clients.
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +136,15 @@ impl Store {
         }
     }
 
+    /// The database's round-trip time now (a `SELECT 1`), for the admin
+    /// view; `None` for SQLite (no network between) or when it failed.
+    pub async fn round_trip(&self) -> Option<std::time::Duration> {
+        match &self.backend {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(db) => db.round_trip().await.ok(),
+        }
+    }
+
     /// How many transactions the writer has committed since the start.
     pub fn commits(&self) -> u64 {
         either!(self, db => db.commits())
@@ -190,7 +199,7 @@ impl Store {
         &self,
         user_id: String,
         client_id: String,
-    ) -> Result<Option<(String, u64)>, StoreError> {
+    ) -> Result<Option<(Channel, u64)>, StoreError> {
         either!(self, db => db.sent(user_id, client_id).await)
     }
 

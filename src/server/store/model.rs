@@ -4,7 +4,7 @@
 //! notifies and what the notification says, a new channel's epoch).
 
 use super::StoreError;
-use crate::protocol::{ChatMessage, DocUpdateEvent, Notification, Timestamp, UserRef};
+use crate::protocol::{Channel, ChatMessage, DocUpdateEvent, Notification, Timestamp, UserRef};
 
 /// Unread notifications in a user's snapshot (PROTOCOL.md: the newest 100).
 pub const UNREAD_SNAPSHOT: usize = 100;
@@ -36,11 +36,11 @@ pub enum Appended {
     /// A new message, now on disk.
     New(ChatMessage),
     /// This user already sent this envelope id: the original's place.
-    Duplicate { channel: String, offset: u64 },
+    Duplicate { channel: Channel, offset: u64 },
 }
 
 impl Appended {
-    pub fn channel_offset(&self) -> (&str, u64) {
+    pub fn channel_offset(&self) -> (&Channel, u64) {
         match self {
             Appended::New(message) => (&message.channel, message.offset),
             Appended::Duplicate { channel, offset } => (channel, *offset),
@@ -77,7 +77,7 @@ pub enum DocAppended {
     /// A new update, now on disk.
     New(DocUpdateEvent),
     /// This user already sent this envelope id: the original's place.
-    Duplicate { channel: String, offset: u64 },
+    Duplicate { channel: Channel, offset: u64 },
 }
 
 /// A document as loaded: its epoch and latest offset, the newest updates
@@ -117,7 +117,7 @@ pub struct Unread {
 /// update events (what a resume replays).
 pub(super) fn split_doc_rows(
     doc_id: &str,
-    channel: &str,
+    channel: &Channel,
     rows: Vec<(u64, UserRef, Vec<u8>)>,
     upto: u64,
     keep: usize,
@@ -133,7 +133,7 @@ pub(super) fn split_doc_rows(
         .into_iter()
         .skip(skip)
         .map(|(offset, user, update)| DocUpdateEvent {
-            channel: channel.to_owned(),
+            channel: channel.clone(),
             offset,
             doc: doc_id.to_owned(),
             update: base64::engine::general_purpose::STANDARD.encode(update),
@@ -171,7 +171,7 @@ impl DocRead {
             rows,
         } = self;
         let rebuilt = tokio::task::spawn_blocking(move || {
-            let channel = crate::protocol::Channel::Doc(doc_id.clone()).to_string();
+            let channel = Channel::Doc(doc_id.clone());
             let (unfolded, recent) = split_doc_rows(&doc_id, &channel, rows, upto, keep);
             (crate::server::hub::rebuild(&state, unfolded), recent)
         });

@@ -131,7 +131,7 @@ mod tests {
 
     fn tick(offset: u64) -> Tick {
         Tick {
-            channel: "ticker:SYM0".into(),
+            channel: "ticker:SYM0".parse().unwrap(),
             offset,
             symbol: "SYM0".into(),
             price: 1.0,

@@ -126,7 +126,7 @@ fn on_messages(
                 if resuming || resumed {
                     *ticks += 1;
                 }
-                if let Some(view) = views.iter_mut().find(|v| v.name == tick.channel) {
+                if let Some(view) = views.iter_mut().find(|v| tick.channel == v.name.as_str()) {
                     view.on_tick(&tick, resuming || resumed);
                 }
             }

@@ -3,12 +3,12 @@
 //! awareness the latest few per document.
 
 use super::*;
-use crate::protocol::{ChatMessage, Timestamp, UserRef};
+use crate::protocol::{Channel, ChatMessage, Timestamp, UserRef};
 use crate::server::metrics::Metrics;
 
 fn chat(room: &str, offset: u64) -> Publication {
     Publication::Chat(ChatMessage {
-        channel: format!("chat:{room}"),
+        channel: Channel::Chat(room.into()),
         room: room.into(),
         offset,
         msg_id: format!("m{offset}"),

@@ -396,7 +396,7 @@ impl Shared {
             })
             .await;
         match stored {
-            Ok((latest, unread)) => self.hub.inbox_unread(&channel.to_string(), latest, unread),
+            Ok((latest, unread)) => self.hub.inbox_unread(channel, latest, unread),
             Err(err) => tracing::warn!(%err, %channel, "cannot read the unread snapshot again"),
         }
     }
@@ -409,7 +409,7 @@ mod tests {
 
     fn note(offset: u64) -> Held {
         Held::Notification(Notification {
-            channel: "user:ann".into(),
+            channel: "user:ann".parse().unwrap(),
             offset,
             notification_id: format!("n{offset}"),
             title: "t".into(),

@@ -235,7 +235,8 @@ impl Shared {
             Ok((Some(epoch), Some(latest), users, entries)) => {
                 let users = users
                     .values()
-                    .filter_map(|user| serde_json::from_str(user).ok())
+                    .map(String::as_str)
+                    .filter_map(crate::protocol::relay::decode_shown)
                     .collect();
                 let newest_first = entries.iter().filter_map(|(_, fields)| {
                     let frame = fields.get("f")?;

@@ -287,7 +287,8 @@ impl Listener {
             }
             Incoming::Tick { epoch, tick, frame } => {
                 let delivered = hub.deliver_tick(&epoch, tick.clone(), frame.clone());
-                if let (Delivery::Gap { .. }, Ok(channel)) = (delivered, tick.channel.parse()) {
+                if let Delivery::Gap { .. } = delivered {
+                    let channel = tick.channel.clone();
                     self.worker
                         .run(&channel, |jobs| jobs.hold_tick(epoch, tick, frame));
                 }
@@ -323,8 +324,7 @@ impl Listener {
 
     /// Hands a message that came after a gap to its channel's task.
     fn hold(&self, held: Held) {
-        if let Some(channel) = held.channel() {
-            self.worker.run(&channel, |jobs| jobs.hold(held));
-        }
+        let channel = held.channel();
+        self.worker.run(&channel, |jobs| jobs.hold(held));
     }
 }

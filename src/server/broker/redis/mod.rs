@@ -121,13 +121,9 @@ impl Broker for RedisBroker {
     }
 
     fn gap(&self, held: Held) -> Gap {
-        match held.channel() {
-            Some(channel) => {
-                self.worker.run(&channel, |jobs| jobs.hold(held));
-                Gap::Filling
-            }
-            None => Gap::Restart(held),
-        }
+        let channel = held.channel();
+        self.worker.run(&channel, |jobs| jobs.hold(held));
+        Gap::Filling
     }
 
     fn forward(
@@ -162,7 +158,7 @@ pub async fn start(
     let client = redis::Client::open(url)?;
     let publisher = client.get_connection_manager().await?;
     let instance = instance.to_owned();
-    let (report, reported) = mpsc::unbounded_channel();
+    let (report, reported) = crate::server::hub::presence_reports();
     hub.share_presence(report);
     // The presence channel exists from the start: the broker keeps it.
     let _ = hub.presence_users();

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::protocol::{Channel, PresenceDiff, ServerMessage, Tick};
+use crate::protocol::{relay, Channel, PresenceDiff, ServerMessage, Tick};
 use crate::server::frames;
 use crate::server::hub::{Quote, TICKER_HISTORY};
 
@@ -31,14 +31,17 @@ pub(super) const RENEW_BATCH: usize = 256;
 /// that `OPEN_TICKER` gave subscribers before the first tick, with offset 0,
 /// is kept, and from this tick on kept for good), the bounded history (a stream
 /// whose ids are the offsets), the symbol's last quote (where a new
-/// simulator resumes) and the `PUBLISH`, as `{"epoch", "frame"}`.
+/// simulator resumes) and the `PUBLISH` of the message `protocol::relay`
+/// built (`encode_sequenced`), the script writing the offset and the epoch
+/// in place of their marks: it writes no JSON of its own.
 /// A simulator's tick is fenced: published only while Redis says this
 /// instance holds the simulator's lease (else -1, and nothing changes), so
 /// a holder paused past its lease never publishes beside the new one.
 /// KEYS: offset, epoch, history, quotes, the simulator's lease. ARGV: the
 /// frame with `OFFSET_MARK` for its offset, an epoch should none exist, the
 /// symbol, the price, the Redis channel, the mark, the history's length,
-/// the instance for a simulator's tick ('' for one from `/api/publish`).
+/// the instance for a simulator's tick ('' for one from `/api/publish`),
+/// the message to publish (with the offset mark and `relay::EPOCH_MARK`).
 const TICK_SCRIPT: &str = r#"
 if ARGV[8] ~= '' and redis.call('GET', KEYS[5]) ~= ARGV[8] then return -1 end
 local run = string.sub(string.match(redis.call('INFO', 'server'), 'run_id:(%x+)'), 1, 12)
@@ -54,7 +57,8 @@ if offset == 1 then redis.call('PERSIST', KEYS[1]); redis.call('PERSIST', KEYS[2
 local frame = string.gsub(ARGV[1], ARGV[6], tostring(offset), 1)
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], tostring(offset) .. '-1', 'f', frame)
 redis.call('HSET', KEYS[4], ARGV[3], ARGV[4])
-redis.call('PUBLISH', ARGV[5], '{"epoch":"' .. epoch .. '","frame":' .. frame .. '}')
+local published = string.gsub(string.gsub(ARGV[9], ARGV[6], tostring(offset), 1), 'PULSE_EPOCH_MARK', epoch, 1)
+redis.call('PUBLISH', ARGV[5], published)
 return offset
 "#;
 
@@ -109,7 +113,7 @@ impl Scripts {
     pub fn tick(&self, keys: &Keys, quote: &Quote, fence: &str) -> redis::ScriptInvocation<'_> {
         let channel = Channel::Ticker(quote.symbol.clone());
         let tick = Tick {
-            channel: channel.to_string(),
+            channel: channel.clone(),
             offset: OFFSET_MARK,
             symbol: quote.symbol.clone(),
             price: quote.price,
@@ -118,6 +122,7 @@ impl Scripts {
             volume: quote.volume,
         };
         let (offset_key, epoch_key, history_key) = keys.sequenced(&channel);
+        let frame = frames::encode(ServerMessage::Tick(tick));
         let mut invocation = self.tick.prepare_invoke();
         invocation
             .key(offset_key)
@@ -125,14 +130,15 @@ impl Scripts {
             .key(history_key)
             .key(keys.quotes())
             .key(keys.simulator())
-            .arg(frames::encode(ServerMessage::Tick(tick)).as_str())
+            .arg(frame.as_str())
             .arg(crate::server::hub::new_epoch())
             .arg(&quote.symbol)
             .arg(quote.price)
             .arg(keys.channel(&channel))
             .arg(OFFSET_MARK.to_string())
             .arg(TICKER_HISTORY)
-            .arg(fence);
+            .arg(fence)
+            .arg(relay::encode_sequenced(relay::EPOCH_MARK, frame.as_str()));
         invocation
     }
 
@@ -190,5 +196,17 @@ pub(super) fn tick_of(frame: &str) -> Option<Tick> {
     match wire::envelope(frame).ok()?.message {
         ServerMessage::Tick(tick) => Some(tick),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scripts_fill_in_the_mark_relay_builds_with() {
+        let mark = format!("'{}'", relay::EPOCH_MARK);
+        assert!(TICK_SCRIPT.contains(&mark));
+        assert!(!TICK_SCRIPT.contains("\"epoch\""), "no JSON in Lua");
     }
 }

@@ -68,12 +68,12 @@ impl Hub {
         entries: AwarenessEntries,
         relay: bool,
     ) -> Result<(), SubscribeError> {
-        self.with_doc(channel, |name, doc, subscribers| {
+        self.with_doc(channel, |_, doc, subscribers| {
             if !subscribers.contains_key(&owner) {
                 return;
             }
             if let Some(update) = doc.awareness_from(owner, user, entries, relay) {
-                let frame = awareness_frame(name, channel, &update);
+                let frame = awareness_frame(channel, &update);
                 for (_, outbox) in subscribers.iter().filter(|(id, _)| **id != owner) {
                     let _ = outbox.deliver(frame.clone());
                 }
@@ -85,9 +85,9 @@ impl Hub {
     /// Relays the awareness states `owner` holds in `channel` now and what
     /// it removed meanwhile (the latest of what it sent while paced).
     pub fn relay_awareness(&self, channel: &Channel, owner: SubscriberId) {
-        let _ = self.with_doc(channel, |name, doc, subscribers| {
+        let _ = self.with_doc(channel, |_, doc, subscribers| {
             if let Some(states) = doc.awareness_of(owner) {
-                let frame = awareness_frame(name, channel, &states);
+                let frame = awareness_frame(channel, &states);
                 for (_, outbox) in subscribers.iter().filter(|(id, _)| **id != owner) {
                     let _ = outbox.deliver(frame.clone());
                 }
@@ -142,17 +142,13 @@ impl Hub {
 }
 
 /// A `doc_awareness` frame for `channel` carrying `update`.
-pub(in crate::server::hub) fn awareness_frame(
-    name: &Arc<str>,
-    channel: &Channel,
-    update: &[u8],
-) -> Utf8Bytes {
+pub(in crate::server::hub) fn awareness_frame(channel: &Channel, update: &[u8]) -> Utf8Bytes {
     let doc = match channel {
         Channel::Doc(id) => id.clone(),
         _ => String::new(),
     };
     frames::encode(ServerMessage::DocAwareness(DocAwarenessEvent {
-        channel: name.to_string(),
+        channel: channel.clone(),
         doc,
         update: BASE64.encode(update),
     }))

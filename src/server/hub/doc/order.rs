@@ -98,7 +98,7 @@ mod tests {
 
     fn event(offset: u64) -> DocUpdateEvent {
         DocUpdateEvent {
-            channel: "doc:notes".into(),
+            channel: "doc:notes".parse().unwrap(),
             offset,
             doc: "notes".into(),
             update: String::new(),

@@ -4,6 +4,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use yrs::{GetString, Text};
 
 fn server() -> DocState {

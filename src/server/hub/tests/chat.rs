@@ -8,7 +8,7 @@ use axum::extract::ws::Utf8Bytes;
 
 fn chat_message(room: &str, offset: u64, text: &str) -> ChatMessage {
     ChatMessage {
-        channel: format!("chat:{room}"),
+        channel: Channel::Chat(room.into()),
         offset,
         room: room.into(),
         msg_id: format!("m{offset}"),

@@ -32,7 +32,7 @@ async fn the_unread_snapshot_is_bounded_and_counts_them_all() {
 
 fn note(offset: u64) -> Notification {
     Notification {
-        channel: "user:ann".into(),
+        channel: "user:ann".parse().unwrap(),
         offset,
         notification_id: format!("n{offset}"),
         title: "t".into(),
@@ -75,7 +75,7 @@ async fn unread_read_again_from_the_store_counts_each_notification_once() {
         newest: vec![note(2), note(3)],
         total: 2,
     };
-    hub.inbox_unread("user:ann", 3, unread);
+    hub.inbox_unread(&"user:ann".parse().unwrap(), 3, unread);
     assert_eq!(unread_snapshot(&hub, &channel), (vec![2], 1));
     assert_eq!(hub.deliver_notification(&note(3)), Delivery::Delivered);
     assert_eq!(unread_snapshot(&hub, &channel), (vec![2, 3], 2));
@@ -84,7 +84,7 @@ async fn unread_read_again_from_the_store_counts_each_notification_once() {
         newest: Vec::new(),
         total: 0,
     };
-    hub.inbox_unread("user:ann", 1, unread);
+    hub.inbox_unread(&"user:ann".parse().unwrap(), 1, unread);
     assert_eq!(unread_snapshot(&hub, &channel), (vec![2, 3], 2));
     // This instance's own read mark, whose snapshot (read in its
     // transaction) lists n4 committed elsewhere and not delivered here yet.
@@ -92,7 +92,7 @@ async fn unread_read_again_from_the_store_counts_each_notification_once() {
         newest: vec![note(3), note(4)],
         total: 2,
     };
-    hub.inbox_read("user:ann", unread);
+    hub.inbox_read(&"user:ann".parse().unwrap(), unread);
     assert_eq!(hub.deliver_notification(&note(4)), Delivery::Delivered);
     assert_eq!(unread_snapshot(&hub, &channel), (vec![3, 4], 2));
 }

@@ -119,9 +119,9 @@ async fn status_changes_coalesce_to_one_diff_per_window() {
 }
 
 /// A hub whose presence the cluster decides, with the queue it reports on.
-fn shared_presence_hub() -> (Hub, tokio::sync::mpsc::UnboundedReceiver<PresenceEvent>) {
+fn shared_presence_hub() -> (Hub, crate::server::hub::Reported) {
     let hub = hub();
-    let (link, reported) = tokio::sync::mpsc::unbounded_channel();
+    let (link, reported) = crate::server::hub::presence_reports();
     hub.share_presence(link);
     (hub, reported)
 }
@@ -138,7 +138,7 @@ fn present(id: &str) -> PresenceUser {
 /// A diff as the cluster's leader publishes it, with its frame.
 fn leader_diff(offset: u64, joins: &[&str], leaves: &[&str]) -> (PresenceDiff, Utf8Bytes) {
     let diff = PresenceDiff {
-        channel: "presence".into(),
+        channel: "presence".parse().unwrap(),
         offset,
         joins: joins.iter().map(|id| present(id)).collect(),
         leaves: leaves.iter().map(|id| present(id)).collect(),
@@ -159,19 +159,15 @@ async fn shared_presence_reports_connections_and_follows_the_leader() {
     drain(&observer).await;
     hub.presence_connect(&person("ann"), 7);
     hub.presence_status("ann", 7, UserStatus::Away);
-    hub.presence_disconnect("ann", 7);
-    let mut events = Vec::new();
-    while let Ok(event) = reported.try_recv() {
-        events.push(event);
-    }
     assert_eq!(
-        events,
+        reported.try_recv(),
         [
             PresenceEvent::Connect(7, person("ann")),
             PresenceEvent::Status(7, UserStatus::Away),
-            PresenceEvent::Disconnect(7),
         ]
     );
+    hub.presence_disconnect("ann", 7);
+    assert_eq!(reported.try_recv(), [PresenceEvent::Disconnect(7)]);
     assert!(drain(&observer).await.is_empty(), "the leader decides");
 
     // The first diff of an epoch is the leader's whole list: subscribers

@@ -199,7 +199,7 @@ async fn unknown_tickers_cost_nothing() {
 
 fn cluster_tick(offset: u64, price: f64) -> (Tick, Utf8Bytes) {
     let tick = Tick {
-        channel: "ticker:AAPL".into(),
+        channel: "ticker:AAPL".parse().unwrap(),
         offset,
         symbol: "AAPL".into(),
         price,

@@ -10,9 +10,26 @@
 //! epoch for it before and after that write, and loading stays a read.
 
 use deadpool_postgres::Transaction;
+use tokio_postgres::types::{FromSql, Type};
 
 use super::{from_db, to_db};
+use crate::protocol::Channel;
 use crate::server::store::StoreError;
+
+/// A `channel` column (`text`) reads back as a [`Channel`]; a name outside
+/// the grammar is a conversion error (read with `try_get`), never a panic.
+impl<'a> FromSql<'a> for Channel {
+    fn from_sql(
+        ty: &Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(<&str as FromSql>::from_sql(ty, raw)?.parse()?)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <&str as FromSql>::accepts(ty)
+    }
+}
 
 /// The epoch and latest offset of `channel`, if it has a row.
 pub(super) async fn existing(
@@ -73,7 +90,7 @@ pub(super) async fn claim(
     user_id: &str,
     client_id: &str,
     channel: &str,
-) -> Result<Option<(String, u64)>, StoreError> {
+) -> Result<Option<(Channel, u64)>, StoreError> {
     let claimed = db
         .execute(
             &db.prepare_cached(
@@ -111,7 +128,7 @@ pub(super) async fn sent_offset(
     db: &Transaction<'_>,
     user_id: &str,
     client_id: &str,
-) -> Result<Option<(String, u64)>, StoreError> {
+) -> Result<Option<(Channel, u64)>, StoreError> {
     let row = db
         .query_opt(
             &db.prepare_cached(
@@ -121,5 +138,8 @@ pub(super) async fn sent_offset(
             &[&user_id, &client_id],
         )
         .await?;
-    Ok(row.map(|row| (row.get(0), from_db(row.get(1)))))
+    match row {
+        Some(row) => Ok(Some((row.try_get(0)?, from_db(row.get(1))))),
+        None => Ok(None),
+    }
 }

@@ -18,12 +18,13 @@ use crate::server::store::StoreError;
 const COLUMNS: &str = "channel, seq, msg_id, user_id, user_name, text, sent_at";
 
 fn message_from_row(row: &Row) -> Result<ChatMessage, StoreError> {
-    let channel: String = row.get(0);
-    let Ok(Channel::Chat(room)) = channel.parse::<Channel>() else {
+    let channel: Channel = row.try_get(0)?;
+    let Channel::Chat(room) = &channel else {
         return Err(StoreError::Malformed(format!(
             "`{channel}` is not a chat channel"
         )));
     };
+    let room = room.clone();
     let sent_at: String = row.get(6);
     Ok(ChatMessage {
         room,
@@ -116,7 +117,7 @@ impl Postgres {
         &self,
         user_id: String,
         client_id: String,
-    ) -> Result<Option<(String, u64)>, StoreError> {
+    ) -> Result<Option<(Channel, u64)>, StoreError> {
         self.read(Box::new(move |db| {
             Box::pin(async move { sent_offset(db, &user_id, &client_id).await })
         }))
@@ -159,13 +160,14 @@ async fn append(
         sent_at,
         mentioned,
     } = draft;
-    let channel = Channel::Chat(room.clone()).to_string();
+    let name = Channel::Chat(room.clone());
+    let channel = name.to_string();
     if let Some((channel, offset)) = claim(db, &user.id, &client_id, &channel).await? {
         return Ok((Appended::Duplicate { channel, offset }, Vec::new()));
     }
     let offset = next_offset(db, &channel, &epoch).await?;
     let message = ChatMessage {
-        channel: channel.clone(),
+        channel: name,
         offset,
         room,
         msg_id: uuid::Uuid::new_v4().simple().to_string(),

@@ -212,7 +212,8 @@ impl Postgres {
     ) -> Result<Vec<DocUpdateEvent>, StoreError> {
         self.read(Box::new(move |db| {
             Box::pin(async move {
-                let channel = Channel::Doc(doc_id.clone()).to_string();
+                let name = Channel::Doc(doc_id.clone());
+                let channel = name.to_string();
                 let rows = db
                     .query(
                         &db.prepare_cached(
@@ -226,7 +227,7 @@ impl Postgres {
                 Ok(rows
                     .iter()
                     .map(|row| DocUpdateEvent {
-                        channel: channel.clone(),
+                        channel: name.clone(),
                         offset: from_db(row.get(0)),
                         doc: doc_id.clone(),
                         user: UserRef {
@@ -254,7 +255,8 @@ async fn append(
         client_id,
         update,
     } = draft;
-    let channel = Channel::Doc(doc.clone()).to_string();
+    let name = Channel::Doc(doc.clone());
+    let channel = name.to_string();
     if let Some((channel, offset)) = claim(db, &user.id, &client_id, &channel).await? {
         return Ok(DocAppended::Duplicate { channel, offset });
     }
@@ -270,7 +272,7 @@ async fn append(
     .await?;
     settle_claim(db, &user.id, &client_id, offset).await?;
     Ok(DocAppended::New(DocUpdateEvent {
-        channel,
+        channel: name,
         offset,
         doc,
         update: BASE64.encode(update),

@@ -150,6 +150,24 @@ impl Postgres {
         }
     }
 
+    /// One `SELECT 1` on a pooled connection, timed from sending it to its
+    /// answer (the admin view's round-trip time; taking the connection from
+    /// the pool is not counted). Bounded by the reads' limit.
+    pub(super) async fn round_trip(&self) -> Result<std::time::Duration, StoreError> {
+        let client = self.pool.get().await?;
+        let started = std::time::Instant::now();
+        match tokio::time::timeout(WORK_LIMIT, client.simple_query("SELECT 1")).await {
+            Ok(answer) => {
+                answer?;
+                Ok(started.elapsed())
+            }
+            Err(_) => {
+                drop(deadpool_postgres::Object::take(client));
+                Err(StoreError::TimedOut)
+            }
+        }
+    }
+
     /// How many transactions the writer has committed since `connect`.
     pub(super) fn commits(&self) -> u64 {
         self.commits.count.get()

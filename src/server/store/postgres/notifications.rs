@@ -16,7 +16,7 @@ const COLUMNS: &str = "channel, seq, notification_id, title, body, created_at";
 fn from_row(row: &Row) -> Result<Notification, StoreError> {
     let created_at: String = row.get(5);
     Ok(Notification {
-        channel: row.get(0),
+        channel: row.try_get(0)?,
         offset: from_db(row.get(1)),
         notification_id: row.get(2),
         title: row.get(3),
@@ -212,10 +212,11 @@ pub(super) async fn insert(
     created_at: &Timestamp,
     epoch: &str,
 ) -> Result<Notification, StoreError> {
-    let channel = Channel::User(user_id.to_owned()).to_string();
+    let name = Channel::User(user_id.to_owned());
+    let channel = name.to_string();
     let offset = next_offset(db, &channel, epoch).await?;
     let notification = Notification {
-        channel: channel.clone(),
+        channel: name,
         offset,
         notification_id: uuid::Uuid::new_v4().simple().to_string(),
         title: title.to_owned(),

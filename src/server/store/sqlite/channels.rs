@@ -7,7 +7,21 @@
 //! channel nobody wrote to is read as empty, in this process's epoch, which
 //! is the epoch its first write then stores (one process writes the file).
 
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::protocol::Channel;
+
+/// A `channel` column reads back as a [`Channel`]; a name outside the
+/// grammar is a conversion error, never a panic.
+impl FromSql for Channel {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        value
+            .as_str()?
+            .parse()
+            .map_err(|err| FromSqlError::Other(Box::new(err)))
+    }
+}
 
 /// The epoch a channel gets when its row is created: one per process, so a
 /// room loaded while still empty (this epoch, offset 0) and the same room
@@ -57,10 +71,10 @@ pub(super) fn sent_offset(
     db: &Connection,
     user_id: &str,
     client_id: &str,
-) -> Result<Option<(String, u64)>, rusqlite::Error> {
+) -> Result<Option<(Channel, u64)>, rusqlite::Error> {
     db.prepare_cached("SELECT channel, offset FROM sent_ids WHERE user_id = ?1 AND client_id = ?2")?
         .query_row(params![user_id, client_id], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
+            Ok((row.get::<_, Channel>(0)?, row.get::<_, i64>(1)? as u64))
         })
         .optional()
 }

@@ -12,10 +12,10 @@ use crate::server::store::model::{Appended, ChatDraft, StoredChat};
 use crate::server::store::StoreError;
 
 fn message_from_row(row: &rusqlite::Row<'_>) -> Result<ChatMessage, rusqlite::Error> {
-    let channel: String = row.get(0)?;
+    let channel: Channel = row.get(0)?;
     let sent_at: String = row.get(6)?;
-    let room = match channel.parse::<Channel>() {
-        Ok(Channel::Chat(room)) => room,
+    let room = match &channel {
+        Channel::Chat(room) => room.clone(),
         _ => {
             return Err(rusqlite::Error::FromSqlConversionFailure(
                 0,
@@ -112,7 +112,7 @@ impl Sqlite {
         &self,
         user_id: String,
         client_id: String,
-    ) -> Result<Option<(String, u64)>, StoreError> {
+    ) -> Result<Option<(Channel, u64)>, StoreError> {
         self.read(move |db| Ok(sent_offset(db, &user_id, &client_id)?))
             .await
     }
@@ -152,13 +152,14 @@ fn append(db: &Connection, draft: ChatDraft) -> Result<(Appended, Vec<Notificati
         sent_at,
         mentioned,
     } = draft;
-    let channel = Channel::Chat(room.clone()).to_string();
+    let name = Channel::Chat(room.clone());
+    let channel = name.to_string();
     if let Some((channel, offset)) = sent_offset(db, &user.id, &client_id)? {
         return Ok((Appended::Duplicate { channel, offset }, Vec::new()));
     }
     let offset = next_offset(db, &channel)?;
     let message = ChatMessage {
-        channel: channel.clone(),
+        channel: name,
         offset,
         room,
         msg_id: uuid::Uuid::new_v4().simple().to_string(),

@@ -183,7 +183,8 @@ impl Sqlite {
         limit: usize,
     ) -> Result<Vec<DocUpdateEvent>, StoreError> {
         self.read(move |db| {
-            let channel = Channel::Doc(doc_id.clone()).to_string();
+            let name = Channel::Doc(doc_id.clone());
+            let channel = name.to_string();
             let mut statement = db.prepare_cached(
                 "SELECT offset, user_id, user_name, update_v1 FROM doc_updates
                  WHERE channel = ?1 AND offset > ?2 ORDER BY offset LIMIT ?3",
@@ -191,7 +192,7 @@ impl Sqlite {
             let rows =
                 statement.query_map(params![channel, offset as i64, limit as i64], |row| {
                     Ok(DocUpdateEvent {
-                        channel: channel.clone(),
+                        channel: name.clone(),
                         offset: row.get::<_, i64>(0)? as u64,
                         doc: doc_id.clone(),
                         user: UserRef {
@@ -215,7 +216,8 @@ fn append(db: &Connection, draft: DocDraft) -> Result<DocAppended, StoreError> {
         client_id,
         update,
     } = draft;
-    let channel = Channel::Doc(doc.clone()).to_string();
+    let name = Channel::Doc(doc.clone());
+    let channel = name.to_string();
     if let Some((channel, offset)) = sent_offset(db, &user.id, &client_id)? {
         return Ok(DocAppended::Duplicate { channel, offset });
     }
@@ -227,7 +229,7 @@ fn append(db: &Connection, draft: DocDraft) -> Result<DocAppended, StoreError> {
     .execute(params![channel, offset as i64, user.id, user.name, update])?;
     record_sent(db, &user.id, &client_id, &channel, offset)?;
     Ok(DocAppended::New(DocUpdateEvent {
-        channel,
+        channel: name,
         offset,
         doc,
         update: BASE64.encode(update),

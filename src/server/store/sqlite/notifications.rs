@@ -163,10 +163,11 @@ pub(super) fn insert(
     body: &str,
     created_at: &Timestamp,
 ) -> Result<Notification, rusqlite::Error> {
-    let channel = Channel::User(user_id.to_owned()).to_string();
+    let name = Channel::User(user_id.to_owned());
+    let channel = name.to_string();
     let offset = next_offset(db, &channel)?;
     let notification = Notification {
-        channel: channel.clone(),
+        channel: name,
         offset,
         notification_id: uuid::Uuid::new_v4().simple().to_string(),
         title: title.to_owned(),

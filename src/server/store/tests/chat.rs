@@ -43,7 +43,7 @@ async fn the_same_id_from_the_same_user_is_stored_once(place: Place) {
     assert_eq!(
         again,
         Appended::Duplicate {
-            channel: "chat:general".into(),
+            channel: "chat:general".parse().unwrap(),
             offset: 1
         }
     );

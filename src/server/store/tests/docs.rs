@@ -61,7 +61,10 @@ async fn updates_get_offsets_once_per_envelope_id_and_survive_a_reopen(place: Pl
     let DocAppended::New(event) = append(&store, "d-1", first.clone()).await else {
         panic!("stored")
     };
-    assert_eq!((event.channel.as_str(), event.offset), ("doc:notes", 1));
+    assert_eq!(
+        (event.channel.to_string().as_str(), event.offset),
+        ("doc:notes", 1)
+    );
     assert_eq!(event.user, ann());
     append(&store, "d-2", writer.type_(" world")).await;
     // A resend of d-1 (even with other bytes) stores nothing new.
@@ -69,7 +72,7 @@ async fn updates_get_offsets_once_per_envelope_id_and_survive_a_reopen(place: Pl
     assert_eq!(
         again,
         DocAppended::Duplicate {
-            channel: "doc:notes".into(),
+            channel: "doc:notes".parse().unwrap(),
             offset: 1
         }
     );

@@ -57,7 +57,7 @@ async fn forty_known_names_notify_ten_users_in_the_message_transaction(place: Pl
     assert_eq!(store.commits() - before, 1, "one transaction for all of it");
     assert!(matches!(appended, Appended::New(ref m) if m.offset == 1));
     assert_eq!(notified.len(), MAX_MENTIONED_USERS);
-    let channels: Vec<_> = notified.iter().map(|n| n.channel.as_str()).collect();
+    let channels: Vec<_> = notified.iter().map(|n| n.channel.to_string()).collect();
     let first_ten: Vec<_> = ids[..10].iter().map(|id| format!("user:{id}")).collect();
     assert_eq!(channels, first_ten, "the first ten, in order of mention");
     assert_eq!(notified[0].title, "Ann mentioned you in #general");

@@ -91,10 +91,8 @@ impl Connection {
                 let (channel, offset) = appended.channel_offset();
                 // Its first send was stored; if its instance died before
                 // publishing it, every instance now catches up.
-                if let Ok(room) = channel.parse::<Channel>() {
-                    self.context.hub.stored_head(&room, offset);
-                }
-                let ack = Ack::stored(client_id, channel.to_owned(), offset);
+                self.context.hub.stored_head(channel, offset);
+                let ack = Ack::stored(client_id, channel.clone(), offset);
                 self.send(ServerMessage::Ack(ack));
             }
             Err(err) => {
@@ -133,10 +131,7 @@ impl Connection {
             .wait(async move { store.chat_before(name, before, limit).await })
             .await;
         match page {
-            Ok(messages) => self.send(ServerMessage::History(HistoryPage {
-                channel: request.channel,
-                messages,
-            })),
+            Ok(messages) => self.send(ServerMessage::History(HistoryPage { channel, messages })),
             Err(err) => {
                 tracing::error!(%err, "cannot read chat history");
                 let body =

@@ -15,7 +15,7 @@ impl Connection {
         };
         let channel = Channel::User(user.id.clone());
         let (hub, store) = (self.context.hub.clone(), self.context.store.clone());
-        let in_memory = channel.to_string();
+        let in_memory = channel.clone();
         let done = self
             .wait(async move {
                 store
@@ -29,11 +29,7 @@ impl Connection {
             Ok(_) => {
                 let offset = self.context.hub.latest(&channel);
                 let id = id.unwrap_or_default();
-                self.send(ServerMessage::Ack(Ack::stored(
-                    id,
-                    channel.to_string(),
-                    offset,
-                )));
+                self.send(ServerMessage::Ack(Ack::stored(id, channel, offset)));
             }
             Err(err) => {
                 tracing::error!(%err, "cannot mark notifications read");

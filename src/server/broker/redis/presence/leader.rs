@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures_util::{FutureExt, StreamExt};
 use redis::aio::ConnectionManager;
 
-use crate::protocol::{Channel, PresenceUser, UserStatus};
+use crate::protocol::{relay, Channel, UserStatus};
 use crate::server::hub::presence_now as now;
 use crate::server::hub::{Presence, PresenceChange, SubscriberId, WeakHub};
 
@@ -110,7 +110,8 @@ impl Leader {
             Some(_) => {
                 let shown = shown
                     .values()
-                    .filter_map(|user| serde_json::from_str::<PresenceUser>(user).ok());
+                    .map(String::as_str)
+                    .filter_map(relay::decode_shown);
                 self.presence.seed(shown, SEED_STAY, now());
             }
             // Redis lost the stream (or none was ever started): the new
@@ -207,7 +208,7 @@ impl Leader {
         for (instance, table) in instances.iter().zip(tables) {
             let fresh: BTreeMap<SubscriberId, Conn> = table
                 .iter()
-                .filter_map(|(id, conn)| Some((id.parse().ok()?, serde_json::from_str(conn).ok()?)))
+                .filter_map(|(id, conn)| Some((id.parse().ok()?, Conn::from_json(conn)?)))
                 .collect();
             if fresh.is_empty() {
                 empty.push(instance.clone());

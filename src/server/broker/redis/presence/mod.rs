@@ -19,8 +19,6 @@
 
 use std::time::Duration;
 
-use crate::protocol::{UserRef, UserStatus};
-
 mod leader;
 mod report;
 mod stream;
@@ -39,13 +37,6 @@ const SEED_STAY: Duration = Duration::from_secs(6);
 /// How long an instance's hash outlives its last heartbeat.
 const EXPIRY: Duration = Duration::from_secs(3);
 
-/// One identified connection, as its instance reports it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-struct Conn {
-    user: UserRef,
-    status: UserStatus,
-}
-
-fn json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_default()
-}
+/// One identified connection, as its instance reports it (its form in
+/// Redis is `protocol::relay`'s).
+type Conn = crate::protocol::relay::PresenceEntry;

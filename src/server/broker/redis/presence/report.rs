@@ -6,13 +6,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use redis::aio::ConnectionManager;
-use tokio::sync::mpsc;
 
 use crate::protocol::UserStatus;
-use crate::server::hub::{PresenceEvent, SubscriberId};
+use crate::server::hub::{PresenceEvent, Reported, SubscriberId};
 
 use super::super::keys::Keys;
-use super::{json, Conn, EXPIRY, HEARTBEAT, REWRITE_EVERY};
+use super::{Conn, EXPIRY, HEARTBEAT, REWRITE_EVERY};
 
 /// Writes the connections a batch of events touched into an instance's
 /// hash, refreshes its expiry and names the instance on [`EVENTS`]; answers
@@ -34,13 +33,14 @@ redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1
 ";
 
-/// Keeps this instance's connections in its hash: each change at once
+/// Keeps this instance's connections in its hash: each change at once (or,
+/// while a write is under way, every connection's latest state after it)
 /// (then names this instance on [`EVENTS`]), and a heartbeat that keeps the
 /// hash alive and writes it whole again when Redis lost it.
 pub(in super::super) async fn report(
     mut redis: ConnectionManager,
     (instance, keys): (String, Keys),
-    mut events: mpsc::UnboundedReceiver<PresenceEvent>,
+    mut events: Reported,
 ) {
     let hash = keys.presence_connections(&instance);
     let (instances, events_channel) = (keys.presence_instances(), keys.presence_events());
@@ -52,11 +52,12 @@ pub(in super::super) async fn report(
     let mut beats: u32 = 0;
     loop {
         tokio::select! {
-            event = events.recv() => {
-                let Some(event) = event else { return };
+            batch = events.recv() => {
+                // Every connection's latest state at once (the queue keeps
+                // one per connection, so it stays bounded while Redis is slow).
+                let Some(batch) = batch else { return };
                 let mut touched = BTreeSet::new();
-                touched.insert(apply(&mut table, event));
-                while let Ok(event) = events.try_recv() {
+                for event in batch {
                     touched.insert(apply(&mut table, event));
                 }
                 if stale {
@@ -74,7 +75,7 @@ pub(in super::super) async fn report(
                     .arg(&events_channel)
                     .arg(&instance);
                 for id in touched {
-                    change.arg(id).arg(table.get(&id).map(json).unwrap_or_default());
+                    change.arg(id).arg(table.get(&id).map(Conn::to_json).unwrap_or_default());
                 }
                 match change.invoke_async::<i64>(&mut redis).await {
                     Ok(1) => {}
@@ -111,7 +112,7 @@ pub(in super::super) async fn report(
                     let mut pipe = redis::pipe();
                     pipe.atomic().del(&hash).ignore();
                     for (id, conn) in &table {
-                        pipe.hset(&hash, id, json(conn)).ignore();
+                        pipe.hset(&hash, id, conn.to_json()).ignore();
                     }
                     pipe.pexpire(&hash, EXPIRY.as_millis() as i64)
                         .ignore()

@@ -5,13 +5,12 @@
 
 use axum::extract::ws::Utf8Bytes;
 
-use crate::protocol::{Channel, PresenceDiff, ServerMessage};
+use crate::protocol::{relay, Channel, PresenceDiff, ServerMessage};
 use crate::server::frames;
 use crate::server::hub::{PresenceChange, PRESENCE_HISTORY};
 
 use super::super::keys::Keys;
 use super::super::ticker::OFFSET_MARK;
-use super::json;
 use super::leader::{Leader, Lost};
 
 /// Gives a diff the next offset of the presence stream and publishes it,
@@ -24,8 +23,10 @@ use super::leader::{Leader, Lost};
 /// new epoch with its whole list ([`RESET_SCRIPT`]).
 /// KEYS: offset, epoch, history, users, the lease. ARGV: the frame with the
 /// offset mark, the mark, the history length, the Redis channel, the
-/// instance, the number of users to set, then (id, user) pairs to set,
-/// then ids to remove.
+/// instance, the message to publish (`relay::encode_sequenced`, with the
+/// offset mark and `relay::EPOCH_MARK`, which the script fills in: it
+/// writes no JSON of its own), the number of users to set, then (id, user)
+/// pairs to set, then ids to remove.
 pub(super) const DIFF_SCRIPT: &str = r#"
 if redis.call('GET', KEYS[5]) ~= ARGV[5] then return -1 end
 local run = string.sub(string.match(redis.call('INFO', 'server'), 'run_id:(%x+)'), 1, 12)
@@ -34,10 +35,11 @@ if not epoch or string.sub(epoch, -13) ~= '.' .. run then return false end
 local offset = redis.call('INCR', KEYS[1])
 local frame = string.gsub(ARGV[1], ARGV[2], tostring(offset), 1)
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], tostring(offset) .. '-1', 'f', frame)
-local sets = tonumber(ARGV[6])
-for i = 7, 6 + 2 * sets, 2 do redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1]) end
-for i = 7 + 2 * sets, #ARGV do redis.call('HDEL', KEYS[4], ARGV[i]) end
-redis.call('PUBLISH', ARGV[4], '{"epoch":"' .. epoch .. '","frame":' .. frame .. '}')
+local sets = tonumber(ARGV[7])
+for i = 8, 7 + 2 * sets, 2 do redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1]) end
+for i = 8 + 2 * sets, #ARGV do redis.call('HDEL', KEYS[4], ARGV[i]) end
+local published = string.gsub(string.gsub(ARGV[6], ARGV[2], tostring(offset), 1), 'PULSE_EPOCH_MARK', epoch, 1)
+redis.call('PUBLISH', ARGV[4], published)
 return offset
 "#;
 
@@ -45,8 +47,8 @@ return offset
 /// leader's whole list as its first diff (every user a join), if the caller
 /// still holds the leader's lease (else -1).
 /// KEYS: offset, epoch, history, users, the lease. ARGV: the frame, the new
-/// epoch, the history length, the Redis channel, the instance, then (id,
-/// user) pairs.
+/// epoch, the history length, the Redis channel, the instance, the message
+/// to publish (with `relay::EPOCH_MARK`), then (id, user) pairs.
 pub(super) const RESET_SCRIPT: &str = r#"
 if redis.call('GET', KEYS[5]) ~= ARGV[5] then return -1 end
 local run = string.sub(string.match(redis.call('INFO', 'server'), 'run_id:(%x+)'), 1, 12)
@@ -54,9 +56,10 @@ local epoch = ARGV[2] .. '.' .. run
 redis.call('DEL', KEYS[3], KEYS[4])
 redis.call('SET', KEYS[1], 1)
 redis.call('SET', KEYS[2], epoch)
-for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1]) end
+for i = 7, #ARGV, 2 do redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1]) end
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '1-1', 'f', ARGV[1])
-redis.call('PUBLISH', ARGV[4], '{"epoch":"' .. epoch .. '","frame":' .. ARGV[1] .. '}')
+local published = string.gsub(ARGV[6], 'PULSE_EPOCH_MARK', epoch, 1)
+redis.call('PUBLISH', ARGV[4], published)
 return 1
 "#;
 
@@ -74,7 +77,7 @@ pub(super) fn of_this_run(epoch: &str, info: &str) -> bool {
 /// A `presence_diff` frame telling `change` at `offset`.
 fn diff_frame(offset: u64, change: &PresenceChange) -> Utf8Bytes {
     frames::encode(ServerMessage::PresenceDiff(PresenceDiff {
-        channel: Channel::Presence.to_string(),
+        channel: Channel::Presence,
         offset,
         joins: change.joins.clone(),
         leaves: change.leaves.clone(),
@@ -104,7 +107,8 @@ fn invoke<'a>(
         .arg(second)
         .arg(PRESENCE_HISTORY)
         .arg(keys.channel(&Channel::Presence))
-        .arg(instance);
+        .arg(instance)
+        .arg(relay::encode_sequenced(relay::EPOCH_MARK, frame));
     invocation
 }
 
@@ -123,7 +127,7 @@ impl Leader {
                 invoke(&self.diff, frame.as_str(), mark, &self.instance, &self.keys);
             invocation.arg(change.joins.len() + change.updates.len());
             for user in change.joins.iter().chain(&change.updates) {
-                invocation.arg(&user.id).arg(json(user));
+                invocation.arg(&user.id).arg(relay::encode_shown(user));
             }
             for user in &change.leaves {
                 invocation.arg(&user.id);
@@ -156,7 +160,7 @@ impl Leader {
             &self.keys,
         );
         for user in &users {
-            invocation.arg(&user.id).arg(json(user));
+            invocation.arg(&user.id).arg(relay::encode_shown(user));
         }
         match invocation.invoke_async::<i64>(&mut self.redis).await {
             Ok(-1) => return Err(Lost::Lease),
@@ -181,5 +185,14 @@ mod tests {
         assert!(!of_this_run("9f3a.000000000000", info));
         assert!(!of_this_run("9f3a", info));
         assert!(!of_this_run("9f3a.42134c122057", "# Server\r\n"));
+    }
+
+    #[test]
+    fn the_scripts_fill_in_the_mark_relay_builds_with() {
+        let mark = format!("'{}'", crate::protocol::relay::EPOCH_MARK);
+        for script in [super::DIFF_SCRIPT, super::RESET_SCRIPT] {
+            assert!(script.contains(&mark));
+            assert!(!script.contains("\"epoch\""), "no JSON in Lua");
+        }
     }
 }

@@ -23,7 +23,7 @@ fn check(publication: Publication, expected: Incoming) {
 #[test]
 fn a_chat_message_reads_back() {
     let message = ChatMessage {
-        channel: "chat:general".into(),
+        channel: "chat:general".parse().unwrap(),
         offset: 7,
         room: "general".into(),
         msg_id: "m7".into(),
@@ -37,7 +37,7 @@ fn a_chat_message_reads_back() {
 #[test]
 fn a_notification_reads_back() {
     let note = Notification {
-        channel: "user:guest:ann".into(),
+        channel: "user:guest:ann".parse().unwrap(),
         offset: 2,
         notification_id: "n2".into(),
         title: "t".into(),
@@ -53,7 +53,7 @@ fn a_notification_reads_back() {
 #[test]
 fn a_document_update_reads_back() {
     let event = DocUpdateEvent {
-        channel: "doc:note".into(),
+        channel: "doc:note".parse().unwrap(),
         offset: 3,
         doc: "note".into(),
         update: "AAA=".into(),
@@ -96,7 +96,7 @@ fn hints_and_carried_awareness_keep_their_exact_bytes() {
 #[test]
 fn awareness_carries_its_sender() {
     let frame = frames::encode(ServerMessage::DocAwareness(DocAwarenessEvent {
-        channel: "doc:note".into(),
+        channel: "doc:note".parse().unwrap(),
         doc: "note".into(),
         update: "AQID".into(),
     }));
@@ -114,7 +114,7 @@ fn awareness_carries_its_sender() {
 #[test]
 fn a_tick_as_the_script_publishes_it_reads_back() {
     let tick = Tick {
-        channel: "ticker:AAPL".into(),
+        channel: "ticker:AAPL".parse().unwrap(),
         offset: 9,
         symbol: "AAPL".into(),
         price: 101.5,

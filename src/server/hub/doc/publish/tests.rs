@@ -49,7 +49,7 @@ fn typed(client: u64, what: &str) -> Vec<u8> {
 /// The committed update at `offset` typing `what` (Yjs client `offset`).
 fn committed(offset: u64, what: &str) -> DocUpdateEvent {
     DocUpdateEvent {
-        channel: "doc:notes".into(),
+        channel: "doc:notes".parse().unwrap(),
         offset,
         doc: "notes".into(),
         update: crate::server::hub::BASE64.encode(typed(offset, what)),
