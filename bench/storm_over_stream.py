@@ -14,10 +14,20 @@ One JSON line per run, then a summary of the medians per build.
 
   bench/storm_over_stream.py --server target/release/pulse \\
       --baseline-server /path/to/old/pulse --loadgen target/release/pulse-loadgen [--nice-storm]
+      [--build uncapped=/path/to/scratch/pulse ...] [--steady-control] [--timeline DIR]
+
+--build adds more builds to every round (after old and new, in that order).
+--steady-control adds, per build and round, a run where the 10,000 extra
+clients connect and stream as long as the storm run lasts but are never
+dropped: what the stream clients' p99 is from the extra load alone.
+--timeline DIR scrapes the server's /metrics every 200 ms (pace rate and lag,
+open connections, messages out, delivery-latency buckets) into DIR/*.jsonl.
 """
 
 import argparse
 import json
+import re
+import threading
 import os
 import shutil
 import statistics
@@ -66,22 +76,67 @@ def report(process):
     return json.loads(lines[-1]) if lines else {}
 
 
-def one_run(args, label, binary):
+METRIC = re.compile(r'^(pulse_upgrade_rate|pulse_scheduling_lag_seconds|pulse_messages_out_total|'
+                    r'pulse_connections_open|pulse_upgrades_refused_total)(?:\{[^}]*\})? (\S+)')
+BUCKET = re.compile(r'^pulse_delivery_latency_seconds_bucket\{le="([^"]+)"\} (\S+)')
+
+
+def scrape(port, rows, stop):
+    """/metrics every 200 ms until `stop`: one row per scrape."""
+    start = time.time()
+    while not stop.is_set():
+        try:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+        except OSError:
+            time.sleep(0.2)
+            continue
+        row = {"t": round(time.time() - start, 2), "delivery_buckets": {}}
+        for line in text.splitlines():
+            if m := METRIC.match(line):
+                row[m.group(1)] = float(m.group(2))
+            elif m := BUCKET.match(line):
+                row["delivery_buckets"][m.group(1)] = float(m.group(2))
+        rows.append(row)
+        time.sleep(0.2)
+
+
+# The storm's own run: ramp-up, --settle s, the drop and reconnect, then its
+# checks; a steady control streams as long (measured: 18 s).
+STEADY_SECONDS = 18
+
+
+def one_run(args, label, binary, steady=False):
     data_dir = tempfile.mkdtemp(prefix="pulse-storm-")
     server = start_server(binary, args.port, data_dir)
+    rows, stop = [], threading.Event()
+    scraper = threading.Thread(target=scrape, args=(args.port, rows, stop), daemon=True)
     try:
         calm = report(loadgen(args, "stream", args.stream, 10, args.seconds))
+        if args.timeline:
+            scraper.start()
         stream = loadgen(args, "stream", args.stream, 10, args.seconds)
         # The storm connects while the stream clients connect too; its drop
         # comes --settle s after all its clients subscribed.
-        storm = report(loadgen(args, "storm", args.storm, 2, args.seconds))
+        if steady:
+            storm = report(loadgen(args, "stream", args.storm, 2, STEADY_SECONDS))
+        else:
+            storm = report(loadgen(args, "storm", args.storm, 2, args.seconds))
         loaded = report(stream)
     finally:
+        stop.set()
+        if scraper.is_alive():
+            scraper.join()
         server.terminate()
         server.wait()
         shutil.rmtree(data_dir, ignore_errors=True)
+    if args.timeline:
+        os.makedirs(args.timeline, exist_ok=True)
+        name = f"{label}-{'steady' if steady else 'storm'}-{time.strftime('%H%M%S')}.jsonl"
+        with open(os.path.join(args.timeline, name), "w") as out:
+            out.writelines(json.dumps(row) + "\n" for row in rows)
     line = {
         "label": label,
+        "run": "steady" if steady else "storm",
         "nice_storm": args.nice_storm,
         "stream_clients": args.stream,
         "storm_clients": args.storm,
@@ -110,17 +165,25 @@ def main():
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--nice-storm", action="store_true",
                         help="run the storm's load generator at nice 19 (the stream clients' one keeps CPU 1 first)")
+    parser.add_argument("--build", action="append", default=[], metavar="LABEL=PATH",
+                        help="another build to run in every round (repeatable)")
+    parser.add_argument("--steady-control", action="store_true",
+                        help="per build and round, also a run where the extra clients stream and are never dropped")
+    parser.add_argument("--timeline", default=None, metavar="DIR", help="scrape /metrics every 200 ms into DIR")
     args = parser.parse_args()
     builds = [("new", args.server)]
     if args.baseline_server:
         builds.insert(0, ("old", args.baseline_server))
+    builds += [tuple(build.split("=", 1)) for build in args.build]
     lines = []
     for _ in range(args.rounds):
         for label, binary in builds:
             lines.append(one_run(args, label, binary))
+            if args.steady_control:
+                lines.append(one_run(args, label, binary, steady=True))
     summary = {"summary": True}
     for label, _ in builds:
-        mine = [line for line in lines if line["label"] == label]
+        mine = [line for line in lines if line["label"] == label and line["run"] == "storm"]
         for key in ("calm_p99_ms", "storm_p99_ms"):
             values = [line[key] for line in mine if line[key] is not None]
             summary[f"{label}_{key}"] = statistics.median(values) if values else None

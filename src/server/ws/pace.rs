@@ -150,10 +150,16 @@ impl Pace {
     }
 
     /// Adds `elapsed`'s worth of permits at the current rate, keeping at most
-    /// a burst's worth while nobody takes them.
+    /// a burst's worth while nobody takes them. After a cut, permits kept at
+    /// the old rate are taken back: else the 10,000 kept while the server was
+    /// idle would admit a whole storm at once, whatever the rate says.
     fn refill(&self, elapsed: Duration) {
         let rate = self.rate();
         let burst = (rate * BURST_SECONDS).max(1.0) as usize;
+        let kept = self.permits.available_permits();
+        if kept > burst {
+            self.permits.forget_permits(kept - burst);
+        }
         let due = (rate * elapsed.as_secs_f64()).ceil() as usize;
         let room = burst.saturating_sub(self.permits.available_permits());
         let add = due.min(room);
@@ -253,6 +259,35 @@ mod tests {
         for _ in 0..10 {
             pace.turn().await.unwrap();
         }
+    }
+
+    /// Turns ready right now, without waiting (outside tokio's cooperative
+    /// budget, which would end the count at 128).
+    fn ready_turns(pace: &Pace) -> usize {
+        use futures_util::FutureExt;
+        let now = || tokio::task::unconstrained(pace.turn()).now_or_never();
+        std::iter::from_fn(|| now().and_then(Result::ok)).count()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cut_takes_back_the_permits_kept_at_the_old_rate() {
+        // Idle: a tenth of a second at the top rate is ready at once (a burst
+        // on an idle server is admitted whole) ...
+        let idle = Pace::new(None);
+        assert_eq!(ready_turns(&idle), (MAX_RATE * BURST_SECONDS) as usize);
+        // ... but once load has cut the rate, a storm finds only the new
+        // rate's burst ready, not the 10,000 kept while the server was idle.
+        let loaded = Pace::new(None);
+        for _ in 0..30 {
+            loaded.step(LATE, true, PROBE_EVERY);
+        }
+        let burst = (loaded.rate() * BURST_SECONDS).ceil() as usize;
+        let ready = ready_turns(&loaded);
+        assert!(
+            ready <= burst,
+            "{ready} turns ready at {} per second",
+            loaded.rate()
+        );
     }
 
     #[tokio::test(flavor = "current_thread")]
