@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::sse::{post, SseClient, SseStream};
-use common::{http_get, http_post, TestServer};
+use common::sse::{end, post, SseClient, SseStream};
+use common::{http_get, http_post, Client, TestServer};
 use pulse::protocol::sse::SseSession;
 use pulse::protocol::ServerMessage;
 use serde_json::json;
@@ -258,6 +258,110 @@ async fn posts_with_a_wrong_forged_or_ended_session_are_refused() {
         (404, Some("not_found")),
         "{body}"
     );
+}
+
+/// A page leaving the fallback for a WebSocket ends its session with
+/// `DELETE /sse/{session}`: 204, and the session ends at once as after a
+/// WebSocket's normal close: its stream gets a `close` event saying 1000 and
+/// then the response ends, its presence tab leaves (the user's WebSocket tab
+/// stays), and POSTs and DELETEs to it are 404. A forged id or a foreign
+/// Origin is refused (403) and ends nothing.
+#[tokio::test]
+async fn a_session_ended_with_delete_closes_at_once() {
+    let server = server(&[]).await;
+    let mut watcher = Client::signed_in(&server, "Alice").await;
+    watcher
+        .send(r#"{"type":"subscribe","data":{"channels":[{"channel":"presence"}]}}"#)
+        .await;
+    assert!(matches!(
+        watcher.recv().await.message,
+        ServerMessage::Subscribed(_)
+    ));
+    let presence = |message: ServerMessage| match message {
+        ServerMessage::PresenceDiff(diff) => diff,
+        other => panic!("expected presence_diff, got {other:?}"),
+    };
+
+    // Bob on the fallback, then (moving back) on a WebSocket too.
+    let bob = token(&server, "Bob").await;
+    let hello = json!({"type": "hello", "data": {"token": bob}}).to_string();
+    let mut fallback = SseClient::open(server.addr).await;
+    fallback.send(&hello).await;
+    assert!(matches!(next(&mut fallback).await, ServerMessage::Welcome(w) if w.user.is_some()));
+    let diff = presence(watcher.recv().await.message);
+    assert_eq!(
+        (diff.joins[0].id.as_str(), diff.joins[0].connections),
+        ("guest:bob", 1)
+    );
+    let mut socket = Client::connect(&server).await;
+    socket.send(&hello).await;
+    assert!(matches!(
+        socket.recv().await.message,
+        ServerMessage::Welcome(_)
+    ));
+    let diff = presence(watcher.recv().await.message);
+    assert_eq!(diff.updates[0].connections, 2, "{diff:?}");
+
+    // A forged id, a foreign page: refused, and nothing ends.
+    let (signed, signature) = fallback.session.rsplit_once('.').unwrap();
+    let (head, _nonce) = signed.rsplit_once('.').unwrap();
+    let forged = format!("{head}.{}.{signature}", "f".repeat(32));
+    let (status, body) = end(server.addr, &forged, None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
+    let (status, body) = end(server.addr, "not-a-session", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
+    let (status, body) = end(server.addr, &fallback.session, Some("http://evil.example")).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
+    fallback.send(r#"{"type":"ping","data":{}}"#).await;
+    assert!(matches!(next(&mut fallback).await, ServerMessage::Pong(_)));
+
+    // The page's own DELETE ends the session now.
+    let own = format!("http://{}", server.addr);
+    let (status, body) = end(server.addr, &fallback.session, Some(&own)).await;
+    assert_eq!(status, 204, "{body}");
+    let close = fallback.closed().await;
+    assert_eq!(close.code, 1000, "{close:?}");
+    assert!(
+        fallback.event().await.is_none(),
+        "the response ends after the close event"
+    );
+    let diff = presence(watcher.recv().await.message);
+    assert_eq!(
+        (diff.updates[0].id.as_str(), diff.updates[0].connections),
+        ("guest:bob", 1),
+        "{diff:?}"
+    );
+    let ping = vec![r#"{"type":"ping","data":{}}"#.to_owned()];
+    let (status, body) = fallback.post(&ping, None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found")),
+        "{body}"
+    );
+    let (status, body) = end(server.addr, &fallback.session, None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found")),
+        "{body}"
+    );
+    // Bob's WebSocket goes on.
+    socket.send(r#"{"type":"ping","data":{}}"#).await;
+    assert!(matches!(
+        socket.recv().await.message,
+        ServerMessage::Pong(_)
+    ));
 }
 
 /// A page from a foreign origin can neither open a stream nor POST to one;

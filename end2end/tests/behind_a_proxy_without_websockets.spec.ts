@@ -3,8 +3,8 @@
  * refused upgrades (while plain HTTP works) the page falls back to Server-Sent
  * Events and POSTs and says "Connected (fallback)"; prices, presence, chat and
  * the shared note work over it. When the proxy starts passing upgrades, the
- * page moves back to a WebSocket by itself ("Connected") and no chat line is
- * lost or doubled on either move.
+ * page moves back to a WebSocket by itself ("Connected"), ending its fallback
+ * session on the server, and no chat line is lost or doubled on either move.
  */
 import type { Page } from "@playwright/test";
 import { test, expect, connectionStatus, connectionText, join, say, chatLines } from "./fixtures";
@@ -63,9 +63,17 @@ test("behind a proxy that refuses WebSockets the page falls back, works, and mov
     await typeAtEnd(bob, " websocket edit");
     await expect(note(alice)).toHaveValue(/websocket edit/);
 
-    // The proxy lets WebSockets through: the page moves back by itself.
+    // The proxy lets WebSockets through: the page moves back by itself, and
+    // ends its fallback session rather than leaving it to time out, so Bob
+    // sees Alice with one tab again, not two.
+    const ended = alice.waitForResponse(
+      (r) => r.request().method() === "DELETE" && new URL(r.url()).pathname.startsWith("/sse/"),
+      { timeout: 60_000 },
+    );
     proxy.passUpgrades = true;
     await expect(connectionText(alice)).toHaveText("Connected", { timeout: 60_000 });
+    expect((await ended).status()).toBe(204);
+    await expect(person(bob, "Alice")).not.toContainText("tabs");
     await say(bob, "heard after the move");
     await expect(chatLines(alice, "heard after the move")).toHaveCount(1);
     await say(alice, "sent after the move");

@@ -1,6 +1,7 @@
 //! A raw HTTP client for the fallback transport: `GET /sse` read by hand
 //! (chunked transfer decoded, events split on blank lines, comments skipped)
-//! and envelopes POSTed to `/sse/{session}`.
+//! and envelopes POSTed to `/sse/{session}`, and a session ended with
+//! `DELETE /sse/{session}`.
 
 use pulse::protocol::sse::{SseClose, SseSession};
 use pulse::protocol::{ServerEnvelope, ServerMessage, Welcome};
@@ -273,6 +274,25 @@ pub async fn post(
     }
     let path = format!("/sse/{session}");
     let response = http_response(addr, "POST", &path, &headers, &lines.join("\n")).await;
+    let json =
+        serde_json::from_str(&response.body).unwrap_or(serde_json::Value::String(response.body));
+    (response.status, json)
+}
+
+/// `DELETE /sse/{session}`: ends the session; the status and the body (as
+/// JSON when it is).
+#[allow(dead_code)]
+pub async fn end(
+    addr: SocketAddr,
+    session: &str,
+    origin: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let mut headers = Vec::new();
+    if let Some(origin) = origin {
+        headers.push(("Origin", origin));
+    }
+    let path = format!("/sse/{session}");
+    let response = http_response(addr, "DELETE", &path, &headers, "").await;
     let json =
         serde_json::from_str(&response.body).unwrap_or(serde_json::Value::String(response.body));
     (response.status, json)

@@ -61,6 +61,15 @@ impl Link {
             Link::Sse(socket) => drop(socket),
         }
     }
+
+    /// Leaves this link for good, moving to the other transport: on the
+    /// fallback its session is ended on the server too.
+    pub(super) fn leave(self) {
+        match self {
+            Link::WebSocket(socket) => drop(socket),
+            Link::Sse(socket) => socket.end(),
+        }
+    }
 }
 
 /// `ws://` or `wss://` on the page's own host, path `/ws`.

@@ -5,7 +5,8 @@
 //! events reach the driver's loop like a WebSocket's: opened on the
 //! `session` event, a frame per message, closed on `close` (with its code),
 //! on a stream the browser gave up, on a refused POST, or when a dropped
-//! stream came back as a new session (its subscriptions are gone).
+//! stream came back as a new session (its subscriptions are gone). A page
+//! leaving the fallback for a WebSocket ends its session ([`SseSocket::end`]).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -148,6 +149,22 @@ impl SseSocket {
             posts.queue.push(text.to_owned());
         }
         post_queued(&self.posts);
+    }
+
+    /// Stops the stream and ends the session on the server
+    /// (`DELETE /sse/{session}`, fire and forget), so it does not linger
+    /// 2 × `heartbeat_ms` with its subscriptions and presence tab.
+    pub(super) fn end(self) {
+        let session = self.posts.borrow().session.clone();
+        drop(self);
+        let Some(session) = session else { return };
+        leptos::task::spawn_local(async move {
+            // Unanswered or refused: the server ends it after its heartbeat
+            // timeout all the same.
+            let _ = gloo_net::http::Request::delete(&format!("/sse/{session}"))
+                .send()
+                .await;
+        });
     }
 }
 

@@ -55,8 +55,14 @@ impl Driver {
             // The machine waits out a backoff (or is on a third attempt):
             // connect now, over the fallback.
             Transport::Sse => self.handle(Event::RetryNow),
-            // Connected over the fallback: a reconnect over the WebSocket.
-            Transport::WebSocket => self.handle(Event::Restart),
+            // Connected over the fallback: a reconnect over the WebSocket,
+            // the fallback's session ended rather than left to time out.
+            Transport::WebSocket => {
+                if let Some(link) = self.socket.take() {
+                    link.leave();
+                }
+                self.handle(Event::Restart)
+            }
         }
     }
 

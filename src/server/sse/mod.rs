@@ -1,14 +1,17 @@
 //! Owns the HTTP fallback transport (docs/EXTENSIONS.md, "HTTP fallback
 //! transport"): `GET /sse` opens (or, with `Last-Event-ID`, resumes) a
-//! session whose events stream down as Server-Sent Events, and
-//! `POST /sse/{session}` carries envelopes up. Behind both runs the same
-//! connection task as `/ws` (`ws::serve_connection`): this module only
-//! supplies its socket ([`stream::SseSocket`]), so hello, offsets, resume,
-//! acks, limits, flow control and shutdown are the WebSocket's own.
+//! session whose events stream down as Server-Sent Events,
+//! `POST /sse/{session}` carries envelopes up and `DELETE /sse/{session}`
+//! ends the session when the page leaves the fallback (`end.rs`). Behind
+//! them runs the same connection task as `/ws` (`ws::serve_connection`):
+//! this module only supplies its socket ([`stream::SseSocket`]), so hello,
+//! offsets, resume, acks, limits, flow control and shutdown are the
+//! WebSocket's own.
 //!
 //! A POST that lands on another instance than its session's is forwarded
 //! through the broker to the instance named in the session id (`post.rs`).
 
+mod end;
 mod post;
 pub mod session;
 mod stream;
@@ -40,9 +43,10 @@ pub const INBOUND_QUEUE: usize = 64;
 
 /// The fallback's routes.
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/sse", get(open))
-        .route("/sse/{session}", post_route(post::handler))
+    Router::new().route("/sse", get(open)).route(
+        "/sse/{session}",
+        post_route(post::handler).delete(end::handler),
+    )
 }
 
 /// Refuses a page from a foreign origin, as `/ws` does (`ws/origin.rs`).

@@ -109,6 +109,13 @@ impl Sessions {
         self.lock().insert(id, session);
     }
 
+    /// Forgets the open session `id` names (checked first) and hands it to
+    /// the caller, who ends it: only one caller gets it.
+    pub fn take(&self, id: &str) -> Result<Arc<Session>, SessionError> {
+        self.verify(id)?;
+        self.lock().remove(id).ok_or(SessionError::NotOpen)
+    }
+
     /// Forgets a session: its POSTs are refused from now on, and once no POST
     /// holds its queue any more, its connection task reads the end of input.
     pub fn remove(&self, id: &str) {
