@@ -73,6 +73,12 @@ enum Wake {
 type TimerFuture = Pin<Box<dyn Future<Output = Wake>>>;
 
 /// Starts the driver on the browser's event loop.
+///
+/// Its inputs come on an unbounded channel, on purpose: they are this tab's
+/// own events (frames the browser already holds, the reader's actions,
+/// timers), the browser's `WebSocket` and `EventSource` cannot be paused, so
+/// a bound could only drop frames, and the driver runs on the same thread,
+/// draining the channel after every event that fed it.
 pub fn start(live: Live) {
     let (inputs, inbox) = mpsc::unbounded::<Input>();
     let send = {
