@@ -1,8 +1,11 @@
 //! The HTTP fallback's own wire shapes (docs/EXTENSIONS.md, "HTTP fallback
 //! transport"): how one Server-Sent Event is written, the `session` event that
 //! opens a stream, the `close` event that ends one (the WebSocket close frame's
-//! twin) and the `Last-Event-ID` that resumes one. Everything else on the
-//! fallback is the WebSocket's envelopes, byte for byte.
+//! twin) and the `Last-Event-ID` that resumes one; `read.rs` reads a stream
+//! back on a client's side. Everything else on the fallback is the
+//! WebSocket's envelopes, byte for byte.
+
+pub mod read;
 
 use serde::{Deserialize, Serialize};
 

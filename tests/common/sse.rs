@@ -1,8 +1,9 @@
-//! A raw HTTP client for the fallback transport: `GET /sse` read by hand
-//! (chunked transfer decoded, events split on blank lines, comments skipped)
-//! and envelopes POSTed to `/sse/{session}`, and a session ended with
+//! A raw HTTP client for the fallback transport: `GET /sse` read from a
+//! socket of its own (the bytes decoded by `protocol::sse::read`, comments
+//! skipped) and envelopes POSTed to `/sse/{session}`, and a session ended with
 //! `DELETE /sse/{session}`.
 
+use pulse::protocol::sse::read::{Block, SseReader};
 use pulse::protocol::sse::{SseClose, SseSession};
 use pulse::protocol::{ServerEnvelope, ServerMessage, Welcome};
 use std::collections::VecDeque;
@@ -13,22 +14,12 @@ use tokio::net::{TcpSocket, TcpStream};
 use super::{http_response, PATIENCE};
 
 /// One Server-Sent Event.
-#[derive(Debug, Clone)]
-pub struct Event {
-    pub id: Option<String>,
-    /// `message` unless the event named another.
-    pub event: String,
-    pub data: String,
-}
+pub use pulse::protocol::sse::read::SseEvent as Event;
 
 /// One `GET /sse` response being read.
 pub struct SseStream {
     tcp: TcpStream,
-    /// Bytes read and not yet de-chunked.
-    raw: Vec<u8>,
-    /// De-chunked text not yet split into events.
-    text: String,
-    ended: bool,
+    reader: SseReader,
     pub status: u16,
     /// Header names in lower case.
     pub headers: Vec<(String, String)>,
@@ -60,20 +51,16 @@ impl SseStream {
         tcp.write_all(request.as_bytes()).await.unwrap();
         let mut stream = SseStream {
             tcp,
-            raw: Vec::new(),
-            text: String::new(),
-            ended: false,
+            reader: SseReader::default(),
             status: 0,
             headers: Vec::new(),
         };
-        let end = loop {
-            if let Some(end) = find(&stream.raw, b"\r\n\r\n") {
-                break end;
+        let head = loop {
+            if let Some(head) = stream.reader.take_head() {
+                break head;
             }
             assert!(stream.read_more().await, "the response head arrives");
         };
-        let head = String::from_utf8_lossy(&stream.raw[..end]).into_owned();
-        stream.raw.drain(..end + 4);
         let mut lines = head.lines();
         stream.status = lines
             .next()
@@ -102,78 +89,25 @@ impl SseStream {
         match read {
             Ok(0) | Err(_) => false,
             Ok(n) => {
-                self.raw.extend_from_slice(&buffer[..n]);
+                self.reader.feed(&buffer[..n]);
                 true
             }
-        }
-    }
-
-    /// Moves every complete chunk from `raw` to `text`.
-    fn dechunk(&mut self) {
-        while let Some(line_end) = find(&self.raw, b"\r\n") {
-            let size_text = String::from_utf8_lossy(&self.raw[..line_end]).into_owned();
-            let size = usize::from_str_radix(size_text.trim(), 16).expect("a chunk size");
-            if size == 0 {
-                self.ended = true;
-                self.raw.clear();
-                return;
-            }
-            let start = line_end + 2;
-            if self.raw.len() < start + size + 2 {
-                return;
-            }
-            self.text
-                .push_str(std::str::from_utf8(&self.raw[start..start + size]).unwrap());
-            self.raw.drain(..start + size + 2);
         }
     }
 
     /// The next event (comments skipped); `None` once the stream ended.
     pub async fn event(&mut self) -> Option<Event> {
         loop {
-            self.dechunk();
-            if let Some(end) = self.text.find("\n\n") {
-                let block: String = self.text.drain(..end + 2).collect();
-                if let Some(event) = parse_event(&block) {
-                    return Some(event);
-                }
-                continue;
+            match self.reader.next_block().expect("a well-formed stream") {
+                Some(Block::Event(event)) => return Some(event),
+                Some(Block::Comment) => continue,
+                None => {}
             }
-            if self.ended || !self.read_more().await {
+            if self.reader.ended() || !self.read_more().await {
                 return None;
             }
         }
     }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// An event's fields; `None` for a block of comments only.
-fn parse_event(block: &str) -> Option<Event> {
-    let (mut id, mut event, mut data) = (None, None, Vec::new());
-    for line in block.lines() {
-        if line.is_empty() || line.starts_with(':') {
-            continue;
-        }
-        let (field, value) = line.split_once(':').unwrap_or((line, ""));
-        let value = value.strip_prefix(' ').unwrap_or(value).to_owned();
-        match field {
-            "id" => id = Some(value),
-            "event" => event = Some(value),
-            "data" => data.push(value),
-            _ => {}
-        }
-    }
-    if id.is_none() && event.is_none() && data.is_empty() {
-        return None;
-    }
-    Some(Event {
-        id,
-        event: event.unwrap_or_else(|| "message".into()),
-        data: data.join("\n"),
-    })
 }
 
 /// A fallback client: one session, its stream and its POSTs.

@@ -1,13 +1,14 @@
 //! Owns the HTTP fallback client (`--transport sse`, docs/EXTENSIONS.md,
-//! "HTTP fallback transport"): `GET /sse` read by hand (chunked transfer
-//! decoded, events split on blank lines), the session id from its first
-//! event, and envelopes POSTed to `/sse/{session}`. What the stream carries
+//! "HTTP fallback transport"): `GET /sse` read from a socket of its own
+//! (the bytes decoded by `protocol::sse::read`), the session id from its
+//! first event, and envelopes POSTed to `/sse/{session}`. What the stream carries
 //! comes out as the WebSocket messages it stands for (an event's data → a
 //! text frame, a heartbeat comment → a Ping, the `close` event → a close
 //! frame), so `frames::incoming` reads both transports alike.
 
 use std::net::SocketAddr;
 
+use pulse::protocol::sse::read::{Block, SseReader};
 use pulse::protocol::sse::{SseClose, SseSession, CLOSE_EVENT, SESSION_EVENT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -25,11 +26,7 @@ pub struct SseConn {
     stream: TcpStream,
     target: SocketAddr,
     session: String,
-    /// Bytes read and not yet de-chunked.
-    raw: Vec<u8>,
-    /// De-chunked text not yet split into events.
-    text: String,
-    ended: bool,
+    reader: SseReader,
 }
 
 impl SseConn {
@@ -59,20 +56,16 @@ impl SseConn {
             stream,
             target: plan.target,
             session: String::new(),
-            raw: Vec::new(),
-            text: String::new(),
-            ended: false,
+            reader: SseReader::default(),
         };
-        let end = loop {
-            if let Some(end) = find(&conn.raw, b"\r\n\r\n") {
-                break end;
+        let head = loop {
+            if let Some(head) = conn.reader.take_head() {
+                break head;
             }
             if !conn.read_more().await {
                 return Err("GET /sse: no response head".into());
             }
         };
-        let head = String::from_utf8_lossy(&conn.raw[..end]).into_owned();
-        conn.raw.drain(..end + 4);
         let status = head.lines().next().unwrap_or_default();
         if !status.contains(" 200 ") {
             return Err(format!("GET /sse: {status}"));
@@ -140,32 +133,9 @@ impl SseConn {
         match self.stream.read(&mut buffer).await {
             Ok(0) | Err(_) => false,
             Ok(n) => {
-                self.raw.extend_from_slice(&buffer[..n]);
+                self.reader.feed(&buffer[..n]);
                 true
             }
-        }
-    }
-
-    /// Moves every complete chunk from `raw` to `text`.
-    fn dechunk(&mut self) {
-        while let Some(line_end) = find(&self.raw, b"\r\n") {
-            let size_text = String::from_utf8_lossy(&self.raw[..line_end]).into_owned();
-            let Ok(size) = usize::from_str_radix(size_text.trim(), 16) else {
-                self.ended = true;
-                return;
-            };
-            if size == 0 {
-                self.ended = true;
-                self.raw.clear();
-                return;
-            }
-            let start = line_end + 2;
-            if self.raw.len() < start + size + 2 {
-                return;
-            }
-            self.text
-                .push_str(&String::from_utf8_lossy(&self.raw[start..start + size]));
-            self.raw.drain(..start + size + 2);
         }
     }
 
@@ -173,61 +143,13 @@ impl SseConn {
     /// block of comments only) and data.
     async fn event(&mut self) -> Option<(String, String)> {
         loop {
-            self.dechunk();
-            if let Some(end) = self.text.find("\n\n") {
-                let block: String = self.text.drain(..end + 2).collect();
-                return Some(parse_event(&block));
+            match self.reader.next_block() {
+                Ok(Some(Block::Event(event))) => return Some((event.event, event.data)),
+                Ok(Some(Block::Comment)) => return Some((String::new(), String::new())),
+                Ok(None) if !self.reader.ended() && self.read_more().await => {}
+                // Ended, the peer gone, or bytes no fallback stream carries.
+                Ok(None) | Err(_) => return None,
             }
-            if self.ended || !self.read_more().await {
-                return None;
-            }
         }
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// An event block's name and data (see [`SseConn::event`]).
-fn parse_event(block: &str) -> (String, String) {
-    let (mut event, mut data, mut fields) = (None, Vec::new(), false);
-    for line in block.lines() {
-        if line.is_empty() || line.starts_with(':') {
-            continue;
-        }
-        fields = true;
-        let (field, value) = line.split_once(':').unwrap_or((line, ""));
-        let value = value.strip_prefix(' ').unwrap_or(value);
-        match field {
-            "event" => event = Some(value.to_owned()),
-            "data" => data.push(value),
-            _ => {}
-        }
-    }
-    if !fields {
-        return (String::new(), String::new());
-    }
-    (event.unwrap_or_else(|| "message".into()), data.join("\n"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn events_comments_and_names_are_told_apart() {
-        assert_eq!(
-            parse_event("id: s:1\ndata: {\"a\":1}\n\n"),
-            ("message".into(), "{\"a\":1}".into())
-        );
-        assert_eq!(
-            parse_event(": heartbeat\n\n"),
-            (String::new(), String::new())
-        );
-        assert_eq!(
-            parse_event("id: s:2\nevent: close\ndata: {}\n\n"),
-            ("close".into(), "{}".into())
-        );
     }
 }
