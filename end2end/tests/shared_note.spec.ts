@@ -82,12 +82,13 @@ test("a co-editor's caret shows in their colour with their name", async ({ openD
   const flag = bob.locator(".peer-caret .peer-flag", { hasText: "Alice" });
   await expect(flag).toBeVisible();
   await expect(bob.locator(".note-people")).toContainText("Alice");
-  // The caret stands where Alice's is: after "Where".
-  const before = await bob.locator(".note-overlay").evaluate((overlay) => {
-    const caret = overlay.querySelector(".peer-caret");
-    return caret?.previousSibling?.textContent ?? "";
-  });
-  expect(before).toBe("Where");
+  // The caret stands where Alice's is: after "Where". (Polled: her flag may
+  // first show at the end of what she typed, before her selection arrives.)
+  await expect
+    .poll(() =>
+      bob.locator(".note-overlay").evaluate((overlay) => overlay.querySelector(".peer-caret")?.previousSibling?.textContent ?? ""),
+    )
+    .toBe("Where");
   // Bob types before it: her caret stays between the same characters.
   await note(bob).click();
   await bob.keyboard.press("Control+Home");
