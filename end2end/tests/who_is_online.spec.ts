@@ -114,3 +114,13 @@ test("a name that is not allowed is explained", async ({ openDashboard }) => {
   await expect(page.getByRole("alert").filter({ hasText: "must not be empty" })).toBeVisible();
   await expect(page.getByRole("button", { name: "Join" })).toBeVisible();
 });
+
+test("an avatar shows a name's initials in capitals, in the page and from the server", async ({ openDashboard }) => {
+  const page = await openDashboard();
+  await join(page, "émile ßtraße");
+  // Drawn by the page (the browser's toUpperCase), then by the server (Rust's).
+  const avatars = page.locator(".identity .avatar, .people .avatar");
+  await expect(avatars).toHaveText(["ÉSS", "ÉSS"]);
+  await page.reload();
+  await expect(avatars).toHaveText(["ÉSS", "ÉSS"]);
+});

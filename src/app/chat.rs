@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use leptos::either::Either;
 use leptos::ev::{KeyboardEvent, SubmitEvent};
 use leptos::prelude::*;
 use leptos::wasm_bindgen::JsCast;
@@ -53,7 +54,6 @@ pub fn ChatPanel() -> impl IntoView {
             </Show>
         </section>
     }
-    .into_any()
 }
 
 /// Moves the focus to the tab of `room` (the arrow keys' target).
@@ -142,7 +142,6 @@ fn Rooms() -> impl IntoView {
             <p class="form-problem" role="alert">{move || problem.get()}</p>
         </div>
     }
-    .into_any()
 }
 
 /// Where the log stood after its last render or scroll: what the next render
@@ -306,7 +305,6 @@ fn Log() -> impl IntoView {
             <p class="empty">"No messages yet — say hello."</p>
         </Show>
     }
-    .into_any()
 }
 
 /// One line; a line this page is sending follows its state in place.
@@ -341,11 +339,10 @@ fn Line(line: Arc<ChatLine>, lines: RwSignal<ChatLog>) -> impl IntoView {
     };
     let state = move || {
         match current.get().state.clone() {
-        LineState::Sent => None,
-        LineState::Pending => {
-            // A clock drawn inline, not an emoji (no emoji font: a box).
-            Some(
-                view! {
+            LineState::Sent => None,
+            LineState::Pending => {
+                // A clock drawn inline, not an emoji (no emoji font: a box).
+                Some(Either::Left(view! {
                     <span class="line-state">
                         <svg class="clock-icon" viewBox="0 0 24 24" aria-hidden="true" focusable="false">
                             <circle cx="12" cy="12" r="9"/>
@@ -353,12 +350,9 @@ fn Line(line: Arc<ChatLine>, lines: RwSignal<ChatLog>) -> impl IntoView {
                         </svg>
                         " sending…"
                     </span>
-                }
-                .into_any(),
-            )
-        }
-        LineState::Failed(reason) => Some(
-            view! {
+                }))
+            }
+            LineState::Failed(reason) => Some(Either::Right(view! {
                 <span class="line-state">{format!("Not sent: {reason}")}</span>
                 <button
                     type="button"
@@ -367,10 +361,8 @@ fn Line(line: Arc<ChatLine>, lines: RwSignal<ChatLog>) -> impl IntoView {
                 >
                     "Retry"
                 </button>
-            }
-            .into_any(),
-        ),
-    }
+            })),
+        }
     };
     view! {
         <li class=class data-key=line.key.clone()>
@@ -382,7 +374,6 @@ fn Line(line: Arc<ChatLine>, lines: RwSignal<ChatLog>) -> impl IntoView {
             {state}
         </li>
     }
-    .into_any()
 }
 
 /// The `Message` box and `Send`.

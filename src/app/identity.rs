@@ -7,16 +7,26 @@ use leptos::prelude::*;
 
 use crate::client;
 
-/// Up to two initials of a name, for the avatar.
+/// Up to two initials of a name, in capitals, for the avatar.
 pub fn initials(name: &str) -> String {
     let mut words = name.split_whitespace();
     let first = words.next().and_then(|w| w.chars().next());
     let last = words.last().and_then(|w| w.chars().next());
-    first
-        .into_iter()
-        .chain(last)
-        .flat_map(char::to_uppercase)
-        .collect()
+    capitals(first.into_iter().chain(last).collect())
+}
+
+/// `text` in capitals (Unicode's full mapping: `ß` becomes `SS`).
+#[cfg(not(feature = "browser"))]
+fn capitals(text: String) -> String {
+    text.to_uppercase()
+}
+
+/// `text` in capitals, by the browser's `toUpperCase` (the same Unicode
+/// mapping as Rust's): Rust's own needs a 12 KB table in the bundle, for
+/// the two letters of an avatar.
+#[cfg(feature = "browser")]
+fn capitals(text: String) -> String {
+    js_sys::JsString::from(text).to_upper_case().into()
 }
 
 #[component]

@@ -90,8 +90,9 @@ pub struct Welcome {
     pub build: String,
 }
 
-/// `subscribed`: a channel was subscribed, resumed or not.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `subscribed`: a channel was subscribed, resumed or not. Read with its
+/// snapshot decoded by the channel's kind ([`Snapshot::read`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Subscribed {
     /// A name, not a [`Channel`]: the `admin` channel (EXTENSIONS.md) is
     /// answered here too, and the hub never holds it.
@@ -105,9 +106,39 @@ pub struct Subscribed {
     pub snapshot: Option<Snapshot>,
 }
 
-/// The snapshot of a `subscribed`, one shape per channel kind. Each shape has
-/// its own required field, which is how a reader tells them apart.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+impl<'de> Deserialize<'de> for Subscribed {
+    /// The snapshot is kept as text until the channel is known, then read as
+    /// that kind's shape: no guessing by shape (serde's `untagged`, which
+    /// buffers the whole snapshot and tries each shape in turn).
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Raw {
+            channel: String,
+            epoch: String,
+            offset: u64,
+            recovered: bool,
+            snapshot: Option<Box<serde_json::value::RawValue>>,
+        }
+        let raw = Raw::deserialize(deserializer)?;
+        let snapshot = match raw.snapshot {
+            Some(text) => {
+                Some(Snapshot::read(&raw.channel, text.get()).map_err(serde::de::Error::custom)?)
+            }
+            None => None,
+        };
+        Ok(Subscribed {
+            channel: raw.channel,
+            epoch: raw.epoch,
+            offset: raw.offset,
+            recovered: raw.recovered,
+            snapshot,
+        })
+    }
+}
+
+/// The snapshot of a `subscribed`, one shape per channel kind (PROTOCOL.md);
+/// written as that shape alone, read by the channel's kind.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Snapshot {
     Ticker(TickerSnapshot),
@@ -115,6 +146,27 @@ pub enum Snapshot {
     Chat(ChatSnapshot),
     Unread(UnreadSnapshot),
     Doc(DocSnapshot),
+}
+
+impl Snapshot {
+    /// The snapshot of `channel` (a channel name) whose JSON text is `json`.
+    /// A channel kind without snapshots (`admin`) or outside the grammar is
+    /// an error, as is a shape that is not its kind's.
+    pub fn read(channel: &str, json: &str) -> Result<Self, serde_json::Error> {
+        let kind = channel.split_once(':').map_or(channel, |(kind, _)| kind);
+        Ok(match kind {
+            "ticker" => Snapshot::Ticker(serde_json::from_str(json)?),
+            "presence" => Snapshot::Presence(serde_json::from_str(json)?),
+            "chat" => Snapshot::Chat(serde_json::from_str(json)?),
+            "user" => Snapshot::Unread(serde_json::from_str(json)?),
+            "doc" => Snapshot::Doc(serde_json::from_str(json)?),
+            _ => {
+                return Err(serde::de::Error::custom(format_args!(
+                    "channel `{channel}` has no snapshot"
+                )))
+            }
+        })
+    }
 }
 
 /// Ticker snapshot: the latest tick and up to 60 recent prices, oldest first.

@@ -127,16 +127,26 @@ fn server_subscribed_with_every_snapshot_kind() {
     let user = r#"{"id":"alice","name":"Alice","status":"online","connections":2}"#;
     let chat = r#"{"channel":"chat:general","offset":3,"room":"general","msg_id":"m3","user":{"id":"bob","name":"Bob"},"text":"hi","sent_at":"2026-11-25T17:30:00.000001Z"}"#;
     let note = r#"{"channel":"user:alice","offset":1,"notification_id":"n1","title":"Hi","body":"There","created_at":"2026-11-25T17:30:00.000000Z"}"#;
-    for snapshot in [
-        format!(r#"{{"quote":{tick},"recent":[186.0,187.42]}}"#),
-        format!(r#"{{"users":[{user}]}}"#),
-        format!(r#"{{"messages":[{chat}]}}"#),
-        format!(r#"{{"unread":[{note}],"total_unread":300}}"#),
-        r#"{"state":"AAA=","awareness":"AA=="}"#.to_owned(),
-        "null".to_owned(),
+    for (channel, snapshot) in [
+        (
+            "ticker:AAPL",
+            format!(r#"{{"quote":{tick},"recent":[186.0,187.42]}}"#),
+        ),
+        ("presence", format!(r#"{{"users":[{user}]}}"#)),
+        ("chat:general", format!(r#"{{"messages":[{chat}]}}"#)),
+        (
+            "user:alice",
+            format!(r#"{{"unread":[{note}],"total_unread":300}}"#),
+        ),
+        (
+            "doc:notes",
+            r#"{"state":"AAA=","awareness":"AA=="}"#.to_owned(),
+        ),
+        ("ticker:AAPL", "null".to_owned()),
+        ("admin", "null".to_owned()),
     ] {
         check::<ServerEnvelope>(&format!(
-            r#"{{"type":"subscribed","data":{{"channel":"x","epoch":"e1","offset":17,"recovered":false,"snapshot":{snapshot}}},{T}}}"#
+            r#"{{"type":"subscribed","data":{{"channel":"{channel}","epoch":"e1","offset":17,"recovered":false,"snapshot":{snapshot}}},{T}}}"#
         ));
     }
     let env = check::<ServerEnvelope>(&format!(
@@ -150,11 +160,40 @@ fn server_subscribed_with_every_snapshot_kind() {
 
 #[test]
 fn a_doc_snapshot_of_a_1_0_server_has_no_awareness() {
-    let snapshot: Snapshot = serde_json::from_str(r#"{"state":"AAA="}"#).unwrap();
+    let snapshot = Snapshot::read("doc:notes", r#"{"state":"AAA="}"#).unwrap();
     let Snapshot::Doc(doc) = snapshot else {
         panic!("{snapshot:?}")
     };
     assert_eq!((doc.state.as_str(), doc.awareness.as_str()), ("AAA=", ""));
+}
+
+#[test]
+fn a_snapshot_is_read_as_its_channels_kind() {
+    let sub = |channel: &str, snapshot: &str| {
+        ServerEnvelope::from_json(&format!(
+            r#"{{"type":"subscribed","data":{{"channel":"{channel}","epoch":"e1","offset":1,"recovered":false,"snapshot":{snapshot}}},{T}}}"#
+        ))
+    };
+    // A missing snapshot is no snapshot, as `null` is.
+    let env = ServerEnvelope::from_json(&format!(
+        r#"{{"type":"subscribed","data":{{"channel":"presence","epoch":"e1","offset":1,"recovered":true}},{T}}}"#
+    ))
+    .unwrap();
+    assert!(matches!(
+        env.message,
+        ServerMessage::Subscribed(Subscribed { snapshot: None, .. })
+    ));
+    // Another kind's shape is not taken for this kind's.
+    let users = r#"{"users":[]}"#;
+    assert!(sub("presence", users).is_ok());
+    assert!(sub("chat:general", users).is_err());
+    assert!(sub("admin", users).is_err());
+    assert!(sub("x", users).is_err());
+    let err = Snapshot::read("chat:general", users).unwrap_err();
+    assert!(
+        err.to_string().contains("missing field `messages`"),
+        "{err}"
+    );
 }
 
 #[test]

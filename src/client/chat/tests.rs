@@ -313,3 +313,18 @@ fn an_empty_page_for_another_request_does_not_end_history() {
     older(&mut log, &[]);
     assert!(log.may_have_older());
 }
+
+#[test]
+fn a_line_shows_its_time_as_hours_and_minutes_in_utc() {
+    let at = |text: &str| {
+        let mut message = message(1);
+        message.sent_at = Timestamp::parse(text).unwrap();
+        ChatLine::from_message(&message).time()
+    };
+    assert_eq!(at("2026-11-25T07:05:59.999999Z"), "07:05");
+    assert_eq!(at("2026-11-25T00:00:00Z"), "00:00");
+    assert_eq!(at("2026-11-25T23:59:00+02:00"), "21:59");
+    let mut pending = ChatLine::from_message(&message(1));
+    pending.sent_at = None;
+    assert_eq!(pending.time(), "");
+}
