@@ -31,16 +31,17 @@ use pending::PendingNote;
 pub(super) const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 /// The engine's replica, once installed. Local to the thread: the engine is
-/// neither `Send` (yrs' undo manager) nor there on the server, which renders
-/// the note but never edits it.
+/// not `Send` (yrs' undo manager).
 type Engine = StoredValue<Option<Box<dyn NoteReplica>>, LocalStorage>;
 
 /// The note's replica and what the panel shows; cheap to copy.
 #[derive(Debug, Clone, Copy)]
 pub struct SharedNote {
     /// The page's replica of the shared note with its undo history: `None`
-    /// until the note's engine is installed ([`NoteEditor`]).
-    engine: Engine,
+    /// until the note's engine is installed ([`NoteEditor`]). No slot at all
+    /// on the server, which renders the note but never edits it: a local
+    /// value would be dropped on another of its threads, and that panics.
+    engine: Option<Engine>,
     /// What the server sent about the note before the engine was here,
     /// replayed into it on install.
     pending: StoredValue<PendingNote>,
@@ -85,7 +86,7 @@ impl SharedNote {
     /// once; with one it comes when the page asks (`load_editor`).
     pub fn new(preview: Option<&NotePreview>, connection: Connection, identity: Identity) -> Self {
         let note = SharedNote {
-            engine: StoredValue::new_local(None),
+            engine: cfg!(any(feature = "browser", test)).then(|| StoredValue::new_local(None)),
             pending: StoredValue::new(PendingNote::default()),
             editor: RwSignal::new(NoteEditor::Absent),
             failures: StoredValue::new(0),
@@ -102,17 +103,22 @@ impl SharedNote {
             identity,
         };
         #[cfg(not(pulse_split))]
-        {
-            note.engine
-                .set_value(Some(crate::client::note::new_replica(new_client_id())));
+        if let Some(engine) = note.engine {
+            engine.set_value(Some(crate::client::note::new_replica(new_client_id())));
             note.editor.set(NoteEditor::Ready);
         }
         note
     }
 
+    /// Whether the engine is installed.
+    fn installed(&self) -> bool {
+        self.engine
+            .is_some_and(|engine| engine.with_value(Option::is_some))
+    }
+
     /// Runs `work` with the engine's replica, if it is installed.
     fn with_engine<R>(&self, work: impl FnOnce(&mut dyn NoteReplica) -> R) -> Option<R> {
-        self.engine
+        self.engine?
             .try_update_value(|engine| engine.as_mut().map(|engine| work(engine.as_mut())))
             .flatten()
     }
@@ -207,7 +213,8 @@ impl SharedNote {
         let Some(user) = self.identity.user.get_untracked() else {
             return;
         };
-        self.engine.with_value(|engine| {
+        let Some(engine) = self.engine else { return };
+        engine.with_value(|engine| {
             let merge = engine
                 .as_ref()
                 .map(|engine| move |a: &[u8], b: &[u8]| engine.merge(a, b));

@@ -76,10 +76,11 @@ impl SharedNote {
     /// twice changes nothing). If the buffer overflowed, the note's state
     /// is asked for again.
     pub(in crate::client::context) fn install(&self, engine: Box<dyn NoteReplica>) {
-        if self.engine.with_value(Option::is_some) {
+        let Some(slot) = self.engine else { return };
+        if self.installed() {
             return;
         }
-        self.engine.set_value(Some(engine));
+        slot.set_value(Some(engine));
         self.failures.set_value(0);
         let (entries, overflowed) = self
             .pending
@@ -121,7 +122,7 @@ impl SharedNote {
     /// Edits taken over from another tab's outbox: applied to the replica
     /// when it is here (else the install applies them from the outbox).
     pub(in crate::client::context) fn adopted(&self, edits: &[Vec<u8>]) {
-        if self.engine.with_value(Option::is_some) {
+        if self.installed() {
             for update in edits {
                 self.remote(update);
             }
@@ -131,7 +132,9 @@ impl SharedNote {
     /// Takes the engine away again, as a split build's page starts (tests).
     #[cfg(test)]
     pub(in crate::client::context) fn uninstall(&self) {
-        self.engine.set_value(None);
+        if let Some(engine) = self.engine {
+            engine.set_value(None);
+        }
         self.editor.set(NoteEditor::Absent);
     }
 }

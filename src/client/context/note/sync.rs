@@ -20,10 +20,6 @@ use crate::protocol::{
 };
 
 impl SharedNote {
-    fn installed(&self) -> bool {
-        self.engine.with_value(Option::is_some)
-    }
-
     /// An update from the server (or a taken-over outbox): applied with the
     /// person's selection kept between the same characters.
     pub(in crate::client::context) fn remote(&self, update: &[u8]) {
@@ -152,11 +148,13 @@ impl SharedNote {
     fn restart(&self) {
         self.pending.update_value(|pending| pending.clear());
         let client = new_client_id();
-        self.engine.update_value(|engine| {
-            if let Some(old) = engine.take() {
-                *engine = Some(old.fresh(client));
-            }
-        });
+        if let Some(engine) = self.engine {
+            engine.update_value(|engine| {
+                if let Some(old) = engine.take() {
+                    *engine = Some(old.fresh(client));
+                }
+            });
+        }
         self.loaded.set(false);
     }
 
