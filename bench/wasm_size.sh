@@ -2,7 +2,7 @@
 # The wasm bundle's size budget: prints the release bundle's size raw and
 # gzipped, then what it is made of, by crate and by item, with twiggy.
 #
-# Run after `LEPTOS_HASH_FILES=true cargo leptos build --release --precompress --split`
+# Run after `scripts/build_release.sh`
 # and `node scripts/rehash_bundle.mjs` (scripts/run.sh). The names below are of
 # the whole program (cargo's unsplit output); the note's module is listed apart. The shipped bundle has no names
 # (wasm-opt drops them), so this makes a copy that keeps them: wasm-bindgen and

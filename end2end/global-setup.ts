@@ -9,7 +9,7 @@ export default async function globalSetup() {
   const missing = [binaryPath(), hashes, `${siteRoot()}/pkg`].filter((p) => !existsSync(p));
   if (missing.length > 0) {
     throw new Error(
-      `missing ${missing.join(", ")}: run \`LEPTOS_HASH_FILES=true cargo leptos build --release --precompress\` in the repository root first ` +
+      `missing ${missing.join(", ")}: run \`scripts/build_release.sh\` in the repository root first ` +
         "(scripts/test.sh does it for you)",
     );
   }

@@ -30,11 +30,7 @@ step "Rust unit and integration tests"
 cargo test --locked --features ssr,loadgen
 
 step "release build (server + wasm bundle)"
-# --split: the note's editor (yrs) is a second wasm module, fetched when the
-# note comes near (client/note/load.rs); the rehash gives pulse.js, the main
-# wasm and the loader one name per content (scripts/rehash_bundle.mjs).
-LEPTOS_HASH_FILES=true cargo leptos build --release --precompress --split
-node scripts/rehash_bundle.mjs
+./scripts/build_release.sh   # the shipped bundle: hashed, precompressed, the note split off
 
 step "end-to-end tests (Playwright, Debian's Chromium)"
 (cd end2end && npx playwright test)

@@ -21,7 +21,7 @@
  *     text after the server's HTML (hydration reuses the server's nodes, so the
  *     first mutation is the socket's first tick reaching the DOM).
  *
- * Run from the repository root after `LEPTOS_HASH_FILES=true cargo leptos build --release --precompress`:
+ * Run from the repository root after `scripts/build_release.sh`:
  *   node --experimental-websocket bench/browser/browser_bench.mjs \
  *     [--bin target/release/pulse] [--site target/site] [--label new] \
  *     [--seconds 30] [--symbols 50] [--tick-rate 10] [--chat-per-sec 3] [--out FILE.jsonl] \
