@@ -25,6 +25,9 @@ use tokio::sync::Notify;
 use crate::server::hub::{Gone, Subscriber};
 use crate::server::metrics::ChannelKind;
 
+mod stamp;
+use stamp::Stamp;
+
 /// The most bytes of subscribe answers a connection may have queued (not yet
 /// taken by its writer) before it is closed with 4008; an answer that finds
 /// none queued is always taken. Room for what one page asks for at once (a
@@ -89,28 +92,33 @@ pub struct Outbox {
     budget: usize,
     /// The most bytes of answers queued ([`MAX_ANSWER_BYTES`]).
     answer_limit: usize,
+    /// When the outbox was made: queued frames' times count from it ([`Stamp`]).
+    base: Instant,
 }
 
 /// What a queued frame is, which decides what it counts toward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     /// A live frame other than a tick: counts against the budget.
-    Live,
+    Live = 0,
     /// Part of a subscribe answer: counts toward the answer bound only.
-    Answer,
+    Answer = 1,
     /// A live tick: counts toward nothing (conflation already bounds ticks
     /// to one per channel) and may wait for others ([`Outbox::hold_ticks`]).
-    Tick,
+    Tick = 2,
 }
 
-/// A queued frame.
+/// A queued frame: the frame and one word saying what it is, when it was
+/// queued and whether it opens a timed answer ([`Stamp`]). Kept as small as
+/// the frame handle plus a word (40 bytes) because the hub writes one into a
+/// different connection's queue for every subscriber of every tick: at 5,000
+/// connections those writes miss the cache, and a larger entry (80 bytes,
+/// with an `Instant` and an `Option<FirstFrame>` inline) cost measurably more
+/// CPU per delivered message and grew every connection's queue buffer.
 #[derive(Debug)]
 struct Queued {
     frame: Utf8Bytes,
-    kind: Kind,
-    at: Instant,
-    /// Set on the first frame of a timed subscribe answer.
-    first: Option<FirstFrame>,
+    stamp: Stamp,
 }
 
 #[derive(Debug, Default)]
@@ -127,6 +135,10 @@ struct State {
     answer_bytes: usize,
     /// The subscribe the next answer belongs to ([`Outbox::time_answer`]).
     timing: Option<FirstFrame>,
+    /// The timings of the queued frames whose [`Stamp`] says they open a
+    /// timed answer, in queue order (empty, and unallocated, but while a
+    /// subscribe's answer waits).
+    firsts: VecDeque<FirstFrame>,
     ping: bool,
     close: Option<(u16, &'static str)>,
     /// [`Outbox::close_now`] was called: a write still pending is given up.
@@ -146,6 +158,7 @@ impl Outbox {
             overflowed: Notify::new(),
             budget,
             answer_limit: MAX_ANSWER_BYTES,
+            base: Instant::now(),
         })
     }
 
@@ -170,9 +183,7 @@ impl Outbox {
         state.bytes += frame.len();
         state.frames.push_back(Queued {
             frame,
-            kind: Kind::Live,
-            at: Instant::now(),
-            first: None,
+            stamp: Stamp::new(Kind::Live, false, Instant::now(), self.base),
         });
         drop(state);
         self.ready.notify_one();
@@ -197,12 +208,13 @@ impl Outbox {
         }
         state.answer_bytes += size;
         let at = Instant::now();
-        let mut first = state.timing.take();
+        // An empty answer takes the timing and times nothing, as before.
+        let first = state.timing.take().filter(|_| !answer.is_empty());
+        state.firsts.extend(first);
+        let mut timed = first.is_some();
         state.frames.extend(answer.into_iter().map(|frame| Queued {
             frame,
-            kind: Kind::Answer,
-            at,
-            first: first.take(),
+            stamp: Stamp::new(Kind::Answer, std::mem::take(&mut timed), at, self.base),
         }));
         drop(state);
         self.ready.notify_one();
@@ -259,16 +271,14 @@ impl Outbox {
                 let index = (sequence - taken) as usize;
                 let queued = &mut state.frames[index];
                 queued.frame = frame;
-                queued.at = at;
+                queued.stamp = queued.stamp.requeued(at, self.base);
                 return Ok(true);
             }
         }
         let sequence = taken + state.frames.len() as u64;
         state.frames.push_back(Queued {
             frame,
-            kind: Kind::Tick,
-            at,
-            first: None,
+            stamp: Stamp::new(Kind::Tick, false, at, self.base),
         });
         state.queued_ticks.insert(channel.clone(), sequence);
         drop(state);
@@ -302,6 +312,7 @@ impl Outbox {
         let mut state = self.lock();
         state.sealed = true;
         state.frames.clear();
+        state.firsts = VecDeque::new();
         state.queued_ticks.clear();
         state.bytes = 0;
         state.answer_bytes = 0;
@@ -388,18 +399,24 @@ impl Outbox {
                 }
                 size += front.frame.len();
                 let queued = state.frames.pop_front().expect("front exists");
-                match queued.kind {
+                match queued.stamp.kind() {
                     Kind::Live => state.bytes -= queued.frame.len(),
                     Kind::Answer => state.answer_bytes -= queued.frame.len(),
                     Kind::Tick => {}
                 }
                 frames.push(queued.frame);
-                queued_at.push(queued.at);
-                firsts.extend(queued.first);
+                queued_at.push(queued.stamp.at(self.base));
+                if queued.stamp.first() {
+                    firsts.extend(state.firsts.pop_front());
+                }
             }
             state.taken += frames.len() as u64;
             let taken = state.taken;
             state.queued_ticks.retain(|_, sequence| *sequence >= taken);
+            if state.firsts.is_empty() && state.firsts.capacity() > 0 {
+                // Answers are rare after a connection's start: hold no buffer.
+                state.firsts = VecDeque::new();
+            }
             let depth = size + state.bytes + state.answer_bytes;
             let drained = Drained {
                 queued_at,
@@ -457,7 +474,10 @@ impl State {
     fn only_ticks(&self) -> bool {
         !self.ping
             && self.close.is_none()
-            && self.frames.iter().all(|queued| queued.kind == Kind::Tick)
+            && self
+                .frames
+                .iter()
+                .all(|queued| queued.stamp.kind() == Kind::Tick)
     }
 }
 
