@@ -50,7 +50,9 @@ pub enum PushError {
 /// What the writer does next.
 #[derive(Debug, PartialEq)]
 pub enum Next {
-    /// Frames to write, in order, and when each was queued.
+    /// One frame to write, the common case (nothing allocated).
+    Frame(Utf8Bytes, Taken),
+    /// Frames to write in one `batch`, in order, and when each was queued.
     Frames(Vec<Utf8Bytes>, Drained),
     /// A WebSocket Ping.
     Ping,
@@ -69,6 +71,18 @@ pub struct Drained {
     pub depth: usize,
     /// The subscribes whose first frame is among those taken.
     pub firsts: Vec<FirstFrame>,
+}
+
+/// What the writer learns of the one frame it took, for `/metrics`: the
+/// record of [`Next::Frame`], held without allocating across the write.
+#[derive(Debug, PartialEq)]
+pub struct Taken {
+    /// When the frame was queued (see [`Drained::queued_at`]).
+    pub queued_at: Instant,
+    /// Bytes queued when it was taken (see [`Drained::depth`]).
+    pub depth: usize,
+    /// The subscribe whose first frame it is, if any.
+    pub first: Option<FirstFrame>,
 }
 
 /// A subscribe waiting for its channel's first frame to be written
@@ -348,7 +362,7 @@ impl Outbox {
 
     /// Waits for the writer's next job: a Ping, then queued frames (up to
     /// `max_bytes` in one go, at least one frame), then the close.
-    pub async fn next(&self, max_bytes: usize) -> Next {
+    pub async fn next_job(&self, max_bytes: usize) -> Next {
         loop {
             let notified = self.ready.notified();
             if let Some(next) = self.take(max_bytes) {
@@ -388,44 +402,43 @@ impl Outbox {
         if std::mem::take(&mut state.ping) {
             return Some(Next::Ping);
         }
-        if !state.frames.is_empty() {
-            let mut frames = Vec::new();
-            let mut queued_at = Vec::new();
-            let mut firsts = Vec::new();
-            let mut size = 0;
-            while let Some(front) = state.frames.front() {
-                if !frames.is_empty() && size + front.frame.len() > max_bytes {
-                    break;
-                }
-                size += front.frame.len();
-                let queued = state.frames.pop_front().expect("front exists");
-                match queued.stamp.kind() {
-                    Kind::Live => state.bytes -= queued.frame.len(),
-                    Kind::Answer => state.answer_bytes -= queued.frame.len(),
-                    Kind::Tick => {}
-                }
-                frames.push(queued.frame);
-                queued_at.push(queued.stamp.at(self.base));
-                if queued.stamp.first() {
-                    firsts.extend(state.firsts.pop_front());
-                }
-            }
-            state.taken += frames.len() as u64;
-            let taken = state.taken;
-            state.queued_ticks.retain(|_, sequence| *sequence >= taken);
-            if state.firsts.is_empty() && state.firsts.capacity() > 0 {
-                // Answers are rare after a connection's start: hold no buffer.
-                state.firsts = VecDeque::new();
-            }
-            let depth = size + state.bytes + state.answer_bytes;
-            let drained = Drained {
+        let Some(queued) = state.frames.pop_front() else {
+            return state.close.map(|(code, reason)| Next::Close(code, reason));
+        };
+        let mut size = queued.frame.len();
+        let first = state.took(&queued);
+        let queued_at = queued.stamp.at(self.base);
+        let joins = |next: &Queued| size + next.frame.len() <= max_bytes;
+        if !state.frames.front().is_some_and(joins) {
+            // One frame, the common case: no `Vec` to allocate and free.
+            let depth = size + state.finish_take(1);
+            let taken = Taken {
                 queued_at,
                 depth,
-                firsts,
+                first,
             };
-            return Some(Next::Frames(frames, drained));
+            return Some(Next::Frame(queued.frame, taken));
         }
-        state.close.map(|(code, reason)| Next::Close(code, reason))
+        let mut frames = vec![queued.frame];
+        let mut queued_at = vec![queued_at];
+        let mut firsts: Vec<FirstFrame> = first.into_iter().collect();
+        while let Some(front) = state.frames.front() {
+            if size + front.frame.len() > max_bytes {
+                break;
+            }
+            size += front.frame.len();
+            let queued = state.frames.pop_front().expect("front exists");
+            firsts.extend(state.took(&queued));
+            frames.push(queued.frame);
+            queued_at.push(queued.stamp.at(self.base));
+        }
+        let depth = size + state.finish_take(frames.len());
+        let drained = Drained {
+            queued_at,
+            depth,
+            firsts,
+        };
+        Some(Next::Frames(frames, drained))
     }
 
     /// Frames and bytes queued now, of every kind (the admin view's
@@ -435,38 +448,37 @@ impl Outbox {
         let bytes = state.frames.iter().map(|queued| queued.frame.len()).sum();
         (state.frames.len(), bytes)
     }
-
-    /// Frames and live bytes queued now (for tests).
-    #[cfg(test)]
-    pub fn queued(&self) -> (usize, usize) {
-        let state = self.lock();
-        (state.frames.len(), state.bytes)
-    }
-
-    /// Bytes of answers queued now (for tests).
-    #[cfg(test)]
-    pub fn queued_answers(&self) -> usize {
-        self.lock().answer_bytes
-    }
-
-    /// Everything queued now, parsed, `batch`es unpacked (for tests).
-    #[cfg(test)]
-    pub async fn drain_messages(&self) -> Vec<crate::protocol::ServerMessage> {
-        let mut messages = Vec::new();
-        while self.queued().0 > 0 {
-            let Next::Frames(frames, _) = self.next(usize::MAX).await else {
-                panic!("frames queued, but next() answered otherwise")
-            };
-            for frame in frames {
-                let envelope = crate::protocol::ServerEnvelope::from_json(&frame).unwrap();
-                messages.extend(envelope.unpack().into_iter().map(|e| e.message));
-            }
-        }
-        messages
-    }
 }
 
 impl State {
+    /// Uncounts a frame just taken from the front; returns the timing of
+    /// the answer it opens, if it opens one.
+    fn took(&mut self, queued: &Queued) -> Option<FirstFrame> {
+        match queued.stamp.kind() {
+            Kind::Live => self.bytes -= queued.frame.len(),
+            Kind::Answer => self.answer_bytes -= queued.frame.len(),
+            Kind::Tick => {}
+        }
+        if queued.stamp.first() {
+            self.firsts.pop_front()
+        } else {
+            None
+        }
+    }
+
+    /// Ends a take of `count` frames; returns the bytes left queued that
+    /// count toward the depth (live frames and answers).
+    fn finish_take(&mut self, count: usize) -> usize {
+        self.taken += count as u64;
+        let taken = self.taken;
+        self.queued_ticks.retain(|_, sequence| *sequence >= taken);
+        if self.firsts.is_empty() && self.firsts.capacity() > 0 {
+            // Answers are rare after a connection's start: hold no buffer.
+            self.firsts = VecDeque::new();
+        }
+        self.bytes + self.answer_bytes
+    }
+
     fn has_work(&self) -> bool {
         self.ping || !self.frames.is_empty() || self.close.is_some()
     }

@@ -362,3 +362,48 @@ async fn timed_answers_and_conflated_ticks_keep_their_times() {
     );
     assert!(drained.queued_at[..3].iter().all(|at| *at >= since));
 }
+
+/// Test-only views of the queue, used here and by the hub's tests.
+impl Outbox {
+    /// Frames and live bytes queued now (for tests).
+    pub fn queued(&self) -> (usize, usize) {
+        let state = self.lock();
+        (state.frames.len(), state.bytes)
+    }
+
+    /// Bytes of answers queued now (for tests).
+    pub fn queued_answers(&self) -> usize {
+        self.lock().answer_bytes
+    }
+
+    /// [`Outbox::next_job`] with one frame given as a [`Next::Frames`] of
+    /// one, so tests read every take alike.
+    pub async fn next(&self, max_bytes: usize) -> Next {
+        match self.next_job(max_bytes).await {
+            Next::Frame(frame, taken) => {
+                let drained = Drained {
+                    queued_at: vec![taken.queued_at],
+                    depth: taken.depth,
+                    firsts: taken.first.into_iter().collect(),
+                };
+                Next::Frames(vec![frame], drained)
+            }
+            next => next,
+        }
+    }
+
+    /// Everything queued now, parsed, `batch`es unpacked (for tests).
+    pub async fn drain_messages(&self) -> Vec<crate::protocol::ServerMessage> {
+        let mut messages = Vec::new();
+        while self.queued().0 > 0 {
+            let Next::Frames(frames, _) = self.next(usize::MAX).await else {
+                panic!("frames queued, but next() answered otherwise")
+            };
+            for frame in frames {
+                let envelope = crate::protocol::ServerEnvelope::from_json(&frame).unwrap();
+                messages.extend(envelope.unpack().into_iter().map(|e| e.message));
+            }
+        }
+        messages
+    }
+}
