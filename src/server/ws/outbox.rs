@@ -25,6 +25,9 @@ use tokio::sync::Notify;
 use crate::server::hub::{Gone, Subscriber};
 use crate::server::metrics::ChannelKind;
 
+mod stamp;
+use stamp::Stamp;
+
 /// The most bytes of subscribe answers a connection may have queued (not yet
 /// taken by its writer) before it is closed with 4008; an answer that finds
 /// none queued is always taken. Room for what one page asks for at once (a
@@ -47,7 +50,9 @@ pub enum PushError {
 /// What the writer does next.
 #[derive(Debug, PartialEq)]
 pub enum Next {
-    /// Frames to write, in order, and when each was queued.
+    /// One frame to write, the common case (nothing allocated).
+    Frame(Utf8Bytes, Taken),
+    /// Frames to write in one `batch`, in order, and when each was queued.
     Frames(Vec<Utf8Bytes>, Drained),
     /// A WebSocket Ping.
     Ping,
@@ -66,6 +71,18 @@ pub struct Drained {
     pub depth: usize,
     /// The subscribes whose first frame is among those taken.
     pub firsts: Vec<FirstFrame>,
+}
+
+/// What the writer learns of the one frame it took, for `/metrics`: the
+/// record of [`Next::Frame`], held without allocating across the write.
+#[derive(Debug, PartialEq)]
+pub struct Taken {
+    /// When the frame was queued (see [`Drained::queued_at`]).
+    pub queued_at: Instant,
+    /// Bytes queued when it was taken (see [`Drained::depth`]).
+    pub depth: usize,
+    /// The subscribe whose first frame it is, if any.
+    pub first: Option<FirstFrame>,
 }
 
 /// A subscribe waiting for its channel's first frame to be written
@@ -89,28 +106,33 @@ pub struct Outbox {
     budget: usize,
     /// The most bytes of answers queued ([`MAX_ANSWER_BYTES`]).
     answer_limit: usize,
+    /// When the outbox was made: queued frames' times count from it ([`Stamp`]).
+    base: Instant,
 }
 
 /// What a queued frame is, which decides what it counts toward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     /// A live frame other than a tick: counts against the budget.
-    Live,
+    Live = 0,
     /// Part of a subscribe answer: counts toward the answer bound only.
-    Answer,
+    Answer = 1,
     /// A live tick: counts toward nothing (conflation already bounds ticks
     /// to one per channel) and may wait for others ([`Outbox::hold_ticks`]).
-    Tick,
+    Tick = 2,
 }
 
-/// A queued frame.
+/// A queued frame: the frame and one word saying what it is, when it was
+/// queued and whether it opens a timed answer ([`Stamp`]). Kept as small as
+/// the frame handle plus a word (40 bytes) because the hub writes one into a
+/// different connection's queue for every subscriber of every tick: at 5,000
+/// connections those writes miss the cache, and a larger entry (80 bytes,
+/// with an `Instant` and an `Option<FirstFrame>` inline) cost measurably more
+/// CPU per delivered message and grew every connection's queue buffer.
 #[derive(Debug)]
 struct Queued {
     frame: Utf8Bytes,
-    kind: Kind,
-    at: Instant,
-    /// Set on the first frame of a timed subscribe answer.
-    first: Option<FirstFrame>,
+    stamp: Stamp,
 }
 
 #[derive(Debug, Default)]
@@ -127,6 +149,10 @@ struct State {
     answer_bytes: usize,
     /// The subscribe the next answer belongs to ([`Outbox::time_answer`]).
     timing: Option<FirstFrame>,
+    /// The timings of the queued frames whose [`Stamp`] says they open a
+    /// timed answer, in queue order (empty, and unallocated, but while a
+    /// subscribe's answer waits).
+    firsts: VecDeque<FirstFrame>,
     ping: bool,
     close: Option<(u16, &'static str)>,
     /// [`Outbox::close_now`] was called: a write still pending is given up.
@@ -146,6 +172,7 @@ impl Outbox {
             overflowed: Notify::new(),
             budget,
             answer_limit: MAX_ANSWER_BYTES,
+            base: Instant::now(),
         })
     }
 
@@ -170,9 +197,7 @@ impl Outbox {
         state.bytes += frame.len();
         state.frames.push_back(Queued {
             frame,
-            kind: Kind::Live,
-            at: Instant::now(),
-            first: None,
+            stamp: Stamp::new(Kind::Live, false, Instant::now(), self.base),
         });
         drop(state);
         self.ready.notify_one();
@@ -197,12 +222,13 @@ impl Outbox {
         }
         state.answer_bytes += size;
         let at = Instant::now();
-        let mut first = state.timing.take();
+        // An empty answer takes the timing and times nothing, as before.
+        let first = state.timing.take().filter(|_| !answer.is_empty());
+        state.firsts.extend(first);
+        let mut timed = first.is_some();
         state.frames.extend(answer.into_iter().map(|frame| Queued {
             frame,
-            kind: Kind::Answer,
-            at,
-            first: first.take(),
+            stamp: Stamp::new(Kind::Answer, std::mem::take(&mut timed), at, self.base),
         }));
         drop(state);
         self.ready.notify_one();
@@ -259,16 +285,14 @@ impl Outbox {
                 let index = (sequence - taken) as usize;
                 let queued = &mut state.frames[index];
                 queued.frame = frame;
-                queued.at = at;
+                queued.stamp = queued.stamp.requeued(at, self.base);
                 return Ok(true);
             }
         }
         let sequence = taken + state.frames.len() as u64;
         state.frames.push_back(Queued {
             frame,
-            kind: Kind::Tick,
-            at,
-            first: None,
+            stamp: Stamp::new(Kind::Tick, false, at, self.base),
         });
         state.queued_ticks.insert(channel.clone(), sequence);
         drop(state);
@@ -302,6 +326,7 @@ impl Outbox {
         let mut state = self.lock();
         state.sealed = true;
         state.frames.clear();
+        state.firsts = VecDeque::new();
         state.queued_ticks.clear();
         state.bytes = 0;
         state.answer_bytes = 0;
@@ -337,7 +362,7 @@ impl Outbox {
 
     /// Waits for the writer's next job: a Ping, then queued frames (up to
     /// `max_bytes` in one go, at least one frame), then the close.
-    pub async fn next(&self, max_bytes: usize) -> Next {
+    pub async fn next_job(&self, max_bytes: usize) -> Next {
         loop {
             let notified = self.ready.notified();
             if let Some(next) = self.take(max_bytes) {
@@ -377,38 +402,43 @@ impl Outbox {
         if std::mem::take(&mut state.ping) {
             return Some(Next::Ping);
         }
-        if !state.frames.is_empty() {
-            let mut frames = Vec::new();
-            let mut queued_at = Vec::new();
-            let mut firsts = Vec::new();
-            let mut size = 0;
-            while let Some(front) = state.frames.front() {
-                if !frames.is_empty() && size + front.frame.len() > max_bytes {
-                    break;
-                }
-                size += front.frame.len();
-                let queued = state.frames.pop_front().expect("front exists");
-                match queued.kind {
-                    Kind::Live => state.bytes -= queued.frame.len(),
-                    Kind::Answer => state.answer_bytes -= queued.frame.len(),
-                    Kind::Tick => {}
-                }
-                frames.push(queued.frame);
-                queued_at.push(queued.at);
-                firsts.extend(queued.first);
-            }
-            state.taken += frames.len() as u64;
-            let taken = state.taken;
-            state.queued_ticks.retain(|_, sequence| *sequence >= taken);
-            let depth = size + state.bytes + state.answer_bytes;
-            let drained = Drained {
+        let Some(queued) = state.frames.pop_front() else {
+            return state.close.map(|(code, reason)| Next::Close(code, reason));
+        };
+        let mut size = queued.frame.len();
+        let first = state.took(&queued);
+        let queued_at = queued.stamp.at(self.base);
+        let joins = |next: &Queued| size + next.frame.len() <= max_bytes;
+        if !state.frames.front().is_some_and(joins) {
+            // One frame, the common case: no `Vec` to allocate and free.
+            let depth = size + state.finish_take(1);
+            let taken = Taken {
                 queued_at,
                 depth,
-                firsts,
+                first,
             };
-            return Some(Next::Frames(frames, drained));
+            return Some(Next::Frame(queued.frame, taken));
         }
-        state.close.map(|(code, reason)| Next::Close(code, reason))
+        let mut frames = vec![queued.frame];
+        let mut queued_at = vec![queued_at];
+        let mut firsts: Vec<FirstFrame> = first.into_iter().collect();
+        while let Some(front) = state.frames.front() {
+            if size + front.frame.len() > max_bytes {
+                break;
+            }
+            size += front.frame.len();
+            let queued = state.frames.pop_front().expect("front exists");
+            firsts.extend(state.took(&queued));
+            frames.push(queued.frame);
+            queued_at.push(queued.stamp.at(self.base));
+        }
+        let depth = size + state.finish_take(frames.len());
+        let drained = Drained {
+            queued_at,
+            depth,
+            firsts,
+        };
+        Some(Next::Frames(frames, drained))
     }
 
     /// Frames and bytes queued now, of every kind (the admin view's
@@ -418,38 +448,37 @@ impl Outbox {
         let bytes = state.frames.iter().map(|queued| queued.frame.len()).sum();
         (state.frames.len(), bytes)
     }
-
-    /// Frames and live bytes queued now (for tests).
-    #[cfg(test)]
-    pub fn queued(&self) -> (usize, usize) {
-        let state = self.lock();
-        (state.frames.len(), state.bytes)
-    }
-
-    /// Bytes of answers queued now (for tests).
-    #[cfg(test)]
-    pub fn queued_answers(&self) -> usize {
-        self.lock().answer_bytes
-    }
-
-    /// Everything queued now, parsed, `batch`es unpacked (for tests).
-    #[cfg(test)]
-    pub async fn drain_messages(&self) -> Vec<crate::protocol::ServerMessage> {
-        let mut messages = Vec::new();
-        while self.queued().0 > 0 {
-            let Next::Frames(frames, _) = self.next(usize::MAX).await else {
-                panic!("frames queued, but next() answered otherwise")
-            };
-            for frame in frames {
-                let envelope = crate::protocol::ServerEnvelope::from_json(&frame).unwrap();
-                messages.extend(envelope.unpack().into_iter().map(|e| e.message));
-            }
-        }
-        messages
-    }
 }
 
 impl State {
+    /// Uncounts a frame just taken from the front; returns the timing of
+    /// the answer it opens, if it opens one.
+    fn took(&mut self, queued: &Queued) -> Option<FirstFrame> {
+        match queued.stamp.kind() {
+            Kind::Live => self.bytes -= queued.frame.len(),
+            Kind::Answer => self.answer_bytes -= queued.frame.len(),
+            Kind::Tick => {}
+        }
+        if queued.stamp.first() {
+            self.firsts.pop_front()
+        } else {
+            None
+        }
+    }
+
+    /// Ends a take of `count` frames; returns the bytes left queued that
+    /// count toward the depth (live frames and answers).
+    fn finish_take(&mut self, count: usize) -> usize {
+        self.taken += count as u64;
+        let taken = self.taken;
+        self.queued_ticks.retain(|_, sequence| *sequence >= taken);
+        if self.firsts.is_empty() && self.firsts.capacity() > 0 {
+            // Answers are rare after a connection's start: hold no buffer.
+            self.firsts = VecDeque::new();
+        }
+        self.bytes + self.answer_bytes
+    }
+
     fn has_work(&self) -> bool {
         self.ping || !self.frames.is_empty() || self.close.is_some()
     }
@@ -457,7 +486,10 @@ impl State {
     fn only_ticks(&self) -> bool {
         !self.ping
             && self.close.is_none()
-            && self.frames.iter().all(|queued| queued.kind == Kind::Tick)
+            && self
+                .frames
+                .iter()
+                .all(|queued| queued.stamp.kind() == Kind::Tick)
     }
 }
 
