@@ -3,6 +3,13 @@
 //! bundle (`hydrate`) that cargo-leptos builds from the same tree get the same
 //! id, so the server can tell at start whether `target/site` holds its own
 //! bundle, and a page can tell that the server it talks to is a newer build.
+//!
+//! Also sets `cfg(pulse_split)` on a wasm build that cargo-leptos splits
+//! (`--split`: it links with `--emit-relocs`), or with `PULSE_SPLIT` set
+//! (to lint that path): the note's engine is then a split point
+//! (`client/note/load.rs`). Any other build (`cargo leptos watch`, the CSR
+//! build, the server) compiles it in: a split point that the splitter does
+//! not process leaves an import the browser cannot resolve.
 
 use std::path::{Path, PathBuf};
 
@@ -10,6 +17,7 @@ use std::path::{Path, PathBuf};
 const INPUTS: [&str; 4] = ["src", "Cargo.toml", "Cargo.lock", "build.rs"];
 
 fn main() {
+    split();
     let mut files = Vec::new();
     for input in INPUTS {
         println!("cargo:rerun-if-changed={input}");
@@ -47,5 +55,21 @@ fn collect(path: &Path, files: &mut Vec<PathBuf>) {
         for entry in entries.flatten() {
             collect(&entry.path(), files);
         }
+    }
+}
+
+/// `cfg(pulse_split)`, and the linker flag the splitter needs: without it
+/// lld merges the data segments of the note's code (yrs' strings) with the
+/// main module's, and the splitter then keeps them all in the main module
+/// (cargo-leptos#679).
+fn split() {
+    println!("cargo:rustc-check-cfg=cfg(pulse_split)");
+    println!("cargo:rerun-if-env-changed=PULSE_SPLIT");
+    let wasm = std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("wasm32");
+    let relocs =
+        std::env::var("CARGO_ENCODED_RUSTFLAGS").is_ok_and(|flags| flags.contains("--emit-relocs"));
+    if wasm && (relocs || std::env::var_os("PULSE_SPLIT").is_some()) {
+        println!("cargo:rustc-cfg=pulse_split");
+        println!("cargo:rustc-link-arg-cdylib=--no-merge-data-segments");
     }
 }

@@ -2,7 +2,9 @@
 # The wasm bundle's size budget: prints the release bundle's size raw and
 # gzipped, then what it is made of, by crate and by item, with twiggy.
 #
-# Run after `LEPTOS_HASH_FILES=true cargo leptos build --release --precompress`. The shipped bundle has no names
+# Run after `LEPTOS_HASH_FILES=true cargo leptos build --release --precompress --split`
+# and `node scripts/rehash_bundle.mjs` (scripts/run.sh). The names below are of
+# the whole program (cargo's unsplit output); the note's module is listed apart. The shipped bundle has no names
 # (wasm-opt drops them), so this makes a copy that keeps them: wasm-bindgen and
 # wasm-opt -Oz run again, with the same flags cargo-leptos uses, on cargo's own
 # output plus `-g`. Its code and data are the shipped bundle's within a few KB.
@@ -23,6 +25,17 @@ trap 'rm -rf "$work"' EXIT
 
 printf 'shipped %s: %s B raw; served %s B brotli, %s B gzip; gzip -9 %s B\n' "$shipped" \
   "$(wc -c <"$shipped")" "$(wc -c <"$shipped.br")" "$(wc -c <"$shipped.gz")" "$(gzip -9 -c "$shipped" | wc -c)"
+# A split build (--split): the note's module, fetched later; it must import
+# nothing from JavaScript (leptos#4347), only the main module's memory/table.
+for chunk in target/site/pkg/split_*.wasm; do
+  [ -e "$chunk" ] || continue
+  printf 'chunk   %s: %s B raw; served %s B brotli, %s B gzip\n' "$chunk" \
+    "$(wc -c <"$chunk")" "$(wc -c <"$chunk.br")" "$(wc -c <"$chunk.gz")"
+  if wasm-dis "$chunk" | grep -E '^ *\(import ' | grep -qE '__wbg_|__wbindgen_'; then
+    echo "FAIL: $chunk imports wasm-bindgen glue" >&2
+    exit 1
+  fi
+done
 
 wasm-bindgen --target web --keep-debug --out-dir "$work" --out-name pulse "$cargo_out"
 wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int -g \

@@ -6,5 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 export PATH="$PWD/tools/node_modules/.bin:$HOME/.cargo/bin:$PATH"
-LEPTOS_HASH_FILES=true cargo leptos build --release --precompress
+# --split: the note's editor (yrs) is a second wasm module, fetched when the
+# note comes near (client/note/load.rs); the rehash gives pulse.js, the main
+# wasm and the loader one name per content (scripts/rehash_bundle.mjs).
+LEPTOS_HASH_FILES=true cargo leptos build --release --precompress --split
+node scripts/rehash_bundle.mjs
 exec ./target/release/pulse "$@"

@@ -7,6 +7,18 @@ import { test, expect, connectionStatus } from "./fixtures";
  * none of them; the HTML is never taken from a cache.
  */
 
+/**
+ * The kinds of the page's own bundle files (the wasm, its JS glue, the CSS);
+ * the note module's loader (`__wasm_split.<h>.js`, imported by pulse.js) and
+ * chunks of a split build are left out here, but not from the second visit.
+ */
+function kinds(files: string[]): string[] {
+  return files
+    .filter((f) => !f.includes("/__wasm_split.") && !f.includes("/split_"))
+    .map((f) => f.split(".").pop()!)
+    .sort();
+}
+
 /** The bundle's files the page links: the wasm, its JS glue, the CSS. */
 async function bundle(html: string): Promise<string[]> {
   const names = [...html.matchAll(/\/pkg\/pulse\.[A-Za-z0-9_-]{16,}\.(?:wasm|js|css)/g)].map((m) => m[0]);
@@ -46,7 +58,7 @@ test("a second visit downloads none of the bundle again", async ({ server, brows
   const first = await openDashboard(context);
   await expect(connectionStatus(first)).toHaveText(/^Connected/);
   const firstTransfer = await transferred(first);
-  expect(Object.keys(firstTransfer).map((f) => f.split(".").pop()).sort()).toEqual(["css", "js", "wasm"]);
+  expect(kinds(Object.keys(firstTransfer))).toEqual(["css", "js", "wasm"]);
   for (const [file, bytes] of Object.entries(firstTransfer)) expect(bytes, file).toBeGreaterThan(0);
   await first.close();
 

@@ -41,6 +41,9 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 // JavaScript before the bundle, so it sees the page's socket;
                 // the inspector itself loads only when opened.
                 <script type="module" src="/inspector/hook.js" nonce=leptos::nonce::use_nonce()></script>
+                {split_loader(&options).map(|href| view! {
+                    <link rel="modulepreload" href=href crossorigin=leptos::nonce::use_nonce()/>
+                })}
                 <HydrationScripts options/>
                 <MetaTags/>
             </head>
@@ -49,6 +52,18 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
             </body>
         </html>
     }
+}
+
+/// The note module's loader on a split release build, which the page
+/// preloads (`server/assets.rs`); the browser renders no shell.
+#[cfg(feature = "ssr")]
+fn split_loader(options: &LeptosOptions) -> Option<String> {
+    crate::server::assets::split_loader(options)
+}
+
+#[cfg(not(feature = "ssr"))]
+fn split_loader(_options: &LeptosOptions) -> Option<String> {
+    None
 }
 
 /// Which page the app shows: the dashboard at `/`; any other path that is

@@ -20,7 +20,7 @@ use leptos::html::Textarea;
 use leptos::prelude::*;
 
 use crate::client::note::{color_index, Peer};
-use crate::client::{Identity, SharedNote};
+use crate::client::{Identity, NoteEditor, SharedNote};
 
 /// How often this page renews its cursor for co-editors (Yjs clients drop a
 /// state not renewed within 30 seconds).
@@ -32,6 +32,19 @@ pub fn NotePanel() -> impl IntoView {
     let identity = expect_context::<Identity>();
     let area = NodeRef::<Textarea>::new();
     let overlay = NodeRef::<leptos::html::Div>::new();
+    let panel = NodeRef::<leptos::html::Section>::new();
+    // False on the server and while hydrating, so the hint renders the same
+    // on both; then it says how the note's editor is coming.
+    let hydrated = RwSignal::new(false);
+    Effect::new(move |_| hydrated.set(true));
+    // The note's engine is fetched when the panel comes near or the page
+    // is idle (on a split build; otherwise it is here already).
+    #[cfg(feature = "browser")]
+    Effect::new(move |_| {
+        if let Some(panel) = panel.get() {
+            crate::client::note::trigger::load_editor_when_wanted(note, identity, &panel);
+        }
+    });
     // The rendered text; after hydration the text area's value is managed
     // here, never re-rendered (that would move the person's caret).
     let initial = note.text.get_untracked();
@@ -109,7 +122,7 @@ pub fn NotePanel() -> impl IntoView {
     let editable = move || identity.user.with(Option::is_some) && note.loaded.get();
 
     view! {
-        <section class="panel note" aria-labelledby="note-heading">
+        <section class="panel note" aria-labelledby="note-heading" node_ref=panel>
             <h2 id="note-heading">"Note"</h2>
             <p class="note-people">{move || people_line(note, identity)}</p>
             <div class="note-frame">
@@ -143,6 +156,10 @@ pub fn NotePanel() -> impl IntoView {
                         } else {
                             "Join to edit the note."
                         }
+                    } else if !loaded && hydrated.get() && note.editor.get() == NoteEditor::Retrying {
+                        "The note's editor could not load; retrying…"
+                    } else if !loaded && hydrated.get() && note.editor.get() != NoteEditor::Ready {
+                        "Loading the note's editor…"
                     } else if !loaded {
                         "Loading the note: it can be edited once it is here."
                     } else if !note.live.get() {

@@ -14,8 +14,8 @@ pub mod store;
 pub mod transport;
 
 pub use context::{
-    provide_live, Chat, Connection, ConnectionStatus, Identity, Live, Notifications, SharedNote,
-    ToDriver, Watchlist, WatchlistError, DEFAULT_ROOM,
+    provide_live, Chat, Connection, ConnectionStatus, Identity, Live, NoteEditor, Notifications,
+    SharedNote, ToDriver, Watchlist, WatchlistError, DEFAULT_ROOM,
 };
 pub use initial::{
     cookie, token_cookie, watchlist_cookie, watchlist_from_cookies, InitialState, NotePreview,

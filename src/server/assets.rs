@@ -158,6 +158,19 @@ pub fn wasm_path(options: &LeptosOptions) -> PathBuf {
         .join(format!("{}{hash}.wasm", options.output_name))
 }
 
+/// The note module's loader on a split build (`pkg/__wasm_split.<hash>.js`,
+/// from the hash file's `split` line), for the page to preload: pulse.js
+/// imports it, and the browser would find it only after pulse.js arrived.
+pub fn split_loader(options: &LeptosOptions) -> Option<String> {
+    if !options.hash_files {
+        return None;
+    }
+    let (_, hash) = read_hash_file(options)
+        .into_iter()
+        .find(|(kind, _)| kind == "split")?;
+    Some(format!("/{}/__wasm_split.{hash}.js", options.site_pkg_dir))
+}
+
 /// The `(kind, hash)` pairs of the hash file beside the binary; none when
 /// there is no such file.
 fn read_hash_file(options: &LeptosOptions) -> Vec<(String, String)> {
@@ -266,6 +279,31 @@ mod tests {
         assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
         assert_eq!(header(&again, "cache-control"), Some(REVALIDATE));
         assert!(body(again).await.is_empty());
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_split_builds_loader_and_chunks_listed_in_the_hash_file_are_immutable() {
+        let (root, _) = site();
+        // What scripts/rehash_bundle.mjs writes for a split build.
+        let text = "css: c\nmanifest: m1\njs: g1\nwasm: g1\nsplit: g1\nchunk: k1\n";
+        let hashes = parse_hashes(text).into_iter().map(|(_, h)| h).collect();
+        let assets = Assets::new(&root, "pkg", hashes);
+        for name in [
+            "__wasm_split.g1.js",
+            "split_pulse_note.k1.wasm",
+            "split_pulse_note.k2.wasm",
+        ] {
+            std::fs::write(root.join("pkg").join(name), WASM).unwrap();
+        }
+        for (path, cache) in [
+            ("/pkg/__wasm_split.g1.js", IMMUTABLE),
+            ("/pkg/split_pulse_note.k1.wasm", IMMUTABLE),
+            ("/pkg/split_pulse_note.k2.wasm", REVALIDATE),
+        ] {
+            let response = assets.serve(get(path, &[])).await.unwrap();
+            assert_eq!(header(&response, "cache-control"), Some(cache), "{path}");
+        }
         std::fs::remove_dir_all(root).unwrap();
     }
 

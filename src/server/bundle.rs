@@ -11,25 +11,51 @@ use std::path::{Path, PathBuf};
 use crate::build_id::{BUILD_ID, PREFIXES};
 
 /// Why the site's bundle is not this server's.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "the site bundle {path} is not this server's build: it was built {found} and this server is \
-     {BUILD_ID}, so its pages would fail to start in the browser. Rebuild the site with {fix}, \
-     or start with --allow-stale-bundle (PULSE_ALLOW_STALE_BUNDLE=1) to serve it anyway",
-    path = path.display(),
-    found = describe(found.as_deref()),
-    fix = fix_command(),
-)]
+#[derive(Debug)]
 pub struct StaleBundle {
     pub path: PathBuf,
     /// The build id found in the bundle, if any.
     pub found: Option<String>,
+    /// A chunk (the note's split wasm module) that the split manifest
+    /// beside the bundle names and that is not there: `path` is the manifest.
+    pub missing_chunk: Option<PathBuf>,
 }
+
+impl std::fmt::Display for StaleBundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.missing_chunk {
+            Some(chunk) => write!(
+                f,
+                "the site bundle is incomplete: {manifest} names {chunk}, which is missing, so the \
+                 note could never be edited. Rebuild the site with {fix}",
+                manifest = self.path.display(),
+                chunk = chunk.display(),
+                fix = fix_command(),
+            )?,
+            None => write!(
+                f,
+                "the site bundle {path} is not this server's build: it was built {found} and this \
+                 server is {BUILD_ID}, so its pages would fail to start in the browser. Rebuild \
+                 the site with {fix}",
+                path = self.path.display(),
+                found = describe(self.found.as_deref()),
+                fix = fix_command(),
+            )?,
+        }
+        write!(
+            f,
+            ", or start with --allow-stale-bundle (PULSE_ALLOW_STALE_BUNDLE=1) to serve it anyway"
+        )
+    }
+}
+
+impl std::error::Error for StaleBundle {}
 
 /// Checks the bundle at `wasm` (the file the page links): `Ok` when it is
 /// this build's or the site has no bundle at all. When that file is missing
 /// but its folder holds others (a hashed release bundle under a binary
-/// without `hash.txt` beside it), one of them must be this build's.
+/// without `hash.txt` beside it), one of them must be this build's. On a
+/// split build every chunk the manifests beside it name must be there too.
 pub fn check(wasm: &Path) -> Result<(), StaleBundle> {
     let candidates = if wasm.is_file() {
         vec![wasm.to_path_buf()]
@@ -42,12 +68,51 @@ pub fn check(wasm: &Path) -> Result<(), StaleBundle> {
             continue;
         };
         if build_ids(&bytes).any(|id| id == BUILD_ID) {
-            return Ok(());
+            return check_chunks(&path);
         }
         let found = build_ids(&bytes).next().map(str::to_owned);
-        stale.get_or_insert(StaleBundle { path, found });
+        stale.get_or_insert(StaleBundle {
+            path,
+            found,
+            missing_chunk: None,
+        });
     }
     stale.map_or(Ok(()), Err)
+}
+
+/// Every chunk named by a split manifest (`__wasm_split_manifest*.json`:
+/// `{"module": ["chunk stem", ...]}`) beside `wasm` exists.
+fn check_chunks(wasm: &Path) -> Result<(), StaleBundle> {
+    let Some(Ok(entries)) = wasm.parent().map(std::fs::read_dir) else {
+        return Ok(());
+    };
+    for manifest in entries.flatten().map(|entry| entry.path()) {
+        let is_manifest = manifest
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|name| {
+                name.starts_with("__wasm_split_manifest") && name.ends_with(".json")
+            });
+        let Some(text) = is_manifest
+            .then(|| std::fs::read_to_string(&manifest).ok())
+            .flatten()
+        else {
+            continue;
+        };
+        let modules: std::collections::HashMap<String, Vec<String>> =
+            serde_json::from_str(&text).unwrap_or_default();
+        for stem in modules.values().flatten() {
+            let chunk = manifest.with_file_name(format!("{stem}.wasm"));
+            if !chunk.is_file() {
+                return Err(StaleBundle {
+                    path: manifest,
+                    found: None,
+                    missing_chunk: Some(chunk),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The `.wasm` files in the folder of `wasm`, by name.
@@ -168,6 +233,19 @@ mod tests {
         let linked = other.with_file_name("pulse.wasm");
         let err = check(&linked).unwrap_err();
         assert_eq!(err.found.as_deref(), Some("pulse-release-00000000000000ff"));
+    }
+
+    #[test]
+    fn a_split_bundle_needs_every_chunk_its_manifest_names() {
+        let (_dir, path) = bundle(format!("\0asm..data{BUILD_ID}more").as_bytes());
+        let manifest = path.with_file_name("__wasm_split_manifest.0123abc.json");
+        std::fs::write(&manifest, r#"{"pulse_note":["split_pulse_note.4567def"]}"#).unwrap();
+        let err = check(&path).unwrap_err();
+        let chunk = path.with_file_name("split_pulse_note.4567def.wasm");
+        assert_eq!(err.missing_chunk.as_deref(), Some(chunk.as_path()));
+        assert!(err.to_string().contains("is missing"), "{err}");
+        std::fs::write(&chunk, b"\0asm").unwrap();
+        check(&path).unwrap();
     }
 
     #[test]

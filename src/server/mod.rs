@@ -5,7 +5,7 @@
 
 mod admin;
 mod api;
-mod assets;
+pub(crate) mod assets;
 pub mod auth;
 pub mod broker;
 mod bundle;

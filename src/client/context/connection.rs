@@ -7,7 +7,7 @@
 
 use leptos::prelude::*;
 
-use crate::client::outbox::{Due, Outbox};
+use crate::client::outbox::{Due, Merge, Outbox};
 use crate::client::store::{Cursors, Renewal};
 use crate::client::transport::Transport;
 use crate::protocol::{Channel, ClientEnvelope, ClientMessage, Since, Subscribed, UserRef};
@@ -211,12 +211,12 @@ impl Connection {
 
     /// Puts an edit of the note into `user`'s outbox (merged into the one
     /// waiting, never dropped) and asks the driver to store and send it.
-    pub(super) fn enqueue_note(&self, user: &UserRef, update: &[u8]) {
+    pub(super) fn enqueue_note(&self, user: &UserRef, update: &[u8], merge: Merge) {
         self.outbox.update_value(|outbox| {
             if outbox.owner() != Some(user.id.as_str()) {
                 *outbox = Outbox::for_user(&user.id);
             }
-            outbox.push_note(update, || crate::client::new_envelope_id("d"));
+            outbox.push_note(update, || crate::client::new_envelope_id("d"), merge);
         });
         self.store_outbox();
         self.ask(ToDriver::Pump);

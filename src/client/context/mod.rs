@@ -25,7 +25,7 @@ mod watchlist;
 pub use chat::{Chat, DEFAULT_ROOM};
 pub use connection::{Connection, ConnectionStatus, ToDriver};
 pub use identity::Identity;
-pub use note::SharedNote;
+pub use note::{NoteEditor, SharedNote};
 pub use notifications::Notifications;
 pub use watchlist::{Watchlist, WatchlistError};
 

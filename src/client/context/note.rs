@@ -1,11 +1,16 @@
-//! The note feature: the page's replica of the shared note ([`Note`]) and
-//! what the note panel shows of it (the text, whether it is loaded and
-//! live, co-editors, the person's moved selection, a refused edit), and the
-//! person's editing: input, IME composition (remote updates held until it
-//! ends), undo and redo of this page's own edits, the caret shared with
-//! co-editors (at the socket driver's pace). Remote updates, snapshots and
-//! refusals are in `note/sync.rs`.
+//! The note feature: the page's replica of the shared note (behind the
+//! [`NoteReplica`] seam, installed once its engine is here) and what the
+//! note panel shows of it (the text, whether it is loaded and live,
+//! co-editors, the person's moved selection, a refused edit, whether the
+//! editor is loading), and the person's editing: input, IME composition
+//! (remote updates held until it ends), undo and redo of this page's own
+//! edits, the caret shared with co-editors (at the socket driver's pace).
+//! Remote updates, snapshots and refusals are in `note/sync.rs`; frames
+//! that arrive before the engine, and its installation, in
+//! `note/pending.rs` and `note/install.rs`.
 
+mod install;
+mod pending;
 mod sync;
 #[cfg(test)]
 mod tests;
@@ -16,18 +21,34 @@ use leptos::prelude::*;
 use super::connection::{Connection, ToDriver};
 use super::identity::Identity;
 use crate::client::initial::NotePreview;
-use crate::client::note::{color_of, EditorUser, Note, Peer, NOTE_DOC};
+use crate::client::note::{color_of, EditorUser, NoteReplica, Peer, Selection, NOTE_DOC};
 use crate::protocol::{ClientMessage, DocAwarenessRequest};
+pub use install::NoteEditor;
+
+use pending::PendingNote;
 
 /// Updates and awareness travel as standard base64.
 pub(super) const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
+/// The engine's replica, once installed. Local to the thread: the engine is
+/// not `Send` (yrs' undo manager).
+type Engine = StoredValue<Option<Box<dyn NoteReplica>>, LocalStorage>;
+
 /// The note's replica and what the panel shows; cheap to copy.
 #[derive(Debug, Clone, Copy)]
 pub struct SharedNote {
-    /// The page's replica of the shared note (its undo history is apart:
-    /// see [`NOTE_UNDO`]).
-    note: StoredValue<Note>,
+    /// The page's replica of the shared note with its undo history: `None`
+    /// until the note's engine is installed ([`NoteEditor`]). No slot at all
+    /// on the server, which renders the note but never edits it: a local
+    /// value would be dropped on another of its threads, and that panics.
+    engine: Option<Engine>,
+    /// What the server sent about the note before the engine was here,
+    /// replayed into it on install.
+    pending: StoredValue<PendingNote>,
+    /// Whether the note's engine is here, coming, or failed to come.
+    pub editor: RwSignal<NoteEditor>,
+    /// Failed loads in a row (the retry's backoff).
+    failures: StoredValue<u32>,
     /// The note's text, as the text area shows it: until the note is
     /// loaded, the beginning the server rendered (with a marker when the
     /// note goes on); then the replica's text.
@@ -42,7 +63,7 @@ pub struct SharedNote {
     pub cut: RwSignal<bool>,
     /// The person's selection after a remote edit moved the text around it:
     /// the view puts it back into the text area.
-    pub selection_moved: RwSignal<Option<(u32, u32)>>,
+    pub selection_moved: RwSignal<Option<Selection>>,
     /// Co-editors and their carets, in name order.
     pub peers: RwSignal<Vec<Peer>>,
     /// Whether the note is live: signed in and subscribed on this connection.
@@ -51,7 +72,7 @@ pub struct SharedNote {
     pub warning: RwSignal<Option<String>>,
     /// The person's selection in the note as the view last said (`None`:
     /// the note is not focused).
-    selection: StoredValue<Option<(u32, u32)>>,
+    selection: StoredValue<Option<Selection>>,
     /// Remote updates held while the person composes text (IME): `Some`
     /// while composing.
     held: StoredValue<Option<Vec<Vec<u8>>>>,
@@ -61,9 +82,14 @@ pub struct SharedNote {
 
 impl SharedNote {
     /// The note as rendered: its beginning shown, read-only until loaded.
+    /// Without a split build the engine is compiled in and installed at
+    /// once; with one it comes when the page asks (`load_editor`).
     pub fn new(preview: Option<&NotePreview>, connection: Connection, identity: Identity) -> Self {
-        SharedNote {
-            note: StoredValue::new(new_note()),
+        let note = SharedNote {
+            engine: cfg!(any(feature = "browser", test)).then(|| StoredValue::new_local(None)),
+            pending: StoredValue::new(PendingNote::default()),
+            editor: RwSignal::new(NoteEditor::Absent),
+            failures: StoredValue::new(0),
             text: RwSignal::new(preview.map(NotePreview::shown).unwrap_or_default()),
             loaded: RwSignal::new(false),
             cut: RwSignal::new(preview.is_some_and(|note| note.more)),
@@ -75,34 +101,49 @@ impl SharedNote {
             held: StoredValue::new(None),
             connection,
             identity,
+        };
+        #[cfg(not(pulse_split))]
+        if let Some(engine) = note.engine {
+            engine.set_value(Some(crate::client::note::new_replica(new_client_id())));
+            note.editor.set(NoteEditor::Ready);
         }
+        note
+    }
+
+    /// Whether the engine is installed.
+    fn installed(&self) -> bool {
+        self.engine
+            .is_some_and(|engine| engine.with_value(Option::is_some))
+    }
+
+    /// Runs `work` with the engine's replica, if it is installed.
+    fn with_engine<R>(&self, work: impl FnOnce(&mut dyn NoteReplica) -> R) -> Option<R> {
+        self.engine?
+            .try_update_value(|engine| engine.as_mut().map(|engine| work(engine.as_mut())))
+            .flatten()
     }
 
     /// The person changed the note: `value` is the text area's text and
     /// `selection` its selection after the change. While they compose text
     /// (IME) nothing is taken until the composition ends.
-    pub fn input(&self, value: &str, selection: (u32, u32)) {
+    pub fn input(&self, value: &str, selection: Selection) {
         self.selection.set_value(Some(selection));
         // The text area is read-only until then (see `loaded`).
         if !self.loaded.get_untracked() || self.held.with_value(Option::is_some) {
             return;
         }
-        let update = self
-            .note
-            .try_update_value(|note| {
-                // The undo history starts with the first edit.
-                with_undo(note, |_, _| ());
-                note.edits(value, selection.1)
-            })
+        let now = crate::client::browser::now_ms();
+        let updates = self
+            .with_engine(|note| note.edits(value, selection.1, now))
             .unwrap_or_default();
-        for update in update {
+        for update in updates {
             self.local(update);
         }
     }
 
     /// A composition (IME) starts or ends; at its end the composed text is
     /// taken as one edit, then the co-editors' updates held meanwhile.
-    pub fn composing(&self, composing: bool, value: &str, selection: (u32, u32)) {
+    pub fn composing(&self, composing: bool, value: &str, selection: Selection) {
         if composing {
             self.held.set_value(Some(Vec::new()));
             return;
@@ -120,26 +161,22 @@ impl SharedNote {
             return;
         }
         let selection = self.selection.get_value();
-        let result = self.note.try_update_value(|note| {
-            let stickies = selection.map(|(a, h)| (note.sticky(a), note.sticky(h)));
-            let update = with_undo(note, |note, undo| note.undo(undo, redo))?;
-            let moved =
-                stickies.and_then(|(a, h)| Some((note.index_of(&a?)?, note.index_of(&h?)?)));
-            Some((update, moved))
-        });
-        if let Some(Some((update, moved))) = result {
+        let now = crate::client::browser::now_ms();
+        if let Some(Some((update, moved))) =
+            self.with_engine(|note| note.undo(redo, selection, now))
+        {
             self.moved(moved);
             self.local(update);
         }
     }
 
     /// The person's selection in the note as last known (`None`: not focused).
-    pub fn caret(&self) -> Option<(u32, u32)> {
+    pub fn caret(&self) -> Option<Selection> {
         self.selection.get_value()
     }
 
     /// The person's selection moved (or the note lost focus: `None`).
-    pub fn select(&self, selection: Option<(u32, u32)>) {
+    pub fn select(&self, selection: Option<Selection>) {
         self.selection.set_value(selection);
         self.share_cursor();
     }
@@ -151,7 +188,7 @@ impl SharedNote {
     }
 
     /// This page's awareness update as the driver sends it: `None` unless
-    /// signed in and the note is live.
+    /// signed in, the note is live and its engine is here.
     pub fn cursor_message(&self) -> Option<ClientMessage> {
         let user = self.identity.user.get_untracked()?;
         if !self.live.get_untracked() {
@@ -163,27 +200,34 @@ impl SharedNote {
             name: user.name,
         };
         let selection = self.selection.get_value();
-        let update = self
-            .note
-            .try_update_value(|note| note.awareness(&me, selection))?;
+        let update = self.with_engine(|note| note.awareness(&me, selection))?;
         Some(ClientMessage::DocAwareness(DocAwarenessRequest {
             doc: NOTE_DOC.to_owned(),
             update: BASE64.encode(update),
         }))
     }
 
-    /// An edit of this page: into the outbox (it survives a reload), then
-    /// shown and sent.
+    /// An edit of this page: into the outbox (it survives a reload; merged
+    /// there by the engine), then shown and sent.
     fn local(&self, update: Vec<u8>) {
         let Some(user) = self.identity.user.get_untracked() else {
             return;
         };
-        self.connection.enqueue_note(&user, &update);
+        let Some(engine) = self.engine else { return };
+        engine.with_value(|engine| {
+            let merge = engine
+                .as_ref()
+                .map(|engine| move |a: &[u8], b: &[u8]| engine.merge(a, b));
+            let merge = merge
+                .as_ref()
+                .map(|merge| merge as &dyn Fn(&[u8], &[u8]) -> Option<Vec<u8>>);
+            self.connection.enqueue_note(&user, &update, merge);
+        });
         self.changed();
         self.share_cursor();
     }
 
-    fn moved(&self, moved: Option<(u32, u32)>) {
+    fn moved(&self, moved: Option<Selection>) {
         if let Some(moved) = moved {
             if self.selection.get_value() != Some(moved) {
                 self.selection.set_value(Some(moved));
@@ -196,45 +240,19 @@ impl SharedNote {
     /// once the note is loaded: until then the rendered beginning stays).
     fn changed(&self) {
         if self.loaded.get_untracked() {
-            let text = self.note.with_value(Note::text);
-            if self.text.with_untracked(|shown| *shown != text) {
-                self.text.set(text);
+            if let Some(text) = self.with_engine(|note| note.text()) {
+                if self.text.with_untracked(|shown| *shown != text) {
+                    self.text.set(text);
+                }
             }
         }
-        self.peers.set(self.note.with_value(Note::peers));
+        self.peers
+            .set(self.with_engine(|note| note.peers()).unwrap_or_default());
     }
 }
 
-/// A replica of the note with a random Yjs client id (53 bits, as Yjs
-/// draws them).
-fn new_note() -> Note {
+/// A random Yjs client id (53 bits, as Yjs draws them), for a new replica.
+fn new_client_id() -> u64 {
     let client = (crate::client::browser::random() * (1u64 << 53) as f64) as u64;
-    Note::new(client.max(1))
-}
-
-thread_local! {
-    /// The undo history of this page's note, with the Yjs client id of the
-    /// replica it belongs to. Not in the reactive arena: yrs' undo manager is
-    /// not `Send`, and only a page in a browser (one thread) edits; the
-    /// server renders the note but never makes one.
-    static NOTE_UNDO: std::cell::RefCell<Option<(u64, yrs::undo::UndoManager<()>)>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-/// Runs `work` with `note`'s undo history, made on first use (timed by the
-/// browser's clock, which groups quick edits into one step).
-fn with_undo<R>(
-    note: &mut Note,
-    work: impl FnOnce(&mut Note, &mut yrs::undo::UndoManager<()>) -> R,
-) -> R {
-    NOTE_UNDO.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        let client = note.client_id();
-        if slot.as_ref().is_none_or(|(owner, _)| *owner != client) {
-            let clock = std::sync::Arc::new(|| crate::client::browser::now_ms() as u64);
-            *slot = Some((client, note.undo_manager(clock)));
-        }
-        let (_, undo) = slot.as_mut().expect("made above");
-        work(note, undo)
-    })
+    client.max(1)
 }

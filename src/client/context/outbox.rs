@@ -66,9 +66,7 @@ impl Live {
             .updates()
             .filter_map(|update| BASE64.decode(update).ok())
             .collect();
-        for update in &edits {
-            self.note.remote(update);
-        }
+        self.note.adopted(&edits);
         self.connection.with_outbox(|outbox| {
             if outbox.owner() != Some(user.id.as_str()) {
                 *outbox = Outbox::for_user(&user.id);

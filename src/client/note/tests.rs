@@ -1,4 +1,5 @@
 use super::*;
+use crate::client::note::color_of;
 
 /// A clock that stands still: every edit falls in one undo step.
 fn clock() -> Arc<dyn Clock> {

@@ -28,7 +28,7 @@ mod pace;
 use std::collections::VecDeque;
 
 use crate::protocol::{ClientEnvelope, ClientMessage, StoredEntry, StoredOutbox};
-pub use note::{NoteQueue, NOTE_UPDATE_MAX};
+pub use note::{Merge, NoteQueue, NOTE_UPDATE_MAX};
 use pace::Pace;
 
 /// The most messages waiting at once.
@@ -130,9 +130,9 @@ impl Outbox {
     }
 
     /// Queues an update of the note; `base` makes the envelope ids' stem the
-    /// first time (random per outbox).
-    pub fn push_note(&mut self, update: &[u8], base: impl FnOnce() -> String) {
-        self.note.push(update, base);
+    /// first time (random per outbox); `merge` joins it to the one waiting.
+    pub fn push_note(&mut self, update: &[u8], base: impl FnOnce() -> String, merge: Merge) {
+        self.note.push(update, base, merge);
     }
 
     /// The note's updates not acknowledged yet.

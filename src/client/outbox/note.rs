@@ -7,12 +7,16 @@
 use std::collections::VecDeque;
 
 use super::{Due, Sent};
-use crate::client::note::{merge_updates, NOTE_DOC};
+use crate::client::note::NOTE_DOC;
 use crate::protocol::{ClientEnvelope, ClientMessage, DocUpdateRequest, StoredNote};
 
 /// The most bytes of Yjs update one `doc_update` carries: its base64 (a
 /// third more) and the envelope stay under the server's 64 KiB message limit.
 pub const NOTE_UPDATE_MAX: usize = 40 * 1024;
+
+/// How two of the note's updates become one: the note's engine's merge,
+/// once it is installed (`None` before: updates then wait unmerged).
+pub type Merge<'a> = Option<&'a dyn Fn(&[u8], &[u8]) -> Option<Vec<u8>>>;
 
 /// The note's updates not acknowledged yet: the one sent under its envelope
 /// id, and everything typed since, merged into as few as fit under
@@ -43,19 +47,21 @@ impl From<StoredNote> for NoteQueue {
 
 impl NoteQueue {
     /// Adds an update: it goes now if nothing is in flight, else it is
-    /// merged into the last one waiting while that stays small enough.
-    pub(super) fn push(&mut self, update: &[u8], base: impl FnOnce() -> String) {
+    /// merged (with `merge`, if given) into the last one waiting while that
+    /// stays small enough.
+    pub(super) fn push(&mut self, update: &[u8], base: impl FnOnce() -> String, merge: Merge) {
         use base64::Engine as _;
         let engine = &base64::engine::general_purpose::STANDARD;
         if self.base.is_empty() {
             self.base = base();
         }
-        let merged = self
-            .waiting
-            .back()
-            .and_then(|last| engine.decode(last).ok())
-            .filter(|last| last.len() + update.len() <= NOTE_UPDATE_MAX)
-            .and_then(|last| merge_updates(&[&last, update]).ok());
+        let merged = merge.and_then(|merge| {
+            self.waiting
+                .back()
+                .and_then(|last| engine.decode(last).ok())
+                .filter(|last| last.len() + update.len() <= NOTE_UPDATE_MAX)
+                .and_then(|last| merge(&last, update))
+        });
         match merged {
             Some(merged) => {
                 self.waiting.pop_back();
@@ -78,7 +84,8 @@ impl NoteQueue {
     }
 
     /// Takes over another page's queue: its updates go after ours, under
-    /// ids that never repeat one of its own (they may be stored already).
+    /// ids that never repeat one of its own (they may be stored already);
+    /// unmerged (the note's engine may not be here yet).
     pub(super) fn adopt(&mut self, other: &NoteQueue) {
         use base64::Engine as _;
         let engine = &base64::engine::general_purpose::STANDARD;
@@ -89,7 +96,7 @@ impl NoteQueue {
         for update in other.updates() {
             if let Ok(update) = engine.decode(update) {
                 let base = other.base.clone();
-                self.push(&update, || base);
+                self.push(&update, || base, None);
             }
         }
     }

@@ -110,6 +110,11 @@ fn another_tabs_outbox_merges_only_for_the_same_user() {
     assert_eq!(mine.len(), 2, "never sent as another identity");
 }
 
+/// The engine's merge, as the page passes it.
+fn merge(a: &[u8], b: &[u8]) -> Option<Vec<u8>> {
+    crate::client::note::merge_updates(&[a, b]).ok()
+}
+
 fn note_ids(envelopes: &[ClientEnvelope]) -> Vec<(String, String)> {
     envelopes
         .iter()
@@ -125,13 +130,17 @@ fn note_edits_go_one_at_a_time_and_what_is_typed_meanwhile_is_merged() {
     use crate::client::note::Note;
     let mut ada = Note::new(1);
     let mut outbox = Outbox::for_user("ann");
-    outbox.push_note(&ada.edit("a", 1).unwrap(), || "d-x".into());
+    outbox.push_note(&ada.edit("a", 1).unwrap(), || "d-x".into(), Some(&merge));
     let first = note_ids(&outbox.due(0.0).send);
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].0, "d-x-1");
     // Typed while the first is unanswered: merged, not sent yet.
-    outbox.push_note(&ada.edit("ab", 2).unwrap(), || unreachable!());
-    outbox.push_note(&ada.edit("abc", 3).unwrap(), || unreachable!());
+    outbox.push_note(&ada.edit("ab", 2).unwrap(), || unreachable!(), Some(&merge));
+    outbox.push_note(
+        &ada.edit("abc", 3).unwrap(),
+        || unreachable!(),
+        Some(&merge),
+    );
     assert!(outbox.due(1.0).send.is_empty());
     outbox.settle("d-x-1");
     let second = note_ids(&outbox.due(2.0).send);
@@ -161,7 +170,11 @@ fn note_edits_survive_a_reload_and_another_tabs_are_taken_over() {
     use crate::client::note::Note;
     let mut ada = Note::new(1);
     let mut theirs = Outbox::for_user("ann");
-    theirs.push_note(&ada.edit("offline", 7).unwrap(), || "d-t".into());
+    theirs.push_note(
+        &ada.edit("offline", 7).unwrap(),
+        || "d-t".into(),
+        Some(&merge),
+    );
     theirs.due(0.0);
     let stored = theirs.stored().to_json().unwrap();
     let theirs = Outbox::from(StoredOutbox::from_json(&stored).unwrap());
@@ -183,13 +196,13 @@ fn a_large_burst_of_note_edits_goes_in_updates_under_the_message_limit() {
     for _ in 0..30 {
         text.push_str(&"x".repeat(4_000));
         for update in ada.edits(&text, text.encode_utf16().count() as u32) {
-            outbox.push_note(&update, || "d-b".into());
+            outbox.push_note(&update, || "d-b".into(), Some(&merge));
         }
     }
     // And one paste of 100,000 characters at once.
     text.push_str(&"y".repeat(100_000));
     for update in ada.edits(&text, text.encode_utf16().count() as u32) {
-        outbox.push_note(&update, || "d-b".into());
+        outbox.push_note(&update, || "d-b".into(), Some(&merge));
     }
     let (mut sent, mut bob) = (0, Note::new(2));
     use base64::Engine as _;
@@ -226,7 +239,7 @@ fn pending_lists_ids_and_types_until_settled() {
     let mut outbox = Outbox::for_user("ann");
     outbox.push(chat("c1"));
     outbox.push(read("r1", &["n1"]));
-    outbox.push_note(b"edit", || "d-base".into());
+    outbox.push_note(b"edit", || "d-base".into(), None);
     let pending = outbox.pending();
     assert_eq!(
         pending[..2],

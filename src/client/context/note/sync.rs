@@ -2,13 +2,15 @@
 //! remote updates applied with the person's selection kept between the same
 //! characters, the `subscribed` snapshot that loads the replica, co-editors'
 //! awareness, a refused edit (a new replica from the server's state), and
-//! the note going offline or signed out.
+//! the note going offline or signed out. Before the engine is installed,
+//! what the server sends waits in the pending buffer, as received.
 
 use base64::Engine as _;
 use leptos::prelude::*;
 
-use super::{new_note, SharedNote, BASE64};
-use crate::client::note::{Note, NOTE_DOC};
+use super::pending::Pending;
+use super::{new_client_id, SharedNote, BASE64};
+use crate::client::note::NOTE_DOC;
 use crate::client::outbox::Outbox;
 use crate::client::store::Renewal;
 use crate::client::ToDriver;
@@ -29,17 +31,14 @@ impl SharedNote {
             return;
         }
         let selection = self.selection.get_value();
-        let moved = self
-            .note
-            .try_update_value(|note| {
-                let stickies = selection.map(|(a, h)| (note.sticky(a), note.sticky(h)));
-                if let Err(err) = note.apply_remote(update) {
-                    leptos::logging::warn!("note: {err}");
-                }
-                stickies.and_then(|(a, h)| Some((note.index_of(&a?)?, note.index_of(&h?)?)))
-            })
-            .flatten();
-        self.moved(moved);
+        let moved = self.with_engine(|note| match note.apply_remote(update, selection) {
+            Ok(moved) => moved,
+            Err(err) => {
+                leptos::logging::warn!("note: {err}");
+                None
+            }
+        });
+        self.moved(moved.flatten());
         self.changed();
     }
 
@@ -52,36 +51,49 @@ impl SharedNote {
         if self.loaded.get_untracked() {
             return self.remote(state);
         }
-        let applied = self
-            .note
-            .try_update_value(|note| note.apply_remote(state))
-            .unwrap_or(Ok(()));
+        let applied = self.with_engine(|note| note.apply_remote(state, None));
         match applied {
-            Ok(()) => {
+            Some(Ok(_)) => {
                 self.loaded.set(true);
                 self.cut.set(false);
                 self.changed();
             }
             // Unreadable: the note stays read-only, showing what was rendered.
-            Err(err) => leptos::logging::warn!("note: {err}"),
+            Some(Err(err)) => leptos::logging::warn!("note: {err}"),
+            None => {}
         }
     }
 
+    /// A snapshot's state and awareness (base64): loads or merges the state,
+    /// and says who is editing.
+    pub(super) fn snapshot(&self, state: &str, awareness: &str) {
+        if let Ok(state) = BASE64.decode(state) {
+            self.state(&state);
+        }
+        let awareness = BASE64.decode(awareness).unwrap_or_default();
+        self.with_engine(|note| {
+            note.forget_peers();
+            let _ = note.apply_awareness(&awareness);
+        });
+        self.changed();
+    }
+
     /// The note's `subscribed`: a snapshot loads (or merges) its state and
-    /// says who is editing; either way the note is live again and this
-    /// page's caret is shared at once (the server forgot it with the last
-    /// connection).
+    /// says who is editing (or waits for the engine); either way the note is
+    /// live again and this page's caret is shared at once (the server forgot
+    /// it with the last connection).
     pub(in crate::client::context) fn subscribed(&self, renewal: Renewal, answer: &Subscribed) {
         if let (Renewal::Replace(_), Some(Snapshot::Doc(snapshot))) = (renewal, &answer.snapshot) {
-            if let Ok(state) = BASE64.decode(&snapshot.state) {
-                self.state(&state);
+            if self.installed() {
+                self.snapshot(&snapshot.state, &snapshot.awareness);
+            } else {
+                self.pending.update_value(|pending| {
+                    pending.push(Pending::Snapshot {
+                        state: snapshot.state.clone(),
+                        awareness: snapshot.awareness.clone(),
+                    })
+                });
             }
-            let awareness = BASE64.decode(&snapshot.awareness).unwrap_or_default();
-            self.note.update_value(|note| {
-                note.forget_peers();
-                let _ = note.apply_awareness(&awareness);
-            });
-            self.changed();
         }
         self.live.set(true);
         self.connection.ask(ToDriver::ShareCursor { renew: true });
@@ -89,6 +101,10 @@ impl SharedNote {
 
     /// A new `doc_update` of the note.
     pub(in crate::client::context) fn updated(&self, event: &DocUpdateEvent) {
+        if !self.installed() {
+            let update = Pending::Update(event.update.clone());
+            return self.pending.update_value(|pending| pending.push(update));
+        }
         if let Ok(update) = BASE64.decode(&event.update) {
             self.remote(&update);
         }
@@ -96,11 +112,21 @@ impl SharedNote {
 
     /// Co-editors' awareness changed.
     pub(in crate::client::context) fn aware(&self, event: &DocAwarenessEvent) {
-        if let Ok(update) = BASE64.decode(&event.update) {
-            self.note.update_value(|note| {
+        if !self.installed() {
+            let update = Pending::Awareness(event.update.clone());
+            return self.pending.update_value(|pending| pending.push(update));
+        }
+        self.awareness(&event.update);
+    }
+
+    /// Co-editors' awareness (base64).
+    pub(super) fn awareness(&self, update: &str) {
+        if let Ok(update) = BASE64.decode(update) {
+            self.with_engine(|note| {
                 let _ = note.apply_awareness(&update);
             });
-            self.peers.set(self.note.with_value(Note::peers));
+            self.peers
+                .set(self.with_engine(|note| note.peers()).unwrap_or_default());
         }
     }
 
@@ -108,16 +134,35 @@ impl SharedNote {
     /// subscription's snapshot says who is there).
     pub(in crate::client::context) fn offline(&self) {
         self.live.set(false);
-        self.note.update_value(Note::forget_peers);
+        if !self.installed() {
+            self.pending
+                .update_value(|pending| pending.push(Pending::ForgetPeers));
+        }
+        self.with_engine(|note| note.forget_peers());
         self.peers.set(Vec::new());
+    }
+
+    /// A new, empty replica (when the engine is here; what waits for it is
+    /// dropped either way): the next subscription's snapshot fills it, and
+    /// the note is read-only until then.
+    fn restart(&self) {
+        self.pending.update_value(|pending| pending.clear());
+        let client = new_client_id();
+        if let Some(engine) = self.engine {
+            engine.update_value(|engine| {
+                if let Some(old) = engine.take() {
+                    *engine = Some(old.fresh(client));
+                }
+            });
+        }
+        self.loaded.set(false);
     }
 
     /// Signed out: a new replica, so the next user's edits never build on
     /// this one's unsent ones and undo never reaches them. It is empty (and
     /// the note read-only) until the next subscription's snapshot fills it.
     pub(in crate::client::context) fn signed_out(&self) {
-        self.note.set_value(new_note());
-        self.loaded.set(false);
+        self.restart();
     }
 
     /// The server refused the note's update in flight. `internal` (the
@@ -138,9 +183,13 @@ impl SharedNote {
         )));
         self.connection.with_outbox(Outbox::clear_note);
         self.connection.store_outbox();
-        self.note.set_value(new_note());
-        // Read-only until the snapshot asked for below fills the new replica.
-        self.loaded.set(false);
+        self.restart();
+        self.resubscribe();
+    }
+
+    /// Asks for the note's state again: the subscription starts over,
+    /// without `since`, and its snapshot fills the replica.
+    pub(super) fn resubscribe(&self) {
         let channel = Channel::Doc(NOTE_DOC.to_owned()).to_string();
         self.connection.forget(&channel);
         let subscribe = Subscribe {

@@ -147,3 +147,76 @@ fn a_new_replica_is_read_only_again_until_its_snapshot() {
     live.note.input("shared text typed", (17, 17));
     assert_eq!(text_after_outbox(&live, "shared text"), "shared text typed");
 }
+
+/// A `doc_update` of the note at `offset`, made by another replica.
+fn note_update(update: &[u8], offset: u64) -> ServerMessage {
+    ServerMessage::DocUpdate(crate::protocol::DocUpdateEvent {
+        channel: Channel::Doc(NOTE_DOC.into()),
+        doc: NOTE_DOC.into(),
+        update: BASE64.encode(update),
+        offset,
+        user: crate::protocol::UserRef {
+            id: "guest:bob".into(),
+            name: "bob".into(),
+        },
+    })
+}
+
+#[test]
+fn what_arrives_before_the_engine_waits_and_is_replayed_in_order_on_install() {
+    let owner = Owner::new();
+    owner.set();
+    let live = signed_in();
+    // A split build's page: no engine until it is fetched.
+    live.note.uninstall();
+    let mut other = Note::new(77);
+    let first = other.edit("before", 6).unwrap();
+    let second = other.edit("before and after", 16).unwrap();
+    // An update older than the snapshot is dropped by it (the snapshot
+    // holds it); one after it is replayed after it.
+    live.apply(note_update(&[0, 0], 1));
+    let snapshot = ServerMessage::Subscribed(Subscribed {
+        channel: Channel::Doc(NOTE_DOC.into()).to_string(),
+        epoch: "e".into(),
+        offset: 2,
+        recovered: false,
+        snapshot: Some(Snapshot::Doc(crate::protocol::DocSnapshot {
+            state: BASE64.encode(&first),
+            awareness: "AA==".into(),
+        })),
+    });
+    live.apply(snapshot);
+    live.apply(note_update(&second, 3));
+    assert!(live.note.live.get_untracked(), "live while it loads");
+    assert!(
+        !live.note.loaded.get_untracked(),
+        "read-only until installed"
+    );
+    live.note.input("typed", (5, 5));
+    assert!(live.connection.outbox_due(0.0).send.is_empty());
+
+    live.note.install(crate::client::note::new_replica(5));
+    assert_eq!(live.note.editor.get_untracked(), super::NoteEditor::Ready);
+    assert!(live.note.loaded.get_untracked());
+    assert_eq!(live.note.text.get_untracked(), "before and after");
+    live.note.input("before and after!", (17, 17));
+    assert_eq!(
+        text_after_outbox(&live, "before and after"),
+        "before and after!"
+    );
+}
+
+#[test]
+fn another_tabs_edits_taken_over_before_the_engine_are_applied_on_install() {
+    let owner = Owner::new();
+    owner.set();
+    let live = signed_in();
+    live.note.uninstall();
+    let mut theirs = crate::client::outbox::Outbox::for_user("guest:ann");
+    let mut tab = Note::new(9);
+    theirs.push_note(&tab.edit("offline", 7).unwrap(), || "d-t".into(), None);
+    live.adopt(theirs);
+    live.apply(note_snapshot(""));
+    live.note.install(crate::client::note::new_replica(5));
+    assert_eq!(live.note.text.get_untracked(), "offline");
+}

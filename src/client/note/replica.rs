@@ -1,15 +1,19 @@
-//! Owns the page's replica of the shared note (`doc:notes`): a yrs document
+//! Owns the engine's replica of the shared note (`doc:notes`): a yrs document
 //! counted in UTF-16 units (as a text area's selection is), local edits as
 //! the smallest change between the text it had and the text it has now,
 //! remote updates, undo and redo of the person's own edits only, carets as
 //! sticky indices (Yjs relative positions) that stay put under remote edits,
 //! and co-editors' awareness states.
 //!
-//! Pure: no DOM, no socket, no clock of its own (the undo manager's clock
-//! comes in), so every rule is tested natively.
+//! Pure: no DOM, no socket, no clock or random source of its own (the undo
+//! manager's clock comes in; the document's guid is fixed), so every rule is
+//! tested natively, and on a split build it all lives in the note's wasm
+//! module (nothing here may call JavaScript: see `mod.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+use super::{EditorUser, NoteError, Peer, EDIT_CHUNK};
 use yrs::sync::awareness::{AwarenessUpdate, AwarenessUpdateEntry};
 use yrs::sync::time::Clock;
 use yrs::undo::{Options as UndoOptions, UndoManager};
@@ -20,47 +24,22 @@ use yrs::{
     ReadTxn, StickyIndex, Text, TextRef, Transact, Update,
 };
 
-/// The note every page shows.
-pub const NOTE_DOC: &str = "notes";
+/// The document's guid (fixed: see `Note::new`).
+const GUID: &str = "pulse-notes";
 /// The name of the note's text in the document (PROTOCOL.md).
 const TEXT: &str = "text";
 /// The origin of transactions that apply what the server sent: never undone.
 const REMOTE: &str = "remote";
 /// The origin of this page's own edits: what undo undoes.
 const LOCAL: &str = "local";
-/// The longest insertion one update carries (UTF-16 units): with Yjs'
-/// encoding and base64 it stays well under the 64 KiB message limit.
-pub const EDIT_CHUNK: usize = 8_192;
 /// Edits closer together than this are undone as one step.
 const UNDO_GROUP_MS: u64 = 500;
-
-/// Why something the server sent could not be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NoteError {
-    #[error("not a Yjs update: {0}")]
-    Update(String),
-    #[error("not an awareness update: {0}")]
-    Awareness(String),
-}
-
-pub use crate::protocol::EditorUser;
 
 /// A caret or selection in this replica's terms.
 type Cursor = crate::protocol::Cursor<StickyIndex>;
 
 /// One awareness state (its JSON is `protocol::EditorState`'s).
 type EditorState = crate::protocol::EditorState<StickyIndex>;
-
-/// A co-editor as the panel shows them: their caret and selection resolved
-/// to offsets in the current text (`None` when the text they point at has
-/// not arrived yet).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Peer {
-    pub client: u64,
-    pub user: EditorUser,
-    pub anchor: Option<u32>,
-    pub head: Option<u32>,
-}
 
 /// The page's replica of the note.
 pub struct Note {
@@ -85,8 +64,19 @@ impl std::fmt::Debug for Note {
 impl Note {
     /// An empty replica with Yjs client id `client_id`.
     pub fn new(client_id: u64) -> Self {
-        let mut options = Options::with_client_id(ClientID::new(client_id & ((1 << 53) - 1)));
-        options.offset_kind = OffsetKind::Utf16;
+        // A struct literal, not `Options::with_client_id`: that draws a
+        // random guid, and yrs' random source calls JavaScript in a browser.
+        // The guid names a document among subdocuments; this one has none.
+        let options = Options {
+            client_id: ClientID::new(client_id & ((1 << 53) - 1)),
+            guid: GUID.into(),
+            collection_id: None,
+            offset_kind: OffsetKind::Utf16,
+            skip_gc: false,
+            auto_load: false,
+            should_load: true,
+            cleanup_formatting: true,
+        };
         let doc = Doc::with_options(options);
         let text = doc.get_or_insert_text(TEXT);
         Note {
@@ -323,27 +313,6 @@ pub fn merge_updates(updates: &[&[u8]]) -> Result<Vec<u8>, NoteError> {
     yrs::merge_updates_v1(updates).map_err(|e| NoteError::Update(e.to_string()))
 }
 
-/// The palette co-editors' carets are drawn in (readable on light and dark
-/// backgrounds); the stylesheet has a class per colour (`peer-0` ...), as
-/// the page's Content-Security-Policy allows no inline styles.
-pub const PALETTE: [&str; 8] = [
-    "#d9480f", "#2b8a3e", "#1971c2", "#9c36b5", "#c2255c", "#0b7285", "#e67700", "#5f3dc4",
-];
-
-/// The palette index of a user: fixed per user id.
-pub fn color_index(user_id: &str) -> usize {
-    let hash = user_id
-        .bytes()
-        .fold(2166136261u32, |h, b| (h ^ b as u32).wrapping_mul(16777619));
-    hash as usize % PALETTE.len()
-}
-
-/// The colour a user's caret is drawn in (what this page's awareness state
-/// says as `user.color`).
-pub fn color_of(user_id: &str) -> &'static str {
-    PALETTE[color_index(user_id)]
-}
-
 /// The smallest change from one text to another, in UTF-16 units.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Change {
@@ -395,4 +364,5 @@ impl Change {
 }
 
 #[cfg(test)]
+#[path = "tests.rs"]
 mod tests;
