@@ -101,7 +101,7 @@ pub fn NotePanel() -> impl IntoView {
         note.composing(composing, &area.value(), selection);
     };
     let on_keydown = move |event: KeyboardEvent| {
-        let key = event.key().to_lowercase();
+        let key = event.key().to_ascii_lowercase();
         let command = event.ctrl_key() || event.meta_key();
         let redo = (command && key == "z" && event.shift_key()) || (command && key == "y");
         let undo = command && key == "z" && !event.shift_key();
