@@ -15,13 +15,14 @@ pub fn lower(text: &str) -> String {
     text.to_lowercase()
 }
 
-/// `text` in capitals.
+/// `text` in capitals, by the browser's `toUpperCase` (the same Unicode
+/// mapping as Rust's), so Rust's table stays out of the bundle.
 #[cfg(feature = "browser")]
 pub fn upper(text: &str) -> String {
     js_sys::JsString::from(text).to_upper_case().into()
 }
 
-/// `text` in small letters.
+/// `text` in small letters, by the browser's `toLowerCase`.
 #[cfg(feature = "browser")]
 pub fn lower(text: &str) -> String {
     js_sys::JsString::from(text).to_lower_case().into()
