@@ -267,7 +267,9 @@ fn overlay_view(text: &str, peers: &[Peer]) -> impl IntoView {
             Piece::Text {
                 text,
                 selected_by: Some(color),
-            } => EitherOf3::B(view! { <mark class=format!("peer-selection {color}")>{text}</mark> }),
+            } => {
+                EitherOf3::B(view! { <mark class=format!("peer-selection {color}")>{text}</mark> })
+            }
             Piece::Caret { name, color } => EitherOf3::C(view! {
                 <span class=format!("peer-caret {color}")>
                     <span class="peer-flag">{name}</span>
