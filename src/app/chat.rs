@@ -16,6 +16,7 @@ use leptos::prelude::*;
 use leptos::wasm_bindgen::JsCast;
 use leptos::web_sys::{Element, HtmlElement};
 
+use super::shown::Shown;
 use crate::client::chat::{ChatLine, ChatLog, LineState};
 use crate::client::{Chat, Identity};
 
@@ -36,7 +37,7 @@ pub fn ChatPanel() -> impl IntoView {
     view! {
         <section class="panel chat" aria-labelledby="chat-heading">
             <h2 id="chat-heading">"Chat"</h2>
-            <Show
+            <Shown
                 when=move || identity.user.with(Option::is_some)
                 fallback=|| view! { <p class="empty">"Join to chat."</p> }
             >
@@ -51,7 +52,7 @@ pub fn ChatPanel() -> impl IntoView {
                 </div>
                 <p class="form-problem" role="alert">{move || chat.outbox_warning.get()}</p>
                 <Composer/>
-            </Show>
+            </Shown>
         </section>
     }
 }
@@ -256,7 +257,7 @@ fn Log() -> impl IntoView {
         })
     };
     view! {
-        <Show when=move || shown().with(ChatLog::may_have_older)>
+        <Shown when=move || shown().with(ChatLog::may_have_older) fallback=|| ()>
             <button
                 type="button"
                 class="link load-older"
@@ -280,7 +281,7 @@ fn Log() -> impl IntoView {
                     }
                 });
             }
-        </Show>
+        </Shown>
         // The log (a live region that scrolls) holds a plain list of lines:
         // `role="log"` on the list itself would take its list semantics away,
         // leaving every `<li>` outside a list.
@@ -301,9 +302,9 @@ fn Log() -> impl IntoView {
                 />
             </ol>
         </div>
-        <Show when=move || shown().with(ChatLog::is_empty)>
+        <Shown when=move || shown().with(ChatLog::is_empty) fallback=|| ()>
             <p class="empty">"No messages yet — say hello."</p>
-        </Show>
+        </Shown>
     }
 }
 

@@ -6,6 +6,7 @@ use leptos::web_sys;
 
 use super::identity::Identity;
 use super::notifications::NotificationsButton;
+use super::shown::Shown;
 use crate::client::{Connection, ConnectionStatus};
 
 #[component]
@@ -92,7 +93,7 @@ fn ConnectionBadge() -> impl IntoView {
                     <span class="connection-detail">{detail}</span>
                 </span>
             </div>
-            <Show when=move || show_retry.get()>
+            <Shown when=move || show_retry.get() fallback=|| ()>
                 <button
                     type="button"
                     class="link"
@@ -101,7 +102,7 @@ fn ConnectionBadge() -> impl IntoView {
                 >
                     "Retry now"
                 </button>
-            </Show>
+            </Shown>
         </div>
     }
 }

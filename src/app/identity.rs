@@ -12,21 +12,7 @@ pub fn initials(name: &str) -> String {
     let mut words = name.split_whitespace();
     let first = words.next().and_then(|w| w.chars().next());
     let last = words.last().and_then(|w| w.chars().next());
-    capitals(first.into_iter().chain(last).collect())
-}
-
-/// `text` in capitals (Unicode's full mapping: `ß` becomes `SS`).
-#[cfg(not(feature = "browser"))]
-fn capitals(text: String) -> String {
-    text.to_uppercase()
-}
-
-/// `text` in capitals, by the browser's `toUpperCase` (the same Unicode
-/// mapping as Rust's): Rust's own needs a 12 KB table in the bundle, for
-/// the two letters of an avatar.
-#[cfg(feature = "browser")]
-fn capitals(text: String) -> String {
-    js_sys::JsString::from(text).to_upper_case().into()
+    client::case::upper(&first.into_iter().chain(last).collect::<String>())
 }
 
 #[component]

@@ -8,6 +8,7 @@ mod new_version;
 mod note;
 mod notifications;
 mod presence;
+mod shown;
 mod ticker;
 
 use leptos::either::Either;

@@ -4,6 +4,7 @@
 
 use leptos::prelude::*;
 
+use super::shown::Shown;
 use crate::client::Connection;
 
 /// "A new version of Pulse is available — Reload", while the server is
@@ -15,12 +16,12 @@ pub fn NewVersionBanner() -> impl IntoView {
     let shown = connection.new_version;
     view! {
         <div class="new-version" role="status" aria-label="New version">
-            <Show when=move || shown.get()>
+            <Shown when=move || shown.get() fallback=|| ()>
                 <p class="new-version-banner">
                     "A new version of Pulse is available — "
                     <button type="button" on:click=move |_| reload()>"Reload"</button>
                 </p>
-            </Show>
+            </Shown>
         </div>
     }
 }

@@ -15,6 +15,7 @@
 //! The overlay repeats the text invisibly with the same wrapping, so a caret
 //! drawn at an offset of it lands on that offset of the text area.
 
+use leptos::either::EitherOf3;
 use leptos::ev::{CompositionEvent, Event, KeyboardEvent};
 use leptos::html::Textarea;
 use leptos::prelude::*;
@@ -101,7 +102,7 @@ pub fn NotePanel() -> impl IntoView {
         note.composing(composing, &area.value(), selection);
     };
     let on_keydown = move |event: KeyboardEvent| {
-        let key = event.key().to_lowercase();
+        let key = event.key().to_ascii_lowercase();
         let command = event.ctrl_key() || event.meta_key();
         let redo = (command && key == "z" && event.shift_key()) || (command && key == "y");
         let undo = command && key == "z" && !event.shift_key();
@@ -262,17 +263,18 @@ fn overlay_view(text: &str, peers: &[Peer]) -> impl IntoView {
             Piece::Text {
                 text,
                 selected_by: None,
-            } => view! { <span>{text}</span> }.into_any(),
+            } => EitherOf3::A(view! { <span>{text}</span> }),
             Piece::Text {
                 text,
                 selected_by: Some(color),
-            } => view! { <mark class=format!("peer-selection {color}")>{text}</mark> }.into_any(),
-            Piece::Caret { name, color } => view! {
+            } => {
+                EitherOf3::B(view! { <mark class=format!("peer-selection {color}")>{text}</mark> })
+            }
+            Piece::Caret { name, color } => EitherOf3::C(view! {
                 <span class=format!("peer-caret {color}")>
                     <span class="peer-flag">{name}</span>
                 </span>
-            }
-            .into_any(),
+            }),
         })
         .collect_view()
 }

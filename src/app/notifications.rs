@@ -4,6 +4,7 @@
 
 use leptos::prelude::*;
 
+use super::shown::Shown;
 use crate::client::{Identity, Notifications};
 
 #[component]
@@ -19,7 +20,7 @@ pub fn NotificationsButton() -> impl IntoView {
         n => format!("Notifications, {n} unread"),
     };
     view! {
-        <Show when=move || identity.user.with(Option::is_some)>
+        <Shown when=move || identity.user.with(Option::is_some) fallback=|| ()>
             <div class="notifications">
                 <button
                     type="button"
@@ -34,15 +35,15 @@ pub fn NotificationsButton() -> impl IntoView {
                     <svg class="bell-icon" viewBox="0 0 24 24" aria-hidden="true" focusable="false">
                         <path d="M6 16V11a6 6 0 0 1 12 0v5l2 2H4z M10 20a2 2 0 0 0 4 0"/>
                     </svg>
-                    <Show when=move || { count() > 0 }>
+                    <Shown when=move || { count() > 0 } fallback=|| ()>
                         <span class="badge" aria-hidden="true">{count}</span>
-                    </Show>
+                    </Shown>
                 </button>
                 // Always in the page (hidden while closed), so the button's
                 // `aria-controls` names an element that exists.
                 <NotificationList open/>
             </div>
-        </Show>
+        </Shown>
     }
 }
 
@@ -66,14 +67,14 @@ fn NotificationList(open: RwSignal<bool>) -> impl IntoView {
             aria-label="Notifications"
             hidden=move || !open.get()
         >
-            <Show when=move || { count() > 0 } fallback=|| view! { <p class="empty">"Nothing new."</p> }>
+            <Shown when=move || { count() > 0 } fallback=|| view! { <p class="empty">"Nothing new."</p> }>
                 <ul>
                     <For each=move || notifications.unread.get() key=|n| n.notification_id.clone() let:note>
                         <Unread note/>
                     </For>
                 </ul>
                 <button type="button" on:click=all_read>"Mark all read"</button>
-            </Show>
+            </Shown>
         </div>
     }
 }

@@ -4,6 +4,7 @@
 use leptos::prelude::*;
 
 use super::identity::initials;
+use super::shown::Shown;
 use crate::client::Identity;
 use crate::protocol::{PresenceUser, UserStatus};
 
@@ -20,7 +21,7 @@ pub fn Online() -> impl IntoView {
     view! {
         <section class="panel" aria-labelledby="online-heading">
             <h2 id="online-heading">"Online"</h2>
-            <Show
+            <Shown
                 when=move || identity.user.with(Option::is_some)
                 fallback=|| view! { <p class="empty">"Join to see who is online."</p> }
             >
@@ -29,10 +30,10 @@ pub fn Online() -> impl IntoView {
                         <Person is_me=me() == Some(person.id.clone()) person/>
                     </For>
                 </ul>
-                <Show when=alone>
+                <Shown when=alone fallback=|| ()>
                     <p class="empty">"Nobody else is here yet — open a second window."</p>
-                </Show>
-            </Show>
+                </Shown>
+            </Shown>
         </section>
     }
 }

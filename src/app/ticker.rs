@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 
+use super::shown::Shown;
 use crate::client;
 use crate::client::store::{Direction, QuoteView};
 
@@ -48,7 +49,7 @@ pub fn Watchlist() -> impl IntoView {
                </form>
            </div>
            <p id="symbol-problem" class="form-problem" role="alert">{move || problem.get()}</p>
-           <Show when=move || !empty() fallback=|| view! { <p class="empty">"Add a symbol to watch."</p> }>
+           <Shown when=move || !empty() fallback=|| view! { <p class="empty">"Add a symbol to watch."</p> }>
                <table class="prices" aria-label="Live prices">
                    <colgroup>
                        <col class="col-symbol"/>
@@ -74,7 +75,7 @@ pub fn Watchlist() -> impl IntoView {
                        </For>
                    </tbody>
                </table>
-           </Show>
+           </Shown>
        </section>
     }
 }

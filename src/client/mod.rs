@@ -4,6 +4,7 @@
 //! applies what the server says.
 
 pub mod backoff;
+pub mod case;
 pub mod chat;
 mod context;
 mod initial;

@@ -94,7 +94,7 @@ pub fn apply_presence(users: &mut Vec<PresenceUser>, diff: &PresenceDiff) {
 
 /// Orders people by name (case-insensitively), then id.
 pub fn sort_people(users: &mut [PresenceUser]) {
-    users.sort_by(|a, b| (a.name.to_lowercase(), &a.id).cmp(&(b.name.to_lowercase(), &b.id)));
+    users.sort_by_cached_key(|user| (super::case::lower(&user.name), user.id.clone()));
 }
 
 /// What a `subscribed` means for the view of its channel.

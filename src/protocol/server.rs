@@ -40,32 +40,38 @@ impl ServerMessage {
     /// A kind this build does not know is an error (a batch leaves it out).
     pub fn from_data(kind: &str, data: &str) -> Result<Self, serde_json::Error> {
         use serde::de::Error;
-        Ok(match kind {
-            "welcome" => ServerMessage::Welcome(serde_json::from_str(data)?),
-            "subscribed" => ServerMessage::Subscribed(serde_json::from_str(data)?),
-            "unsubscribed" => ServerMessage::Unsubscribed(serde_json::from_str(data)?),
-            "tick" => ServerMessage::Tick(serde_json::from_str(data)?),
-            "presence_diff" => ServerMessage::PresenceDiff(serde_json::from_str(data)?),
-            "chat" => ServerMessage::Chat(serde_json::from_str(data)?),
-            "notification" => ServerMessage::Notification(serde_json::from_str(data)?),
-            "doc_update" => ServerMessage::DocUpdate(serde_json::from_str(data)?),
-            "doc_awareness" => ServerMessage::DocAwareness(serde_json::from_str(data)?),
-            "ack" => ServerMessage::Ack(serde_json::from_str(data)?),
-            "pong" => ServerMessage::Pong(serde_json::from_str(data)?),
-            "error" => ServerMessage::Error(serde_json::from_str(data)?),
-            "batch" => ServerMessage::Batch(serde_json::from_str(data)?),
-            "history" => ServerMessage::History(serde_json::from_str(data)?),
+        // One reader for every kind (what `serde_json::from_str` does per
+        // type, written once): the same reading, one reader set up and
+        // checked for trailing text instead of one per kind.
+        let mut de = serde_json::Deserializer::from_str(data);
+        let message = match kind {
+            "welcome" => ServerMessage::Welcome(Deserialize::deserialize(&mut de)?),
+            "subscribed" => ServerMessage::Subscribed(Deserialize::deserialize(&mut de)?),
+            "unsubscribed" => ServerMessage::Unsubscribed(Deserialize::deserialize(&mut de)?),
+            "tick" => ServerMessage::Tick(Deserialize::deserialize(&mut de)?),
+            "presence_diff" => ServerMessage::PresenceDiff(Deserialize::deserialize(&mut de)?),
+            "chat" => ServerMessage::Chat(Deserialize::deserialize(&mut de)?),
+            "notification" => ServerMessage::Notification(Deserialize::deserialize(&mut de)?),
+            "doc_update" => ServerMessage::DocUpdate(Deserialize::deserialize(&mut de)?),
+            "doc_awareness" => ServerMessage::DocAwareness(Deserialize::deserialize(&mut de)?),
+            "ack" => ServerMessage::Ack(Deserialize::deserialize(&mut de)?),
+            "pong" => ServerMessage::Pong(Deserialize::deserialize(&mut de)?),
+            "error" => ServerMessage::Error(Deserialize::deserialize(&mut de)?),
+            "batch" => ServerMessage::Batch(Deserialize::deserialize(&mut de)?),
+            "history" => ServerMessage::History(Deserialize::deserialize(&mut de)?),
             // Only an operator's page (plain JavaScript) and server-side
             // readers (tests, tools) see `admin`; the dashboard never
             // subscribes to it, so its bundle carries no decoder for it.
             #[cfg(feature = "ssr")]
-            "admin" => ServerMessage::Admin(serde_json::from_str(data)?),
+            "admin" => ServerMessage::Admin(Deserialize::deserialize(&mut de)?),
             other => {
                 return Err(serde_json::Error::custom(format_args!(
                     "unknown message type `{other}`"
                 )))
             }
-        })
+        };
+        de.end()?;
+        Ok(message)
     }
 }
 

@@ -70,16 +70,15 @@ fn queued_envelope<'de, D: serde::Deserializer<'de>>(
         id: Option<String>,
     }
     let stored = Stored::deserialize(deserializer)?;
-    let data = stored.data.get();
+    // One reader for both kinds (what `serde_json::from_str` does per type).
+    let mut data = serde_json::Deserializer::from_str(stored.data.get());
     let message = match stored.kind.as_str() {
-        "chat_send" => {
-            ClientMessage::ChatSend(serde_json::from_str(data).map_err(D::Error::custom)?)
-        }
-        "mark_read" => {
-            ClientMessage::MarkRead(serde_json::from_str(data).map_err(D::Error::custom)?)
-        }
+        "chat_send" => Deserialize::deserialize(&mut data).map(ClientMessage::ChatSend),
+        "mark_read" => Deserialize::deserialize(&mut data).map(ClientMessage::MarkRead),
         other => return Err(D::Error::custom(format_args!("`{other}` is never queued"))),
-    };
+    }
+    .and_then(|message| data.end().map(|()| message))
+    .map_err(D::Error::custom)?;
     Ok(ClientEnvelope {
         message,
         timestamp: None,

@@ -97,9 +97,11 @@ impl Chat {
         self.room.set(previous);
     }
 
-    /// Joins (or creates) a room by name and shows it.
+    /// Joins (or creates) a room by name and shows it. Room names are
+    /// ASCII (`[a-z0-9-]`), so only ASCII capitals are made small: anything
+    /// else is refused by the grammar either way.
     pub fn join_room(&self, name: &str) -> Result<(), String> {
-        let room = name.trim().trim_start_matches('#').to_lowercase();
+        let room = name.trim().trim_start_matches('#').to_ascii_lowercase();
         Channel::chat(&room).map_err(|err| err.to_string())?;
         self.add_room(&room);
         self.room.set(room);
