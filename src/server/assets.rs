@@ -14,6 +14,7 @@ use axum::body::Body;
 use axum::http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use leptos::config::LeptosOptions;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use tower_http::services::ServeDir;
 
 /// `Cache-Control` of a file whose name has its content hash in it.
@@ -161,14 +162,21 @@ pub fn wasm_path(options: &LeptosOptions) -> PathBuf {
 /// The note module's loader on a split build (`pkg/__wasm_split.<hash>.js`,
 /// from the hash file's `split` line), for the page to preload: pulse.js
 /// imports it, and the browser would find it only after pulse.js arrived.
+/// Read once per process, as Leptos reads the hash file for the bundle's
+/// own names: the shell asks on every page rendered.
 pub fn split_loader(options: &LeptosOptions) -> Option<String> {
-    if !options.hash_files {
-        return None;
-    }
-    let (_, hash) = read_hash_file(options)
-        .into_iter()
-        .find(|(kind, _)| kind == "split")?;
-    Some(format!("/{}/__wasm_split.{hash}.js", options.site_pkg_dir))
+    static LOADER: OnceLock<Option<String>> = OnceLock::new();
+    LOADER
+        .get_or_init(|| {
+            if !options.hash_files {
+                return None;
+            }
+            let (_, hash) = read_hash_file(options)
+                .into_iter()
+                .find(|(kind, _)| kind == "split")?;
+            Some(format!("/{}/__wasm_split.{hash}.js", options.site_pkg_dir))
+        })
+        .clone()
 }
 
 /// The `(kind, hash)` pairs of the hash file beside the binary; none when
