@@ -20,10 +20,13 @@ type Fixtures = {
 };
 
 /**
- * Chromium logs a refused WebSocket as an error; tests that stop the server
- * expect it. (One RegExp: Playwright reads an array option as [value, options].)
+ * Chromium logs a refused WebSocket or request as an error, and the split
+ * loader logs a fetch of the note's module that failed (`TypeError: Failed to
+ * fetch`); tests that stop the server expect them. (One RegExp: Playwright
+ * reads an array option as [value, options].)
  */
-export const SERVER_DOWN = /WebSocket connection to .* failed|Failed to load resource: net::ERR_CONNECTION_REFUSED/;
+export const SERVER_DOWN =
+  /WebSocket connection to .* failed|Failed to load resource: net::ERR_CONNECTION_REFUSED|^TypeError: Failed to fetch/;
 
 export const test = base.extend<Fixtures>({
   allowedConsole: [null, { option: true }],

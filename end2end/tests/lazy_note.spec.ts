@@ -1,5 +1,5 @@
 import type { Page, Route } from "@playwright/test";
-import { test, expect, join, say, chatLines, connectionStatus } from "./fixtures";
+import { test, expect, join, say, chatLines, connectionStatus, SERVER_DOWN } from "./fixtures";
 import { note, editable, typeAtEnd } from "./note_helpers";
 
 /**
@@ -77,8 +77,8 @@ test("an anonymous visitor never fetches the note's editor", async ({ openDashbo
 });
 
 test.describe("a failed fetch", () => {
-  // The loader logs the failed fetch; the page warns that it could not load.
-  test.use({ allowedConsole: /could not load|Failed to fetch|ERR_FAILED|net::ERR_|TypeError/ });
+  // The loader logs the failed fetch (the page says so in the panel only).
+  test.use({ allowedConsole: /^TypeError: Failed to fetch|net::ERR_FAILED/ });
 
   test("keeps the dashboard live and is retried until the editor is here", async ({ openDashboard }) => {
     const ann = await openDashboard();
@@ -98,5 +98,43 @@ test.describe("a failed fetch", () => {
     await editable(ann);
     await typeAtEnd(ann, "after a retry");
     await expect(note(ann)).toHaveValue(/after a retry$/);
+  });
+});
+
+test.describe("a fetch that fails while the server is down", () => {
+  test.use({ allowedConsole: SERVER_DOWN });
+
+  test("is not asked again until the page is connected, then the note is editable", async ({
+    server,
+    openDashboard,
+  }) => {
+    const ann = await openDashboard();
+    const held: Route[] = [];
+    await ann.route(CHUNK, (route) => {
+      held.push(route);
+    });
+    const asked: string[] = [];
+    ann.on("request", (request) => {
+      if (CHUNK.test(new URL(request.url()).pathname)) asked.push(request.url());
+    });
+    await join(ann, "Ann");
+    await expect.poll(() => held.length).toBe(1);
+
+    // The server goes down while the module is on its way: the fetch fails.
+    await server.kill();
+    await expect(connectionStatus(ann)).toHaveText(/^(Reconnecting|Offline)/);
+    await held[0].continue();
+    await ann.unroute(CHUNK);
+    await expect(hint(ann)).toHaveText("The note's editor could not load; retrying…");
+    // Longer than the first two retries of a page that is connected (2 s,
+    // then 4 s): the offline page does not ask a server that is down.
+    await ann.waitForTimeout(7_000);
+    expect(asked).toHaveLength(1);
+
+    await server.start();
+    await expect(connectionStatus(ann)).toHaveText(/^Connected/, { timeout: 40_000 });
+    await editable(ann);
+    await typeAtEnd(ann, "after the server came back");
+    await expect(note(ann)).toHaveValue(/after the server came back$/);
   });
 });

@@ -18,7 +18,7 @@ mod tests;
 use base64::Engine as _;
 use leptos::prelude::*;
 
-use super::connection::{Connection, ToDriver};
+use super::connection::{Connection, ConnectionStatus, ToDriver};
 use super::identity::Identity;
 use crate::client::initial::NotePreview;
 use crate::client::note::{color_of, EditorUser, NoteReplica, Peer, Selection, NOTE_DOC};
@@ -108,6 +108,11 @@ impl SharedNote {
             note.editor.set(NoteEditor::Ready);
         }
         note
+    }
+
+    /// Whether the page is connected (tracked).
+    pub fn connected(&self) -> bool {
+        self.connection.status.get() == ConnectionStatus::Connected
     }
 
     /// Whether the engine is installed.

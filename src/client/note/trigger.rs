@@ -2,14 +2,15 @@
 //! when the note panel comes within [`NEAR_PX`] of the viewport, or once
 //! the note is live and the page has had [`IDLE_MS`] to settle — for
 //! signed-in people only (an anonymous visitor never edits, so never
-//! fetches it). A failed fetch is retried by the context with a backoff,
-//! and at once when the panel comes near again.
+//! fetches it). A failed fetch is retried by the context with a backoff
+//! while the page is connected, at once when the panel comes near again,
+//! and when the connection comes back after one failed while offline.
 
 use leptos::prelude::*;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use crate::client::{Identity, SharedNote};
+use crate::client::{Identity, NoteEditor, SharedNote};
 
 /// How near the viewport the panel must come (CSS pixels).
 const NEAR_PX: u32 = 800;
@@ -51,7 +52,11 @@ pub fn load_editor_when_wanted(note: SharedNote, identity: Identity, panel: &web
     });
     Effect::new(move |_| {
         let wanted = near.get() || idle.get();
-        if wanted && identity.user.with(Option::is_some) {
+        // Tracked: a load that failed while the page was offline goes again
+        // when it is connected.
+        let connected = note.connected();
+        let failed = note.editor.get_untracked() == NoteEditor::Retrying;
+        if wanted && identity.user.with(Option::is_some) && (connected || !failed) {
             note.load_editor();
         }
     });

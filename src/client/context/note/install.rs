@@ -43,15 +43,24 @@ impl SharedNote {
         leptos::task::spawn_local(async move {
             match crate::client::note::load::load_replica(new_client_id()).await {
                 Ok(engine) => note.install(engine),
-                Err(err) => note.load_failed(&err),
+                Err(_) => note.load_failed(),
             }
         });
     }
 
-    /// The fetch failed: the panel says so and another one follows, later
-    /// each time (or at once, when the panel comes into view again).
-    fn load_failed(&self, err: &dyn std::fmt::Display) {
-        leptos::logging::warn!("note: {err}");
+    /// Whether a failed load should be tried again now: one failed and
+    /// the page is connected (while it is not, the module's server is most
+    /// likely down too; the retry waits for the connection).
+    pub fn retry_due(&self) -> bool {
+        self.editor.get_untracked() == NoteEditor::Retrying && self.connected()
+    }
+
+    /// The fetch failed: the panel says so (the loader has logged why) and
+    /// another one follows: later each time while the page is connected;
+    /// when it is not, once it is again (`trigger.rs` watches for that), so
+    /// a server that is down is not asked again and again. Coming into
+    /// view again retries at once.
+    pub(in crate::client::context) fn load_failed(&self) {
         if self.editor.get_untracked() == NoteEditor::Ready {
             return;
         }
@@ -62,7 +71,7 @@ impl SharedNote {
         let note = *self;
         set_timeout(
             move || {
-                if note.editor.get_untracked() == NoteEditor::Retrying {
+                if note.retry_due() {
                     note.load_editor();
                 }
             },
