@@ -35,6 +35,12 @@
  *   LEPTOS_SITE_ROOT=target/site target/release/pulse --addr 127.0.0.1:3996 --db /tmp/note_ready.db &
  *   flock /tmp/pulse-build.lock node bench/browser/note_ready.mjs --url http://127.0.0.1:3996 --runs 5
  *
+ * An experiment, not what Pulse does: `--preload-chunk /pkg/split_….wasm`
+ * adds the case `in_view_preload`, `in_view` with a `<link rel=preload
+ * as=fetch>` of the note module put into the page's head as it is parsed
+ * (what a server-rendered preload for signed-in pages would do), so the
+ * module loads beside the main wasm instead of after hydration.
+ *
  * `--cases below_now,in_view` picks cases, `--note-kib 64` seeds a bigger
  * note (on a fresh database: the seed is written once), `--label` tags the
  * lines.
@@ -47,7 +53,8 @@ function arg(name, fallback) {
 }
 const url = arg("--url", "http://127.0.0.1:3000");
 const runs = Number(arg("--runs", "5"));
-const cases = arg("--cases", "below_now,below_idle,below_reload,in_view").split(",");
+const preloadChunk = arg("--preload-chunk", null);
+const cases = arg("--cases", `below_now,below_idle,below_reload,in_view${preloadChunk ? ",in_view_preload" : ""}`).split(",");
 const label = arg("--label", "");
 // The note's size: the seeded sentence, then filler lines up to this many KiB
 // (0: the sentence alone). Its snapshot comes over the throttled socket too.
@@ -117,6 +124,26 @@ function instrument(seeded) {
     return true;
   };
   if (!watch()) document.addEventListener("DOMContentLoaded", watch, { once: true });
+}
+
+/** Puts a preload of the note module `href` into the head as soon as it exists. */
+function preload(href) {
+  const add = () => {
+    if (!document.head) return false;
+    const link = document.createElement("link");
+    link.rel = "preload";
+    link.as = "fetch";
+    link.type = "application/wasm";
+    link.crossOrigin = "anonymous";
+    link.href = href;
+    document.head.appendChild(link);
+    return true;
+  };
+  if (add()) return;
+  const observer = new MutationObserver(() => {
+    if (add()) observer.disconnect();
+  });
+  observer.observe(document, { childList: true, subtree: true });
 }
 
 const browser = await chromium.launch({
@@ -189,10 +216,16 @@ async function seed() {
   if (!(await area.inputValue()).includes(SEEDED)) {
     if (noteKib > 0) {
       // 16 KiB per input event, each acknowledged before the next: a client
-      // message is at most 64 KiB (protocol::MAX_MESSAGE_BYTES), base64 included.
+      // message is at most 64 KiB (protocol::MAX_MESSAGE_BYTES), base64
+      // included. The value is set in the page (Playwright's `fill` takes
+      // seconds on a long text area, Pulse or not).
       const text = noteText();
       for (let end = 16 * 1024; ; end += 16 * 1024) {
-        await area.fill(text.slice(0, end));
+        await area.evaluate((el, value) => {
+          el.value = value;
+          el.setSelectionRange(value.length, value.length);
+          el.dispatchEvent(new InputEvent("input", { bubbles: true, inputType: "insertText" }));
+        }, text.slice(0, end));
         await acknowledged();
         if (end >= text.length) break;
       }
@@ -228,7 +261,7 @@ async function belowFold(run, waitMs) {
 
 /** Joins in a fresh context of `viewport`, clears the cache, and opens a
  * second, throttled and instrumented page there: signed in by its cookie. */
-async function signedInReload(viewport, name) {
+async function signedInReload(viewport, name, preloadHref = null) {
   const context = await browser.newContext({ baseURL: url, viewport });
   const joining = await context.newPage();
   await joining.goto("/");
@@ -237,6 +270,7 @@ async function signedInReload(viewport, name) {
   await cdp.send("Network.clearBrowserCache");
   await joining.close();
   await context.addInitScript(instrument, SEEDED);
+  if (preloadHref) await context.addInitScript(preload, preloadHref);
   const page = await context.newPage();
   await throttled(context, page);
   await page.goto("/");
@@ -255,8 +289,8 @@ async function belowReload(run) {
   return { t, ...marks, ready_ms: Math.max(0, marks.editable - t) };
 }
 
-async function inView(run) {
-  const { context, page } = await signedInReload({ width: 1280, height: 1600 }, `InView${run}`);
+async function inView(run, preloadHref = null) {
+  const { context, page } = await signedInReload({ width: 1280, height: 1600 }, `InView${run}`, preloadHref);
   const marks = await collect(page);
   await context.close();
   return { ...marks, ready_ms: marks.editable - marks.inView, nav_to_editable_ms: marks.editable };
@@ -285,9 +319,11 @@ try {
             ? await belowFold(run, 3000)
             : name === "below_reload"
               ? await belowReload(run)
-              : await inView(run);
+              : name === "in_view_preload"
+                ? await inView(run, preloadChunk)
+                : await inView(run);
       // What the wait after T (or after first-in-view) is made of.
-      const from = name === "in_view" ? r.inView : r.t;
+      const from = name.startsWith("in_view") ? r.inView : r.t;
       const snapshot = r.docFrames.find((f) => f.kind === "subscribed" || f.kind === "batch");
       const line = {
         case: name,
@@ -315,7 +351,7 @@ try {
     summary[name] = {
       ready_ms: ready,
       goal_met: ready.max <= GOAL_MS,
-      nav_to_editable_ms: name === "in_view" ? stats(results[name].map((l) => l.nav_to_editable_ms)) : undefined,
+      nav_to_editable_ms: name.startsWith("in_view") ? stats(results[name].map((l) => l.nav_to_editable_ms)) : undefined,
       chunk_bytes: results[name].find((l) => l.chunk_bytes)?.chunk_bytes ?? null,
     };
   }
