@@ -519,6 +519,9 @@ def summarise(args, kind, label, report, sampler, baseline_rss, window_start, wi
         connected = max(1, report["connected"])
         result.update({
             "connected": report["connected"],
+            # Handshakes that failed (a timeout, a refused upgrade), by message.
+            "connect_errors": report.get("connect_errors"),
+            "connect_error_kinds": report.get("connect_error_kinds"),
             "open_at_end": report.get("open_at_end"),
             "pinged": report.get("pinged"),
             "min_pings": report.get("min_pings"),
@@ -567,6 +570,9 @@ MEASURES = {
                ("server_cpu_seconds", lambda r: r["server_cpu_seconds"], "lower"),
                ("rss_per_socket_kib_mid", lambda r: r["rss_per_socket_kib_mid"], "lower")],
     "idle": [("rss_per_socket_kib_mid", lambda r: r["rss_per_socket_kib_mid"], "lower"),
+             ("connected", lambda r: r["connected"], "higher"),
+             ("closed_early", lambda r: r["closed_early"], "lower"),
+             ("ramp_up_secs", lambda r: r["ramp_up_secs"], "lower"),
              ("open_at_end", lambda r: r["open_at_end"], "higher"),
              ("pinged", lambda r: r["pinged"], "higher"),
              ("server_cpu_seconds", lambda r: r["server_cpu_seconds"], "lower")],
