@@ -249,13 +249,19 @@ async function belowFold(run, waitMs) {
   await page.goto("/");
   await join(page, `Below${run}`);
   if (waitMs) await page.waitForTimeout(waitMs);
+  return scrollAndMeasure(context, page);
+}
+
+/** Scrolls the note into view at T, waits for the marks and closes the
+ * context. Editable before T (the module and the note were already here)
+ * counts as 0. */
+async function scrollAndMeasure(context, page) {
   const t = await page.evaluate(() => {
     document.querySelector('textarea[aria-label="Note"]').scrollIntoView({ block: "center" });
     return performance.now();
   });
   const marks = await collect(page);
   await context.close();
-  // Editable before T (the module and the note were already here) counts as 0.
   return { t, ...marks, ready_ms: Math.max(0, marks.editable - t) };
 }
 
@@ -280,13 +286,7 @@ async function signedInReload(viewport, name, preloadHref = null) {
 async function belowReload(run) {
   const { context, page } = await signedInReload({ width: 1280, height: 600 }, `Reload${run}`);
   await connected(page);
-  const t = await page.evaluate(() => {
-    document.querySelector('textarea[aria-label="Note"]').scrollIntoView({ block: "center" });
-    return performance.now();
-  });
-  const marks = await collect(page);
-  await context.close();
-  return { t, ...marks, ready_ms: Math.max(0, marks.editable - t) };
+  return scrollAndMeasure(context, page);
 }
 
 async function inView(run, preloadHref = null) {

@@ -29,14 +29,29 @@ function price(page: Page, symbol: string) {
 
 const hint = (page: Page) => page.locator("#note-hint");
 
+/** Holds `page`'s requests for the note module until the test releases them. */
+async function holdChunk(page: Page): Promise<Route[]> {
+  const held: Route[] = [];
+  await page.route(CHUNK, (route) => {
+    held.push(route);
+  });
+  return held;
+}
+
+/** The note module's requests `page` makes from now on. */
+function chunkRequests(page: Page): string[] {
+  const asked: string[] = [];
+  page.on("request", (request) => {
+    if (CHUNK.test(new URL(request.url()).pathname)) asked.push(request.url());
+  });
+  return asked;
+}
+
 test("the dashboard is live while the note's editor loads, and the note is editable once it is here", async ({
   openDashboard,
 }) => {
   const ann = await openDashboard();
-  const held: Route[] = [];
-  await ann.route(CHUNK, (route) => {
-    held.push(route);
-  });
+  const held = await holdChunk(ann);
   await join(ann, "Ann");
 
   // Held: the note module was asked for, once.
@@ -63,10 +78,7 @@ test("the dashboard is live while the note's editor loads, and the note is edita
 
 test("an anonymous visitor never fetches the note's editor", async ({ openDashboard }) => {
   const page = await openDashboard();
-  const asked: string[] = [];
-  page.on("request", (request) => {
-    if (CHUNK.test(new URL(request.url()).pathname)) asked.push(request.url());
-  });
+  const asked = chunkRequests(page);
   await expect(connectionStatus(page)).toHaveText(/^Connected/);
   await note(page).scrollIntoViewIfNeeded();
   await page.waitForLoadState("networkidle");
@@ -109,14 +121,8 @@ test.describe("a fetch that fails while the server is down", () => {
     openDashboard,
   }) => {
     const ann = await openDashboard();
-    const held: Route[] = [];
-    await ann.route(CHUNK, (route) => {
-      held.push(route);
-    });
-    const asked: string[] = [];
-    ann.on("request", (request) => {
-      if (CHUNK.test(new URL(request.url()).pathname)) asked.push(request.url());
-    });
+    const held = await holdChunk(ann);
+    const asked = chunkRequests(ann);
     await join(ann, "Ann");
     await expect.poll(() => held.length).toBe(1);
 
