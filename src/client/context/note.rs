@@ -111,7 +111,7 @@ impl SharedNote {
     }
 
     /// Whether the page is connected (tracked).
-    pub fn connected(&self) -> bool {
+    fn connected(&self) -> bool {
         self.connection.status.get() == ConnectionStatus::Connected
     }
 

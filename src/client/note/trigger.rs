@@ -10,7 +10,7 @@ use leptos::prelude::*;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use crate::client::{Identity, NoteEditor, SharedNote};
+use crate::client::{Identity, SharedNote};
 
 /// How near the viewport the panel must come (CSS pixels).
 const NEAR_PX: u32 = 800;
@@ -52,11 +52,10 @@ pub fn load_editor_when_wanted(note: SharedNote, identity: Identity, panel: &web
     });
     Effect::new(move |_| {
         let wanted = near.get() || idle.get();
-        // Tracked: a load that failed while the page was offline goes again
-        // when it is connected.
-        let connected = note.connected();
-        let failed = note.editor.get_untracked() == NoteEditor::Retrying;
-        if wanted && identity.user.with(Option::is_some) && (connected || !failed) {
+        // Tracks the connection: a load that failed while the page was
+        // offline goes again when it is connected.
+        let waits = note.waits_for_connection();
+        if wanted && identity.user.with(Option::is_some) && !waits {
             note.load_editor();
         }
     });

@@ -48,11 +48,14 @@ impl SharedNote {
         });
     }
 
-    /// Whether a failed load should be tried again now: one failed and
-    /// the page is connected (while it is not, the module's server is most
-    /// likely down too; the retry waits for the connection).
-    pub fn retry_due(&self) -> bool {
-        self.editor.get_untracked() == NoteEditor::Retrying && self.connected()
+    /// Whether a failed load waits for the connection before it is tried
+    /// again (while the page is offline, the module's server is most likely
+    /// down too). Reads the connection's status tracked whatever the
+    /// editor's state, so an effect that asks runs again when the page
+    /// connects.
+    pub fn waits_for_connection(&self) -> bool {
+        let connected = self.connected();
+        !connected && self.editor.get_untracked() == NoteEditor::Retrying
     }
 
     /// The fetch failed: the panel says so (the loader has logged why) and
@@ -71,7 +74,9 @@ impl SharedNote {
         let note = *self;
         set_timeout(
             move || {
-                if note.retry_due() {
+                if note.editor.get_untracked() == NoteEditor::Retrying
+                    && !note.waits_for_connection()
+                {
                     note.load_editor();
                 }
             },
